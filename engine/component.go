@@ -1,0 +1,110 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Source reads records and says where the next read starts.
+type Source interface {
+	// Open resumes at the given positions (nil or empty = the pipeline's
+	// start policy). ctx bounds only the opening; background work the source
+	// starts lives until Close.
+	Open(ctx context.Context, from Positions) error
+	// Next returns the next batch's records and the positions just past
+	// them, bounded by limits. It returns no records and the unchanged
+	// positions when nothing arrived within limits.Wait. The engine owns the
+	// returned slice and records. ctx bounds this call.
+	Next(ctx context.Context, limits Limits) (records []Record, until Positions, err error)
+	// Committed is called after the sink committed until (receiver mode
+	// trims its write-ahead log here; Kafka sources echo positions to the
+	// consumer group for lag tools). ctx bounds this call.
+	Committed(ctx context.Context, until Positions) error
+	Close() error
+}
+
+// Transform maps whole batches. One interface, two transports: in-process
+// and a go-plugin subprocess.
+type Transform interface {
+	// Process maps a batch; 0..n outputs per input. Per-record failures come
+	// back in rejected; a returned error fails the whole batch, which is then
+	// recomputed. The input slice is not retained. ctx bounds this call.
+	Process(ctx context.Context, in []Record) (out []Record, rejected []Rejected, err error)
+	Close() error
+}
+
+// Sink stages a batch's output and makes it visible together with the
+// source positions in one atomic step.
+type Sink interface {
+	// Open returns the last committed epoch and positions of pipeline (0 and
+	// nil if none). ctx bounds only the opening.
+	Open(ctx context.Context, pipeline string) (epoch uint64, at Positions, err error)
+	// Write stages records for epoch; nothing becomes visible. It may be
+	// called several times per epoch. The sink must not retain records after
+	// Write returns. ctx bounds this call.
+	Write(ctx context.Context, epoch uint64, records []Record) error
+	// Commit makes the staged output of epoch visible and stores until,
+	// atomically. It succeeds only if the stored epoch is epoch-1 (contiguity,
+	// which also fences a second writer: ErrFenced); committing the epoch
+	// that is already stored with the same positions is a no-op (a retry
+	// after a lost acknowledgement).
+	Commit(ctx context.Context, epoch uint64, until Positions) error
+	// Abort discards whatever was staged for epoch.
+	Abort(ctx context.Context, epoch uint64) error
+	Close() error
+}
+
+// DeadLetterSink is the optional capability of a sink that can stage
+// rejected records inside the same epoch as the batch's output, so dead
+// letters commit atomically with it.
+type DeadLetterSink interface {
+	WriteRejected(ctx context.Context, epoch uint64, rejected []Rejected) error
+}
+
+// Delivery is a pipeline's delivery guarantee.
+type Delivery string
+
+const (
+	// ExactlyOnce commits output and positions atomically in the sink.
+	ExactlyOnce Delivery = "exactly-once"
+	// AtLeastOnce writes output, then records positions: a crash in between
+	// replays (duplicates), never loses.
+	AtLeastOnce Delivery = "at-least-once"
+	// AtMostOnce records positions before processing: a crash in between
+	// loses the batch, never duplicates.
+	AtMostOnce Delivery = "at-most-once"
+)
+
+var (
+	// ErrFenced means another writer committed past this one: the stored
+	// epoch is not epoch-1. Fatal for this pipeline instance.
+	ErrFenced = errors.New("fenced: the sink holds a different epoch; another instance of this pipeline is writing, or its checkpoint was changed")
+	// ErrNotCommitted means the sink cannot say whether a commit took
+	// effect; Open tells after a restart.
+	ErrNotCommitted = errors.New("commit outcome unknown")
+)
+
+// RetryableError marks a transient failure (a sink or broker unreachable):
+// the engine retries the batch with backoff instead of stopping.
+type RetryableError struct {
+	Err   error
+	After time.Duration // a hint; 0 = use the engine's backoff
+}
+
+func (e *RetryableError) Error() string { return e.Err.Error() }
+func (e *RetryableError) Unwrap() error { return e.Err }
+
+// Retryable wraps err as transient. A nil err stays nil.
+func Retryable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &RetryableError{Err: err}
+}
+
+// IsRetryable reports whether err, or anything it wraps, is transient.
+func IsRetryable(err error) bool {
+	var r *RetryableError
+	return errors.As(err, &r)
+}

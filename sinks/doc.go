@@ -1,0 +1,3 @@
+// Package sinks holds Sluice's sinks, one sub-package each, and the
+// conformance suite every sink passes.
+package sinks
