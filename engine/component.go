@@ -10,7 +10,8 @@ import (
 type Source interface {
 	// Open resumes at the given positions (nil or empty = the pipeline's
 	// start policy). ctx bounds only the opening; background work the source
-	// starts lives until Close.
+	// starts lives until Close. After a failure the engine calls Close and
+	// then Open again with the sink's positions.
 	Open(ctx context.Context, from Positions) error
 	// Next returns the next batch's records and the positions just past
 	// them, bounded by limits. It returns no records and the unchanged
@@ -38,7 +39,8 @@ type Transform interface {
 // source positions in one atomic step.
 type Sink interface {
 	// Open returns the last committed epoch and positions of pipeline (0 and
-	// nil if none). ctx bounds only the opening.
+	// nil if none). ctx bounds only the opening. After a failure the engine
+	// calls Open again (without Close) to learn what was committed.
 	Open(ctx context.Context, pipeline string) (epoch uint64, at Positions, err error)
 	// Write stages records for epoch; nothing becomes visible. It may be
 	// called several times per epoch. The sink must not retain records after
@@ -50,7 +52,9 @@ type Sink interface {
 	// that is already stored with the same positions is a no-op (a retry
 	// after a lost acknowledgement).
 	Commit(ctx context.Context, epoch uint64, until Positions) error
-	// Abort discards whatever was staged for epoch.
+	// Abort discards whatever was staged for epoch; it never touches
+	// committed output (the engine may abort after a commit whose
+	// acknowledgement was lost).
 	Abort(ctx context.Context, epoch uint64) error
 	Close() error
 }
