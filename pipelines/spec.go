@@ -1,24 +1,33 @@
 package pipelines
 
-import "time"
+import (
+	"reflect"
+	"time"
+)
 
 // Spec is one pipeline file, version 1. Every block is one Go struct; the
 // `yaml` tag names the key, `default` gives the value used when the key is
 // absent, `required` marks keys that must be present. The loader walks the
 // YAML node tree against these types, so unknown keys and wrong types are
-// reported with FILE:LINE:COL.
+// reported with FILE:LINE:COL. `enum` lists the accepted values of a
+// string key, `min` the smallest accepted integer, `example` what a lint
+// message suggests writing for a missing required key.
 type Spec struct {
-	Version    int         `yaml:"version" required:"true"`
-	Name       string      `yaml:"name" required:"true"`
-	Source     Source      `yaml:"source" required:"true"`
+	Version    int         `yaml:"version" required:"true" example:"1"`
+	Name       string      `yaml:"name" required:"true" example:"my-pipeline"`
+	Source     Source      `yaml:"source" required:"true" example:"{generate: {count: 1000}}"`
 	Batch      Batch       `yaml:"batch"`
-	Delivery   string      `yaml:"delivery" default:"exactly-once"`
+	Delivery   string      `yaml:"delivery" default:"exactly-once" enum:"exactly-once|at-least-once|at-most-once"`
 	Transforms []Transform `yaml:"transforms"`
-	Sink       Sink        `yaml:"sink" required:"true"`
+	Sink       Sink        `yaml:"sink" required:"true" example:"{file: {path: ./out}}"`
 	DeadLetter *DeadLetter `yaml:"dead-letter"`
 
 	// File is the path the spec was loaded from (not a YAML key).
 	File string `yaml:"-"`
+
+	// where remembers the position of every key the file set, so checks
+	// that run after decoding still report FILE:LINE:COL.
+	where *positions
 }
 
 // Source holds exactly one source block.
@@ -32,7 +41,7 @@ type Batch struct {
 	// Interval between batch starts; 0 = continuous (the next batch starts
 	// when the previous one commits).
 	Interval               Duration `yaml:"interval" default:"1s"`
-	MaxRecordsPerPartition int      `yaml:"max-records-per-partition" default:"50000"`
+	MaxRecordsPerPartition int      `yaml:"max-records-per-partition" default:"50000" min:"1"`
 }
 
 // GenerateSource produces deterministic records: record i (counting from 0
@@ -40,10 +49,10 @@ type Batch struct {
 // and lands in partition i mod partitions.
 type GenerateSource struct {
 	Topic      string `yaml:"topic" default:"generate"`
-	Count      int64  `yaml:"count"` // 0 = unbounded
-	Partitions int32  `yaml:"partitions" default:"1"`
-	Keys       int64  `yaml:"keys" default:"1"`
-	Rate       int64  `yaml:"rate"` // records per second across partitions; 0 = as fast as possible
+	Count      int64  `yaml:"count" min:"0"` // 0 = unbounded
+	Partitions int32  `yaml:"partitions" default:"1" min:"1"`
+	Keys       int64  `yaml:"keys" default:"1" min:"0"`
+	Rate       int64  `yaml:"rate" min:"0"` // records per second across partitions; 0 = as fast as possible
 }
 
 // KafkaSource reads a Kafka topic set, from the built-in broker or an
@@ -52,13 +61,13 @@ type KafkaSource struct {
 	Brokers       []string `yaml:"brokers" default:"[builtin]"`
 	Topics        []string `yaml:"topics"`
 	Pattern       string   `yaml:"pattern"`
-	Mode          string   `yaml:"mode" default:"direct"` // direct | receiver
-	Start         string   `yaml:"start" default:"earliest"`
+	Mode          string   `yaml:"mode" default:"direct" enum:"direct|receiver"` // direct | receiver
+	Start         string   `yaml:"start" default:"earliest" enum:"earliest|latest"`
 	Group         string   `yaml:"group"` // default: the pipeline name
 	BlockInterval Duration `yaml:"block-interval" default:"200ms"`
-	MaxRate       int64    `yaml:"max-rate"`                    // records/s per partition; 0 = unlimited
-	WAL           *bool    `yaml:"wal"`                         // receiver mode; default true
-	OnDataLoss    string   `yaml:"on-data-loss" default:"fail"` // fail | skip
+	MaxRate       int64    `yaml:"max-rate" min:"0"`                             // records/s per partition; 0 = unlimited
+	WAL           *bool    `yaml:"wal"`                                          // receiver mode; default true
+	OnDataLoss    string   `yaml:"on-data-loss" default:"fail" enum:"fail|skip"` // fail | skip
 	TLS           *TLS     `yaml:"tls"`
 	SASL          *SASL    `yaml:"sasl"`
 }
@@ -73,17 +82,17 @@ type TLS struct {
 
 // SASL configures authentication to an external cluster.
 type SASL struct {
-	Mechanism string `yaml:"mechanism" required:"true"` // plain | scram-sha-256 | scram-sha-512
-	Username  string `yaml:"username" required:"true"`
-	Password  string `yaml:"password" required:"true"`
+	Mechanism string `yaml:"mechanism" required:"true" enum:"plain|scram-sha-256|scram-sha-512" example:"scram-sha-512"` // plain | scram-sha-256 | scram-sha-512
+	Username  string `yaml:"username" required:"true" example:"sluice"`
+	Password  string `yaml:"password" required:"true" example:"${KAFKA_PASSWORD}"`
 }
 
 // Transform is one step of the transform chain.
 type Transform struct {
 	// Plugin is a built-in plugin name or a path to an executable.
-	Plugin   string         `yaml:"plugin" required:"true"`
+	Plugin   string         `yaml:"plugin" required:"true" example:"jsonpath"`
 	Settings map[string]any `yaml:"settings"`
-	Workers  int            `yaml:"workers" default:"1"`
+	Workers  int            `yaml:"workers" default:"1" min:"1"`
 	SHA256   string         `yaml:"sha256"`
 	Timeout  Duration       `yaml:"timeout" default:"30s"` // per call
 }
@@ -98,19 +107,19 @@ type Sink struct {
 
 // FileSink writes part files into a directory, atomically per epoch.
 type FileSink struct {
-	Path   string `yaml:"path" required:"true"`
-	Format string `yaml:"format" default:"jsonl"` // jsonl | raw
+	Path   string `yaml:"path" required:"true" example:"./out"`
+	Format string `yaml:"format" default:"jsonl" enum:"jsonl|raw"` // jsonl | raw
 }
 
 // StdoutSink prints records; at-least-once only.
 type StdoutSink struct {
-	Format string `yaml:"format" default:"raw"` // jsonl | raw
+	Format string `yaml:"format" default:"raw" enum:"jsonl|raw"` // jsonl | raw
 }
 
 // PostgresSink writes rows and the checkpoint in one transaction.
 type PostgresSink struct {
-	DSN         string            `yaml:"dsn" required:"true"`
-	Table       string            `yaml:"table" required:"true"`
+	DSN         string            `yaml:"dsn" required:"true" example:"${PG_DSN}"`
+	Table       string            `yaml:"table" required:"true" example:"clicks"`
 	Columns     map[string]string `yaml:"columns"`
 	CreateTable bool              `yaml:"create-table"`
 	UpsertKey   []string          `yaml:"upsert-key"`
@@ -119,7 +128,7 @@ type PostgresSink struct {
 // KafkaSink produces into a topic inside a producer transaction.
 type KafkaSink struct {
 	Brokers []string `yaml:"brokers" default:"[builtin]"`
-	Topic   string   `yaml:"topic" required:"true"`
+	Topic   string   `yaml:"topic" required:"true" example:"clicks-out"`
 	TLS     *TLS     `yaml:"tls"`
 	SASL    *SASL    `yaml:"sasl"`
 }
@@ -135,3 +144,41 @@ type Duration time.Duration
 
 // D returns d as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// SourceKind returns the key of the source block that is set ("generate",
+// "kafka", ...), or "" when none is. A validated spec has exactly one.
+func (s *Spec) SourceKind() string { return presentBlock(reflect.ValueOf(&s.Source).Elem()) }
+
+// SinkKind returns the key of the sink block that is set ("file", "stdout",
+// "postgres", "kafka"), or "" when none is. A validated spec has exactly one.
+func (s *Spec) SinkKind() string { return presentBlock(reflect.ValueOf(&s.Sink).Elem()) }
+
+// presentBlocks lists the yaml keys of the non-nil pointer fields of a
+// "one of" struct (Source, Sink), in declaration order.
+func presentBlocks(v reflect.Value) []string {
+	var out []string
+	for _, f := range fieldsOf(v.Type()) {
+		if fv := v.Field(f.index); fv.Kind() == reflect.Pointer && !fv.IsNil() {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
+func presentBlock(v reflect.Value) string {
+	if b := presentBlocks(v); len(b) > 0 {
+		return b[0]
+	}
+	return ""
+}
+
+// WALEnabled reports whether receiver mode writes blocks to the write-ahead
+// log; it does unless the file says wal: false.
+func (k *KafkaSource) WALEnabled() bool { return k.WAL == nil || *k.WAL }
+
+// Delivery modes (the values of the delivery key).
+const (
+	ExactlyOnce = "exactly-once"
+	AtLeastOnce = "at-least-once"
+	AtMostOnce  = "at-most-once"
+)

@@ -1,0 +1,147 @@
+package pipelines
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Load reads, interpolates, decodes and validates the pipeline file at
+// path, with ${VAR} taken from the process environment. On failure the
+// error is an Errors listing every problem in the file.
+func Load(path string) (*Spec, error) {
+	fail := func(msg string) (*Spec, error) {
+		return nil, Errors{{File: path, Line: 1, Col: 1, Msg: msg}}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, Errors{{File: path, Msg: fmt.Sprintf("cannot read the pipeline file: %v; check the path", errors.Unwrap(err))}}
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		return nil, Errors{{File: path, Msg: "is a directory; give the path of a pipeline .yaml file"}}
+	}
+	// Read one byte past the limit so an oversized file is seen without
+	// reading all of it.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return fail(fmt.Sprintf("cannot read the pipeline file: %v", err))
+	}
+	return Parse(path, data, os.LookupEnv)
+}
+
+// Parse decodes and validates one pipeline file's contents. name is used
+// as FILE in messages and stored in Spec.File; env looks up ${VAR} (nil
+// means the process environment). On failure the error is an Errors
+// listing every problem found; Parse never returns both nil.
+func Parse(name string, data []byte, env func(string) (string, bool)) (spec *Spec, err error) {
+	if env == nil {
+		env = os.LookupEnv
+	}
+	fail := func(line, col int, msg string) (*Spec, error) {
+		return nil, Errors{{File: name, Line: line, Col: col, Msg: msg}}
+	}
+	if len(data) > MaxFileSize {
+		return fail(1, 1, fmt.Sprintf("file is larger than %d bytes (1 MiB), too large for a pipeline; check that this is the pipeline file", MaxFileSize))
+	}
+	root, perr := parseDocument(data)
+	if perr != nil {
+		return nil, Errors{{File: name, Line: perr.Line, Col: perr.Col, Msg: perr.Msg}}
+	}
+	body := root.Content[0]
+	if body.Kind != yaml.MappingNode {
+		return fail(body.Line, body.Column, fmt.Sprintf("a pipeline file must be a mapping of keys, got %s; start with version: 1 and name: my-pipeline", describe(body)))
+	}
+
+	d := newDecoder(name, env)
+	d.interpolate(root)
+	spec = &Spec{File: name, where: d.where}
+	d.value("", nil, body, reflect.ValueOf(spec).Elem())
+	d.errs = append(d.errs, spec.check()...)
+	if len(d.errs) > 0 {
+		return nil, d.errs.sort()
+	}
+	spec.fill()
+	return spec, nil
+}
+
+// syntaxError is a problem found before there is a node tree.
+type syntaxError struct {
+	Line, Col int
+	Msg       string
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// parseDocument parses data as exactly one YAML document.
+func parseDocument(data []byte) (doc *yaml.Node, serr *syntaxError) {
+	// yaml.v3 has had panics on hostile input; one bad file must give one
+	// line, never take down the daemon that is reloading it.
+	defer func() {
+		if r := recover(); r != nil {
+			doc, serr = nil, &syntaxError{1, 1, fmt.Sprintf("not valid YAML (the parser failed: %v); check the file's indentation and quoting", r)}
+		}
+	}()
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, &syntaxError{1, 1, "file is empty; a pipeline needs at least version: 1, name, source and sink"}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var first yaml.Node
+	if err := dec.Decode(&first); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &syntaxError{1, 1, "file has no YAML content, only comments; a pipeline needs at least version: 1, name, source and sink"}
+		}
+		return nil, yamlSyntax(err)
+	}
+	var second yaml.Node
+	switch err := dec.Decode(&second); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return nil, yamlSyntax(err)
+	case len(second.Content) == 1 && isNull(second.Content[0]) && second.Content[0].Value == "":
+		// A trailing "---" with nothing after it is harmless.
+	default:
+		return nil, &syntaxError{max(second.Line-1, 1), 1, "file holds more than one YAML document (a second one starts at this ---); put each pipeline in its own file"}
+	}
+	if first.Kind != yaml.DocumentNode || len(first.Content) != 1 {
+		return nil, &syntaxError{1, 1, "file has no YAML content; a pipeline needs at least version: 1, name, source and sink"}
+	}
+	return &first, nil
+}
+
+// parserProblems are yaml.v3's parser (not scanner) errors: it reports
+// their line 0-based, counted from the start of the enclosing mapping or
+// list rather than the exact token.
+var parserProblems = map[string]bool{
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected <document start>": true,
+	"did not find expected key":              true,
+	"did not find expected node content":     true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found undefined tag handle":             true,
+}
+
+func yamlSyntax(err error) *syntaxError {
+	// yaml.v3 reports "yaml: line N: problem" without a column.
+	m := yamlLine.FindStringSubmatch(err.Error())
+	if m == nil {
+		return &syntaxError{1, 1, fmt.Sprintf("not valid YAML: %s; check the file's indentation and quoting", strings.TrimPrefix(err.Error(), "yaml: "))}
+	}
+	line, _ := strconv.Atoi(m[1])
+	if parserProblems[m[2]] {
+		line++
+		return &syntaxError{line, 1, fmt.Sprintf("not valid YAML: %s in the block that starts here; check indentation and quoting in it (a value with { } [ ] or ': ' needs quotes)", m[2])}
+	}
+	return &syntaxError{line, 1, fmt.Sprintf("not valid YAML: %s; check indentation and quoting on this line", m[2])}
+}
