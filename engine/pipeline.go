@@ -40,6 +40,10 @@ type Config struct {
 	// false they are counted, logged and dropped.
 	DeadLetters bool
 
+	// MinBackoff is the wait before the first retry of a failed batch; it
+	// doubles per consecutive failure up to 30s. 0 = 100ms.
+	MinBackoff time.Duration
+
 	Logger  *slog.Logger // nil = slog.Default()
 	Metrics *Metrics     // nil = unregistered collectors
 }
@@ -85,11 +89,15 @@ func New(cfg Config) (*Pipeline, error) {
 	if m == nil {
 		m = NewMetrics(nil)
 	}
+	proto := NewProtocol(cfg.Delivery)
+	if cfg.MinBackoff > 0 {
+		proto.SetMinBackoff(cfg.MinBackoff)
+	}
 	return &Pipeline{
 		cfg:   cfg,
 		log:   log.With("pipeline", cfg.Name),
 		m:     m,
-		proto: NewProtocol(cfg.Delivery),
+		proto: proto,
 		rate:  rateController{interval: cfg.Interval},
 	}, nil
 }
@@ -114,7 +122,6 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 	defer stopDrain()
 	defer func() { err = errors.Join(err, p.close()) }()
 
-	p.lastRecord = time.Now()
 	var nextStart time.Time
 	for {
 		proto := p.proto
@@ -152,6 +159,9 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 			_, at := proto.Committed()
 			err := p.cfg.Source.Open(opCtx, at)
 			p.sourceOpen = err == nil
+			// Idleness counts from here: after a retry the records of the
+			// failed batch are read again and are not yet committed.
+			p.lastRecord = time.Now()
 			p.step(proto, err)
 
 		case ActRead:

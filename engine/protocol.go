@@ -75,13 +75,14 @@ type Protocol struct {
 	inFlight bool
 	staged   bool // the sink may hold staged output for batch.Epoch
 
-	attempt int // consecutive failures
-	err     error
+	attempt    int // consecutive failures
+	err        error
+	minBackoff time.Duration
 }
 
 // NewProtocol returns a protocol for delivery that starts with ActOpen.
 func NewProtocol(delivery Delivery) *Protocol {
-	return &Protocol{delivery: delivery, next: ActOpen}
+	return &Protocol{delivery: delivery, next: ActOpen, minBackoff: minBackoff}
 }
 
 // Next returns the action to perform now.
@@ -100,10 +101,13 @@ func (p *Protocol) Err() error { return p.err }
 // Attempt is the number of consecutive failures so far.
 func (p *Protocol) Attempt() int { return p.attempt }
 
+// SetMinBackoff changes the first retry's wait (default 100ms).
+func (p *Protocol) SetMinBackoff(d time.Duration) { p.minBackoff = d }
+
 // Backoff is how long to wait before the next attempt: exponential from
-// minBackoff, capped at maxBackoff, or the failure's own hint.
+// the minimum backoff, capped at maxBackoff, or the failure's own hint.
 func (p *Protocol) Backoff() time.Duration {
-	d := minBackoff
+	d := p.minBackoff
 	for i := 1; i < p.attempt && d < maxBackoff; i++ {
 		d *= 2
 	}
