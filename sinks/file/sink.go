@@ -1,0 +1,558 @@
+package file
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/pipelines"
+	"github.com/sluicehq/sluice/sinks"
+	"github.com/sluicehq/sluice/sinks/internal/recordfmt"
+)
+
+const (
+	// keepCheckpoints is how many checkpoints per pipeline stay on disk.
+	// Recovery needs only the newest committed one and the one below an
+	// uncommitted leftover; the rest are history for a person debugging.
+	keepCheckpoints = 3
+	// writeBuffer is the bufio size in front of a staging file: large enough
+	// that 100-byte records cost one write(2) per ~10,000 of them.
+	writeBuffer = 1 << 20
+
+	metaDir   = "_sluice"       // per-pipeline checkpoints, lock and staging
+	deadDir   = "_dead-letters" // per-pipeline committed dead letters
+	lockName  = ".lock"
+	stagePref = ".stage-"
+	tmpPref   = ".ckpt-"
+)
+
+// Roll combines epochs into fewer, larger part files. The zero value writes
+// one part file per epoch that has output.
+type Roll struct {
+	// Bytes: make the part file visible once it holds at least this many
+	// bytes; 0 = no size condition.
+	Bytes int64
+	// Interval: make the part file visible at the first commit at least this
+	// long after its first epoch committed; 0 = no age condition.
+	Interval time.Duration
+}
+
+func (r Roll) perEpoch() bool { return r.Bytes <= 0 && r.Interval <= 0 }
+
+// Sink is the exactly-once file sink. One Sink serves one pipeline at a time
+// and is not safe for concurrent use; several Sinks, in one process or many,
+// may share a directory.
+type Sink struct {
+	dir    string
+	format recordfmt.Format
+	roll   Roll
+	log    *slog.Logger
+	id     string // names this instance's staging files
+	seq    int
+
+	pipeline string
+	meta     string   // dir/_sluice/<pipeline>
+	lock     *os.File // flock'ed during recovery and commit
+	known    checkpoint
+	staged   uint64 // epoch with staged output, 0 if none
+	out      *stage // output; with rolling it carries committed bytes across epochs
+	dead     *stage // dead letters of the staged epoch
+}
+
+// New returns a file sink writing into cfg.Path, created if missing.
+func New(cfg pipelines.FileSink) (*Sink, error) {
+	if cfg.Path == "" {
+		return nil, errors.New("file sink: path is empty; write path: DIR, the directory that receives the part files")
+	}
+	f, err := recordfmt.Parse(cfg.Format)
+	if err != nil {
+		return nil, fmt.Errorf("file sink: %w", err)
+	}
+	var id [6]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, fmt.Errorf("file sink: instance id: %w", err)
+	}
+	return &Sink{
+		dir:    cfg.Path,
+		format: f,
+		log:    slog.Default().With("sink", "file", "path", cfg.Path),
+		id:     hex.EncodeToString(id[:]),
+	}, nil
+}
+
+// SetRoll sets how epochs are combined into part files; call it before Open.
+func (s *Sink) SetRoll(r Roll) { s.roll = r }
+
+// Open recovers the directory for pipeline: it deletes what uncommitted
+// epochs left behind and returns the last committed epoch and positions.
+// Calling Open again discards anything staged and recovers afresh. ctx is
+// only checked on entry; file system calls are not interruptible.
+func (s *Sink) Open(ctx context.Context, pipeline string) (uint64, engine.Positions, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, nil, err
+	}
+	if err := checkPipelineName(pipeline); err != nil {
+		return 0, nil, err
+	}
+	s.reset()
+	s.pipeline = pipeline
+	s.meta = filepath.Join(s.dir, metaDir, pipeline)
+	s.log = s.log.With("pipeline", pipeline)
+	if err := os.MkdirAll(s.meta, 0o755); err != nil {
+		return 0, nil, fmt.Errorf("file sink: create %s: %w; the sink needs a writable directory", s.meta, err)
+	}
+	// Make the directories themselves durable before anything in them counts.
+	for _, d := range []string{filepath.Dir(s.meta), s.dir} {
+		if err := syncDir(d); err != nil {
+			return 0, nil, fmt.Errorf("file sink: %w", err)
+		}
+	}
+	lock, err := os.OpenFile(filepath.Join(s.meta, lockName), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return 0, nil, fmt.Errorf("file sink: %w", err)
+	}
+	s.lock = lock
+	if err := lockFile(lock); err != nil {
+		return 0, nil, fmt.Errorf("file sink: lock %s: %w", lock.Name(), err)
+	}
+	defer unlockFile(lock)
+
+	c, err := s.recover()
+	if err != nil {
+		return 0, nil, err
+	}
+	s.known = c
+	if err := s.carry(); err != nil {
+		return 0, nil, err
+	}
+	if c.Epoch == 0 {
+		return 0, nil, nil
+	}
+	return c.Epoch, c.Positions.Clone(), nil
+}
+
+// Write stages records for epoch in a hidden staging file.
+func (s *Sink) Write(ctx context.Context, epoch uint64, records []engine.Record) error {
+	if err := s.beginEpoch(ctx, epoch); err != nil {
+		return err
+	}
+	if len(records) == 0 {
+		return nil
+	}
+	st, err := s.stageOut()
+	if err != nil {
+		return err
+	}
+	for i := range records {
+		if err := st.append(s.format, &records[i]); err != nil {
+			return fmt.Errorf("file sink: stage epoch %d: %w", epoch, err)
+		}
+	}
+	return nil
+}
+
+// WriteRejected stages dead letters for epoch; they become visible under
+// _dead-letters/<pipeline>/ in the same commit as the epoch's output. It
+// implements engine.DeadLetterSink.
+func (s *Sink) WriteRejected(ctx context.Context, epoch uint64, rejected []engine.Rejected) error {
+	if err := s.beginEpoch(ctx, epoch); err != nil {
+		return err
+	}
+	if len(rejected) == 0 {
+		return nil
+	}
+	if s.dead == nil {
+		st, err := s.newStage(".dead")
+		if err != nil {
+			return err
+		}
+		s.dead = st
+	}
+	for i := range rejected {
+		rec := sinks.DeadLetter(rejected[i])
+		if err := s.dead.append(recordfmt.JSONL, &rec); err != nil {
+			return fmt.Errorf("file sink: stage dead letters of epoch %d: %w", epoch, err)
+		}
+	}
+	return nil
+}
+
+func (s *Sink) beginEpoch(ctx context.Context, epoch uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.lock == nil {
+		return errors.New("file sink: Write before Open")
+	}
+	if s.staged != 0 && s.staged != epoch {
+		return fmt.Errorf("file sink: epoch %d is staged and not committed; commit or abort it before writing epoch %d", s.staged, epoch)
+	}
+	s.staged = epoch
+	return nil
+}
+
+// Commit makes epoch's staged output visible and stores until; see the
+// package comment for the order of steps and why it is atomic.
+func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.lock == nil {
+		return errors.New("file sink: Commit before Open")
+	}
+	if s.staged != 0 && s.staged != epoch {
+		return fmt.Errorf("file sink: commit of epoch %d while epoch %d is staged; abort it first", epoch, s.staged)
+	}
+	if err := lockFile(s.lock); err != nil {
+		return fmt.Errorf("file sink: lock %s: %w", s.lock.Name(), err)
+	}
+	defer unlockFile(s.lock)
+
+	stored, err := s.newestCommitted(false)
+	if err != nil {
+		return err
+	}
+	switch {
+	case stored.Epoch == epoch && stored.Positions.Equal(until):
+		// A retry after a lost acknowledgement: the output is there already.
+		s.known = stored
+		s.dropStaged()
+		s.dropOut()
+		return s.carry()
+	case stored.Epoch != epoch-1:
+		return s.fenced(epoch, stored, "")
+	case !stored.same(s.known):
+		return s.fenced(epoch, stored, "; it was committed by another instance after this one opened")
+	}
+
+	c := checkpoint{Pipeline: s.pipeline, Epoch: epoch, Positions: until.Clone(), Time: time.Now().UTC()}
+	if s.out != nil {
+		c.Records = s.out.records
+		if err := s.out.sync(); err != nil {
+			return fmt.Errorf("file sink: commit epoch %d: %w", epoch, err)
+		}
+	}
+	if s.dead != nil && s.dead.records > 0 {
+		// Before the checkpoint: dead letters of an epoch that then fails to
+		// commit are deleted by Open, and a replay renames over them.
+		name, err := s.publishDead(epoch)
+		if err != nil {
+			return err
+		}
+		c.DeadLetters = name
+	}
+	var rolling bool
+	if s.out != nil && s.out.size > 0 {
+		rolling = s.roll.perEpoch() ||
+			(s.roll.Bytes > 0 && s.out.size >= s.roll.Bytes) ||
+			(s.roll.Interval > 0 && c.Time.Sub(s.out.since) >= s.roll.Interval)
+		if rolling {
+			c.Part = partName(s.pipeline, epoch, s.format)
+			c.Staged = s.out.name
+		} else {
+			c.Open = &openPart{File: s.out.name, Bytes: s.out.size, Since: s.out.since}
+		}
+	}
+	if err := s.writeCheckpoint(c); err != nil {
+		return err
+	}
+	if rolling {
+		// The commit point.
+		if err := os.Rename(s.out.path(), filepath.Join(s.dir, c.Part)); err != nil {
+			return fmt.Errorf("file sink: commit epoch %d: %w", epoch, err)
+		}
+		s.out.close()
+		s.out = nil
+		if err := syncDir(s.dir); err != nil {
+			return fmt.Errorf("%w: epoch %d: %w", engine.ErrNotCommitted, epoch, err)
+		}
+	} else if s.out != nil {
+		s.out.committed = s.out.size
+		s.out.records = 0
+	}
+	prev := s.known
+	s.known = c
+	s.staged = 0
+	s.prune(epoch, prev)
+	return nil
+}
+
+// Abort discards what is staged for epoch (and, with rolling, only the bytes
+// added since the last commit).
+func (s *Sink) Abort(ctx context.Context, epoch uint64) error {
+	s.dropStaged()
+	return nil
+}
+
+// Close discards anything staged and releases the directory. Committed but
+// not yet rolled output stays in its staging file and is carried on by the
+// next Open.
+func (s *Sink) Close() error {
+	s.reset()
+	return nil
+}
+
+// reset returns the sink to its state before Open.
+func (s *Sink) reset() {
+	s.dropStaged()
+	if s.out != nil {
+		s.out.close()
+		s.out = nil
+	}
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
+	}
+	s.known = checkpoint{}
+}
+
+// dropStaged discards the staged epoch: dead letters entirely, output back
+// to its committed length.
+func (s *Sink) dropStaged() {
+	s.staged = 0
+	if s.dead != nil {
+		s.dead.remove()
+		s.dead = nil
+	}
+	if s.out == nil {
+		return
+	}
+	if s.out.committed == 0 {
+		s.dropOut()
+		return
+	}
+	if err := s.out.truncate(); err != nil {
+		s.log.Warn("cannot cut the staging file back to its committed length; starting a new one", "file", s.out.path(), "err", err)
+		s.out.close() // it stays referenced by the checkpoint; carry copies the committed part
+		s.out = nil
+		if err := s.carry(); err != nil {
+			s.log.Warn("cannot carry committed output into a new staging file", "err", err)
+		}
+	}
+}
+
+// dropOut deletes this instance's output staging file unless a checkpoint
+// still refers to it.
+func (s *Sink) dropOut() {
+	if s.out == nil {
+		return
+	}
+	if s.known.Open != nil && s.known.Open.File == s.out.name {
+		s.out.close()
+	} else {
+		s.out.remove()
+	}
+	s.out = nil
+}
+
+func (s *Sink) fenced(epoch uint64, stored checkpoint, why string) error {
+	return fmt.Errorf("%w: pipeline %q in %s: commit of epoch %d needs epoch %d stored, the directory holds epoch %d%s; run one instance of a pipeline per directory, and do not edit %s",
+		engine.ErrFenced, s.pipeline, s.dir, epoch, epoch-1, stored.Epoch, why, s.meta)
+}
+
+// stageOut returns the output staging file, creating it on first use.
+func (s *Sink) stageOut() (*stage, error) {
+	if s.out != nil {
+		return s.out, nil
+	}
+	st, err := s.newStage("")
+	if err != nil {
+		return nil, err
+	}
+	st.since = time.Now().UTC()
+	s.out = st
+	return st, nil
+}
+
+// carry makes committed but unrolled output (a rolling part file in
+// progress) this instance's own by copying its committed bytes into a new
+// staging file. Copying rather than adopting the file keeps a stale instance
+// that still appends to it from corrupting what this one commits.
+func (s *Sink) carry() error {
+	o := s.known.Open
+	if o == nil || (s.out != nil && s.out.name == o.File) {
+		return nil
+	}
+	src, err := os.Open(filepath.Join(s.meta, o.File))
+	if err != nil {
+		return fmt.Errorf("file sink: epoch %d left committed output in %s, which cannot be read: %w; restore it, or delete %s to roll back to the epoch before (its output will be written again)",
+			s.known.Epoch, o.File, err, s.checkpointPath(s.known.Epoch))
+	}
+	defer src.Close()
+	st, err := s.newStage("")
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(st.w, io.LimitReader(src, o.Bytes))
+	if err == nil && n != o.Bytes {
+		err = fmt.Errorf("it holds %d bytes, the checkpoint of epoch %d says %d", n, s.known.Epoch, o.Bytes)
+	}
+	if err == nil {
+		err = st.sync()
+	}
+	if err != nil {
+		st.remove()
+		return fmt.Errorf("file sink: carry committed output from %s: %w", o.File, err)
+	}
+	st.size, st.committed, st.since = n, n, o.Since
+	s.out = st
+	return nil
+}
+
+func (s *Sink) newStage(suffix string) (*stage, error) {
+	s.seq++
+	name := fmt.Sprintf("%s%s-%d%s", stagePref, s.id, s.seq, suffix)
+	f, err := os.OpenFile(filepath.Join(s.meta, name), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("file sink: create staging file: %w", err)
+	}
+	// Held while the file is in use so Open of another instance can tell a
+	// live staging file from one a crashed instance left behind.
+	if _, err := tryLockFile(f); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("file sink: lock staging file: %w", err)
+	}
+	return &stage{f: f, dir: s.meta, name: name, w: bufio.NewWriterSize(f, writeBuffer)}, nil
+}
+
+// publishDead fsyncs the staged dead letters and renames them to their
+// committed name for epoch.
+func (s *Sink) publishDead(epoch uint64) (string, error) {
+	dir := filepath.Join(s.dir, deadDir, s.pipeline)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("file sink: create %s: %w", dir, err)
+	}
+	if err := s.dead.sync(); err != nil {
+		return "", fmt.Errorf("file sink: dead letters of epoch %d: %w", epoch, err)
+	}
+	name := deadName(epoch)
+	if err := os.Rename(s.dead.path(), filepath.Join(dir, name)); err != nil {
+		return "", fmt.Errorf("file sink: dead letters of epoch %d: %w", epoch, err)
+	}
+	s.dead.close()
+	s.dead = nil
+	if err := syncDir(dir); err != nil {
+		return "", fmt.Errorf("file sink: %w", err)
+	}
+	return filepath.Join(deadDir, s.pipeline, name), nil
+}
+
+// prune deletes checkpoints older than the last keepCheckpoints and a
+// carried-from staging file no checkpoint needs any more. Failures only
+// leave garbage behind, so they are logged, not returned.
+func (s *Sink) prune(epoch uint64, prev checkpoint) {
+	if prev.Open != nil && (s.known.Open == nil || s.known.Open.File != prev.Open.File) &&
+		(s.out == nil || s.out.name != prev.Open.File) {
+		removeIfDead(filepath.Join(s.meta, prev.Open.File))
+	}
+	if epoch <= keepCheckpoints {
+		return
+	}
+	old := epoch - keepCheckpoints
+	if err := os.Remove(s.checkpointPath(old)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("cannot delete an old checkpoint", "err", err)
+	}
+}
+
+// checkPipelineName rejects names that cannot be part of a file name.
+func checkPipelineName(p string) error {
+	if p == "" || p == "." || p == ".." || strings.ContainsAny(p, "/\\\x00") {
+		return fmt.Errorf("file sink: pipeline name %q cannot name files; use letters, digits, '-', '_' and '.'", p)
+	}
+	return nil
+}
+
+func partName(pipeline string, epoch uint64, f recordfmt.Format) string {
+	return fmt.Sprintf("part-%s-%020d%s", pipeline, epoch, f.Ext())
+}
+
+func deadName(epoch uint64) string { return fmt.Sprintf("dead-%020d.jsonl", epoch) }
+
+// syncDir makes renames and creations inside dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// removeIfDead deletes a staging file unless a live instance holds its lock.
+func removeIfDead(path string) bool {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if ok, _ := tryLockFile(f); !ok {
+		return false
+	}
+	return os.Remove(path) == nil
+}
+
+// stage is one hidden staging file and its write buffer.
+type stage struct {
+	f         *os.File
+	dir, name string
+	w         *bufio.Writer
+	size      int64     // bytes written, buffered ones included
+	committed int64     // bytes that belong to committed epochs (rolling)
+	records   int64     // records of the staged epoch
+	since     time.Time // when its first epoch was staged (roll interval)
+}
+
+func (st *stage) path() string { return filepath.Join(st.dir, st.name) }
+
+func (st *stage) append(f recordfmt.Format, r *engine.Record) error {
+	b := f.Append(st.w.AvailableBuffer(), r)
+	n, err := st.w.Write(b)
+	st.size += int64(n)
+	st.records++
+	return err
+}
+
+// sync writes out the buffer and fsyncs: the one fsync of output per commit.
+func (st *stage) sync() error {
+	if err := st.w.Flush(); err != nil {
+		return err
+	}
+	return st.f.Sync()
+}
+
+// truncate cuts the file back to its committed bytes.
+func (st *stage) truncate() error {
+	st.w.Reset(st.f)
+	if err := st.f.Truncate(st.committed); err != nil {
+		return err
+	}
+	if _, err := st.f.Seek(st.committed, io.SeekStart); err != nil {
+		return err
+	}
+	st.size, st.records = st.committed, 0
+	return nil
+}
+
+func (st *stage) close() { st.f.Close() }
+
+func (st *stage) remove() {
+	os.Remove(st.path())
+	st.f.Close()
+}
