@@ -51,6 +51,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(
 		newVersionCmd(),
+		newRunCmd(),
 		newLintCmd(),
 	)
 	return root
