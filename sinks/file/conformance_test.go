@@ -1,0 +1,94 @@
+package file
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/pipelines"
+	"github.com/sluicehq/sluice/sinks/sinktest"
+)
+
+func TestConformance(t *testing.T) {
+	for _, format := range []string{"jsonl", "raw"} {
+		t.Run(format, func(t *testing.T) {
+			sinktest.Run(t, func(t *testing.T) sinktest.Harness {
+				dir := t.TempDir()
+				return sinktest.Harness{
+					New: func(t *testing.T) engine.Sink {
+						s, err := New(pipelines.FileSink{Path: dir, Format: format})
+						if err != nil {
+							t.Fatal(err)
+						}
+						return s
+					},
+					Read: func(t *testing.T) []string {
+						var out []string
+						for _, name := range visible(t, dir) {
+							out = append(out, readValues(t, filepath.Join(dir, name), format)...)
+						}
+						return out
+					},
+					ReadDeadLetters: func(t *testing.T) []string {
+						files, err := filepath.Glob(filepath.Join(dir, deadDir, "*", "dead-*.jsonl"))
+						if err != nil {
+							t.Fatal(err)
+						}
+						var out []string
+						for _, f := range files {
+							out = append(out, readValues(t, f, "jsonl")...)
+						}
+						return out
+					},
+				}
+			})
+		})
+	}
+}
+
+// readValues returns the record values in one output file.
+func readValues(t *testing.T, path, format string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if format == "raw" {
+			out = append(out, sc.Text())
+			continue
+		}
+		var line struct {
+			Value       *string `json:"value"`
+			ValueBase64 string  `json:"value_base64"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("%s: %q is not JSON: %v", path, sc.Text(), err)
+		}
+		switch {
+		case line.Value != nil:
+			out = append(out, *line.Value)
+		default:
+			b, err := base64.StdEncoding.DecodeString(line.ValueBase64)
+			if err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			out = append(out, string(b))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(path, string(filepath.Separator)+".") {
+		t.Fatalf("read a hidden file %s", path)
+	}
+	return out
+}
