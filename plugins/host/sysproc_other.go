@@ -1,0 +1,18 @@
+//go:build !linux && !windows
+
+package host
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// isolate puts the plugin in its own process group. Without a parent-death
+// signal, the SDK's parent watch is what ends a plugin whose host died.
+func isolate(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+}
+
+func killGroup(pid int) {
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+}

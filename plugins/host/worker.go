@@ -1,0 +1,261 @@
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/plugins/internal/wire"
+	pluginpb "github.com/sluicehq/sluice/plugins/proto"
+	"github.com/sluicehq/sluice/plugins/sdk"
+)
+
+// worker owns one plugin process and restarts it when it fails.
+type worker struct {
+	t        *Transform
+	index    int
+	launch   launch
+	settings []byte
+
+	mu        sync.Mutex // one call at a time; guards everything below
+	client    *plugin.Client
+	rpc       pluginpb.TransformClient
+	procID    int
+	stderr    *tail
+	starts    int       // processes started so far
+	failures  int       // consecutive failed calls
+	nextStart time.Time // restart backoff
+	fatal     error     // once set, every call returns it
+	buf       []byte    // request encoding buffer, reused
+}
+
+func (w *worker) pid() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.procID
+}
+
+// start launches and configures the process. Called with mu held.
+func (w *worker) start(ctx context.Context) error {
+	if wait := time.Until(w.nextStart); wait > 0 {
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-timer.C:
+		}
+	}
+	cfg := w.t.cfg
+	cmd := exec.Command(w.launch.path)
+	cmd.Env = append(os.Environ(), w.launch.env...)
+	cmd.Env = append(cmd.Env, sdk.ParentPIDEnv+"="+strconv.Itoa(os.Getpid()))
+	isolate(cmd)
+	w.stderr = &tail{}
+	cc := &plugin.ClientConfig{
+		HandshakeConfig:  pluginpb.Handshake,
+		Plugins:          plugin.PluginSet{pluginpb.PluginName: &pluginpb.GoPlugin{}},
+		Cmd:              cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		Logger:           newHCLog(w.t.log.With("worker", w.index)),
+		Stderr:           w.stderr,
+		GRPCDialOptions:  pluginpb.DialOptions(),
+		StartTimeout:     cfg.Timeout,
+	}
+	if w.launch.sha256 != nil {
+		cc.SecureConfig = &plugin.SecureConfig{Checksum: w.launch.sha256, Hash: sha256.New()}
+	}
+	client := plugin.NewClient(cc)
+	w.starts++
+	if w.starts > 1 {
+		w.t.restarts.Inc()
+		w.t.log.Warn("restarting plugin", "worker", w.index, "consecutive_failures", w.failures)
+	}
+	rpcClient, err := client.Client()
+	if err != nil {
+		client.Kill()
+		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
+			return fmt.Errorf("plugin %s: its sha256 is %s, not %s as the pipeline says; if you rebuilt it on purpose, update sha256:",
+				w.launch.display, fileSHA256(w.launch.path), cfg.SHA256)
+		}
+		return fmt.Errorf("start plugin %s: %w; its stderr:\n%s", w.launch.display, err, w.stderr)
+	}
+	raw, err := rpcClient.Dispense(pluginpb.PluginName)
+	if err != nil {
+		client.Kill()
+		return fmt.Errorf("plugin %s does not serve a Sluice transform: %w", w.launch.display, err)
+	}
+	w.client, w.rpc = client, raw.(pluginpb.TransformClient)
+	w.procID = client.ReattachConfig().Pid
+
+	cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	_, err = w.rpc.Configure(cctx, &pluginpb.ConfigureRequest{
+		SettingsJson: w.settings, Pipeline: cfg.Pipeline, Step: w.t.name, Worker: uint32(w.index),
+	})
+	if err != nil {
+		w.kill()
+		if status.Code(err) == codes.InvalidArgument {
+			// Settings will not get better by retrying.
+			w.fatal = fmt.Errorf("transform %s: %s", w.t.name, status.Convert(err).Message())
+			return w.fatal
+		}
+		return fmt.Errorf("configure plugin %s: %w", w.launch.display, err)
+	}
+	return nil
+}
+
+// kill ends the process at once (it failed: no graceful shutdown).
+func (w *worker) kill() {
+	if w.client == nil {
+		return
+	}
+	if w.procID > 0 {
+		killGroup(w.procID)
+	}
+	w.client.Kill() // reaps it and waits for its stderr to drain
+	w.client, w.rpc, w.procID = nil, nil, 0
+}
+
+func (w *worker) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.client != nil {
+		w.client.Kill()
+		w.client, w.rpc, w.procID = nil, nil, 0
+	}
+	if w.fatal == nil {
+		w.fatal = errors.New("transform " + w.t.name + " is closed")
+	}
+}
+
+func (w *worker) process(ctx context.Context, in []engine.Record) ([]engine.Record, []engine.Rejected, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fatal != nil {
+		return nil, nil, w.fatal
+	}
+	if w.rpc == nil {
+		if err := w.start(ctx); err != nil {
+			if w.fatal != nil || ctx.Err() != nil {
+				return nil, nil, err
+			}
+			return nil, nil, w.failed(err)
+		}
+	}
+	var (
+		out []engine.Record
+		rej []engine.Rejected
+	)
+	for len(in) > 0 {
+		chunk := chunkEnd(in)
+		o, r, err := w.call(ctx, in[:chunk])
+		if err != nil {
+			return nil, nil, err
+		}
+		if out == nil {
+			out = o
+		} else {
+			out = append(out, o...)
+		}
+		rej = append(rej, r...)
+		in = in[chunk:]
+	}
+	w.failures = 0
+	return out, rej, nil
+}
+
+// chunkEnd returns how many records from the front of in fit one request.
+func chunkEnd(in []engine.Record) int {
+	size := 0
+	for i := range in {
+		size += wire.RecordSize(&in[i])
+		if size > pluginpb.MaxRequestBytes && i > 0 {
+			return i
+		}
+	}
+	return len(in)
+}
+
+func (w *worker) call(ctx context.Context, in []engine.Record) ([]engine.Record, []engine.Rejected, error) {
+	w.buf = wire.Append(w.buf[:0], in)
+	cctx, cancel := context.WithTimeout(ctx, w.t.cfg.Timeout)
+	resp, err := w.rpc.Process(cctx, &pluginpb.ProcessRequest{Records: w.buf})
+	cancel()
+	if cap(w.buf) > pluginpb.MaxRequestBytes*2 {
+		w.buf = nil // one huge record should not pin memory forever
+	}
+	if err != nil {
+		return nil, nil, w.callFailed(ctx, err)
+	}
+	out, err := wire.Decode(resp.GetRecords())
+	if err != nil {
+		return nil, nil, fmt.Errorf("plugin %s sent a bad response (built against another SDK version?): %w", w.launch.display, err)
+	}
+	var rej []engine.Rejected
+	if len(resp.GetReasons()) > 0 {
+		recs, err := wire.Decode(resp.GetRejected())
+		if err != nil || len(recs) != len(resp.GetReasons()) {
+			return nil, nil, fmt.Errorf("plugin %s sent bad rejected records (built against another SDK version?)", w.launch.display)
+		}
+		rej = make([]engine.Rejected, len(recs))
+		for i := range recs {
+			rej[i] = engine.Rejected{Record: recs[i], Reason: resp.Reasons[i], Plugin: w.t.name}
+		}
+	}
+	return out, rej, nil
+}
+
+// callFailed classifies a failed Process call.
+func (w *worker) callFailed(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		// The engine gave up on the batch (shutdown); not the plugin's fault.
+		return ctx.Err()
+	}
+	st := status.Convert(err)
+	switch st.Code() {
+	case codes.FailedPrecondition:
+		return fmt.Errorf("transform %s failed the batch: %s", w.t.name, st.Message())
+	case codes.ResourceExhausted, codes.InvalidArgument:
+		return fmt.Errorf("transform %s: %s", w.t.name, st.Message())
+	case codes.Aborted:
+		// The plugin asked for a retry; its process is fine.
+		return w.failed(fmt.Errorf("transform %s: %s", w.t.name, st.Message()))
+	case codes.DeadlineExceeded:
+		w.kill()
+		return w.failed(fmt.Errorf("transform %s: no answer within its timeout of %s; raise timeout: if batches are legitimately slow", w.t.name, w.t.cfg.Timeout))
+	default:
+		w.kill()
+		return w.failed(fmt.Errorf("transform %s: plugin process failed: %s", w.t.name, st.Message()))
+	}
+}
+
+// failed counts a failure: retryable with backoff until the limit, then
+// final with the plugin's last stderr lines. Called with mu held.
+func (w *worker) failed(err error) error {
+	w.failures++
+	if w.failures >= w.t.cfg.MaxFailures {
+		w.kill()
+		w.fatal = fmt.Errorf("%w (%d failures in a row, giving up); the plugin's last stderr lines:\n%s", err, w.failures, w.stderr)
+		return w.fatal
+	}
+	backoff := restartBackoffMin << (w.failures - 1)
+	if backoff > restartBackoffMax || backoff <= 0 {
+		backoff = restartBackoffMax
+	}
+	w.nextStart = time.Now().Add(backoff)
+	w.t.log.Warn("plugin call failed; the batch will be retried", "worker", w.index, "error", err, "retry_in", backoff)
+	return &engine.RetryableError{Err: err, After: backoff}
+}

@@ -1,0 +1,80 @@
+package pluginpb
+
+import (
+	"context"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+)
+
+// ProtocolVersion is the plugin protocol version in the go-plugin
+// handshake. Bump it on any incompatible change to transform.proto or the
+// packed record encoding: a host then refuses a plugin built against another
+// version with a message naming both versions, instead of misreading it.
+const ProtocolVersion = 1
+
+// PluginName is the one plugin a plugin process dispenses.
+const PluginName = "transform"
+
+// Hard limits of one gRPC message between host and plugin.
+const (
+	// MaxMessageBytes bounds one Process request or response. A flat-map
+	// plugin can grow a batch several times over, so the ceiling is well
+	// above the request chunk size; past it the call fails with a message
+	// that says to lower the batch size.
+	MaxMessageBytes = 256 << 20
+	// MaxRequestBytes is where the host cuts a batch into several Process
+	// calls, so that large batches stay far from MaxMessageBytes and memory
+	// per call stays bounded on both sides.
+	MaxRequestBytes = 16 << 20
+	// WindowBytes is the HTTP/2 flow-control window: large enough that a
+	// multi-megabyte batch is not throttled by window updates on a local
+	// socket.
+	WindowBytes = 16 << 20
+)
+
+// Handshake is the go-plugin handshake every Sluice plugin and host share.
+// The cookie only keeps people from running a plugin binary by hand; it is
+// not security.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  ProtocolVersion,
+	MagicCookieKey:   "SLUICE_PLUGIN_MAGIC_COOKIE",
+	MagicCookieValue: "b6f3c8e0-sluice-transform",
+}
+
+// GoPlugin adapts the Transform service to go-plugin. The plugin side sets
+// Impl; the host side leaves it nil and dispenses a TransformClient.
+type GoPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	Impl TransformServer
+}
+
+// GRPCServer registers the plugin's service.
+func (p *GoPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	RegisterTransformServer(s, p.Impl)
+	return nil
+}
+
+// GRPCClient returns a TransformClient on the host side.
+func (p *GoPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return NewTransformClient(c), nil
+}
+
+// ServerOptions are the gRPC server options both sides agree on.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.MaxSendMsgSize(MaxMessageBytes),
+		grpc.InitialWindowSize(WindowBytes),
+		grpc.InitialConnWindowSize(WindowBytes),
+	}
+}
+
+// DialOptions are the matching gRPC client options.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
+		grpc.WithInitialWindowSize(WindowBytes),
+		grpc.WithInitialConnWindowSize(WindowBytes),
+	}
+}

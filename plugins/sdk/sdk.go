@@ -1,0 +1,114 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+
+	"github.com/sluicehq/sluice/engine"
+)
+
+// Record and Rejected are the engine's types: the same values flow
+// in-process and across the plugin boundary.
+type (
+	Record   = engine.Record
+	Header   = engine.Header
+	Rejected = engine.Rejected
+)
+
+// Transform is what a plugin implements. Any engine.Transform is one.
+type Transform interface {
+	// Process maps a batch; 0..n outputs per input. Per-record failures go
+	// in rejected; a returned error fails the whole batch. in and the byte
+	// slices of its records are only valid during the call: copy what you
+	// keep. ctx bounds this call (the step's timeout).
+	Process(ctx context.Context, in []Record) (out []Record, rejected []Rejected, err error)
+}
+
+// Configurer is the optional capability of a Transform that takes settings.
+// Configure is called once per process start, before any Process.
+type Configurer interface {
+	Configure(ctx context.Context, s Settings) error
+}
+
+type batchError struct{ err error }
+
+func (e *batchError) Error() string { return e.err.Error() }
+func (e *batchError) Unwrap() error { return e.err }
+
+// FailBatch marks an error returned from a per-record function (Map, Filter,
+// FlatMap) as failing the whole batch rather than rejecting one record: use
+// it when the cause is not the record (a lookup service is down). Wrap it in
+// engine.Retryable to have the batch retried.
+func FailBatch(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &batchError{err}
+}
+
+type recordFunc func(out []Record, r *Record) ([]Record, error)
+
+type perRecord struct{ f recordFunc }
+
+func (p perRecord) Process(_ context.Context, in []Record) ([]Record, []Rejected, error) {
+	out := make([]Record, 0, len(in))
+	var rejected []Rejected
+	for i := range in {
+		var err error
+		out, err = p.f(out, &in[i])
+		if err != nil {
+			var be *batchError
+			if errors.As(err, &be) {
+				return nil, nil, be.err
+			}
+			rejected = append(rejected, Rejected{Record: in[i], Reason: err.Error()})
+		}
+	}
+	return out, rejected, nil
+}
+
+// Map makes a Transform that maps each record to one record. An error
+// rejects the input record with the error's text as the reason.
+func Map(f func(Record) (Record, error)) Transform {
+	return perRecord{func(out []Record, r *Record) ([]Record, error) {
+		m, err := f(*r)
+		if err != nil {
+			return out, err
+		}
+		return append(out, m), nil
+	}}
+}
+
+// Filter makes a Transform that keeps the records for which f is true.
+func Filter(f func(Record) (bool, error)) Transform {
+	return perRecord{func(out []Record, r *Record) ([]Record, error) {
+		keep, err := f(*r)
+		if err != nil || !keep {
+			return out, err
+		}
+		return append(out, *r), nil
+	}}
+}
+
+// FlatMap makes a Transform that maps each record to zero or more records.
+func FlatMap(f func(Record) ([]Record, error)) Transform {
+	return perRecord{func(out []Record, r *Record) ([]Record, error) {
+		more, err := f(*r)
+		if err != nil {
+			return out, err
+		}
+		return append(out, more...), nil
+	}}
+}
+
+// Batch makes a Transform from a whole-batch function, for transforms that
+// look across records (dedup, aggregation) or amortise a call per batch.
+func Batch(f func(ctx context.Context, in []Record) ([]Record, []Rejected, error)) Transform {
+	return batchFunc(f)
+}
+
+type batchFunc func(ctx context.Context, in []Record) ([]Record, []Rejected, error)
+
+func (f batchFunc) Process(ctx context.Context, in []Record) ([]Record, []Rejected, error) {
+	return f(ctx, in)
+}

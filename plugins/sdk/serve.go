@@ -1,0 +1,222 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/plugins/internal/wire"
+	pluginpb "github.com/sluicehq/sluice/plugins/proto"
+)
+
+// ParentPIDEnv names the variable in which the host passes its process id.
+// The plugin exits when its parent changes: the fallback for platforms (or
+// races) where the parent-death signal does not fire.
+const ParentPIDEnv = "SLUICE_PLUGIN_PARENT_PID"
+
+// parentPollInterval is how often a plugin checks that its host is alive;
+// a plugin outlives a killed host by at most this long.
+const parentPollInterval = 200 * time.Millisecond
+
+// Serve runs t as a plugin process until the host stops it. It does not
+// return; call it from main. Started by hand (not by a Sluice host), it
+// prints a message saying so and exits with status 1.
+func Serve(t Transform) {
+	watchParent()
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: pluginpb.Handshake,
+		Plugins:         plugin.PluginSet{pluginpb.PluginName: &pluginpb.GoPlugin{Impl: NewServer(t)}},
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return grpc.NewServer(append(opts, pluginpb.ServerOptions()...)...)
+		},
+		Logger: hclogQuiet(),
+	})
+	os.Exit(0)
+}
+
+// watchParent exits the process when the host that started it is gone.
+func watchParent() {
+	want, err := strconv.Atoi(os.Getenv(ParentPIDEnv))
+	if err != nil || want <= 1 {
+		return
+	}
+	go func() {
+		tick := time.NewTicker(parentPollInterval)
+		defer tick.Stop()
+		for range tick.C {
+			if os.Getppid() != want {
+				Logger().Error("host process is gone; exiting", "host_pid", want)
+				os.Exit(2)
+			}
+		}
+	}()
+}
+
+// NewServer returns the gRPC service for t. Serve uses it; tests use it
+// with plugin.TestPluginGRPCConn.
+func NewServer(t Transform) pluginpb.TransformServer {
+	return &server{t: t}
+}
+
+type server struct {
+	pluginpb.UnimplementedTransformServer
+	// mu serialises calls: authors write single-threaded Process methods,
+	// and the host sends one call at a time per process anyway.
+	mu sync.Mutex
+	t  Transform
+}
+
+func (s *server) Configure(ctx context.Context, req *pluginpb.ConfigureRequest) (*pluginpb.ConfigureResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	raw := json.RawMessage(req.GetSettingsJson())
+	if !json.Valid(raw) && len(raw) > 0 {
+		return nil, status.Error(codes.InvalidArgument, "settings are not valid JSON")
+	}
+	if c, ok := s.t.(Configurer); ok {
+		err := c.Configure(ctx, Settings{Raw: raw, Pipeline: req.GetPipeline(), Step: req.GetStep(), Worker: int(req.GetWorker())})
+		if err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+	}
+	return &pluginpb.ConfigureResponse{}, nil
+}
+
+func (s *server) Process(ctx context.Context, req *pluginpb.ProcessRequest) (*pluginpb.ProcessResponse, error) {
+	in, err := wire.Decode(req.GetRecords())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "decode request: %v", err)
+	}
+	s.mu.Lock()
+	out, rejected, err := s.t.Process(ctx, in)
+	s.mu.Unlock()
+	if err != nil {
+		code := codes.FailedPrecondition
+		if engine.IsRetryable(err) {
+			code = codes.Aborted
+		}
+		return nil, status.Error(code, err.Error())
+	}
+	resp := &pluginpb.ProcessResponse{
+		Records: wire.Append(make([]byte, 0, wire.Size(out)), out),
+	}
+	if len(rejected) > 0 {
+		recs := make([]Record, len(rejected))
+		resp.Reasons = make([]string, len(rejected))
+		for i, r := range rejected {
+			recs[i] = r.Record
+			resp.Reasons[i] = r.Reason
+		}
+		resp.Rejected = wire.Append(nil, recs)
+	}
+	if n := len(resp.Records) + len(resp.Rejected); n > pluginpb.MaxMessageBytes {
+		return nil, status.Errorf(codes.ResourceExhausted,
+			"plugin output of %d MiB for one call is over the %d MiB limit; lower the pipeline's batch.max-records-per-partition",
+			n>>20, pluginpb.MaxMessageBytes>>20)
+	}
+	return resp, nil
+}
+
+var (
+	loggerOnce sync.Once
+	logger     *slog.Logger
+)
+
+// Logger returns the plugin's logger. Its lines reach the host's log with
+// the step's name attached. Plugins must not write to stdout: the protocol
+// owns it.
+func Logger() *slog.Logger {
+	loggerOnce.Do(func() {
+		logger = newJSONLogger(os.Stderr)
+	})
+	return logger
+}
+
+func newJSONLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
+		Level:       slog.LevelDebug, // the host filters
+		ReplaceAttr: hclogJSON,
+	}))
+}
+
+// hclogJSON renames slog's keys to the ones go-plugin's host parses
+// (hclog's JSON format), so levels and attributes survive the trip.
+func hclogJSON(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) > 0 {
+		return a
+	}
+	switch a.Key {
+	case slog.TimeKey:
+		return slog.String("@timestamp", a.Value.Time().Format("2006-01-02T15:04:05.000000Z07:00"))
+	case slog.LevelKey:
+		lv, _ := a.Value.Any().(slog.Level)
+		name := "info"
+		switch {
+		case lv < slog.LevelInfo:
+			name = "debug"
+		case lv < slog.LevelWarn:
+			name = "info"
+		case lv < slog.LevelError:
+			name = "warn"
+		default:
+			name = "error"
+		}
+		return slog.String("@level", name)
+	case slog.MessageKey:
+		return slog.String("@message", a.Value.String())
+	}
+	return a
+}
+
+// errNotConfigured is returned by Local's Process after a failed Configure.
+var errNotConfigured = errors.New("transform not configured")
+
+// Local runs t in-process behind the engine.Transform interface, exactly as
+// a plugin process would run it: settings are encoded to JSON and decoded
+// by the same code, and rejected records carry step as their Plugin.
+func Local(ctx context.Context, t Transform, step string, settings map[string]any) (engine.Transform, error) {
+	raw, err := json.Marshal(settings)
+	if err != nil {
+		return nil, fmt.Errorf("settings of %s: %w", step, err)
+	}
+	if settings == nil {
+		raw = []byte("{}")
+	}
+	if c, ok := t.(Configurer); ok {
+		if err := c.Configure(ctx, Settings{Raw: raw, Step: step}); err != nil {
+			return nil, fmt.Errorf("%s: %w", step, err)
+		}
+	}
+	return &local{t: t, step: step}, nil
+}
+
+type local struct {
+	t    Transform
+	step string
+}
+
+func (l *local) Process(ctx context.Context, in []Record) ([]Record, []Rejected, error) {
+	if l.t == nil {
+		return nil, nil, errNotConfigured
+	}
+	out, rejected, err := l.t.Process(ctx, in)
+	for i := range rejected {
+		rejected[i].Plugin = l.step
+	}
+	return out, rejected, err
+}
+
+func (l *local) Close() error { return nil }
