@@ -90,6 +90,7 @@ type decoder struct {
 	badNodes map[*yaml.Node]bool // values whose interpolation failed
 	values   int
 	tooMany  bool
+	tooDeep  bool
 }
 
 func newDecoder(file string, env func(string) (string, bool)) *decoder {
@@ -183,6 +184,8 @@ func (d *decoder) pairs(path string, n *yaml.Node, depth int) []pair {
 			for _, c := range dm.Content {
 				sources = append(sources, deref(c))
 			}
+		default:
+			sources = []*yaml.Node{dm}
 		}
 		for _, src := range sources {
 			if src == nil || src.Kind != yaml.MappingNode {
@@ -427,7 +430,14 @@ func (d *decoder) anyValue(path string, n *yaml.Node, depth int) (any, bool) {
 		return nil, false
 	}
 	if depth > maxDepth {
-		d.errorf(n, "%s is nested more than %d levels deep; flatten it", path, maxDepth)
+		if d.tooDeep {
+			return nil, false
+		}
+		d.tooDeep = true
+		if len(path) > 60 {
+			path = path[:57] + "..."
+		}
+		d.errorf(n, "%s is nested more than %d levels deep (an alias inside itself?); flatten it", path, maxDepth)
 		return nil, false
 	}
 	switch n.Kind {

@@ -44,7 +44,13 @@ func (es Errors) sort() Errors {
 	slices.SortStableFunc(es, func(a, b *Error) int {
 		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
 	})
-	return slices.CompactFunc(es, func(a, b *Error) bool { return *a == *b })
+	es = slices.CompactFunc(es, func(a, b *Error) bool { return *a == *b })
+	if len(es) > maxErrors {
+		more := &Error{File: es[maxErrors].File, Line: es[maxErrors].Line, Col: es[maxErrors].Col,
+			Msg: fmt.Sprintf("%d more problems from here on are not shown; fix the ones above and run lint again", len(es)-maxErrors)}
+		es = append(es[:maxErrors:maxErrors], more)
+	}
+	return es
 }
 
 // err returns es as an error, or nil when es is empty (never a typed nil).

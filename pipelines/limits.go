@@ -21,6 +21,10 @@ const (
 	// aliases, so "billion laughs" anchors cannot exhaust memory or time.
 	maxValues = 100_000
 
+	// maxErrors bounds the lines one file reports: past a hundred, the
+	// file is probably not a pipeline at all.
+	maxErrors = 100
+
 	// maxDepth bounds nesting inside free-form settings and merge keys; it
 	// also stops aliases that refer to their own ancestors.
 	maxDepth = 64

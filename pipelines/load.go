@@ -99,17 +99,21 @@ func parseDocument(data []byte) (doc *yaml.Node, serr *syntaxError) {
 		if errors.Is(err, io.EOF) {
 			return nil, &syntaxError{1, 1, "file has no YAML content, only comments; a pipeline needs at least version: 1, name, source and sink"}
 		}
-		return nil, yamlSyntax(err)
+		return nil, yamlSyntax(err, data)
 	}
 	var second yaml.Node
 	switch err := dec.Decode(&second); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		return nil, yamlSyntax(err)
+		return nil, yamlSyntax(err, data)
 	case len(second.Content) == 1 && isNull(second.Content[0]) && second.Content[0].Value == "":
 		// A trailing "---" with nothing after it is harmless.
 	default:
-		return nil, &syntaxError{max(second.Line-1, 1), 1, "file holds more than one YAML document (a second one starts at this ---); put each pipeline in its own file"}
+		at := &second
+		if len(second.Content) > 0 {
+			at = second.Content[0]
+		}
+		return nil, &syntaxError{at.Line, at.Column, "file holds more than one YAML document (a second one starts here, after a ---); put each pipeline in its own file"}
 	}
 	if first.Kind != yaml.DocumentNode || len(first.Content) != 1 {
 		return nil, &syntaxError{1, 1, "file has no YAML content; a pipeline needs at least version: 1, name, source and sink"}
@@ -132,16 +136,41 @@ var parserProblems = map[string]bool{
 	"found undefined tag handle":             true,
 }
 
-func yamlSyntax(err error) *syntaxError {
+func yamlSyntax(err error, data []byte) *syntaxError {
 	// yaml.v3 reports "yaml: line N: problem" without a column.
 	m := yamlLine.FindStringSubmatch(err.Error())
+	if m == nil && strings.Contains(err.Error(), "control characters") {
+		// Reported without a line: find the first one ourselves.
+		for i, c := range data {
+			if c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
+				line := 1 + bytes.Count(data[:i], []byte("\n"))
+				col := i - bytes.LastIndexByte(data[:i], '\n')
+				return &syntaxError{line, col, fmt.Sprintf("not valid YAML: control character %#x; a pipeline file is text, remove it", c)}
+			}
+		}
+	}
 	if m == nil {
 		return &syntaxError{1, 1, fmt.Sprintf("not valid YAML: %s; check the file's indentation and quoting", strings.TrimPrefix(err.Error(), "yaml: "))}
 	}
 	line, _ := strconv.Atoi(m[1])
 	if parserProblems[m[2]] {
 		line++
+		// The usual cause: an unquoted ${VAR} in a flow mapping, where
+		// { and } are YAML syntax.
+		if l := lineOf(data, line); strings.Contains(l, "${") && strings.ContainsAny(l, "{[") {
+			return &syntaxError{line, 1, fmt.Sprintf("not valid YAML: %s; quote a ${VAR} inside { } or [ ]: write \"${VAR}\"", m[2])}
+		}
 		return &syntaxError{line, 1, fmt.Sprintf("not valid YAML: %s in the block that starts here; check indentation and quoting in it (a value with { } [ ] or ': ' needs quotes)", m[2])}
 	}
 	return &syntaxError{line, 1, fmt.Sprintf("not valid YAML: %s; check indentation and quoting on this line", m[2])}
+}
+
+// lineOf returns line n (1-based) of data, or "".
+func lineOf(data []byte, n int) string {
+	for i, l := range bytes.Split(data, []byte("\n")) {
+		if i == n-1 {
+			return string(l)
+		}
+	}
+	return ""
 }

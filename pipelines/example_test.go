@@ -1,0 +1,39 @@
+package pipelines_test
+
+import (
+	"fmt"
+
+	"github.com/sluicehq/sluice/pipelines"
+)
+
+func ExampleLoad() {
+	spec, err := pipelines.Load("../examples/generate-to-file.yaml")
+	if err != nil {
+		fmt.Println(err) // every problem, one FILE:LINE:COL: line each
+		return
+	}
+	fmt.Println(spec.Name, spec.SourceKind(), "->", spec.SinkKind(), spec.Delivery)
+	fmt.Println("batch every", spec.Batch.Interval.D(), "up to", spec.Batch.MaxRecordsPerPartition, "records per partition")
+	fmt.Println("generate", spec.Source.Generate.Count, "records over", spec.Source.Generate.Partitions, "partitions")
+	// Output:
+	// generate-to-file generate -> file exactly-once
+	// batch every 200ms up to 50000 records per partition
+	// generate 100000 records over 4 partitions
+}
+
+func ExampleParse() {
+	data := []byte(`version: 1
+name: clicks
+source:
+  generate: {count: 10}
+batch:
+  intreval: 1s
+sink:
+  stdout:
+`)
+	_, err := pipelines.Parse("clicks.yaml", data, nil)
+	fmt.Println(err)
+	// Output:
+	// clicks.yaml:6:3: unknown key "intreval" in batch; did you mean "interval"? valid keys: interval, max-records-per-partition
+	// clicks.yaml:8:3: delivery: exactly-once (the default) is impossible with the stdout sink: it cannot take back output it printed before a crash; write delivery: at-least-once, or use a transactional sink: file, postgres, kafka
+}

@@ -1,0 +1,561 @@
+package pipelines
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// noEnv is an environment with nothing set.
+func noEnv(string) (string, bool) { return "", false }
+
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+// doc joins lines into a file, so tests can count lines and columns.
+func doc(lines ...string) []byte { return []byte(strings.Join(lines, "\n") + "\n") }
+
+func mustParse(t *testing.T, data []byte, env func(string) (string, bool)) *Spec {
+	t.Helper()
+	s, err := Parse("t.yaml", data, env)
+	if err != nil {
+		t.Fatalf("Parse: unexpected error:\n%v", err)
+	}
+	return s
+}
+
+func parseErrs(t *testing.T, data []byte, env func(string) (string, bool)) Errors {
+	t.Helper()
+	s, err := Parse("t.yaml", data, env)
+	if err == nil {
+		t.Fatalf("Parse: no error, spec %+v", s)
+	}
+	if s != nil {
+		t.Errorf("Parse returned both a spec and an error")
+	}
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) == 0 {
+		t.Fatalf("Parse error is %T %v, want non-empty Errors", err, err)
+	}
+	return errs
+}
+
+// Every error kind, with the exact place and the gist of the message. Each
+// input has exactly one mistake and must give exactly one line.
+func TestParseErrors(t *testing.T) {
+	head := []string{"version: 1", "name: t"}            // lines 1-2
+	gen := []string{"source:", "  generate: {count: 1}"} // lines 3-4 when after head
+	file := []string{"sink:", "  file: {path: ./out}"}
+	with := func(lines ...string) []byte {
+		all := append(append([]string{}, head...), gen...)
+		all = append(all, file...)
+		return doc(append(all, lines...)...) // extra lines start at line 7
+	}
+	kafka := func(lines ...string) []byte {
+		all := append(append([]string{}, head...), "source:", "  kafka:") // kafka keys from line 5
+		all = append(all, lines...)
+		all = append(all, file...)
+		return doc(all...)
+	}
+	tests := []struct {
+		name      string
+		data      []byte
+		env       map[string]string
+		line, col int
+		msg       string
+	}{
+		{"unknown key with suggestion", with("batch:", "  intreval: 1s"), nil, 8, 3,
+			`unknown key "intreval" in batch; did you mean "interval"? valid keys: interval, max-records-per-partition`},
+		{"unknown top-level key", with("colour: red"), nil, 7, 1,
+			`unknown key "colour" at the top level; valid keys: version, name, source, batch, delivery, transforms, sink, dead-letter`},
+		{"unknown source", doc("version: 1", "name: t", "source:", "  generator: {}", "sink: {stdout: {}}", "delivery: at-least-once"), nil, 4, 3,
+			`unknown key "generator" in source; did you mean "generate"?`},
+		{"wrong type list for int", doc("version: 1", "name: t", "source:", "  generate: {count: [1]}", "sink: {stdout: {}}", "delivery: at-most-once"), nil, 4, 21,
+			`source.generate.count must be a whole number, got a list; write count: 1`},
+		{"quoted number", doc("version: 1", "name: t", "source:", "  generate:", `    partitions: "4"`, "sink: {stdout: {}}", "delivery: at-most-once"), nil, 5, 17,
+			`source.generate.partitions must be a whole number, got "4"; remove the quotes: write 4`},
+		{"scalar for block", with("batch: 5"), nil, 7, 8,
+			`batch must be a mapping, got the number 5; write a mapping with keys interval, max-records-per-partition`},
+		{"string for list", kafka("    topics: clicks"), nil, 5, 13,
+			`source.kafka.topics must be a list, got "clicks"; write topics: [a, b]`},
+		{"bool", kafka("    topics: [a]", "    tls: {skip-verify: yes}"), nil, 6, 24,
+			`source.kafka.tls.skip-verify must be true or false, got "yes"`},
+		{"map of strings", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  postgres: {dsn: x, table: t, columns: [a]}"), nil, 5, 41,
+			`sink.postgres.columns must be a mapping, got a list`},
+		{"int out of range", doc("version: 1", "name: t", "source:", "  generate: {partitions: 3000000000}", "sink: {file: {path: x}}"), nil, 4, 26,
+			`source.generate.partitions: 3000000000 is out of range; write a number between -2147483648 and 2147483647`},
+		{"below min", with("transforms:", "  - {plugin: p, workers: 0}"), nil, 8, 26,
+			`transforms[0].workers must be at least 1, got 0; write workers: 1`},
+		{"negative count", doc("version: 1", "name: t", "source:", "  generate: {count: -1}", "sink: {file: {path: x}}"), nil, 4, 21,
+			`source.generate.count must be at least 0, got -1; write count: 1 or count: 0`},
+		{"missing required top-level", doc("version: 1", "source: {generate: {}}", "sink: {file: {path: x}}"), nil, 1, 1,
+			`missing required key "name" at the top level; add name: my-pipeline`},
+		{"missing required nested", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  file:", "    format: raw"), nil, 6, 5,
+			`missing required key "path" in sink.file; add path: ./out`},
+		{"required but empty", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  file:", "    path:"), nil, 6, 5,
+			`sink.file.path is empty; write path: ./out`},
+		{"bad duration", with("batch: {interval: 1 sec}"), nil, 7, 19,
+			`batch.interval: bad duration "1 sec"; write a Go duration such as interval: 200ms, 1s or 1m30s`},
+		{"duration without unit", with("batch: {interval: 5}"), nil, 7, 19,
+			`batch.interval: 5 has no unit; write interval: 5s (or ms, m, h)`},
+		{"negative duration", with("transforms: [{plugin: p, timeout: -2s}]"), nil, 7, 35,
+			`transforms[0].timeout: duration -2s is negative`},
+		{"bad delivery", with("delivery: exactly_once"), nil, 7, 11,
+			`bad value "exactly_once" for delivery; did you mean "exactly-once"? write one of: exactly-once, at-least-once, at-most-once`},
+		{"bad mode", kafka("    topics: [a]", "    mode: recevier"), nil, 6, 11,
+			`bad value "recevier" for source.kafka.mode; did you mean "receiver"?`},
+		{"bad start", kafka("    topics: [a]", "    start: newest"), nil, 6, 12,
+			`bad value "newest" for source.kafka.start; write one of: earliest, latest`},
+		{"bad on-data-loss", kafka("    topics: [a]", "    on-data-loss: ignore"), nil, 6, 19,
+			`bad value "ignore" for source.kafka.on-data-loss; write one of: fail, skip`},
+		{"bad format", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  file: {path: x, format: json}"), nil, 5, 27,
+			`bad value "json" for sink.file.format; did you mean "jsonl"?`},
+		{"bad sasl mechanism", kafka("    topics: [a]", "    brokers: [k1:9092]", "    sasl: {mechanism: scram, username: u, password: p}"), nil, 7, 23,
+			`bad value "scram" for source.kafka.sasl.mechanism; write one of: plain, scram-sha-256, scram-sha-512`},
+		{"duplicate key", with("batch:", "  interval: 1s", "  interval: 2s"), nil, 9, 3,
+			`duplicate key "interval" in batch (first at line 8); keep one of them`},
+		{"version", doc("version: 2", "name: t", "source: {generate: {}}", "sink: {file: {path: x}}"), nil, 1, 10,
+			`unsupported version 2; write version: 1`},
+		{"name", doc("version: 1", "name: My_Pipe", "source: {generate: {}}", "sink: {file: {path: x}}"), nil, 2, 7,
+			`bad name "My_Pipe"`},
+		{"no source block", doc("version: 1", "name: t", "source: {}", "sink: {file: {path: x}}"), nil, 3, 9,
+			`source has no block; write exactly one of: generate, kafka`},
+		{"two source blocks", doc("version: 1", "name: t", "source:", "  generate: {}", "  kafka: {topics: [a]}", "sink: {file: {path: x}}"), nil, 5, 3,
+			`source has 2 blocks (generate, kafka); a pipeline has exactly one source, keep one of them`},
+		{"two sink blocks", doc("version: 1", "name: t", "source: {generate: {}}", "delivery: at-least-once", "sink:", "  stdout: {}", "  file: {path: x}"), nil, 7, 3,
+			`sink has 2 blocks (file, stdout)`},
+		{"exactly-once stdout explicit", doc("version: 1", "name: t", "source: {generate: {}}", "delivery: exactly-once", "sink:", "  stdout:"), nil, 4, 11,
+			`delivery: exactly-once is impossible with the stdout sink: it cannot take back output it printed before a crash; write delivery: at-least-once, or use a transactional sink: file, postgres, kafka`},
+		{"exactly-once stdout default", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  stdout:"), nil, 5, 3,
+			`delivery: exactly-once (the default) is impossible with the stdout sink`},
+		{"topics and pattern", kafka("    topics: [a]", `    pattern: "a.*"`), nil, 6, 5,
+			`kafka source has both topics and pattern; keep one`},
+		{"neither topics nor pattern", kafka("    mode: direct"), nil, 5, 5,
+			`kafka source needs topics or pattern; write topics: [clicks] or pattern: "clicks-.*"`},
+		{"bad pattern", kafka(`    pattern: "a(["`), nil, 5, 14,
+			`pattern "a([" is not a valid regular expression`},
+		{"bad broker", kafka("    topics: [a]", "    brokers: [kafka-1]"), nil, 6, 15,
+			`broker "kafka-1" is not host:port`},
+		{"block-interval", kafka("    topics: [a]", "    mode: receiver", "    block-interval: 20ms"), nil, 7, 21,
+			`block-interval 20ms is below the 50ms minimum`},
+		{"wal false exactly-once", kafka("    topics: [a]", "    mode: receiver", "    wal: false"), nil, 7, 10,
+			`wal: false is impossible with delivery: exactly-once: without the write-ahead log a receiver cannot replay a batch`},
+		{"sha256", with("transforms:", "  - plugin: p", "    sha256: deadbeef"), nil, 9, 13,
+			`transforms[0].sha256 must be 64 hex characters, got 8 characters "deadbeef"`},
+		{"empty plugin", with("transforms:", `  - plugin: ""`), nil, 8, 13,
+			`transforms[0].plugin is empty`},
+		{"dead-letter both", with("dead-letter:", "  topic: dlq", "  file: ./dlq"), nil, 9, 3,
+			`dead-letter has both topic and file; keep exactly one`},
+		{"dead-letter neither", with("dead-letter: {}"), nil, 7, 14,
+			`dead-letter needs a destination; write dead-letter: {topic: NAME} or dead-letter: {file: PATH}`},
+		{"unset variable", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  file: {path: \"/data/${OUT_DIR}/x\"}"), nil, 5, 23,
+			`environment variable OUT_DIR is not set; set it, or give a default with ${OUT_DIR:-VALUE}`},
+		{"bad variable name", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  file:", "    path: a${1X}"), nil, 6, 12,
+			`bad variable name "1X" in ${1X}`},
+		{"unterminated variable", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  file:", "    path: ${X"), nil, 6, 11,
+			`"${" is not closed`},
+		{"alias to wrong type", doc("version: 1", "name: &n t", "source: {generate: {count: *n}}", "sink: {file: {path: x}}"), nil, 2, 7,
+			`source.generate.count must be a whole number, got "t"`},
+		{"bad merge", doc("version: 1", "name: t", "source: {generate: {<<: 5}}", "sink: {file: {path: x}}"), nil, 3, 25,
+			`<< in source.generate must merge a mapping`},
+		{"non-scalar key", doc("version: 1", "name: t", "? [a]", ": 1", "source: {generate: {}}", "sink: {file: {path: x}}"), nil, 3, 3,
+			`a key at the top level must be a plain name, got a list`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := noEnv
+			if tt.env != nil {
+				env = envOf(tt.env)
+			}
+			errs := parseErrs(t, tt.data, env)
+			if len(errs) != 1 {
+				t.Fatalf("got %d errors, want 1:\n%v", len(errs), errs)
+			}
+			e := errs[0]
+			if e.File != "t.yaml" || e.Line != tt.line || e.Col != tt.col || !strings.Contains(e.Msg, tt.msg) {
+				t.Errorf("got  %v\nwant t.yaml:%d:%d: ...%s...", e, tt.line, tt.col, tt.msg)
+			}
+			if !strings.HasPrefix(e.Error(), fmt.Sprintf("t.yaml:%d:%d: ", tt.line, tt.col)) {
+				t.Errorf("Error() = %q, want FILE:LINE:COL: prefix", e.Error())
+			}
+		})
+	}
+}
+
+// A broken file reports every problem in one run, in file order.
+func TestParseReportsAllErrors(t *testing.T) {
+	data := doc(
+		"version: 1",
+		"name: clicks",
+		"source:",
+		"  kafka:",
+		"    topics: [clicks]",
+		"    mode: reciever",     // 6: enum
+		"    block-interval: 10", // 7: duration without unit
+		"batch:",
+		"  intreval: 1s",                 // 9: unknown key
+		"  max-records-per-partition: 0", // 10: min
+		"transforms:",
+		"  - workers: 2", // 12: missing plugin
+		"sink:",
+		"  stdout: {format: text}", // 14: stdout with exactly-once (default), 14:20 enum
+		"dead-letter:",
+		"  file: ${DLQ_FILE}", // 16: unset variable
+	)
+	errs := parseErrs(t, data, noEnv)
+	want := []string{
+		"t.yaml:6:11: bad value",
+		"t.yaml:7:21: source.kafka.block-interval: 10 has no unit",
+		"t.yaml:9:3: unknown key \"intreval\"",
+		"t.yaml:10:30: batch.max-records-per-partition must be at least 1",
+		"t.yaml:12:5: missing required key \"plugin\" in transforms[0]",
+		"t.yaml:14:3: delivery: exactly-once (the default) is impossible with the stdout sink",
+		"t.yaml:14:20: bad value \"text\" for sink.stdout.format",
+		"t.yaml:16:9: environment variable DLQ_FILE is not set",
+	}
+	if len(errs) != len(want) {
+		t.Fatalf("got %d errors, want %d:\n%v", len(errs), len(want), errs)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(errs[i].Error(), w) {
+			t.Errorf("error %d = %q, want prefix %q", i, errs[i], w)
+		}
+	}
+	if lines := strings.Split(errs.Error(), "\n"); len(lines) != len(want) {
+		t.Errorf("Errors.Error() has %d lines, want one per error", len(lines))
+	}
+}
+
+// Problems with the file as a whole: exactly one clear line each.
+func TestParseWholeFile(t *testing.T) {
+	big := append([]byte("version: 1\nname: t\n# "), make([]byte, MaxFileSize)...)
+	tests := []struct {
+		name      string
+		data      []byte
+		line, col int
+		msg       string
+	}{
+		{"empty", nil, 1, 1, "file is empty"},
+		{"blank", []byte("\n  \n\t\n"), 1, 1, "file is empty"},
+		{"only comments", []byte("# nothing here\n"), 1, 1, "no YAML content, only comments"},
+		{"too large", big, 1, 1, "larger than 1048576 bytes"},
+		{"not yaml", []byte("version: 1\nname: [t\nsource: x\n"), 2, 1, "not valid YAML"},
+		{"tab indentation", []byte("version: 1\nsource:\n\tgenerate: {}\n"), 3, 1, "not valid YAML: found character that cannot start any token"},
+		{"control characters", []byte("version: 1\nname: \x00\x01\n"), 2, 7, "not valid YAML: control character 0x0"},
+		{"utf-16 junk", []byte{0xff, 0xfe, 0x00, 0x01, ':', '\n'}, 1, 1, "a pipeline file must be a mapping"},
+		{"unquoted variable in flow mapping", []byte("version: 1\nsink: {file: {path: ${DIR}}}\n"), 2, 1, `quote a ${VAR} inside { } or [ ]: write "${VAR}"`},
+		{"list document", []byte("- version: 1\n- name: t\n"), 1, 1, "a pipeline file must be a mapping of keys, got a list"},
+		{"scalar document", []byte("hello\n"), 1, 1, "a pipeline file must be a mapping of keys, got \"hello\""},
+		{"two documents", []byte("version: 1\n---\n\nversion: 1\n"), 4, 1, "more than one YAML document"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			errs := parseErrs(t, tt.data, noEnv)
+			if len(errs) != 1 {
+				t.Fatalf("got %d errors, want 1:\n%v", len(errs), errs)
+			}
+			if e := errs[0]; e.Line != tt.line || e.Col != tt.col || !strings.Contains(e.Msg, tt.msg) {
+				t.Errorf("got  %v\nwant t.yaml:%d:%d: ...%s...", e, tt.line, tt.col, tt.msg)
+			}
+		})
+	}
+}
+
+func TestParseLeadingAndTrailingDocumentMarkers(t *testing.T) {
+	s := mustParse(t, []byte("---\nversion: 1\nname: t\nsource: {generate: {}}\nsink: {file: {path: x}}\n---\n"), noEnv)
+	if s.Name != "t" {
+		t.Errorf("name = %q", s.Name)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	s := mustParse(t, doc(
+		"version: 1",
+		"name: clicks",
+		"source:",
+		"  kafka: {topics: [clicks]}",
+		"transforms:",
+		"  - plugin: jsonpath",
+		"sink:",
+		"  kafka: {topic: out}",
+	), noEnv)
+	k := s.Source.Kafka
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"delivery", s.Delivery, ExactlyOnce},
+		{"batch.interval", s.Batch.Interval.D(), time.Second},
+		{"batch.max-records-per-partition", s.Batch.MaxRecordsPerPartition, 50000},
+		{"kafka.brokers", fmt.Sprint(k.Brokers), "[builtin]"},
+		{"kafka.mode", k.Mode, "direct"},
+		{"kafka.start", k.Start, "earliest"},
+		{"kafka.group (the pipeline name)", k.Group, "clicks"},
+		{"kafka.block-interval", k.BlockInterval.D(), 200 * time.Millisecond},
+		{"kafka.on-data-loss", k.OnDataLoss, "fail"},
+		{"kafka.wal", k.WALEnabled(), true},
+		{"transform.workers", s.Transforms[0].Workers, 1},
+		{"transform.timeout", s.Transforms[0].Timeout.D(), 30 * time.Second},
+		{"sink.kafka.brokers", fmt.Sprint(s.Sink.Kafka.Brokers), "[builtin]"},
+		{"source kind", s.SourceKind(), "kafka"},
+		{"sink kind", s.SinkKind(), "kafka"},
+		{"file", s.File, "t.yaml"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+
+	// An empty block means that block with all its defaults.
+	s = mustParse(t, doc("version: 1", "name: g", "source:", "  generate:", "delivery: at-least-once", "sink:", "  stdout:"), noEnv)
+	if g := s.Source.Generate; g == nil || g.Topic != "generate" || g.Partitions != 1 || g.Keys != 1 || g.Count != 0 {
+		t.Errorf("generate defaults = %+v", g)
+	}
+	if s.Sink.Stdout == nil || s.Sink.Stdout.Format != "raw" || s.SinkKind() != "stdout" {
+		t.Errorf("stdout defaults = %+v", s.Sink.Stdout)
+	}
+	// Set values win over defaults; an explicit null means "not set".
+	s = mustParse(t, doc("version: 1", "name: g", "source: {generate: {partitions: 8, keys: ~}}", "batch: {interval: 0}", "sink: {file: {path: x, format: raw}}"), noEnv)
+	if s.Source.Generate.Partitions != 8 || s.Source.Generate.Keys != 1 || s.Batch.Interval != 0 || s.Sink.File.Format != "raw" {
+		t.Errorf("got %+v %+v %+v", s.Source.Generate, s.Batch, s.Sink.File)
+	}
+}
+
+func TestDecodeValues(t *testing.T) {
+	s := mustParse(t, doc(
+		"version: 1",
+		"name: v",
+		"source:",
+		"  generate:",
+		"    count: 1e6",
+		"    partitions: 0x10",
+		"    keys: 1_000",
+		"transforms:",
+		"  - &first",
+		"    plugin: ./bin/enrich",
+		"    workers: 3",
+		"    timeout: 1m30s",
+		"    settings:",
+		"      field: user.id",
+		"      n: 3",
+		"      ratio: 0.5",
+		"      on: true",
+		"      none: ~",
+		"      list: [a, 1, {b: c}]",
+		"  - <<: *first",
+		"    plugin: jsonpath",
+		"sink:",
+		"  postgres:",
+		"    dsn: postgres://localhost/db",
+		"    table: clicks",
+		"    columns: {id: bigint, body: jsonb}",
+		"    upsert-key: [id]",
+		"    create-table: true",
+	), noEnv)
+	if g := s.Source.Generate; g.Count != 1_000_000 || g.Partitions != 16 || g.Keys != 1000 {
+		t.Errorf("generate = %+v", g)
+	}
+	t0, t1 := s.Transforms[0], s.Transforms[1]
+	if t0.Plugin != "./bin/enrich" || t0.Workers != 3 || t0.Timeout.D() != 90*time.Second {
+		t.Errorf("transforms[0] = %+v", t0)
+	}
+	wantSettings := "map[field:user.id list:[a 1 map[b:c]] n:3 none:<nil> on:true ratio:0.5]"
+	if got := fmt.Sprint(t0.Settings); got != wantSettings {
+		t.Errorf("settings = %s, want %s", got, wantSettings)
+	}
+	if _, ok := t0.Settings["n"].(int); !ok {
+		t.Errorf("settings.n is %T, want int", t0.Settings["n"])
+	}
+	// The merge brings workers and settings; the transform's own plugin wins.
+	if t1.Plugin != "jsonpath" || t1.Workers != 3 || t1.Settings["field"] != "user.id" {
+		t.Errorf("transforms[1] = %+v", t1)
+	}
+	pg := s.Sink.Postgres
+	if pg.Columns["body"] != "jsonb" || fmt.Sprint(pg.UpsertKey) != "[id]" || !pg.CreateTable {
+		t.Errorf("postgres = %+v", pg)
+	}
+}
+
+func TestEnvInterpolation(t *testing.T) {
+	env := envOf(map[string]string{"N": "250", "DIR": "/data", "EMPTY": "", "PG_DSN": "postgres://u@h/db"})
+	s := mustParse(t, doc(
+		"version: 1",
+		"name: ${NAME:-env-test}",
+		"source:",
+		"  generate:",
+		"    count: ${N}",
+		"    partitions: ${PARTS:-4}",
+		"    topic: 't-${EMPTY:-x}'",
+		"batch:",
+		"  interval: ${INTERVAL:-250ms}",
+		"sink:",
+		"  file:",
+		"    path: ${DIR}/out/$$HOME/${EMPTY}end$",
+	), env)
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"name from default", s.Name, "env-test"},
+		{"count typed as a number", s.Source.Generate.Count, int64(250)},
+		{"partitions from default", s.Source.Generate.Partitions, int32(4)},
+		{"empty value takes :- default", s.Source.Generate.Topic, "t-x"},
+		{"duration from default", s.Batch.Interval.D(), 250 * time.Millisecond},
+		{"$$ escapes, lone $ kept, empty var expands to empty", s.Sink.File.Path, "/data/out/$HOME/end$"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
+		}
+	}
+
+	// A quoted ${N} stays a string, as "250" would.
+	errs := parseErrs(t, doc("version: 1", "name: t", "source: {generate: {count: \"${N}\"}}", "sink: {file: {path: x}}"), env)
+	if len(errs) != 1 || errs[0].Line != 3 || errs[0].Col != 28 || !strings.Contains(errs[0].Msg, "remove the quotes") {
+		t.Errorf("quoted ${N} into a number: %v", errs)
+	}
+	// Keys are not interpolated.
+	errs = parseErrs(t, doc("version: 1", "name: t", "source: {generate: {}}", "sink: {file: {path: x}}", "${KEY}: 1"), envOf(map[string]string{"KEY": "delivery"}))
+	if len(errs) != 1 || !strings.Contains(errs[0].Msg, `unknown key "${KEY}"`) {
+		t.Errorf("interpolated key: %v", errs)
+	}
+	// Two unset variables in one value: two errors, each at its column.
+	errs = parseErrs(t, doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  file:", "    path: ${A}-${B}"), noEnv)
+	if len(errs) != 2 || errs[0].Col != 11 || errs[1].Col != 16 {
+		t.Errorf("two unset variables: %v", errs)
+	}
+}
+
+// An alias bomb stops at the value budget with one line.
+func TestAliasBomb(t *testing.T) {
+	lines := []string{"version: 1", "name: t", "source: {generate: {}}", "sink: {file: {path: x}}", "transforms:", "  - plugin: p", "    settings:", "      a0: &a0 [x, x, x, x, x, x, x, x, x, x]"}
+	for i := 1; i < 9; i++ {
+		lines = append(lines, fmt.Sprintf("      a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]", i, i, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1))
+	}
+	errs := parseErrs(t, doc(lines...), noEnv)
+	if len(errs) != 1 || !strings.Contains(errs[0].Msg, "through aliases") {
+		t.Errorf("got %v", errs)
+	}
+	// A mapping that merges itself must not recurse forever.
+	errs = parseErrs(t, doc("version: 1", "name: t", "source: {generate: {}}", "sink: {file: {path: x}}", "transforms:", "  - plugin: p", "    settings: &s {a: 1, b: *s}"), noEnv)
+	if len(errs) != 1 || !strings.Contains(errs[0].Msg, "nested more than") {
+		t.Errorf("self-referencing alias: %v", errs)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	if err := os.WriteFile(good, doc("version: 1", "name: t", "source: {generate: {}}", "sink: {file: {path: x}}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Load(good)
+	if err != nil || s.File != good {
+		t.Fatalf("Load(good) = %+v, %v", s, err)
+	}
+
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, make([]byte, 3*MaxFileSize), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, msg string }{
+		{filepath.Join(dir, "missing.yaml"), "cannot read the pipeline file"},
+		{dir, "is a directory"},
+		{big, "larger than"},
+	} {
+		_, err := Load(tc.path)
+		var errs Errors
+		if !errors.As(err, &errs) || len(errs) != 1 || errs[0].File != tc.path || !strings.Contains(errs[0].Msg, tc.msg) {
+			t.Errorf("Load(%s) = %v, want one error containing %q", tc.path, err, tc.msg)
+		}
+	}
+}
+
+func TestValidateGoSpec(t *testing.T) {
+	s := &Spec{
+		Version:  1,
+		Name:     "built",
+		Delivery: ExactlyOnce,
+		Source:   Source{Generate: &GenerateSource{Partitions: 0}},
+		Sink:     Sink{Stdout: &StdoutSink{Format: "raw"}},
+		Batch:    Batch{MaxRecordsPerPartition: 1},
+	}
+	err := s.Validate()
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) != 2 {
+		t.Fatalf("Validate = %v, want 2 errors", err)
+	}
+	if got := err.Error(); !strings.Contains(got, "source.generate.partitions must be at least 1") || !strings.Contains(got, "impossible with the stdout sink") {
+		t.Errorf("Validate = %v", got)
+	}
+	s.Delivery, s.Source.Generate.Partitions = AtLeastOnce, 1
+	if err := s.Validate(); err != nil {
+		t.Errorf("Validate(fixed) = %v", err)
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	keys := []string{"interval", "max-records-per-partition"}
+	for _, tc := range []struct{ word, want string }{
+		{"intreval", "interval"},
+		{"Interval", "interval"},
+		{"intervals", "interval"},
+		{"max-records", ""},
+		{"foo", ""},
+		{"i", ""},
+	} {
+		if got := suggest(tc.word, keys); got != tc.want {
+			t.Errorf("suggest(%q) = %q, want %q", tc.word, got, tc.want)
+		}
+	}
+}
+
+// Every example pipeline, including ones added later, must lint clean.
+func TestExamplesAreValid(t *testing.T) {
+	files, err := filepath.Glob("../examples/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	more, _ := filepath.Glob("../examples/*.yml")
+	files = append(files, more...)
+	if len(files) == 0 {
+		t.Fatal("no examples/*.yaml found")
+	}
+	for _, f := range files {
+		if _, err := Load(f); err != nil {
+			t.Errorf("%v", err)
+		}
+	}
+}
+
+// Hostile files end with a bounded report, not a flood or a hang.
+func TestHostileInputsAreBounded(t *testing.T) {
+	var many strings.Builder
+	for i := 0; many.Len() < 100_000; i++ {
+		fmt.Fprintf(&many, "k%d: v\n", i)
+	}
+	inputs := map[string]string{
+		"thousands of unknown keys": many.String(),
+		"deep settings":             "transforms: [{plugin: p, settings: " + strings.Repeat("{a: ", 5000) + "1" + strings.Repeat("}", 5000) + "}]\n",
+		"self-referencing settings": "transforms:\n  - plugin: p\n    settings: &s {a: *s, b: *s, c: *s, d: *s}\n",
+		"long list":                 strings.Repeat("- x\n", 50_000),
+	}
+	for name, in := range inputs {
+		t.Run(name, func(t *testing.T) {
+			errs := parseErrs(t, []byte(in), noEnv)
+			if len(errs) > maxErrors+1 {
+				t.Errorf("%d error lines, want at most %d", len(errs), maxErrors+1)
+			}
+		})
+	}
+	errs := parseErrs(t, []byte(many.String()), noEnv)
+	if last := errs[len(errs)-1]; !strings.Contains(last.Msg, "more problems from here on are not shown") {
+		t.Errorf("last line = %v, want the count of hidden problems", last)
+	}
+}
