@@ -37,3 +37,16 @@ sink:
 	// clicks.yaml:6:3: unknown key "intreval" in batch; did you mean "interval"? valid keys: interval, max-records-per-partition
 	// clicks.yaml:8:3: delivery: exactly-once (the default) is impossible with the stdout sink: it cannot take back output it printed before a crash; write delivery: at-least-once, or use a transactional sink: file, postgres, kafka
 }
+
+func ExampleReference() {
+	for _, b := range pipelines.Reference() {
+		if b.Path == "batch" {
+			for _, k := range b.Keys {
+				fmt.Printf("%s %s default=%s min=%s\n", k.Name, k.Type, k.Default, k.Min)
+			}
+		}
+	}
+	// Output:
+	// interval duration default=1s min=
+	// max-records-per-partition integer default=50000 min=1
+}

@@ -23,7 +23,11 @@ func Load(path string) (*Spec, error) {
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, Errors{{File: path, Msg: fmt.Sprintf("cannot read the pipeline file: %v; check the path", errors.Unwrap(err))}}
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is already in FILE
+		}
+		return nil, Errors{{File: path, Msg: fmt.Sprintf("cannot read the pipeline file: %v; check the path", err)}}
 	}
 	defer f.Close()
 	if st, err := f.Stat(); err == nil && st.IsDir() {

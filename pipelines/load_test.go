@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -557,5 +558,42 @@ func TestHostileInputsAreBounded(t *testing.T) {
 	errs := parseErrs(t, []byte(many.String()), noEnv)
 	if last := errs[len(errs)-1]; !strings.Contains(last.Msg, "more problems from here on are not shown") {
 		t.Errorf("last line = %v, want the count of hidden problems", last)
+	}
+}
+
+// Every default tag parses, and every block of the spec is documented.
+func TestReferenceCoversEveryBlock(t *testing.T) {
+	var paths []string
+	for _, b := range Reference() {
+		paths = append(paths, b.Path)
+		for _, k := range b.Keys {
+			if k.Type == "" {
+				t.Errorf("%s.%s has no type", b.Path, k.Name)
+			}
+		}
+	}
+	want := "[ source source.generate source.kafka source.kafka.tls source.kafka.sasl batch transforms[] sink sink.file sink.stdout sink.postgres sink.kafka sink.kafka.tls sink.kafka.sasl dead-letter]"
+	if got := fmt.Sprint(paths); got != want {
+		t.Errorf("blocks = %s\nwant     %s", got, want)
+	}
+	var md strings.Builder
+	if err := WriteReference(&md); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), "| `mode` | string | `direct` | one of direct, receiver |") {
+		t.Errorf("markdown reference lacks the mode row:\n%s", md.String())
+	}
+	// Applying every default to a zero spec must not panic.
+	s := &Spec{}
+	fs := fieldsOf(reflect.TypeFor[Spec]())
+	for i := range fs {
+		applyDefault(reflect.ValueOf(s).Elem().Field(fs[i].index), &fs[i])
+	}
+	for _, v := range []any{&GenerateSource{}, &KafkaSource{}, &Transform{}, &FileSink{}, &StdoutSink{}, &KafkaSink{}} {
+		rv := reflect.ValueOf(v).Elem()
+		fs := fieldsOf(rv.Type())
+		for i := range fs {
+			applyDefault(rv.Field(fs[i].index), &fs[i])
+		}
 	}
 }

@@ -182,3 +182,6 @@ const (
 	AtLeastOnce = "at-least-once"
 	AtMostOnce  = "at-most-once"
 )
+
+// String formats d as a Go duration ("1s", "200ms").
+func (d Duration) String() string { return time.Duration(d).String() }

@@ -1,0 +1,127 @@
+package pipelines
+
+import (
+	"fmt"
+	"io"
+	"reflect"
+	"strconv"
+	"strings"
+)
+
+// Key describes one YAML key for the reference documentation.
+type Key struct {
+	Name     string
+	Type     string // "string", "integer", "duration", "list of strings", "block", ...
+	Default  string // "" when there is none
+	Required bool
+	Values   []string // the accepted values, when the key is an enumeration
+	Min      string   // the smallest accepted integer, or ""
+}
+
+// Block is one YAML block ("" is the top level, then "source.kafka",
+// "transforms[]", ...) and its keys.
+type Block struct {
+	Path string
+	Keys []Key
+}
+
+// Reference lists every block of a version 1 pipeline with its keys, from
+// the same struct tags the loader enforces, so documentation cannot drift
+// from what lint accepts.
+func Reference() []Block {
+	var out []Block
+	seen := map[string]bool{}
+	var walk func(path string, t reflect.Type)
+	walk = func(path string, t reflect.Type) {
+		if seen[path] {
+			return
+		}
+		seen[path] = true
+		b := Block{Path: path}
+		var nested []func()
+		for _, f := range fieldsOf(t) {
+			k := Key{Name: f.name, Type: typeName(f.typ), Required: f.required, Values: f.enum}
+			if f.hasDef {
+				k.Default = f.def
+			}
+			if f.hasMin {
+				k.Min = strconv.FormatInt(f.min, 10)
+			}
+			b.Keys = append(b.Keys, k)
+			et, sub := indirect(f.typ), join(path, f.name)
+			if et.Kind() == reflect.Slice && indirect(et.Elem()).Kind() == reflect.Struct {
+				et, sub = indirect(et.Elem()), sub+"[]"
+			}
+			if et.Kind() == reflect.Struct {
+				nested = append(nested, func() { walk(sub, et) })
+			}
+		}
+		out = append(out, b)
+		for _, n := range nested {
+			n()
+		}
+	}
+	walk("", reflect.TypeFor[Spec]())
+	return out
+}
+
+func typeName(t reflect.Type) string {
+	t = indirect(t)
+	if t == durationType {
+		return "duration"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "bool"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "integer"
+	case reflect.Slice:
+		if indirect(t.Elem()).Kind() == reflect.Struct {
+			return "list of blocks"
+		}
+		return "list of " + typeName(t.Elem()) + "s"
+	case reflect.Map:
+		if t.Elem().Kind() == reflect.String {
+			return "mapping of strings"
+		}
+		return "mapping"
+	case reflect.Struct:
+		return "block"
+	}
+	return t.String()
+}
+
+// WriteReference writes Reference as Markdown, one table per block, for
+// the README's YAML reference.
+func WriteReference(w io.Writer) error {
+	var b strings.Builder
+	for _, blk := range Reference() {
+		title := blk.Path
+		if title == "" {
+			title = "top level"
+		}
+		fmt.Fprintf(&b, "#### `%s`\n\n| key | type | default | notes |\n|---|---|---|---|\n", title)
+		for _, k := range blk.Keys {
+			var notes []string
+			if k.Required {
+				notes = append(notes, "required")
+			}
+			if k.Values != nil {
+				notes = append(notes, "one of "+strings.Join(k.Values, ", "))
+			}
+			if k.Min != "" {
+				notes = append(notes, "at least "+k.Min)
+			}
+			def := ""
+			if k.Default != "" {
+				def = "`" + k.Default + "`"
+			}
+			fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", k.Name, k.Type, def, strings.Join(notes, "; "))
+		}
+		b.WriteString("\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
