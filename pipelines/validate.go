@@ -119,6 +119,9 @@ func (s *Spec) check() Errors {
 	if k := s.Source.Kafka; k != nil && c.ok("source.kafka") {
 		s.checkKafka(c, k)
 	}
+	if k := s.Sink.Kafka; k != nil && c.ok("sink.kafka") {
+		checkBrokers(c, "sink.kafka", k.Brokers)
+	}
 	for i, t := range s.Transforms {
 		p := fmt.Sprintf("transforms[%d]", i)
 		if c.ok(p+".plugin") && strings.TrimSpace(t.Plugin) == "" {
@@ -177,25 +180,35 @@ func (s *Spec) checkKafka(c *checker, k *KafkaSource) {
 			c.at(p+".pattern", "pattern %q is not a valid regular expression (%v); write a Go regexp such as \"clicks-.*\"", k.Pattern, err)
 		}
 	}
-	if c.ok(p + ".brokers") {
-		for i, b := range k.Brokers {
-			bp := fmt.Sprintf("%s.brokers[%d]", p, i)
-			if b == "builtin" {
-				if len(k.Brokers) > 1 {
-					c.at(bp, "brokers mixes builtin with external brokers; write brokers: [builtin] or list only host:port addresses")
-				}
-				continue
-			}
-			if _, port, err := net.SplitHostPort(b); err != nil || !isPort(port) {
-				c.at(bp, "broker %q is not host:port; write e.g. brokers: [kafka-1:9092] or brokers: [builtin]", b)
-			}
-		}
-	}
+	checkBrokers(c, p, k.Brokers)
 	if c.ok(p+".block-interval") && k.BlockInterval.D() < MinBlockInterval {
 		c.at(p+".block-interval", "block-interval %s is below the %s minimum: every block is fsynced to the write-ahead log; write block-interval: %s or more", k.BlockInterval.D(), MinBlockInterval, MinBlockInterval)
 	}
 	if c.ok(p+".wal", "delivery") && !k.WALEnabled() && s.Delivery == ExactlyOnce {
 		c.at(p+".wal", "wal: false is impossible with delivery: exactly-once: without the write-ahead log a receiver cannot replay a batch after a crash; remove wal: false, or write delivery: at-least-once or at-most-once")
+	}
+}
+
+// checkBrokers accepts [builtin] or a list of host:port addresses.
+func checkBrokers(c *checker, block string, brokers []string) {
+	p := block + ".brokers"
+	if !c.ok(p) {
+		return
+	}
+	if len(brokers) == 0 {
+		c.at(p, "brokers is empty; write brokers: [builtin] for the built-in broker, or list host:port addresses")
+	}
+	for i, b := range brokers {
+		bp := fmt.Sprintf("%s[%d]", p, i)
+		if b == "builtin" {
+			if len(brokers) > 1 {
+				c.at(bp, "brokers mixes builtin with external brokers; write brokers: [builtin] or list only host:port addresses")
+			}
+			continue
+		}
+		if _, port, err := net.SplitHostPort(b); err != nil || !isPort(port) {
+			c.at(bp, "broker %q is not host:port; write e.g. brokers: [kafka-1:9092] or brokers: [builtin]", b)
+		}
 	}
 }
 
