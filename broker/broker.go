@@ -1,0 +1,270 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Options configure a Broker. Zero values take the defaults named.
+type Options struct {
+	// NodeID is the broker's node id in metadata (default 0).
+	NodeID int32
+	// AdvertisedAddr is the host:port clients are told to connect to. By
+	// default each connection is told the address it connected to.
+	AdvertisedAddr string
+	// AutoCreateTopics creates a topic the first time a producer or
+	// metadata request names it, with DefaultPartitions partitions. Off by
+	// default so a typo does not silently make a topic.
+	AutoCreateTopics bool
+	// DefaultPartitions is the partition count of auto-created topics and of
+	// CreateTopics asking for -1 (default 1).
+	DefaultPartitions int32
+	// SegmentBytes, SegmentAge, RetentionAge and RetentionBytes are the
+	// defaults of the topic configs segment.bytes, segment.ms, retention.ms
+	// and retention.bytes (defaults 1 GiB, 7 days, 168 hours, unlimited).
+	SegmentBytes   int64
+	SegmentAge     time.Duration
+	RetentionAge   time.Duration
+	RetentionBytes int64
+	// RetentionCheckInterval is how often retention runs (default 5 minutes,
+	// as Kafka's log.retention.check.interval.ms).
+	RetentionCheckInterval time.Duration
+	// Logger receives the broker's logs (default slog.Default()).
+	Logger *slog.Logger
+	// Metrics, if set, receives the broker's measurements; see NewMetrics.
+	Metrics *Metrics
+}
+
+func (o Options) withDefaults() Options {
+	if o.DefaultPartitions <= 0 {
+		o.DefaultPartitions = 1
+	}
+	if o.RetentionCheckInterval <= 0 {
+		o.RetentionCheckInterval = 5 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Broker is a single-node Kafka broker serving topics stored under one
+// directory.
+type Broker struct {
+	dir       string
+	opts      Options
+	log       *slog.Logger
+	clusterID string
+	topics    *topicSet
+	metrics   *Metrics
+
+	ctx    context.Context // cancelled by Close: ends long-polls and loops
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closed    bool
+	wg        sync.WaitGroup // connections and background loops
+}
+
+// ErrClosed is returned by Serve after Close.
+var ErrClosed = errors.New("broker closed")
+
+const (
+	cleanShutdownFile = ".clean-shutdown"
+	clusterIDFile     = "cluster.id"
+)
+
+// Open opens (creating if needed) the broker data directory dir and its
+// topics. After an unclean stop it checks the unflushed tail of every
+// partition and cuts torn batches.
+func Open(dir string, opts Options) (*Broker, error) {
+	opts = opts.withDefaults()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create broker data directory: %w", err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	marker := filepath.Join(dir, cleanShutdownFile)
+	_, statErr := os.Stat(marker)
+	clean := statErr == nil
+	// From here on a crash is unclean until Close writes the marker again.
+	if clean {
+		if err := os.Remove(marker); err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("remove clean-shutdown marker: %w", err)
+		}
+	}
+	id, err := loadClusterID(dir)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	m := opts.Metrics
+	if m == nil {
+		m = NewMetrics()
+	}
+	b := &Broker{dir: dir, opts: opts, log: opts.Logger, clusterID: id, metrics: m,
+		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.topics, err = openTopics(dir, opts, clean, lock)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	m.attach(b)
+	b.wg.Add(1)
+	go b.retentionLoop()
+	return b, nil
+}
+
+func loadClusterID(dir string) (string, error) {
+	path := filepath.Join(dir, clusterIDFile)
+	if data, err := os.ReadFile(path); err == nil && len(data) > 0 {
+		return string(data), nil
+	}
+	var raw [12]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	id := "sluice-" + hex.EncodeToString(raw[:])
+	if err := writeFileSync(path, []byte(id)); err != nil {
+		return "", fmt.Errorf("write cluster id: %w", err)
+	}
+	return id, nil
+}
+
+// Listen opens a TCP listener on addr ("127.0.0.1:0" picks a port) and
+// serves it in the background; the returned listener's Addr tells where.
+// With tlsConfig non-nil, connections are TLS.
+func (b *Broker) Listen(addr string, tlsConfig *tls.Config) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	if tlsConfig != nil {
+		l = tls.NewListener(l, tlsConfig)
+	}
+	go func() {
+		if err := b.Serve(l); err != nil && !errors.Is(err, ErrClosed) {
+			b.log.Error("listener stopped", "addr", l.Addr().String(), "err", err)
+		}
+	}()
+	return l, nil
+}
+
+// Serve accepts connections on l until Close. It returns ErrClosed after
+// Close, or the accept error that stopped it.
+func (b *Broker) Serve(l net.Listener) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		l.Close()
+		return ErrClosed
+	}
+	b.listeners[l] = struct{}{}
+	b.mu.Unlock()
+	b.log.Info("listening on " + l.Addr().String())
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			b.mu.Lock()
+			closed := b.closed
+			b.mu.Unlock()
+			if closed {
+				return ErrClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Out of file descriptors and similar: back off, keep serving.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				b.log.Warn("accept failed; retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			b.mu.Lock()
+			delete(b.listeners, l)
+			b.mu.Unlock()
+			return err
+		}
+		delay = 0
+		c := newConn(b, nc, l.Addr())
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			nc.Close()
+			return ErrClosed
+		}
+		b.conns[c] = struct{}{}
+		b.wg.Add(1)
+		b.mu.Unlock()
+		go func() {
+			defer b.wg.Done()
+			c.serve()
+			b.mu.Lock()
+			delete(b.conns, c)
+			b.mu.Unlock()
+		}()
+	}
+}
+
+// Close stops the listeners, closes every connection, syncs and closes all
+// partition logs and marks the directory cleanly shut down.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	for l := range b.listeners {
+		l.Close()
+	}
+	for c := range b.conns {
+		c.close()
+	}
+	b.mu.Unlock()
+	b.cancel()
+	b.wg.Wait()
+	err := b.topics.close()
+	if err == nil {
+		err = writeFileSync(filepath.Join(b.dir, cleanShutdownFile), nil)
+	}
+	b.topics.unlock()
+	return err
+}
+
+// Dir is the broker's data directory.
+func (b *Broker) Dir() string { return b.dir }
+
+// ClusterID is the id the broker reports in metadata; it is kept in the data
+// directory.
+func (b *Broker) ClusterID() string { return b.clusterID }
+
+func (b *Broker) retentionLoop() {
+	defer b.wg.Done()
+	t := time.NewTicker(b.opts.RetentionCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case now := <-t.C:
+			b.topics.enforceRetention(now)
+		}
+	}
+}

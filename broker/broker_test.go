@@ -1,0 +1,151 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// testBroker opens a broker on a fresh directory and serves it on a
+// loopback port chosen by the kernel.
+func testBroker(t testing.TB, opts Options) (*Broker, string) {
+	t.Helper()
+	return testBrokerDir(t, t.TempDir(), opts)
+}
+
+func testBrokerDir(t testing.TB, dir string, opts Options) (*Broker, string) {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = testLogger(t)
+	}
+	b, err := Open(dir, opts)
+	if err != nil {
+		t.Fatalf("open broker: %v", err)
+	}
+	l, err := b.Listen("127.0.0.1:0", nil)
+	if err != nil {
+		b.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("close broker: %v", err)
+		}
+	})
+	return b, l.Addr().String()
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func newKgo(t testing.TB, addr string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func createTopic(t testing.TB, cl *kgo.Client, name string, partitions int32) {
+	t.Helper()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = name, partitions, 1
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctxT(t), cl)
+	if err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+	if code := resp.Topics[0].ErrorCode; code != 0 {
+		t.Fatalf("create topic %s: error code %d", name, code)
+	}
+}
+
+func TestFranzGoRoundTrip(t *testing.T) {
+	_, addr := testBroker(t, Options{})
+	admin := newKgo(t, addr)
+	createTopic(t, admin, "orders", 3)
+
+	const n = 3000
+	prod := newKgo(t, addr, kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DisableIdempotentWrite(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ctx := ctxT(t)
+	want := map[int32][]string{}
+	for i := range n {
+		r := &kgo.Record{Topic: "orders", Partition: int32(i % 3), Value: fmt.Appendf(nil, "value-%d", i)}
+		if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatalf("produce %d: %v", i, err)
+		}
+		if r.Offset != int64(len(want[r.Partition])) {
+			t.Fatalf("record %d got offset %d, want %d", i, r.Offset, len(want[r.Partition]))
+		}
+		want[r.Partition] = append(want[r.Partition], string(r.Value))
+		if i == n/2 {
+			break
+		}
+	}
+	// The rest asynchronously, so batches form.
+	results := make(chan error, n)
+	for i := n/2 + 1; i < n; i++ {
+		r := &kgo.Record{Topic: "orders", Partition: int32(i % 3), Value: fmt.Appendf(nil, "value-%d", i)}
+		want[r.Partition] = append(want[r.Partition], string(r.Value))
+		prod.Produce(ctx, r, func(_ *kgo.Record, err error) { results <- err })
+	}
+	for i := n/2 + 1; i < n; i++ {
+		if err := <-results; err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+
+	cons := newKgo(t, addr, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		"orders": {0: kgo.NewOffset().At(0), 1: kgo.NewOffset().At(0), 2: kgo.NewOffset().At(0)},
+	}), kgo.FetchMaxWait(200*time.Millisecond))
+	got := map[int32][]string{}
+	for total := 0; total < n; {
+		fs := cons.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("fetch: %v", err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset != int64(len(got[r.Partition])) {
+				t.Fatalf("partition %d: offset %d after %d records", r.Partition, r.Offset, len(got[r.Partition]))
+			}
+			got[r.Partition] = append(got[r.Partition], string(r.Value))
+			total++
+		})
+	}
+	for p := range int32(3) {
+		if fmt.Sprint(got[p]) != fmt.Sprint(want[p]) {
+			t.Errorf("partition %d: consumed %d records that differ from the %d produced", p, len(got[p]), len(want[p]))
+		}
+	}
+}
+
+func TestDataDirLayout(t *testing.T) {
+	b, addr := testBroker(t, Options{})
+	createTopic(t, newKgo(t, addr), "layout", 2)
+	for _, p := range []string{"topics/layout/topic.json", "topics/layout/0/00000000000000000000.log", "topics/layout/1/00000000000000000000.log", "cluster.id"} {
+		if _, err := os.Stat(filepath.Join(b.Dir(), p)); err != nil {
+			t.Errorf("expected %s in the data directory: %v", p, err)
+		}
+	}
+}

@@ -1,0 +1,365 @@
+package broker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice/broker/storage"
+)
+
+// request is one decoded request and where it came from.
+type request struct {
+	c        *conn
+	key      int16
+	version  int16
+	corr     int32
+	clientID string
+	msg      kmsg.Request
+}
+
+// conn serves one client connection: a reader decodes requests and runs the
+// synchronous part of each handler in arrival order (so appends from one
+// connection keep their order); a writer finishes the replies in the same
+// order and writes them.
+type conn struct {
+	b      *Broker
+	nc     net.Conn
+	local  net.Addr // the listener's address, advertised when none is set
+	log    *slog.Logger
+	ctx    context.Context // ends when the connection or the broker closes
+	cancel context.CancelFunc
+	queue  chan queued
+}
+
+type queued struct {
+	req   *request
+	reply reply
+}
+
+// placeholder marks RecordBatches in an encoded fetch response where file
+// bytes go. It is random per process so no real data can match it.
+var placeholder = func() []byte {
+	p := make([]byte, 16)
+	rand.Read(p)
+	return p
+}()
+
+func newConn(b *Broker, nc net.Conn, local net.Addr) *conn {
+	ctx, cancel := context.WithCancel(b.ctx)
+	return &conn{b: b, nc: nc, local: local, ctx: ctx, cancel: cancel,
+		log:   b.log.With("remote", nc.RemoteAddr().String()),
+		queue: make(chan queued, MaxInFlightPerConn)}
+}
+
+func (c *conn) close() {
+	c.cancel()
+	c.nc.Close()
+}
+
+// advertised is the host and port this connection's clients should use.
+func (c *conn) advertised() (string, int32) {
+	addr := c.b.opts.AdvertisedAddr
+	if addr == "" {
+		addr = c.local.String()
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, 9092
+	}
+	p, _ := strconv.Atoi(port)
+	return host, int32(p)
+}
+
+func (c *conn) serve() {
+	c.b.metrics.connections.Inc()
+	defer c.b.metrics.connections.Dec()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.writeLoop()
+	}()
+	err := c.readLoop()
+	close(c.queue)
+	if err != nil {
+		c.log.Warn("closing connection", "err", err)
+		c.close()
+	}
+	<-done
+	c.close()
+}
+
+// readLoop reads and dispatches requests until the client goes away (nil)
+// or sends something the broker cannot answer (an error to log).
+func (c *conn) readLoop() error {
+	br := bufio.NewReaderSize(c.nc, readBufferBytes)
+	var sizeBuf [4]byte
+	for {
+		if _, err := io.ReadFull(br, sizeBuf[:]); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || c.ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("read request size: %w", err)
+		}
+		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
+		// The smallest valid header is key, version and correlation id.
+		if size < 8 || size > MaxFrameBytes {
+			return fmt.Errorf("request frame of %d bytes is outside 8..%d (is this a Kafka client? a TLS client on the plain port?)", size, MaxFrameBytes)
+		}
+		frame := make([]byte, size)
+		if _, err := io.ReadFull(br, frame); err != nil {
+			return fmt.Errorf("read request of %d bytes: %w", size, err)
+		}
+		c.b.metrics.bytesIn.Add(float64(size + 4))
+		req, rep, err := c.dispatch(frame)
+		if err != nil {
+			return err
+		}
+		select {
+		case c.queue <- queued{req, rep}:
+		case <-c.ctx.Done():
+			return nil
+		}
+	}
+}
+
+// dispatch decodes one frame and runs the synchronous part of its handler.
+func (c *conn) dispatch(frame []byte) (*request, reply, error) {
+	r := &request{c: c,
+		key:     int16(binary.BigEndian.Uint16(frame[0:])),
+		version: int16(binary.BigEndian.Uint16(frame[2:])),
+		corr:    int32(binary.BigEndian.Uint32(frame[4:])),
+	}
+	a := apis[r.key]
+	if a == nil {
+		return nil, nil, fmt.Errorf("unsupported request kind %d (%s) v%d", r.key, kmsg.NameForKey(r.key), r.version)
+	}
+	if r.version < a.min || r.version > a.max {
+		if a.key == kmsg.ApiVersions {
+			// A client probing with a newer ApiVersions gets a v0 answer
+			// listing what we speak, as Kafka does (KIP-511).
+			resp := kmsg.NewPtrApiVersionsResponse()
+			resp.ErrorCode = kerr.UnsupportedVersion.Code
+			resp.ApiKeys = supportedVersions()
+			r.msg = kmsg.NewPtrApiVersionsRequest()
+			r.version = 0
+			return r, respond(resp), nil
+		}
+		return nil, nil, fmt.Errorf("unsupported %s version %d: this broker speaks v%d to v%d", a.key.Name(), r.version, a.min, a.max)
+	}
+	body := frame[8:]
+	// Client id: a nullable non-compact string in every header version.
+	if len(body) < 2 {
+		return nil, nil, fmt.Errorf("truncated %s request header", a.key.Name())
+	}
+	if n := int16(binary.BigEndian.Uint16(body)); n > 0 {
+		if int(n) > len(body)-2 {
+			return nil, nil, fmt.Errorf("truncated %s request header", a.key.Name())
+		}
+		r.clientID = string(body[2 : 2+n])
+		body = body[2+n:]
+	} else {
+		body = body[2:]
+	}
+	msg := a.key.Request()
+	msg.SetVersion(r.version)
+	if msg.IsFlexible() {
+		var err error
+		if body, err = skipTags(body); err != nil {
+			return nil, nil, fmt.Errorf("%s request header: %w", a.key.Name(), err)
+		}
+	}
+	if err := msg.ReadFrom(body); err != nil {
+		return nil, nil, fmt.Errorf("malformed %s v%d request from client %q: %w", a.key.Name(), r.version, r.clientID, err)
+	}
+	r.msg = msg
+	return r, a.handle(r), nil
+}
+
+// skipTags skips a tagged-field section (KIP-482) of a request header.
+func skipTags(b []byte) ([]byte, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 {
+		return nil, errors.New("bad tag count")
+	}
+	b = b[k:]
+	for range n {
+		_, k := binary.Uvarint(b)
+		if k <= 0 {
+			return nil, errors.New("bad tag")
+		}
+		b = b[k:]
+		size, k := binary.Uvarint(b)
+		if k <= 0 || size > uint64(len(b)-k) {
+			return nil, errors.New("bad tag size")
+		}
+		b = b[k+int(size):]
+	}
+	return b, nil
+}
+
+// writeLoop finishes replies in request order and writes them, flushing
+// when no further reply is ready.
+func (c *conn) writeLoop() {
+	w := newResponseWriter(c.nc)
+	failed := false
+	for q := range c.queue {
+		out := q.reply()
+		if out == nil {
+			c.b.metrics.request(q.req.key, 0)
+			continue
+		}
+		c.b.metrics.request(q.req.key, errorCode(out.resp))
+		if failed {
+			out.release()
+			continue
+		}
+		n, err := w.write(q.req, out)
+		out.release()
+		c.b.metrics.bytesOut.Add(float64(n))
+		if err == nil && len(c.queue) == 0 {
+			err = w.flush()
+		}
+		if err != nil {
+			if c.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				c.log.Warn("write response failed; closing connection", "err", err)
+			}
+			failed = true
+			c.close()
+		}
+	}
+	if !failed {
+		w.flush()
+	}
+}
+
+func (o *outgoing) release() {
+	for _, s := range o.sections {
+		s.Release()
+	}
+}
+
+// section is a file range that goes into a response without passing
+// through user space where the connection allows.
+type section = storage.Section
+
+// responseWriter frames responses onto a connection.
+type responseWriter struct {
+	nc  net.Conn
+	bw  *bufio.Writer
+	buf []byte
+}
+
+func newResponseWriter(nc net.Conn) *responseWriter {
+	return &responseWriter{nc: nc, bw: bufio.NewWriterSize(nc, writeBufferBytes)}
+}
+
+func (w *responseWriter) flush() error { return w.bw.Flush() }
+
+// write encodes out with kmsg and writes it, splicing file sections in
+// place of the placeholders. It returns the bytes written.
+func (w *responseWriter) write(r *request, out *outgoing) (int64, error) {
+	resp := out.resp
+	resp.SetVersion(r.version)
+	b := append(w.buf[:0], 0, 0, 0, 0)
+	b = binary.BigEndian.AppendUint32(b, uint32(r.corr))
+	// ApiVersions responses keep header v0 even when flexible, so a client
+	// that does not know our versions can still read them.
+	if resp.IsFlexible() && r.key != int16(kmsg.ApiVersions) {
+		b = append(b, 0)
+	}
+	b = resp.AppendTo(b)
+	w.buf = b
+	if len(out.sections) == 0 {
+		binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+		_, err := w.bw.Write(b)
+		return int64(len(b)), err
+	}
+
+	flexible := resp.IsFlexible()
+	// Find each placeholder and the length prefix before it.
+	type cut struct{ at, prefix int }
+	cuts := make([]cut, 0, len(out.sections))
+	total := int64(len(b) - 4)
+	from := 0
+	for _, s := range out.sections {
+		i := bytes.Index(b[from:], placeholder)
+		if i < 0 {
+			return 0, errors.New("internal error: fetch placeholder missing from encoded response")
+		}
+		at := from + i
+		prefix := 4
+		if flexible {
+			prefix = 1 // uvarint(16+1)
+		}
+		cuts = append(cuts, cut{at, prefix})
+		total += s.Len - int64(len(placeholder)) - int64(prefix) + int64(lenPrefixSize(s.Len, flexible))
+		from = at + len(placeholder)
+	}
+	binary.BigEndian.PutUint32(b, uint32(total))
+	from = 0
+	var pfx [binary.MaxVarintLen64]byte
+	for i, s := range out.sections {
+		cu := cuts[i]
+		if _, err := w.bw.Write(b[from : cu.at-cu.prefix]); err != nil {
+			return 0, err
+		}
+		if _, err := w.bw.Write(appendLenPrefix(pfx[:0], s.Len, flexible)); err != nil {
+			return 0, err
+		}
+		if err := w.writeSection(s); err != nil {
+			return 0, err
+		}
+		from = cu.at + len(placeholder)
+	}
+	if _, err := w.bw.Write(b[from:]); err != nil {
+		return 0, err
+	}
+	return total + 4, nil
+}
+
+func lenPrefixSize(n int64, flexible bool) int {
+	if !flexible {
+		return 4
+	}
+	var tmp [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(tmp[:], uint64(n)+1)
+}
+
+func appendLenPrefix(dst []byte, n int64, flexible bool) []byte {
+	if !flexible {
+		return binary.BigEndian.AppendUint32(dst, uint32(n))
+	}
+	return binary.AppendUvarint(dst, uint64(n)+1)
+}
+
+// writeSection sends file bytes: with sendfile on a plain TCP connection,
+// else through the buffer (TLS must encrypt in user space anyway).
+func (w *responseWriter) writeSection(s section) error {
+	if tc, ok := w.nc.(*net.TCPConn); ok && sendfileSupported {
+		if err := w.bw.Flush(); err != nil {
+			return err
+		}
+		return sendFile(tc, s.File, s.Pos, s.Len)
+	}
+	_, err := io.Copy(w.bw, io.NewSectionReader(s.File, s.Pos, s.Len))
+	return err
+}
+
+// deadline bounds a long-poll by what the client asked, MaxFetchWait and
+// the connection's life.
+func deadline(maxWaitMillis int32) time.Duration {
+	return min(time.Duration(max(maxWaitMillis, 0))*time.Millisecond, MaxFetchWait)
+}

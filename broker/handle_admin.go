@@ -1,0 +1,148 @@
+package broker
+
+import (
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func handleCreateTopics(r *request) reply {
+	req := r.msg.(*kmsg.CreateTopicsRequest)
+	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
+	b := r.c.b
+	seen := map[string]int{}
+	for _, rt := range req.Topics {
+		seen[rt.Topic]++
+	}
+	for _, rt := range req.Topics {
+		st := kmsg.NewCreateTopicsResponseTopic()
+		st.Topic = rt.Topic
+		err := b.createTopic(rt, req.ValidateOnly, seen[rt.Topic] > 1)
+		st.ErrorCode, st.ErrorMessage = codeOf(err)
+		if err == nil {
+			st.NumPartitions = rt.NumPartitions
+			if st.NumPartitions == -1 {
+				st.NumPartitions = b.opts.DefaultPartitions
+			}
+			st.ReplicationFactor = 1
+			if t := b.topics.get(rt.Topic); t != nil {
+				for _, c := range b.describeTopicConfigs(t, nil) {
+					sc := kmsg.NewCreateTopicsResponseTopicConfig()
+					sc.Name, sc.Value, sc.ReadOnly, sc.Source = c.Name, c.Value, c.ReadOnly, int8(c.Source)
+					st.Configs = append(st.Configs, sc)
+				}
+			}
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return respond(resp)
+}
+
+func (b *Broker) createTopic(rt kmsg.CreateTopicsRequestTopic, validateOnly, duplicate bool) error {
+	if duplicate {
+		return errorf(kerr.InvalidRequest, "topic %s is named more than once in one request", rt.Topic)
+	}
+	if rt.ReplicationFactor != -1 && rt.ReplicationFactor != 1 {
+		return errorf(kerr.InvalidReplicationFactor,
+			"replication factor %d not possible on the built-in broker: it has one node; use replication-factor 1 or an external Kafka cluster", rt.ReplicationFactor)
+	}
+	partitions := rt.NumPartitions
+	if len(rt.ReplicaAssignment) > 0 {
+		if partitions != -1 {
+			return errorf(kerr.InvalidRequest, "give either a partition count or a replica assignment, not both")
+		}
+		for _, a := range rt.ReplicaAssignment {
+			if len(a.Replicas) != 1 || a.Replicas[0] != b.opts.NodeID {
+				return errorf(kerr.InvalidReplicaAssignment,
+					"replica assignment %v not possible on the built-in broker: it has one node, id %d", a.Replicas, b.opts.NodeID)
+			}
+		}
+		partitions = int32(len(rt.ReplicaAssignment))
+	}
+	configs := map[string]string{}
+	for _, c := range rt.Configs {
+		if c.Value == nil {
+			continue
+		}
+		configs[c.Name] = *c.Value
+	}
+	if len(configs) == 0 {
+		configs = nil
+	}
+	_, err := b.topics.create(rt.Topic, partitions, configs, validateOnly)
+	return err
+}
+
+func handleDeleteTopics(r *request) reply {
+	req := r.msg.(*kmsg.DeleteTopicsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
+	b := r.c.b
+	for _, name := range req.TopicNames {
+		st := kmsg.NewDeleteTopicsResponseTopic()
+		st.Topic = kmsg.StringPtr(name)
+		st.ErrorCode, st.ErrorMessage = codeOf(b.topics.delete(name))
+		resp.Topics = append(resp.Topics, st)
+	}
+	return respond(resp)
+}
+
+func handleDescribeConfigs(r *request) reply {
+	req := r.msg.(*kmsg.DescribeConfigsRequest)
+	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
+	b := r.c.b
+	for _, rr := range req.Resources {
+		sr := kmsg.NewDescribeConfigsResponseResource()
+		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
+		switch rr.ResourceType {
+		case kmsg.ConfigResourceTypeTopic:
+			t := b.topics.get(rr.ResourceName)
+			if t == nil {
+				sr.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				sr.ErrorMessage = kmsg.StringPtr(fmt.Sprintf("topic %s does not exist", rr.ResourceName))
+				break
+			}
+			sr.Configs = b.describeTopicConfigs(t, rr.ConfigNames)
+		case kmsg.ConfigResourceTypeBroker:
+			// No broker configs are exposed yet; an empty list is a valid
+			// answer and keeps admin tools that ask for them working.
+		default:
+			sr.ErrorCode = kerr.InvalidRequest.Code
+			sr.ErrorMessage = kmsg.StringPtr(fmt.Sprintf("describing configs of resource type %d is not supported by the built-in broker; topics are", rr.ResourceType))
+		}
+		resp.Resources = append(resp.Resources, sr)
+	}
+	return respond(resp)
+}
+
+// describeTopicConfigs lists the topic's configs, all of them when names is
+// nil.
+func (b *Broker) describeTopicConfigs(t *topic, names []string) []kmsg.DescribeConfigsResponseResourceConfig {
+	var out []kmsg.DescribeConfigsResponseResourceConfig
+	for i := range topicConfigDefs {
+		def := &topicConfigDefs[i]
+		if names != nil && !contains(names, def.name) {
+			continue
+		}
+		v, set := t.value(def, b.opts)
+		c := kmsg.NewDescribeConfigsResponseResourceConfig()
+		c.Name, c.Value = def.name, kmsg.StringPtr(v)
+		c.IsDefault = !set
+		c.Source = kmsg.ConfigSourceDefaultConfig
+		if set {
+			c.Source = kmsg.ConfigSourceDynamicTopicConfig
+		}
+		c.ConfigType = kmsg.ConfigType(def.typ)
+		out = append(out, c)
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

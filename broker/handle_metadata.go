@@ -1,0 +1,79 @@
+package broker
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func handleMetadata(r *request) reply {
+	req := r.msg.(*kmsg.MetadataRequest)
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+	b := r.c.b
+	host, port := r.c.advertised()
+	node := kmsg.NewMetadataResponseBroker()
+	node.NodeID, node.Host, node.Port = b.opts.NodeID, host, port
+	resp.Brokers = []kmsg.MetadataResponseBroker{node}
+	resp.ClusterID = kmsg.StringPtr(b.clusterID)
+	resp.ControllerID = b.opts.NodeID
+
+	var topics []*topic
+	var missing []string
+	// v0 asks for all topics with an empty list; v1+ with null.
+	if req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0) {
+		topics = b.topics.list()
+	} else {
+		// Before v4 there was no flag and Kafka auto-created when enabled.
+		allowAuto := req.Version < 4 || req.AllowAutoTopicCreation
+		for _, rt := range req.Topics {
+			if rt.Topic == nil {
+				continue
+			}
+			t := b.topics.get(*rt.Topic)
+			if t == nil && allowAuto && b.opts.AutoCreateTopics {
+				var err error
+				t, err = b.topics.create(*rt.Topic, -1, nil, false)
+				if err != nil && b.topics.get(*rt.Topic) == nil {
+					mt := kmsg.NewMetadataResponseTopic()
+					mt.Topic = rt.Topic
+					mt.ErrorCode, _ = codeOf(err)
+					resp.Topics = append(resp.Topics, mt)
+					continue
+				}
+				t = b.topics.get(*rt.Topic)
+			}
+			if t == nil {
+				missing = append(missing, *rt.Topic)
+				continue
+			}
+			topics = append(topics, t)
+		}
+	}
+	for _, t := range topics {
+		resp.Topics = append(resp.Topics, b.topicMetadata(t))
+	}
+	for _, name := range missing {
+		mt := kmsg.NewMetadataResponseTopic()
+		mt.Topic = kmsg.StringPtr(name)
+		mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+		if validTopicName(name) != nil {
+			mt.ErrorCode = kerr.InvalidTopicException.Code
+		}
+		resp.Topics = append(resp.Topics, mt)
+	}
+	return respond(resp)
+}
+
+func (b *Broker) topicMetadata(t *topic) kmsg.MetadataResponseTopic {
+	mt := kmsg.NewMetadataResponseTopic()
+	mt.Topic = kmsg.StringPtr(t.meta.Name)
+	for i := range t.parts {
+		p := kmsg.NewMetadataResponseTopicPartition()
+		p.Partition = int32(i)
+		p.Leader = b.opts.NodeID
+		p.LeaderEpoch = 0
+		p.Replicas = []int32{b.opts.NodeID}
+		p.ISR = []int32{b.opts.NodeID}
+		mt.Partitions = append(mt.Partitions, p)
+	}
+	return mt
+}

@@ -1,0 +1,49 @@
+package broker
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Special ListOffsets timestamps.
+const (
+	latestTimestamp   = -1
+	earliestTimestamp = -2
+)
+
+func handleListOffsets(r *request) reply {
+	req := r.msg.(*kmsg.ListOffsetsRequest)
+	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+	b := r.c.b
+	for _, rt := range req.Topics {
+		st := kmsg.NewListOffsetsResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewListOffsetsResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.Timestamp, sp.Offset = -1, -1
+			p := b.topics.partition(rt.Topic, rp.Partition)
+			switch {
+			case p == nil:
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case rp.Timestamp == latestTimestamp:
+				sp.Offset = p.EndOffset()
+			case rp.Timestamp == earliestTimestamp:
+				sp.Offset = p.StartOffset()
+			case rp.Timestamp < 0:
+				sp.ErrorCode = kerr.InvalidRequest.Code
+			default:
+				off, ts, err := p.OffsetForTime(rp.Timestamp)
+				if err != nil {
+					sp.ErrorCode, _ = codeOf(err)
+					break
+				}
+				sp.Offset, sp.Timestamp = off, ts
+			}
+			sp.LeaderEpoch = 0
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return respond(resp)
+}

@@ -1,0 +1,90 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice/broker/storage"
+)
+
+// handleProduce appends on the reader (so one connection's batches keep
+// their order) and, for acks=all, waits for the fsync on the writer, where
+// it coalesces with the fsyncs of every other producer.
+func handleProduce(r *request) reply {
+	req := r.msg.(*kmsg.ProduceRequest)
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	b := r.c.b
+	now := time.Now()
+	type pending struct {
+		part *storage.Partition
+		rp   *kmsg.ProduceResponseTopicPartition
+		next int64
+	}
+	var toSync []pending
+	ackErr := req.Acks != 0 && req.Acks != 1 && req.Acks != -1
+	for _, rt := range req.Topics {
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic = rt.Topic
+		t := b.topics.get(rt.Topic)
+		if t == nil && !ackErr && b.opts.AutoCreateTopics {
+			b.topics.create(rt.Topic, -1, nil, false)
+			t = b.topics.get(rt.Topic)
+		}
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			switch {
+			case ackErr:
+				sp.ErrorCode = kerr.InvalidRequiredAcks.Code
+			case t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.parts):
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			default:
+				p := t.parts[rp.Partition]
+				base, next, err := p.Append(rp.Records, now)
+				if err != nil {
+					sp.ErrorCode, sp.ErrorMessage = codeOf(err)
+					if sp.ErrorCode == kerr.KafkaStorageError.Code {
+						b.log.Error("append failed", "topic", rt.Topic, "partition", rp.Partition, "err", err)
+					}
+					break
+				}
+				b.metrics.produced(rt.Topic, len(rp.Records))
+				sp.BaseOffset = base
+				sp.LogStartOffset = p.StartOffset()
+				if req.Acks == -1 {
+					toSync = append(toSync, pending{part: p, next: next})
+				}
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	if req.Acks == 0 {
+		return func() *outgoing { return nil }
+	}
+	if len(toSync) == 0 {
+		return respond(resp)
+	}
+	// Index the response partitions that wait for an fsync.
+	k := 0
+	for ti := range resp.Topics {
+		for pi := range resp.Topics[ti].Partitions {
+			sp := &resp.Topics[ti].Partitions[pi]
+			if sp.ErrorCode == 0 && k < len(toSync) {
+				toSync[k].rp = sp
+				k++
+			}
+		}
+	}
+	return func() *outgoing {
+		for _, s := range toSync {
+			if err := s.part.Sync(s.next); err != nil {
+				s.rp.ErrorCode, s.rp.ErrorMessage = codeOf(err)
+				b.log.Error("fsync failed", "dir", s.part.Dir(), "err", err)
+			}
+		}
+		return &outgoing{resp: resp}
+	}
+}

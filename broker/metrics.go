@@ -1,0 +1,165 @@
+package broker
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Metrics are the broker's Prometheus collectors. Create them with
+// NewMetrics, pass them in Options.Metrics and register them (Collectors)
+// where /metrics is served; without Options.Metrics the broker keeps its
+// own, reachable through (*Broker).Metrics.
+type Metrics struct {
+	requests    *prometheus.CounterVec
+	bytesIn     prometheus.Counter
+	bytesOut    prometheus.Counter
+	producedB   *prometheus.CounterVec
+	connections prometheus.Gauge
+	logEnd      *logEndCollector
+}
+
+// NewMetrics creates the broker's collectors, unregistered.
+func NewMetrics() *Metrics {
+	return &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_broker_requests_total",
+			Help: "Kafka requests answered, by API and the first error code of the response (NONE when all succeeded).",
+		}, []string{"api", "error"}),
+		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_broker_received_bytes_total",
+			Help: "Bytes of Kafka requests received, framing included.",
+		}),
+		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_broker_sent_bytes_total",
+			Help: "Bytes of Kafka responses sent, framing included.",
+		}),
+		producedB: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_broker_produced_bytes_total",
+			Help: "Bytes of record batches appended to partition logs, by topic.",
+		}, []string{"topic"}),
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_broker_connections",
+			Help: "Open client connections.",
+		}),
+		logEnd: &logEndCollector{desc: prometheus.NewDesc("sluice_broker_log_end_offset",
+			"Log end offset (the next offset to be written) per partition.", []string{"topic", "partition"}, nil)},
+	}
+}
+
+// Collectors returns every collector, to register with a registry.
+func (m *Metrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.requests, m.bytesIn, m.bytesOut, m.producedB, m.connections, m.logEnd}
+}
+
+// Metrics returns the broker's collectors.
+func (b *Broker) Metrics() *Metrics { return b.metrics }
+
+func (m *Metrics) attach(b *Broker) {
+	m.logEnd.mu.Lock()
+	m.logEnd.b = b
+	m.logEnd.mu.Unlock()
+}
+
+func (m *Metrics) request(key int16, code int16) {
+	name := "NONE"
+	if code != 0 {
+		if e := kerr.TypedErrorForCode(code); e != nil {
+			name = e.Message
+		} else {
+			name = strconv.Itoa(int(code))
+		}
+	}
+	m.requests.WithLabelValues(kmsg.NameForKey(key), name).Inc()
+}
+
+func (m *Metrics) produced(topic string, n int) {
+	m.producedB.WithLabelValues(topic).Add(float64(n))
+}
+
+// logEndCollector reads log end offsets when scraped rather than keeping a
+// gauge per partition up to date on every append.
+type logEndCollector struct {
+	desc *prometheus.Desc
+	mu   sync.Mutex
+	b    *Broker
+}
+
+func (c *logEndCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *logEndCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	b := c.b
+	c.mu.Unlock()
+	if b == nil {
+		return
+	}
+	for _, t := range b.topics.list() {
+		for i, p := range t.parts {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(p.EndOffset()), t.meta.Name, strconv.Itoa(i))
+		}
+	}
+}
+
+// errorCode is the first non-zero error code in a response, for metrics.
+func errorCode(resp kmsg.Response) int16 {
+	switch r := resp.(type) {
+	case *kmsg.ProduceResponse:
+		for _, t := range r.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode != 0 {
+					return p.ErrorCode
+				}
+			}
+		}
+	case *kmsg.FetchResponse:
+		if r.ErrorCode != 0 {
+			return r.ErrorCode
+		}
+		for _, t := range r.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode != 0 {
+					return p.ErrorCode
+				}
+			}
+		}
+	case *kmsg.ListOffsetsResponse:
+		for _, t := range r.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode != 0 {
+					return p.ErrorCode
+				}
+			}
+		}
+	case *kmsg.MetadataResponse:
+		for _, t := range r.Topics {
+			if t.ErrorCode != 0 {
+				return t.ErrorCode
+			}
+		}
+	case *kmsg.ApiVersionsResponse:
+		return r.ErrorCode
+	case *kmsg.CreateTopicsResponse:
+		for _, t := range r.Topics {
+			if t.ErrorCode != 0 {
+				return t.ErrorCode
+			}
+		}
+	case *kmsg.DeleteTopicsResponse:
+		for _, t := range r.Topics {
+			if t.ErrorCode != 0 {
+				return t.ErrorCode
+			}
+		}
+	case *kmsg.DescribeConfigsResponse:
+		for _, t := range r.Resources {
+			if t.ErrorCode != 0 {
+				return t.ErrorCode
+			}
+		}
+	}
+	return 0
+}

@@ -1,0 +1,11 @@
+// Package storage is the built-in broker's durable partition log: per
+// partition, a directory of segment files holding Kafka record batches
+// (magic v2) exactly as produced, with only the base offset patched, next to
+// a sparse offset index and a time index. It verifies each batch's CRC-32C
+// on the way in, coalesces fsyncs of concurrent writers (group commit),
+// rolls segments by size and age, deletes old segments by time and size, and
+// after a crash re-checks the unflushed tail and truncates a torn batch.
+//
+// Reads return file sections rather than bytes, so the protocol server can
+// send them to a socket without copying them through user space.
+package storage

@@ -1,0 +1,30 @@
+package storage
+
+// Limits and defaults of the partition log.
+const (
+	// DefaultSegmentBytes is Kafka's segment.bytes default (1 GiB). Segment
+	// positions are stored as uint32 in the index, so it may not exceed 2 GiB.
+	DefaultSegmentBytes = 1 << 30
+
+	// MaxSegmentBytes keeps every position in a segment inside a uint32
+	// index field with headroom for one maximal batch past the roll size.
+	MaxSegmentBytes = 1<<31 - 1
+
+	// DefaultIndexIntervalBytes is Kafka's index.interval.bytes: one sparse
+	// index entry per 4 KiB of log, so a lookup scans at most that much.
+	DefaultIndexIntervalBytes = 4096
+
+	// batchHeaderLen is the fixed part of a magic v2 record batch.
+	batchHeaderLen = 61
+
+	// batchLengthOverhead is the part of the header not counted by the
+	// batch's own length field (baseOffset and length).
+	batchLengthOverhead = 12
+
+	// maxBatchBytes caps one batch read during recovery and lookups, so a
+	// corrupt length field cannot make us allocate gigabytes.
+	maxBatchBytes = 64 << 20
+
+	// recoveryReadBytes is the read buffer used when scanning a segment.
+	recoveryReadBytes = 1 << 20
+)

@@ -1,0 +1,650 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Config tunes one partition log. Zero values take the defaults named.
+type Config struct {
+	// SegmentBytes rolls the active segment when an append would take it
+	// past this size (default DefaultSegmentBytes, at most MaxSegmentBytes).
+	SegmentBytes int64
+	// SegmentAge rolls the active segment once its first batch is this old
+	// (default 7 days, as Kafka's segment.ms).
+	SegmentAge time.Duration
+	// RetentionAge deletes sealed segments whose newest record is older
+	// (default 168h, as Kafka's retention.ms; negative keeps forever).
+	RetentionAge time.Duration
+	// RetentionBytes deletes the oldest sealed segments while the log would
+	// still hold at least this many bytes without them (0 or negative: no
+	// limit, Kafka's retention.bytes=-1).
+	RetentionBytes int64
+	// MaxBatchBytes rejects larger batches with ErrTooLarge (default: no
+	// limit besides the protocol frame size).
+	MaxBatchBytes int64
+	// IndexIntervalBytes is the log distance between sparse index entries
+	// (default DefaultIndexIntervalBytes).
+	IndexIntervalBytes int64
+	// Logger receives recovery and retention messages (default slog.Default).
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.SegmentBytes <= 0 {
+		c.SegmentBytes = DefaultSegmentBytes
+	}
+	c.SegmentBytes = min(c.SegmentBytes, MaxSegmentBytes)
+	if c.SegmentAge <= 0 {
+		c.SegmentAge = 7 * 24 * time.Hour
+	}
+	if c.RetentionAge == 0 {
+		c.RetentionAge = 168 * time.Hour
+	}
+	if c.IndexIntervalBytes <= 0 {
+		c.IndexIntervalBytes = DefaultIndexIntervalBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Partition is one partition's log. Appends are serialised; reads run
+// concurrently with appends and each other.
+type Partition struct {
+	dir string
+
+	mu      sync.RWMutex
+	cfg     Config
+	segs    []*segment // sorted by base; the last one takes appends
+	end     int64      // log end offset: the next offset to assign
+	closed  bool
+	waiters []chan struct{}
+
+	// Group commit: one fsync at a time; callers that arrive while one runs
+	// wait for the next, which covers all of them.
+	syncMu   sync.Mutex
+	syncCond *sync.Cond
+	flushed  int64
+	syncing  bool
+}
+
+// OpenPartition opens or creates the log in dir. clean says the previous
+// process closed the log properly; otherwise the active segment is re-checked
+// batch by batch (CRC-32C) and cut at the first torn or corrupt batch.
+// Sealed segments were fsynced when they were rolled.
+func OpenPartition(dir string, cfg Config, clean bool) (*Partition, error) {
+	cfg = cfg.withDefaults()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create partition directory: %w", err)
+	}
+	p := &Partition{dir: dir, cfg: cfg}
+	p.syncCond = sync.NewCond(&p.syncMu)
+	bases, err := listSegments(dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(bases) == 0 {
+		bases = []int64{0}
+	}
+	for i, base := range bases {
+		seg, err := p.openSegment(base, i == len(bases)-1, clean, nextBase(bases, i))
+		if err != nil {
+			p.closeSegments()
+			return nil, err
+		}
+		p.segs = append(p.segs, seg)
+	}
+	last := p.segs[len(p.segs)-1]
+	p.end = last.next
+	p.flushed = p.end
+	return p, nil
+}
+
+func nextBase(bases []int64, i int) int64 {
+	if i+1 < len(bases) {
+		return bases[i+1]
+	}
+	return -1
+}
+
+func (p *Partition) openSegment(base int64, active, clean bool, next int64) (*segment, error) {
+	path := segmentName(p.dir, base, logSuffix)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open segment: %w", err)
+	}
+	seg := &segment{base: base, dir: p.dir, f: f, next: base, maxTs: -1, created: time.Now()}
+	seg.refs.Store(1)
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !active && seg.loadIndexFiles(fi.Size(), next, p.cfg.IndexIntervalBytes) {
+		return seg, nil
+	}
+	validEnd, reason, err := seg.scan(active && !clean, p.cfg.IndexIntervalBytes)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("read segment %s: %w", path, err)
+	}
+	if reason != nil || validEnd != fi.Size() {
+		if !active {
+			f.Close()
+			return nil, fmt.Errorf("sealed segment %s is damaged (%v); restore it from a backup or remove it and the segments after it", path, reason)
+		}
+		p.cfg.Logger.Warn("truncating torn tail of partition log", "segment", path, "from", validEnd, "size", fi.Size(), "reason", reason)
+		if err := f.Truncate(validEnd); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("truncate torn tail of %s: %w", path, err)
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	if !active && (next >= 0 && seg.next != next) {
+		f.Close()
+		return nil, fmt.Errorf("sealed segment %s ends at offset %d but the next segment starts at %d; the log directory is damaged", path, seg.next, next)
+	}
+	if !active {
+		if err := seg.writeIndexFiles(); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("rewrite index of %s: %w", path, err)
+		}
+	}
+	if seg.size > 0 {
+		if ts := firstTimestamp(f); ts > 0 {
+			seg.created = time.UnixMilli(ts)
+		}
+	}
+	if _, err := f.Seek(seg.size, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return seg, nil
+}
+
+func firstTimestamp(f *os.File) int64 {
+	var hdr [batchHeaderLen]byte
+	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+		return -1
+	}
+	return parseHeader(hdr[:]).maxTimestamp
+}
+
+// SetConfig replaces the partition's retention and roll settings.
+func (p *Partition) SetConfig(cfg Config) {
+	p.mu.Lock()
+	p.cfg = cfg.withDefaults()
+	p.mu.Unlock()
+}
+
+// StartOffset is the first offset still in the log.
+func (p *Partition) StartOffset() int64 {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.segs[0].base
+}
+
+// EndOffset is the log end offset: the offset the next record will get.
+func (p *Partition) EndOffset() int64 {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.end
+}
+
+// Offsets returns the start and end offsets together.
+func (p *Partition) Offsets() (start, end int64) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.segs[0].base, p.end
+}
+
+// Size is the bytes of all segments.
+func (p *Partition) Size() int64 {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	var n int64
+	for _, s := range p.segs {
+		n += s.size
+	}
+	return n
+}
+
+// Append validates every batch in b (magic v2, lengths, CRC-32C), assigns
+// offsets from the log end, patches them into b and writes b to the active
+// segment. Nothing is stored unless every batch is valid. It returns the
+// offset of the first record and the offset after the last one. The data is
+// in the page cache on return; call Sync for durability.
+func (p *Partition) Append(b []byte, now time.Time) (base, next int64, err error) {
+	if len(b) == 0 {
+		return 0, 0, fmt.Errorf("%w: no record batches", ErrCorrupt)
+	}
+	var hs []header
+	var hbuf [8]header
+	hs = hbuf[:0]
+	for rest := b; len(rest) > 0; {
+		h, err := checkBatch(rest, true)
+		if err != nil {
+			return 0, 0, err
+		}
+		hs = append(hs, h)
+		rest = rest[h.size():]
+	}
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return 0, 0, ErrClosed
+	}
+	if limit := p.cfg.MaxBatchBytes; limit > 0 {
+		for _, h := range hs {
+			if h.size() > limit {
+				return 0, 0, fmt.Errorf("%w: batch of %d bytes, the topic allows %d (max.message.bytes)", ErrTooLarge, h.size(), limit)
+			}
+		}
+	}
+	seg := p.segs[len(p.segs)-1]
+	if seg.size > 0 && (seg.size+int64(len(b)) > p.cfg.SegmentBytes || now.Sub(seg.created) >= p.cfg.SegmentAge) {
+		if seg, err = p.roll(now); err != nil {
+			return 0, 0, err
+		}
+	}
+	if seg.size == 0 {
+		seg.created = now
+	}
+	base = p.end
+	oldIndex, oldSince, oldMax, oldNext := len(seg.index), seg.sinceIndex, seg.maxTs, seg.next
+	pos, off := seg.size, p.end
+	for i := range hs {
+		patchBatch(b[pos-seg.size:], off)
+		hs[i].baseOffset = off
+		seg.maybeIndex(hs[i], pos, p.cfg.IndexIntervalBytes)
+		pos += hs[i].size()
+		off = hs[i].nextOffset()
+	}
+	if _, werr := seg.f.Write(b); werr != nil {
+		// Put the file back where it was so the log stays a sequence of
+		// whole batches; the client retries.
+		seg.index, seg.sinceIndex, seg.maxTs, seg.next = seg.index[:oldIndex], oldSince, oldMax, oldNext
+		if terr := seg.f.Truncate(seg.size); terr == nil {
+			seg.f.Seek(seg.size, io.SeekStart)
+		}
+		return 0, 0, fmt.Errorf("write partition log %s: %w", p.dir, werr)
+	}
+	seg.size = pos
+	p.end = off
+	for _, w := range p.waiters {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+	p.waiters = p.waiters[:0]
+	return base, off, nil
+}
+
+// roll seals the active segment (fsync, index files) and starts a new one at
+// the log end. The caller holds p.mu.
+func (p *Partition) roll(now time.Time) (*segment, error) {
+	old := p.segs[len(p.segs)-1]
+	if err := old.f.Sync(); err != nil {
+		return nil, fmt.Errorf("sync segment before roll: %w", err)
+	}
+	if err := old.writeIndexFiles(); err != nil {
+		return nil, fmt.Errorf("write segment index: %w", err)
+	}
+	path := segmentName(p.dir, p.end, logSuffix)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("create segment: %w", err)
+	}
+	// The new file's directory entry must be durable before an fsync of
+	// the file can acknowledge data in it.
+	if err := syncDir(p.dir); err != nil {
+		f.Close()
+		return nil, err
+	}
+	seg := &segment{base: p.end, dir: p.dir, f: f, next: p.end, maxTs: -1, created: now}
+	seg.refs.Store(1)
+	p.segs = append(p.segs, seg)
+	return seg, nil
+}
+
+// Sync makes every record before offset upto durable. Concurrent callers
+// share fsyncs: while one runs, later callers wait and the next fsync covers
+// all of them.
+func (p *Partition) Sync(upto int64) error {
+	p.syncMu.Lock()
+	defer p.syncMu.Unlock()
+	for p.flushed < upto {
+		if p.syncing {
+			p.syncCond.Wait()
+			continue
+		}
+		p.syncing = true
+		p.syncMu.Unlock()
+		p.mu.RLock()
+		if p.closed {
+			p.mu.RUnlock()
+			p.syncMu.Lock()
+			p.syncing = false
+			p.syncCond.Broadcast()
+			return ErrClosed
+		}
+		target := p.end
+		seg := p.segs[len(p.segs)-1]
+		seg.acquire()
+		p.mu.RUnlock()
+		err := seg.f.Sync()
+		seg.release()
+		p.syncMu.Lock()
+		p.syncing = false
+		p.syncCond.Broadcast()
+		if err != nil {
+			return fmt.Errorf("fsync partition log %s: %w", p.dir, err)
+		}
+		p.flushed = max(p.flushed, target)
+	}
+	return nil
+}
+
+// Section is a byte range of a segment file holding whole record batches.
+// The holder must call Release; until then the file stays open even if
+// retention deletes the segment.
+type Section struct {
+	File *os.File
+	Pos  int64
+	Len  int64
+	seg  *segment
+}
+
+// Release lets the segment file be closed.
+func (s Section) Release() {
+	if s.seg != nil {
+		s.seg.release()
+	}
+}
+
+// Read returns the batches starting with the one that holds offset, up to
+// maxBytes of whole batches, but at least one batch (as Kafka does, so a
+// consumer is never stuck behind a batch larger than its limit). At the log
+// end it returns an empty section.
+func (p *Partition) Read(offset int64, maxBytes int64) (Section, error) {
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		return Section{}, ErrClosed
+	}
+	if offset < p.segs[0].base || offset > p.end {
+		p.mu.RUnlock()
+		return Section{}, ErrOffsetOutOfRange
+	}
+	if offset == p.end {
+		p.mu.RUnlock()
+		return Section{}, nil
+	}
+	i := sort.Search(len(p.segs), func(i int) bool { return p.segs[i].base > offset }) - 1
+	for i < len(p.segs)-1 && offset >= p.segs[i].next {
+		i++
+	}
+	seg := p.segs[i]
+	size, index := seg.size, seg.index
+	seg.acquire()
+	p.mu.RUnlock()
+
+	sec, err := seg.read(offset, maxBytes, size, index)
+	if err != nil || sec.Len == 0 {
+		seg.release()
+		return Section{}, err
+	}
+	sec.seg = seg
+	return sec, nil
+}
+
+func (s *segment) readHeader(pos int64) (header, error) {
+	var hdr [batchHeaderLen]byte
+	if _, err := s.f.ReadAt(hdr[:], pos); err != nil {
+		return header{}, fmt.Errorf("read batch header at %d: %w", pos, err)
+	}
+	return parseHeader(hdr[:]), nil
+}
+
+// read finds offset in the segment using a snapshot (size, index) taken
+// under the partition lock.
+func (s *segment) read(offset, maxBytes, size int64, index []indexEntry) (Section, error) {
+	rel := offset - s.base
+	j := sort.Search(len(index), func(j int) bool { return int64(index[j].rel) > rel }) - 1
+	pos := int64(0)
+	if j >= 0 {
+		pos = int64(index[j].pos)
+	}
+	var first header
+	for {
+		if pos >= size {
+			return Section{}, nil
+		}
+		h, err := s.readHeader(pos)
+		if err != nil {
+			return Section{}, err
+		}
+		if h.nextOffset() > offset {
+			first = h
+			break
+		}
+		pos += h.size()
+	}
+	start, end := pos, pos+first.size()
+	limit := start + maxBytes
+	if size <= limit {
+		end = size
+	} else {
+		// Jump with the index to the last indexed batch that still fits,
+		// then walk batch headers up to the limit.
+		k := sort.Search(len(index), func(k int) bool { return int64(index[k].pos) > limit }) - 1
+		if k >= 0 && int64(index[k].pos) > end {
+			end = int64(index[k].pos)
+		}
+		for end < size {
+			h, err := s.readHeader(end)
+			if err != nil {
+				return Section{}, err
+			}
+			if end+h.size() > limit {
+				break
+			}
+			end += h.size()
+		}
+	}
+	return Section{File: s.f, Pos: start, Len: end - start}, nil
+}
+
+// OffsetForTime returns the offset and timestamp of the first record whose
+// timestamp is at least ts, or -1, -1 if there is none. In a compressed
+// batch it returns the batch's first offset and max timestamp instead of
+// decompressing.
+func (p *Partition) OffsetForTime(ts int64) (offset, timestamp int64, err error) {
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		return -1, -1, ErrClosed
+	}
+	var seg *segment
+	var size int64
+	var index []indexEntry
+	for _, s := range p.segs {
+		if s.maxTs >= ts && s.size > 0 {
+			seg, size, index = s, s.size, s.index
+			break
+		}
+	}
+	if seg == nil {
+		p.mu.RUnlock()
+		return -1, -1, nil
+	}
+	seg.acquire()
+	p.mu.RUnlock()
+	defer seg.release()
+
+	j := sort.Search(len(index), func(j int) bool { return index[j].tsBefore >= ts }) - 1
+	pos := int64(0)
+	if j >= 0 {
+		pos = int64(index[j].pos)
+	}
+	for pos < size {
+		h, err := seg.readHeader(pos)
+		if err != nil {
+			return -1, -1, err
+		}
+		if h.maxTimestamp < ts {
+			pos += h.size()
+			continue
+		}
+		if h.compressed() || h.size() > maxBatchBytes {
+			return h.baseOffset, h.maxTimestamp, nil
+		}
+		batch := make([]byte, h.size())
+		if _, err := seg.f.ReadAt(batch, pos); err != nil {
+			return -1, -1, err
+		}
+		if off, rts, ok := firstRecordAtOrAfter(batch, h, ts); ok {
+			return off, rts, nil
+		}
+		return h.baseOffset, h.maxTimestamp, nil
+	}
+	return -1, -1, nil
+}
+
+// firstRecordAtOrAfter walks the records of an uncompressed batch.
+func firstRecordAtOrAfter(batch []byte, h header, ts int64) (int64, int64, bool) {
+	rest := batch[batchHeaderLen:]
+	for i := int32(0); i < h.recordCount && len(rest) > 0; i++ {
+		l, n := binary.Varint(rest)
+		if n <= 0 || l < 0 || int64(n)+l > int64(len(rest)) {
+			return 0, 0, false
+		}
+		var r kmsg.Record
+		if err := r.ReadFrom(rest[:int64(n)+l]); err != nil {
+			return 0, 0, false
+		}
+		if rts := h.baseTimestamp + r.TimestampDelta64; rts >= ts {
+			return h.baseOffset + int64(r.OffsetDelta), rts, true
+		}
+		rest = rest[int64(n)+l:]
+	}
+	return 0, 0, false
+}
+
+// Wait registers ch to receive a signal when the log grows past offset. It
+// returns false, registering nothing, if it already has. Call Unwait when
+// done waiting.
+func (p *Partition) Wait(offset int64, ch chan struct{}) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.end > offset || p.closed {
+		return false
+	}
+	p.waiters = append(p.waiters, ch)
+	return true
+}
+
+// Unwait removes ch registered by Wait, if it is still there.
+func (p *Partition) Unwait(ch chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, w := range p.waiters {
+		if w == ch {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			return
+		}
+	}
+}
+
+// EnforceRetention deletes sealed segments past the retention age or size
+// and returns how many it deleted. The active segment is never deleted.
+func (p *Partition) EnforceRetention(now time.Time) (int, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return 0, nil
+	}
+	var total int64
+	for _, s := range p.segs {
+		total += s.size
+	}
+	n := 0
+	for n < len(p.segs)-1 {
+		s := p.segs[n]
+		byTime := p.cfg.RetentionAge > 0 && s.maxTs >= 0 && now.Sub(time.UnixMilli(s.maxTs)) > p.cfg.RetentionAge
+		byTime = byTime || (p.cfg.RetentionAge > 0 && s.size == 0)
+		bySize := p.cfg.RetentionBytes > 0 && total-s.size >= p.cfg.RetentionBytes
+		if !byTime && !bySize {
+			break
+		}
+		total -= s.size
+		n++
+	}
+	dead := append([]*segment(nil), p.segs[:n]...)
+	p.segs = append(p.segs[:0:0], p.segs[n:]...)
+	p.mu.Unlock()
+
+	var errs []error
+	for _, s := range dead {
+		for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
+			if err := os.Remove(segmentName(p.dir, s.base, suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+		s.release()
+	}
+	if n > 0 {
+		p.cfg.Logger.Info("retention deleted segments", "dir", p.dir, "segments", n, "log_start_offset", p.StartOffset())
+		if err := syncDir(p.dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// Close syncs and closes the log. Sections already handed out stay readable
+// until released.
+func (p *Partition) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	for _, w := range p.waiters {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+	p.waiters = nil
+	err := p.segs[len(p.segs)-1].f.Sync()
+	p.closeSegments()
+	p.mu.Unlock()
+	return err
+}
+
+func (p *Partition) closeSegments() {
+	for _, s := range p.segs {
+		s.release()
+	}
+}
+
+// Dir is the partition's directory.
+func (p *Partition) Dir() string { return p.dir }

@@ -1,0 +1,266 @@
+package storage
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// File name suffixes of a segment, named by its base offset as in Kafka.
+const (
+	logSuffix       = ".log"
+	indexSuffix     = ".index"
+	timeIndexSuffix = ".timeindex"
+)
+
+// indexEntry is one sparse index point: the batch starting at rel (offset
+// relative to the segment base) sits at pos, and every batch before it has a
+// max timestamp ≤ tsBefore. tsBefore lets a timestamp lookup skip straight to
+// the first entry that may hold a later record.
+type indexEntry struct {
+	rel      uint32
+	pos      uint32
+	tsBefore int64
+}
+
+// segment is one file of a partition log. Fields other than refs and f are
+// guarded by the partition's mutex; index entries are never changed once
+// appended, so readers may keep a snapshot of the slice.
+type segment struct {
+	base       int64
+	dir        string
+	f          *os.File
+	size       int64 // bytes of whole batches
+	next       int64 // offset after the last batch
+	index      []indexEntry
+	sinceIndex int64 // bytes appended since the last index entry
+	maxTs      int64 // largest batch max timestamp, -1 if empty
+	created    time.Time
+	refs       atomic.Int32 // the partition's reference plus one per open Section
+}
+
+func segmentName(dir string, base int64, suffix string) string {
+	return filepath.Join(dir, fmt.Sprintf("%020d%s", base, suffix))
+}
+
+func (s *segment) acquire() { s.refs.Add(1) }
+
+// release drops one reference; the last one closes the file, which may
+// already be unlinked by retention.
+func (s *segment) release() {
+	if s.refs.Add(-1) == 0 {
+		s.f.Close()
+	}
+}
+
+// listSegments returns the base offsets of the segment files in dir, sorted.
+func listSegments(dir string) ([]int64, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var bases []int64
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasSuffix(name, logSuffix) {
+			continue
+		}
+		base, err := strconv.ParseInt(strings.TrimSuffix(name, logSuffix), 10, 64)
+		if err != nil || base < 0 {
+			return nil, fmt.Errorf("unexpected file %s in partition directory %s: move it away", name, dir)
+		}
+		bases = append(bases, base)
+	}
+	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
+	return bases, nil
+}
+
+// addIndex records an index point for a batch about to be placed at pos.
+func (s *segment) maybeIndex(h header, pos int64, indexInterval int64) {
+	if len(s.index) == 0 || s.sinceIndex >= indexInterval {
+		s.index = append(s.index, indexEntry{rel: uint32(h.baseOffset - s.base), pos: uint32(pos), tsBefore: s.maxTs})
+		s.sinceIndex = 0
+	}
+	s.sinceIndex += h.size()
+	s.maxTs = max(s.maxTs, h.maxTimestamp)
+	s.next = h.nextOffset()
+}
+
+// scan reads the batches of the segment file from position 0 and rebuilds
+// the in-memory index, size, next offset and max timestamp. With verify it
+// checks every batch's CRC-32C. It stops at the first batch that is torn,
+// corrupt or out of sequence and returns the position of that stop: the file
+// holds valid data only before it.
+func (s *segment) scan(verify bool, indexInterval int64) (validEnd int64, reason error, err error) {
+	s.index, s.sinceIndex, s.maxTs, s.next, s.size = nil, 0, -1, s.base, 0
+	r := bufio.NewReaderSize(io.NewSectionReader(s.f, 0, 1<<62), recoveryReadBytes)
+	var hdr [batchHeaderLen]byte
+	var body []byte
+	pos := int64(0)
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			if err == io.EOF {
+				return pos, nil, nil
+			}
+			if err == io.ErrUnexpectedEOF {
+				return pos, fmt.Errorf("torn batch header at position %d", pos), nil
+			}
+			return pos, nil, err
+		}
+		h := parseHeader(hdr[:])
+		if h.length < batchHeaderLen-batchLengthOverhead || h.size() > maxBatchBytes {
+			return pos, fmt.Errorf("bad batch length %d at position %d", h.length, pos), nil
+		}
+		if h.baseOffset != s.next {
+			return pos, fmt.Errorf("batch at position %d has base offset %d, expected %d", pos, h.baseOffset, s.next), nil
+		}
+		rest := int(h.size()) - batchHeaderLen
+		if verify {
+			if cap(body) < int(h.size()) {
+				body = make([]byte, h.size())
+			}
+			body = body[:h.size()]
+			copy(body, hdr[:])
+			if _, err := io.ReadFull(r, body[batchHeaderLen:]); err != nil {
+				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+					return pos, fmt.Errorf("torn batch at position %d", pos), nil
+				}
+				return pos, nil, err
+			}
+			if _, cerr := checkBatch(body, true); cerr != nil {
+				return pos, fmt.Errorf("batch at position %d: %w", pos, cerr), nil
+			}
+		} else {
+			if n, err := r.Discard(rest); n < rest {
+				if err == io.EOF {
+					return pos, fmt.Errorf("torn batch at position %d", pos), nil
+				}
+				return pos, nil, err
+			}
+			if cerr := checkHeader(h, h.size()); cerr != nil {
+				return pos, fmt.Errorf("batch at position %d: %w", pos, cerr), nil
+			}
+		}
+		s.maybeIndex(h, pos, indexInterval)
+		pos += h.size()
+		s.size = pos
+	}
+}
+
+// writeIndexFiles persists the sparse indexes of a sealed segment, each
+// through a temporary file, fsync and rename so a crash leaves the old or new
+// file whole. A missing or inconsistent index is rebuilt on open.
+func (s *segment) writeIndexFiles() error {
+	idx := make([]byte, 0, len(s.index)*8)
+	tidx := make([]byte, 0, len(s.index)*12)
+	for _, e := range s.index {
+		idx = binary.BigEndian.AppendUint32(idx, e.rel)
+		idx = binary.BigEndian.AppendUint32(idx, e.pos)
+		tidx = binary.BigEndian.AppendUint64(tidx, uint64(e.tsBefore))
+		tidx = binary.BigEndian.AppendUint32(tidx, e.rel)
+	}
+	for _, f := range []struct {
+		suffix string
+		data   []byte
+	}{{indexSuffix, idx}, {timeIndexSuffix, tidx}} {
+		if err := writeFileSync(segmentName(s.dir, s.base, f.suffix), f.data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadIndexFiles restores the index of a sealed segment from its files and
+// checks them against the log: entries increasing, inside the file, and the
+// batches after the last entry ending exactly at the file's end. It reports
+// false when the segment must be scanned instead.
+func (s *segment) loadIndexFiles(fileSize, next int64, indexInterval int64) bool {
+	idx, err1 := os.ReadFile(segmentName(s.dir, s.base, indexSuffix))
+	tidx, err2 := os.ReadFile(segmentName(s.dir, s.base, timeIndexSuffix))
+	if err1 != nil || err2 != nil || len(idx)%8 != 0 || len(tidx)%12 != 0 || len(idx)/8 != len(tidx)/12 || len(idx) == 0 {
+		return false
+	}
+	n := len(idx) / 8
+	entries := make([]indexEntry, n)
+	for i := range entries {
+		e := indexEntry{
+			rel:      binary.BigEndian.Uint32(idx[i*8:]),
+			pos:      binary.BigEndian.Uint32(idx[i*8+4:]),
+			tsBefore: int64(binary.BigEndian.Uint64(tidx[i*12:])),
+		}
+		if binary.BigEndian.Uint32(tidx[i*12+8:]) != e.rel || int64(e.pos) >= fileSize {
+			return false
+		}
+		if i > 0 && (e.rel <= entries[i-1].rel || e.pos <= entries[i-1].pos) {
+			return false
+		}
+		entries[i] = e
+	}
+	if entries[0].rel != 0 || entries[0].pos != 0 {
+		return false
+	}
+	// Walk the tail after the last entry to learn the max timestamp and to
+	// check the index describes this file.
+	last := entries[n-1]
+	maxTs := last.tsBefore
+	pos := int64(last.pos)
+	off := s.base + int64(last.rel)
+	var hdr [batchHeaderLen]byte
+	for pos < fileSize {
+		if _, err := s.f.ReadAt(hdr[:], pos); err != nil {
+			return false
+		}
+		h := parseHeader(hdr[:])
+		if h.baseOffset != off || h.length < batchHeaderLen-batchLengthOverhead {
+			return false
+		}
+		maxTs = max(maxTs, h.maxTimestamp)
+		off = h.nextOffset()
+		pos += h.size()
+		s.sinceIndex += h.size()
+	}
+	if pos != fileSize || (next >= 0 && off != next) {
+		return false
+	}
+	s.index, s.size, s.next, s.maxTs = entries, fileSize, off, maxTs
+	return true
+}
+
+func writeFileSync(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// syncDir makes a created, renamed or removed entry of dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,428 @@
+package broker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/sluicehq/sluice/broker/storage"
+)
+
+// apiError is an error with the Kafka error code the client gets.
+type apiError struct {
+	code *kerr.Error
+	msg  string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func errorf(code *kerr.Error, format string, args ...any) error {
+	return &apiError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// codeOf maps an error to the Kafka error code and message for the client.
+func codeOf(err error) (int16, *string) {
+	if err == nil {
+		return 0, nil
+	}
+	msg := err.Error()
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		return ae.code.Code, &msg
+	case errors.Is(err, storage.ErrCorrupt):
+		return kerr.CorruptMessage.Code, &msg
+	case errors.Is(err, storage.ErrTooLarge):
+		return kerr.MessageTooLarge.Code, &msg
+	case errors.Is(err, storage.ErrOffsetOutOfRange):
+		return kerr.OffsetOutOfRange.Code, &msg
+	case errors.Is(err, storage.ErrClosed):
+		return kerr.UnknownTopicOrPartition.Code, &msg
+	default:
+		return kerr.KafkaStorageError.Code, &msg
+	}
+}
+
+// topicConfigDef declares one supported topic config: its default, how it
+// is checked and how it reaches the partition log.
+type topicConfigDef struct {
+	name  string
+	def   func(o Options) string
+	check func(v string) error
+	apply func(c *storage.Config, v string)
+	typ   int8 // kmsg.ConfigType: 5 LONG, 2 STRING
+}
+
+func parseLong(lo, hi int64) func(string) error {
+	return func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < lo || n > hi {
+			return fmt.Errorf("must be an integer from %d to %d", lo, hi)
+		}
+		return nil
+	}
+}
+
+func atoi(v string) int64 { n, _ := strconv.ParseInt(v, 10, 64); return n }
+
+func msOf(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+
+var topicConfigDefs = []topicConfigDef{
+	{name: "cleanup.policy", typ: 2,
+		def: func(Options) string { return "delete" },
+		check: func(v string) error {
+			if v != "delete" {
+				return fmt.Errorf("only delete is supported by the built-in broker; log compaction needs an external Kafka cluster")
+			}
+			return nil
+		},
+		apply: func(*storage.Config, string) {}},
+	{name: "max.message.bytes", typ: 5,
+		def:   func(Options) string { return strconv.Itoa(DefaultMaxMessageBytes) },
+		check: parseLong(0, MaxFrameBytes),
+		apply: func(c *storage.Config, v string) { c.MaxBatchBytes = atoi(v) }},
+	{name: "retention.bytes", typ: 5,
+		def: func(o Options) string {
+			if o.RetentionBytes > 0 {
+				return strconv.FormatInt(o.RetentionBytes, 10)
+			}
+			return "-1"
+		},
+		check: parseLong(-1, 1<<62),
+		apply: func(c *storage.Config, v string) { c.RetentionBytes = atoi(v) }},
+	{name: "retention.ms", typ: 5,
+		def: func(o Options) string {
+			switch {
+			case o.RetentionAge < 0:
+				return "-1"
+			case o.RetentionAge == 0:
+				return msOf(168 * time.Hour)
+			}
+			return msOf(o.RetentionAge)
+		},
+		check: parseLong(-1, 1<<62),
+		apply: func(c *storage.Config, v string) {
+			if n := atoi(v); n < 0 {
+				c.RetentionAge = -1
+			} else {
+				c.RetentionAge = max(time.Duration(n)*time.Millisecond, time.Millisecond)
+			}
+		}},
+	{name: "segment.bytes", typ: 5,
+		def: func(o Options) string {
+			if o.SegmentBytes > 0 {
+				return strconv.FormatInt(o.SegmentBytes, 10)
+			}
+			return strconv.Itoa(storage.DefaultSegmentBytes)
+		},
+		check: parseLong(1024, storage.MaxSegmentBytes),
+		apply: func(c *storage.Config, v string) { c.SegmentBytes = atoi(v) }},
+	{name: "segment.ms", typ: 5,
+		def: func(o Options) string {
+			if o.SegmentAge > 0 {
+				return msOf(o.SegmentAge)
+			}
+			return msOf(7 * 24 * time.Hour)
+		},
+		check: parseLong(1, 1<<62),
+		apply: func(c *storage.Config, v string) { c.SegmentAge = time.Duration(atoi(v)) * time.Millisecond }},
+}
+
+func configDef(name string) *topicConfigDef {
+	for i := range topicConfigDefs {
+		if topicConfigDefs[i].name == name {
+			return &topicConfigDefs[i]
+		}
+	}
+	return nil
+}
+
+// topicMeta is what topic.json holds.
+type topicMeta struct {
+	Name       string            `json:"name"`
+	Partitions int32             `json:"partitions"`
+	Configs    map[string]string `json:"configs,omitempty"`
+}
+
+type topic struct {
+	meta  topicMeta
+	dir   string
+	parts []*storage.Partition
+}
+
+// value returns the effective value of a config and whether it was set on
+// the topic.
+func (t *topic) value(def *topicConfigDef, o Options) (string, bool) {
+	if v, ok := t.meta.Configs[def.name]; ok {
+		return v, true
+	}
+	return def.def(o), false
+}
+
+func (t *topic) storageConfig(o Options, log *slog.Logger) storage.Config {
+	c := storage.Config{Logger: log}
+	for i := range topicConfigDefs {
+		v, _ := t.value(&topicConfigDefs[i], o)
+		topicConfigDefs[i].apply(&c, v)
+	}
+	return c
+}
+
+// topicSet is the broker's topics under <data>/topics, one directory each.
+type topicSet struct {
+	dir   string
+	trash string
+	opts  Options
+	log   *slog.Logger
+	lock  *os.File
+
+	opMu sync.Mutex // serialises create and delete, which move directories
+	mu   sync.RWMutex
+	m    map[string]*topic
+}
+
+func openTopics(dataDir string, opts Options, clean bool, lock *os.File) (*topicSet, error) {
+	ts := &topicSet{dir: filepath.Join(dataDir, "topics"), trash: filepath.Join(dataDir, "trash"),
+		opts: opts, log: opts.Logger, lock: lock, m: map[string]*topic{}}
+	// A delete that crashed half-way left its directory in the trash.
+	if err := os.RemoveAll(ts.trash); err != nil {
+		return nil, fmt.Errorf("empty %s: %w", ts.trash, err)
+	}
+	for _, d := range []string{ts.dir, ts.trash} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	ents, err := os.ReadDir(ts.dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		t, err := ts.openTopic(filepath.Join(ts.dir, e.Name()), clean)
+		if err != nil {
+			ts.close()
+			return nil, err
+		}
+		ts.m[t.meta.Name] = t
+	}
+	return ts, nil
+}
+
+func (ts *topicSet) openTopic(dir string, clean bool) (*topic, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "topic.json"))
+	if err != nil {
+		return nil, fmt.Errorf("read topic metadata: %w", err)
+	}
+	t := &topic{dir: dir}
+	if err := json.Unmarshal(data, &t.meta); err != nil {
+		return nil, fmt.Errorf("topic metadata %s: %w", filepath.Join(dir, "topic.json"), err)
+	}
+	cfg := t.storageConfig(ts.opts, ts.log)
+	for i := range t.meta.Partitions {
+		p, err := storage.OpenPartition(filepath.Join(dir, strconv.Itoa(int(i))), cfg, clean)
+		if err != nil {
+			for _, p := range t.parts {
+				p.Close()
+			}
+			return nil, fmt.Errorf("topic %s partition %d: %w", t.meta.Name, i, err)
+		}
+		t.parts = append(t.parts, p)
+	}
+	return t, nil
+}
+
+func (ts *topicSet) get(name string) *topic {
+	ts.mu.RLock()
+	defer ts.mu.RUnlock()
+	return ts.m[name]
+}
+
+// partition returns the log of topic/partition, or nil.
+func (ts *topicSet) partition(name string, p int32) *storage.Partition {
+	t := ts.get(name)
+	if t == nil || p < 0 || int(p) >= len(t.parts) {
+		return nil
+	}
+	return t.parts[p]
+}
+
+func (ts *topicSet) list() []*topic {
+	ts.mu.RLock()
+	defer ts.mu.RUnlock()
+	out := make([]*topic, 0, len(ts.m))
+	for _, t := range ts.m {
+		out = append(out, t)
+	}
+	slices.SortFunc(out, func(a, b *topic) int {
+		switch {
+		case a.meta.Name < b.meta.Name:
+			return -1
+		case a.meta.Name > b.meta.Name:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// validTopicName applies Kafka's rules, so a name that works here works on
+// a real cluster too.
+func validTopicName(name string) error {
+	if name == "" || name == "." || name == ".." {
+		return errorf(kerr.InvalidTopicException, "topic name %q is not allowed", name)
+	}
+	if len(name) > MaxTopicNameLen {
+		return errorf(kerr.InvalidTopicException, "topic name is %d characters; the limit is %d", len(name), MaxTopicNameLen)
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return errorf(kerr.InvalidTopicException, "topic name %q: use only letters, digits, '.', '_' and '-'", name)
+		}
+	}
+	return nil
+}
+
+// checkConfigs validates topic configs given at creation.
+func checkConfigs(configs map[string]string) error {
+	for k, v := range configs {
+		def := configDef(k)
+		if def == nil {
+			return errorf(kerr.InvalidConfig, "topic config %q is not supported by the built-in broker; supported: cleanup.policy, max.message.bytes, retention.bytes, retention.ms, segment.bytes, segment.ms", k)
+		}
+		if err := def.check(v); err != nil {
+			return errorf(kerr.InvalidConfig, "topic config %s=%q: %v", k, v, err)
+		}
+	}
+	return nil
+}
+
+// create makes a topic. The directory is built aside and renamed into
+// place, so a crash never leaves half a topic.
+func (ts *topicSet) create(name string, partitions int32, configs map[string]string, validateOnly bool) (*topic, error) {
+	if err := validTopicName(name); err != nil {
+		return nil, err
+	}
+	if partitions == -1 {
+		partitions = ts.opts.DefaultPartitions
+	}
+	if partitions < 1 || partitions > MaxPartitionsPerTopic {
+		return nil, errorf(kerr.InvalidPartitions, "%d partitions: use 1 to %d", partitions, MaxPartitionsPerTopic)
+	}
+	if err := checkConfigs(configs); err != nil {
+		return nil, err
+	}
+	ts.opMu.Lock()
+	defer ts.opMu.Unlock()
+	if ts.get(name) != nil {
+		return nil, errorf(kerr.TopicAlreadyExists, "topic %s already exists", name)
+	}
+	if validateOnly {
+		return nil, nil
+	}
+	meta := topicMeta{Name: name, Partitions: partitions, Configs: configs}
+	data, err := json.MarshalIndent(meta, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(ts.trash, "create-")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileSync(filepath.Join(tmp, "topic.json"), data); err != nil {
+		os.RemoveAll(tmp)
+		return nil, fmt.Errorf("write topic metadata: %w", err)
+	}
+	dir := filepath.Join(ts.dir, name)
+	if err := os.Rename(tmp, dir); err != nil {
+		os.RemoveAll(tmp)
+		return nil, fmt.Errorf("create topic directory: %w", err)
+	}
+	if err := syncDir(ts.dir); err != nil {
+		return nil, err
+	}
+	t, err := ts.openTopic(dir, true)
+	if err != nil {
+		return nil, err
+	}
+	ts.mu.Lock()
+	ts.m[name] = t
+	ts.mu.Unlock()
+	ts.log.Info("created topic", "topic", name, "partitions", partitions)
+	return t, nil
+}
+
+// delete removes a topic and its data from disk.
+func (ts *topicSet) delete(name string) error {
+	ts.opMu.Lock()
+	defer ts.opMu.Unlock()
+	ts.mu.Lock()
+	t, ok := ts.m[name]
+	if !ok {
+		ts.mu.Unlock()
+		return errorf(kerr.UnknownTopicOrPartition, "topic %s does not exist", name)
+	}
+	delete(ts.m, name)
+	ts.mu.Unlock()
+	var errs []error
+	for _, p := range t.parts {
+		if err := p.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// Rename first so a crash mid-delete leaves nothing that looks like a
+	// topic; the trash is emptied on open.
+	dead := filepath.Join(ts.trash, fmt.Sprintf("deleted-%d", time.Now().UnixNano()))
+	if err := os.Rename(t.dir, dead); err != nil {
+		return fmt.Errorf("delete topic %s: %w", name, err)
+	}
+	if err := syncDir(ts.dir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(dead); err != nil {
+		errs = append(errs, err)
+	}
+	ts.log.Info("deleted topic", "topic", name)
+	return errors.Join(errs...)
+}
+
+func (ts *topicSet) enforceRetention(now time.Time) {
+	for _, t := range ts.list() {
+		for i, p := range t.parts {
+			if _, err := p.EnforceRetention(now); err != nil {
+				ts.log.Error("retention failed", "topic", t.meta.Name, "partition", i, "err", err)
+			}
+		}
+	}
+}
+
+func (ts *topicSet) close() error {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	var errs []error
+	for _, t := range ts.m {
+		for _, p := range t.parts {
+			if err := p.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (ts *topicSet) unlock() {
+	if ts.lock != nil {
+		ts.lock.Close()
+	}
+}
