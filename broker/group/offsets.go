@@ -1,0 +1,290 @@
+package group
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+)
+
+const (
+	// MaxOffsetMetadata bounds the metadata string kept with a committed
+	// offset (Kafka's offset.metadata.max.bytes default is 4096).
+	MaxOffsetMetadata = 4096
+	// maxEntryBytes bounds one log entry when reading the log back; a
+	// length beyond it means a torn or corrupt tail.
+	maxEntryBytes = 64 << 20
+	// compactMinEntries and the live-size ratio decide when the log is
+	// rewritten with only the latest offset per partition.
+	compactMinEntries = 10000
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// TopicPartition names one partition.
+type TopicPartition struct {
+	Topic     string `json:"t"`
+	Partition int32  `json:"p"`
+}
+
+// Offset is one committed offset.
+type Offset struct {
+	TopicPartition
+	Offset      int64     `json:"o"` // -1 in a Fetch result: nothing committed
+	LeaderEpoch int32     `json:"e"`
+	Metadata    string    `json:"m,omitempty"`
+	Time        time.Time `json:"ts"`
+}
+
+// entry is one log record: a commit of several partitions, or a group
+// deletion.
+type entry struct {
+	Group   string   `json:"g"`
+	Delete  bool     `json:"d,omitempty"`
+	Offsets []Offset `json:"os,omitempty"`
+}
+
+// OffsetStore keeps committed offsets in memory and in an append-only log
+// (length, CRC-32C, JSON) that is fsynced before a commit is acknowledged.
+type OffsetStore struct {
+	mu      sync.Mutex
+	path    string
+	f       *os.File
+	w       *bufio.Writer
+	entries int // log entries since the last compaction
+	groups  map[string]map[TopicPartition]Offset
+}
+
+// OpenOffsetStore opens (or creates) the store in dir, replaying its log and
+// cutting off a torn tail left by a crash.
+func OpenOffsetStore(dir string) (*OffsetStore, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	s := &OffsetStore{path: filepath.Join(dir, "offsets.log"), groups: map[string]map[TopicPartition]Offset{}}
+	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	good, err := s.replay(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Truncate(good); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("truncate torn tail of %s: %w", s.path, err)
+	}
+	if _, err := f.Seek(good, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	s.f, s.w = f, bufio.NewWriter(f)
+	return s, nil
+}
+
+// replay applies every intact entry and returns the offset just past the
+// last one.
+func (s *OffsetStore) replay(f *os.File) (int64, error) {
+	r := bufio.NewReader(f)
+	var pos int64
+	var hdr [8]byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return pos, nil // clean end or torn header
+		}
+		n := binary.BigEndian.Uint32(hdr[:4])
+		if n > maxEntryBytes {
+			return pos, nil
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r, body); err != nil {
+			return pos, nil
+		}
+		if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(hdr[4:]) {
+			return pos, nil
+		}
+		var e entry
+		if err := json.Unmarshal(body, &e); err != nil {
+			return 0, fmt.Errorf("%s at byte %d: %w; the file is damaged beyond a torn tail", s.path, pos, err)
+		}
+		s.apply(e)
+		s.entries++
+		pos += int64(8 + n)
+	}
+}
+
+func (s *OffsetStore) apply(e entry) {
+	if e.Delete {
+		delete(s.groups, e.Group)
+		return
+	}
+	g := s.groups[e.Group]
+	if g == nil {
+		g = map[TopicPartition]Offset{}
+		s.groups[e.Group] = g
+	}
+	for _, o := range e.Offsets {
+		g[o.TopicPartition] = o
+	}
+}
+
+// append writes e durably, then applies it.
+func (s *OffsetStore) append(e entry) error {
+	body, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	var hdr [8]byte
+	binary.BigEndian.PutUint32(hdr[:4], uint32(len(body)))
+	binary.BigEndian.PutUint32(hdr[4:], crc32.Checksum(body, castagnoli))
+	s.w.Write(hdr[:])
+	s.w.Write(body)
+	if err := s.w.Flush(); err != nil {
+		return err
+	}
+	if err := s.f.Sync(); err != nil {
+		return err
+	}
+	s.apply(e)
+	s.entries++
+	if s.entries >= compactMinEntries && s.entries > 2*s.live() {
+		return s.compact()
+	}
+	return nil
+}
+
+func (s *OffsetStore) live() int {
+	n := 0
+	for _, g := range s.groups {
+		if len(g) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// compact rewrites the log with one entry per group, atomically.
+func (s *OffsetStore) compact() error {
+	tmp := s.path + ".compact"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	for _, name := range s.groupNames() {
+		var e entry
+		e.Group = name
+		for _, o := range s.groups[name] {
+			e.Offsets = append(e.Offsets, o)
+		}
+		body, _ := json.Marshal(e)
+		var hdr [8]byte
+		binary.BigEndian.PutUint32(hdr[:4], uint32(len(body)))
+		binary.BigEndian.PutUint32(hdr[4:], crc32.Checksum(body, castagnoli))
+		w.Write(hdr[:])
+		w.Write(body)
+	}
+	if err := errors.Join(w.Flush(), f.Sync()); err != nil {
+		f.Close()
+		return err
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		f.Close()
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(s.path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	s.f.Close()
+	s.f, s.w = f, bufio.NewWriter(f)
+	s.entries = s.live()
+	return nil
+}
+
+func (s *OffsetStore) groupNames() []string {
+	names := make([]string, 0, len(s.groups))
+	for g := range s.groups {
+		names = append(names, g)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Commit durably stores offsets for group.
+func (s *OffsetStore) Commit(group string, offsets []Offset) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	stamped := make([]Offset, len(offsets))
+	for i, o := range offsets {
+		if o.Time.IsZero() {
+			o.Time = now
+		}
+		stamped[i] = o
+	}
+	return s.append(entry{Group: group, Offsets: stamped})
+}
+
+// DeleteGroup durably forgets group's offsets.
+func (s *OffsetStore) DeleteGroup(group string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.groups[group]; !ok {
+		return nil
+	}
+	return s.append(entry{Group: group, Delete: true})
+}
+
+// Fetch returns group's committed offsets for parts (Offset -1 where none),
+// or all of them, sorted, when parts is nil.
+func (s *OffsetStore) Fetch(group string, parts []TopicPartition) []Offset {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[group]
+	if parts == nil {
+		out := make([]Offset, 0, len(g))
+		for _, o := range g {
+			out = append(out, o)
+		}
+		sort.Slice(out, func(i, j int) bool {
+			if out[i].Topic != out[j].Topic {
+				return out[i].Topic < out[j].Topic
+			}
+			return out[i].Partition < out[j].Partition
+		})
+		return out
+	}
+	out := make([]Offset, len(parts))
+	for i, tp := range parts {
+		o, ok := g[tp]
+		if !ok {
+			o = Offset{TopicPartition: tp, Offset: -1, LeaderEpoch: -1}
+		}
+		out[i] = o
+	}
+	return out
+}
+
+// Groups lists the groups with committed offsets.
+func (s *OffsetStore) Groups() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.groupNames()
+}
+
+// Close flushes and closes the log.
+func (s *OffsetStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return errors.Join(s.w.Flush(), s.f.Close())
+}
