@@ -9,10 +9,12 @@ import (
 
 // isolate puts the plugin in its own process group. Without a parent-death
 // signal, the SDK's parent watch is what ends a plugin whose host died.
-func isolate(cmd *exec.Cmd) {
+var isolate = func(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 }
 
 func killGroup(pid int) {
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 }
+
+func isolateGroupOnly(cmd *exec.Cmd) { isolate(cmd) }

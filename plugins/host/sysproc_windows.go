@@ -3,6 +3,8 @@ package host
 import "os/exec"
 
 // On Windows the SDK's parent watch is what ends a plugin whose host died.
-func isolate(*exec.Cmd) {}
+var isolate = func(*exec.Cmd) {}
 
 func killGroup(int) {}
+
+func isolateGroupOnly(*exec.Cmd) {}

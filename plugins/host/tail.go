@@ -2,6 +2,7 @@ package host
 
 import (
 	"bytes"
+	"log/slog"
 	"strings"
 	"sync"
 )
@@ -10,11 +11,14 @@ import (
 // quotes: enough for a panic message and the top of its stack.
 const stderrTailLines = 20
 
-// tail keeps the last stderrTailLines lines written to it.
+// tail keeps the last stderrTailLines lines written to it, and the first
+// line of a Go panic, which a long stack trace would push out.
 type tail struct {
 	mu      sync.Mutex
 	lines   []string
 	partial []byte
+	panic   string
+	dropped bool // the panic line is no longer among lines
 }
 
 func (t *tail) Write(p []byte) (int, error) {
@@ -35,7 +39,13 @@ func (t *tail) Write(p []byte) (int, error) {
 }
 
 func (t *tail) push(line string) {
+	if t.panic == "" && (strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ")) {
+		t.panic = line
+	}
 	if len(t.lines) == stderrTailLines {
+		if t.lines[0] == t.panic {
+			t.dropped = true
+		}
 		copy(t.lines, t.lines[1:])
 		t.lines = t.lines[:stderrTailLines-1]
 	}
@@ -53,5 +63,34 @@ func (t *tail) String() string {
 	if len(lines) == 0 {
 		return "  (nothing on stderr)"
 	}
+	if t.dropped {
+		lines = append([]string{t.panic, "..."}, lines...)
+	}
 	return "  " + strings.Join(lines, "\n  ")
+}
+
+// lineLogger logs each line written to it and keeps it in tail.
+type lineLogger struct {
+	log     *slog.Logger
+	tail    *tail
+	mu      sync.Mutex
+	partial []byte
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	_, _ = l.tail.Write(p)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			l.partial = append(l.partial, p...)
+			break
+		}
+		l.log.Info(string(append(l.partial, p[:i]...)))
+		l.partial = l.partial[:0]
+		p = p[i+1:]
+	}
+	return n, nil
 }

@@ -71,8 +71,11 @@ func (w *worker) start(ctx context.Context) error {
 		AutoMTLS:         true,
 		Logger:           newHCLog(w.t.log.With("worker", w.index)),
 		Stderr:           w.stderr,
-		GRPCDialOptions:  pluginpb.DialOptions(),
-		StartTimeout:     cfg.Timeout,
+		// What the plugin prints after go-plugin took over its stdio.
+		SyncStdout:      &lineLogger{log: w.t.log.With("worker", w.index, "stream", "stdout"), tail: w.stderr},
+		SyncStderr:      &lineLogger{log: w.t.log.With("worker", w.index, "stream", "stderr"), tail: w.stderr},
+		GRPCDialOptions: pluginpb.DialOptions(),
+		StartTimeout:    cfg.Timeout,
 	}
 	if w.launch.sha256 != nil {
 		cc.SecureConfig = &plugin.SecureConfig{Checksum: w.launch.sha256, Hash: sha256.New()}

@@ -136,11 +136,15 @@ var (
 )
 
 // Logger returns the plugin's logger. Its lines reach the host's log with
-// the step's name attached. Plugins must not write to stdout: the protocol
-// owns it.
+// the step's name attached, and the last of them are quoted when the host
+// gives up on the plugin. Prefer it to printing: what a plugin prints to
+// os.Stdout or os.Stderr after Serve starts is forwarded asynchronously.
 func Logger() *slog.Logger {
 	loggerOnce.Do(func() {
-		logger = newJSONLogger(os.Stderr)
+		// fd 2 itself, not os.Stderr: go-plugin's Serve points os.Stderr at a
+		// pipe streamed to the host asynchronously, which loses the last
+		// lines when the process dies; fd 2 reaches the host directly.
+		logger = newJSONLogger(os.NewFile(2, "stderr"))
 	})
 	return logger
 }

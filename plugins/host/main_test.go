@@ -1,0 +1,93 @@
+package host
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/plugins/builtin"
+	"github.com/sluicehq/sluice/plugins/sdk"
+)
+
+// The test binary doubles as every process these tests need, chosen before
+// any test runs: a built-in plugin (re-executed by the host exactly as the
+// sluice binary is), the test plugin (when started under the name
+// testPluginName), or a host process for the orphan test.
+func TestMain(m *testing.M) {
+	builtin.MaybeServe()
+	if filepath.Base(os.Args[0]) == testPluginName {
+		sdk.Serve(testPlugin())
+	}
+	if os.Getenv(testHostEnv) != "" {
+		runTestHost()
+	}
+	os.Exit(m.Run())
+}
+
+const (
+	testPluginName = "sluice-test-plugin"
+	testHostEnv    = "SLUICE_TEST_HOST"
+)
+
+type testSettings struct {
+	// CrashOnceMarker: crash on the first "crash-once" record seen by any
+	// process (the marker file remembers), succeed afterwards.
+	CrashOnceMarker string `json:"crash_once_marker"`
+}
+
+// testPlugin upper-cases values, and misbehaves on request: the value
+// "crash" exits the process, "hang" never answers, "reject" is rejected,
+// "fail" fails the batch, "retry" fails it retryably.
+func testPlugin() sdk.Transform {
+	return sdk.WithSettings(func(s testSettings) (sdk.Transform, error) {
+		return sdk.Map(func(r sdk.Record) (sdk.Record, error) {
+			switch string(r.Value) {
+			case "crash":
+				panic("boom: crashing on purpose")
+			case "crash-once":
+				if _, err := os.Stat(s.CrashOnceMarker); err != nil {
+					_ = os.WriteFile(s.CrashOnceMarker, nil, 0o600)
+					os.Exit(3)
+				}
+			case "hang":
+				select {}
+			case "reject":
+				return r, errors.New("rejected on purpose")
+			case "fail":
+				return r, sdk.FailBatch(errors.New("failed on purpose"))
+			case "retry":
+				return r, sdk.FailBatch(engine.Retryable(errors.New("retry on purpose")))
+			case "log":
+				sdk.Logger().Warn("hello from the plugin", "n", 7)
+			}
+			r.Value = []byte(string(r.Value) + "!")
+			return r, nil
+		}), nil
+	})
+}
+
+// runTestHost is a host process for the orphan test: it starts a plugin,
+// prints the plugin's pid and waits to be killed.
+func runTestHost() {
+	if os.Getenv(testHostEnv) == "parent-watch-only" {
+		// Drop the parent-death signal to prove the SDK's fallback.
+		isolate = func(cmd *exec.Cmd) { isolateGroupOnly(cmd) }
+	}
+	t, err := New(context.Background(), Config{Pipeline: "p", Plugin: "uppercase"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	w := bufio.NewWriter(os.Stdout)
+	fmt.Fprintln(w, t.PIDs()[0])
+	w.Flush()
+	time.Sleep(time.Hour)
+	os.Exit(0)
+}
