@@ -164,7 +164,7 @@ func yamlSyntax(err error, data []byte) *syntaxError {
 		if l := lineOf(data, line); strings.Contains(l, "${") && strings.ContainsAny(l, "{[") {
 			return &syntaxError{line, 1, fmt.Sprintf("not valid YAML: %s; quote a ${VAR} inside { } or [ ]: write \"${VAR}\"", m[2])}
 		}
-		return &syntaxError{line, 1, fmt.Sprintf("not valid YAML: %s in the block that starts here; check indentation and quoting in it (a value with { } [ ] or ': ' needs quotes)", m[2])}
+		return &syntaxError{line, 1, fmt.Sprintf("not valid YAML: %s in the mapping or list around here; check indentation and quoting (a value with { } [ ] or ': ' needs quotes)", m[2])}
 	}
 	return &syntaxError{line, 1, fmt.Sprintf("not valid YAML: %s; check indentation and quoting on this line", m[2])}
 }

@@ -52,7 +52,7 @@ type GenerateSource struct {
 	Count      int64  `yaml:"count" min:"0"` // 0 = unbounded
 	Partitions int32  `yaml:"partitions" default:"1" min:"1"`
 	Keys       int64  `yaml:"keys" default:"1" min:"0"` // 0 = records without a key
-	Rate       int64  `yaml:"rate" min:"0"` // records per second across partitions; 0 = as fast as possible
+	Rate       int64  `yaml:"rate" min:"0"`             // records per second across partitions; 0 = as fast as possible
 }
 
 // KafkaSource reads a Kafka topic set, from the built-in broker or an
