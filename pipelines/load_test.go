@@ -601,3 +601,15 @@ func TestReferenceCoversEveryBlock(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkParseExample(b *testing.B) {
+	data, err := os.ReadFile("../examples/generate-to-file.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := Parse("x.yaml", data, noEnv); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
