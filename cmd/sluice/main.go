@@ -53,6 +53,7 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(),
 		newRunCmd(),
 		newLintCmd(),
+		newBrokerCmd(), newTopicCmd(), newProduceCmd(), newConsumeCmd(),
 	)
 	return root
 }
