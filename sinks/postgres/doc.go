@@ -1,0 +1,28 @@
+// Package postgres is the exactly-once PostgreSQL sink: a batch's rows and
+// the pipeline's checkpoint row commit in one transaction.
+//
+// Staging: the first Write of an epoch begins a transaction and COPYs the
+// rows straight into the target table (in upsert mode into a temporary table
+// dropped at commit); later Writes of the epoch COPY more. Uncommitted rows
+// are invisible to every other session, Abort is a ROLLBACK, and the sink
+// holds no rows in memory, so batch size is bounded by the server, not by
+// this process. The price is one open transaction from the first Write to
+// Commit, which is the batch's own duration.
+//
+// Commit of epoch e runs, in that transaction,
+//
+//	UPDATE sluice_checkpoints SET epoch = e, positions = $until
+//	WHERE pipeline = $p AND epoch = e-1
+//
+// (an INSERT for e = 1) and commits only if it changed one row. The update
+// takes the checkpoint row's lock, so two writers of one pipeline serialise
+// there and the second finds the epoch moved: engine.ErrFenced, rolled back.
+// If the row already holds e with the same positions, the commit was a retry
+// after a lost acknowledgement and is a no-op. In upsert mode the staged rows
+// are then merged with INSERT ... ON CONFLICT (upsert-key) DO UPDATE, the
+// last record of a key within the batch winning.
+//
+// The checkpoint table sluice_checkpoints(pipeline, epoch, positions jsonb)
+// and the dead-letter table sluice_dead_letters live in the target table's
+// schema; several pipelines may share them.
+package postgres
