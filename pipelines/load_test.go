@@ -576,7 +576,7 @@ func TestReferenceCoversEveryBlock(t *testing.T) {
 			}
 		}
 	}
-	want := "[ source source.generate source.kafka source.kafka.tls source.kafka.sasl batch transforms[] sink sink.file sink.stdout sink.postgres sink.kafka sink.kafka.tls sink.kafka.sasl dead-letter]"
+	want := "[ source source.generate source.kafka source.kafka.tls source.kafka.sasl batch transforms[] sink sink.file sink.file.roll sink.stdout sink.postgres sink.kafka sink.kafka.tls sink.kafka.sasl dead-letter]"
 	if got := fmt.Sprint(paths); got != want {
 		t.Errorf("blocks = %s\nwant     %s", got, want)
 	}

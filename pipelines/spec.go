@@ -109,6 +109,16 @@ type Sink struct {
 type FileSink struct {
 	Path   string `yaml:"path" required:"true" example:"./out"`
 	Format string `yaml:"format" default:"jsonl" enum:"jsonl|raw"` // jsonl | raw
+	// Roll combines epochs into fewer part files; absent = one part file
+	// per epoch that has output.
+	Roll *FileRoll `yaml:"roll"`
+}
+
+// FileRoll makes a part file visible once it is big or old enough; epochs
+// in between commit (positions advance) but their output appears only then.
+type FileRoll struct {
+	Bytes    int64    `yaml:"bytes" min:"0"` // 0 = no size condition
+	Interval Duration `yaml:"interval"`      // 0 = no age condition
 }
 
 // StdoutSink prints records; at-least-once only.
