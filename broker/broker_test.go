@@ -43,7 +43,7 @@ func testBrokerDir(t testing.TB, dir string, opts Options) (*Broker, string) {
 	return b, l.Addr().String()
 }
 
-func testLogger(t testing.TB) *slog.Logger {
+func testLogger(testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -148,4 +148,24 @@ func TestDataDirLayout(t *testing.T) {
 			t.Errorf("expected %s in the data directory: %v", p, err)
 		}
 	}
+}
+
+func listOffset(t testing.TB, cl *kgo.Client, topic string, partition int32, ts int64) int64 {
+	t.Helper()
+	req := kmsg.NewPtrListOffsetsRequest()
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Partition, rp.Timestamp = partition, ts
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctxT(t), cl)
+	if err != nil {
+		t.Fatalf("list offsets: %v", err)
+	}
+	p := resp.Topics[0].Partitions[0]
+	if p.ErrorCode != 0 {
+		t.Fatalf("list offsets %s/%d: error code %d", topic, partition, p.ErrorCode)
+	}
+	return p.Offset
 }
