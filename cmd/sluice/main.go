@@ -13,12 +13,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/internal/logging"
+	"github.com/sluicehq/sluice/plugins/builtin"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
 func main() {
+	// A built-in plugin process is this binary re-executed by the host.
+	builtin.MaybeServe()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCmd().ExecuteContext(ctx); err != nil {
@@ -53,6 +56,7 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(),
 		newRunCmd(),
 		newLintCmd(),
+		newPluginCmd(),
 		newBrokerCmd(), newTopicCmd(), newProduceCmd(), newConsumeCmd(),
 	)
 	return root
