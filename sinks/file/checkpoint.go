@@ -74,6 +74,9 @@ func (s *Sink) writeCheckpoint(c checkpoint) error {
 		err = cerr
 	}
 	if err == nil {
+		if err := s.hit("checkpoint-tmp-synced"); err != nil {
+			return err // a simulated crash leaves the temporary file behind
+		}
 		err = os.Rename(tmp, s.checkpointPath(c.Epoch))
 	}
 	if err == nil {

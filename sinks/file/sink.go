@@ -67,6 +67,11 @@ type Sink struct {
 	staged   uint64 // epoch with staged output, 0 if none
 	out      *stage // output; with rolling it carries committed bytes across epochs
 	dead     *stage // dead letters of the staged epoch
+
+	// failpoint, set by tests, is called after each step of Commit; an error
+	// stops the commit there, as a crash would.
+	failpoint func(step string) error
+	now       func() time.Time // the clock for roll intervals
 }
 
 // New returns a file sink writing into cfg.Path, created if missing.
@@ -78,6 +83,13 @@ func New(cfg pipelines.FileSink) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("file sink: %w", err)
 	}
+	var roll Roll
+	if r := cfg.Roll; r != nil {
+		if r.Bytes < 0 || r.Interval < 0 {
+			return nil, errors.New("file sink: roll bytes and interval cannot be negative; write roll: {bytes: 134217728, interval: 5m}, or leave roll out for one part file per epoch")
+		}
+		roll = Roll{Bytes: r.Bytes, Interval: r.Interval.D()}
+	}
 	var id [6]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, fmt.Errorf("file sink: instance id: %w", err)
@@ -85,13 +97,12 @@ func New(cfg pipelines.FileSink) (*Sink, error) {
 	return &Sink{
 		dir:    cfg.Path,
 		format: f,
+		roll:   roll,
+		now:    time.Now,
 		log:    slog.Default().With("sink", "file", "path", cfg.Path),
 		id:     hex.EncodeToString(id[:]),
 	}, nil
 }
-
-// SetRoll sets how epochs are combined into part files; call it before Open.
-func (s *Sink) SetRoll(r Roll) { s.roll = r }
 
 // Open recovers the directory for pipeline: it deletes what uncommitted
 // epochs left behind and returns the last committed epoch and positions.
@@ -235,12 +246,15 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 		return s.fenced(epoch, stored, "; it was committed by another instance after this one opened")
 	}
 
-	c := checkpoint{Pipeline: s.pipeline, Epoch: epoch, Positions: until.Clone(), Time: time.Now().UTC()}
+	c := checkpoint{Pipeline: s.pipeline, Epoch: epoch, Positions: until.Clone(), Time: s.now().UTC()}
 	if s.out != nil {
 		c.Records = s.out.records
 		if err := s.out.sync(); err != nil {
 			return fmt.Errorf("file sink: commit epoch %d: %w", epoch, err)
 		}
+	}
+	if err := s.hit("staged-synced"); err != nil {
+		return err
 	}
 	if s.dead != nil && s.dead.records > 0 {
 		// Before the checkpoint: dead letters of an epoch that then fails to
@@ -250,6 +264,9 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 			return err
 		}
 		c.DeadLetters = name
+		if err := s.hit("dead-letters-renamed"); err != nil {
+			return err
+		}
 	}
 	var rolling bool
 	if s.out != nil && s.out.size > 0 {
@@ -266,6 +283,9 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 	if err := s.writeCheckpoint(c); err != nil {
 		return err
 	}
+	if err := s.hit("checkpoint-renamed"); err != nil {
+		return err
+	}
 	if rolling {
 		// The commit point.
 		if err := os.Rename(s.out.path(), filepath.Join(s.dir, c.Part)); err != nil {
@@ -273,6 +293,9 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 		}
 		s.out.close()
 		s.out = nil
+		if err := s.hit("part-renamed"); err != nil {
+			return err
+		}
 		if err := syncDir(s.dir); err != nil {
 			return fmt.Errorf("%w: epoch %d: %w", engine.ErrNotCommitted, epoch, err)
 		}
@@ -285,6 +308,13 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 	s.staged = 0
 	s.prune(epoch, prev)
 	return nil
+}
+
+func (s *Sink) hit(step string) error {
+	if s.failpoint == nil {
+		return nil
+	}
+	return s.failpoint(step)
 }
 
 // Abort discards what is staged for epoch (and, with rolling, only the bytes
@@ -369,7 +399,7 @@ func (s *Sink) stageOut() (*stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	st.since = time.Now().UTC()
+	st.since = s.now().UTC()
 	s.out = st
 	return st, nil
 }
