@@ -32,7 +32,7 @@ type checkpoint struct {
 	// Open is committed output not yet visible because the roll policy
 	// combines epochs.
 	Open        *openPart `json:"open,omitempty"`
-	DeadLetters string    `json:"dead_letters,omitempty"` // relative to the sink's path
+	DeadLetters string    `json:"dead_letters,omitempty"` // the committed dead-letter file
 	Time        time.Time `json:"committed_at"`
 }
 
@@ -207,7 +207,7 @@ func (s *Sink) recover() (checkpoint, error) {
 			}
 		}
 	}
-	dead := filepath.Join(s.dir, deadDir, s.pipeline)
+	dead := filepath.Join(s.deadRoot, s.pipeline)
 	files, err := os.ReadDir(dead)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return c, fmt.Errorf("file sink: %w", err)

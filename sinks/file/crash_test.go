@@ -192,3 +192,42 @@ func TestBadPipelineNames(t *testing.T) {
 		})
 	}
 }
+
+func TestDeadLetterDir(t *testing.T) {
+	ctx := context.Background()
+	dir, dlq := t.TempDir(), t.TempDir()
+	s := newSink(t, dir, "jsonl")
+	s.SetDeadLetterDir(dlq)
+	open(t, s, "p")
+	s.WriteRejected(ctx, 1, rejects("bad"))
+	if err := s.Commit(ctx, 1, pos(1)); err != nil {
+		t.Fatal(err)
+	}
+	s.WriteRejected(ctx, 2, rejects("uncommitted"))
+	s.failpoint = func(step string) error {
+		if step == "dead-letters-renamed" {
+			return errCrash
+		}
+		return nil
+	}
+	s.Commit(ctx, 2, pos(2))
+	crash(s)
+	s2 := newSink(t, dir, "jsonl")
+	s2.SetDeadLetterDir(dlq)
+	if e, _ := open(t, s2, "p"); e != 1 {
+		t.Fatalf("Open = epoch %d, want 1", e)
+	}
+	files, _ := filepath.Glob(filepath.Join(dlq, "p", "*"))
+	if len(files) != 1 || filepath.Base(files[0]) != deadName(1) {
+		t.Fatalf("dead-letter files = %v, want only %s", files, deadName(1))
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{`"sluice.reason","value":"bad"`, `"sluice.plugin","value":"x"`, `"sluice.topic","value":"t"`, `"sluice.offset","value":"0"`} {
+		if !strings.Contains(string(b), h) {
+			t.Errorf("dead letter %s lacks header %s", b, h)
+		}
+	}
+}

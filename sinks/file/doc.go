@@ -10,6 +10,10 @@
 //	_sluice/<pipeline>/.stage-<id>              staged, not yet visible output
 //	_dead-letters/<pipeline>/dead-<epoch>.jsonl rejected records, committed with their epoch
 //
+// Dead letters (engine.DeadLetterSink) are jsonl records with the reason,
+// plugin and source position in sluice.* headers; SetDeadLetterDir moves them
+// to a folder of the user's choice on the same file system.
+//
 // Readers take every file under the path whose name starts with neither '.'
 // nor '_' (the Hadoop and Spark convention), so staging files and checkpoints
 // are never read as output.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/engine"
@@ -57,8 +58,12 @@ type Sink struct {
 	format recordfmt.Format
 	roll   Roll
 	log    *slog.Logger
+	base   *slog.Logger
 	id     string // names this instance's staging files
-	seq    int
+	// deadRoot holds dead letters, one folder per pipeline; by default
+	// <path>/_dead-letters, hidden from readers of the output.
+	deadRoot string
+	seq      int
 
 	pipeline string
 	meta     string   // dir/_sluice/<pipeline>
@@ -95,12 +100,13 @@ func New(cfg pipelines.FileSink) (*Sink, error) {
 		return nil, fmt.Errorf("file sink: instance id: %w", err)
 	}
 	return &Sink{
-		dir:    cfg.Path,
-		format: f,
-		roll:   roll,
-		now:    time.Now,
-		log:    slog.Default().With("sink", "file", "path", cfg.Path),
-		id:     hex.EncodeToString(id[:]),
+		dir:      cfg.Path,
+		format:   f,
+		roll:     roll,
+		now:      time.Now,
+		base:     slog.Default().With("sink", "file", "path", cfg.Path),
+		deadRoot: filepath.Join(cfg.Path, deadDir),
+		id:       hex.EncodeToString(id[:]),
 	}, nil
 }
 
@@ -118,7 +124,7 @@ func (s *Sink) Open(ctx context.Context, pipeline string) (uint64, engine.Positi
 	s.reset()
 	s.pipeline = pipeline
 	s.meta = filepath.Join(s.dir, metaDir, pipeline)
-	s.log = s.log.With("pipeline", pipeline)
+	s.log = s.base.With("pipeline", pipeline)
 	if err := os.MkdirAll(s.meta, 0o755); err != nil {
 		return 0, nil, fmt.Errorf("file sink: create %s: %w; the sink needs a writable directory", s.meta, err)
 	}
@@ -197,6 +203,12 @@ func (s *Sink) WriteRejected(ctx context.Context, epoch uint64, rejected []engin
 	}
 	return nil
 }
+
+// SetDeadLetterDir makes dead letters go to dir/<pipeline>/dead-<epoch>.jsonl
+// (the pipeline's dead-letter: {file: DIR}) instead of the hidden
+// _dead-letters folder under the sink's path. dir must be on the same file
+// system as the path: the files are renamed into place. Call before Open.
+func (s *Sink) SetDeadLetterDir(dir string) { s.deadRoot = dir }
 
 func (s *Sink) beginEpoch(ctx context.Context, epoch uint64) error {
 	if err := ctx.Err(); err != nil {
@@ -459,7 +471,7 @@ func (s *Sink) newStage(suffix string) (*stage, error) {
 // publishDead fsyncs the staged dead letters and renames them to their
 // committed name for epoch.
 func (s *Sink) publishDead(epoch uint64) (string, error) {
-	dir := filepath.Join(s.dir, deadDir, s.pipeline)
+	dir := filepath.Join(s.deadRoot, s.pipeline)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("file sink: create %s: %w", dir, err)
 	}
@@ -468,6 +480,9 @@ func (s *Sink) publishDead(epoch uint64) (string, error) {
 	}
 	name := deadName(epoch)
 	if err := os.Rename(s.dead.path(), filepath.Join(dir, name)); err != nil {
+		if errors.Is(err, syscall.EXDEV) {
+			return "", fmt.Errorf("file sink: dead letters of epoch %d: %s is on another file system than %s, so they cannot commit atomically with the output; put the dead-letter folder on the same file system", epoch, s.deadRoot, s.dir)
+		}
 		return "", fmt.Errorf("file sink: dead letters of epoch %d: %w", epoch, err)
 	}
 	s.dead.close()
@@ -475,7 +490,7 @@ func (s *Sink) publishDead(epoch uint64) (string, error) {
 	if err := syncDir(dir); err != nil {
 		return "", fmt.Errorf("file sink: %w", err)
 	}
-	return filepath.Join(deadDir, s.pipeline, name), nil
+	return filepath.Join(dir, name), nil
 }
 
 // prune deletes checkpoints older than the last keepCheckpoints and a

@@ -276,3 +276,50 @@ func TestUnreachableIsRetryable(t *testing.T) {
 		t.Fatalf("connection refused must not read as fenced: %v", err)
 	}
 }
+
+// The server ends the sink's connection between Write and Commit (a restart,
+// a failover): Commit is retryable, nothing of the epoch is visible, and
+// after Abort and Open the batch commits once.
+func TestConnectionLostBeforeCommit(t *testing.T) {
+	dsn, schema, db := freshSchema(t)
+	ctx := context.Background()
+	s, err := New(pipelines.PostgresSink{DSN: dsn, Table: schema + ".out", CreateTable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, _, err := s.Open(ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	write := func(epoch uint64, v string) {
+		t.Helper()
+		if err := s.Write(ctx, epoch, []engine.Record{{Topic: "t", Value: []byte(v)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(1, "one")
+	if err := s.Commit(ctx, 1, engine.Positions{{Topic: "t"}: 1}); err != nil {
+		t.Fatal(err)
+	}
+	write(2, "two")
+	if _, err := db.Exec(ctx, "SELECT pg_terminate_backend($1)", s.conn.PgConn().PID()); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Commit(ctx, 2, engine.Positions{{Topic: "t"}: 2})
+	if !engine.IsRetryable(err) {
+		t.Fatalf("Commit on a terminated connection = %v; want a retryable error", err)
+	}
+	s.Abort(ctx, 2)
+	epoch, _, err := s.Open(ctx, "p")
+	if err != nil || epoch != 1 {
+		t.Fatalf("Open after the connection loss = %d, %v; want 1", epoch, err)
+	}
+	write(2, "two")
+	if err := s.Commit(ctx, 2, engine.Positions{{Topic: "t"}: 2}); err != nil {
+		t.Fatal(err)
+	}
+	got := readStrings(t, db, fmt.Sprintf("SELECT convert_from(value, 'UTF8') FROM %s.out ORDER BY 1", schema))
+	if !slices.Equal(got, []string{"one", "two"}) {
+		t.Fatalf("rows = %q, want one, two", got)
+	}
+}
