@@ -231,3 +231,31 @@ func TestDeadLetterDir(t *testing.T) {
 		}
 	}
 }
+
+// A commit that failed after renaming its dead letters, retried without
+// them (transforms need not be deterministic), leaves no dead letters.
+func TestRetriedCommitWithoutDeadLetters(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := newSink(t, dir, "raw")
+	open(t, s, "p")
+	s.WriteRejected(ctx, 1, rejects("first attempt"))
+	s.failpoint = func(step string) error {
+		if step == "dead-letters-renamed" {
+			return errCrash
+		}
+		return nil
+	}
+	if err := s.Commit(ctx, 1, pos(1)); !errors.Is(err, errCrash) {
+		t.Fatalf("Commit = %v, want the injected failure", err)
+	}
+	s.failpoint = nil
+	s.Abort(ctx, 1)
+	s.Write(ctx, 1, recs("ok"))
+	if err := s.Commit(ctx, 1, pos(1)); err != nil {
+		t.Fatal(err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, deadDir, "p", "*")); len(files) != 0 {
+		t.Fatalf("dead letters of the failed attempt remain: %v", files)
+	}
+}

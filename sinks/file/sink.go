@@ -279,6 +279,8 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 		if err := s.hit("dead-letters-renamed"); err != nil {
 			return err
 		}
+	} else if err := s.removeDead(epoch); err != nil {
+		return err
 	}
 	var rolling bool
 	if s.out != nil && s.out.size > 0 {
@@ -491,6 +493,17 @@ func (s *Sink) publishDead(epoch uint64) (string, error) {
 		return "", fmt.Errorf("file sink: %w", err)
 	}
 	return filepath.Join(dir, name), nil
+}
+
+// removeDead deletes a dead-letter file of epoch that an earlier attempt
+// at committing it renamed into place before failing: epoch is not
+// committed (the caller checked), and this attempt has no dead letters.
+func (s *Sink) removeDead(epoch uint64) error {
+	err := os.Remove(filepath.Join(s.deadRoot, s.pipeline, deadName(epoch)))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("file sink: remove dead letters of an earlier attempt at epoch %d: %w", epoch, err)
+	}
+	return nil
 }
 
 // prune deletes checkpoints older than the last keepCheckpoints and a
