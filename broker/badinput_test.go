@@ -1,0 +1,122 @@
+package broker
+
+import (
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// frame prefixes body with its length.
+func frame(body []byte) []byte {
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)
+}
+
+// header builds a request header v1 (no tags).
+func header(key, version int16, corr int32) []byte {
+	b := binary.BigEndian.AppendUint16(nil, uint16(key))
+	b = binary.BigEndian.AppendUint16(b, uint16(version))
+	b = binary.BigEndian.AppendUint32(b, uint32(corr))
+	return binary.BigEndian.AppendUint16(b, 0xffff) // null client id
+}
+
+func TestBadInputClosesOnlyThatConnection(t *testing.T) {
+	_, addr := testBroker(t, Options{})
+	good := newKgo(t, addr)
+	cases := []struct {
+		name string
+		send []byte
+	}{
+		{"http request", []byte("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")},
+		{"negative length", []byte{0xff, 0xff, 0xff, 0xfe, 1, 2, 3}},
+		{"oversized length", binary.BigEndian.AppendUint32(nil, MaxFrameBytes+1)},
+		{"frame shorter than a header", frame([]byte{0, 3, 0})},
+		{"unknown api key", frame(header(9999, 0, 1))},
+		{"api not served yet", frame(header(int16(kmsg.JoinGroup), 0, 1))},
+		{"produce version too old", frame(header(int16(kmsg.Produce), 2, 1))},
+		{"produce version too new", frame(header(int16(kmsg.Produce), 13, 1))},
+		{"truncated metadata body", frame(append(header(int16(kmsg.Metadata), 1, 1), 0, 0, 0, 5))},
+		{"client id longer than frame", frame([]byte{0, 3, 0, 1, 0, 0, 0, 1, 0x7f, 0xff})},
+		{"array count past the frame", frame(append(header(int16(kmsg.Metadata), 1, 1), 0x7f, 0xff, 0xff, 0xff))},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			nc, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			if _, err := nc.Write(c.send); err != nil {
+				t.Fatal(err)
+			}
+			nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			n, err := io.Copy(io.Discard, nc)
+			if err != nil {
+				t.Fatalf("broker did not close the connection: %v", err)
+			}
+			if n != 0 {
+				t.Fatalf("broker answered %d bytes instead of closing", n)
+			}
+			if _, err := topicMetadataReq(t, good); err != nil {
+				t.Fatalf("broker stopped serving others: %v", err)
+			}
+		})
+	}
+}
+
+func TestTLSClientHelloOnPlainPort(t *testing.T) {
+	_, addr := testBroker(t, Options{})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true})
+	defer tc.Close()
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := tc.Handshake(); err == nil {
+		t.Fatal("TLS handshake with the plain port succeeded")
+	} else if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		t.Fatalf("broker left a TLS client hanging: %v", err)
+	}
+	if _, err := topicMetadataReq(t, newKgo(t, addr)); err != nil {
+		t.Fatalf("broker stopped serving: %v", err)
+	}
+}
+
+func TestApiVersionsTooNewGetsV0Answer(t *testing.T) {
+	_, addr := testBroker(t, Options{})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := nc.Write(frame(header(int16(kmsg.ApiVersions), 99, 42))); err != nil {
+		t.Fatal(err)
+	}
+	var size [4]byte
+	if _, err := io.ReadFull(nc, size[:]); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, binary.BigEndian.Uint32(size[:]))
+	if _, err := io.ReadFull(nc, body); err != nil {
+		t.Fatal(err)
+	}
+	if corr := int32(binary.BigEndian.Uint32(body)); corr != 42 {
+		t.Fatalf("correlation id %d", corr)
+	}
+	resp := kmsg.NewPtrApiVersionsResponse()
+	resp.Version = 0
+	if err := resp.ReadFrom(body[4:]); err != nil {
+		t.Fatal(err)
+	}
+	if resp.ErrorCode != kerr.UnsupportedVersion.Code || len(resp.ApiKeys) != len(apiTable) {
+		t.Fatalf("got error %d with %d keys", resp.ErrorCode, len(resp.ApiKeys))
+	}
+}
