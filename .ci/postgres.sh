@@ -44,7 +44,11 @@ if [ "$(id -u)" = 0 ]; then
 	if ! id "$run_user" >/dev/null 2>&1; then
 		useradd --system --no-create-home --shell /bin/sh "$run_user" >&2
 	fi
-	as_server() { su "$run_user" -s /bin/sh -c "$(printf '%q ' "$@")"; }
+	if command -v runuser >/dev/null; then
+		as_server() { runuser -u "$run_user" -- "$@"; }
+	else
+		as_server() { su "$run_user" -s /bin/sh -c "$(printf '%q ' "$@")"; }
+	fi
 fi
 
 data=$(mktemp -d /tmp/sluice-pg.XXXXXX)
@@ -75,4 +79,6 @@ done
 
 echo "export SLUICE_TEST_PG_DSN='postgres://postgres@127.0.0.1:$port/sluice_test?sslmode=disable'"
 echo "export SLUICE_TEST_PG_DATA='$data/db'"
-log "server on 127.0.0.1:$port, data in $data; stop: $( [ "$(id -u)" = 0 ] && echo "su $run_user -s /bin/sh -c '")$bin/pg_ctl -D $data/db stop$( [ "$(id -u)" = 0 ] && echo "'")"
+stop="$bin/pg_ctl -D $data/db stop"
+[ "$(id -u)" = 0 ] && stop="runuser -u $run_user -- $stop"
+log "server on 127.0.0.1:$port, data in $data; stop it with: $stop"

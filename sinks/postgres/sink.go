@@ -284,7 +284,7 @@ func (s *Sink) Write(ctx context.Context, epoch uint64, records []engine.Record)
 		if err := s.createStage(ctx); err != nil {
 			return s.fail(err, "stage rows")
 		}
-		target = pgx.Identifier{stageTable}
+		target = pgx.Identifier{"pg_temp", stageTable}
 		names = append(names, seqColumn)
 	}
 	src := &rowSource{b: rowBuilder{cols: s.cols}, recs: records, seq: &s.seq, upsert: len(s.keys) > 0}
@@ -304,7 +304,7 @@ func (s *Sink) createStage(ctx context.Context) error {
 	if s.hasStage {
 		return nil
 	}
-	_, err := s.tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA; ALTER TABLE %s ADD COLUMN %s bigint",
+	_, err := s.tx.Exec(ctx, fmt.Sprintf("CREATE TEMP TABLE %s ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA; ALTER TABLE pg_temp.%s ADD COLUMN %s bigint",
 		stageTable, quoteAll(s.colNames()), s.table.Sanitize(), stageTable, seqColumn))
 	if err != nil {
 		return err
@@ -503,7 +503,7 @@ func (s *Sink) mergeSQL() string {
 	if len(set) > 0 {
 		action = "DO UPDATE SET " + strings.Join(set, ", ")
 	}
-	return fmt.Sprintf("INSERT INTO %s (%s) SELECT DISTINCT ON (%s) %s FROM %s ORDER BY %s, %s DESC ON CONFLICT (%s) %s",
+	return fmt.Sprintf("INSERT INTO %s (%s) SELECT DISTINCT ON (%s) %s FROM pg_temp.%s ORDER BY %s, %s DESC ON CONFLICT (%s) %s",
 		s.table.Sanitize(), names, keys, names, stageTable, keys, seqColumn, keys, action)
 }
 
