@@ -1,0 +1,114 @@
+package kafka_test
+
+import (
+	"context"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/wal"
+	"github.com/sluicehq/sluice/sources/kafka"
+)
+
+func receiverSource(t *testing.T, brokers []string, walDir string) *kafka.Receiver {
+	t.Helper()
+	src, err := kafka.NewReceiver(kafka.ReceiverConfig{
+		Conn: kafka.Connection{Brokers: brokers}, Topics: []string{"events"}, Start: "earliest",
+		Group: "recv", BlockInterval: 50 * time.Millisecond, WALDir: walDir,
+		Delivery: engine.ExactlyOnce, Pipeline: "p", Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+func TestReceiverWithWALAgainstKfakeWithRestarts(t *testing.T) {
+	brokers := fakeCluster(t, 3)
+	out, walDir := t.TempDir(), filepath.Join(t.TempDir(), "wal")
+	produce(t, brokers, "events", 0, 2000)
+	runPipeline(t, receiverSource(t, brokers, walDir), out, 100, 3)
+	got := len(lines(t, out))
+	if got == 0 || got >= 2000 {
+		t.Fatalf("after a stop at epoch 3: %d records", got)
+	}
+	produce(t, brokers, "events", 2000, 4000)
+	runPipeline(t, receiverSource(t, brokers, walDir), out, 100000, 0)
+	exactlyOnce(t, lines(t, out), 4000)
+	// The log is trimmed to what the sink has not committed.
+	w, err := wal.Open(walDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if start, end := w.Bounds(); end != 4000 || start > end {
+		t.Fatalf("write-ahead log bounds %d..%d", start, end)
+	}
+}
+
+// A crash between a block's fsync and its group commit leaves records in
+// the log that the group will hand out again; they must not be doubled.
+func TestReceiverSkipsWhatTheLogAlreadyHolds(t *testing.T) {
+	brokers := fakeCluster(t, 1)
+	out, walDir := t.TempDir(), filepath.Join(t.TempDir(), "wal")
+	produce(t, brokers, "events", 0, 50)
+	w, err := wal.Open(walDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged []engine.Record
+	for i := range 20 {
+		logged = append(logged, engine.Record{Topic: "events", Partition: 0, Offset: int64(i), Value: []byte("v" + strconv.Itoa(i))})
+	}
+	if _, err := w.Append(logged); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	runPipeline(t, receiverSource(t, brokers, walDir), out, 100000, 0)
+	exactlyOnce(t, lines(t, out), 50)
+}
+
+func TestReceiverWithoutWALRefusesExactlyOnce(t *testing.T) {
+	_, err := kafka.NewReceiver(kafka.ReceiverConfig{Topics: []string{"t"}, Group: "g", Delivery: engine.ExactlyOnce})
+	if err == nil {
+		t.Fatal("receiver without a write-ahead log must refuse exactly-once")
+	}
+}
+
+func TestReceiverWithoutWALAtLeastOnce(t *testing.T) {
+	brokers := fakeCluster(t, 2)
+	produce(t, brokers, "events", 0, 500)
+	src, err := kafka.NewReceiver(kafka.ReceiverConfig{
+		Conn: kafka.Connection{Brokers: brokers}, Topics: []string{"events"}, Start: "earliest",
+		Group: "nowal", BlockInterval: 50 * time.Millisecond, Delivery: engine.AtLeastOnce, Pipeline: "p", Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := src.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	var all []engine.Record
+	var until engine.Positions
+	deadline := time.Now().Add(20 * time.Second)
+	for len(all) < 500 && time.Now().Before(deadline) {
+		recs, u, err := src.Next(ctx, engine.Limits{Wait: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all, until = append(all, recs...), u
+	}
+	if len(all) != 500 {
+		t.Fatalf("read %d of 500", len(all))
+	}
+	if until[engine.TopicPartition{Topic: "events", Partition: 0}] != 250 {
+		t.Fatalf("positions are the next Kafka offsets: %v", until)
+	}
+	if err := src.Committed(ctx, until); err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+}
