@@ -45,6 +45,7 @@ var cases = []struct {
 	{"reopen returns the last epoch and positions", testReopen},
 	{"commit needs the previous epoch stored", testContiguity},
 	{"stale writer is fenced and changes nothing", testFencing},
+	{"racing writers: exactly one commits", testRace},
 	{"re-commit of the stored epoch is a no-op", testRecommit},
 	{"crash before commit loses nothing and shows nothing", testCrashBeforeCommit},
 	{"crash after commit keeps the epoch exactly once", testCrashAfterCommit},
@@ -218,6 +219,49 @@ func testFencing(s *suite) {
 	stale.mustFence(3, pos(3))
 	s.expect("a1", "b2")
 	s.fresh("p", 2, pos(2))
+}
+
+func testRace(s *suite) {
+	const rounds = 5
+	var want []string
+	var last engine.Positions
+	for round := range rounds {
+		epoch := uint64(round + 1)
+		a := s.fresh("p", epoch-1, last)
+		b := s.fresh("p", epoch-1, last)
+		a.write(epoch, fmt.Sprintf("a%d", epoch))
+		b.write(epoch, fmt.Sprintf("b%d", epoch))
+		errs := make(chan error, 2)
+		for n, i := range []*inst{a, b} {
+			go func() { errs <- i.commit(epoch, pos(int64(epoch)*10+int64(n))) }()
+		}
+		var won int
+		for range 2 {
+			switch err := <-errs; {
+			case err == nil:
+				won++
+			case !errors.Is(err, engine.ErrFenced):
+				s.t.Fatalf("round %d: Commit = %v; want nil or ErrFenced", round, err)
+			}
+		}
+		if won != 1 {
+			s.t.Fatalf("round %d: %d writers committed epoch %d; want exactly 1", round, won, epoch)
+		}
+		c, e, at := s.open("p")
+		c.sink.Close()
+		if e != epoch || !(at.Equal(pos(int64(epoch)*10)) || at.Equal(pos(int64(epoch)*10+1))) {
+			s.t.Fatalf("round %d: Open = %d, %v; want epoch %d with one writer's positions", round, e, at, epoch)
+		}
+		winner := "a"
+		if at.Equal(pos(int64(epoch)*10 + 1)) {
+			winner = "b"
+		}
+		want = append(want, fmt.Sprintf("%s%d", winner, epoch))
+		last = at
+		a.sink.Close()
+		b.sink.Close()
+	}
+	s.expect(want...)
 }
 
 func testRecommit(s *suite) {
