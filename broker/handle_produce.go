@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -79,12 +80,20 @@ func handleProduce(r *request) reply {
 		}
 	}
 	return func() *outgoing {
-		for _, s := range toSync {
+		syncOne := func(s pending) {
 			if err := s.part.Sync(s.next); err != nil {
 				s.rp.ErrorCode, s.rp.ErrorMessage = codeOf(err)
 				b.log.Error("fsync failed", "dir", s.part.Dir(), "err", err)
 			}
 		}
+		// Partitions are separate files: fsync them at the same time so the
+		// reply waits for the slowest, not the sum.
+		var wg sync.WaitGroup
+		for _, s := range toSync[1:] {
+			wg.Go(func() { syncOne(s) })
+		}
+		syncOne(toSync[0])
+		wg.Wait()
 		return &outgoing{resp: resp}
 	}
 }

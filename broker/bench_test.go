@@ -1,0 +1,84 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Benchmarks drive the broker with franz-go over loopback, 100-byte
+// records; `go run ./bench/broker` prints the full table with kafka-go and
+// the disk's own rate.
+
+func benchProduce(b *testing.B, acks kgo.Acks) {
+	_, addr := testBroker(b, Options{})
+	createTopic(b, newKgo(b, addr), "bench", 4)
+	cl := newKgo(b, addr, kgo.DefaultProduceTopic("bench"), kgo.RequiredAcks(acks), kgo.DisableIdempotentWrite(),
+		kgo.ProducerLinger(0), kgo.MaxBufferedRecords(1<<20), kgo.ProducerBatchMaxBytes(1<<20),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.MaxProduceRequestsInflightPerBroker(8),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	value := make([]byte, 100)
+	rand.Read(value)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var firstErr error
+	ctx := context.Background()
+	b.SetBytes(int64(len(value)))
+	b.ResetTimer()
+	wg.Add(b.N)
+	for range b.N {
+		cl.Produce(ctx, &kgo.Record{Value: value}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				once.Do(func() { firstErr = err })
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	if firstErr != nil {
+		b.Fatal(firstErr)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+func BenchmarkProduceAcks1(b *testing.B)   { benchProduce(b, kgo.LeaderAck()) }
+func BenchmarkProduceAcksAll(b *testing.B) { benchProduce(b, kgo.AllISRAcks()) }
+
+func BenchmarkConsume(b *testing.B) {
+	_, addr := testBroker(b, Options{})
+	createTopic(b, newKgo(b, addr), "bench", 4)
+	prod := newKgo(b, addr, kgo.DefaultProduceTopic("bench"), kgo.DisableIdempotentWrite(), kgo.RequiredAcks(kgo.LeaderAck()),
+		kgo.MaxBufferedRecords(1<<20), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	value := make([]byte, 100)
+	rand.Read(value)
+	for range b.N {
+		prod.Produce(context.Background(), &kgo.Record{Value: value}, nil)
+	}
+	if err := prod.Flush(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	offsets := map[int32]kgo.Offset{}
+	for p := range int32(4) {
+		offsets[p] = kgo.NewOffset().At(0)
+	}
+	cl := newKgo(b, addr, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"bench": offsets}),
+		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(16<<20), kgo.FetchMaxWait(100*time.Millisecond))
+	ctx := ctxT(b)
+	b.SetBytes(int64(len(value)))
+	b.ResetTimer()
+	for got := 0; got < b.N; {
+		fs := cl.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			b.Fatal(err)
+		}
+		got += fs.NumRecords()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
