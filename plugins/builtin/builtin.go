@@ -54,4 +54,5 @@ func MaybeServe() {
 		os.Exit(1)
 	}
 	sdk.Serve(t)
+	os.Exit(0)
 }

@@ -24,6 +24,7 @@ func TestMain(m *testing.M) {
 	builtin.MaybeServe()
 	if filepath.Base(os.Args[0]) == testPluginName {
 		sdk.Serve(testPlugin())
+		os.Exit(0)
 	}
 	if os.Getenv(testHostEnv) != "" {
 		runTestHost()

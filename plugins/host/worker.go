@@ -37,7 +37,7 @@ type worker struct {
 	failures  int       // consecutive failed calls
 	nextStart time.Time // restart backoff
 	fatal     error     // once set, every call returns it
-	buf       []byte    // request encoding buffer, reused
+	perRecord bool      // the plugin accepts a batch in pipelined chunks
 }
 
 func (w *worker) pid() int {
@@ -105,7 +105,7 @@ func (w *worker) start(ctx context.Context) error {
 
 	cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	_, err = w.rpc.Configure(cctx, &pluginpb.ConfigureRequest{
+	resp, err := w.rpc.Configure(cctx, &pluginpb.ConfigureRequest{
 		SettingsJson: w.settings, Pipeline: cfg.Pipeline, Step: w.t.name, Worker: uint32(w.index),
 	})
 	if err != nil {
@@ -117,6 +117,7 @@ func (w *worker) start(ctx context.Context) error {
 		}
 		return fmt.Errorf("configure plugin %s: %w", w.launch.display, err)
 	}
+	w.perRecord = resp.GetPerRecord()
 	return nil
 }
 
@@ -158,67 +159,116 @@ func (w *worker) process(ctx context.Context, in []engine.Record) ([]engine.Reco
 			return nil, nil, w.failed(err)
 		}
 	}
-	var (
-		out []engine.Record
-		rej []engine.Rejected
-	)
-	for len(in) > 0 {
-		chunk := chunkEnd(in)
-		o, r, err := w.call(ctx, in[:chunk])
-		if err != nil {
-			return nil, nil, err
+	chunks := w.chunks(in)
+	results := make([]callResult, len(chunks))
+	if len(chunks) == 1 {
+		results[0] = w.call(ctx, chunks[0])
+	} else {
+		// Keep pipelineDepth calls in flight: while the plugin processes
+		// one chunk, the next is encoded and sent and the previous answer
+		// decoded, on both sides of the socket.
+		sem := make(chan struct{}, pipelineDepth)
+		var wg sync.WaitGroup
+		for i, c := range chunks {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				results[i] = w.call(ctx, c)
+			})
 		}
-		if out == nil {
-			out = o
-		} else {
-			out = append(out, o...)
+		wg.Wait()
+	}
+	n := 0
+	for _, r := range results {
+		if r.err != nil {
+			return nil, nil, w.callFailed(ctx, r.err)
 		}
-		rej = append(rej, r...)
-		in = in[chunk:]
+		n += len(r.out)
+	}
+	out := results[0].out
+	rej := results[0].rej
+	if len(results) > 1 {
+		out = make([]engine.Record, 0, n)
+		for _, r := range results {
+			out = append(out, r.out...)
+			rej = append(rej, r.rej...)
+		}
 	}
 	w.failures = 0
 	return out, rej, nil
 }
 
-// chunkEnd returns how many records from the front of in fit one request.
-func chunkEnd(in []engine.Record) int {
-	size := 0
+// Chunking of a batch into Process calls.
+const (
+	// pipelineChunkRecords is the chunk size for per-record plugins: small
+	// enough that a 10,000-record batch keeps the pipeline busy, large
+	// enough that per-call overhead stays small.
+	pipelineChunkRecords = 2000
+	// pipelineDepth is how many calls per worker are in flight at once.
+	pipelineDepth = 2
+)
+
+// chunks cuts in into the calls to make: at MaxRequestBytes always, and
+// into pipelineChunkRecords pieces when the plugin maps records
+// independently.
+func (w *worker) chunks(in []engine.Record) [][]engine.Record {
+	var chunks [][]engine.Record
+	size, start := 0, 0
 	for i := range in {
-		size += wire.RecordSize(&in[i])
-		if size > pluginpb.MaxRequestBytes && i > 0 {
-			return i
+		rs := wire.RecordSize(&in[i])
+		if i > start && (size+rs > pluginpb.MaxRequestBytes || (w.perRecord && i-start >= pipelineChunkRecords)) {
+			chunks = append(chunks, in[start:i])
+			start, size = i, 0
 		}
+		size += rs
 	}
-	return len(in)
+	return append(chunks, in[start:])
 }
 
-func (w *worker) call(ctx context.Context, in []engine.Record) ([]engine.Record, []engine.Rejected, error) {
-	w.buf = wire.Append(w.buf[:0], in)
+type callResult struct {
+	out []engine.Record
+	rej []engine.Rejected
+	err error // as returned by gRPC, classified by callFailed
+}
+
+var bufPool sync.Pool
+
+// call makes one Process call. It may run concurrently with another call
+// of the same worker (pipelining), so it touches no mutable worker state.
+func (w *worker) call(ctx context.Context, in []engine.Record) callResult {
+	bp, _ := bufPool.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	buf := wire.Append((*bp)[:0], in)
 	cctx, cancel := context.WithTimeout(ctx, w.t.cfg.Timeout)
-	resp, err := w.rpc.Process(cctx, &pluginpb.ProcessRequest{Records: w.buf})
+	resp, err := w.rpc.Process(cctx, &pluginpb.ProcessRequest{Records: buf})
 	cancel()
-	if cap(w.buf) > pluginpb.MaxRequestBytes*2 {
-		w.buf = nil // one huge record should not pin memory forever
+	// Sent and acknowledged: the buffer is free again. One huge record
+	// should not pin its buffer forever.
+	if cap(buf) <= pluginpb.MaxRequestBytes*2 {
+		*bp = buf
+		bufPool.Put(bp)
 	}
 	if err != nil {
-		return nil, nil, w.callFailed(ctx, err)
+		return callResult{err: err}
 	}
 	out, err := wire.Decode(resp.GetRecords())
 	if err != nil {
-		return nil, nil, fmt.Errorf("plugin %s sent a bad response (built against another SDK version?): %w", w.launch.display, err)
+		return callResult{err: status.Errorf(codes.InvalidArgument, "plugin %s sent a bad response (built against another SDK version?): %v", w.launch.display, err)}
 	}
 	var rej []engine.Rejected
 	if len(resp.GetReasons()) > 0 {
 		recs, err := wire.Decode(resp.GetRejected())
 		if err != nil || len(recs) != len(resp.GetReasons()) {
-			return nil, nil, fmt.Errorf("plugin %s sent bad rejected records (built against another SDK version?)", w.launch.display)
+			return callResult{err: status.Errorf(codes.InvalidArgument, "plugin %s sent bad rejected records (built against another SDK version?)", w.launch.display)}
 		}
 		rej = make([]engine.Rejected, len(recs))
 		for i := range recs {
 			rej[i] = engine.Rejected{Record: recs[i], Reason: resp.Reasons[i], Plugin: w.t.name}
 		}
 	}
-	return out, rej, nil
+	return callResult{out: out, rej: rej}
 }
 
 // callFailed classifies a failed Process call.

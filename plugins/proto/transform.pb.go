@@ -102,7 +102,13 @@ func (x *ConfigureRequest) GetWorker() uint32 {
 }
 
 type ConfigureResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The transform maps each record independently (Map, Filter, FlatMap):
+	// the host may then cut a batch into chunks and keep two calls in
+	// flight, so encoding, transfer and processing overlap. A whole-batch
+	// transform leaves it false and receives each batch in one call (up to
+	// the request size limit).
+	PerRecord     bool `protobuf:"varint,1,opt,name=per_record,json=perRecord,proto3" json:"per_record,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -135,6 +141,13 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
 	return file_transform_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ConfigureResponse) GetPerRecord() bool {
+	if x != nil {
+		return x.PerRecord
+	}
+	return false
 }
 
 type ProcessRequest struct {
@@ -253,8 +266,10 @@ const file_transform_proto_rawDesc = "" +
 	"\rsettings_json\x18\x01 \x01(\fR\fsettingsJson\x12\x1a\n" +
 	"\bpipeline\x18\x02 \x01(\tR\bpipeline\x12\x12\n" +
 	"\x04step\x18\x03 \x01(\tR\x04step\x12\x16\n" +
-	"\x06worker\x18\x04 \x01(\rR\x06worker\"\x13\n" +
-	"\x11ConfigureResponse\"*\n" +
+	"\x06worker\x18\x04 \x01(\rR\x06worker\"2\n" +
+	"\x11ConfigureResponse\x12\x1d\n" +
+	"\n" +
+	"per_record\x18\x01 \x01(\bR\tperRecord\"*\n" +
 	"\x0eProcessRequest\x12\x18\n" +
 	"\arecords\x18\x01 \x01(\fR\arecords\"a\n" +
 	"\x0fProcessResponse\x12\x18\n" +

@@ -50,6 +50,12 @@ type recordFunc func(out []Record, r *Record) ([]Record, error)
 
 type perRecord struct{ f recordFunc }
 
+// recordWise is implemented by transforms that map records independently,
+// so the host may split a batch across calls (see pluginpb.ConfigureResponse).
+type recordWise interface{ recordWise() bool }
+
+func (perRecord) recordWise() bool { return true }
+
 func (p perRecord) Process(_ context.Context, in []Record) ([]Record, []Rejected, error) {
 	out := make([]Record, 0, len(in))
 	var rejected []Rejected

@@ -125,3 +125,8 @@ func (c *configured[S]) Process(ctx context.Context, in []Record) ([]Record, []R
 	}
 	return c.t.Process(ctx, in)
 }
+
+func (c *configured[S]) recordWise() bool {
+	rw, ok := c.t.(recordWise)
+	return ok && rw.recordWise()
+}

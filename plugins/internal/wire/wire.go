@@ -105,6 +105,11 @@ func appendNullable(dst, b []byte) []byte {
 // Decode decodes a whole buffer written by Append. Keys, values and header
 // values of the result alias buf: the caller must not modify buf afterwards.
 func Decode(buf []byte) ([]engine.Record, error) {
+	return DecodeInto(nil, buf)
+}
+
+// DecodeInto is Decode reusing dst's storage when it is large enough.
+func DecodeInto(dst []engine.Record, buf []byte) ([]engine.Record, error) {
 	d := decoder{buf: buf}
 	nt := d.uvarint()
 	if nt > maxTopics {
@@ -120,9 +125,15 @@ func Decode(buf []byte) ([]engine.Record, error) {
 	if d.err != nil || n > uint64(len(d.buf)-d.off)/7 {
 		return nil, fmt.Errorf("%w: record count %d does not fit in %d bytes", ErrCorrupt, n, len(buf))
 	}
-	recs := make([]engine.Record, n)
+	var recs []engine.Record
+	if uint64(cap(dst)) >= n {
+		recs = dst[:n]
+	} else {
+		recs = make([]engine.Record, n)
+	}
 	for i := range recs {
 		r := &recs[i]
+		*r = engine.Record{}
 		ti := d.uvarint()
 		if ti >= uint64(len(topics)) {
 			return nil, fmt.Errorf("%w: topic index %d of %d", ErrCorrupt, ti, len(topics))
