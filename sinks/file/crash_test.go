@@ -126,9 +126,13 @@ func TestCrashBetweenSteps(t *testing.T) {
 
 // assertNoLeftovers checks that recovery removed every staging and
 // temporary file.
-func assertNoLeftovers(t *testing.T, dir string) {
+func assertNoLeftovers(t *testing.T, dir string, pipeline ...string) {
 	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(dir, metaDir, "p"))
+	p := "p"
+	if len(pipeline) > 0 {
+		p = pipeline[0]
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, metaDir, p))
 	if err != nil {
 		t.Fatal(err)
 	}
