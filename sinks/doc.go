@@ -1,3 +1,6 @@
-// Package sinks holds Sluice's sinks, one sub-package each, and the
-// conformance suite every sink passes.
+// Package sinks holds Sluice's sinks, one sub-package each (file, postgres,
+// stdout), the conformance suite every exactly-once sink passes (sinktest),
+// and what sinks share: DeadLetter, which turns a rejected record into the
+// record a dead-letter destination stores, with the reason, plugin and
+// source position in sluice.* headers.
 package sinks
