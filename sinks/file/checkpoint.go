@@ -47,7 +47,7 @@ func (c checkpoint) same(d checkpoint) bool {
 	if c.Epoch != d.Epoch || !c.Positions.Equal(d.Positions) || (c.Open == nil) != (d.Open == nil) {
 		return false
 	}
-	return c.Open == nil || *c.Open == *d.Open
+	return c.Open == nil || (c.Open.File == d.Open.File && c.Open.Bytes == d.Open.Bytes && c.Open.Since.Equal(d.Open.Since))
 }
 
 func (s *Sink) checkpointPath(epoch uint64) string {
