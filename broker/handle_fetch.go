@@ -26,11 +26,12 @@ func (c *conn) fetch(req *kmsg.FetchRequest) *outgoing {
 		return &outgoing{resp: resp}
 	}
 	wait := deadline(req.MaxWaitMillis)
+	until := time.Now().Add(wait)
 	var timer *time.Timer
 	var wake chan struct{}
 	for {
-		out, bytes, waitable := c.fetchOnce(req)
-		if bytes >= int64(req.MinBytes) || wait <= 0 || !waitable || c.ctx.Err() != nil {
+		out, bytes, ends := c.fetchOnce(req)
+		if bytes >= int64(req.MinBytes) || ends == nil || c.ctx.Err() != nil || !time.Now().Before(until) {
 			return out
 		}
 		if timer == nil {
@@ -39,33 +40,22 @@ func (c *conn) fetch(req *kmsg.FetchRequest) *outgoing {
 			wake = make(chan struct{}, 1)
 		}
 		out.release()
-		// Register before sleeping; Wait refuses if data arrived since.
+		// Register before sleeping; Wait refuses if the log grew past what
+		// fetchOnce saw, and then we look again at once.
 		var registered []*storage.Partition
-		ready := false
-		for _, rt := range req.Topics {
-			for _, rp := range rt.Partitions {
-				p := c.b.topics.partition(rt.Topic, rp.Partition)
-				if p == nil {
-					continue
-				}
-				if !p.Wait(rp.FetchOffset, wake) {
-					ready = true
-					break
-				}
-				registered = append(registered, p)
-			}
-			if ready {
+		grew := false
+		for _, e := range ends {
+			if !e.p.Wait(e.end, wake) {
+				grew = true
 				break
 			}
+			registered = append(registered, e.p)
 		}
-		timedOut := false
-		if !ready {
+		if !grew {
 			select {
 			case <-wake:
 			case <-timer.C:
-				timedOut = true
 			case <-c.ctx.Done():
-				timedOut = true
 			}
 		}
 		for _, p := range registered {
@@ -75,16 +65,19 @@ func (c *conn) fetch(req *kmsg.FetchRequest) *outgoing {
 		case <-wake:
 		default:
 		}
-		if timedOut {
-			out, _, _ := c.fetchOnce(req)
-			return out
-		}
 	}
 }
 
+// logEnd is a partition's end offset as a fetch saw it.
+type logEnd struct {
+	p   *storage.Partition
+	end int64
+}
+
 // fetchOnce builds a response from what the logs hold now. It reports the
-// bytes found and whether waiting could help (no partition errored).
-func (c *conn) fetchOnce(req *kmsg.FetchRequest) (*outgoing, int64, bool) {
+// bytes found and the end offsets it saw, or nil ends when waiting cannot
+// help (a partition errored).
+func (c *conn) fetchOnce(req *kmsg.FetchRequest) (*outgoing, int64, []logEnd) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	out := &outgoing{resp: resp}
 	remaining := int64(req.MaxBytes)
@@ -93,6 +86,7 @@ func (c *conn) fetchOnce(req *kmsg.FetchRequest) (*outgoing, int64, bool) {
 	}
 	remaining = min(remaining, MaxFrameBytes-1<<20)
 	var total int64
+	var ends []logEnd
 	waitable := true
 	for _, rt := range req.Topics {
 		st := kmsg.NewFetchResponseTopic()
@@ -110,6 +104,7 @@ func (c *conn) fetchOnce(req *kmsg.FetchRequest) (*outgoing, int64, bool) {
 			p := t.parts[rp.Partition]
 			start, end := p.Offsets()
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = end, end, start
+			ends = append(ends, logEnd{p, end})
 			// The first partition with data gets at least one batch even
 			// past the limits (KIP-74), so a large batch cannot stall a
 			// consumer.
@@ -133,5 +128,8 @@ func (c *conn) fetchOnce(req *kmsg.FetchRequest) (*outgoing, int64, bool) {
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
-	return out, total, waitable
+	if !waitable {
+		ends = nil
+	}
+	return out, total, ends
 }

@@ -14,7 +14,7 @@ func TestMetrics(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(m.Collectors()...)
 	_, addr := testBroker(t, Options{Metrics: m})
-	cl := newKgo(t, addr, kgo.DisableIdempotentWrite())
+	cl := newKgo(t, addr, kgo.DisableIdempotentWrite(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	createTopic(t, cl, "measured", 2)
 	for range 3 {
 		if err := cl.ProduceSync(ctxT(t), &kgo.Record{Topic: "measured", Partition: 0, Value: []byte("x")}).FirstErr(); err != nil {
