@@ -76,13 +76,14 @@ func ServerOptions() []grpc.ServerOption {
 		grpc.ReadBufferSize(SocketBufferBytes),
 		grpc.WriteBufferSize(SocketBufferBytes),
 		experimental.BufferPool(sharedPool),
+		grpc.ForceServerCodecV2(codec{}),
 	}
 }
 
 // DialOptions are the matching gRPC client options.
 func DialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes), grpc.ForceCodecV2(codec{})),
 		grpc.WithInitialWindowSize(WindowBytes),
 		grpc.WithInitialConnWindowSize(WindowBytes),
 		grpc.WithReadBufferSize(SocketBufferBytes),

@@ -132,8 +132,9 @@ func DecodeInto(dst []engine.Record, buf []byte) ([]engine.Record, error) {
 		recs = make([]engine.Record, n)
 	}
 	for i := range recs {
-		r := &recs[i]
-		*r = engine.Record{}
+		// Built in a local and stored once: one write of the record, not
+		// one per field (each a write barrier while the GC runs).
+		var r engine.Record
 		ti := d.uvarint()
 		if ti >= uint64(len(topics)) {
 			return nil, fmt.Errorf("%w: topic index %d of %d", ErrCorrupt, ti, len(topics))
@@ -160,6 +161,7 @@ func DecodeInto(dst []engine.Record, buf []byte) ([]engine.Record, error) {
 		if d.err != nil {
 			return nil, d.err
 		}
+		recs[i] = r
 	}
 	if d.err != nil {
 		return nil, d.err
@@ -184,6 +186,12 @@ func (d *decoder) fail(what string) {
 }
 
 func (d *decoder) uvarint() uint64 {
+	// Lengths, indexes and counts are nearly always below 128: one byte.
+	if d.off < len(d.buf) && d.buf[d.off] < 0x80 {
+		v := d.buf[d.off]
+		d.off++
+		return uint64(v)
+	}
 	v, n := binary.Uvarint(d.buf[d.off:])
 	if n <= 0 {
 		d.fail("length")
@@ -194,6 +202,11 @@ func (d *decoder) uvarint() uint64 {
 }
 
 func (d *decoder) varint() int64 {
+	if d.off < len(d.buf) && d.buf[d.off] < 0x80 {
+		v := int64(d.buf[d.off])
+		d.off++
+		return v>>1 ^ -(v & 1) // zig-zag, as binary.Varint
+	}
 	v, n := binary.Varint(d.buf[d.off:])
 	if n <= 0 {
 		d.fail("integer")

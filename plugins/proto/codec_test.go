@@ -1,0 +1,57 @@
+package pluginpb
+
+import (
+	"testing"
+
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
+)
+
+func TestCodecMatchesProto(t *testing.T) {
+	tests := []struct {
+		name string
+		msg  proto.Message
+		into func() proto.Message
+	}{
+		{"request", &ProcessRequest{Records: []byte("packed records")}, func() proto.Message { return new(ProcessRequest) }},
+		{"empty request", &ProcessRequest{}, func() proto.Message { return new(ProcessRequest) }},
+		{"response", &ProcessResponse{Records: []byte("out")}, func() proto.Message { return new(ProcessResponse) }},
+		{"response with rejects", &ProcessResponse{Records: []byte("out"), Rejected: []byte("rej"), Reasons: []string{"a", "", "c"}}, func() proto.Message { return new(ProcessResponse) }},
+		{"other message", &ConfigureRequest{SettingsJson: []byte(`{"a":1}`), Pipeline: "p", Step: "s", Worker: 3}, func() proto.Message { return new(ConfigureRequest) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data, err := codec{}.Marshal(tt.msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := proto.Marshal(tt.msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := data.Materialize(); string(got) != string(want) {
+				t.Fatalf("codec wrote %x, proto writes %x", got, want)
+			}
+			// Decode from many small buffers, as gRPC hands over frames.
+			var frames mem.BufferSlice
+			for i := 0; i < len(want); i += 3 {
+				frames = append(frames, mem.SliceBuffer(want[i:min(i+3, len(want))]))
+			}
+			got := tt.into()
+			if err := (codec{}).Unmarshal(frames, got); err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(got, tt.msg) {
+				t.Fatalf("decoded %v, want %v", got, tt.msg)
+			}
+		})
+	}
+}
+
+func TestCodecRejectsGarbage(t *testing.T) {
+	for _, b := range [][]byte{{0x0a, 0x05, 'a'}, {0xff}} {
+		if err := (codec{}).Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, new(ProcessRequest)); err == nil {
+			t.Errorf("Unmarshal(%x) succeeded", b)
+		}
+	}
+}
