@@ -307,3 +307,29 @@ func TestGroupCommit(t *testing.T) {
 		t.Fatalf("flushed up to %d, want 16", flushed)
 	}
 }
+
+func TestRollByAge(t *testing.T) {
+	p := openT(t, t.TempDir(), Config{SegmentAge: time.Hour}, true)
+	t0 := time.Now()
+	steps := []struct {
+		at       time.Time
+		wantSegs int
+	}{
+		{t0, 1},
+		{t0.Add(30 * time.Minute), 1},
+		{t0.Add(61 * time.Minute), 2}, // the first segment is an hour old
+		{t0.Add(62 * time.Minute), 2},
+		{t0.Add(122 * time.Minute), 3},
+	}
+	for i, s := range steps {
+		if _, _, err := p.Append(makeBatch(s.at.UnixMilli(), fmt.Sprint(i)), s.at); err != nil {
+			t.Fatal(err)
+		}
+		if len(p.segs) != s.wantSegs {
+			t.Fatalf("after append %d: %d segments, want %d", i, len(p.segs), s.wantSegs)
+		}
+	}
+	if got := fmt.Sprint(readAll(t, p)); got != "[0 1 2 3 4]" {
+		t.Fatalf("served %s", got)
+	}
+}
