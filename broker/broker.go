@@ -107,6 +107,10 @@ func Open(dir string, opts Options) (*Broker, error) {
 			lock.Close()
 			return nil, fmt.Errorf("remove clean-shutdown marker: %w", err)
 		}
+		if err := syncDir(dir); err != nil {
+			lock.Close()
+			return nil, err
+		}
 	}
 	id, err := loadClusterID(dir)
 	if err != nil {

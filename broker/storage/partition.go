@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -94,7 +95,8 @@ func OpenPartition(dir string, cfg Config, clean bool) (*Partition, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(bases) == 0 {
+	fresh := len(bases) == 0
+	if fresh {
 		bases = []int64{0}
 	}
 	for i, base := range bases {
@@ -104,6 +106,16 @@ func OpenPartition(dir string, cfg Config, clean bool) (*Partition, error) {
 			return nil, err
 		}
 		p.segs = append(p.segs, seg)
+	}
+	if fresh {
+		// The first segment's directory entries must be durable before an
+		// fsync of the segment can acknowledge anything.
+		for _, d := range []string{dir, filepath.Dir(dir)} {
+			if err := syncDir(d); err != nil {
+				p.closeSegments()
+				return nil, err
+			}
+		}
 	}
 	last := p.segs[len(p.segs)-1]
 	p.end = last.next
