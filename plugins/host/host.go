@@ -46,9 +46,8 @@ type Config struct {
 	// to Plugin.
 	Name string
 	// Plugin is a built-in plugin name (see builtin.Names) or a path to a
-	// plugin executable. A relative path is taken from the working
-	// directory; the engine should resolve it against the pipeline file's
-	// directory first.
+	// plugin executable (anything containing a slash). A relative path is
+	// resolved against the working directory, as a shell would.
 	Plugin   string
 	Settings map[string]any
 	// Workers is how many plugin processes serve the step (default 1).
