@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/plugins/builtin"
+	"github.com/sluicehq/sluice/plugins/host"
+)
+
+// TestBuiltinPluginsRunThroughMain runs each built-in the way a pipeline
+// does: the host re-executes this binary, whose main enters plugin mode.
+func TestBuiltinPluginsRunThroughMain(t *testing.T) {
+	t.Setenv("SLUICE_TEST_MAIN", "1") // inherited by the plugin process
+	tests := []struct {
+		plugin   string
+		settings map[string]any
+		in, want string
+	}{
+		{"uppercase", nil, "abc", "ABC"},
+		{"filter", map[string]any{"expr": `value == "keep"`}, "keep", "keep"},
+		{"extract", map[string]any{"fields": []string{"a"}, "unwrap": true}, `{"a":"x"}`, "x"},
+		{"split", nil, "p q", "p,q"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.plugin, func(t *testing.T) {
+			tr, err := host.New(context.Background(), host.Config{
+				Pipeline: "p", Plugin: tt.plugin, Settings: tt.settings,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { tr.Close() })
+			out, _, err := tr.Process(context.Background(), []engine.Record{{Topic: "t", Value: []byte(tt.in)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range out {
+				got = append(got, string(r.Value))
+			}
+			if strings.Join(got, ",") != tt.want {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPluginModeByHandRefuses(t *testing.T) {
+	cmd := sluice(t)
+	cmd.Env = append(cmd.Env, builtin.EnvName+"=uppercase")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "plugin") {
+		t.Fatalf("started by hand in plugin mode: err %v, output %s", err, out)
+	}
+}
+
+func TestPluginListAndNew(t *testing.T) {
+	out, err := sluice(t, "plugin", "list").Output()
+	if err != nil || string(out) != "extract\nfilter\nsplit\nuppercase\n" {
+		t.Fatalf("plugin list: %v %q", err, out)
+	}
+	dir := filepath.Join(t.TempDir(), "hello")
+	out, err = sluice(t, "plugin", "new", "hello", "--dir", dir, "--no-tidy").CombinedOutput()
+	if err != nil {
+		t.Fatalf("plugin new: %v\n%s", err, out)
+	}
+	for _, f := range []string{"main.go", "main_test.go", "README.md", "go.mod"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("plugin new did not write %s: %v", f, err)
+		}
+	}
+	if !strings.Contains(string(out), "plugin: "+filepath.Join(dir, "hello")) {
+		t.Errorf("output does not say how to use the plugin:\n%s", out)
+	}
+	if out, err := sluice(t, "plugin", "new", "Bad Name").CombinedOutput(); err == nil {
+		t.Errorf("plugin new accepted a bad name: %s", out)
+	}
+}
