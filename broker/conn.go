@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -233,7 +234,13 @@ func (c *conn) writeLoop() {
 			err = w.flush()
 		}
 		if err != nil {
-			if c.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+			switch {
+			case c.ctx.Err() != nil || errors.Is(err, net.ErrClosed):
+			case errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET):
+				// The client left with requests outstanding: normal for
+				// a consumer that stops while a fetch long-polls.
+				c.log.Debug("client went away before its response", "err", err)
+			default:
 				c.log.Warn("write response failed; closing connection", "err", err)
 			}
 			failed = true

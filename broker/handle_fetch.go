@@ -95,8 +95,11 @@ func (c *conn) fetchOnce(req *kmsg.FetchRequest) (*outgoing, int64, []logEnd) {
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = rp.Partition
+			// Empty, not null: librdkafka rejects a null record set.
+			sp.RecordBatches = []byte{}
 			if t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.parts) {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				sp.HighWatermark = -1
 				waitable = false
 				st.Partitions = append(st.Partitions, sp)
 				continue
