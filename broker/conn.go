@@ -48,6 +48,9 @@ type conn struct {
 type queued struct {
 	req   *request
 	reply reply
+	// mayBlock says the reply can wait (a long-poll, an fsync): responses
+	// buffered before it are flushed first so they are not held up.
+	mayBlock bool
 }
 
 // placeholder marks RecordBatches in an encoded fetch response where file
@@ -128,8 +131,12 @@ func (c *conn) readLoop() error {
 		if err != nil {
 			return err
 		}
+		q := queued{req: req, reply: rep, mayBlock: mayBlock(req.msg)}
+		// Produce batches alias the frame; drop the request so the frame
+		// can be collected while the reply waits.
+		req.msg = nil
 		select {
-		case c.queue <- queued{req, rep}:
+		case c.queue <- q:
 		case <-c.ctx.Done():
 			return nil
 		}
@@ -217,6 +224,12 @@ func (c *conn) writeLoop() {
 	w := newResponseWriter(c.nc)
 	failed := false
 	for q := range c.queue {
+		if q.mayBlock && !failed {
+			if err := w.flush(); err != nil {
+				failed = true
+				c.close()
+			}
+		}
 		out := q.reply()
 		if out == nil {
 			c.b.metrics.request(q.req.key, 0)
@@ -250,6 +263,17 @@ func (c *conn) writeLoop() {
 	if !failed {
 		w.flush()
 	}
+}
+
+// mayBlock reports requests whose reply waits for something.
+func mayBlock(msg kmsg.Request) bool {
+	switch m := msg.(type) {
+	case *kmsg.FetchRequest:
+		return m.MaxWaitMillis > 0
+	case *kmsg.ProduceRequest:
+		return m.Acks == -1
+	}
+	return false
 }
 
 func (o *outgoing) release() {

@@ -3,6 +3,8 @@ package broker
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -119,4 +121,47 @@ func TestFetchLimitsAndLongPoll(t *testing.T) {
 			t.Fatal("fetch did not wake up on produce")
 		}
 	})
+}
+
+// A response must not wait in the buffer behind a later long-poll on the
+// same connection.
+func TestPipelinedResponseNotHeldByLongPoll(t *testing.T) {
+	_, addr := testBroker(t, Options{})
+	createTopic(t, newKgo(t, addr), "quiet", 1)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	f := kmsg.NewRequestFormatter()
+	md := kmsg.NewPtrMetadataRequest()
+	md.Version = 1
+	// While the first fetch waits, the metadata request and the second
+	// fetch queue up behind it; when it ends, its response and the
+	// metadata response must go out before the second fetch's long wait.
+	short := fetchReq("quiet", 0, 300, 1, 1<<20, 1<<20)
+	long := fetchReq("quiet", 0, 20000, 1, 1<<20, 1<<20)
+	short.Version, long.Version = 11, 11
+	// AppendRequest writes the size at the start of its dst: one call each.
+	var out []byte
+	out = append(out, f.AppendRequest(nil, short, 1)...)
+	out = append(out, f.AppendRequest(nil, md, 2)...)
+	out = append(out, f.AppendRequest(nil, long, 3)...)
+	if _, err := nc.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for want := uint32(1); want <= 2; want++ {
+		var size [4]byte
+		if _, err := io.ReadFull(nc, size[:]); err != nil {
+			t.Fatalf("response %d held back by the pending fetch: %v", want, err)
+		}
+		body := make([]byte, binary.BigEndian.Uint32(size[:]))
+		if _, err := io.ReadFull(nc, body); err != nil {
+			t.Fatal(err)
+		}
+		if corr := binary.BigEndian.Uint32(body); corr != want {
+			t.Fatalf("response has correlation id %d, want %d", corr, want)
+		}
+	}
 }
