@@ -1,0 +1,54 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/broker"
+)
+
+// The broker embedded in a program: open a data directory, listen on a
+// loopback port, and talk to it with any Kafka client.
+func Example() {
+	dir, err := os.MkdirTemp("", "sluice-broker-example-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+
+	b, err := broker.Open(dir, broker.Options{
+		AutoCreateTopics: true,
+		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer b.Close()
+	l, err := b.Listen("127.0.0.1:0", nil) // port 0: the kernel picks one
+	if err != nil {
+		panic(err)
+	}
+
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(l.Addr().String()),
+		kgo.AllowAutoTopicCreation(),
+		kgo.ConsumeTopics("greetings"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	if err != nil {
+		panic(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "greetings", Value: []byte("hello")}).FirstErr(); err != nil {
+		panic(err)
+	}
+	r := cl.PollFetches(ctx).Records()[0]
+	fmt.Printf("%s at offset %d\n", r.Value, r.Offset)
+	// Output: hello at offset 0
+}
