@@ -423,3 +423,80 @@ func TestWorkersKeepPartitionOrder(t *testing.T) {
 		t.Errorf("want 3 distinct processes, got %v", pids)
 	}
 }
+
+func TestPipelinedChunks(t *testing.T) {
+	n := 3*pipelineChunkRecords + 17
+	batch := func(special map[int]string) []engine.Record {
+		in := make([]engine.Record, n)
+		for i := range in {
+			v := strconv.Itoa(i)
+			if s, ok := special[i]; ok {
+				v = s
+			}
+			in[i] = engine.Record{Topic: "t", Offset: int64(i), Value: []byte(v)}
+		}
+		return in
+	}
+	tests := []struct {
+		name      string
+		special   map[int]string
+		rejected  []int64
+		retryable bool
+	}{
+		{"in order across chunks", nil, nil, false},
+		{"rejects from several chunks", map[int]string{5: "reject", pipelineChunkRecords + 1: "reject", n - 1: "reject"},
+			[]int64{5, int64(pipelineChunkRecords + 1), int64(n - 1)}, false},
+		{"crash in a middle chunk", map[int]string{2*pipelineChunkRecords + 3: "crash"}, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := newTransform(t, Config{Plugin: testPluginPath(t)})
+			in := batch(tt.special)
+			if got := len(tr.workers[0].chunks(in)); got != 4 {
+				t.Fatalf("%d chunks, want 4", got)
+			}
+			out, rej, err := tr.Process(context.Background(), in)
+			if tt.retryable {
+				if !engine.IsRetryable(err) {
+					t.Fatalf("err = %v, want retryable", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(out)+len(rej) != n {
+				t.Fatalf("%d out + %d rejected, want %d", len(out), len(rej), n)
+			}
+			for i := 1; i < len(out); i++ {
+				if out[i].Offset <= out[i-1].Offset {
+					t.Fatalf("offset %d after %d", out[i].Offset, out[i-1].Offset)
+				}
+			}
+			for i, r := range rej {
+				if r.Record.Offset != tt.rejected[i] {
+					t.Errorf("rejected[%d] is offset %d, want %d", i, r.Record.Offset, tt.rejected[i])
+				}
+			}
+		})
+	}
+}
+
+func TestHangInPipelineCostsOneTimeout(t *testing.T) {
+	const timeout = 700 * time.Millisecond
+	tr := newTransform(t, Config{Plugin: testPluginPath(t), Timeout: timeout})
+	in := make([]engine.Record, 4*pipelineChunkRecords)
+	for i := range in {
+		in[i] = engine.Record{Topic: "t", Offset: int64(i), Value: []byte("x")}
+	}
+	in[pipelineChunkRecords+1].Value = []byte("hang")
+	start := time.Now()
+	_, _, err := tr.Process(context.Background(), in)
+	if !engine.IsRetryable(err) || !strings.Contains(err.Error(), "no answer within") {
+		t.Fatalf("err = %v, want a retryable timeout", err)
+	}
+	// Chunks queued behind the hung one are cancelled, not timed out one by one.
+	if d := time.Since(start); d > 2*timeout+time.Second {
+		t.Fatalf("took %v for a %v timeout", d, timeout)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -160,39 +161,64 @@ func (w *worker) process(ctx context.Context, in []engine.Record) ([]engine.Reco
 		}
 	}
 	chunks := w.chunks(in)
-	results := make([]callResult, len(chunks))
 	if len(chunks) == 1 {
-		results[0] = w.call(ctx, chunks[0])
-	} else {
-		// Keep pipelineDepth calls in flight: while the plugin processes
-		// one chunk, the next is encoded and sent and the previous answer
-		// decoded, on both sides of the socket.
+		resp, err := w.call(ctx, chunks[0])
+		if err != nil {
+			return nil, nil, w.callFailed(ctx, err)
+		}
+		out, rej, err := w.decode(nil, resp)
+		if err != nil {
+			return nil, nil, w.callFailed(ctx, err)
+		}
+		w.failures = 0
+		return out, rej, nil
+	}
+	// Keep pipelineDepth calls in flight: while the plugin processes one
+	// chunk, the next is encoded and sent and the previous answer decoded,
+	// on both sides of the socket. Answers are decoded in chunk order
+	// straight into one output slice.
+	done := make([]chan callResult, len(chunks))
+	for i := range done {
+		done[i] = make(chan callResult, 1)
+	}
+	// Cancelled at the first failure, so that calls queued behind a hung
+	// one do not each wait out their own timeout.
+	bctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
 		sem := make(chan struct{}, pipelineDepth)
-		var wg sync.WaitGroup
 		for i, c := range chunks {
 			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				results[i] = w.call(ctx, c)
-			})
+			go func() {
+				resp, err := w.call(bctx, c)
+				<-sem
+				done[i] <- callResult{resp, err}
+			}()
 		}
-		wg.Wait()
-	}
-	n := 0
-	for _, r := range results {
+	}()
+	// Per-record plugins mostly emit at most one record per input.
+	out := make([]engine.Record, 0, len(in))
+	var (
+		rej      []engine.Rejected
+		firstErr error
+	)
+	for _, ch := range done {
+		r := <-ch
+		if firstErr != nil {
+			continue // drain, so no call outlives this one
+		}
 		if r.err != nil {
-			return nil, nil, w.callFailed(ctx, r.err)
+			firstErr = r.err
+			cancel()
+			continue
 		}
-		n += len(r.out)
+		var err error
+		if out, rej, err = w.decodeAppend(out, rej, r.resp); err != nil {
+			firstErr = err
+		}
 	}
-	out := results[0].out
-	rej := results[0].rej
-	if len(results) > 1 {
-		out = make([]engine.Record, 0, n)
-		for _, r := range results {
-			out = append(out, r.out...)
-			rej = append(rej, r.rej...)
-		}
+	if firstErr != nil {
+		return nil, nil, w.callFailed(ctx, firstErr)
 	}
 	w.failures = 0
 	return out, rej, nil
@@ -226,49 +252,52 @@ func (w *worker) chunks(in []engine.Record) [][]engine.Record {
 }
 
 type callResult struct {
-	out []engine.Record
-	rej []engine.Rejected
-	err error // as returned by gRPC, classified by callFailed
+	resp *pluginpb.ProcessResponse
+	err  error // as returned by gRPC, classified by callFailed
 }
 
 var bufPool sync.Pool
 
 // call makes one Process call. It may run concurrently with another call
 // of the same worker (pipelining), so it touches no mutable worker state.
-func (w *worker) call(ctx context.Context, in []engine.Record) callResult {
+func (w *worker) call(ctx context.Context, in []engine.Record) (*pluginpb.ProcessResponse, error) {
 	bp, _ := bufPool.Get().(*[]byte)
 	if bp == nil {
 		bp = new([]byte)
 	}
-	buf := wire.Append((*bp)[:0], in)
+	buf := wire.Append(slices.Grow((*bp)[:0], wire.Size(in)), in)
 	cctx, cancel := context.WithTimeout(ctx, w.t.cfg.Timeout)
 	resp, err := w.rpc.Process(cctx, &pluginpb.ProcessRequest{Records: buf})
 	cancel()
-	// Sent and acknowledged: the buffer is free again. One huge record
-	// should not pin its buffer forever.
+	// Sent and answered: the buffer is free again. One huge record should
+	// not pin its buffer forever.
 	if cap(buf) <= pluginpb.MaxRequestBytes*2 {
 		*bp = buf
 		bufPool.Put(bp)
 	}
+	return resp, err
+}
+
+func (w *worker) decode(out []engine.Record, resp *pluginpb.ProcessResponse) ([]engine.Record, []engine.Rejected, error) {
+	return w.decodeAppend(out, nil, resp)
+}
+
+// decodeAppend appends a response's records and rejects to out and rej.
+func (w *worker) decodeAppend(out []engine.Record, rej []engine.Rejected, resp *pluginpb.ProcessResponse) ([]engine.Record, []engine.Rejected, error) {
+	out, err := wire.DecodeAppend(out, resp.GetRecords())
 	if err != nil {
-		return callResult{err: err}
+		return nil, nil, status.Errorf(codes.InvalidArgument, "plugin %s sent a bad response (built against another SDK version?): %v", w.launch.display, err)
 	}
-	out, err := wire.Decode(resp.GetRecords())
-	if err != nil {
-		return callResult{err: status.Errorf(codes.InvalidArgument, "plugin %s sent a bad response (built against another SDK version?): %v", w.launch.display, err)}
-	}
-	var rej []engine.Rejected
 	if len(resp.GetReasons()) > 0 {
 		recs, err := wire.Decode(resp.GetRejected())
 		if err != nil || len(recs) != len(resp.GetReasons()) {
-			return callResult{err: status.Errorf(codes.InvalidArgument, "plugin %s sent bad rejected records (built against another SDK version?)", w.launch.display)}
+			return nil, nil, status.Errorf(codes.InvalidArgument, "plugin %s sent bad rejected records (built against another SDK version?)", w.launch.display)
 		}
-		rej = make([]engine.Rejected, len(recs))
 		for i := range recs {
-			rej[i] = engine.Rejected{Record: recs[i], Reason: resp.Reasons[i], Plugin: w.t.name}
+			rej = append(rej, engine.Rejected{Record: recs[i], Reason: resp.Reasons[i], Plugin: w.t.name})
 		}
 	}
-	return callResult{out: out, rej: rej}
+	return out, rej, nil
 }
 
 // callFailed classifies a failed Process call.

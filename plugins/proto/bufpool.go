@@ -59,3 +59,10 @@ func (p *bufferPool) Put(bp *[]byte) {
 	*bp = (*bp)[:0]
 	p.tiers[t].Put(bp)
 }
+
+// ResponseBuffer returns an empty buffer with room for n bytes, for
+// ProcessResponse.Records on the plugin side: the codec recycles it once
+// the response is written, so the caller must not keep it.
+func ResponseBuffer(n int) []byte {
+	return (*sharedPool.Get(n))[:0]
+}

@@ -27,8 +27,13 @@ func (codec) Marshal(v any) (mem.BufferSlice, error) {
 	case *ProcessRequest:
 		return bytesField(nil, 1, m.Records), nil
 	case *ProcessResponse:
-		if len(m.Rejected) == 0 && len(m.Reasons) == 0 {
-			return bytesField(nil, 1, m.Records), nil
+		if len(m.Rejected) == 0 && len(m.Reasons) == 0 && len(m.Records) > 0 {
+			// The plugin side gets Records from ResponseBuffer and never
+			// touches a response after returning it, so the buffer goes
+			// back to the pool once gRPC has written it.
+			hdr := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.BytesType), uint64(len(m.Records)))
+			b := m.Records
+			return mem.BufferSlice{mem.SliceBuffer(hdr), mem.NewBuffer(&b, sharedPool)}, nil
 		}
 	}
 	msg, ok := v.(proto.Message)

@@ -164,7 +164,7 @@ func (s *server) Process(ctx context.Context, req *pluginpb.ProcessRequest) (*pl
 		return nil, status.Error(code, err.Error())
 	}
 	resp := &pluginpb.ProcessResponse{
-		Records: wire.Append(make([]byte, 0, wire.Size(out)), out),
+		Records: wire.Append(pluginpb.ResponseBuffer(wire.Size(out)), out),
 	}
 	if len(rejected) > 0 {
 		recs := make([]Record, len(rejected))

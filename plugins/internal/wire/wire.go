@@ -18,6 +18,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sluicehq/sluice/engine"
@@ -43,7 +44,10 @@ func Size(recs []engine.Record) int {
 // RecordSize is an upper bound of one record's share of an encoding,
 // including its topic in case it is the first of its kind.
 func RecordSize(r *engine.Record) int {
-	n := 8*binary.MaxVarintLen64 + 2*len(r.Topic) + len(r.Key) + len(r.Value)
+	// Seven varints: topic index and partition (32-bit: 5 bytes at most),
+	// offset, time, key and value lengths and header count (10 at most);
+	// the topic's own entry is its length and bytes.
+	n := 2*5 + 5*binary.MaxVarintLen64 + binary.MaxVarintLen64 + len(r.Topic) + len(r.Key) + len(r.Value)
 	for _, h := range r.Headers {
 		n += 2*binary.MaxVarintLen64 + len(h.Key) + len(h.Value)
 	}
@@ -110,6 +114,11 @@ func Decode(buf []byte) ([]engine.Record, error) {
 
 // DecodeInto is Decode reusing dst's storage when it is large enough.
 func DecodeInto(dst []engine.Record, buf []byte) ([]engine.Record, error) {
+	return DecodeAppend(dst[:0], buf)
+}
+
+// DecodeAppend decodes buf and appends the records to dst.
+func DecodeAppend(dst []engine.Record, buf []byte) ([]engine.Record, error) {
 	d := decoder{buf: buf}
 	nt := d.uvarint()
 	if nt > maxTopics {
@@ -125,12 +134,9 @@ func DecodeInto(dst []engine.Record, buf []byte) ([]engine.Record, error) {
 	if d.err != nil || n > uint64(len(d.buf)-d.off)/7 {
 		return nil, fmt.Errorf("%w: record count %d does not fit in %d bytes", ErrCorrupt, n, len(buf))
 	}
-	var recs []engine.Record
-	if uint64(cap(dst)) >= n {
-		recs = dst[:n]
-	} else {
-		recs = make([]engine.Record, n)
-	}
+	base := len(dst)
+	dst = slices.Grow(dst, int(n))
+	recs := dst[base : base+int(n)]
 	for i := range recs {
 		// Built in a local and stored once: one write of the record, not
 		// one per field (each a write barrier while the GC runs).
@@ -169,7 +175,7 @@ func DecodeInto(dst []engine.Record, buf []byte) ([]engine.Record, error) {
 	if d.off != len(d.buf) {
 		return nil, fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(d.buf)-d.off)
 	}
-	return recs, nil
+	return dst[:base+int(n)], nil
 }
 
 type decoder struct {
