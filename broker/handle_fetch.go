@@ -19,9 +19,11 @@ func handleFetch(r *request) reply {
 func (c *conn) fetch(req *kmsg.FetchRequest) *outgoing {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	// Fetch sessions (KIP-227) are declined: session id 0 tells the client
-	// to keep sending full fetches. A client naming a session we never
-	// gave out is told it does not exist.
-	if req.SessionID != 0 {
+	// to keep sending full fetches. Epoch 0 (open a session) and -1 (no
+	// session; kafka-go sends it with session id -1) are full fetches, as
+	// in Kafka; only an incremental fetch (epoch > 0) names a session we
+	// never gave out.
+	if req.SessionEpoch > 0 {
 		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
 		return &outgoing{resp: resp}
 	}

@@ -59,7 +59,8 @@ type Pipeline struct {
 	sourceOpen bool
 	records    []Record
 	rejected   []Rejected
-	recordsIn  int // source records in the batch in flight
+	recordsIn  int    // source records in the batch in flight
+	lastAckErr string // the last Committed error logged
 	readStart  time.Time
 	lastRecord time.Time
 }
@@ -223,7 +224,17 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 			p.step(proto, err)
 
 		case ActAcknowledge:
-			p.step(proto, p.cfg.Source.Committed(opCtx, proto.Batch().Until))
+			err := p.cfg.Source.Committed(opCtx, proto.Batch().Until)
+			if err != nil && err.Error() != p.lastAckErr {
+				// Not a batch failure (the sink holds the positions), but
+				// lag tools go stale: say so once per distinct error.
+				p.log.Warn("source could not record the committed positions", "err", err)
+			}
+			p.lastAckErr = ""
+			if err != nil {
+				p.lastAckErr = err.Error()
+			}
+			p.step(proto, err)
 
 		case ActAbort:
 			b := proto.Batch()

@@ -3,20 +3,25 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/wire"
 	"github.com/sluicehq/sluice/pipelines"
+	"github.com/sluicehq/sluice/sources/kafka"
 )
 
 func newRunCmd() *cobra.Command {
 	var (
-		dataDir  string
-		idleExit time.Duration
+		dataDir, brokerListen string
+		idleExit              time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "run FILE",
@@ -25,7 +30,11 @@ func newRunCmd() *cobra.Command {
 
 On a stop signal intake stops at once and the batch in flight is committed
 or abandoned; nothing committed is lost and nothing half-written becomes
-visible. Run it again and it resumes where the sink says it stopped.`,
+visible. Run it again and it resumes where the sink says it stopped.
+
+A pipeline whose brokers are [builtin] starts the embedded broker on the
+data directory, listening on --broker-listen so other Kafka clients can
+produce to it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if idleExit < 0 {
@@ -35,12 +44,18 @@ visible. Run it again and it resumes where the sink says it stopped.`,
 			if err != nil {
 				return err
 			}
+			builtin := &builtinBroker{dir: filepath.Join(dataDir, "broker"), listen: brokerListen}
+			defer builtin.close()
+			reg := prometheus.NewRegistry()
 			p, err := wire.Build(cmd.Context(), spec, wire.Options{
-				DataDir:  dataDir,
-				IdleExit: idleExit,
-				Logger:   slog.Default(),
-				Metrics:  engine.NewMetrics(prometheus.NewRegistry()),
-				Stdout:   cmd.OutOrStdout(),
+				DataDir:       dataDir,
+				IdleExit:      idleExit,
+				Logger:        slog.Default(),
+				Registerer:    reg,
+				Metrics:       engine.NewMetrics(reg),
+				KafkaMetrics:  kafka.NewMetrics(reg),
+				Stdout:        cmd.OutOrStdout(),
+				BuiltinBroker: builtin.start,
 			})
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
@@ -53,5 +68,44 @@ visible. Run it again and it resumes where the sink says it stopped.`,
 	}
 	cmd.Flags().StringVar(&dataDir, "data", "./data", "directory for local state (checkpoints, write-ahead logs, the built-in broker)")
 	cmd.Flags().DurationVar(&idleExit, "idle-exit", 0, "exit 0 once the source has had no new records for this long and everything read is committed (0 = run until stopped)")
+	cmd.Flags().StringVar(&brokerListen, "broker-listen", "127.0.0.1:9092", "where the built-in broker listens, for pipelines with brokers: [builtin]")
 	return cmd
+}
+
+// builtinBroker starts the embedded broker on first use.
+type builtinBroker struct {
+	dir, listen string
+
+	once sync.Once
+	b    *broker.Broker
+	addr string
+	err  error
+}
+
+func (bb *builtinBroker) start() (string, error) {
+	bb.once.Do(func() {
+		b, err := broker.Open(bb.dir, broker.Options{Logger: slog.Default()})
+		if err != nil {
+			bb.err = err
+			return
+		}
+		l, err := net.Listen("tcp", bb.listen)
+		if err != nil {
+			b.Close()
+			bb.err = fmt.Errorf("--broker-listen %s: %w (is another broker running there? then list its address under brokers instead of builtin)", bb.listen, err)
+			return
+		}
+		go b.Serve(l)
+		bb.b, bb.addr = b, l.Addr().String()
+		slog.Info("built-in broker listening", "addr", bb.addr, "data", bb.dir)
+	})
+	return bb.addr, bb.err
+}
+
+func (bb *builtinBroker) close() {
+	if bb.b != nil {
+		if err := bb.b.Close(); err != nil {
+			slog.Warn("closing the built-in broker", "err", err)
+		}
+	}
 }

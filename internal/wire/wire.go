@@ -11,14 +11,24 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/pipelines"
+	"github.com/sluicehq/sluice/plugins/host"
 	"github.com/sluicehq/sluice/sinks/file"
+	"github.com/sluicehq/sluice/sinks/postgres"
 	"github.com/sluicehq/sluice/sinks/stdout"
 	"github.com/sluicehq/sluice/sources/generate"
+	"github.com/sluicehq/sluice/sources/kafka"
 )
+
+// Builtin is the name that stands for the embedded broker in a brokers list.
+const Builtin = "builtin"
 
 // Options are the process-wide settings a pipeline runs with.
 type Options struct {
@@ -27,8 +37,15 @@ type Options struct {
 	DataDir  string
 	IdleExit time.Duration
 	Logger   *slog.Logger
-	Metrics  *engine.Metrics
-	Stdout   io.Writer // for the stdout sink; nil = os.Stdout
+	// Registerer receives the engine's, the plugins' and the sources'
+	// metrics; Metrics and KafkaMetrics are the shared collectors.
+	Registerer   prometheus.Registerer
+	Metrics      *engine.Metrics
+	KafkaMetrics *kafka.Metrics
+	Stdout       io.Writer // for the stdout sink; nil = os.Stdout
+	// BuiltinBroker returns the address of the embedded broker, starting it
+	// on first use; nil = `brokers: [builtin]` is refused.
+	BuiltinBroker func() (string, error)
 }
 
 // Build assembles the pipeline spec describes. ctx bounds only the
@@ -55,7 +72,7 @@ func Build(ctx context.Context, spec *pipelines.Spec, opts Options) (_ *engine.P
 		}
 	}()
 
-	if cfg.Source, err = buildSource(spec); err != nil {
+	if cfg.Source, err = buildSource(spec, opts); err != nil {
 		return nil, err
 	}
 	closers = append(closers, cfg.Source)
@@ -71,7 +88,10 @@ func Build(ctx context.Context, spec *pipelines.Spec, opts Options) (_ *engine.P
 		closers = append(closers, t)
 		cfg.Transforms = append(cfg.Transforms, t)
 	}
-	if spec.DeadLetter != nil {
+	if dl := spec.DeadLetter; dl != nil {
+		if err := deadLetters(spec, dl, cfg.Sink, opts.Logger); err != nil {
+			return nil, err
+		}
 		cfg.DeadLetters = true
 	}
 	if cfg.Delivery != engine.ExactlyOnce {
@@ -84,12 +104,60 @@ func Build(ctx context.Context, spec *pipelines.Spec, opts Options) (_ *engine.P
 	return engine.New(cfg)
 }
 
-func buildSource(spec *pipelines.Spec) (engine.Source, error) {
+// UsesBuiltinBroker reports whether spec reads from or writes to the
+// embedded broker.
+func UsesBuiltinBroker(spec *pipelines.Spec) bool {
+	if k := spec.Source.Kafka; k != nil && slices.Contains(k.Brokers, Builtin) {
+		return true
+	}
+	if k := spec.Sink.Kafka; k != nil && slices.Contains(k.Brokers, Builtin) {
+		return true
+	}
+	return false
+}
+
+func brokers(list []string, opts Options) ([]string, error) {
+	if !slices.Contains(list, Builtin) {
+		return list, nil
+	}
+	if opts.BuiltinBroker == nil {
+		return nil, errors.New("brokers: [builtin] needs the embedded broker, which this command does not start; list host:port addresses instead")
+	}
+	addr, err := opts.BuiltinBroker()
+	if err != nil {
+		return nil, fmt.Errorf("start the built-in broker: %w", err)
+	}
+	return []string{addr}, nil
+}
+
+func buildSource(spec *pipelines.Spec, opts Options) (engine.Source, error) {
 	switch {
 	case spec.Source.Generate != nil:
 		return generate.New(*spec.Source.Generate)
 	case spec.Source.Kafka != nil:
-		return nil, errors.New("source kafka: not available in this build yet; use the generate source")
+		k := spec.Source.Kafka
+		addrs, err := brokers(k.Brokers, opts)
+		if err != nil {
+			return nil, err
+		}
+		conn := kafka.Connection{Brokers: addrs, TLS: k.TLS, SASL: k.SASL}
+		if k.Mode == "receiver" {
+			walDir := ""
+			if k.WALEnabled() {
+				walDir = filepath.Join(opts.DataDir, "wal", spec.Name)
+			}
+			return kafka.NewReceiver(kafka.ReceiverConfig{
+				Conn: conn, Topics: k.Topics, Pattern: k.Pattern, Start: k.Start, Group: k.Group,
+				BlockInterval: k.BlockInterval.D(), MaxRate: k.MaxRate, WALDir: walDir,
+				Delivery: engine.Delivery(spec.Delivery), Pipeline: spec.Name,
+				Logger: opts.Logger, Metrics: opts.KafkaMetrics,
+			})
+		}
+		return kafka.NewDirect(kafka.DirectConfig{
+			Conn: conn, Topics: k.Topics, Pattern: k.Pattern, Start: k.Start, Group: k.Group,
+			MaxRate: k.MaxRate, SkipLoss: k.OnDataLoss == "skip", Pipeline: spec.Name,
+			Logger: opts.Logger, Metrics: opts.KafkaMetrics,
+		})
 	}
 	return nil, errors.New("the pipeline has no source block")
 }
@@ -105,13 +173,44 @@ func buildSink(spec *pipelines.Spec, opts Options) (engine.Sink, error) {
 		}
 		return stdout.New(*spec.Sink.Stdout, w), nil
 	case spec.Sink.Postgres != nil:
-		return nil, errors.New("sink postgres: not available in this build yet; use the file sink")
+		return postgres.New(*spec.Sink.Postgres)
 	case spec.Sink.Kafka != nil:
-		return nil, errors.New("sink kafka: not available in this build yet; use the file sink")
+		return nil, errors.New("sink kafka is not available yet (it needs producer transactions in the broker); use the file or postgres sink")
 	}
 	return nil, errors.New("the pipeline has no sink block")
 }
 
-func buildTransform(_ context.Context, spec *pipelines.Spec, i int, _ Options) (engine.Transform, error) {
-	return nil, fmt.Errorf("transforms[%d] (plugin %s): plugins are not available in this build yet; remove the transforms block", i, spec.Transforms[i].Plugin)
+func buildTransform(ctx context.Context, spec *pipelines.Spec, i int, opts Options) (engine.Transform, error) {
+	t := spec.Transforms[i]
+	plugin := t.Plugin
+	if strings.ContainsRune(plugin, '/') && !filepath.IsAbs(plugin) && spec.File != "" {
+		// A relative plugin path is relative to the pipeline file.
+		plugin = filepath.Join(filepath.Dir(spec.File), plugin)
+	}
+	tr, err := host.New(ctx, host.Config{
+		Pipeline: spec.Name, Name: fmt.Sprintf("%s#%d", filepath.Base(t.Plugin), i+1), Plugin: plugin,
+		Settings: t.Settings, Workers: t.Workers, SHA256: t.SHA256, Timeout: t.Timeout.D(),
+		Logger: opts.Logger, Registerer: opts.Registerer,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("transforms[%d] (plugin %s): %w", i, t.Plugin, err)
+	}
+	return tr, nil
+}
+
+// deadLetters points the sink's dead letters where the spec says.
+func deadLetters(spec *pipelines.Spec, dl *pipelines.DeadLetter, sink engine.Sink, log *slog.Logger) error {
+	if dl.Topic != "" {
+		return errors.New("dead-letter topic is not available yet (it needs producer transactions in the broker); use dead-letter: {file: DIR} with the file sink, or the postgres sink's dead-letter table")
+	}
+	if fs, ok := sink.(*file.Sink); ok {
+		fs.SetDeadLetterDir(dl.File)
+		return nil
+	}
+	if _, ok := sink.(engine.DeadLetterSink); ok {
+		log.Info("dead letters are kept by the sink, in the same commit as its output", "pipeline", spec.Name,
+			"sink", spec.SinkKind(), "unused", "dead-letter.file")
+		return nil
+	}
+	return fmt.Errorf("sink %s cannot take dead letters in the same commit as its output; remove dead-letter or use the file or postgres sink", spec.SinkKind())
 }
