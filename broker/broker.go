@@ -192,21 +192,21 @@ func (b *Broker) Serve(l net.Listener) error {
 			if closed {
 				return ErrClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Out of file descriptors and similar: back off, keep serving.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				b.log.Warn("accept failed; retrying", "err", err, "delay", delay)
-				time.Sleep(delay)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				b.mu.Lock()
+				delete(b.listeners, l)
+				b.mu.Unlock()
+				return err
 			}
-			b.mu.Lock()
-			delete(b.listeners, l)
-			b.mu.Unlock()
-			return err
+			// Out of file descriptors and the like: back off and keep
+			// serving the connections we have.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			b.log.Warn("accept failed; retrying", "err", err, "delay", delay)
+			time.Sleep(delay)
+			continue
 		}
 		delay = 0
-		c := newConn(b, nc, l.Addr())
+		c := newConn(b, nc)
 		b.mu.Lock()
 		if b.closed {
 			b.mu.Unlock()

@@ -38,7 +38,7 @@ type request struct {
 type conn struct {
 	b      *Broker
 	nc     net.Conn
-	local  net.Addr // the listener's address, advertised when none is set
+	local  net.Addr // advertised when Options.AdvertisedAddr is not set
 	log    *slog.Logger
 	ctx    context.Context // ends when the connection or the broker closes
 	cancel context.CancelFunc
@@ -61,9 +61,11 @@ var placeholder = func() []byte {
 	return p
 }()
 
-func newConn(b *Broker, nc net.Conn, local net.Addr) *conn {
+func newConn(b *Broker, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(b.ctx)
-	return &conn{b: b, nc: nc, local: local, ctx: ctx, cancel: cancel,
+	// The address the client reached us on, which works for it even when
+	// the listener is on 0.0.0.0.
+	return &conn{b: b, nc: nc, local: nc.LocalAddr(), ctx: ctx, cancel: cancel,
 		log:   b.log.With("remote", nc.RemoteAddr().String()),
 		queue: make(chan queued, MaxInFlightPerConn)}
 }

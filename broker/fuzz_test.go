@@ -14,6 +14,7 @@ type discardConn struct{ net.Conn }
 
 func (discardConn) Write(b []byte) (int, error) { return len(b), nil }
 func (discardConn) RemoteAddr() net.Addr        { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+func (discardConn) LocalAddr() net.Addr         { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9092} }
 func (discardConn) Close() error                { return nil }
 
 // testBatch encodes an uncompressed magic v2 record batch, as producers do.
@@ -138,7 +139,7 @@ func FuzzRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { b.Close() })
-	c := newConn(b, discardConn{}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9092})
+	c := newConn(b, discardConn{})
 	c.cancel() // fetches answer at once instead of long-polling
 	w := newResponseWriter(discardConn{})
 	f.Fuzz(func(t *testing.T, data []byte) {
