@@ -37,7 +37,7 @@ func TestValuesKeysPartitions(t *testing.T) {
 			t.Errorf("record %d = %s/%d@%d key %q value %q", i, r.Topic, r.Partition, r.Offset, r.Key, r.Value)
 		}
 	}
-	want := engine.Positions{{"g", 0}: 4, {"g", 1}: 3, {"g", 2}: 3}
+	want := engine.Positions{{Topic: "g", Partition: 0}: 4, {Topic: "g", Partition: 1}: 3, {Topic: "g", Partition: 2}: 3}
 	if !until.Equal(want) {
 		t.Errorf("until = %v, want %v", until, want)
 	}
@@ -51,7 +51,7 @@ func TestResumeAndCaps(t *testing.T) {
 	cfg := pipelines.GenerateSource{Topic: "g", Count: 100, Partitions: 2}
 	s := open(t, cfg, nil)
 	recs, until, _ := s.Next(context.Background(), engine.Limits{MaxRecordsPerPartition: 5})
-	if len(recs) != 10 || until[engine.TopicPartition{"g", 0}] != 5 {
+	if len(recs) != 10 || until[engine.TopicPartition{Topic: "g", Partition: 0}] != 5 {
 		t.Fatalf("per-partition cap: %d records until %v", len(recs), until)
 	}
 	recs, _, _ = s.Next(context.Background(), engine.Limits{MaxRecords: 3})
@@ -59,7 +59,7 @@ func TestResumeAndCaps(t *testing.T) {
 		t.Fatalf("batch cap must take the oldest records first: %d records starting %q", len(recs), recs[0].Value)
 	}
 	// A second instance resumed at the first one's positions continues the sequence.
-	r := open(t, cfg, engine.Positions{{"g", 0}: 7, {"g", 1}: 6})
+	r := open(t, cfg, engine.Positions{{Topic: "g", Partition: 0}: 7, {Topic: "g", Partition: 1}: 6})
 	recs, _, _ = r.Next(context.Background(), engine.Limits{MaxRecords: 2})
 	if string(recs[0].Value) != "13" || string(recs[1].Value) != "14" {
 		t.Fatalf("resumed after 0..12: got %q %q", recs[0].Value, recs[1].Value)
@@ -68,10 +68,10 @@ func TestResumeAndCaps(t *testing.T) {
 
 func TestResumeRejectsForeignPositions(t *testing.T) {
 	s, _ := New(pipelines.GenerateSource{Topic: "g", Partitions: 2})
-	if err := s.Open(context.Background(), engine.Positions{{"other", 0}: 1}); err == nil {
+	if err := s.Open(context.Background(), engine.Positions{{Topic: "other", Partition: 0}: 1}); err == nil {
 		t.Fatal("opening at another topic's positions must fail")
 	}
-	if err := s.Open(context.Background(), engine.Positions{{"g", 5}: 1}); err == nil {
+	if err := s.Open(context.Background(), engine.Positions{{Topic: "g", Partition: 5}: 1}); err == nil {
 		t.Fatal("opening at a partition that does not exist must fail")
 	}
 }
