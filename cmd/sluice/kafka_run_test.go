@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// freeAddr returns a loopback address with a port free right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// waitForBroker waits until addr accepts connections.
+func waitForBroker(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("broker at %s never came up: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func createTopic(t *testing.T, cl *kgo.Client, name string, partitions int32) {
+	t.Helper()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = name, partitions, 1
+	req.Topics = append(req.Topics, rt)
+	req.TimeoutMillis = 5000
+	resp, err := req.RequestWith(context.Background(), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := resp.Topics[0].ErrorCode; c != 0 && c != 36 { // 36: already exists
+		t.Fatalf("create topic: error code %d", c)
+	}
+}
+
+// TestRunBuiltinBrokerDirectSIGKILL runs a pipeline that reads the built-in
+// broker in direct mode, produces to that broker with franz-go while the
+// pipeline runs, kills the pipeline (and so its broker) with SIGKILL, and
+// restarts it: every acknowledged record is written exactly once.
+func TestRunBuiltinBrokerDirectSIGKILL(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	spec := filepath.Join(dir, "p.yaml")
+	os.WriteFile(spec, []byte(fmt.Sprintf(`version: 1
+name: direct-kill
+source:
+  kafka: {brokers: [builtin], topics: [events], mode: direct}
+batch: {interval: 50ms, max-records-per-partition: 500}
+sink:
+  file: {path: %s, format: raw}
+`, filepath.Join(dir, "out"))), 0o644)
+	start := func() *os.Process {
+		cmd := sluice(t, "run", spec, "--data", filepath.Join(dir, "data"), "--broker-listen", addr, "--idle-exit", "2s")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd.Process
+	}
+	proc := start()
+	waitForBroker(t, addr)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("events"),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	createTopic(t, cl, "events", 3)
+	const total = 6000
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := 0; i < total/2; i++ {
+		cl.Produce(ctx, &kgo.Record{Value: []byte(strconv.Itoa(i))}, nil)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	out := filepath.Join(dir, "out")
+	waitForOutput(t, out, 1)
+	proc.Signal(syscall.SIGKILL)
+	proc.Wait()
+	checkExactlyOnce(t, visibleLines(t, out), total, false)
+
+	// Restart: the broker reopens its log; produce the second half.
+	cmd := sluice(t, "run", spec, "--data", filepath.Join(dir, "data"), "--broker-listen", addr, "--idle-exit", "2s")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForBroker(t, addr)
+	cl, err = kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("events"),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []*kgo.Record
+	for i := total / 2; i < total; i++ {
+		recs = append(recs, &kgo.Record{Value: []byte(strconv.Itoa(i))})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	checkExactlyOnce(t, visibleLines(t, out), total, true)
+}
