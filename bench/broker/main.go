@@ -1,7 +1,9 @@
 // Command broker measures the built-in broker: produce (acks=1 and
 // acks=all) and consume throughput with 100-byte records through franz-go
 // and kafka-go, beside the disk's own fsync'd sequential write rate measured
-// in the same run, and prints one table.
+// in the same run, and prints one table. A last row measures the acks=all
+// path of the partition log alone (append + group-commit fsync, no network
+// or client), which shows how much of the end-to-end rate the clients take.
 //
 //	go run ./bench/broker [-records N] [-runs R] [-dir DIR]
 package main
@@ -9,6 +11,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
+	"hash/crc32"
 	"flag"
 	"fmt"
 	"io"
@@ -28,6 +32,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/broker"
+	"github.com/sluicehq/sluice/broker/storage"
 )
 
 const (
@@ -172,6 +177,20 @@ func run(records, runs int, dir, only, cpuprofile string) error {
 			return err
 		}
 	}
+	// The acks=all path without network or client: what the log itself
+	// does against the disk.
+	if only == "" || strings.Contains("log append+fsync", only) {
+		res := &result{name: "log append+fsync, 4 writers"}
+		for i := range runs {
+			rate, bytesPer, err := logAppendSync(filepath.Join(dir, fmt.Sprintf("log-%d", i)), records, value)
+			if err != nil {
+				return err
+			}
+			res.rate, res.bytesPer = append(res.rate, rate), bytesPer
+		}
+		results = append(results, res)
+		fmt.Fprintf(os.Stderr, "%-34s %12.0f records/s (runs: %v)\n", res.name, median(res.rate), rounded(res.rate))
+	}
 
 	fmt.Printf("Built-in broker, %d-byte records, %d partitions, %d runs (medians), GOMAXPROCS=%d, %s/%s\n",
 		recordBytes, partitions, runs, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH)
@@ -188,7 +207,7 @@ func run(records, runs int, dir, only, cpuprofile string) error {
 		switch {
 		case strings.HasPrefix(r.name, "produce acks=1"):
 			vsTarget = fmt.Sprintf("%.2f × 1M/s", m/1e6)
-		case strings.HasPrefix(r.name, "produce acks=all"):
+		case strings.HasPrefix(r.name, "produce acks=all"), strings.HasPrefix(r.name, "log"):
 			vsTarget = fmt.Sprintf("%.2f × 50%% disk", m*r.bytesPer/diskMed/0.5)
 		case strings.HasPrefix(r.name, "consume"):
 			vsTarget = fmt.Sprintf("%.2f × 2M/s", m/2e6)
@@ -413,4 +432,70 @@ func roundedMB(xs []float64) []string {
 		out[i] = fmt.Sprintf("%.1f", x/1e6)
 	}
 	return out
+}
+
+// logAppendSync appends n records in batches of 2000 from four goroutines
+// straight to a partition log, each waiting for its fsync (acks=all without
+// the network and the client), and returns records/s and log bytes per
+// record.
+func logAppendSync(dir string, n int, value []byte) (float64, float64, error) {
+	p, err := storage.OpenPartition(dir, storage.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, true)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.RemoveAll(dir)
+	defer p.Close()
+	const writers, perBatch = 4, 2000
+	batches := n / perBatch
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	start := time.Now()
+	for w := range writers {
+		batch := recordBatch(perBatch, value)
+		wg.Go(func() {
+			for i := w; i < batches; i += writers {
+				_, next, err := p.Append(batch, time.Now())
+				if err == nil {
+					err = p.Sync(next)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	d := time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, 0, err
+	}
+	recs := float64(batches * perBatch)
+	return recs / d.Seconds(), float64(p.Size()) / recs, nil
+}
+
+// recordBatch encodes an uncompressed magic v2 batch of n copies of value,
+// as a producer would.
+func recordBatch(n int, value []byte) []byte {
+	var recs []byte
+	for i := range n {
+		r := kmsg.NewRecord()
+		r.OffsetDelta, r.TimestampDelta64 = int32(i), 0
+		r.Value = value
+		// Length is the size of what follows it; encode once to learn it.
+		r.Length = int32(len(r.AppendTo(nil)) - 1)
+		recs = r.AppendTo(recs)
+	}
+	rb := kmsg.NewRecordBatch()
+	rb.Magic = 2
+	rb.ProducerID, rb.ProducerEpoch, rb.FirstSequence = -1, -1, -1
+	rb.FirstTimestamp = time.Now().UnixMilli()
+	rb.MaxTimestamp = rb.FirstTimestamp
+	rb.LastOffsetDelta, rb.NumRecords = int32(n-1), int32(n)
+	rb.Records = recs
+	rb.Length = int32(49 + len(recs))
+	b := rb.AppendTo(nil)
+	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return b
 }
