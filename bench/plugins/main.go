@@ -1,10 +1,12 @@
 // Command plugins measures a transform through one plugin subprocess
-// against the same transform in-process: the built-in uppercase plugin on
-// 100-byte records at batch sizes 1, 100 and 10,000, and prints one table
-// of median records/s, the ratio, and CPU time per record (host plus
-// plugin process), which is steadier than wall time on a shared machine.
+// against the same transform in-process: built-in plugins (uppercase, the
+// cheapest possible transform, and by default also filter with an
+// expression) on 100-byte records at batch sizes 1, 100 and 10,000, and
+// prints one table of median records/s, the ratio, and CPU time per record
+// (host plus plugin process), which is steadier than wall time on a shared
+// machine.
 //
-//	go run ./bench/plugins [-runs R] [-time D]
+//	go run ./bench/plugins [-runs R] [-time D] [-plugins uppercase,filter]
 package main
 
 import (
@@ -32,8 +34,9 @@ func main() {
 	builtin.MaybeServe()
 	runs := flag.Int("runs", 5, "runs per measurement; the table shows medians")
 	per := flag.Duration("time", time.Second, "duration of one run")
+	which := flag.String("plugins", "uppercase,filter", "built-in plugins to measure, comma-separated")
 	flag.Parse()
-	if err := run(*runs, *per); err != nil {
+	if err := run(*runs, *per, strings.Split(*which, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/plugins:", err)
 		os.Exit(1)
 	}
@@ -44,42 +47,62 @@ type measurement struct {
 	cpuRec float64 // CPU seconds per record, host plus plugin
 }
 
-func run(runs int, per time.Duration) error {
+// settings of the measured plugins: the filter keeps about half the
+// records, so its output is half the size.
+var settings = map[string]map[string]any{
+	"filter": {"expr": `value matches "[05]$" || key endsWith "1"`},
+}
+
+func run(runs int, per time.Duration, plugins []string) error {
 	ctx := context.Background()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "batch\tin-process rec/s\tsubprocess rec/s\tratio\tin-process CPU µs/rec\tsubprocess CPU µs/rec\tCPU ratio\t")
-	for _, size := range []int{1, 100, 10000} {
-		batch := host.BenchBatch(size)
-		p, _ := builtin.Lookup("uppercase")
-		local, err := sdk.Local(ctx, p, "uppercase", nil)
-		if err != nil {
-			return err
-		}
-		sub, err := host.New(ctx, host.Config{Pipeline: "bench", Plugin: "uppercase",
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			return err
-		}
-		var in, out []measurement
-		for range runs {
-			m, err := measure(ctx, local, batch, per, 0)
-			if err != nil {
+	fmt.Fprintln(tw, "plugin\tbatch\tin-process rec/s\tsubprocess rec/s\tratio\tin-process CPU µs/rec\tsubprocess CPU µs/rec\tCPU ratio\t")
+	for _, name := range plugins {
+		for _, size := range []int{1, 100, 10000} {
+			if err := row(ctx, tw, name, size, runs, per); err != nil {
 				return err
 			}
-			in = append(in, m)
-			m, err = measure(ctx, sub, batch, per, sub.PIDs()[0])
-			if err != nil {
-				return err
-			}
-			out = append(out, m)
 		}
-		sub.Close()
-		ri, ro := median(in, func(m measurement) float64 { return m.rate }), median(out, func(m measurement) float64 { return m.rate })
-		ci, co := median(in, func(m measurement) float64 { return m.cpuRec }), median(out, func(m measurement) float64 { return m.cpuRec })
-		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.0f%%\t%.3f\t%.3f\t%.0f%%\t\n", size, ri, ro, 100*ro/ri, ci*1e6, co*1e6, 100*ci/co)
 	}
 	tw.Flush()
 	fmt.Printf("(%d runs of %s each, medians; ratio = subprocess/in-process throughput; CPU ratio = in-process/subprocess CPU per record)\n", runs, per)
+	return nil
+}
+
+func row(ctx context.Context, tw io.Writer, name string, size, runs int, per time.Duration) error {
+	batch := host.BenchBatch(size)
+	p, ok := builtin.Lookup(name)
+	if !ok {
+		return fmt.Errorf("no built-in plugin %q", name)
+	}
+	local, err := sdk.Local(ctx, p, name, settings[name])
+	if err != nil {
+		return err
+	}
+	sub, err := host.New(ctx, host.Config{Pipeline: "bench", Plugin: name, Settings: settings[name],
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	var in, out []measurement
+	for range runs {
+		m, err := measure(ctx, local, batch, per, 0)
+		if err != nil {
+			return err
+		}
+		in = append(in, m)
+		m, err = measure(ctx, sub, batch, per, sub.PIDs()[0])
+		if err != nil {
+			return err
+		}
+		out = append(out, m)
+	}
+	rate := func(m measurement) float64 { return m.rate }
+	cpu := func(m measurement) float64 { return m.cpuRec }
+	ri, ro := median(in, rate), median(out, rate)
+	ci, co := median(in, cpu), median(out, cpu)
+	fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.0f%%\t%.3f\t%.3f\t%.0f%%\t\n", name, size, ri, ro, 100*ro/ri, ci*1e6, co*1e6, 100*ci/co)
 	return nil
 }
 
