@@ -168,8 +168,11 @@ func run(records, runs int, dir, only, cpuprofile string) error {
 		{"produce acks=all kafka-go", records / 4, func(t string, n int) (time.Duration, error) {
 			return kafkaGoProduce(addr, t, n, value, kafka.RequireAll)
 		}, true},
-		{"consume kafka-go", records / 4, func(t string, n int) (time.Duration, error) {
+		{"consume kafka-go Reader", records / 4, func(t string, n int) (time.Duration, error) {
 			return kafkaGoConsume(addr, t, n)
+		}, false},
+		{"consume kafka-go Conn", records / 2, func(t string, n int) (time.Duration, error) {
+			return kafkaGoConnConsume(addr, t, n)
 		}, false},
 	}
 	for _, s := range steps {
@@ -498,4 +501,51 @@ func recordBatch(n int, value []byte) []byte {
 	b := rb.AppendTo(nil)
 	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
 	return b
+}
+
+// kafkaGoConnConsume reads with kafka-go's Conn and explicit offsets, one
+// connection per partition: how Sluice's direct source reads.
+func kafkaGoConnConsume(addr, topic string, n int) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, partitions)
+	start := time.Now()
+	for p := range partitions {
+		want := n / partitions
+		if p < n%partitions {
+			want++
+		}
+		wg.Go(func() {
+			conn, err := kafka.DialLeader(ctx, "tcp", addr, topic, p)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close()
+			for off, got := int64(0), 0; got < want; {
+				if _, err := conn.Seek(off, kafka.SeekAbsolute); err != nil {
+					errs <- err
+					return
+				}
+				batch := conn.ReadBatch(1, 16<<20)
+				for got < want {
+					m, err := batch.ReadMessage()
+					if err != nil {
+						break
+					}
+					off = m.Offset + 1
+					got++
+				}
+				if err := batch.Close(); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	d := time.Since(start)
+	close(errs)
+	return d, <-errs
 }
