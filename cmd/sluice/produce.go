@@ -24,7 +24,8 @@ func newProduceCmd() *cobra.Command {
 		Short: "Produce lines from stdin as records",
 		Long: `Produce each line of standard input as one record. With --key-separator, the
 text before the first separator is the key: keyed lines go to a partition by the
-hash of the key (as Kafka's Java client does); keyless lines are spread.`,
+murmur2 hash of the key, as Kafka's own clients place them; keyless lines are
+spread over the partitions a batch at a time (Kafka's sticky partitioning).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if topic == "" {
