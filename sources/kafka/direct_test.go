@@ -73,6 +73,12 @@ func directSource(t *testing.T, brokers []string, group string) *kafka.Direct {
 // batches when stopAfter > 0.
 func runPipeline(t *testing.T, src engine.Source, out string, maxPerPartition int, stopAfter uint64) {
 	t.Helper()
+	runPipelineIdle(t, src, out, maxPerPartition, stopAfter, 300*time.Millisecond)
+}
+
+// runPipelineIdle is runPipeline with the idle time after which it stops.
+func runPipelineIdle(t *testing.T, src engine.Source, out string, maxPerPartition int, stopAfter uint64, idle time.Duration) {
+	t.Helper()
 	sink, err := file.New(pipelines.FileSink{Path: out, Format: "raw"})
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +90,7 @@ func runPipeline(t *testing.T, src engine.Source, out string, maxPerPartition in
 		watch = stopSink{Sink: sink, after: stopAfter, cancel: cancel}
 	}
 	p, err := engine.New(engine.Config{Name: "p", Delivery: engine.ExactlyOnce,
-		MaxRecordsPerPartition: maxPerPartition, IdleExit: 300 * time.Millisecond,
+		MaxRecordsPerPartition: maxPerPartition, IdleExit: idle,
 		Logger: quiet, Source: src, Sink: watch})
 	if err != nil {
 		t.Fatal(err)

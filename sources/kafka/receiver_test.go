@@ -35,7 +35,8 @@ func TestReceiverWithWALAgainstKfakeWithRestarts(t *testing.T) {
 		t.Fatalf("after a stop at epoch 3: %d records", got)
 	}
 	produce(t, brokers, "events", 2000, 4000)
-	runPipeline(t, receiverSource(t, brokers, walDir), out, 100000, 0)
+	// A new group member needs a join and a sync before its first fetch.
+	runPipelineIdle(t, receiverSource(t, brokers, walDir), out, 100000, 0, 3*time.Second)
 	exactlyOnce(t, lines(t, out), 4000)
 	// The log is trimmed to what the sink has not committed.
 	w, err := wal.Open(walDir)
@@ -66,7 +67,7 @@ func TestReceiverSkipsWhatTheLogAlreadyHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Close()
-	runPipeline(t, receiverSource(t, brokers, walDir), out, 100000, 0)
+	runPipelineIdle(t, receiverSource(t, brokers, walDir), out, 100000, 0, 3*time.Second)
 	exactlyOnce(t, lines(t, out), 50)
 }
 
