@@ -77,6 +77,7 @@ type Transform struct {
 	log      *slog.Logger
 	closeMu  sync.Mutex
 	closed   bool
+	closing  chan struct{} // closed by Close: ends a restart backoff early
 }
 
 var _ engine.Transform = (*Transform)(nil)
@@ -117,6 +118,7 @@ func New(ctx context.Context, cfg Config) (*Transform, error) {
 		name:     cfg.Name,
 		restarts: restartsCounter(cfg.Registerer, cfg.Pipeline, cfg.Name),
 		log:      cfg.Logger.With("pipeline", cfg.Pipeline, "plugin", cfg.Name),
+		closing:  make(chan struct{}),
 	}
 	for i := range cfg.Workers {
 		t.workers = append(t.workers, &worker{t: t, index: i, launch: l, settings: settings})
@@ -295,6 +297,7 @@ func (t *Transform) Close() error {
 		return nil
 	}
 	t.closed = true
+	close(t.closing)
 	var wg sync.WaitGroup
 	for _, w := range t.workers {
 		wg.Go(w.stop)

@@ -500,3 +500,21 @@ func TestHangInPipelineCostsOneTimeout(t *testing.T) {
 		t.Fatalf("took %v for a %v timeout", d, timeout)
 	}
 }
+
+func TestCloseEndsRestartBackoff(t *testing.T) {
+	tr := newTransform(t, Config{Plugin: testPluginPath(t)})
+	for range 3 { // backoff is now 400ms, then 800ms
+		if _, _, err := tr.Process(context.Background(), records("crash")); !engine.IsRetryable(err) {
+			t.Fatalf("err = %v, want retryable", err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := tr.Process(context.Background(), records("a"))
+		done <- err
+	}()
+	tr.Close()
+	if err := <-done; err == nil {
+		t.Fatal("Process succeeded on a closed transform")
+	}
+}

@@ -55,6 +55,9 @@ func (w *worker) start(ctx context.Context) error {
 		case <-ctx.Done():
 			timer.Stop()
 			return ctx.Err()
+		case <-w.t.closing:
+			timer.Stop()
+			return errors.New("transform " + w.t.name + " is closed")
 		case <-timer.C:
 		}
 	}
