@@ -518,3 +518,20 @@ func TestCloseEndsRestartBackoff(t *testing.T) {
 		t.Fatal("Process succeeded on a closed transform")
 	}
 }
+
+func TestPluginBehindWrapperScript(t *testing.T) {
+	real := testPluginPath(t)
+	// Not exec: the shell stays the plugin's parent, which the parent watch
+	// must accept.
+	wrapper := filepath.Join(t.TempDir(), "wrapper.sh")
+	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\n"+real+" \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tr := newTransform(t, Config{Plugin: wrapper})
+	// Asserting that nothing happens needs a wait: several parent polls.
+	time.Sleep(3 * 200 * time.Millisecond)
+	out, _, err := tr.Process(context.Background(), records("a"))
+	if err != nil || values(out) != "a!" {
+		t.Fatalf("through a wrapper: %q, %v", values(out), err)
+	}
+}

@@ -26,8 +26,9 @@ import (
 )
 
 // ParentPIDEnv names the variable in which the host passes its process id.
-// The plugin exits when its parent changes: the fallback for platforms (or
-// races) where the parent-death signal does not fire.
+// A plugin that has it exits when its parent process goes away: the
+// fallback for platforms (or races) where the parent-death signal does not
+// fire.
 const ParentPIDEnv = "SLUICE_PLUGIN_PARENT_PID"
 
 // pluginGCPercent is the plugin process's GOGC unless GOGC is set. A
@@ -85,18 +86,26 @@ func profile() (stop func()) {
 	}
 }
 
-// watchParent exits the process when the host that started it is gone.
+// watchParent exits the process when its parent goes away. The parent
+// seen at start is watched rather than the host's pid, so a plugin started
+// through a wrapper script still works; the variable only says that a
+// Sluice host started it.
 func watchParent() {
-	want, err := strconv.Atoi(os.Getenv(ParentPIDEnv))
-	if err != nil || want <= 1 {
+	host, err := strconv.Atoi(os.Getenv(ParentPIDEnv))
+	if err != nil {
 		return
+	}
+	parent := os.Getppid()
+	if parent == 1 && host != 1 {
+		// Reparented to init before this line ran: the host already died.
+		os.Exit(2)
 	}
 	go func() {
 		tick := time.NewTicker(parentPollInterval)
 		defer tick.Stop()
 		for range tick.C {
-			if os.Getppid() != want {
-				Logger().Error("host process is gone; exiting", "host_pid", want)
+			if os.Getppid() != parent {
+				Logger().Error("parent process is gone; exiting", "parent_pid", parent)
 				os.Exit(2)
 			}
 		}
