@@ -22,6 +22,12 @@ import (
 	"github.com/sluicehq/sluice/plugins/sdk"
 )
 
+var errClosed = errors.New("transform is closed")
+
+// startTimeout bounds a plugin's start-up (exec to handshake), apart from
+// the per-call timeout: a short call timeout must not fail a slow start.
+const startTimeout = 30 * time.Second
+
 // worker owns one plugin process and restarts it when it fails.
 type worker struct {
 	t        *Transform
@@ -57,7 +63,7 @@ func (w *worker) start(ctx context.Context) error {
 			return ctx.Err()
 		case <-w.t.closing:
 			timer.Stop()
-			return errors.New("transform " + w.t.name + " is closed")
+			return errClosed
 		case <-timer.C:
 		}
 	}
@@ -79,7 +85,7 @@ func (w *worker) start(ctx context.Context) error {
 		SyncStdout:      &lineLogger{log: w.t.log.With("worker", w.index, "stream", "stdout"), tail: w.stderr},
 		SyncStderr:      &lineLogger{log: w.t.log.With("worker", w.index, "stream", "stderr"), tail: w.stderr},
 		GRPCDialOptions: pluginpb.DialOptions(),
-		StartTimeout:    cfg.Timeout,
+		StartTimeout:    startTimeout,
 	}
 	if w.launch.sha256 != nil {
 		cc.SecureConfig = &plugin.SecureConfig{Checksum: w.launch.sha256, Hash: sha256.New()}
@@ -94,8 +100,10 @@ func (w *worker) start(ctx context.Context) error {
 	if err != nil {
 		client.Kill()
 		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
-			return fmt.Errorf("plugin %s: its sha256 is %s, not %s as the pipeline says; if you rebuilt it on purpose, update sha256:",
+			// The binary changed under us: never run it.
+			w.fatal = fmt.Errorf("plugin %s: its sha256 is %s, not %s as the pipeline says; if you rebuilt it on purpose, update sha256:",
 				w.launch.display, fileSHA256(w.launch.path), cfg.SHA256)
+			return w.fatal
 		}
 		return fmt.Errorf("start plugin %s: %w; its stderr:\n%s", w.launch.display, err, w.stderr)
 	}
@@ -145,7 +153,7 @@ func (w *worker) stop() {
 		w.client, w.rpc, w.procID = nil, nil, 0
 	}
 	if w.fatal == nil {
-		w.fatal = errors.New("transform " + w.t.name + " is closed")
+		w.fatal = fmt.Errorf("transform %s: %w", w.t.name, errClosed)
 	}
 }
 
@@ -155,9 +163,12 @@ func (w *worker) process(ctx context.Context, in []engine.Record) ([]engine.Reco
 	if w.fatal != nil {
 		return nil, nil, w.fatal
 	}
+	if len(in) == 0 {
+		return nil, nil, nil // nothing to ask the plugin
+	}
 	if w.rpc == nil {
 		if err := w.start(ctx); err != nil {
-			if w.fatal != nil || ctx.Err() != nil {
+			if w.fatal != nil || ctx.Err() != nil || errors.Is(err, errClosed) {
 				return nil, nil, err
 			}
 			return nil, nil, w.failed(err)
