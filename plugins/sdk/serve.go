@@ -62,7 +62,8 @@ func Serve(t Transform) {
 
 // ProfileEnv names a variable holding a file path: a plugin started with it
 // set writes a CPU profile there until the host stops it gracefully. For
-// profiling plugins under a real pipeline; the worker index is appended.
+// profiling plugins under a real pipeline; each process appends a unique
+// suffix to the name.
 const ProfileEnv = "SLUICE_PLUGIN_CPUPROFILE"
 
 func profile() (stop func()) {
