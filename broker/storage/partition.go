@@ -146,7 +146,7 @@ func (p *Partition) openSegment(base int64, active, clean bool, next int64) (*se
 	if !active && seg.loadIndexFiles(fi.Size(), next, p.cfg.IndexIntervalBytes) {
 		return seg, nil
 	}
-	validEnd, reason, err := seg.scan(active && !clean, p.cfg.IndexIntervalBytes)
+	validEnd, reason, err := seg.scan(fi.Size(), active && !clean, p.cfg.IndexIntervalBytes)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("read segment %s: %w", path, err)

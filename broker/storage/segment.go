@@ -100,7 +100,7 @@ func (s *segment) maybeIndex(h header, pos int64, indexInterval int64) {
 // checks every batch's CRC-32C. It stops at the first batch that is torn,
 // corrupt or out of sequence and returns the position of that stop: the file
 // holds valid data only before it.
-func (s *segment) scan(verify bool, indexInterval int64) (validEnd int64, reason error, err error) {
+func (s *segment) scan(fileSize int64, verify bool, indexInterval int64) (validEnd int64, reason error, err error) {
 	s.index, s.sinceIndex, s.maxTs, s.next, s.size = nil, 0, -1, s.base, 0
 	r := bufio.NewReaderSize(io.NewSectionReader(s.f, 0, 1<<62), recoveryReadBytes)
 	var hdr [batchHeaderLen]byte
@@ -119,6 +119,11 @@ func (s *segment) scan(verify bool, indexInterval int64) (validEnd int64, reason
 		h := parseHeader(hdr[:])
 		if h.length < batchHeaderLen-batchLengthOverhead || h.size() > maxBatchBytes {
 			return pos, fmt.Errorf("bad batch length %d at position %d", h.length, pos), nil
+		}
+		if pos+h.size() > fileSize {
+			// Checked before reading the body, so a torn length field
+			// cannot make us allocate its size.
+			return pos, fmt.Errorf("torn batch at position %d", pos), nil
 		}
 		if h.baseOffset != s.next {
 			return pos, fmt.Errorf("batch at position %d has base offset %d, expected %d", pos, h.baseOffset, s.next), nil
