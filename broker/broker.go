@@ -73,6 +73,7 @@ type Broker struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
+	firstAddr string
 	conns     map[*conn]struct{}
 	closed    bool
 	wg        sync.WaitGroup // connections and background loops
@@ -162,8 +163,12 @@ func (b *Broker) Listen(addr string, tlsConfig *tls.Config) (net.Listener, error
 	if tlsConfig != nil {
 		l = tls.NewListener(l, tlsConfig)
 	}
+	// Registered before returning, so Addr and Close see it at once.
+	if err := b.register(l); err != nil {
+		return nil, err
+	}
 	go func() {
-		if err := b.Serve(l); err != nil && !errors.Is(err, ErrClosed) {
+		if err := b.accept(l); err != nil && !errors.Is(err, ErrClosed) {
 			b.log.Error("listener stopped", "addr", l.Addr().String(), "err", err)
 		}
 	}()
@@ -173,15 +178,28 @@ func (b *Broker) Listen(addr string, tlsConfig *tls.Config) (net.Listener, error
 // Serve accepts connections on l until Close. It returns ErrClosed after
 // Close, or the accept error that stopped it.
 func (b *Broker) Serve(l net.Listener) error {
+	if err := b.register(l); err != nil {
+		return err
+	}
+	return b.accept(l)
+}
+
+func (b *Broker) register(l net.Listener) error {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.closed {
-		b.mu.Unlock()
 		l.Close()
 		return ErrClosed
 	}
 	b.listeners[l] = struct{}{}
-	b.mu.Unlock()
+	if b.firstAddr == "" {
+		b.firstAddr = l.Addr().String()
+	}
 	b.log.Info("listening on " + l.Addr().String())
+	return nil
+}
+
+func (b *Broker) accept(l net.Listener) error {
 	var delay time.Duration
 	for {
 		nc, err := l.Accept()
@@ -250,6 +268,15 @@ func (b *Broker) Close() error {
 	}
 	b.topics.unlock()
 	return err
+}
+
+// Addr is the address of a listener the broker serves (the first one
+// started, when there are several), or "" before Serve or Listen. Use it as
+// the bootstrap address of in-process clients.
+func (b *Broker) Addr() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.firstAddr
 }
 
 // Dir is the broker's data directory.

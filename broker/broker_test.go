@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -168,4 +169,43 @@ func listOffset(t testing.TB, cl *kgo.Client, topic string, partition int32, ts 
 		t.Fatalf("list offsets %s/%d: error code %d", topic, partition, p.ErrorCode)
 	}
 	return p.Offset
+}
+
+func TestLifecycle(t *testing.T) {
+	dir := t.TempDir()
+	b, err := Open(dir, Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Addr() != "" {
+		t.Fatalf("address %q before listening", b.Addr())
+	}
+	l, err := b.Listen("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Addr() != l.Addr().String() {
+		t.Fatalf("Addr %q, listener %q", b.Addr(), l.Addr())
+	}
+	if _, err := Open(dir, Options{Logger: testLogger(t)}); err == nil {
+		t.Fatal("a second broker opened the same data directory")
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := b.Serve(l); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Serve after Close: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, cleanShutdownFile)); err != nil {
+		t.Fatalf("Close did not mark a clean shutdown: %v", err)
+	}
+	// The directory can be opened again once closed.
+	b2, err := Open(dir, Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2.Close()
 }

@@ -29,13 +29,12 @@ func Example() {
 		panic(err)
 	}
 	defer b.Close()
-	l, err := b.Listen("127.0.0.1:0", nil) // port 0: the kernel picks one
-	if err != nil {
+	if _, err := b.Listen("127.0.0.1:0", nil); err != nil { // port 0: the kernel picks one
 		panic(err)
 	}
 
 	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(l.Addr().String()),
+		kgo.SeedBrokers(b.Addr()),
 		kgo.AllowAutoTopicCreation(),
 		kgo.ConsumeTopics("greetings"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
