@@ -112,6 +112,7 @@ func (c *conn) serve() {
 func (c *conn) readLoop() error {
 	br := bufio.NewReaderSize(c.nc, readBufferBytes)
 	var sizeBuf [4]byte
+	var produceBuf []byte
 	for {
 		if _, err := io.ReadFull(br, sizeBuf[:]); err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || c.ctx.Err() != nil {
@@ -124,7 +125,19 @@ func (c *conn) readLoop() error {
 		if size < 8 || size > MaxFrameBytes {
 			return fmt.Errorf("request frame of %d bytes is outside 8..%d (is this a Kafka client? a TLS client on the plain port?)", size, MaxFrameBytes)
 		}
-		frame := make([]byte, size)
+		// Produce frames are only read while dispatching (the batches go
+		// to the log before dispatch returns), so they reuse one buffer
+		// per connection instead of allocating and zeroing a megabyte a
+		// request. Other requests may keep slices of their frame.
+		var frame []byte
+		if key, err := br.Peek(2); err == nil && int16(binary.BigEndian.Uint16(key)) == int16(kmsg.Produce) && size <= maxReusedFrameBytes {
+			if cap(produceBuf) < int(size) {
+				produceBuf = make([]byte, size)
+			}
+			frame = produceBuf[:size]
+		} else {
+			frame = make([]byte, size)
+		}
 		if _, err := io.ReadFull(br, frame); err != nil {
 			return fmt.Errorf("read request of %d bytes: %w", size, err)
 		}

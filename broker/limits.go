@@ -31,6 +31,10 @@ const (
 	// record batch a produce may carry.
 	DefaultMaxMessageBytes = 1048588
 
+	// maxReusedFrameBytes caps the produce frame buffer a connection keeps
+	// between requests; larger frames are allocated each time.
+	maxReusedFrameBytes = 16 << 20
+
 	// readBufferBytes and writeBufferBytes size each connection's buffers.
 	readBufferBytes  = 64 << 10
 	writeBufferBytes = 64 << 10
