@@ -99,6 +99,9 @@ func TestBrokerAndConsoleTools(t *testing.T) {
 		{name: "consume keys", args: []string{"consume", "--topic", "clicks", "--from-beginning", "--max-messages", "5", "--print-key"}, want: "u1\ta"},
 		{name: "consume without topic", args: []string{"consume"}, wantErr: "--topic is required"},
 		{name: "offset without partition", args: []string{"consume", "--topic", "clicks", "--offset", "1"}, wantErr: "--offset needs --partition"},
+		{name: "partition out of range", args: []string{"consume", "--topic", "clicks", "--partition", "7"}, wantErr: "has partitions 0 to 2"},
+		{name: "consume missing topic", args: []string{"consume", "--topic", "nope"}, wantErr: "UNKNOWN_TOPIC_OR_PARTITION"},
+		{name: "produce missing topic", stdin: "x\n", args: []string{"produce", "--topic", "nope"}, wantErr: "sluice topic create nope"},
 		{name: "delete", args: []string{"topic", "delete", "clicks"}, want: "deleted topic clicks"},
 		{name: "delete again", args: []string{"topic", "delete", "clicks"}, wantErr: "UNKNOWN_TOPIC_OR_PARTITION"},
 	}

@@ -58,6 +58,21 @@ Stops after --max-messages records, or on Ctrl-C.`,
 			defer cl.Close()
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
+			// The client would wait for a missing topic or partition to
+			// appear; say so instead.
+			md, err := topicMetadata(ctx, cl, topic)
+			if err != nil {
+				return fmt.Errorf("metadata for %s: %w", topic, err)
+			}
+			if len(md.Topics) != 1 {
+				return fmt.Errorf("metadata for %s: broker returned %d topics", topic, len(md.Topics))
+			}
+			if err := kafkaErr(md.Topics[0].ErrorCode, nil); err != nil {
+				return fmt.Errorf("topic %s: %w", topic, err)
+			}
+			if n := int32(len(md.Topics[0].Partitions)); f.Changed("partition") && (partition < 0 || partition >= n) {
+				return fmt.Errorf("--partition %d: topic %s has partitions 0 to %d", partition, topic, n-1)
+			}
 			w := bufio.NewWriter(cmd.OutOrStdout())
 			defer w.Flush()
 			n := 0

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -86,6 +87,9 @@ spread over the partitions a batch at a time (Kafka's sticky partitioning).`,
 				return fmt.Errorf("flush: %w", err)
 			}
 			if f := failed.Load(); f > 0 {
+				if errors.Is(ferr, kerr.UnknownTopicOrPartition) {
+					return fmt.Errorf("topic %s does not exist: create it with `sluice topic create %s` (or run the broker with --auto-create-topics): %w", topic, topic, ferr)
+				}
 				return fmt.Errorf("%d of %d records were not produced; first error: %w", f, n, ferr)
 			}
 			fmt.Fprintf(os.Stderr, "produced %d records to %s\n", n, topic)
