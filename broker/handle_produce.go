@@ -19,9 +19,10 @@ func handleProduce(r *request) reply {
 	b := r.c.b
 	now := time.Now()
 	type pending struct {
-		part *storage.Partition
-		rp   *kmsg.ProduceResponseTopicPartition
-		next int64
+		part   *storage.Partition
+		ti, pi int // where its answer is in resp
+		next   int64
+		rp     *kmsg.ProduceResponseTopicPartition
 	}
 	var toSync []pending
 	ackErr := req.Acks != 0 && req.Acks != 1 && req.Acks != -1
@@ -55,7 +56,7 @@ func handleProduce(r *request) reply {
 				sp.BaseOffset = base
 				sp.LogStartOffset = p.StartOffset()
 				if req.Acks == -1 {
-					toSync = append(toSync, pending{part: p, next: next})
+					toSync = append(toSync, pending{part: p, ti: len(resp.Topics), pi: len(st.Partitions), next: next})
 				}
 			}
 			st.Partitions = append(st.Partitions, sp)
@@ -68,16 +69,8 @@ func handleProduce(r *request) reply {
 	if len(toSync) == 0 {
 		return respond(resp)
 	}
-	// Index the response partitions that wait for an fsync.
-	k := 0
-	for ti := range resp.Topics {
-		for pi := range resp.Topics[ti].Partitions {
-			sp := &resp.Topics[ti].Partitions[pi]
-			if sp.ErrorCode == 0 && k < len(toSync) {
-				toSync[k].rp = sp
-				k++
-			}
-		}
+	for i := range toSync {
+		toSync[i].rp = &resp.Topics[toSync[i].ti].Partitions[toSync[i].pi]
 	}
 	return func() *outgoing {
 		syncOne := func(s pending) {
