@@ -120,3 +120,41 @@ func TestApiVersionsTooNewGetsV0Answer(t *testing.T) {
 		t.Fatalf("got error %d with %d keys", resp.ErrorCode, len(resp.ApiKeys))
 	}
 }
+
+// acks=0 produce gets no response: the next response on the connection
+// answers the request after it.
+func TestAcksZeroGetsNoResponse(t *testing.T) {
+	b, addr := testBroker(t, Options{})
+	createTopic(t, newKgo(t, addr), "fire", 1)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	f := kmsg.NewRequestFormatter()
+	prod := kmsg.NewPtrProduceRequest()
+	prod.Version, prod.Acks, prod.TimeoutMillis = 7, 0, 1000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = "fire"
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = testBatch("and", "forget")
+	rt.Partitions = append(rt.Partitions, rp)
+	prod.Topics = append(prod.Topics, rt)
+	md := kmsg.NewPtrMetadataRequest()
+	md.Version = 1
+	out := append(f.AppendRequest(nil, prod, 1), f.AppendRequest(nil, md, 2)...)
+	if _, err := nc.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var hdr [8]byte
+	if _, err := io.ReadFull(nc, hdr[:]); err != nil {
+		t.Fatal(err)
+	}
+	if corr := binary.BigEndian.Uint32(hdr[4:]); corr != 2 {
+		t.Fatalf("first response answers request %d, want the metadata request (2)", corr)
+	}
+	if end := b.topics.partition("fire", 0).EndOffset(); end != 2 {
+		t.Fatalf("acks=0 records not stored: end offset %d", end)
+	}
+}
