@@ -158,3 +158,45 @@ func TestAcksZeroGetsNoResponse(t *testing.T) {
 		t.Fatalf("acks=0 records not stored: end offset %d", end)
 	}
 }
+
+func TestCorruptBatchIsRejected(t *testing.T) {
+	b, addr := testBroker(t, Options{})
+	cl := newKgo(t, addr)
+	createTopic(t, cl, "strict", 1)
+	good := testBatch("fine")
+	bad := testBatch("flipped")
+	bad[len(bad)-2] ^= 0x01
+	cases := []struct {
+		name    string
+		records []byte
+		code    int16
+		end     int64
+	}{
+		{"bad crc", bad, kerr.CorruptMessage.Code, 0},
+		{"good then bad in one request", append(append([]byte(nil), good...), bad...), kerr.CorruptMessage.Code, 0},
+		{"truncated", good[:len(good)-3], kerr.CorruptMessage.Code, 0},
+		{"good", good, 0, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req := kmsg.NewPtrProduceRequest()
+			req.Acks, req.TimeoutMillis = -1, 5000
+			rt := kmsg.NewProduceRequestTopic()
+			rt.Topic = "strict"
+			rp := kmsg.NewProduceRequestTopicPartition()
+			rp.Records = c.records
+			rt.Partitions = append(rt.Partitions, rp)
+			req.Topics = append(req.Topics, rt)
+			resp, err := req.RequestWith(ctxT(t), cl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := resp.Topics[0].Partitions[0].ErrorCode; got != c.code {
+				t.Fatalf("error code %d, want %d", got, c.code)
+			}
+			if end := b.topics.partition("strict", 0).EndOffset(); end != c.end {
+				t.Fatalf("end offset %d, want %d", end, c.end)
+			}
+		})
+	}
+}
