@@ -47,11 +47,7 @@ func newPluginNewCmd() *cobra.Command {
 				rel = o.Name
 			}
 			fmt.Fprintf(out, "next: cd %s && go test ./... && go build -o %s .\n", rel, o.Name)
-			bin := filepath.Join(rel, o.Name)
-			if !filepath.IsAbs(bin) {
-				bin = "./" + filepath.ToSlash(bin)
-			}
-			fmt.Fprintf(out, "then in a pipeline: plugin: %s\n", bin)
+			fmt.Fprintf(out, "then in a pipeline: plugin: %s (or a path relative to the pipeline file)\n", filepath.Join(res.Dir, o.Name))
 			return nil
 		},
 	}

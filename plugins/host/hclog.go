@@ -38,11 +38,15 @@ func (a *slogAdapter) Log(lv hclog.Level, msg string, args ...any) {
 	if lv == hclog.Off {
 		return
 	}
-	// go-plugin adds the plugin's own timestamp; the host's record has one.
+	// go-plugin adds the plugin's own timestamp (the host's record has
+	// one) and calls the executable "plugin" (the step's name has that key).
 	for i := 0; i+1 < len(args); i += 2 {
-		if k, ok := args[i].(string); ok && k == "timestamp" {
+		switch k, _ := args[i].(string); k {
+		case "timestamp":
 			args = append(args[:i:i], args[i+2:]...)
-			break
+			i -= 2
+		case "plugin":
+			args = append(args[:i:i], append([]any{"path"}, args[i+1:]...)...)
 		}
 	}
 	a.l.Log(context.Background(), toSlogLevel(lv), msg, append(a.args[:len(a.args):len(a.args)], args...)...)

@@ -47,7 +47,8 @@ type Config struct {
 	Name string
 	// Plugin is a built-in plugin name (see builtin.Names) or a path to a
 	// plugin executable (anything containing a slash). A relative path is
-	// resolved against the working directory, as a shell would.
+	// resolved against the working directory here; sluice run resolves it
+	// against the pipeline file's directory before.
 	Plugin   string
 	Settings map[string]any
 	// Workers is how many plugin processes serve the step (default 1).

@@ -309,6 +309,11 @@ func TestPluginLogsReachHostSlog(t *testing.T) {
 	// waits for stderr to drain.
 	tr.Close()
 	for _, line := range strings.Split(buf.String(), "\n") {
+		if n := strings.Count(line, `"plugin":`); n > 1 {
+			t.Errorf("log line has %d plugin keys: %s", n, line)
+		}
+	}
+	for _, line := range strings.Split(buf.String(), "\n") {
 		if strings.Contains(line, "hello from the plugin") {
 			for _, want := range []string{`"level":"WARN"`, `"plugin":"my-step"`, `"n":7`} {
 				if !strings.Contains(line, want) {

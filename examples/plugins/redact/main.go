@@ -2,7 +2,7 @@
 // every match of a regular expression in record values (by default, e-mail
 // addresses). Build it and point a pipeline at the binary:
 //
-//	go build -o bin/redact ./examples/plugins/redact
+//	go build -o examples/plugins/bin/redact ./examples/plugins/redact
 //	sluice run examples/plugins/redact.yaml
 package main
 
