@@ -143,38 +143,15 @@ func (p *Partition) openSegment(base int64, active, clean bool, next int64) (*se
 		f.Close()
 		return nil, err
 	}
-	if !active && seg.loadIndexFiles(fi.Size(), next, p.cfg.IndexIntervalBytes) {
-		return seg, nil
-	}
-	validEnd, reason, err := seg.scan(fi.Size(), active && !clean, p.cfg.IndexIntervalBytes)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("read segment %s: %w", path, err)
-	}
-	if reason != nil || validEnd != fi.Size() {
+	// Sealed segments keep their index files; the active one's are written
+	// by Close, so after a clean shutdown they spare reading the segment.
+	if (!active || clean) && seg.loadIndexFiles(fi.Size(), next, p.cfg.IndexIntervalBytes) {
 		if !active {
-			f.Close()
-			return nil, fmt.Errorf("sealed segment %s is damaged (%v); restore it from a backup or remove it and the segments after it", path, reason)
+			return seg, nil
 		}
-		p.cfg.Logger.Warn("truncating torn tail of partition log", "segment", path, "from", validEnd, "size", fi.Size(), "reason", reason)
-		if err := f.Truncate(validEnd); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("truncate torn tail of %s: %w", path, err)
-		}
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return nil, err
-		}
-	}
-	if !active && (next >= 0 && seg.next != next) {
+	} else if err := p.recoverSegment(seg, fi.Size(), active, clean, next); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("sealed segment %s ends at offset %d but the next segment starts at %d; the log directory is damaged", path, seg.next, next)
-	}
-	if !active {
-		if err := seg.writeIndexFiles(); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("rewrite index of %s: %w", path, err)
-		}
+		return nil, err
 	}
 	if seg.size > 0 {
 		if ts := firstTimestamp(f); ts > 0 {
@@ -186,6 +163,37 @@ func (p *Partition) openSegment(base int64, active, clean bool, next int64) (*se
 		return nil, err
 	}
 	return seg, nil
+}
+
+// recoverSegment rebuilds a segment's index by reading it, checking CRCs of
+// the active segment after an unclean stop and cutting a torn tail there.
+func (p *Partition) recoverSegment(seg *segment, fileSize int64, active, clean bool, next int64) error {
+	path := segmentName(p.dir, seg.base, logSuffix)
+	validEnd, reason, err := seg.scan(fileSize, active && !clean, p.cfg.IndexIntervalBytes)
+	if err != nil {
+		return fmt.Errorf("read segment %s: %w", path, err)
+	}
+	if reason != nil || validEnd != fileSize {
+		if !active {
+			return fmt.Errorf("sealed segment %s is damaged (%v); restore it from a backup or remove it and the segments after it", path, reason)
+		}
+		p.cfg.Logger.Warn("truncating torn tail of partition log", "segment", path, "from", validEnd, "size", fileSize, "reason", reason)
+		if err := seg.f.Truncate(validEnd); err != nil {
+			return fmt.Errorf("truncate torn tail of %s: %w", path, err)
+		}
+		if err := seg.f.Sync(); err != nil {
+			return err
+		}
+	}
+	if !active && (next >= 0 && seg.next != next) {
+		return fmt.Errorf("sealed segment %s ends at offset %d but the next segment starts at %d; the log directory is damaged", path, seg.next, next)
+	}
+	if !active {
+		if err := seg.writeIndexFiles(); err != nil {
+			return fmt.Errorf("rewrite index of %s: %w", path, err)
+		}
+	}
+	return nil
 }
 
 func firstTimestamp(f *os.File) int64 {
@@ -646,7 +654,12 @@ func (p *Partition) Close() error {
 		}
 	}
 	p.waiters = nil
-	err := p.segs[len(p.segs)-1].f.Sync()
+	active := p.segs[len(p.segs)-1]
+	err := active.f.Sync()
+	if err == nil && len(active.index) > 0 {
+		// Lets the next clean open skip reading the active segment.
+		err = active.writeIndexFiles()
+	}
 	p.closeSegments()
 	p.mu.Unlock()
 	return err

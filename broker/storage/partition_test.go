@@ -333,3 +333,52 @@ func TestRollByAge(t *testing.T) {
 		t.Fatalf("served %s", got)
 	}
 }
+
+func TestCleanCloseIndexesActiveSegment(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{IndexIntervalBytes: 256}
+	p, err := OpenPartition(dir, quietConfig(cfg), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if _, _, err := p.Append(makeBatch(int64(1000+i), fmt.Sprint(i)), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := fmt.Sprint(readAll(t, p))
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(segmentName(dir, 0, indexSuffix)); err != nil {
+		t.Fatalf("clean close wrote no index for the active segment: %v", err)
+	}
+	cases := []struct {
+		name  string
+		clean bool
+		cut   int64 // truncate the log to this size first, if > 0
+	}{
+		{"clean reopen", true, 0},
+		{"unclean reopen ignores the index", false, 0},
+		{"index past a shortened file is not trusted", true, 100},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.cut > 0 {
+				os.Truncate(segmentName(dir, 0, logSuffix), c.cut)
+			}
+			p := openT(t, dir, cfg, c.clean)
+			got := fmt.Sprint(readAll(t, p))
+			if c.cut == 0 && got != want {
+				t.Fatalf("served %s, want %s", got, want)
+			}
+			if c.cut > 0 && p.EndOffset() >= 50 {
+				t.Fatalf("end offset %d after the file was cut", p.EndOffset())
+			}
+			if off, _, _ := p.OffsetForTime(1000 + 40); c.cut == 0 && off != 40 {
+				t.Fatalf("offset for time: %d", off)
+			}
+			p.Close()
+		})
+	}
+}
