@@ -51,6 +51,7 @@ type queued struct {
 	// mayBlock says the reply can wait (a long-poll, an fsync): responses
 	// buffered before it are flushed first so they are not held up.
 	mayBlock bool
+	read     time.Time // when the request was read, for latency
 }
 
 // placeholder marks RecordBatches in an encoded fetch response where file
@@ -142,11 +143,12 @@ func (c *conn) readLoop() error {
 			return fmt.Errorf("read request of %d bytes: %w", size, err)
 		}
 		c.b.metrics.bytesIn.Add(float64(size + 4))
+		started := time.Now()
 		req, rep, err := c.dispatch(frame)
 		if err != nil {
 			return err
 		}
-		q := queued{req: req, reply: rep, mayBlock: mayBlock(req.msg)}
+		q := queued{req: req, reply: rep, mayBlock: mayBlock(req.msg), read: started}
 		// Produce batches alias the frame; drop the request so the frame
 		// can be collected while the reply waits.
 		req.msg = nil
@@ -247,10 +249,10 @@ func (c *conn) writeLoop() {
 		}
 		out := q.reply()
 		if out == nil {
-			c.b.metrics.request(q.req.key, 0)
+			c.b.metrics.request(q.req.key, 0, time.Since(q.read))
 			continue
 		}
-		c.b.metrics.request(q.req.key, errorCode(out.resp))
+		c.b.metrics.request(q.req.key, errorCode(out.resp), time.Since(q.read))
 		if failed {
 			out.release()
 			continue

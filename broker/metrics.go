@@ -3,6 +3,7 @@ package broker
 import (
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -15,6 +16,7 @@ import (
 // own, reachable through (*Broker).Metrics.
 type Metrics struct {
 	requests    *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
 	bytesIn     prometheus.Counter
 	bytesOut    prometheus.Counter
 	producedB   *prometheus.CounterVec
@@ -29,6 +31,11 @@ func NewMetrics() *Metrics {
 			Name: "sluice_broker_requests_total",
 			Help: "Kafka requests answered, by API and the first error code of the response (NONE when all succeeded).",
 		}, []string{"api", "error"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sluice_broker_request_duration_seconds",
+			Help:    "Time from reading a request to its response being ready to send, by API (fetch long-polls and acks=all fsyncs included).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}, []string{"api"}),
 		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_broker_received_bytes_total",
 			Help: "Bytes of Kafka requests received, framing included.",
@@ -52,7 +59,7 @@ func NewMetrics() *Metrics {
 
 // Collectors returns every collector, to register with a registry.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.bytesIn, m.bytesOut, m.producedB, m.connections, m.logEnd}
+	return []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.producedB, m.connections, m.logEnd}
 }
 
 // Metrics returns the broker's collectors.
@@ -64,7 +71,8 @@ func (m *Metrics) attach(b *Broker) {
 	m.logEnd.mu.Unlock()
 }
 
-func (m *Metrics) request(key int16, code int16) {
+func (m *Metrics) request(key int16, code int16, took time.Duration) {
+	m.latency.WithLabelValues(kmsg.NameForKey(key)).Observe(took.Seconds())
 	name := "NONE"
 	if code != 0 {
 		if e := kerr.TypedErrorForCode(code); e != nil {

@@ -37,6 +37,9 @@ sluice_broker_log_end_offset{partition="1",topic="measured"} 0
 	if got := testutil.ToFloat64(m.requests.WithLabelValues("CreateTopics", "NONE")); got != 1 {
 		t.Fatalf("CreateTopics requests counted: %v", got)
 	}
+	if n := testutil.CollectAndCount(m.latency, "sluice_broker_request_duration_seconds"); n == 0 {
+		t.Fatal("no request latencies observed")
+	}
 	if testutil.ToFloat64(m.bytesIn) == 0 || testutil.ToFloat64(m.bytesOut) == 0 {
 		t.Fatal("byte counters did not move")
 	}
