@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"syscall"
 	"time"
@@ -115,8 +116,13 @@ func (c *conn) readLoop() error {
 	var sizeBuf [4]byte
 	var produceBuf []byte
 	for {
+		c.nc.SetReadDeadline(time.Now().Add(MaxIdle))
 		if _, err := io.ReadFull(br, sizeBuf[:]); err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || c.ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				c.log.Debug("closing idle connection", "idle", MaxIdle)
 				return nil
 			}
 			return fmt.Errorf("read request size: %w", err)

@@ -23,6 +23,11 @@ const (
 	// a partition suffix a valid file name.
 	MaxTopicNameLen = 249
 
+	// MaxIdle closes a connection that sends nothing for this long, as
+	// Kafka's connections.max.idle.ms (10 minutes) does; clients reconnect
+	// when they need to.
+	MaxIdle = 10 * time.Minute
+
 	// MaxFetchWait caps a fetch long-poll whatever the client asks, so a
 	// closing broker or a stuck client never holds a connection for long.
 	MaxFetchWait = 30 * time.Second
