@@ -92,6 +92,11 @@ const (
 // partition and cuts torn batches.
 func Open(dir string, opts Options) (*Broker, error) {
 	opts = opts.withDefaults()
+	if opts.AdvertisedAddr != "" {
+		if _, port, err := net.SplitHostPort(opts.AdvertisedAddr); err != nil || port == "" {
+			return nil, fmt.Errorf("advertised address %q: use host:port, e.g. kafka.example.com:9092", opts.AdvertisedAddr)
+		}
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create broker data directory: %w", err)
 	}

@@ -101,6 +101,9 @@ func (c *conn) serve() {
 	}()
 	err := c.readLoop()
 	close(c.queue)
+	// No more requests: end pending long-polls now rather than at their
+	// MaxWait; their responses still go out if the socket takes them.
+	c.cancel()
 	if err != nil {
 		c.log.Warn("closing connection", "err", err)
 		c.close()
