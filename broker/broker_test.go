@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -208,4 +209,54 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	b2.Close()
+}
+
+func TestAdvertisedAddr(t *testing.T) {
+	cases := []struct {
+		addr     string
+		wantErr  bool
+		wantHost string
+		wantPort int32
+	}{
+		{"", false, "127.0.0.1", 0},
+		{"kafka.example.com:19092", false, "kafka.example.com", 19092},
+		{"kafka.example.com", true, "", 0},
+	}
+	for _, c := range cases {
+		b, err := Open(t.TempDir(), Options{AdvertisedAddr: c.addr, Logger: testLogger(t)})
+		if c.wantErr {
+			if err == nil {
+				b.Close()
+				t.Fatalf("%q: accepted", c.addr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", c.addr, err)
+		}
+		t.Cleanup(func() { b.Close() })
+		l, err := b.Listen("127.0.0.1:0", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Ask directly: a client would follow the advertised address.
+		md, err := kmsg.NewPtrMetadataRequest().RequestWith(ctxT(t), kgoBroker(t, l.Addr().String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := md.Brokers[0]
+		wantPort := c.wantPort
+		if wantPort == 0 {
+			wantPort = int32(l.Addr().(*net.TCPAddr).Port)
+		}
+		if got.Host != c.wantHost || got.Port != wantPort {
+			t.Fatalf("%q: advertised %s:%d", c.addr, got.Host, got.Port)
+		}
+	}
+}
+
+// kgoBroker returns a Requestor that talks to the seed broker itself,
+// without following the advertised address.
+func kgoBroker(t *testing.T, addr string) kmsg.Requestor {
+	return newKgo(t, addr).SeedBrokers()[0]
 }
