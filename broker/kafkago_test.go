@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"io"
 	"strconv"
 	"testing"
 	"time"
@@ -105,5 +106,72 @@ func TestKafkaGoRoundTrip(t *testing.T) {
 	}
 	if fmt.Sprint(got) != "[via-conn-1 via-conn-2]" {
 		t.Fatalf("conn read %q", got)
+	}
+}
+
+// kafka-go's Client negotiates versions per request; Sluice's Kafka source
+// reads with it (Metadata, ListOffsets, Fetch by offset).
+func TestKafkaGoClient(t *testing.T) {
+	_, addr := testBroker(t, Options{})
+	ctx := ctxT(t)
+	cl := &kafka.Client{Addr: kafka.TCP(addr), Transport: &kafka.Transport{}}
+	ct, err := cl.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
+		{Topic: "direct", NumPartitions: 2, ReplicationFactor: 1},
+		{Topic: "replicated", NumPartitions: 1, ReplicationFactor: 3},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct.Errors["direct"] != nil || ct.Errors["replicated"] == nil {
+		t.Fatalf("create errors: %v", ct.Errors)
+	}
+	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{"direct"}})
+	if err != nil || len(md.Topics) != 1 || len(md.Topics[0].Partitions) != 2 {
+		t.Fatalf("metadata: %+v %v", md, err)
+	}
+	var recs []kafka.Record
+	for i := range 20 {
+		recs = append(recs, kafka.Record{Value: kafka.NewBytes(fmt.Appendf(nil, "r%d", i))})
+	}
+	pr, err := cl.Produce(ctx, &kafka.ProduceRequest{Topic: "direct", Partition: 1, RequiredAcks: kafka.RequireAll,
+		Records: kafka.NewRecordReader(recs...)})
+	if err != nil || pr.Error != nil || pr.BaseOffset != 0 {
+		t.Fatalf("produce: %+v %v", pr, err)
+	}
+	lo, err := cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
+		"direct": {kafka.FirstOffsetOf(1), kafka.LastOffsetOf(1)},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	po := lo.Topics["direct"][0]
+	if po.Error != nil || po.FirstOffset != 0 || po.LastOffset != 20 {
+		t.Fatalf("offsets: %+v", po)
+	}
+	// Read offsets [5, 20) the way the direct source does.
+	next := int64(5)
+	for next < 20 {
+		resp, err := cl.Fetch(ctx, &kafka.FetchRequest{Topic: "direct", Partition: 1, Offset: next,
+			MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 100 * time.Millisecond})
+		if err != nil || resp.Error != nil {
+			t.Fatalf("fetch at %d: %v %v", next, err, resp.Error)
+		}
+		for {
+			r, err := resp.Records.ReadRecord()
+			if err != nil {
+				break
+			}
+			if r.Offset < next {
+				continue // the batch holding next starts before it
+			}
+			if r.Offset != next {
+				t.Fatalf("offset %d after %d", r.Offset, next-1)
+			}
+			v, _ := io.ReadAll(r.Value)
+			if string(v) != fmt.Sprintf("r%d", r.Offset) {
+				t.Fatalf("offset %d holds %q", r.Offset, v)
+			}
+			next++
+		}
 	}
 }
