@@ -1,0 +1,111 @@
+package kafka_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice/broker"
+	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/pipelines"
+	"github.com/sluicehq/sluice/sources/kafka"
+)
+
+// testCA makes a CA and a server certificate for 127.0.0.1, and writes the
+// CA certificate to a PEM file.
+func testCA(t *testing.T) (caFile string, server tls.Certificate, pool *x509.CertPool) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sluice test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "broker"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile = filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644)
+	pool = x509.NewCertPool()
+	pool.AddCert(ca)
+	return caFile, tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}, pool
+}
+
+func TestDirectOverTLSWithTestCA(t *testing.T) {
+	caFile, cert, pool := testCA(t)
+	b, err := broker.Open(t.TempDir(), broker.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	l, err := b.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DialTLSConfig(&tls.Config{RootCAs: pool}),
+		kgo.DefaultProduceTopic("events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "events", 1, 1
+	req.Topics = append(req.Topics, rt)
+	if _, err := req.RequestWith(context.Background(), cl); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: []byte("secret")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	read := func(tlsCfg *pipelines.TLS) ([]engine.Record, error) {
+		src, err := kafka.NewDirect(kafka.DirectConfig{Conn: kafka.Connection{Brokers: []string{addr}, TLS: tlsCfg},
+			Topics: []string{"events"}, Start: "earliest", Pipeline: "p", Logger: quiet})
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := src.Open(ctx, nil); err != nil {
+			return nil, err
+		}
+		defer src.Close()
+		recs, _, err := src.Next(ctx, engine.Limits{})
+		return recs, err
+	}
+	recs, err := read(&pipelines.TLS{CA: caFile})
+	if err != nil || len(recs) != 1 || string(recs[0].Value) != "secret" {
+		t.Fatalf("TLS with the test CA: %d records, err %v", len(recs), err)
+	}
+	if _, err := read(&pipelines.TLS{}); err == nil {
+		t.Fatal("a client that does not trust the test CA must fail")
+	}
+	if _, err := read(nil); err == nil {
+		t.Fatal("a plaintext client on the TLS listener must fail")
+	}
+}
