@@ -34,6 +34,20 @@ func init() {
 		{kmsg.CreateTopics, 0, 6, handleCreateTopics},
 		{kmsg.DeleteTopics, 0, 5, handleDeleteTopics},
 		{kmsg.DescribeConfigs, 0, 4, handleDescribeConfigs},
+		// Consumer groups, classic protocol. kafka-go pins JoinGroup v1/v2,
+		// SyncGroup v0, OffsetCommit v2, OffsetFetch v1, FindCoordinator
+		// v0; franz-go and sarama negotiate up to these maxima. OffsetFetch
+		// stops at v7 (v8 batches groups); FindCoordinator v4 batches keys.
+		{kmsg.FindCoordinator, 0, 4, handleFindCoordinator},
+		{kmsg.JoinGroup, 0, 7, handleJoinGroup},
+		{kmsg.SyncGroup, 0, 5, handleSyncGroup},
+		{kmsg.Heartbeat, 0, 4, handleHeartbeat},
+		{kmsg.LeaveGroup, 0, 4, handleLeaveGroup},
+		{kmsg.OffsetCommit, 0, 8, handleOffsetCommit},
+		{kmsg.OffsetFetch, 0, 7, handleOffsetFetch},
+		{kmsg.ListGroups, 0, 4, handleListGroups},
+		{kmsg.DescribeGroups, 0, 5, handleDescribeGroups},
+		{kmsg.DeleteGroups, 0, 2, handleDeleteGroups},
 	}
 	apis = make(map[int16]*api, len(apiTable))
 	for i := range apiTable {

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/sluicehq/sluice/broker/group"
 )
 
 // Options configure a Broker. Zero values take the defaults named.
@@ -66,6 +68,8 @@ type Broker struct {
 	log       *slog.Logger
 	clusterID string
 	topics    *topicSet
+	groups    *group.Coordinator
+	offsets   *group.OffsetStore
 	metrics   *Metrics
 
 	ctx    context.Context // cancelled by Close: ends long-polls and loops
@@ -85,7 +89,23 @@ var ErrClosed = errors.New("broker closed")
 const (
 	cleanShutdownFile = ".clean-shutdown"
 	clusterIDFile     = "cluster.id"
+	groupsDir         = "groups"
 )
+
+// groupLoop expires group members and ends rebalance phases on time.
+func (b *Broker) groupLoop() {
+	defer b.wg.Done()
+	t := time.NewTicker(group.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+			b.groups.Tick()
+		}
+	}
+}
 
 // Open opens (creating if needed) the broker data directory dir and its
 // topics. After an unclean stop it checks the unflushed tail of every
@@ -135,9 +155,18 @@ func Open(dir string, opts Options) (*Broker, error) {
 		lock.Close()
 		return nil, err
 	}
+	// Committed offsets live beside the topics directory.
+	b.offsets, err = group.OpenOffsetStore(filepath.Join(dir, groupsDir))
+	if err != nil {
+		b.topics.close()
+		b.topics.unlock()
+		return nil, fmt.Errorf("open committed offsets: %w", err)
+	}
+	b.groups = group.NewCoordinator(b.offsets, nil)
 	m.attach(b)
-	b.wg.Add(1)
+	b.wg.Add(2)
 	go b.retentionLoop()
+	go b.groupLoop()
 	return b, nil
 }
 
@@ -267,7 +296,7 @@ func (b *Broker) Close() error {
 	b.mu.Unlock()
 	b.cancel()
 	b.wg.Wait()
-	err := b.topics.close()
+	err := errors.Join(b.offsets.Close(), b.topics.close())
 	if err == nil {
 		err = writeFileSync(filepath.Join(b.dir, cleanShutdownFile), nil)
 	}

@@ -1,0 +1,284 @@
+package broker
+
+import (
+	"net"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice/broker/group"
+)
+
+// Consumer-group APIs (classic protocol). The coordinator in broker/group
+// holds the state machine; these handlers translate kmsg requests to it.
+// Replies that wait for a rebalance block on the connection's writer, as
+// Kafka holds a JoinGroup response until the join phase ends.
+
+func code(err *kerr.Error) int16 {
+	if err == nil {
+		return 0
+	}
+	return err.Code
+}
+
+func str(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func strPtr(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func handleFindCoordinator(r *request) reply {
+	req := r.msg.(*kmsg.FindCoordinatorRequest)
+	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+	host, port := r.c.advertised()
+	node := r.c.b.opts.NodeID
+	// Transactions (type 1) are not supported yet; say so per key.
+	errFor := func(int8) int16 {
+		if req.CoordinatorType != 0 {
+			return kerr.CoordinatorNotAvailable.Code
+		}
+		return 0
+	}
+	if req.Version >= 4 {
+		for _, key := range req.CoordinatorKeys {
+			c := kmsg.NewFindCoordinatorResponseCoordinator()
+			c.Key, c.NodeID, c.Host, c.Port = key, node, host, port
+			c.ErrorCode = errFor(req.CoordinatorType)
+			resp.Coordinators = append(resp.Coordinators, c)
+		}
+		return respond(resp)
+	}
+	resp.NodeID, resp.Host, resp.Port = node, host, port
+	resp.ErrorCode = errFor(req.CoordinatorType)
+	return respond(resp)
+}
+
+func clientHost(r *request) string {
+	if a, ok := r.c.nc.RemoteAddr().(*net.TCPAddr); ok {
+		return "/" + a.IP.String()
+	}
+	return r.c.nc.RemoteAddr().String()
+}
+
+func handleJoinGroup(r *request) reply {
+	req := r.msg.(*kmsg.JoinGroupRequest)
+	jr := group.JoinRequest{
+		Group: req.Group, MemberID: req.MemberID, InstanceID: str(req.InstanceID),
+		ClientID: r.clientID, ClientHost: clientHost(r), ProtocolType: req.ProtocolType,
+		Session:              time.Duration(req.SessionTimeoutMillis) * time.Millisecond,
+		Rebalance:            time.Duration(req.RebalanceTimeoutMillis) * time.Millisecond,
+		RequireKnownMemberID: req.Version >= 4,
+	}
+	if req.Version == 0 {
+		jr.Rebalance = jr.Session
+	}
+	for _, p := range req.Protocols {
+		jr.Protocols = append(jr.Protocols, group.Protocol{Name: p.Name, Metadata: p.Metadata})
+	}
+	ch := r.c.b.groups.Join(jr)
+	return func() *outgoing {
+		resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
+		var res group.JoinResult
+		select {
+		case res = <-ch:
+		case <-r.c.ctx.Done():
+			res = group.JoinResult{Err: kerr.RebalanceInProgress, Generation: -1}
+		}
+		resp.ErrorCode = code(res.Err)
+		resp.Generation = res.Generation
+		resp.ProtocolType = strPtr(res.ProtocolType)
+		resp.Protocol = kmsg.StringPtr(res.Protocol)
+		resp.LeaderID, resp.MemberID = res.LeaderID, res.MemberID
+		for _, m := range res.Members {
+			rm := kmsg.NewJoinGroupResponseMember()
+			rm.MemberID, rm.InstanceID, rm.ProtocolMetadata = m.ID, strPtr(m.InstanceID), m.Metadata
+			resp.Members = append(resp.Members, rm)
+		}
+		return &outgoing{resp: resp}
+	}
+}
+
+func handleSyncGroup(r *request) reply {
+	req := r.msg.(*kmsg.SyncGroupRequest)
+	sr := group.SyncRequest{Group: req.Group, MemberID: req.MemberID, InstanceID: str(req.InstanceID),
+		Generation: req.Generation, ProtocolType: str(req.ProtocolType), Protocol: str(req.Protocol),
+		Assignments: map[string][]byte{}}
+	for _, a := range req.GroupAssignment {
+		sr.Assignments[a.MemberID] = a.MemberAssignment
+	}
+	ch := r.c.b.groups.Sync(sr)
+	return func() *outgoing {
+		resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
+		var res group.SyncResult
+		select {
+		case res = <-ch:
+		case <-r.c.ctx.Done():
+			res = group.SyncResult{Err: kerr.RebalanceInProgress}
+		}
+		resp.ErrorCode = code(res.Err)
+		resp.ProtocolType, resp.Protocol = strPtr(res.ProtocolType), strPtr(res.Protocol)
+		resp.MemberAssignment = res.Assignment
+		return &outgoing{resp: resp}
+	}
+}
+
+func handleHeartbeat(r *request) reply {
+	req := r.msg.(*kmsg.HeartbeatRequest)
+	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
+	resp.ErrorCode = code(r.c.b.groups.Heartbeat(req.Group, req.MemberID, str(req.InstanceID), req.Generation))
+	return respond(resp)
+}
+
+func handleLeaveGroup(r *request) reply {
+	req := r.msg.(*kmsg.LeaveGroupRequest)
+	resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
+	if req.Version < 3 {
+		errs := r.c.b.groups.Leave(req.Group, []string{req.MemberID}, nil)
+		resp.ErrorCode = code(errs[0])
+		return respond(resp)
+	}
+	ids := make([]string, len(req.Members))
+	insts := make([]string, len(req.Members))
+	for i, m := range req.Members {
+		ids[i], insts[i] = m.MemberID, str(m.InstanceID)
+	}
+	errs := r.c.b.groups.Leave(req.Group, ids, insts)
+	for i, m := range req.Members {
+		rm := kmsg.NewLeaveGroupResponseMember()
+		rm.MemberID, rm.InstanceID, rm.ErrorCode = m.MemberID, m.InstanceID, code(errs[i])
+		resp.Members = append(resp.Members, rm)
+	}
+	return respond(resp)
+}
+
+func handleOffsetCommit(r *request) reply {
+	req := r.msg.(*kmsg.OffsetCommitRequest)
+	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+	cr := group.CommitRequest{Group: req.Group, MemberID: req.MemberID, InstanceID: str(req.InstanceID),
+		Generation: req.Generation}
+	if req.Version == 0 {
+		cr.Generation = -1
+	}
+	// Offsets for partitions that do not exist are refused one by one, as
+	// Kafka does; the rest commit together.
+	unknown := map[group.TopicPartition]bool{}
+	for _, t := range req.Topics {
+		tp := r.c.b.topics.get(t.Topic)
+		for _, p := range t.Partitions {
+			key := group.TopicPartition{Topic: t.Topic, Partition: p.Partition}
+			if tp == nil || p.Partition < 0 || int(p.Partition) >= len(tp.parts) {
+				unknown[key] = true
+				continue
+			}
+			le := int32(-1)
+			if req.Version >= 6 {
+				le = p.LeaderEpoch
+			}
+			cr.Offsets = append(cr.Offsets, group.Offset{TopicPartition: key, Offset: p.Offset,
+				LeaderEpoch: le, Metadata: str(p.Metadata)})
+		}
+	}
+	err := r.c.b.groups.Commit(cr)
+	for _, t := range req.Topics {
+		rt := kmsg.NewOffsetCommitResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewOffsetCommitResponseTopicPartition()
+			rp.Partition = p.Partition
+			rp.ErrorCode = code(err)
+			if unknown[group.TopicPartition{Topic: t.Topic, Partition: p.Partition}] {
+				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return respond(resp)
+}
+
+func handleOffsetFetch(r *request) reply {
+	req := r.msg.(*kmsg.OffsetFetchRequest)
+	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
+	var parts []group.TopicPartition
+	if req.Topics != nil {
+		parts = []group.TopicPartition{}
+		for _, t := range req.Topics {
+			for _, p := range t.Partitions {
+				parts = append(parts, group.TopicPartition{Topic: t.Topic, Partition: p})
+			}
+		}
+	}
+	offsets := r.c.b.groups.Fetch(req.Group, parts)
+	byTopic := map[string]int{}
+	for _, o := range offsets {
+		i, ok := byTopic[o.Topic]
+		if !ok {
+			i = len(resp.Topics)
+			byTopic[o.Topic] = i
+			rt := kmsg.NewOffsetFetchResponseTopic()
+			rt.Topic = o.Topic
+			resp.Topics = append(resp.Topics, rt)
+		}
+		rp := kmsg.NewOffsetFetchResponseTopicPartition()
+		rp.Partition, rp.Offset, rp.LeaderEpoch = o.Partition, o.Offset, o.LeaderEpoch
+		rp.Metadata = kmsg.StringPtr(o.Metadata)
+		resp.Topics[i].Partitions = append(resp.Topics[i].Partitions, rp)
+	}
+	return respond(resp)
+}
+
+func handleListGroups(r *request) reply {
+	req := r.msg.(*kmsg.ListGroupsRequest)
+	resp := req.ResponseKind().(*kmsg.ListGroupsResponse)
+	want := map[string]bool{}
+	for _, s := range req.StatesFilter {
+		want[s] = true
+	}
+	for _, g := range r.c.b.groups.List() {
+		if len(want) > 0 && !want[string(g.State)] {
+			continue
+		}
+		rg := kmsg.NewListGroupsResponseGroup()
+		rg.Group, rg.ProtocolType, rg.GroupState = g.Group, g.ProtocolType, string(g.State)
+		resp.Groups = append(resp.Groups, rg)
+	}
+	return respond(resp)
+}
+
+func handleDescribeGroups(r *request) reply {
+	req := r.msg.(*kmsg.DescribeGroupsRequest)
+	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)
+	for _, name := range req.Groups {
+		d, _ := r.c.b.groups.Describe(name)
+		rg := kmsg.NewDescribeGroupsResponseGroup()
+		rg.Group, rg.State, rg.ProtocolType, rg.Protocol = name, string(d.State), d.ProtocolType, d.Protocol
+		for _, m := range d.Members {
+			rm := kmsg.NewDescribeGroupsResponseGroupMember()
+			rm.MemberID, rm.InstanceID, rm.ClientID, rm.ClientHost = m.ID, strPtr(m.InstanceID), m.ClientID, m.ClientHost
+			rm.ProtocolMetadata, rm.MemberAssignment = m.Metadata, m.Assignment
+			rg.Members = append(rg.Members, rm)
+		}
+		resp.Groups = append(resp.Groups, rg)
+	}
+	return respond(resp)
+}
+
+func handleDeleteGroups(r *request) reply {
+	req := r.msg.(*kmsg.DeleteGroupsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
+	for _, name := range req.Groups {
+		rg := kmsg.NewDeleteGroupsResponseGroup()
+		rg.Group, rg.ErrorCode = name, code(r.c.b.groups.Delete(name))
+		resp.Groups = append(resp.Groups, rg)
+	}
+	return respond(resp)
+}
