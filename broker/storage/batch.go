@@ -33,6 +33,9 @@ type header struct {
 	lastOffsetDelta int32
 	baseTimestamp   int64
 	maxTimestamp    int64
+	producerID      int64 // -1 unless the producer is idempotent
+	producerEpoch   int16
+	baseSequence    int32
 	recordCount     int32
 }
 
@@ -46,6 +49,9 @@ func parseHeader(b []byte) header {
 		lastOffsetDelta: int32(binary.BigEndian.Uint32(b[23:])),
 		baseTimestamp:   int64(binary.BigEndian.Uint64(b[27:])),
 		maxTimestamp:    int64(binary.BigEndian.Uint64(b[35:])),
+		producerID:      int64(binary.BigEndian.Uint64(b[43:])),
+		producerEpoch:   int16(binary.BigEndian.Uint16(b[51:])),
+		baseSequence:    int32(binary.BigEndian.Uint32(b[53:])),
 		recordCount:     int32(binary.BigEndian.Uint32(b[57:])),
 	}
 }

@@ -71,6 +71,8 @@ type Partition struct {
 	end     int64      // log end offset: the next offset to assign
 	closed  bool
 	waiters []chan struct{}
+	// producers is the idempotent producer state; see producers.go.
+	producers *producerStates
 
 	// Group commit: one fsync at a time; callers that arrive while one runs
 	// wait for the next, which covers all of them.
@@ -120,6 +122,10 @@ func OpenPartition(dir string, cfg Config, clean bool) (*Partition, error) {
 	last := p.segs[len(p.segs)-1]
 	p.end = last.next
 	p.flushed = p.end
+	if err := p.loadProducers(time.Now()); err != nil {
+		p.closeSegments()
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -243,14 +249,32 @@ func (p *Partition) Size() int64 {
 	return n
 }
 
-// Append validates every batch in b (magic v2, lengths, CRC-32C), assigns
-// offsets from the log end, patches them into b and writes b to the active
-// segment. Nothing is stored unless every batch is valid. It returns the
-// offset of the first record and the offset after the last one. The data is
-// in the page cache on return; call Sync for durability.
+// Append is AppendBatches for callers that need only the offsets.
 func (p *Partition) Append(b []byte, now time.Time) (base, next int64, err error) {
+	r, err := p.AppendBatches(b, now)
+	return r.Base, r.Next, err
+}
+
+// AppendResult says where an append's records are.
+type AppendResult struct {
+	// Base is the offset of the first record and Next the offset after the
+	// last one.
+	Base, Next int64
+	// Duplicate says b was an idempotent producer's retry of a batch
+	// already in the log: nothing was written, and Base and Next are the
+	// original batch's.
+	Duplicate bool
+}
+
+// AppendBatches validates every batch in b (magic v2, lengths, CRC-32C, and
+// the sequence of an idempotent producer's batch), assigns offsets from the
+// log end, patches them into b and writes b to the active segment. Nothing
+// is stored unless every batch is valid. The data is in the page cache on
+// return; call Sync(Next) for durability, also after a duplicate, whose
+// original may not be synced yet.
+func (p *Partition) AppendBatches(b []byte, now time.Time) (AppendResult, error) {
 	if len(b) == 0 {
-		return 0, 0, fmt.Errorf("%w: no record batches", ErrCorrupt)
+		return AppendResult{}, fmt.Errorf("%w: no record batches", ErrCorrupt)
 	}
 	var hs []header
 	var hbuf [8]header
@@ -258,34 +282,58 @@ func (p *Partition) Append(b []byte, now time.Time) (base, next int64, err error
 	for rest := b; len(rest) > 0; {
 		h, err := checkBatch(rest, true)
 		if err != nil {
-			return 0, 0, err
+			return AppendResult{}, err
+		}
+		if err := checkClientBatch(h); err != nil {
+			return AppendResult{}, err
 		}
 		hs = append(hs, h)
 		rest = rest[h.size():]
+	}
+	idem := hs[0].idempotent()
+	if len(hs) > 1 {
+		for _, h := range hs {
+			if h.idempotent() {
+				// Kafka refuses every multi-batch produce from v3 on; we
+				// still take them from plain producers, but a retry could
+				// only be recognised batch by batch.
+				return AppendResult{}, fmt.Errorf("%w: %d batches for one partition with an idempotent producer's among them; send one batch per partition per request, as Kafka requires", ErrInvalidRecord, len(hs))
+			}
+		}
 	}
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return 0, 0, ErrClosed
+		return AppendResult{}, ErrClosed
 	}
 	if limit := p.cfg.MaxBatchBytes; limit > 0 {
 		for _, h := range hs {
 			if h.size() > limit {
-				return 0, 0, fmt.Errorf("%w: batch of %d bytes, the topic allows %d (max.message.bytes)", ErrTooLarge, h.size(), limit)
+				return AppendResult{}, fmt.Errorf("%w: batch of %d bytes, the topic allows %d (max.message.bytes)", ErrTooLarge, h.size(), limit)
 			}
 		}
 	}
+	if idem {
+		dup, isDup, err := p.producers.check(hs[0])
+		if err != nil {
+			return AppendResult{}, err
+		}
+		if isDup {
+			return AppendResult{Base: dup.firstOffset, Next: dup.nextOffset(), Duplicate: true}, nil
+		}
+	}
+	var err error
 	seg := p.segs[len(p.segs)-1]
 	if seg.size > 0 && (seg.size+int64(len(b)) > p.cfg.SegmentBytes || now.Sub(seg.created) >= p.cfg.SegmentAge) {
 		if seg, err = p.roll(now); err != nil {
-			return 0, 0, err
+			return AppendResult{}, err
 		}
 	}
 	if seg.size == 0 {
 		seg.created = now
 	}
-	base = p.end
+	base := p.end
 	oldIndex, oldSince, oldMax, oldNext := len(seg.index), seg.sinceIndex, seg.maxTs, seg.next
 	pos, off := seg.size, p.end
 	for i := range hs {
@@ -302,10 +350,13 @@ func (p *Partition) Append(b []byte, now time.Time) (base, next int64, err error
 		if terr := seg.f.Truncate(seg.size); terr == nil {
 			seg.f.Seek(seg.size, io.SeekStart)
 		}
-		return 0, 0, fmt.Errorf("write partition log %s: %w", p.dir, werr)
+		return AppendResult{}, fmt.Errorf("write partition log %s: %w", p.dir, werr)
 	}
 	seg.size = pos
 	p.end = off
+	if idem {
+		p.producers.add(hs[0], now.UnixMilli())
+	}
 	for _, w := range p.waiters {
 		select {
 		case w <- struct{}{}:
@@ -313,7 +364,7 @@ func (p *Partition) Append(b []byte, now time.Time) (base, next int64, err error
 		}
 	}
 	p.waiters = p.waiters[:0]
-	return base, off, nil
+	return AppendResult{Base: base, Next: off}, nil
 }
 
 // roll seals the active segment (fsync, index files) and starts a new one at
@@ -325,6 +376,11 @@ func (p *Partition) roll(now time.Time) (*segment, error) {
 	}
 	if err := old.writeIndexFiles(); err != nil {
 		return nil, fmt.Errorf("write segment index: %w", err)
+	}
+	// The log is durable up to p.end, so the snapshot may describe it. A
+	// failed snapshot costs only a longer replay at the next open.
+	if err := p.writeProducerSnapshot(); err != nil {
+		p.cfg.Logger.Warn("producer snapshot at segment roll failed; the next open replays more of the log", "dir", p.dir, "err", err)
 	}
 	path := segmentName(p.dir, p.end, logSuffix)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
@@ -659,6 +715,10 @@ func (p *Partition) Close() error {
 	if err == nil && len(active.index) > 0 {
 		// Lets the next clean open skip reading the active segment.
 		err = active.writeIndexFiles()
+	}
+	if err == nil {
+		// Lets the next open skip rebuilding producer state from the log.
+		err = p.writeProducerSnapshot()
 	}
 	p.closeSegments()
 	p.mu.Unlock()
