@@ -34,6 +34,10 @@ func init() {
 		{kmsg.CreateTopics, 0, 6, handleCreateTopics},
 		{kmsg.DeleteTopics, 0, 5, handleDeleteTopics},
 		{kmsg.DescribeConfigs, 0, 4, handleDescribeConfigs},
+		// Idempotent producers only (no transactional id). v4 is the
+		// newest with the same meaning for them; franz-go, sarama and
+		// librdkafka all negotiate down to it.
+		{kmsg.InitProducerID, 0, 4, handleInitProducerID},
 		// Consumer groups, classic protocol. kafka-go pins JoinGroup v1/v2,
 		// SyncGroup v0, OffsetCommit v2, OffsetFetch v1, FindCoordinator
 		// v0; franz-go and sarama negotiate up to these maxima. OffsetFetch

@@ -71,6 +71,8 @@ type Broker struct {
 	groups    *group.Coordinator
 	offsets   *group.OffsetStore
 	metrics   *Metrics
+	// producerIDs allocates idempotent producer ids.
+	producerIDs *producerIDs
 
 	ctx    context.Context // cancelled by Close: ends long-polls and loops
 	cancel context.CancelFunc
@@ -153,6 +155,12 @@ func Open(dir string, opts Options) (*Broker, error) {
 	b.topics, err = openTopics(dir, opts, clean, lock)
 	if err != nil {
 		lock.Close()
+		return nil, err
+	}
+	b.producerIDs, err = openProducerIDs(dir, b.topics.maxProducerID()+1)
+	if err != nil {
+		b.topics.close()
+		b.topics.unlock()
 		return nil, err
 	}
 	// Committed offsets live beside the topics directory.

@@ -44,7 +44,7 @@ func handleProduce(r *request) reply {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			default:
 				p := t.parts[rp.Partition]
-				base, next, err := p.Append(rp.Records, now)
+				res, err := p.AppendBatches(rp.Records, now)
 				if err != nil {
 					sp.ErrorCode, sp.ErrorMessage = codeOf(err)
 					if sp.ErrorCode == kerr.KafkaStorageError.Code {
@@ -52,11 +52,17 @@ func handleProduce(r *request) reply {
 					}
 					break
 				}
-				b.metrics.produced(rt.Topic, len(rp.Records))
-				sp.BaseOffset = base
+				if res.Duplicate {
+					// A retry whose first try was written: answer as
+					// that try would have been answered.
+					b.metrics.duplicates.WithLabelValues(rt.Topic).Inc()
+				} else {
+					b.metrics.produced(rt.Topic, len(rp.Records))
+				}
+				sp.BaseOffset = res.Base
 				sp.LogStartOffset = p.StartOffset()
 				if req.Acks == -1 {
-					toSync = append(toSync, pending{part: p, ti: len(resp.Topics), pi: len(st.Partitions), next: next})
+					toSync = append(toSync, pending{part: p, ti: len(resp.Topics), pi: len(st.Partitions), next: res.Next})
 				}
 			}
 			st.Partitions = append(st.Partitions, sp)

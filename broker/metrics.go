@@ -22,6 +22,9 @@ type Metrics struct {
 	producedB   *prometheus.CounterVec
 	connections prometheus.Gauge
 	logEnd      *logEndCollector
+	producerIDs prometheus.Counter
+	duplicates  *prometheus.CounterVec
+	producers   *producersCollector
 }
 
 // NewMetrics creates the broker's collectors, unregistered.
@@ -54,12 +57,23 @@ func NewMetrics() *Metrics {
 		}),
 		logEnd: &logEndCollector{desc: prometheus.NewDesc("sluice_broker_log_end_offset",
 			"Log end offset (the next offset to be written) per partition.", []string{"topic", "partition"}, nil)},
+		producerIDs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_broker_producer_ids_allocated_total",
+			Help: "Producer ids handed out by InitProducerId.",
+		}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_broker_duplicate_batches_total",
+			Help: "Idempotent producers' retried batches recognised as already written and not stored again, by topic.",
+		}, []string{"topic"}),
+		producers: &producersCollector{desc: prometheus.NewDesc("sluice_broker_idempotent_producers",
+			"Idempotent producer ids whose sequence state a partition tracks.", []string{"topic", "partition"}, nil)},
 	}
 }
 
 // Collectors returns every collector, to register with a registry.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.producedB, m.connections, m.logEnd}
+	return []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.producedB, m.connections, m.logEnd,
+		m.producerIDs, m.duplicates, m.producers}
 }
 
 // Metrics returns the broker's collectors.
@@ -69,6 +83,9 @@ func (m *Metrics) attach(b *Broker) {
 	m.logEnd.mu.Lock()
 	m.logEnd.b = b
 	m.logEnd.mu.Unlock()
+	m.producers.mu.Lock()
+	m.producers.b = b
+	m.producers.mu.Unlock()
 }
 
 func (m *Metrics) request(key int16, code int16, took time.Duration) {
@@ -112,6 +129,32 @@ func (c *logEndCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// producersCollector counts tracked producers per partition when scraped;
+// partitions with none are left out to keep the series few.
+type producersCollector struct {
+	desc *prometheus.Desc
+	mu   sync.Mutex
+	b    *Broker
+}
+
+func (c *producersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *producersCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	b := c.b
+	c.mu.Unlock()
+	if b == nil {
+		return
+	}
+	for _, t := range b.topics.list() {
+		for i, p := range t.parts {
+			if n := p.Producers(); n > 0 {
+				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), t.meta.Name, strconv.Itoa(i))
+			}
+		}
+	}
+}
+
 // errorCode is the first non-zero error code in a response, for metrics.
 func errorCode(resp kmsg.Response) int16 {
 	switch r := resp.(type) {
@@ -149,6 +192,8 @@ func errorCode(resp kmsg.Response) int16 {
 			}
 		}
 	case *kmsg.ApiVersionsResponse:
+		return r.ErrorCode
+	case *kmsg.InitProducerIDResponse:
 		return r.ErrorCode
 	case *kmsg.CreateTopicsResponse:
 		for _, t := range r.Topics {

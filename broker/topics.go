@@ -47,6 +47,12 @@ func codeOf(err error) (int16, *string) {
 		return kerr.OffsetOutOfRange.Code, &msg
 	case errors.Is(err, storage.ErrClosed):
 		return kerr.UnknownTopicOrPartition.Code, &msg
+	case errors.Is(err, storage.ErrOutOfOrderSequence):
+		return kerr.OutOfOrderSequenceNumber.Code, &msg
+	case errors.Is(err, storage.ErrInvalidProducerEpoch):
+		return kerr.InvalidProducerEpoch.Code, &msg
+	case errors.Is(err, storage.ErrInvalidRecord):
+		return kerr.InvalidRecord.Code, &msg
 	default:
 		return kerr.KafkaStorageError.Code, &msg
 	}
@@ -403,8 +409,22 @@ func (ts *topicSet) enforceRetention(now time.Time) {
 			if _, err := p.EnforceRetention(now); err != nil {
 				ts.log.Error("retention failed", "topic", t.meta.Name, "partition", i, "err", err)
 			}
+			if n := p.ExpireProducers(now); n > 0 {
+				ts.log.Info("forgot idle idempotent producers", "topic", t.meta.Name, "partition", i, "producers", n, "idle_for", storage.ProducerIDExpiration)
+			}
 		}
 	}
+}
+
+// maxProducerID is the largest producer id any partition tracks, or -1.
+func (ts *topicSet) maxProducerID() int64 {
+	m := int64(-1)
+	for _, t := range ts.list() {
+		for _, p := range t.parts {
+			m = max(m, p.MaxProducerID())
+		}
+	}
+	return m
 }
 
 func (ts *topicSet) close() error {
