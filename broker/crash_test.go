@@ -30,13 +30,26 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// crashListenEnv and crashAdvertiseEnv optionally give the child broker
+// its listen address (so a restarted broker can take the same port) and
+// advertised address (so clients keep going through a test proxy).
+const (
+	crashListenEnv    = "SLUICE_BROKER_CRASH_LISTEN"
+	crashAdvertiseEnv = "SLUICE_BROKER_CRASH_ADVERTISE"
+)
+
 func runCrashChild(dir string) {
-	b, err := Open(dir, Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	b, err := Open(dir, Options{AdvertisedAddr: os.Getenv(crashAdvertiseEnv),
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		os.Exit(2)
 	}
-	l, err := b.Listen("127.0.0.1:0", nil)
+	listen := os.Getenv(crashListenEnv)
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	l, err := b.Listen(listen, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		os.Exit(2)

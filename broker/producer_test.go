@@ -8,9 +8,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -138,6 +141,9 @@ type cutProxy struct {
 	limit  int32 // ...up to limit of them
 	seen   atomic.Int32
 	cuts   atomic.Int32
+	// onCut, if set, runs after an answer is held back and before the
+	// client's connection is closed, so the client cannot retry yet.
+	onCut func()
 
 	mu    sync.Mutex
 	conns []net.Conn
@@ -230,6 +236,9 @@ func (p *cutProxy) pipe(client, broker net.Conn) {
 		mu.Unlock()
 		if drop {
 			p.cuts.Add(1)
+			if p.onCut != nil {
+				p.onCut()
+			}
 			return
 		}
 		if _, err := client.Write(f); err != nil {
@@ -295,6 +304,87 @@ func TestIdempotentProducerCutMidRequestWritesOnce(t *testing.T) {
 	}
 	if d := testutil.ToFloat64(m.duplicates.WithLabelValues("cut")); d < cuts {
 		t.Errorf("broker recognised %v retried batches, want at least one per cut (%d)", d, cuts)
+	}
+}
+
+// TestIdempotentRetryAfterBrokerKill is the cut-connection test with a
+// crash in the middle: the broker process is SIGKILLed right after it has
+// written a batch whose answer the proxy held back, and restarted on the
+// same port. The client's retry reaches a broker that rebuilt producer state
+// from the log after an unclean stop, which must recognise it.
+func TestIdempotentRetryAfterBrokerKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a broker process")
+	}
+	dir := t.TempDir()
+	proxy := newCutProxy(t, 5, 1)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokerAddr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashListenEnv+"="+brokerAddr, crashAdvertiseEnv+"="+proxy.l.Addr().String())
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || !strings.HasPrefix(line, "ADDR ") {
+		t.Fatalf("child broker did not start: %q %v", line, err)
+	}
+	killed := make(chan struct{})
+	proxy.onCut = func() {
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		close(killed)
+	}
+	proxy.serve(brokerAddr)
+	createTopic(t, newKgo(t, brokerAddr), "kill", 2)
+
+	prod := newKgo(t, proxy.l.Addr().String(), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchMaxBytes(1024), kgo.RetryBackoffFn(func(int) time.Duration { return 20 * time.Millisecond }))
+	ctx := ctxT(t)
+	const n = 3000
+	want := map[int32][]string{}
+	errs := make(chan error, n)
+	for i := range n {
+		r := &kgo.Record{Topic: "kill", Partition: int32(i % 2), Value: fmt.Appendf(nil, "k%04d", i)}
+		want[r.Partition] = append(want[r.Partition], string(r.Value))
+		prod.Produce(ctx, r, func(_ *kgo.Record, err error) { errs <- err })
+	}
+	select {
+	case <-killed:
+	case <-ctx.Done():
+		t.Fatal("the proxy never cut a produce answer")
+	}
+	m := NewMetrics()
+	b, err := Open(dir, Options{Metrics: m, AdvertisedAddr: proxy.l.Addr().String(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if _, err := b.Listen(brokerAddr, nil); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+	got := consumeAll(t, b, brokerAddr, "kill", 2)
+	for p := range int32(2) {
+		if fmt.Sprint(got[p]) != fmt.Sprint(want[p]) {
+			t.Errorf("partition %d holds %d records, want the %d produced, once each, in order", p, len(got[p]), len(want[p]))
+		}
+	}
+	if d := testutil.ToFloat64(m.duplicates.WithLabelValues("kill")); d < 1 {
+		t.Errorf("the restarted broker recognised no retried batch; the held-back one was written twice or not retried")
 	}
 }
 
