@@ -92,6 +92,25 @@ func seedRequests() [][]byte {
 		r.Topics = append(r.Topics, t)
 		reqs = append(reqs, r)
 	}
+	for _, v := range []int16{0, 2, 4} {
+		for _, txn := range []*string{nil, kmsg.StringPtr("fuzz-txn")} {
+			r := kmsg.NewPtrInitProducerIDRequest()
+			r.Version, r.TransactionalID = v, txn
+			reqs = append(reqs, r)
+		}
+	}
+	{
+		// An idempotent producer's first batch.
+		r := kmsg.NewPtrProduceRequest()
+		r.Version, r.Acks, r.TimeoutMillis = 9, -1, 1000
+		t := kmsg.NewProduceRequestTopic()
+		t.Topic = "fuzz"
+		p := kmsg.NewProduceRequestTopicPartition()
+		p.Records = idemTestBatch(0, 0, 0, "one", "two")
+		t.Partitions = append(t.Partitions, p)
+		r.Topics = append(r.Topics, t)
+		reqs = append(reqs, r)
+	}
 	for _, v := range []int16{1, 6} {
 		r := kmsg.NewPtrListOffsetsRequest()
 		r.Version = v

@@ -496,3 +496,43 @@ func TestProducerIDsNeverRepeat(t *testing.T) {
 		t.Fatal("a damaged allocation file was accepted")
 	}
 }
+
+// TestIdempotentProduceErrorCodes checks the codes clients act on, over the
+// wire: franz-go resets its producer id on OUT_OF_ORDER_SEQUENCE_NUMBER and
+// INVALID_PRODUCER_EPOCH, and fails the batch on INVALID_RECORD.
+func TestIdempotentProduceErrorCodes(t *testing.T) {
+	b, addr := testBroker(t, Options{})
+	createTopic(t, newKgo(t, addr), "codes", 1)
+	cl := kgoBroker(t, addr)
+	txn := idemTestBatch(9, 0, 0, "t")
+	binary.BigEndian.PutUint16(txn[21:], 0x10) // transactional
+	binary.BigEndian.PutUint32(txn[17:], crc32.Checksum(txn[21:], crc32.MakeTable(crc32.Castagnoli)))
+	cases := []struct {
+		name  string
+		batch []byte
+		code  int16
+		base  int64
+	}{
+		{"first batch", idemTestBatch(7, 0, 0, "a"), 0, 0},
+		{"next", idemTestBatch(7, 0, 1, "b", "c"), 0, 1},
+		{"gap", idemTestBatch(7, 0, 9, "x"), kerr.OutOfOrderSequenceNumber.Code, -1},
+		{"new epoch at 0", idemTestBatch(7, 1, 0, "d"), 0, 3},
+		{"old epoch", idemTestBatch(7, 0, 3, "e"), kerr.InvalidProducerEpoch.Code, -1},
+		{"new epoch not at 0", idemTestBatch(7, 2, 5, "f"), kerr.OutOfOrderSequenceNumber.Code, -1},
+		{"two batches", append(idemTestBatch(8, 0, 0, "g"), idemTestBatch(8, 0, 1, "h")...), kerr.InvalidRecord.Code, -1},
+		{"transactional", txn, kerr.InvalidRecord.Code, -1},
+		{"duplicate", idemTestBatch(7, 1, 0, "d"), 0, 3},
+	}
+	for _, c := range cases {
+		rp := produceRaw(t, cl, "codes", c.batch)
+		if rp.ErrorCode != c.code || (c.code == 0 && rp.BaseOffset != c.base) {
+			t.Fatalf("%s: code %d base %d, want code %d base %d", c.name, rp.ErrorCode, rp.BaseOffset, c.code, c.base)
+		}
+		if c.code != 0 && (rp.ErrorMessage == nil || *rp.ErrorMessage == "") {
+			t.Fatalf("%s: error without a message", c.name)
+		}
+	}
+	if end := b.topics.partition("codes", 0).EndOffset(); end != 4 {
+		t.Fatalf("log end %d, want 4", end)
+	}
+}

@@ -5,6 +5,9 @@
 // on the way in, coalesces fsyncs of concurrent writers (group commit),
 // rolls segments by size and age, deletes old segments by time and size, and
 // after a crash re-checks the unflushed tail and truncates a torn batch.
+// It also keeps idempotent producers' sequence state per partition, so a
+// retried batch is recognised and not stored twice, across restarts too
+// (producers.go explains how).
 //
 // Reads return file sections rather than bytes, so the protocol server can
 // send them to a socket without copying them through user space.
