@@ -536,3 +536,37 @@ func TestIdempotentProduceErrorCodes(t *testing.T) {
 		t.Fatalf("log end %d, want 4", end)
 	}
 }
+
+// TestKcatIdempotentProducer runs librdkafka's idempotent producer (kcat
+// with enable.idempotence=true), which checks the broker's InitProducerId
+// and sequence handling with its own implementation.
+func TestKcatIdempotentProducer(t *testing.T) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		t.Skip("kcat not installed")
+	}
+	b, addr := testBroker(t, Options{})
+	createTopic(t, newKgo(t, addr), "rdidem", 1)
+	var in strings.Builder
+	for i := range 500 {
+		fmt.Fprintf(&in, "m%03d\n", i)
+	}
+	cmd := exec.CommandContext(ctxT(t), kcat, "-b", addr, "-t", "rdidem", "-P", "-p", "0", "-X", "enable.idempotence=true", "-X", "linger.ms=1")
+	cmd.Stdin = strings.NewReader(in.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kcat: %v\n%s", err, out)
+	}
+	p := b.topics.partition("rdidem", 0)
+	if end := p.EndOffset(); end != 500 {
+		t.Fatalf("log end %d, want 500", end)
+	}
+	if p.Producers() != 1 {
+		t.Fatalf("the partition tracks %d producers; kcat did not produce idempotently", p.Producers())
+	}
+	got := consumeAll(t, b, addr, "rdidem", 1)[0]
+	for i, v := range got {
+		if v != fmt.Sprintf("m%03d", i) {
+			t.Fatalf("record %d is %q", i, v)
+		}
+	}
+}
