@@ -132,9 +132,15 @@ func lastSequence(firstSeq, lastOffsetDelta int32) int32 {
 	return firstSeq + lastOffsetDelta
 }
 
-func inSequence(last, next int32) bool {
-	return int64(next) == int64(last)+1 || (next == 0 && last == math.MaxInt32)
+// nextSequence is the sequence expected after last.
+func nextSequence(last int32) int32 {
+	if last == math.MaxInt32 {
+		return 0
+	}
+	return last + 1
 }
+
+func inSequence(last, next int32) bool { return next == nextSequence(last) }
 
 // idempotent says the batch comes from an idempotent producer.
 func (h header) idempotent() bool { return h.producerID >= 0 }
@@ -178,7 +184,7 @@ func (s *producerStates) check(h header) (dup producerBatch, isDup bool, err err
 	}
 	if !inSequence(e.lastSeq(), h.baseSequence) {
 		return producerBatch{}, false, fmt.Errorf("%w: producer %d epoch %d sent sequence %d, expected %d (records lost in between, or a retry older than the last %d batches)",
-			ErrOutOfOrderSequence, h.producerID, h.producerEpoch, h.baseSequence, int32(int64(e.lastSeq())+1), ProducerBatchesRetained)
+			ErrOutOfOrderSequence, h.producerID, h.producerEpoch, h.baseSequence, nextSequence(e.lastSeq()), ProducerBatchesRetained)
 	}
 	return producerBatch{}, false, nil
 }
