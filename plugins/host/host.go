@@ -66,6 +66,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// MaxFailures overrides MaxConsecutiveFailures (tests).
 	MaxFailures int
+	// NoSharedMemory sends batches inside the gRPC messages even where
+	// shared memory is available (Linux). For comparison and tests.
+	NoSharedMemory bool
 }
 
 // Transform is a running plugin step. It implements engine.Transform and is

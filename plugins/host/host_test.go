@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,16 +92,18 @@ func values(recs []engine.Record) string {
 	return strings.Join(vs, ",")
 }
 
+type processCase struct {
+	name      string
+	plugin    string
+	in        []engine.Record
+	want      string
+	rejected  string
+	wantErr   string
+	retryable bool
+}
+
 func TestProcess(t *testing.T) {
-	tests := []struct {
-		name      string
-		plugin    string
-		in        []engine.Record
-		want      string
-		rejected  string
-		wantErr   string
-		retryable bool
-	}{
+	tests := []processCase{
 		{name: "built-in", plugin: "uppercase", in: records("a", "b"), want: "A,B"},
 		{name: "executable", plugin: "test", in: records("a", "b"), want: "a!,b!"},
 		{name: "empty batch", plugin: "test", in: nil, want: ""},
@@ -110,45 +113,54 @@ func TestProcess(t *testing.T) {
 		{name: "crash", plugin: "test", in: records("crash"), wantErr: "plugin process failed", retryable: true},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p := tt.plugin
-			if p == "test" {
-				p = testPluginPath(t)
-			}
-			tr := newTransform(t, Config{Plugin: p, Name: "step"})
-			out, rej, err := tr.Process(context.Background(), tt.in)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
-				}
-				if engine.IsRetryable(err) != tt.retryable {
-					t.Fatalf("retryable = %v, want %v (%v)", engine.IsRetryable(err), tt.retryable, err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := values(out); got != tt.want {
-				t.Errorf("out %q, want %q", got, tt.want)
-			}
-			var rv []engine.Record
-			for _, r := range rej {
-				if r.Plugin != "step" || r.Reason != "rejected on purpose" {
-					t.Errorf("rejected %+v: want plugin step and the reason", r)
-				}
-				rv = append(rv, r.Record)
-			}
-			if got := values(rv); got != tt.rejected {
-				t.Errorf("rejected %q, want %q", got, tt.rejected)
-			}
-			// Positions survive the round trip: the dead-letter headers need them.
-			for _, r := range rej {
-				if r.Record.Topic != "t" || r.Record.Offset != 1 {
-					t.Errorf("rejected record lost its position: %+v", r.Record)
-				}
-			}
-		})
+		for _, noShm := range []bool{false, true} {
+			t.Run(tt.name+transportName(noShm), func(t *testing.T) { testProcess(t, tt, noShm) })
+		}
+	}
+}
+
+func transportName(noShm bool) string {
+	if noShm {
+		return "/messages"
+	}
+	return "/shared-memory"
+}
+
+func testProcess(t *testing.T, tt processCase, noShm bool) {
+	p := tt.plugin
+	if p == "test" {
+		p = testPluginPath(t)
+	}
+	tr := newTransform(t, Config{Plugin: p, Name: "step", NoSharedMemory: noShm})
+	out, rej, err := tr.Process(context.Background(), tt.in)
+	if tt.wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+		}
+		if engine.IsRetryable(err) != tt.retryable {
+			t.Fatalf("retryable = %v, want %v (%v)", engine.IsRetryable(err), tt.retryable, err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := values(out); got != tt.want {
+		t.Errorf("out %q, want %q", got, tt.want)
+	}
+	var rv []engine.Record
+	for _, r := range rej {
+		if r.Plugin != "step" || r.Reason != "rejected on purpose" {
+			t.Errorf("rejected %+v: want plugin step and the reason", r)
+		}
+		// Positions survive the round trip: the dead-letter headers need them.
+		if r.Record.Topic != "t" || r.Record.Offset != 1 {
+			t.Errorf("rejected record lost its position: %+v", r.Record)
+		}
+		rv = append(rv, r.Record)
+	}
+	if got := values(rv); got != tt.rejected {
+		t.Errorf("rejected %q, want %q", got, tt.rejected)
 	}
 }
 
@@ -454,36 +466,38 @@ func TestPipelinedChunks(t *testing.T) {
 		{"crash in a middle chunk", map[int]string{2*pipelineChunkRecords + 3: "crash"}, nil, true},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			tr := newTransform(t, Config{Plugin: testPluginPath(t)})
-			in := batch(tt.special)
-			if got := len(tr.workers[0].chunks(in)); got != 4 {
-				t.Fatalf("%d chunks, want 4", got)
-			}
-			out, rej, err := tr.Process(context.Background(), in)
-			if tt.retryable {
-				if !engine.IsRetryable(err) {
-					t.Fatalf("err = %v, want retryable", err)
+		for _, noShm := range []bool{false, true} {
+			t.Run(tt.name+transportName(noShm), func(t *testing.T) {
+				tr := newTransform(t, Config{Plugin: testPluginPath(t), NoSharedMemory: noShm})
+				in := batch(tt.special)
+				if got := len(tr.workers[0].chunks(in)); got != 4 {
+					t.Fatalf("%d chunks, want 4", got)
 				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(out)+len(rej) != n {
-				t.Fatalf("%d out + %d rejected, want %d", len(out), len(rej), n)
-			}
-			for i := 1; i < len(out); i++ {
-				if out[i].Offset <= out[i-1].Offset {
-					t.Fatalf("offset %d after %d", out[i].Offset, out[i-1].Offset)
+				out, rej, err := tr.Process(context.Background(), in)
+				if tt.retryable {
+					if !engine.IsRetryable(err) {
+						t.Fatalf("err = %v, want retryable", err)
+					}
+					return
 				}
-			}
-			for i, r := range rej {
-				if r.Record.Offset != tt.rejected[i] {
-					t.Errorf("rejected[%d] is offset %d, want %d", i, r.Record.Offset, tt.rejected[i])
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-		})
+				if len(out)+len(rej) != n {
+					t.Fatalf("%d out + %d rejected, want %d", len(out), len(rej), n)
+				}
+				for i := 1; i < len(out); i++ {
+					if out[i].Offset <= out[i-1].Offset {
+						t.Fatalf("offset %d after %d", out[i].Offset, out[i-1].Offset)
+					}
+				}
+				for i, r := range rej {
+					if r.Record.Offset != tt.rejected[i] {
+						t.Errorf("rejected[%d] is offset %d, want %d", i, r.Record.Offset, tt.rejected[i])
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -540,5 +554,54 @@ func TestPluginBehindWrapperScript(t *testing.T) {
 	out, _, err := tr.Process(context.Background(), records("a"))
 	if err != nil || values(out) != "a!" {
 		t.Fatalf("through a wrapper: %q, %v", values(out), err)
+	}
+}
+
+func TestSharedMemoryIsUsed(t *testing.T) {
+	tests := []struct {
+		noShm bool
+		want  bool
+	}{{false, runtime.GOOS == "linux"}, {true, false}}
+	for _, tt := range tests {
+		t.Run(transportName(tt.noShm), func(t *testing.T) {
+			tr := newTransform(t, Config{Plugin: "uppercase", NoSharedMemory: tt.noShm})
+			w := tr.workers[0]
+			if got := w.region != nil && w.slots != nil; got != tt.want {
+				t.Fatalf("shared memory in use = %v, want %v", got, tt.want)
+			}
+			out, _, err := tr.Process(context.Background(), records("a"))
+			if err != nil || values(out) != "A" {
+				t.Fatalf("%q, %v", values(out), err)
+			}
+		})
+	}
+}
+
+// A plugin's own failure in one chunk leaves the process, and its shared
+// memory slots, usable for the next batch.
+func TestPluginFailureInPipelineKeepsProcess(t *testing.T) {
+	for _, noShm := range []bool{false, true} {
+		t.Run(transportName(noShm), func(t *testing.T) {
+			tr := newTransform(t, Config{Plugin: testPluginPath(t), NoSharedMemory: noShm})
+			pid := tr.PIDs()[0]
+			in := make([]engine.Record, 3*pipelineChunkRecords)
+			for i := range in {
+				in[i] = engine.Record{Topic: "t", Offset: int64(i), Value: []byte("x")}
+			}
+			in[pipelineChunkRecords+5].Value = []byte("retry")
+			if _, _, err := tr.Process(context.Background(), in); !engine.IsRetryable(err) {
+				t.Fatalf("err = %v, want retryable", err)
+			}
+			in[pipelineChunkRecords+5].Value = []byte("x")
+			for range 3 {
+				out, _, err := tr.Process(context.Background(), in)
+				if err != nil || len(out) != len(in) {
+					t.Fatalf("after a plugin failure: %d records, %v", len(out), err)
+				}
+			}
+			if tr.PIDs()[0] != pid {
+				t.Error("the plugin was restarted after its own (retryable) failure")
+			}
+		})
 	}
 }

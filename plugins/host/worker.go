@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
@@ -17,12 +18,19 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/plugins/internal/shm"
 	"github.com/sluicehq/sluice/plugins/internal/wire"
 	pluginpb "github.com/sluicehq/sluice/plugins/proto"
 	"github.com/sluicehq/sluice/plugins/sdk"
 )
 
 var errClosed = errors.New("transform is closed")
+
+// shmSlotBytes is the size of one shared-memory request or response area:
+// a pipelined chunk (pipelineChunkRecords records) of records up to about
+// 2 KiB fits; larger payloads travel in the gRPC message. Pages are only
+// allocated when touched.
+const shmSlotBytes = 4 << 20
 
 // startTimeout bounds a plugin's start-up (exec to handshake), apart from
 // the per-call timeout: a short call timeout must not fail a slow start.
@@ -45,6 +53,9 @@ type worker struct {
 	nextStart time.Time // restart backoff
 	fatal     error     // once set, every call returns it
 	perRecord bool      // the plugin accepts a batch in pipelined chunks
+	region    *shm.Region
+	slots     chan int    // free shared-memory slots (nil without a region)
+	tainted   atomic.Bool // a slot may still be in use by an abandoned call
 }
 
 func (w *worker) pid() int {
@@ -72,6 +83,23 @@ func (w *worker) start(ctx context.Context) error {
 	cmd.Env = append(os.Environ(), w.launch.env...)
 	cmd.Env = append(cmd.Env, sdk.ParentPIDEnv+"="+strconv.Itoa(os.Getpid()))
 	isolate(cmd)
+	var memFile *os.File
+	if !w.t.cfg.NoSharedMemory {
+		region, f, err := shm.Create(pipelineDepth, shmSlotBytes)
+		if err == nil {
+			w.region, memFile = region, f
+			cmd.ExtraFiles = []*os.File{f} // descriptor 3 in the plugin
+			cmd.Env = append(cmd.Env, sdk.ShmFDEnv+"=3")
+		} else if !errors.Is(err, shm.ErrUnsupported) {
+			w.t.log.Warn("no shared memory for the plugin; batches travel in messages", "error", err)
+		}
+	}
+	// The plugin holds its own descriptor once started.
+	defer func() {
+		if memFile != nil {
+			memFile.Close()
+		}
+	}()
 	w.stderr = &tail{}
 	cc := &plugin.ClientConfig{
 		HandshakeConfig:  pluginpb.Handshake,
@@ -99,6 +127,7 @@ func (w *worker) start(ctx context.Context) error {
 	rpcClient, err := client.Client()
 	if err != nil {
 		client.Kill()
+		w.dropRegion()
 		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
 			// The binary changed under us: never run it.
 			w.fatal = fmt.Errorf("plugin %s: its sha256 is %s, not %s as the pipeline says; if you rebuilt it on purpose, update sha256:",
@@ -110,6 +139,7 @@ func (w *worker) start(ctx context.Context) error {
 	raw, err := rpcClient.Dispense(pluginpb.PluginName)
 	if err != nil {
 		client.Kill()
+		w.dropRegion()
 		return fmt.Errorf("plugin %s does not serve a Sluice transform: %w", w.launch.display, err)
 	}
 	w.client, w.rpc = client, raw.(pluginpb.TransformClient)
@@ -117,9 +147,13 @@ func (w *worker) start(ctx context.Context) error {
 
 	cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	resp, err := w.rpc.Configure(cctx, &pluginpb.ConfigureRequest{
+	creq := &pluginpb.ConfigureRequest{
 		SettingsJson: w.settings, Pipeline: cfg.Pipeline, Step: w.t.name, Worker: uint32(w.index),
-	})
+	}
+	if w.region != nil {
+		creq.ShmSlots, creq.ShmSlotBytes = uint32(w.region.Slots()), uint64(w.region.SlotBytes())
+	}
+	resp, err := w.rpc.Configure(cctx, creq)
 	if err != nil {
 		w.kill()
 		if status.Code(err) == codes.InvalidArgument {
@@ -130,7 +164,27 @@ func (w *worker) start(ctx context.Context) error {
 		return fmt.Errorf("configure plugin %s: %w", w.launch.display, err)
 	}
 	w.perRecord = resp.GetPerRecord()
+	w.slots = nil
+	if w.region != nil && !resp.GetShm() {
+		w.dropRegion() // a plugin built with an SDK without shared memory
+	}
+	if w.region != nil {
+		w.slots = make(chan int, w.region.Slots())
+		for i := range w.region.Slots() {
+			w.slots <- i
+		}
+	}
 	return nil
+}
+
+// dropRegion unmaps the shared memory; the process using it must be gone
+// (or never have been told about it).
+func (w *worker) dropRegion() {
+	if w.region != nil {
+		w.region.Close()
+		w.region, w.slots = nil, nil
+	}
+	w.tainted.Store(false)
 }
 
 // kill ends the process at once (it failed: no graceful shutdown).
@@ -143,6 +197,7 @@ func (w *worker) kill() {
 	}
 	w.client.Kill() // reaps it and waits for its stderr to drain
 	w.client, w.rpc, w.procID = nil, nil, 0
+	w.dropRegion()
 }
 
 func (w *worker) stop() {
@@ -152,6 +207,7 @@ func (w *worker) stop() {
 		w.client.Kill()
 		w.client, w.rpc, w.procID = nil, nil, 0
 	}
+	w.dropRegion()
 	if w.fatal == nil {
 		w.fatal = fmt.Errorf("transform %s: %w", w.t.name, errClosed)
 	}
@@ -166,6 +222,11 @@ func (w *worker) process(ctx context.Context, in []engine.Record) ([]engine.Reco
 	if len(in) == 0 {
 		return nil, nil, nil // nothing to ask the plugin
 	}
+	defer func() {
+		if w.tainted.Load() {
+			w.kill() // with its shared memory; the next call starts afresh
+		}
+	}()
 	if w.rpc == nil {
 		if err := w.start(ctx); err != nil {
 			if w.fatal != nil || ctx.Err() != nil || errors.Is(err, errClosed) {
@@ -195,8 +256,9 @@ func (w *worker) process(ctx context.Context, in []engine.Record) ([]engine.Reco
 	for i := range done {
 		done[i] = make(chan callResult, 1)
 	}
-	// Cancelled at the first failure, so that calls queued behind a hung
-	// one do not each wait out their own timeout.
+	// Cancelled at the first failure that is not the plugin's answer (a
+	// hang, a crash), so that calls queued behind a hung one do not each
+	// wait out their own timeout.
 	bctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -223,7 +285,9 @@ func (w *worker) process(ctx context.Context, in []engine.Record) ([]engine.Reco
 		}
 		if r.err != nil {
 			firstErr = r.err
-			cancel()
+			if !pluginReported(r.err) {
+				cancel() // the process is replaced: stop waiting on it
+			}
 			continue
 		}
 		var err error
@@ -273,8 +337,12 @@ type callResult struct {
 var bufPool sync.Pool
 
 // call makes one Process call. It may run concurrently with another call
-// of the same worker (pipelining), so it touches no mutable worker state.
+// of the same worker (pipelining), so it touches no mutable worker state
+// but the slot channel and the tainted flag.
 func (w *worker) call(ctx context.Context, in []engine.Record) (*pluginpb.ProcessResponse, error) {
+	if w.slots != nil && wire.Size(in) <= w.region.SlotBytes() {
+		return w.callShared(ctx, in)
+	}
 	bp, _ := bufPool.Get().(*[]byte)
 	if bp == nil {
 		bp = new([]byte)
@@ -290,6 +358,54 @@ func (w *worker) call(ctx context.Context, in []engine.Record) (*pluginpb.Proces
 		bufPool.Put(bp)
 	}
 	return resp, err
+}
+
+// callShared passes the batch and its answer through a shared-memory slot.
+func (w *worker) callShared(ctx context.Context, in []engine.Record) (*pluginpb.ProcessResponse, error) {
+	// There are as many slots as calls in flight, so this waits only after
+	// a failure kept a slot, and then the batch's context is cancelled.
+	var slot int
+	select {
+	case slot = <-w.slots:
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	req := wire.Append(w.region.Request(slot), in) // fits: checked by the caller
+	cctx, cancel := context.WithTimeout(ctx, w.t.cfg.Timeout)
+	resp, err := w.rpc.Process(cctx, &pluginpb.ProcessRequest{Slot: uint32(slot), SlotLen: uint64(len(req))})
+	cancel()
+	if err != nil {
+		if pluginReported(err) {
+			w.slots <- slot // the plugin answered: it is done with the slot
+		} else {
+			// The plugin may still read or write the slot: never hand it
+			// out again; the process is replaced before the next call.
+			w.tainted.Store(true)
+		}
+		return nil, err
+	}
+	if n := resp.GetSlotLen(); n > 0 {
+		if !w.region.Valid(slot, n) {
+			w.slots <- slot
+			return nil, status.Errorf(codes.InvalidArgument, "plugin %s answered in shared memory beyond its slot", w.launch.display)
+		}
+		// Outputs outlive the slot: one copy out, which they then alias.
+		resp.Records = append([]byte(nil), w.region.Response(slot)[:n]...)
+		resp.SlotLen = 0
+	}
+	w.slots <- slot
+	return resp, nil
+}
+
+// pluginReported reports whether err is an answer of the plugin (it
+// returned from Process) rather than a transport failure, a timeout or a
+// cancellation.
+func pluginReported(err error) bool {
+	switch status.Code(err) {
+	case codes.FailedPrecondition, codes.Aborted, codes.InvalidArgument, codes.ResourceExhausted:
+		return true
+	}
+	return false
 }
 
 func (w *worker) decode(out []engine.Record, resp *pluginpb.ProcessResponse) ([]engine.Record, []engine.Rejected, error) {

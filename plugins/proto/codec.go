@@ -25,13 +25,23 @@ func (codec) Name() string { return "proto" }
 func (codec) Marshal(v any) (mem.BufferSlice, error) {
 	switch m := v.(type) {
 	case *ProcessRequest:
-		return bytesField(nil, 1, m.Records), nil
+		// The small fields through proto, the packed records as they are:
+		// protobuf allows fields in any order.
+		head, err := proto.Marshal(&ProcessRequest{Slot: m.Slot, SlotLen: m.SlotLen})
+		if err != nil {
+			return nil, err
+		}
+		return bytesField(mem.BufferSlice{mem.SliceBuffer(head)}, 1, m.Records), nil
 	case *ProcessResponse:
-		if len(m.Rejected) == 0 && len(m.Reasons) == 0 && len(m.Records) > 0 {
+		if len(m.Records) > 0 {
+			head, err := proto.Marshal(&ProcessResponse{Rejected: m.Rejected, Reasons: m.Reasons, SlotLen: m.SlotLen})
+			if err != nil {
+				return nil, err
+			}
 			// The plugin side gets Records from ResponseBuffer and never
 			// touches a response after returning it, so the buffer goes
 			// back to the pool once gRPC has written it.
-			hdr := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.BytesType), uint64(len(m.Records)))
+			hdr := protowire.AppendVarint(protowire.AppendTag(head, 1, protowire.BytesType), uint64(len(m.Records)))
 			b := m.Records
 			return mem.BufferSlice{mem.SliceBuffer(hdr), mem.NewBuffer(&b, sharedPool)}, nil
 		}
@@ -64,24 +74,13 @@ func (codec) Unmarshal(data mem.BufferSlice, v any) error {
 	case *ProcessRequest:
 		// The contiguous copy is never returned to the pool: the message
 		// aliases it, and the garbage collector frees it with the message.
-		b := data.MaterializeToBuffer(sharedPool).ReadOnlyData()
-		return parseBytesFields(b, func(num protowire.Number, f []byte) {
-			if num == 1 {
-				m.Records = f
-			}
-		})
+		records, err := unmarshalAliasing(data.MaterializeToBuffer(sharedPool).ReadOnlyData(), m)
+		m.Records = records
+		return err
 	case *ProcessResponse:
-		b := data.MaterializeToBuffer(sharedPool).ReadOnlyData()
-		return parseBytesFields(b, func(num protowire.Number, f []byte) {
-			switch num {
-			case 1:
-				m.Records = f
-			case 2:
-				m.Rejected = f
-			case 3:
-				m.Reasons = append(m.Reasons, string(f))
-			}
-		})
+		records, err := unmarshalAliasing(data.MaterializeToBuffer(sharedPool).ReadOnlyData(), m)
+		m.Records = records
+		return err
 	}
 	msg, ok := v.(proto.Message)
 	if !ok {
@@ -92,29 +91,33 @@ func (codec) Unmarshal(data mem.BufferSlice, v any) error {
 	return proto.Unmarshal(buf.ReadOnlyData(), msg)
 }
 
-// parseBytesFields calls f for every length-delimited field of a message
-// (the only kind ProcessRequest and ProcessResponse have) and skips others.
-func parseBytesFields(b []byte, f func(protowire.Number, []byte)) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+// unmarshalAliasing decodes b into msg, except field 1 (the packed
+// records), which it returns as a slice of b instead of copying it.
+func unmarshalAliasing(b []byte, msg proto.Message) (records []byte, err error) {
+	var rest []byte
+	for off := 0; off < len(b); {
+		num, typ, n := protowire.ConsumeTag(b[off:])
 		if n < 0 {
-			return protowire.ParseError(n)
+			return nil, protowire.ParseError(n)
 		}
-		b = b[n:]
-		if typ != protowire.BytesType {
-			n = protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return protowire.ParseError(n)
+		if num == 1 && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b[off+n:])
+			if m < 0 {
+				return nil, protowire.ParseError(m)
 			}
-			b = b[n:]
+			records = v[:len(v):len(v)]
+			off += n + m
 			continue
 		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return protowire.ParseError(n)
+		m := protowire.ConsumeFieldValue(num, typ, b[off+n:])
+		if m < 0 {
+			return nil, protowire.ParseError(m)
 		}
-		f(num, v[:len(v):len(v)])
-		b = b[n:]
+		rest = append(rest, b[off:off+n+m]...)
+		off += n + m
 	}
-	return nil
+	if err := proto.Unmarshal(rest, msg); err != nil {
+		return nil, err
+	}
+	return records, nil
 }

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/plugins/internal/shm"
 	"github.com/sluicehq/sluice/plugins/internal/wire"
 	pluginpb "github.com/sluicehq/sluice/plugins/proto"
 )
@@ -36,6 +37,10 @@ const ParentPIDEnv = "SLUICE_PLUGIN_PARENT_PID"
 // (request, records, response); collecting less often cut the GC share of
 // a 10,000-record call by more than half, for a few batches of extra heap.
 const pluginGCPercent = 400
+
+// ShmFDEnv names the variable holding the descriptor of the shared memory
+// file the host passed (see pluginpb.ConfigureRequest.shm_slots).
+const ShmFDEnv = "SLUICE_PLUGIN_SHM_FD"
 
 // parentPollInterval is how often a plugin checks that its host is alive;
 // a plugin outlives a killed host by at most this long.
@@ -127,10 +132,10 @@ var recordPool sync.Pool
 
 type server struct {
 	pluginpb.UnimplementedTransformServer
-	// mu serialises calls: authors write single-threaded Process methods,
-	// and the host sends one call at a time per process anyway.
-	mu sync.Mutex
-	t  Transform
+	// mu serialises calls: authors write single-threaded Process methods.
+	mu     sync.Mutex
+	t      Transform
+	region *shm.Region // set by Configure when the host shares memory
 }
 
 func (s *server) Configure(ctx context.Context, req *pluginpb.ConfigureRequest) (*pluginpb.ConfigureResponse, error) {
@@ -147,7 +152,20 @@ func (s *server) Configure(ctx context.Context, req *pluginpb.ConfigureRequest) 
 		}
 	}
 	rw, ok := s.t.(recordWise)
-	return &pluginpb.ConfigureResponse{PerRecord: ok && rw.recordWise()}, nil
+	resp := &pluginpb.ConfigureResponse{PerRecord: ok && rw.recordWise()}
+	if req.GetShmSlots() > 0 && s.region == nil {
+		// Without the memory the host falls back to batches in messages.
+		if fd, err := strconv.Atoi(os.Getenv(ShmFDEnv)); err == nil {
+			r, err := shm.Open(os.NewFile(uintptr(fd), "shm"), int(req.GetShmSlots()), int(req.GetShmSlotBytes()))
+			if err != nil {
+				Logger().Warn("cannot map the host's shared memory; batches travel in messages", "error", err)
+			} else {
+				s.region = r
+			}
+		}
+	}
+	resp.Shm = s.region != nil
+	return resp, nil
 }
 
 func (s *server) Process(ctx context.Context, req *pluginpb.ProcessRequest) (*pluginpb.ProcessResponse, error) {
@@ -158,7 +176,17 @@ func (s *server) Process(ctx context.Context, req *pluginpb.ProcessRequest) (*pl
 		pooled = new([]Record)
 	}
 	defer recordPool.Put(pooled)
-	in, err := wire.DecodeInto(*pooled, req.GetRecords())
+	records, slot := req.GetRecords(), -1
+	if n := req.GetSlotLen(); n > 0 {
+		slot = int(req.GetSlot())
+		if s.region == nil || !s.region.Valid(slot, n) {
+			return nil, status.Errorf(codes.InvalidArgument, "request in shared memory slot %d (%d bytes) that this plugin did not map", slot, n)
+		}
+		// Valid until this call returns: the host does not touch the slot
+		// before, and nothing here keeps it after.
+		records = s.region.Request(slot)[:n]
+	}
+	in, err := wire.DecodeInto(*pooled, records)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "decode request: %v", err)
 	}
@@ -173,8 +201,11 @@ func (s *server) Process(ctx context.Context, req *pluginpb.ProcessRequest) (*pl
 		}
 		return nil, status.Error(code, err.Error())
 	}
-	resp := &pluginpb.ProcessResponse{
-		Records: wire.Append(pluginpb.ResponseBuffer(wire.Size(out)), out),
+	resp := &pluginpb.ProcessResponse{}
+	if size := wire.Size(out); slot >= 0 && size <= s.region.SlotBytes() {
+		resp.SlotLen = uint64(len(wire.Append(s.region.Response(slot), out)))
+	} else {
+		resp.Records = wire.Append(pluginpb.ResponseBuffer(size), out)
 	}
 	if len(rejected) > 0 {
 		recs := make([]Record, len(rejected))
