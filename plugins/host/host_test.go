@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/plugins/internal/wire"
 )
 
 // testPluginPath links the test binary under testPluginName, so that
@@ -603,5 +604,31 @@ func TestPluginFailureInPipelineKeepsProcess(t *testing.T) {
 				t.Error("the plugin was restarted after its own (retryable) failure")
 			}
 		})
+	}
+}
+
+func TestChunksOfLargeRecordsFitSharedMemory(t *testing.T) {
+	tr := newTransform(t, Config{Plugin: "uppercase"})
+	w := tr.workers[0]
+	if w.region == nil {
+		t.Skip("no shared memory on this system")
+	}
+	big := bytes.Repeat([]byte("x"), 100<<10)
+	in := make([]engine.Record, 100) // 10 MiB: more than two slots
+	for i := range in {
+		in[i] = engine.Record{Topic: "t", Offset: int64(i), Value: big}
+	}
+	chunks := w.chunks(in)
+	for i, c := range chunks {
+		if s := wire.Size(c); s > w.region.SlotBytes() {
+			t.Errorf("chunk %d needs %d bytes, slot has %d", i, s, w.region.SlotBytes())
+		}
+	}
+	if len(chunks) < 3 {
+		t.Errorf("%d chunks for 10 MiB", len(chunks))
+	}
+	out, _, err := tr.Process(context.Background(), in)
+	if err != nil || len(out) != len(in) || out[99].Value[0] != 'X' {
+		t.Fatalf("%d records, %v", len(out), err)
 	}
 }

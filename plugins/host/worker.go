@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -313,14 +314,19 @@ const (
 )
 
 // chunks cuts in into the calls to make: at MaxRequestBytes always, and
-// into pipelineChunkRecords pieces when the plugin maps records
-// independently.
+// into pieces of at most pipelineChunkRecords records that fit a
+// shared-memory slot when the plugin maps records independently.
 func (w *worker) chunks(in []engine.Record) [][]engine.Record {
 	var chunks [][]engine.Record
+	limit := pluginpb.MaxRequestBytes
+	if w.perRecord && w.region != nil {
+		// Chunks of large records still fit a shared-memory slot.
+		limit = w.region.SlotBytes() - 2*binary.MaxVarintLen64
+	}
 	size, start := 0, 0
 	for i := range in {
 		rs := wire.RecordSize(&in[i])
-		if i > start && (size+rs > pluginpb.MaxRequestBytes || (w.perRecord && i-start >= pipelineChunkRecords)) {
+		if i > start && (size+rs > limit || (w.perRecord && i-start >= pipelineChunkRecords)) {
 			chunks = append(chunks, in[start:i])
 			start, size = i, 0
 		}
