@@ -41,10 +41,14 @@ func handleFindCoordinator(r *request) reply {
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	host, port := r.c.advertised()
 	node := r.c.b.opts.NodeID
-	// Transactions (type 1) are not supported yet; say so per key.
+	// Transactions (type 1) are not supported yet. INVALID_REQUEST is not
+	// retried, so a transactional client fails at once instead of waiting
+	// for a coordinator that never comes.
+	var errMsg *string
 	errFor := func(int8) int16 {
 		if req.CoordinatorType != 0 {
-			return kerr.CoordinatorNotAvailable.Code
+			errMsg = kmsg.StringPtr("transactions are not supported by the built-in broker yet; produce without a transactional id, or use an external Kafka cluster")
+			return kerr.InvalidRequest.Code
 		}
 		return 0
 	}
@@ -53,12 +57,14 @@ func handleFindCoordinator(r *request) reply {
 			c := kmsg.NewFindCoordinatorResponseCoordinator()
 			c.Key, c.NodeID, c.Host, c.Port = key, node, host, port
 			c.ErrorCode = errFor(req.CoordinatorType)
+			c.ErrorMessage = errMsg
 			resp.Coordinators = append(resp.Coordinators, c)
 		}
 		return respond(resp)
 	}
 	resp.NodeID, resp.Host, resp.Port = node, host, port
 	resp.ErrorCode = errFor(req.CoordinatorType)
+	resp.ErrorMessage = errMsg
 	return respond(resp)
 }
 

@@ -385,7 +385,8 @@ func (c *Coordinator) maybeCompleteJoin(g *group, now time.Time, force bool) {
 		c.OnRebalance(g.name)
 	}
 	if len(g.members) == 0 {
-		g.state, g.protocol, g.protocolType, g.leader = Empty, "", "", ""
+		// Kafka keeps the protocol type of an emptied group (ListGroups shows it).
+		g.state, g.protocol, g.leader = Empty, "", ""
 		return
 	}
 	g.protocol = g.chooseProtocol()

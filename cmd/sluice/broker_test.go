@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -148,5 +149,51 @@ func TestConsumeFromPartitionOffset(t *testing.T) {
 	}
 	if out != "c\nd\n" {
 		t.Fatalf("consumed %q from offset 2", out)
+	}
+}
+
+func TestGroupConsoleTools(t *testing.T) {
+	addr, _ := startBroker(t, t.TempDir())
+	run := func(stdin string, args ...string) string {
+		t.Helper()
+		out, err := runTool(t, addr, stdin, args...)
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return out
+	}
+	run("", "topic", "create", "g", "--partitions", "2")
+	run("a:1\nb:2\nc:3\nd:4\ne:5\nf:6\n", "produce", "--topic", "g", "--key-separator", ":")
+	first := run("", "consume", "--topic", "g", "--group", "readers", "--from-beginning", "--max-messages", "4")
+	if n := strings.Count(first, "\n"); n != 4 {
+		t.Fatalf("first consume printed %d lines", n)
+	}
+	// The group resumes after what it committed: the next member sees
+	// exactly the two records not printed yet.
+	second := run("", "consume", "--topic", "g", "--group", "readers", "--from-beginning", "--max-messages", "2")
+	all := strings.Fields(first + second)
+	sort.Strings(all)
+	if strings.Join(all, ",") != "1,2,3,4,5,6" {
+		t.Fatalf("two members of one group printed %v, want each record once", all)
+	}
+	if out := run("", "group", "list"); !strings.Contains(out, "readers") || !strings.Contains(out, "Empty") {
+		t.Fatalf("group list: %q", out)
+	}
+	desc := run("", "group", "describe", "readers")
+	if !strings.Contains(desc, "state Empty") || !strings.Contains(desc, "0    total lag") && !strings.Contains(desc, "0  total lag") {
+		t.Fatalf("group describe: %q", desc)
+	}
+	if _, err := runTool(t, addr, "", "group", "describe", "nobody"); err == nil {
+		t.Fatal("describing a group that does not exist must fail")
+	}
+	if out := run("", "group", "delete", "readers"); !strings.Contains(out, "deleted group readers") {
+		t.Fatalf("group delete: %q", out)
+	}
+	if out := run("", "group", "list"); strings.Contains(out, "readers") {
+		t.Fatalf("deleted group still listed: %q", out)
+	}
+	if _, err := runTool(t, addr, "", "consume", "--topic", "g", "--group", "x", "--partition", "0"); err == nil ||
+		!strings.Contains(err.Error(), "drop --partition") {
+		t.Fatalf("--group with --partition: %v", err)
 	}
 }

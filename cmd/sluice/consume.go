@@ -12,7 +12,7 @@ import (
 
 func newConsumeCmd() *cobra.Command {
 	var (
-		bootstrap, topic        string
+		bootstrap, topic, group string
 		fromBeginning, printKey bool
 		maxMessages             int
 		partition               int32
@@ -24,7 +24,10 @@ func newConsumeCmd() *cobra.Command {
 		Long: `Print the records of a topic, one value per line (key, a tab, then the value with
 --print-key). Reads every partition from the end (or the beginning with
 --from-beginning), or one partition from an offset with --partition and --offset.
-Stops after --max-messages records, or on Ctrl-C.`,
+With --group G it joins consumer group G: partitions are shared with the
+group's other members, reading resumes at the group's committed offsets
+(--from-beginning applies only where none are committed), and the offsets of
+what was printed are committed. Stops after --max-messages records, or on Ctrl-C.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if topic == "" {
@@ -37,6 +40,11 @@ Stops after --max-messages records, or on Ctrl-C.`,
 			}
 			var opts []kgo.Opt
 			switch {
+			case group != "" && (f.Changed("partition") || f.Changed("offset")):
+				return errors.New("--group shares partitions with the group's members; drop --partition and --offset, or drop --group")
+			case group != "":
+				opts = append(opts, kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+					kgo.ConsumeResetOffset(start), kgo.DisableAutoCommit())
 			case f.Changed("offset") && !f.Changed("partition"):
 				return errors.New("--offset needs --partition")
 			case f.Changed("partition"):
@@ -90,10 +98,12 @@ Stops after --max-messages records, or on Ctrl-C.`,
 				if ferr != nil {
 					return ferr
 				}
+				var printed []*kgo.Record
 				fs.EachRecord(func(r *kgo.Record) {
 					if maxMessages > 0 && n >= maxMessages {
 						return
 					}
+					printed = append(printed, r)
 					if printKey {
 						w.Write(r.Key)
 						w.WriteByte('\t')
@@ -105,6 +115,12 @@ Stops after --max-messages records, or on Ctrl-C.`,
 				if err := w.Flush(); err != nil {
 					return err
 				}
+				if group != "" && len(printed) > 0 {
+					// Commit only what was printed, after it was printed.
+					if err := cl.CommitRecords(context.WithoutCancel(ctx), printed...); err != nil {
+						return fmt.Errorf("commit offsets of group %s: %w", group, err)
+					}
+				}
 			}
 			return nil
 		},
@@ -112,6 +128,7 @@ Stops after --max-messages records, or on Ctrl-C.`,
 	addBootstrapFlag(cmd, &bootstrap)
 	f := cmd.Flags()
 	f.StringVar(&topic, "topic", "", "topic to read (required)")
+	f.StringVar(&group, "group", "", "consume as a member of this consumer group, committing what is printed")
 	f.BoolVar(&fromBeginning, "from-beginning", false, "start at the earliest offset instead of the end")
 	f.IntVar(&maxMessages, "max-messages", 0, "exit after this many records (0: run until interrupted)")
 	f.Int32Var(&partition, "partition", 0, "read only this partition")

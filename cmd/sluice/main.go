@@ -57,7 +57,7 @@ func newRootCmd() *cobra.Command {
 		newRunCmd(),
 		newLintCmd(),
 		newPluginCmd(),
-		newBrokerCmd(), newTopicCmd(), newProduceCmd(), newConsumeCmd(),
+		newBrokerCmd(), newTopicCmd(), newProduceCmd(), newConsumeCmd(), newGroupCmd(),
 	)
 	return root
 }
