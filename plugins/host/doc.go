@@ -2,7 +2,9 @@
 // presents each pipeline step as an engine.Transform.
 //
 // A step runs Workers plugin processes (hashicorp/go-plugin, gRPC over a
-// Unix socket with AutoMTLS). A batch's partitions are spread over them;
+// Unix socket with AutoMTLS; on Linux the records themselves go through a
+// shared-memory file only the host and that process hold, see
+// plugins/internal/shm). A batch's partitions are spread over them;
 // records of one partition always go to the same worker, in order. When a
 // plugin crashes or a call outlives the step's timeout, the process is
 // killed and restarted with backoff, and Process returns an
