@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -30,6 +31,7 @@ func produceN(t *testing.T, addr, topic string, from, n int) {
 // groupReader is a kafka-go group Reader that records what it consumed.
 type groupReader struct {
 	r      *kafkago.Reader
+	cancel context.CancelFunc
 	mu     sync.Mutex
 	parts  map[int]bool
 	values map[string]int
@@ -45,10 +47,12 @@ func startReader(t *testing.T, addr, topic, group string) *groupReader {
 		RebalanceTimeout: 3 * time.Second, JoinGroupBackoff: 100 * time.Millisecond,
 		MaxWait: 100 * time.Millisecond, StartOffset: kafkago.FirstOffset,
 	})
+	ctx, cancel := context.WithCancel(context.Background())
+	gr.cancel = cancel
 	go func() {
 		defer close(gr.done)
 		for {
-			m, err := gr.r.FetchMessage(context.Background())
+			m, err := gr.r.FetchMessage(ctx)
 			if err != nil {
 				return
 			}
@@ -56,14 +60,17 @@ func startReader(t *testing.T, addr, topic, group string) *groupReader {
 			gr.parts[m.Partition] = true
 			gr.values[string(m.Value)]++
 			gr.mu.Unlock()
-			gr.r.CommitMessages(context.Background(), m)
+			gr.r.CommitMessages(ctx, m)
 		}
 	}()
 	t.Cleanup(gr.close)
 	return gr
 }
 
+// close stops the reader; a synchronous commit in flight is abandoned
+// (kafka-go would otherwise wait for it forever once the reader closed).
 func (gr *groupReader) close() {
+	gr.cancel()
 	gr.r.Close()
 	<-gr.done
 }
@@ -303,5 +310,47 @@ func TestFranzGoGroupConsumerResumesAfterRestart(t *testing.T) {
 	}
 	if len(got) != 30 {
 		t.Fatal(fmt.Sprint("want 30 new records, got ", len(got)))
+	}
+}
+
+func TestGroupMetrics(t *testing.T) {
+	b, addr := testBroker(t, Options{})
+	createTopic(t, newKgo(t, addr), "m", 1)
+	produceN(t, addr, "m", 0, 10)
+	r := startReader(t, addr, "m", "watched")
+	waitConsumed(t, []*groupReader{r}, 0, 10)
+	produceN(t, addr, "m", 10, 5) // the group is now 5 behind, at most
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(b.Metrics().Collectors()...)
+	r.close()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.Metric {
+			key := mf.GetName()
+			for _, l := range m.Label {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			switch {
+			case m.Gauge != nil:
+				got[key] = m.Gauge.GetValue()
+			case m.Counter != nil:
+				got[key] = m.Counter.GetValue()
+			}
+		}
+	}
+	committed := b.groups.Fetch("watched", nil)[0].Offset
+	want := float64(15 - committed)
+	if lag, ok := got["sluice_broker_group_lag_records,group=watched,partition=0,topic=m"]; !ok || lag != want || committed < 10 {
+		t.Fatalf("group lag = %v (present %v); want 15 - committed %d", lag, ok, committed)
+	}
+	if got["sluice_broker_groups,state=Empty"] != 1 {
+		t.Fatalf("groups by state: %v", got)
+	}
+	if got["sluice_broker_group_rebalances_total,group=watched"] < 1 {
+		t.Fatalf("rebalances not counted: %v", got)
 	}
 }

@@ -25,6 +25,8 @@ type Metrics struct {
 	producerIDs prometheus.Counter
 	duplicates  *prometheus.CounterVec
 	producers   *producersCollector
+	groups      *groupsCollector
+	rebalances  *prometheus.CounterVec
 }
 
 // NewMetrics creates the broker's collectors, unregistered.
@@ -67,13 +69,23 @@ func NewMetrics() *Metrics {
 		}, []string{"topic"}),
 		producers: &producersCollector{desc: prometheus.NewDesc("sluice_broker_idempotent_producers",
 			"Idempotent producer ids whose sequence state a partition tracks.", []string{"topic", "partition"}, nil)},
+		groups: &groupsCollector{
+			states: prometheus.NewDesc("sluice_broker_groups",
+				"Consumer groups by state.", []string{"state"}, nil),
+			lag: prometheus.NewDesc("sluice_broker_group_lag_records",
+				"Records between a group's committed offset and the partition's end.", []string{"group", "topic", "partition"}, nil),
+		},
+		rebalances: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_broker_group_rebalances_total",
+			Help: "Join phases completed (each bumps the group's generation), by group.",
+		}, []string{"group"}),
 	}
 }
 
 // Collectors returns every collector, to register with a registry.
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.producedB, m.connections, m.logEnd,
-		m.producerIDs, m.duplicates, m.producers}
+		m.producerIDs, m.duplicates, m.producers, m.groups, m.rebalances}
 }
 
 // Metrics returns the broker's collectors.
@@ -86,6 +98,48 @@ func (m *Metrics) attach(b *Broker) {
 	m.producers.mu.Lock()
 	m.producers.b = b
 	m.producers.mu.Unlock()
+	m.groups.mu.Lock()
+	m.groups.b = b
+	m.groups.mu.Unlock()
+	b.groups.OnRebalance = func(g string) { m.rebalances.WithLabelValues(g).Inc() }
+}
+
+// groupsCollector counts groups by state and computes each group's
+// committed-offset lag when scraped.
+type groupsCollector struct {
+	states, lag *prometheus.Desc
+	mu          sync.Mutex
+	b           *Broker
+}
+
+func (c *groupsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.states
+	ch <- c.lag
+}
+
+func (c *groupsCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	b := c.b
+	c.mu.Unlock()
+	if b == nil {
+		return
+	}
+	counts := map[string]int{}
+	for _, g := range b.groups.List() {
+		counts[string(g.State)]++
+		for _, o := range b.groups.Fetch(g.Group, nil) {
+			t := b.topics.get(o.Topic)
+			if t == nil || int(o.Partition) >= len(t.parts) || o.Offset < 0 {
+				continue
+			}
+			lag := max(t.parts[o.Partition].EndOffset()-o.Offset, 0)
+			ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(lag),
+				g.Group, o.Topic, strconv.Itoa(int(o.Partition)))
+		}
+	}
+	for state, n := range counts {
+		ch <- prometheus.MustNewConstMetric(c.states, prometheus.GaugeValue, float64(n), state)
+	}
 }
 
 func (m *Metrics) request(key int16, code int16, took time.Duration) {
