@@ -59,24 +59,31 @@ func createTopic(t *testing.T, cl *kgo.Client, name string, partitions int32) {
 	}
 }
 
-// TestRunBuiltinBrokerDirectSIGKILL runs a pipeline that reads the built-in
-// broker in direct mode, produces to that broker with franz-go while the
-// pipeline runs, kills the pipeline (and so its broker) with SIGKILL, and
-// restarts it: every acknowledged record is written exactly once.
-func TestRunBuiltinBrokerDirectSIGKILL(t *testing.T) {
+// TestRunBuiltinBrokerSIGKILL runs a pipeline that reads the built-in
+// broker, in each ingestion mode, produces to that broker with franz-go
+// while the pipeline runs, kills the pipeline (and so its broker) with
+// SIGKILL, and restarts it: every acknowledged record is written exactly
+// once.
+func TestRunBuiltinBrokerSIGKILL(t *testing.T) {
+	for _, mode := range []string{"direct", "receiver"} {
+		t.Run(mode, func(t *testing.T) { testRunBuiltinBrokerSIGKILL(t, mode) })
+	}
+}
+
+func testRunBuiltinBrokerSIGKILL(t *testing.T, mode string) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	spec := filepath.Join(dir, "p.yaml")
 	os.WriteFile(spec, []byte(fmt.Sprintf(`version: 1
-name: direct-kill
+name: kill-%s
 source:
-  kafka: {brokers: [builtin], topics: [events], mode: direct}
+  kafka: {brokers: [builtin], topics: [events], mode: %s, block-interval: 50ms}
 batch: {interval: 50ms, max-records-per-partition: 500}
 sink:
   file: {path: %s, format: raw}
-`, filepath.Join(dir, "out"))), 0o644)
+`, mode, mode, filepath.Join(dir, "out"))), 0o644)
 	start := func() *os.Process {
-		cmd := sluice(t, "run", spec, "--data", filepath.Join(dir, "data"), "--broker-listen", addr, "--idle-exit", "2s")
+		cmd := sluice(t, "run", spec, "--data", filepath.Join(dir, "data"), "--broker-listen", addr, "--idle-exit", "5s")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -108,7 +115,7 @@ sink:
 	checkExactlyOnce(t, visibleLines(t, out), total, false)
 
 	// Restart: the broker reopens its log; produce the second half.
-	cmd := sluice(t, "run", spec, "--data", filepath.Join(dir, "data"), "--broker-listen", addr, "--idle-exit", "2s")
+	cmd := sluice(t, "run", spec, "--data", filepath.Join(dir, "data"), "--broker-listen", addr, "--idle-exit", "5s")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

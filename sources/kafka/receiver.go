@@ -146,7 +146,9 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) error {
 		MaxWait:        r.cfg.BlockInterval,
 		StartOffset:    start,
 		CommitInterval: 0, // commit synchronously, after the block is durable
-		ErrorLogger:    kafkago.LoggerFunc(func(f string, a ...any) { r.log.Warn(fmt.Sprintf(f, a...), "pipeline", r.cfg.Pipeline) }),
+		// New partitions of the topics are picked up while running.
+		WatchPartitionChanges: true,
+		ErrorLogger:           kafkago.LoggerFunc(func(f string, a ...any) { r.log.Warn(fmt.Sprintf(f, a...), "pipeline", r.cfg.Pipeline) }),
 	})
 	loopCtx, cancel := context.WithCancel(context.Background())
 	r.cancel, r.done = cancel, make(chan struct{})
@@ -154,22 +156,32 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) error {
 	return nil
 }
 
-// topics resolves a pattern to the topics that match it now.
+// topics resolves a pattern to the topics that match it now, and checks
+// that listed topics exist: a group reader started on a missing topic would
+// wait without ever seeing it created.
 func (r *Receiver) topics(ctx context.Context) ([]string, error) {
-	if r.cfg.Pattern == "" {
-		return r.cfg.Topics, nil
-	}
-	re, err := regexp.Compile("^(?:" + r.cfg.Pattern + ")$")
-	if err != nil {
-		return nil, fmt.Errorf("kafka pattern %q: %w", r.cfg.Pattern, err)
+	var re *regexp.Regexp
+	if r.cfg.Pattern != "" {
+		var err error
+		if re, err = regexp.Compile("^(?:" + r.cfg.Pattern + ")$"); err != nil {
+			return nil, fmt.Errorf("kafka pattern %q: %w", r.cfg.Pattern, err)
+		}
 	}
 	client, err := r.cfg.Conn.client("sluice-" + r.cfg.Pipeline)
 	if err != nil {
 		return nil, err
 	}
-	meta, err := client.Metadata(ctx, &kafkago.MetadataRequest{})
+	meta, err := client.Metadata(ctx, &kafkago.MetadataRequest{Topics: r.cfg.Topics})
 	if err != nil {
 		return nil, engine.Retryable(fmt.Errorf("kafka metadata: %w", err))
+	}
+	if re == nil {
+		for _, t := range meta.Topics {
+			if t.Error != nil {
+				return nil, engine.Retryable(fmt.Errorf("kafka topic %s: %w; create it (sluice topic create %s) or fix the topic name", t.Name, t.Error, t.Name))
+			}
+		}
+		return r.cfg.Topics, nil
 	}
 	var topics []string
 	for _, t := range meta.Topics {
