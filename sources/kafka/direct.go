@@ -163,12 +163,17 @@ func (d *Direct) metadataTopics() []string {
 
 // listOffsets returns the log start and end offsets of tps.
 func (d *Direct) listOffsets(ctx context.Context, tps []engine.TopicPartition) (first, last engine.Positions, err error) {
+	return listOffsets(ctx, d.client, tps)
+}
+
+// listOffsets returns the log start and end offsets of tps.
+func listOffsets(ctx context.Context, client *kafkago.Client, tps []engine.TopicPartition) (first, last engine.Positions, err error) {
 	req := &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{}}
 	for _, tp := range tps {
 		p := int(tp.Partition)
 		req.Topics[tp.Topic] = append(req.Topics[tp.Topic], kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p))
 	}
-	resp, err := d.client.ListOffsets(ctx, req)
+	resp, err := client.ListOffsets(ctx, req)
 	if err != nil {
 		return nil, nil, engine.Retryable(fmt.Errorf("kafka list offsets: %w", err))
 	}

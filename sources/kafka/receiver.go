@@ -55,6 +55,7 @@ type Receiver struct {
 	log *slog.Logger
 
 	reader *kafkago.Reader
+	client *kafkago.Client // for end offsets, to report lag
 	wal    *wal.WAL
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -64,9 +65,13 @@ type Receiver struct {
 	readable int64         // WAL: sequences below this may be handed out
 	pos      int64         // WAL: next sequence to hand out
 	queue    []engine.Record
-	next     engine.Positions // no WAL: next offset per partition handed out
+	next     engine.Positions // next Kafka offset per partition handed out
 	err      error
+	lagAt    time.Time // when lag was last reported
 }
+
+// lagEvery bounds how often a receiver lists end offsets to report lag.
+const lagEvery = time.Second
 
 // NewReceiver returns a receiver-mode source; it starts reading on Open.
 func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
@@ -99,6 +104,9 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) error {
 	}
 	r.changed = make(chan struct{})
 	r.err, r.queue, r.next = nil, nil, engine.Positions{}
+	if r.client, err = r.cfg.Conn.client("sluice-" + r.cfg.Pipeline); err != nil {
+		return err
+	}
 	var skip engine.Positions
 	if r.cfg.WALDir != "" {
 		w, err := wal.Open(r.cfg.WALDir)
@@ -390,16 +398,40 @@ func (r *Receiver) take(avail int64, limits engine.Limits) ([]engine.Record, eng
 			return nil, nil, fmt.Errorf("receiver write-ahead log: %w", err)
 		}
 		r.pos += int64(len(recs))
+		r.noteNext(recs)
 		return recs, r.positions(), nil
 	}
 	r.mu.Lock()
 	recs := r.queue[:n:n]
 	r.queue = r.queue[n:]
 	r.mu.Unlock()
+	r.noteNext(recs)
+	return recs, r.positions(), nil
+}
+
+func (r *Receiver) noteNext(recs []engine.Record) {
 	for _, rec := range recs {
 		r.next[engine.TopicPartition{Topic: rec.Topic, Partition: rec.Partition}] = rec.Offset + 1
 	}
-	return recs, r.positions(), nil
+}
+
+// reportLag sets the lag gauges: per partition, the records between what
+// the sink committed and the partition's end. At most once per lagEvery.
+func (r *Receiver) reportLag(ctx context.Context) {
+	if r.cfg.Metrics == nil || len(r.next) == 0 || time.Since(r.lagAt) < lagEvery {
+		return
+	}
+	r.lagAt = time.Now()
+	_, ends, err := listOffsets(ctx, r.client, r.next.Sorted())
+	if err != nil {
+		r.log.Debug("lag not reported", "pipeline", r.cfg.Pipeline, "err", err)
+		return
+	}
+	for tp, next := range r.next {
+		if end, ok := ends[tp]; ok {
+			r.cfg.Metrics.lag(r.cfg.Pipeline, tp, end-next)
+		}
+	}
 }
 
 func (r *Receiver) positions() engine.Positions {
@@ -413,6 +445,7 @@ func (r *Receiver) positions() engine.Positions {
 // what the sink committed; without a log, at-least-once commits the group
 // offsets now.
 func (r *Receiver) Committed(ctx context.Context, until engine.Positions) error {
+	r.reportLag(ctx)
 	if r.wal != nil {
 		return r.wal.Trim(until[walPartition])
 	}

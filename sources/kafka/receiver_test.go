@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/wal"
 	"github.com/sluicehq/sluice/sources/kafka"
@@ -112,4 +114,40 @@ func TestReceiverWithoutWALAtLeastOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	src.Close()
+}
+
+func TestReceiverReportsLagPerPartition(t *testing.T) {
+	brokers := fakeCluster(t, 2)
+	produce(t, brokers, "events", 0, 100)
+	m := kafka.NewMetrics(nil)
+	src, err := kafka.NewReceiver(kafka.ReceiverConfig{
+		Conn: kafka.Connection{Brokers: brokers}, Topics: []string{"events"}, Start: "earliest",
+		Group: "lag", BlockInterval: 50 * time.Millisecond, WALDir: filepath.Join(t.TempDir(), "wal"),
+		Delivery: engine.ExactlyOnce, Pipeline: "p", Logger: quiet, Metrics: m,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := src.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var got int
+	var until engine.Positions
+	for got < 60 {
+		recs, u, err := src.Next(ctx, engine.Limits{MaxRecords: 60 - got, Wait: 5 * time.Second})
+		if err != nil || len(recs) == 0 {
+			t.Fatalf("read %d of 60: %v", got, err)
+		}
+		got, until = got+len(recs), u
+	}
+	if err := src.Committed(ctx, until); err != nil {
+		t.Fatal(err)
+	}
+	lag0 := testutil.ToFloat64(m.Lag.WithLabelValues("p", "events", "0"))
+	lag1 := testutil.ToFloat64(m.Lag.WithLabelValues("p", "events", "1"))
+	if lag0+lag1 != 40 {
+		t.Fatalf("lag %v + %v, want 40 records not yet handed to the sink", lag0, lag1)
+	}
 }
