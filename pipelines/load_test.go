@@ -131,7 +131,7 @@ func TestParseErrors(t *testing.T) {
 		{"two sink blocks", doc("version: 1", "name: t", "source: {generate: {}}", "delivery: at-least-once", "sink:", "  stdout: {}", "  file: {path: x}"), nil, 7, 3,
 			`sink has 2 blocks (file, stdout)`},
 		{"exactly-once stdout explicit", doc("version: 1", "name: t", "source: {generate: {}}", "delivery: exactly-once", "sink:", "  stdout:"), nil, 4, 11,
-			`delivery: exactly-once is impossible with the stdout sink: it cannot take back output it printed before a crash; write delivery: at-least-once, or use a transactional sink: file, postgres, kafka`},
+			`delivery: exactly-once is impossible with the stdout sink: it cannot take back output it printed before a crash; write delivery: at-least-once, or use a transactional sink: file or postgres`},
 		{"exactly-once stdout default", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  stdout:"), nil, 5, 3,
 			`delivery: exactly-once (the default) is impossible with the stdout sink`},
 		{"topics and pattern", kafka("    topics: [a]", `    pattern: "a.*"`), nil, 6, 5,
@@ -144,8 +144,12 @@ func TestParseErrors(t *testing.T) {
 			`broker "kafka-1" is not host:port`},
 		{"empty brokers", kafka("    topics: [a]", "    brokers: []"), nil, 6, 14,
 			`brokers is empty; write brokers: [builtin]`},
-		{"sink broker mixed", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  kafka: {topic: o, brokers: [builtin, k:9092]}"), nil, 5, 31,
+		{"source broker mixed", kafka("    topics: [a]", "    brokers: [builtin, k:9092]"), nil, 6, 15,
 			`brokers mixes builtin with external brokers`},
+		{"kafka sink not yet", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  kafka: {topic: o}"), nil, 5, 3,
+			`the kafka sink is not available yet`},
+		{"dead-letter topic not yet", with("dead-letter: {topic: dlq}"), nil, 7, 15,
+			`dead-letter topics are not available yet`},
 		{"block-interval", kafka("    topics: [a]", "    mode: receiver", "    block-interval: 20ms"), nil, 7, 21,
 			`block-interval 20ms is below the 50ms minimum`},
 		{"wal false exactly-once", kafka("    topics: [a]", "    mode: receiver", "    wal: false"), nil, 7, 10,
@@ -157,7 +161,7 @@ func TestParseErrors(t *testing.T) {
 		{"dead-letter both", with("dead-letter:", "  topic: dlq", "  file: ./dlq"), nil, 9, 3,
 			`dead-letter has both topic and file; keep exactly one`},
 		{"dead-letter neither", with("dead-letter: {}"), nil, 7, 14,
-			`dead-letter needs a destination; write dead-letter: {topic: NAME} or dead-letter: {file: PATH}`},
+			`dead-letter needs a destination; write dead-letter: {file: PATH}`},
 		{"unset variable", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  file: {path: \"/data/${OUT_DIR}/x\"}"), nil, 5, 23,
 			`environment variable OUT_DIR is not set; set it, or give a default with ${OUT_DIR:-VALUE}`},
 		{"bad variable name", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  file:", "    path: a${1X}"), nil, 6, 12,
@@ -287,7 +291,7 @@ func TestDefaults(t *testing.T) {
 		"transforms:",
 		"  - plugin: jsonpath",
 		"sink:",
-		"  kafka: {topic: out}",
+		"  file: {path: out}",
 	), noEnv)
 	k := s.Source.Kafka
 	checks := []struct {
@@ -306,9 +310,9 @@ func TestDefaults(t *testing.T) {
 		{"kafka.wal", k.WALEnabled(), true},
 		{"transform.workers", s.Transforms[0].Workers, 1},
 		{"transform.timeout", s.Transforms[0].Timeout.D(), 30 * time.Second},
-		{"sink.kafka.brokers", fmt.Sprint(s.Sink.Kafka.Brokers), "[builtin]"},
+		{"sink.file.format", s.Sink.File.Format, "jsonl"},
 		{"source kind", s.SourceKind(), "kafka"},
-		{"sink kind", s.SinkKind(), "kafka"},
+		{"sink kind", s.SinkKind(), "file"},
 		{"file", s.File, "t.yaml"},
 	}
 	for _, c := range checks {
