@@ -16,8 +16,14 @@ import (
 	"github.com/sluicehq/sluice/pipelines"
 )
 
-// dialTimeout bounds connecting (TCP, TLS and SASL) to a broker.
-const dialTimeout = 10 * time.Second
+const (
+	// dialTimeout bounds connecting (TCP, TLS and SASL) to a broker.
+	dialTimeout = 10 * time.Second
+	// metadataTTL bounds how stale kafka-go's cached cluster metadata may
+	// be: Client.Metadata answers from that cache, so it also bounds how
+	// late a new topic or partition is seen (kafka-go's default is 6s).
+	metadataTTL = 2 * time.Second
+)
 
 // Connection is how to reach a Kafka cluster.
 type Connection struct {
@@ -31,7 +37,7 @@ func (conn Connection) transport(clientID string) (*kafkago.Transport, error) {
 	if len(conn.Brokers) == 0 {
 		return nil, errors.New("kafka: no brokers; list host:port addresses under brokers")
 	}
-	t := &kafkago.Transport{ClientID: clientID, DialTimeout: dialTimeout}
+	t := &kafkago.Transport{ClientID: clientID, DialTimeout: dialTimeout, MetadataTTL: metadataTTL}
 	var err error
 	if conn.TLS != nil {
 		if t.TLS, err = tlsConfig(*conn.TLS); err != nil {

@@ -270,7 +270,8 @@ func TestDirectPatternPicksUpNewTopics(t *testing.T) {
 	}
 	produce(t, brokers, "clicks-b", 10, 20)
 	produce(t, brokers, "other", 20, 30)
-	recs, until, _ := src.Next(ctx, engine.Limits{Wait: 5 * time.Second})
+	// kafka-go answers metadata from a cache refreshed every metadataTTL.
+	recs, until, _ := src.Next(ctx, engine.Limits{Wait: 15 * time.Second})
 	if len(recs) != 10 || recs[0].Topic != "clicks-b" {
 		t.Fatalf("new topic: %d records (%v)", len(recs), until)
 	}
