@@ -97,16 +97,23 @@ func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
 // Open implements engine.Source. With a write-ahead log it resumes at the
 // log sequence the sink committed; without one the group's offsets say
 // where reading resumes and from is ignored.
-func (r *Receiver) Open(ctx context.Context, from engine.Positions) error {
+func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) {
+	// One client for metadata, the group catch-up and lag; the group
+	// reader keeps its own connections.
+	if r.client, err = r.cfg.Conn.client("sluice-" + r.cfg.Pipeline); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			r.closeClient()
+		}
+	}()
 	topics, err := r.topics(ctx)
 	if err != nil {
 		return err
 	}
 	r.changed = make(chan struct{})
 	r.err, r.queue, r.next = nil, nil, engine.Positions{}
-	if r.client, err = r.cfg.Conn.client("sluice-" + r.cfg.Pipeline); err != nil {
-		return err
-	}
 	var skip engine.Positions
 	if r.cfg.WALDir != "" {
 		w, err := wal.Open(r.cfg.WALDir)
@@ -175,11 +182,7 @@ func (r *Receiver) topics(ctx context.Context) ([]string, error) {
 			return nil, fmt.Errorf("kafka pattern %q: %w", r.cfg.Pattern, err)
 		}
 	}
-	client, err := r.cfg.Conn.client("sluice-" + r.cfg.Pipeline)
-	if err != nil {
-		return nil, err
-	}
-	meta, err := client.Metadata(ctx, &kafkago.MetadataRequest{Topics: r.cfg.Topics})
+	meta, err := r.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: r.cfg.Topics})
 	if err != nil {
 		return nil, engine.Retryable(fmt.Errorf("kafka metadata: %w", err))
 	}
@@ -210,15 +213,11 @@ func (r *Receiver) catchUpGroup(ctx context.Context, logged engine.Positions) {
 	if len(logged) == 0 {
 		return
 	}
-	client, err := r.cfg.Conn.client("sluice-" + r.cfg.Pipeline)
-	if err == nil {
-		next := engine.Positions{}
-		for tp, off := range logged {
-			next[tp] = off + 1
-		}
-		err = commitToGroup(ctx, client, r.cfg.Group, -1, "", next)
+	next := engine.Positions{}
+	for tp, off := range logged {
+		next[tp] = off + 1
 	}
-	if err != nil {
+	if err := commitToGroup(ctx, r.client, r.cfg.Group, -1, "", next); err != nil {
 		r.log.Debug("could not move the group past the write-ahead log; duplicates will be skipped", "err", err)
 	}
 }
@@ -459,8 +458,18 @@ func (r *Receiver) Committed(ctx context.Context, until engine.Positions) error 
 	return r.reader.CommitMessages(ctx, commits...)
 }
 
+func (r *Receiver) closeClient() {
+	if r.client != nil {
+		if t, ok := r.client.Transport.(*kafkago.Transport); ok {
+			t.CloseIdleConnections()
+		}
+		r.client = nil
+	}
+}
+
 // Close implements engine.Source: it stops reading and leaves the group.
 func (r *Receiver) Close() error {
+	r.closeClient()
 	if r.cancel == nil {
 		return nil
 	}
