@@ -12,6 +12,7 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
 
 	"github.com/sluicehq/sluice/engine"
 )
@@ -31,6 +32,10 @@ const (
 	// emptyPoll is how often an idle source looks for new records within
 	// the engine's Wait.
 	emptyPoll = 20 * time.Millisecond
+	// maxEmptyFetches bounds fetches that return nothing below an end the
+	// broker listed, so a misbehaving broker makes a retried error, not a
+	// busy loop.
+	maxEmptyFetches = 10
 )
 
 // ErrDataLoss means retention deleted records the pipeline had not read.
@@ -336,7 +341,11 @@ func (d *Direct) read(ctx context.Context, ranges []offsetRange) ([]engine.Recor
 func (d *Direct) readRange(ctx context.Context, r *offsetRange) error {
 	r.records = make([]engine.Record, 0, r.to-r.from)
 	next := r.from
+	empty := 0 // fetches in a row that moved nothing forward
 	for next < r.to {
+		if empty == maxEmptyFetches {
+			return fmt.Errorf("kafka fetch %s: %d fetches at offset %d returned nothing although the partition ends past it", r.tp, empty, next)
+		}
 		resp, err := d.client.Fetch(ctx, &kafkago.FetchRequest{
 			Topic: r.tp.Topic, Partition: int(r.tp.Partition), Offset: next,
 			MinBytes: 1, MaxBytes: fetchMaxBytes, MaxWait: fetchMaxWait,
@@ -347,17 +356,27 @@ func (d *Direct) readRange(ctx context.Context, r *offsetRange) error {
 		if resp.Error != nil {
 			return fmt.Errorf("kafka fetch %s at %d: %w", r.tp, next, resp.Error)
 		}
+		before := next
+		markers := lastControlOffset(resp.Records)
 		got, err := appendRecords(r, resp.Records, &next)
 		if err != nil {
 			return fmt.Errorf("kafka fetch %s at %d: %w", r.tp, next, err)
 		}
-		if !got && next < r.to {
-			if resp.HighWatermark <= next {
-				// Records below the end we listed vanished (transaction
-				// markers or compaction at the tail): the range is done.
-				next = r.to
-				break
-			}
+		// Transaction markers take offsets but are not records: step
+		// past them, or a range ending in a marker would be fetched again
+		// forever.
+		if markers >= next {
+			next = min(markers+1, r.to)
+		}
+		if !got && next < r.to && resp.HighWatermark <= next {
+			// Records below the end we listed vanished (compaction at the
+			// tail): the range is done.
+			next = r.to
+		}
+		if next == before {
+			empty++
+		} else {
+			empty = 0
 		}
 	}
 	return nil
@@ -404,6 +423,32 @@ func appendRecords(r *offsetRange, rr kafkago.RecordReader, next *int64) (bool, 
 		*next = off + 1
 		got = true
 	}
+}
+
+// lastControlOffset returns the highest offset of the control records
+// (transaction markers) in a fetch response, or -1. kafka-go's record
+// stream skips control batches; their offsets are read here first.
+func lastControlOffset(rr kafkago.RecordReader) int64 {
+	last := int64(-1)
+	rs, ok := rr.(*protocol.RecordStream)
+	if !ok {
+		return last
+	}
+	for _, b := range rs.Records {
+		cb, ok := b.(*protocol.ControlBatch)
+		if !ok {
+			continue
+		}
+		for {
+			rec, err := cb.ReadRecord()
+			if err != nil {
+				break
+			}
+			last = max(last, rec.Offset)
+			discard(rec)
+		}
+	}
+	return last
 }
 
 type bytesLike interface {

@@ -279,3 +279,56 @@ func TestDirectPatternPicksUpNewTopics(t *testing.T) {
 		t.Fatalf("a topic not matching the pattern was read: %v", until)
 	}
 }
+
+// Transaction markers take offsets but are not records: a range that ends
+// in one must finish, and no marker may come out as a record.
+func TestDirectStepsOverTransactionMarkers(t *testing.T) {
+	brokers := fakeCluster(t, 1)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("events"),
+		kgo.TransactionalID("tx-producer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	for txn := range 3 {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 5 {
+			cl.Produce(ctx, &kgo.Record{Value: []byte("v" + strconv.Itoa(txn*5+i))}, nil)
+		}
+		if err := cl.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := directSource(t, brokers, "")
+	if err := src.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	var got []engine.Record
+	var until engine.Positions
+	deadline := time.Now().Add(10 * time.Second)
+	for len(got) < 15 && time.Now().Before(deadline) {
+		recs, u, err := src.Next(ctx, engine.Limits{MaxRecordsPerPartition: 6, Wait: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, until = append(got, recs...), u
+	}
+	if len(got) != 15 {
+		t.Fatalf("read %d data records, want 15", len(got))
+	}
+	for i, r := range got {
+		if string(r.Value) != "v"+strconv.Itoa(i) {
+			t.Fatalf("record %d is %q (a marker leaked, or order broke)", i, r.Value)
+		}
+	}
+	// 15 records and 3 commit markers: the position is past all of them.
+	if p := until[engine.TopicPartition{Topic: "events", Partition: 0}]; p != 18 {
+		t.Fatalf("position %d, want 18 (past the last marker)", p)
+	}
+}
