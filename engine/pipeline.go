@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -61,6 +62,9 @@ type Pipeline struct {
 	rejected   []Rejected
 	recordsIn  int    // source records in the batch in flight
 	lastAckErr string // the last Committed error logged
+
+	statusMu   sync.Mutex
+	status     Status
 	readStart  time.Time
 	lastRecord time.Time
 }
@@ -103,8 +107,40 @@ func New(cfg Config) (*Pipeline, error) {
 	}, nil
 }
 
+// Status is a snapshot of a running pipeline, safe to take from any
+// goroutine.
+type Status struct {
+	Epoch      uint64    // last committed epoch
+	Positions  Positions // where the next batch starts
+	LastCommit time.Time // zero before the first commit of this run
+	Retrying   error     // the failure being retried, nil when healthy
+}
+
+// Status returns the pipeline's current status.
+func (p *Pipeline) Status() Status {
+	p.statusMu.Lock()
+	defer p.statusMu.Unlock()
+	s := p.status
+	s.Positions = s.Positions.Clone()
+	return s
+}
+
 // Committed returns the last committed epoch and positions.
-func (p *Pipeline) Committed() (uint64, Positions) { return p.proto.Committed() }
+func (p *Pipeline) Committed() (uint64, Positions) {
+	s := p.Status()
+	return s.Epoch, s.Positions
+}
+
+// publish copies the protocol's committed state into the status snapshot.
+func (p *Pipeline) publish(commit bool, retrying error) {
+	epoch, at := p.proto.Committed()
+	p.statusMu.Lock()
+	defer p.statusMu.Unlock()
+	p.status.Epoch, p.status.Positions, p.status.Retrying = epoch, at.Clone(), retrying
+	if commit {
+		p.status.LastCommit = time.Now()
+	}
+}
 
 // Run runs the batch loop until ctx ends (returns nil), IdleExit elapses
 // (returns nil) or a fatal error stops the pipeline. When ctx ends, intake
@@ -146,6 +182,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 				}
 			}
 			proto.Opened(sinkEpoch, sinkAt, cpEpoch, cpAt)
+			p.publish(false, nil)
 			epoch, at := proto.Committed()
 			p.m.CommittedEpoch.WithLabelValues(p.cfg.Name).Set(float64(epoch))
 			p.log.Info("resuming", "epoch", epoch, "positions", at.String())
@@ -155,6 +192,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 			p.log.Warn("positions were saved but the batch never reached the sink; skipping it (at-most-once)",
 				"epoch", b.Epoch)
 			p.step(proto, p.cfg.Sink.Commit(opCtx, b.Epoch, b.Until))
+			p.publish(true, nil)
 
 		case ActOpenSource:
 			_, at := proto.Committed()
@@ -222,6 +260,9 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 				p.committed(b)
 			}
 			p.step(proto, err)
+			if err == nil {
+				p.publish(true, nil)
+			}
 
 		case ActAcknowledge:
 			err := p.cfg.Source.Committed(opCtx, proto.Batch().Until)
@@ -246,6 +287,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 			p.log.Warn("batch failed, retrying from the last commit",
 				"err", proto.Err(), "attempt", proto.Attempt(), "backoff", d)
 			p.records, p.rejected = nil, nil
+			p.publish(false, proto.Err())
 			if !sleep(ctx, d) {
 				return nil
 			}
