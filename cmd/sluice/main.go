@@ -55,6 +55,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newVersionCmd(),
 		newRunCmd(),
+		newDaemonCmd(),
 		newLintCmd(),
 		newPluginCmd(),
 		newBrokerCmd(), newTopicCmd(), newProduceCmd(), newConsumeCmd(), newGroupCmd(),

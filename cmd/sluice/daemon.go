@@ -1,0 +1,40 @@
+package main
+
+import (
+	"log/slog"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/daemon"
+)
+
+func newDaemonCmd() *cobra.Command {
+	var cfg daemon.Config
+	cmd := &cobra.Command{
+		Use:   "daemon --pipelines DIR",
+		Short: "Run the embedded broker and every pipeline in a directory, with an HTTP API",
+		Long: `Run the embedded broker and every pipeline file (*.yaml, *.yml) in --pipelines.
+A pipeline that stops with an error is restarted with backoff; a file that
+changes is reloaded (drain, commit, restart); a removed file stops its
+pipeline; an invalid file is reported and skipped until fixed.
+
+HTTP (--http): GET /pipelines, GET /pipelines/{name},
+POST /pipelines/{name}/pause|resume|restart, GET /metrics, /healthz, /readyz.
+SIGTERM or Ctrl-C drains every pipeline and exits 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Logger, cfg.Version = slog.Default(), version
+			d, err := daemon.New(cfg)
+			if err != nil {
+				return err
+			}
+			return d.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.PipelinesDir, "pipelines", "", "directory of pipeline files (required)")
+	f.StringVar(&cfg.DataDir, "data", "./data", "directory for local state and the built-in broker")
+	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "HTTP API and /metrics address (empty: off)")
+	f.StringVar(&cfg.BrokerAddr, "broker-listen", "127.0.0.1:9092", "where the built-in broker listens")
+	return cmd
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TestDaemonSubprocess runs `sluice daemon` on a directory with a Kafka
+// pipeline, produces to its embedded broker, reads the API, and stops it
+// with SIGTERM: it exits 0 with every record written once.
+func TestDaemonSubprocess(t *testing.T) {
+	dir := t.TempDir()
+	pdir := filepath.Join(dir, "pipelines")
+	os.MkdirAll(pdir, 0o755)
+	out := filepath.Join(dir, "out")
+	os.WriteFile(filepath.Join(pdir, "events.yaml"), []byte(fmt.Sprintf(`version: 1
+name: events-to-file
+source:
+  kafka: {brokers: [builtin], topics: [events]}
+batch: {interval: 50ms}
+sink:
+  file: {path: %s, format: raw}
+`, out)), 0o644)
+	brokerAddr, httpAddr := freeAddr(t), freeAddr(t)
+	cmd := sluice(t, "daemon", "--pipelines", pdir, "--data", filepath.Join(dir, "data"),
+		"--broker-listen", brokerAddr, "--http", httpAddr)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitForBroker(t, brokerAddr)
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokerAddr), kgo.DefaultProduceTopic("events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	createTopic(t, cl, "events", 2)
+	var recs []*kgo.Record
+	for i := range 1000 {
+		recs = append(recs, &kgo.Record{Key: []byte(strconv.Itoa(i % 10)), Value: []byte(strconv.Itoa(i))})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(visibleLines(t, out)) < 1000 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of 1000 records written", len(visibleLines(t, out)))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := http.Get("http://" + httpAddr + "/pipelines/events-to-file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		State string `json:"state"`
+		Epoch uint64 `json:"epoch"`
+	}
+	json.NewDecoder(resp.Body).Decode(&info)
+	resp.Body.Close()
+	if info.State != "running" || info.Epoch == 0 {
+		t.Fatalf("GET /pipelines/events-to-file: %+v", info)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("sluice daemon must exit 0 on SIGTERM: %v", err)
+	}
+	checkExactlyOnce(t, visibleLines(t, out), 1000, true)
+}

@@ -1,0 +1,280 @@
+// Package daemon runs every pipeline in a directory next to the embedded
+// broker, supervises them, reloads a pipeline whose file changed (drain,
+// commit, restart) and serves the HTTP API and Prometheus metrics:
+// `sluice daemon`.
+package daemon
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sluicehq/sluice/broker"
+	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/wire"
+	"github.com/sluicehq/sluice/pipelines"
+	"github.com/sluicehq/sluice/sources/kafka"
+)
+
+const (
+	// ScanInterval is how often the pipelines directory is read for new,
+	// changed and removed files.
+	ScanInterval = 2 * time.Second
+	// minRestart and maxRestart bound the wait before a stopped pipeline
+	// is started again.
+	minRestart = time.Second
+	maxRestart = time.Minute
+	// shutdownTimeout bounds the HTTP server's shutdown.
+	shutdownTimeout = 5 * time.Second
+)
+
+// Config configures a daemon.
+type Config struct {
+	PipelinesDir string
+	DataDir      string
+	HTTPAddr     string // "" = no HTTP server
+	BrokerAddr   string // the embedded broker's listen address
+	Version      string
+	Logger       *slog.Logger
+	// ScanInterval overrides ScanInterval (tests).
+	ScanInterval time.Duration
+}
+
+// Daemon runs many pipelines.
+type Daemon struct {
+	cfg    Config
+	log    *slog.Logger
+	reg    *prometheus.Registry
+	opts   wire.Options
+	broker *broker.Broker
+	addr   string // where the broker listens
+	http   net.Listener
+
+	mu        sync.Mutex
+	pipelines map[string]*managed // by file path
+}
+
+// New checks cfg; Run starts everything.
+func New(cfg Config) (*Daemon, error) {
+	if cfg.PipelinesDir == "" {
+		return nil, errors.New("--pipelines is required: the directory of pipeline files to run")
+	}
+	if st, err := os.Stat(cfg.PipelinesDir); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("--pipelines %s: not a directory; create it or point at the folder holding the pipeline files", cfg.PipelinesDir)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ScanInterval <= 0 {
+		cfg.ScanInterval = ScanInterval
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_build_info", Help: "Always 1; the version label says which sluice runs.",
+		ConstLabels: prometheus.Labels{"version": cfg.Version}})
+	build.Set(1)
+	reg.MustRegister(build)
+	d := &Daemon{cfg: cfg, log: cfg.Logger, reg: reg, pipelines: map[string]*managed{}}
+	d.opts = wire.Options{
+		DataDir:       cfg.DataDir,
+		Logger:        cfg.Logger,
+		Registerer:    reg,
+		Metrics:       engine.NewMetrics(reg),
+		KafkaMetrics:  kafka.NewMetrics(reg),
+		BuiltinBroker: func() (string, error) { return d.addr, nil },
+	}
+	return d, nil
+}
+
+// HTTPAddr is where the HTTP API listens, once Run has started it.
+func (d *Daemon) HTTPAddr() string {
+	if d.http == nil {
+		return ""
+	}
+	return d.http.Addr().String()
+}
+
+// BrokerAddr is where the embedded broker listens, once Run started it.
+func (d *Daemon) BrokerAddr() string { return d.addr }
+
+// Listen starts the embedded broker and the HTTP listener, so their
+// addresses are known before Run.
+func (d *Daemon) Listen() error {
+	b, err := broker.Open(filepath.Join(d.cfg.DataDir, "broker"), broker.Options{Logger: d.log})
+	if err != nil {
+		return err
+	}
+	l, err := b.Listen(d.cfg.BrokerAddr, nil)
+	if err != nil {
+		b.Close()
+		return fmt.Errorf("--broker-listen %s: %w", d.cfg.BrokerAddr, err)
+	}
+	d.broker, d.addr = b, l.Addr().String()
+	d.reg.MustRegister(b.Metrics().Collectors()...)
+	d.log.Info("built-in broker listening", "addr", d.addr)
+	if d.cfg.HTTPAddr != "" {
+		if d.http, err = net.Listen("tcp", d.cfg.HTTPAddr); err != nil {
+			b.Close()
+			return fmt.Errorf("--http %s: %w", d.cfg.HTTPAddr, err)
+		}
+		d.log.Info("HTTP API listening", "addr", d.http.Addr().String())
+	}
+	return nil
+}
+
+// Run runs every pipeline until ctx ends, then drains them (each commits
+// or abandons its batch in flight), stops the broker and returns nil.
+func (d *Daemon) Run(ctx context.Context) error {
+	if d.broker == nil {
+		if err := d.Listen(); err != nil {
+			return err
+		}
+	}
+	var srv *http.Server
+	if d.http != nil {
+		srv = &http.Server{Handler: d.handler(), ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(d.http)
+	}
+	d.scan(ctx)
+	tick := time.NewTicker(d.cfg.ScanInterval)
+	defer tick.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-tick.C:
+			d.scan(ctx)
+		}
+	}
+	d.log.Info("stopping: draining every pipeline")
+	d.mu.Lock()
+	all := make([]*managed, 0, len(d.pipelines))
+	for _, m := range d.pipelines {
+		all = append(all, m)
+	}
+	d.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, m := range all {
+		wg.Add(1)
+		go func() { defer wg.Done(); m.stop() }()
+	}
+	wg.Wait()
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		srv.Shutdown(sctx)
+		cancel()
+	}
+	return d.broker.Close()
+}
+
+// scan starts pipelines for new files, restarts those whose file changed
+// and stops those whose file is gone.
+func (d *Daemon) scan(ctx context.Context) {
+	files, err := pipelineFiles(d.cfg.PipelinesDir)
+	if err != nil {
+		d.log.Error("reading the pipelines directory", "dir", d.cfg.PipelinesDir, "err", err)
+		return
+	}
+	seen := map[string]bool{}
+	for _, path := range files {
+		seen[path] = true
+		data, err := os.ReadFile(path)
+		if err != nil {
+			d.log.Error("reading a pipeline file", "file", path, "err", err)
+			continue
+		}
+		sum := sha256.Sum256(data)
+		d.mu.Lock()
+		m := d.pipelines[path]
+		d.mu.Unlock()
+		switch {
+		case m == nil:
+			m = d.manage(ctx, path, data, sum)
+			d.mu.Lock()
+			d.pipelines[path] = m
+			d.mu.Unlock()
+		case m.sum != sum:
+			d.log.Info("pipeline file changed: draining and restarting", "file", path)
+			m.stop()
+			m = d.manage(ctx, path, data, sum)
+			d.mu.Lock()
+			d.pipelines[path] = m
+			d.mu.Unlock()
+		}
+	}
+	d.mu.Lock()
+	var gone []*managed
+	for path, m := range d.pipelines {
+		if !seen[path] {
+			gone = append(gone, m)
+			delete(d.pipelines, path)
+		}
+	}
+	d.mu.Unlock()
+	for _, m := range gone {
+		d.log.Info("pipeline file removed: draining and stopping", "file", m.file)
+		m.stop()
+	}
+}
+
+func pipelineFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || strings.HasPrefix(name, ".") || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
+			continue
+		}
+		files = append(files, filepath.Join(dir, name))
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+// manage parses a pipeline file and, if it is valid and its name is free,
+// starts supervising it.
+func (d *Daemon) manage(ctx context.Context, path string, data []byte, sum [32]byte) *managed {
+	m := &managed{file: path, sum: sum, log: d.log, resume: make(chan struct{}, 1), done: make(chan struct{})}
+	spec, err := pipelines.Parse(path, data, os.LookupEnv)
+	if err != nil {
+		m.state, m.err = StateInvalid, err
+		m.name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+		close(m.done)
+		d.log.Error("pipeline file is invalid; fix it and it is picked up", "file", path, "err", err)
+		return m
+	}
+	m.name = spec.Name
+	d.mu.Lock()
+	for other, o := range d.pipelines {
+		if other != path && o.name == spec.Name && o.state != StateInvalid {
+			d.mu.Unlock()
+			m.state, m.err = StateInvalid, fmt.Errorf("%s: pipeline name %q is already used by %s; names must be unique", path, spec.Name, other)
+			close(m.done)
+			d.log.Error("duplicate pipeline name", "file", path, "name", spec.Name, "other", other)
+			return m
+		}
+	}
+	d.mu.Unlock()
+	m.build = func(ctx context.Context) (*engine.Pipeline, error) { return wire.Build(ctx, spec, d.opts) }
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancel = cancel
+	go m.supervise(runCtx)
+	return m
+}

@@ -1,0 +1,267 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// pipelineYAML is a generate → file pipeline writing into out/NAME.
+func pipelineYAML(name, out string, count, rate int) string {
+	return fmt.Sprintf(`version: 1
+name: %s
+source:
+  generate: {topic: %s, count: %d, partitions: 2, rate: %d}
+batch: {interval: 20ms, max-records-per-partition: 1000}
+sink:
+  file: {path: %s, format: raw}
+`, name, name, count, rate, filepath.Join(out, name))
+}
+
+type testDaemon struct {
+	t      *testing.T
+	d      *Daemon
+	dir    string // pipelines
+	out    string
+	base   string // http://addr
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startDaemon(t *testing.T) *testDaemon {
+	t.Helper()
+	root := t.TempDir()
+	td := &testDaemon{t: t, dir: filepath.Join(root, "pipelines"), out: filepath.Join(root, "out"), done: make(chan error, 1)}
+	os.MkdirAll(td.dir, 0o755)
+	d, err := New(Config{PipelinesDir: td.dir, DataDir: filepath.Join(root, "data"), HTTPAddr: "127.0.0.1:0",
+		BrokerAddr: "127.0.0.1:0", Version: "test", Logger: slog.New(slog.DiscardHandler), ScanInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	td.d, td.base = d, "http://"+d.HTTPAddr()
+	ctx, cancel := context.WithCancel(context.Background())
+	td.cancel = cancel
+	go func() { td.done <- d.Run(ctx) }()
+	t.Cleanup(func() { td.stop() })
+	return td
+}
+
+func (td *testDaemon) stop() error {
+	if td.cancel == nil {
+		return nil
+	}
+	td.cancel()
+	td.cancel = nil
+	return <-td.done
+}
+
+func (td *testDaemon) write(file, content string) {
+	td.t.Helper()
+	if err := os.WriteFile(filepath.Join(td.dir, file), []byte(content), 0o644); err != nil {
+		td.t.Fatal(err)
+	}
+}
+
+func (td *testDaemon) get(path string, v any) int {
+	td.t.Helper()
+	resp, err := http.Get(td.base + path)
+	if err != nil {
+		td.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if v != nil {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			td.t.Fatalf("GET %s: %v", path, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+func (td *testDaemon) post(path string) int {
+	td.t.Helper()
+	resp, err := http.Post(td.base+path, "", nil)
+	if err != nil {
+		td.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// waitFor polls cond until it holds.
+func (td *testDaemon) waitFor(what string, cond func() bool) {
+	td.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			td.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (td *testDaemon) info(name string) Info {
+	var in Info
+	td.get("/pipelines/"+name, &in)
+	return in
+}
+
+// lines returns every value in the visible part files of out/name.
+func (td *testDaemon) lines(name string) []string {
+	td.t.Helper()
+	dir := filepath.Join(td.out, name)
+	entries, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".") || strings.HasPrefix(e.Name(), "_") {
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			td.t.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			out = append(out, sc.Text())
+		}
+		f.Close()
+	}
+	return out
+}
+
+func exactlyOnce(t *testing.T, lines []string, n int) {
+	t.Helper()
+	seen := make([]bool, n)
+	for _, l := range lines {
+		i, err := strconv.Atoi(l)
+		if err != nil || i < 0 || i >= n || seen[i] {
+			t.Fatalf("value %q is unexpected or repeated", l)
+		}
+		seen[i] = true
+	}
+	if len(lines) != n {
+		t.Fatalf("%d values, want %d", len(lines), n)
+	}
+}
+
+func TestDaemonRunsPausesReloadsAndStops(t *testing.T) {
+	td := startDaemon(t)
+	td.write("a.yaml", pipelineYAML("alpha", td.out, 4000, 4000))
+	td.write("b.yaml", pipelineYAML("beta", td.out, 500, 0))
+	td.write("broken.yaml", "version: 1\nname: broken\nsource: {generat: {}}\nsink: {file: {path: x}}\n")
+
+	td.waitFor("beta to finish", func() bool { return len(td.lines("beta")) == 500 })
+	var list []Info
+	td.waitFor("three pipelines listed", func() bool { td.get("/pipelines", &list); return len(list) == 3 })
+	states := map[string]string{}
+	for _, in := range list {
+		states[in.Name] = in.State
+	}
+	if states["alpha"] != StateRunning || states["beta"] != StateRunning || states["broken"] != StateInvalid {
+		t.Fatalf("states %v", states)
+	}
+	if in := td.info("broken"); !strings.Contains(in.Error, `unknown key "generat"`) {
+		t.Fatalf("an invalid file must say why: %+v", in)
+	}
+	if code := td.get("/pipelines/nope", nil); code != http.StatusNotFound {
+		t.Fatalf("unknown pipeline: %d", code)
+	}
+
+	// Pause: the pipeline drains and no output follows until resumed.
+	if code := td.post("/pipelines/alpha/pause"); code != http.StatusAccepted {
+		t.Fatalf("pause: %d", code)
+	}
+	td.waitFor("alpha paused", func() bool { return td.info("alpha").State == StatePaused })
+	n := len(td.lines("alpha"))
+	time.Sleep(300 * time.Millisecond)
+	if m := len(td.lines("alpha")); m != n {
+		t.Fatalf("a paused pipeline wrote %d more records", m-n)
+	}
+	td.post("/pipelines/alpha/resume")
+	td.waitFor("alpha running again", func() bool { return td.info("alpha").State == StateRunning })
+
+	// Reload: a changed file drains and restarts the pipeline, which
+	// resumes from its sink; here it also learns a bigger count.
+	td.write("a.yaml", pipelineYAML("alpha", td.out, 5000, 0))
+	td.waitFor("alpha to finish after the reload", func() bool { return len(td.lines("alpha")) == 5000 })
+	exactlyOnce(t, td.lines("alpha"), 5000)
+	exactlyOnce(t, td.lines("beta"), 500)
+
+	// Restart through the API keeps exactly-once too.
+	if code := td.post("/pipelines/beta/restart"); code != http.StatusAccepted {
+		t.Fatalf("restart: %d", code)
+	}
+	// It resumes from the sink: the status shows the committed epoch and
+	// both partitions' positions once the sink is open.
+	td.waitFor("beta resumed after restart", func() bool {
+		in := td.info("beta")
+		return in.State == StateRunning && in.Epoch > 0 && len(in.Positions) == 2
+	})
+	exactlyOnce(t, td.lines("beta"), 500)
+
+	// Metrics and probes.
+	resp, err := http.Get(td.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`sluice_records_in_total{pipeline="alpha"}`, `sluice_build_info{version="test"} 1`, "sluice_broker_connections"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if code := td.get("/healthz", nil); code != http.StatusOK {
+		t.Fatalf("/healthz: %d", code)
+	}
+	if code := td.get("/readyz", nil); code != http.StatusOK {
+		t.Fatalf("/readyz: %d", code)
+	}
+
+	// Removing a file stops its pipeline.
+	os.Remove(filepath.Join(td.dir, "b.yaml"))
+	td.waitFor("beta gone", func() bool { return td.get("/pipelines/beta", nil) == http.StatusNotFound })
+
+	if err := td.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+}
+
+func TestDaemonRejectsDuplicateNames(t *testing.T) {
+	td := startDaemon(t)
+	td.write("a.yaml", pipelineYAML("same", td.out, 10, 0))
+	td.waitFor("first running", func() bool { return td.info("same").State == StateRunning })
+	td.write("b.yaml", pipelineYAML("same", td.out, 10, 0))
+	var list []Info
+	td.waitFor("second listed", func() bool { td.get("/pipelines", &list); return len(list) == 2 })
+	var invalid int
+	for _, in := range list {
+		if in.State == StateInvalid && strings.Contains(in.Error, "already used") {
+			invalid++
+		}
+	}
+	if invalid != 1 {
+		t.Fatalf("want exactly one file refused for its duplicate name: %+v", list)
+	}
+}
+
+func TestNewChecksTheDirectory(t *testing.T) {
+	if _, err := New(Config{PipelinesDir: filepath.Join(t.TempDir(), "missing")}); err == nil {
+		t.Fatal("a missing pipelines directory must be an error")
+	}
+	if _, err := New(Config{}); err == nil {
+		t.Fatal("no pipelines directory must be an error")
+	}
+}

@@ -1,0 +1,192 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/engine"
+)
+
+// A pipeline's state as the API reports it.
+const (
+	StateStarting = "starting"
+	StateRunning  = "running"
+	StatePaused   = "paused"
+	StateFailed   = "failed" // stopped with an error; restarted after a backoff
+	StateInvalid  = "invalid"
+	StateStopped  = "stopped"
+)
+
+// managed is one pipeline under supervision: it is built and run, and run
+// again after a failure, until stopped.
+type managed struct {
+	file  string
+	name  string
+	sum   [32]byte
+	log   *slog.Logger
+	build func(context.Context) (*engine.Pipeline, error)
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	resume chan struct{}
+
+	mu       sync.Mutex
+	state    string
+	err      error
+	restarts int
+	started  time.Time
+	p        *engine.Pipeline
+	paused   bool
+	runStop  context.CancelFunc // stops the current run (pause, restart)
+}
+
+// supervise runs the pipeline until ctx ends.
+func (m *managed) supervise(ctx context.Context) {
+	defer close(m.done)
+	wait := minRestart
+	for ctx.Err() == nil {
+		if m.isPaused() {
+			m.set(StatePaused, nil)
+			select {
+			case <-ctx.Done():
+				return
+			case <-m.resume:
+			}
+			continue
+		}
+		m.set(StateStarting, nil)
+		runCtx, stop := context.WithCancel(ctx)
+		m.mu.Lock()
+		m.runStop = stop
+		m.mu.Unlock()
+		p, err := m.build(runCtx)
+		if err == nil {
+			m.mu.Lock()
+			m.p, m.started = p, time.Now()
+			m.mu.Unlock()
+			m.set(StateRunning, nil)
+			err = p.Run(runCtx)
+		}
+		stop()
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			// Paused or restarted through the API: go round at once.
+			wait = minRestart
+			continue
+		}
+		m.mu.Lock()
+		m.restarts++
+		m.mu.Unlock()
+		m.set(StateFailed, err)
+		m.log.Error("pipeline stopped; restarting after a pause", "pipeline", m.name, "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		case <-m.resume:
+		}
+		wait = min(2*wait, maxRestart)
+	}
+}
+
+func (m *managed) set(state string, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.state, m.err = state, err
+}
+
+func (m *managed) isPaused() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.paused
+}
+
+// restartRun ends the current run (it drains and commits) so supervise
+// starts it again, or parks it when paused.
+func (m *managed) restartRun() {
+	m.mu.Lock()
+	stop := m.runStop
+	m.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	select {
+	case m.resume <- struct{}{}:
+	default:
+	}
+}
+
+func (m *managed) pause() {
+	m.mu.Lock()
+	m.paused = true
+	m.mu.Unlock()
+	m.restartRun()
+}
+
+func (m *managed) unpause() {
+	m.mu.Lock()
+	m.paused = false
+	m.mu.Unlock()
+	select {
+	case m.resume <- struct{}{}:
+	default:
+	}
+}
+
+// stop drains the pipeline and waits until it has stopped.
+func (m *managed) stop() {
+	if m.cancel != nil {
+		m.cancel()
+	}
+	<-m.done
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state != StateInvalid {
+		m.state, m.err = StateStopped, nil
+	}
+}
+
+// Info is what the API reports for a pipeline.
+type Info struct {
+	Name       string           `json:"name"`
+	File       string           `json:"file"`
+	State      string           `json:"state"`
+	Error      string           `json:"error,omitempty"`
+	Retrying   string           `json:"retrying,omitempty"`
+	Restarts   int              `json:"restarts"`
+	Started    *time.Time       `json:"started,omitempty"`
+	Epoch      uint64           `json:"epoch"`
+	Positions  engine.Positions `json:"positions"`
+	LastCommit *time.Time       `json:"last_commit,omitempty"`
+}
+
+func (m *managed) info() Info {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	in := Info{Name: m.name, File: m.file, State: m.state, Restarts: m.restarts, Positions: engine.Positions{}}
+	if m.err != nil {
+		in.Error = m.err.Error()
+	}
+	if !m.started.IsZero() {
+		t := m.started
+		in.Started = &t
+	}
+	if m.p != nil {
+		st := m.p.Status()
+		in.Epoch = st.Epoch
+		if st.Positions != nil {
+			in.Positions = st.Positions
+		}
+		if !st.LastCommit.IsZero() {
+			in.LastCommit = &st.LastCommit
+		}
+		if st.Retrying != nil {
+			in.Retrying = st.Retrying.Error()
+		}
+	}
+	return in
+}
