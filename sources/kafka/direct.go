@@ -12,7 +12,6 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
-	"github.com/segmentio/kafka-go/protocol"
 
 	"github.com/sluicehq/sluice/engine"
 )
@@ -173,7 +172,10 @@ func (d *Direct) listOffsets(ctx context.Context, tps []engine.TopicPartition) (
 
 // listOffsets returns the log start and end offsets of tps.
 func listOffsets(ctx context.Context, client *kafkago.Client, tps []engine.TopicPartition) (first, last engine.Positions, err error) {
-	req := &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{}}
+	// read_committed: a partition's end is its last stable offset, so an
+	// open transaction's records are not cut into a batch before they
+	// are decided.
+	req := &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{}, IsolationLevel: kafkago.ReadCommitted}
 	for _, tp := range tps {
 		p := int(tp.Partition)
 		req.Topics[tp.Topic] = append(req.Topics[tp.Topic], kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p))
@@ -335,120 +337,6 @@ func (d *Direct) read(ctx context.Context, ranges []offsetRange) ([]engine.Recor
 		out = append(out, r.records...)
 	}
 	return out, nil
-}
-
-// readRange fetches [r.from, r.to) of one partition.
-func (d *Direct) readRange(ctx context.Context, r *offsetRange) error {
-	r.records = make([]engine.Record, 0, r.to-r.from)
-	next := r.from
-	empty := 0 // fetches in a row that moved nothing forward
-	for next < r.to {
-		if empty == maxEmptyFetches {
-			return fmt.Errorf("kafka fetch %s: %d fetches at offset %d returned nothing although the partition ends past it", r.tp, empty, next)
-		}
-		resp, err := d.client.Fetch(ctx, &kafkago.FetchRequest{
-			Topic: r.tp.Topic, Partition: int(r.tp.Partition), Offset: next,
-			MinBytes: 1, MaxBytes: fetchMaxBytes, MaxWait: fetchMaxWait,
-		})
-		if err != nil {
-			return fmt.Errorf("kafka fetch %s at %d: %w", r.tp, next, err)
-		}
-		if resp.Error != nil {
-			return fmt.Errorf("kafka fetch %s at %d: %w", r.tp, next, resp.Error)
-		}
-		before := next
-		markers := lastControlOffset(resp.Records)
-		got, err := appendRecords(r, resp.Records, &next)
-		if err != nil {
-			return fmt.Errorf("kafka fetch %s at %d: %w", r.tp, next, err)
-		}
-		// Transaction markers take offsets but are not records: step
-		// past them, or a range ending in a marker would be fetched again
-		// forever.
-		if markers >= next {
-			next = min(markers+1, r.to)
-		}
-		if !got && next < r.to && resp.HighWatermark <= next {
-			// Records below the end we listed vanished (compaction at the
-			// tail): the range is done.
-			next = r.to
-		}
-		if next == before {
-			empty++
-		} else {
-			empty = 0
-		}
-	}
-	return nil
-}
-
-// appendRecords copies the records of one fetch response with offsets in
-// [*next, r.to) into r, advancing *next past each.
-func appendRecords(r *offsetRange, rr kafkago.RecordReader, next *int64) (bool, error) {
-	got := false
-	for {
-		rec, err := rr.ReadRecord()
-		if errors.Is(err, io.EOF) {
-			return got, nil
-		}
-		if err != nil {
-			return got, err
-		}
-		off := rec.Offset
-		if off < *next {
-			discard(rec)
-			continue // a batch that starts before the requested offset
-		}
-		if off >= r.to {
-			discard(rec)
-			*next = r.to
-			return got, nil
-		}
-		key, err := r.arena.read(rec.Key)
-		if err != nil {
-			return got, err
-		}
-		value, err := r.arena.read(rec.Value)
-		if err != nil {
-			return got, err
-		}
-		var headers []engine.Header
-		for _, h := range rec.Headers {
-			headers = append(headers, engine.Header{Key: h.Key, Value: h.Value})
-		}
-		r.records = append(r.records, engine.Record{
-			Topic: r.tp.Topic, Partition: r.tp.Partition, Offset: off,
-			Key: key, Value: value, Headers: headers, Time: rec.Time,
-		})
-		*next = off + 1
-		got = true
-	}
-}
-
-// lastControlOffset returns the highest offset of the control records
-// (transaction markers) in a fetch response, or -1. kafka-go's record
-// stream skips control batches; their offsets are read here first.
-func lastControlOffset(rr kafkago.RecordReader) int64 {
-	last := int64(-1)
-	rs, ok := rr.(*protocol.RecordStream)
-	if !ok {
-		return last
-	}
-	for _, b := range rs.Records {
-		cb, ok := b.(*protocol.ControlBatch)
-		if !ok {
-			continue
-		}
-		for {
-			rec, err := cb.ReadRecord()
-			if err != nil {
-				break
-			}
-			last = max(last, rec.Offset)
-			discard(rec)
-		}
-	}
-	return last
 }
 
 type bytesLike interface {

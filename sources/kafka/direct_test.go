@@ -281,8 +281,9 @@ func TestDirectPatternPicksUpNewTopics(t *testing.T) {
 }
 
 // Transaction markers take offsets but are not records: a range that ends
-// in one must finish, and no marker may come out as a record.
-func TestDirectStepsOverTransactionMarkers(t *testing.T) {
+// in one must finish, no marker may come out as a record, and records of an
+// aborted transaction are not read (read_committed).
+func TestDirectReadsOnlyCommittedTransactions(t *testing.T) {
 	brokers := fakeCluster(t, 1)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("events"),
 		kgo.TransactionalID("tx-producer"))
@@ -301,7 +302,13 @@ func TestDirectStepsOverTransactionMarkers(t *testing.T) {
 		if err := cl.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		// The middle transaction aborts: a read_committed reader must
+		// not see its records.
+		commit := kgo.TryCommit
+		if txn == 1 {
+			commit = kgo.TryAbort
+		}
+		if err := cl.EndTransaction(ctx, commit); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -312,22 +319,23 @@ func TestDirectStepsOverTransactionMarkers(t *testing.T) {
 	var got []engine.Record
 	var until engine.Positions
 	deadline := time.Now().Add(10 * time.Second)
-	for len(got) < 15 && time.Now().Before(deadline) {
+	for until[engine.TopicPartition{Topic: "events", Partition: 0}] < 18 && time.Now().Before(deadline) {
 		recs, u, err := src.Next(ctx, engine.Limits{MaxRecordsPerPartition: 6, Wait: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
 		got, until = append(got, recs...), u
 	}
-	if len(got) != 15 {
-		t.Fatalf("read %d data records, want 15", len(got))
+	want := []string{"v0", "v1", "v2", "v3", "v4", "v10", "v11", "v12", "v13", "v14"}
+	if len(got) != len(want) {
+		t.Fatalf("read %d records, want the %d committed ones", len(got), len(want))
 	}
 	for i, r := range got {
-		if string(r.Value) != "v"+strconv.Itoa(i) {
-			t.Fatalf("record %d is %q (a marker leaked, or order broke)", i, r.Value)
+		if string(r.Value) != want[i] {
+			t.Fatalf("record %d is %q, want %q (a marker or an aborted record leaked, or order broke)", i, r.Value, want[i])
 		}
 	}
-	// 15 records and 3 commit markers: the position is past all of them.
+	// 15 records and 3 markers: the position is past all of them.
 	if p := until[engine.TopicPartition{Topic: "events", Partition: 0}]; p != 18 {
 		t.Fatalf("position %d, want 18 (past the last marker)", p)
 	}
