@@ -163,6 +163,10 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) 
 		CommitInterval: 0, // commit synchronously, after the block is durable
 		// New partitions of the topics are picked up while running.
 		WatchPartitionChanges: true,
+		// Stop at the last stable offset: records of open transactions
+		// wait until decided. (kafka-go's reader does not drop records
+		// of aborted transactions; direct mode does.)
+		IsolationLevel: kafkago.ReadCommitted,
 		ErrorLogger:           kafkago.LoggerFunc(func(f string, a ...any) { r.log.Warn(fmt.Sprintf(f, a...), "pipeline", r.cfg.Pipeline) }),
 	})
 	loopCtx, cancel := context.WithCancel(context.Background())
