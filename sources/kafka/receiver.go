@@ -167,7 +167,7 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) 
 		// wait until decided. (kafka-go's reader does not drop records
 		// of aborted transactions; direct mode does.)
 		IsolationLevel: kafkago.ReadCommitted,
-		ErrorLogger:           kafkago.LoggerFunc(func(f string, a ...any) { r.log.Warn(fmt.Sprintf(f, a...), "pipeline", r.cfg.Pipeline) }),
+		ErrorLogger:    kafkago.LoggerFunc(func(f string, a ...any) { r.log.Warn(fmt.Sprintf(f, a...), "pipeline", r.cfg.Pipeline) }),
 	})
 	loopCtx, cancel := context.WithCancel(context.Background())
 	r.cancel, r.done = cancel, make(chan struct{})
