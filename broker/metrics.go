@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice/broker/storage"
 )
 
 // Metrics are the broker's Prometheus collectors. Create them with
@@ -21,10 +23,10 @@ type Metrics struct {
 	bytesOut    prometheus.Counter
 	producedB   *prometheus.CounterVec
 	connections prometheus.Gauge
-	logEnd      *logEndCollector
+	logEnd      *partitionGauge
 	producerIDs prometheus.Counter
 	duplicates  *prometheus.CounterVec
-	producers   *producersCollector
+	producers   *partitionGauge
 	groups      *groupsCollector
 	rebalances  *prometheus.CounterVec
 }
@@ -57,8 +59,9 @@ func NewMetrics() *Metrics {
 			Name: "sluice_broker_connections",
 			Help: "Open client connections.",
 		}),
-		logEnd: &logEndCollector{desc: prometheus.NewDesc("sluice_broker_log_end_offset",
-			"Log end offset (the next offset to be written) per partition.", []string{"topic", "partition"}, nil)},
+		logEnd: &partitionGauge{desc: prometheus.NewDesc("sluice_broker_log_end_offset",
+			"Log end offset (the next offset to be written) per partition.", []string{"topic", "partition"}, nil),
+			value: func(p *storage.Partition) (float64, bool) { return float64(p.EndOffset()), true }},
 		producerIDs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_broker_producer_ids_allocated_total",
 			Help: "Producer ids handed out by InitProducerId.",
@@ -67,8 +70,11 @@ func NewMetrics() *Metrics {
 			Name: "sluice_broker_duplicate_batches_total",
 			Help: "Idempotent producers' retried batches recognised as already written and not stored again, by topic.",
 		}, []string{"topic"}),
-		producers: &producersCollector{desc: prometheus.NewDesc("sluice_broker_idempotent_producers",
-			"Idempotent producer ids whose sequence state a partition tracks.", []string{"topic", "partition"}, nil)},
+		// Partitions with no idempotent producer are left out, to keep the
+		// series few.
+		producers: &partitionGauge{desc: prometheus.NewDesc("sluice_broker_idempotent_producers",
+			"Idempotent producer ids whose sequence state a partition tracks.", []string{"topic", "partition"}, nil),
+			value: func(p *storage.Partition) (float64, bool) { n := p.Producers(); return float64(n), n > 0 }},
 		groups: &groupsCollector{
 			states: prometheus.NewDesc("sluice_broker_groups",
 				"Consumer groups by state.", []string{"state"}, nil),
@@ -92,24 +98,17 @@ func (m *Metrics) Collectors() []prometheus.Collector {
 func (b *Broker) Metrics() *Metrics { return b.metrics }
 
 func (m *Metrics) attach(b *Broker) {
-	m.logEnd.mu.Lock()
-	m.logEnd.b = b
-	m.logEnd.mu.Unlock()
-	m.producers.mu.Lock()
-	m.producers.b = b
-	m.producers.mu.Unlock()
-	m.groups.mu.Lock()
-	m.groups.b = b
-	m.groups.mu.Unlock()
+	m.logEnd.set(b)
+	m.producers.set(b)
+	m.groups.set(b)
 	b.groups.OnRebalance = func(g string) { m.rebalances.WithLabelValues(g).Inc() }
 }
 
 // groupsCollector counts groups by state and computes each group's
 // committed-offset lag when scraped.
 type groupsCollector struct {
+	brokerRef
 	states, lag *prometheus.Desc
-	mu          sync.Mutex
-	b           *Broker
 }
 
 func (c *groupsCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -118,9 +117,7 @@ func (c *groupsCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *groupsCollector) Collect(ch chan<- prometheus.Metric) {
-	c.mu.Lock()
-	b := c.b
-	c.mu.Unlock()
+	b := c.get()
 	if b == nil {
 		return
 	}
@@ -159,51 +156,45 @@ func (m *Metrics) produced(topic string, n int) {
 	m.producedB.WithLabelValues(topic).Add(float64(n))
 }
 
-// logEndCollector reads log end offsets when scraped rather than keeping a
-// gauge per partition up to date on every append.
-type logEndCollector struct {
-	desc *prometheus.Desc
-	mu   sync.Mutex
-	b    *Broker
+// brokerRef is the broker a scrape-time collector reads; it is set once
+// the broker is open (collectors exist before it).
+type brokerRef struct {
+	mu sync.Mutex
+	b  *Broker
 }
 
-func (c *logEndCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (r *brokerRef) set(b *Broker) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.b = b
+}
 
-func (c *logEndCollector) Collect(ch chan<- prometheus.Metric) {
-	c.mu.Lock()
-	b := c.b
-	c.mu.Unlock()
+func (r *brokerRef) get() *Broker {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.b
+}
+
+// partitionGauge reports a per-partition value read when scraped, rather
+// than a gauge kept up to date on every append; value's second result says
+// whether to report the partition at all.
+type partitionGauge struct {
+	brokerRef
+	desc  *prometheus.Desc
+	value func(*storage.Partition) (float64, bool)
+}
+
+func (c *partitionGauge) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *partitionGauge) Collect(ch chan<- prometheus.Metric) {
+	b := c.get()
 	if b == nil {
 		return
 	}
 	for _, t := range b.topics.list() {
 		for i, p := range t.parts {
-			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(p.EndOffset()), t.meta.Name, strconv.Itoa(i))
-		}
-	}
-}
-
-// producersCollector counts tracked producers per partition when scraped;
-// partitions with none are left out to keep the series few.
-type producersCollector struct {
-	desc *prometheus.Desc
-	mu   sync.Mutex
-	b    *Broker
-}
-
-func (c *producersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-
-func (c *producersCollector) Collect(ch chan<- prometheus.Metric) {
-	c.mu.Lock()
-	b := c.b
-	c.mu.Unlock()
-	if b == nil {
-		return
-	}
-	for _, t := range b.topics.list() {
-		for i, p := range t.parts {
-			if n := p.Producers(); n > 0 {
-				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), t.meta.Name, strconv.Itoa(i))
+			if v, ok := c.value(p); ok {
+				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, t.meta.Name, strconv.Itoa(i))
 			}
 		}
 	}
