@@ -231,12 +231,7 @@ func zombieJoins(t *testing.T, addr, group, topic string) {
 
 func TestCommittedOffsetsSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
-	b, err := Open(dir, Options{Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, _ := b.Listen("127.0.0.1:0", nil)
-	addr := l.Addr().String()
+	b, addr := testBrokerDir(t, dir, Options{}) // closed by hand below, to restart
 	createTopic(t, newKgo(t, addr), "keep", 2)
 	produceN(t, addr, "keep", 0, 100)
 	r := startReader(t, addr, "keep", "durable")
@@ -266,12 +261,7 @@ func TestCommittedOffsetsSurviveRestart(t *testing.T) {
 
 func TestFranzGoGroupConsumerResumesAfterRestart(t *testing.T) {
 	dir := t.TempDir()
-	b, err := Open(dir, Options{Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, _ := b.Listen("127.0.0.1:0", nil)
-	addr := l.Addr().String()
+	b, addr := testBrokerDir(t, dir, Options{}) // closed by hand below, to restart
 	createTopic(t, newKgo(t, addr), "fg", 3)
 	produceN(t, addr, "fg", 0, 300)
 
