@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -158,6 +159,13 @@ func (d *Direct) refresh(ctx context.Context, start string) error {
 	return nil
 }
 
+func (d *Direct) subscribed(topic string) bool {
+	if d.pattern != nil {
+		return d.pattern.MatchString(topic)
+	}
+	return slices.Contains(d.cfg.Topics, topic)
+}
+
 func (d *Direct) metadataTopics() []string {
 	if d.pattern != nil {
 		return nil // all topics
@@ -244,7 +252,14 @@ func (d *Direct) plan(ctx context.Context, limits engine.Limits) ([]offsetRange,
 			return nil, err
 		}
 	}
-	tps := d.pos.Sorted()
+	// Positions of topics no longer subscribed (the topics list or the
+	// pattern changed) are carried along untouched, never read.
+	var tps []engine.TopicPartition
+	for _, tp := range d.pos.Sorted() {
+		if d.subscribed(tp.Topic) {
+			tps = append(tps, tp)
+		}
+	}
 	first, last, err := d.listOffsets(ctx, tps)
 	if err != nil {
 		return nil, err

@@ -340,3 +340,36 @@ func TestDirectReadsOnlyCommittedTransactions(t *testing.T) {
 		t.Fatalf("position %d, want 18 (past the last marker)", p)
 	}
 }
+
+// A sink holding positions of a topic the pipeline no longer subscribes to
+// (its topics list changed) must not make the source read that topic; the
+// positions are carried along unchanged.
+func TestDirectDoesNotReadUnsubscribedTopics(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "old", "new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	produce(t, brokers, "old", 0, 10)
+	produce(t, brokers, "new", 10, 15)
+	src, _ := kafka.NewDirect(kafka.DirectConfig{Conn: kafka.Connection{Brokers: brokers},
+		Topics: []string{"new"}, Start: "earliest", Pipeline: "p", Logger: quiet})
+	ctx := context.Background()
+	old := engine.TopicPartition{Topic: "old", Partition: 0}
+	if err := src.Open(ctx, engine.Positions{old: 3}); err != nil {
+		t.Fatal(err)
+	}
+	recs, until, err := src.Next(ctx, engine.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.Topic != "new" {
+			t.Fatalf("read %s, which is not subscribed", r.Topic)
+		}
+	}
+	if len(recs) != 5 || until[old] != 3 {
+		t.Fatalf("%d records, old topic's position %d (want 5 and 3, carried unchanged)", len(recs), until[old])
+	}
+}
