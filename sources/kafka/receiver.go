@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 
@@ -54,11 +55,12 @@ type Receiver struct {
 	cfg ReceiverConfig
 	log *slog.Logger
 
-	reader *kafkago.Reader
-	client *kafkago.Client // for end offsets, to report lag
-	wal    *wal.WAL
-	cancel context.CancelFunc
-	done   chan struct{}
+	reader       *kafkago.Reader
+	client       *kafkago.Client // for end offsets, to report lag
+	refreshEvery time.Duration   // how often a pattern is re-resolved
+	wal          *wal.WAL
+	cancel       context.CancelFunc
+	done         chan struct{}
 
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced when readable grows or err is set
@@ -87,7 +89,7 @@ func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
 	if len(cfg.Topics) == 0 && cfg.Pattern == "" {
 		return nil, errors.New("kafka: list topics or give a pattern")
 	}
-	r := &Receiver{cfg: cfg, log: cfg.Logger}
+	r := &Receiver{cfg: cfg, log: cfg.Logger, refreshEvery: metadataRefresh}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -171,7 +173,7 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) 
 	})
 	loopCtx, cancel := context.WithCancel(context.Background())
 	r.cancel, r.done = cancel, make(chan struct{})
-	go r.loop(loopCtx, skip)
+	go r.loop(loopCtx, skip, topics)
 	return nil
 }
 
@@ -227,8 +229,17 @@ func (r *Receiver) catchUpGroup(ctx context.Context, logged engine.Positions) {
 }
 
 // loop reads the group continuously and cuts a block every BlockInterval.
-func (r *Receiver) loop(ctx context.Context, skip engine.Positions) {
+func (r *Receiver) loop(ctx context.Context, skip engine.Positions, topics []string) {
 	defer close(r.done)
+	// A pattern is re-resolved now and then; a group reader's topics are
+	// fixed, so a change restarts the receiver (the engine reopens it from
+	// the sink's position; nothing committed or logged is lost).
+	var refresh <-chan time.Time
+	if r.cfg.Pattern != "" {
+		t := time.NewTicker(r.refreshEvery)
+		defer t.Stop()
+		refresh = t.C
+	}
 	msgs := make(chan kafkago.Message, 1024)
 	fetchErr := make(chan error, 1)
 	go func() {
@@ -267,6 +278,21 @@ func (r *Receiver) loop(ctx context.Context, skip engine.Positions) {
 			return
 		case err := <-fetchErr:
 			r.fail(engine.Retryable(fmt.Errorf("kafka receiver: %w", err)))
+			return
+		case <-refresh:
+			now, err := r.topics(ctx)
+			if err != nil || slices.Equal(sortedCopy(now), sortedCopy(topics)) {
+				continue
+			}
+			if len(block) > 0 {
+				if err := r.store(ctx, block, skip); err != nil {
+					if ctx.Err() == nil {
+						r.fail(err)
+					}
+					return
+				}
+			}
+			r.fail(engine.Retryable(fmt.Errorf("the topics matching pattern %q changed from %v to %v; restarting the receiver to read them", r.cfg.Pattern, topics, now)))
 			return
 		case m, ok := <-in:
 			if !ok {
@@ -310,6 +336,12 @@ func (r *Receiver) loop(ctx context.Context, skip engine.Positions) {
 		clear(perPartition)
 		throttled = false
 	}
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
 }
 
 func (r *Receiver) full() bool {

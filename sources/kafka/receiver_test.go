@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/wal"
@@ -150,4 +151,39 @@ func TestReceiverReportsLagPerPartition(t *testing.T) {
 	if lag0+lag1 != 40 {
 		t.Fatalf("lag %v + %v, want 40 records not yet handed to the sink", lag0, lag1)
 	}
+}
+
+func TestReceiverPatternPicksUpNewTopics(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "logs-a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	produce(t, brokers, "logs-a", 0, 10)
+	src, err := kafka.NewReceiver(kafka.ReceiverConfig{
+		Conn: kafka.Connection{Brokers: brokers}, Pattern: "logs-.*", Start: "earliest",
+		Group: "pat", BlockInterval: 50 * time.Millisecond, WALDir: filepath.Join(t.TempDir(), "wal"),
+		Delivery: engine.ExactlyOnce, Pipeline: "p", Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kafka.SetPatternRefresh(src, 100*time.Millisecond)
+	out := t.TempDir()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// The topic appears while the pipeline runs; the receiver restarts
+		// itself to read it (the engine reopens it from the sink).
+		time.Sleep(time.Second)
+		if err := c.CreateTopic("logs-b", 1, nil); err != nil {
+			t.Error(err)
+			return
+		}
+		produce(t, brokers, "logs-b", 10, 20)
+	}()
+	runPipelineIdle(t, src, out, 100000, 0, 6*time.Second)
+	<-done
+	exactlyOnce(t, lines(t, out), 20)
 }
