@@ -104,18 +104,6 @@ func Build(ctx context.Context, spec *pipelines.Spec, opts Options) (_ *engine.P
 	return engine.New(cfg)
 }
 
-// UsesBuiltinBroker reports whether spec reads from or writes to the
-// embedded broker.
-func UsesBuiltinBroker(spec *pipelines.Spec) bool {
-	if k := spec.Source.Kafka; k != nil && slices.Contains(k.Brokers, Builtin) {
-		return true
-	}
-	if k := spec.Sink.Kafka; k != nil && slices.Contains(k.Brokers, Builtin) {
-		return true
-	}
-	return false
-}
-
 func brokers(list []string, opts Options) ([]string, error) {
 	if !slices.Contains(list, Builtin) {
 		return list, nil
