@@ -142,7 +142,7 @@ func (d *Direct) refresh(ctx context.Context, start string) error {
 		}
 	}
 	if len(fresh) > 0 {
-		first, last, err := d.listOffsets(ctx, fresh)
+		first, last, err := listOffsets(ctx, d.client, fresh)
 		if err != nil {
 			return err
 		}
@@ -171,11 +171,6 @@ func (d *Direct) metadataTopics() []string {
 		return nil // all topics
 	}
 	return d.cfg.Topics
-}
-
-// listOffsets returns the log start and end offsets of tps.
-func (d *Direct) listOffsets(ctx context.Context, tps []engine.TopicPartition) (first, last engine.Positions, err error) {
-	return listOffsets(ctx, d.client, tps)
 }
 
 // listOffsets returns the log start and end offsets of tps.
@@ -260,7 +255,7 @@ func (d *Direct) plan(ctx context.Context, limits engine.Limits) ([]offsetRange,
 			tps = append(tps, tp)
 		}
 	}
-	first, last, err := d.listOffsets(ctx, tps)
+	first, last, err := listOffsets(ctx, d.client, tps)
 	if err != nil {
 		return nil, err
 	}
@@ -411,12 +406,14 @@ func (d *Direct) Committed(ctx context.Context, until engine.Positions) error {
 	if d.cfg.Group == "" {
 		return nil
 	}
-	return commitToGroup(ctx, d.client, d.cfg.Group, -1, "", until)
+	return commitToGroup(ctx, d.client, d.cfg.Group, until)
 }
 
-// commitToGroup commits positions as the group's offsets.
-func commitToGroup(ctx context.Context, client *kafkago.Client, group string, generation int, member string, at engine.Positions) error {
-	req := &kafkago.OffsetCommitRequest{GroupID: group, GenerationID: generation, MemberID: member,
+// commitToGroup commits positions as the group's offsets from outside
+// group management (generation -1, no member), as Kafka allows while the
+// group has no members.
+func commitToGroup(ctx context.Context, client *kafkago.Client, group string, at engine.Positions) error {
+	req := &kafkago.OffsetCommitRequest{GroupID: group, GenerationID: -1,
 		Topics: map[string][]kafkago.OffsetCommit{}}
 	for tp, off := range at {
 		req.Topics[tp.Topic] = append(req.Topics[tp.Topic], kafkago.OffsetCommit{Partition: int(tp.Partition), Offset: off})
@@ -437,10 +434,16 @@ func commitToGroup(ctx context.Context, client *kafkago.Client, group string, ge
 
 // Close implements engine.Source.
 func (d *Direct) Close() error {
-	if d.client != nil {
-		if t, ok := d.client.Transport.(*kafkago.Transport); ok {
-			t.CloseIdleConnections()
-		}
-	}
+	closeIdle(d.client)
 	return nil
+}
+
+// closeIdle closes the idle connections a client's transport keeps.
+func closeIdle(client *kafkago.Client) {
+	if client == nil {
+		return
+	}
+	if t, ok := client.Transport.(*kafkago.Transport); ok {
+		t.CloseIdleConnections()
+	}
 }

@@ -223,7 +223,7 @@ func (r *Receiver) catchUpGroup(ctx context.Context, logged engine.Positions) {
 	for tp, off := range logged {
 		next[tp] = off + 1
 	}
-	if err := commitToGroup(ctx, r.client, r.cfg.Group, -1, "", next); err != nil {
+	if err := commitToGroup(ctx, r.client, r.cfg.Group, next); err != nil {
 		r.log.Debug("could not move the group past the write-ahead log; duplicates will be skipped", "err", err)
 	}
 }
@@ -510,12 +510,8 @@ func (r *Receiver) Committed(ctx context.Context, until engine.Positions) error 
 }
 
 func (r *Receiver) closeClient() {
-	if r.client != nil {
-		if t, ok := r.client.Transport.(*kafkago.Transport); ok {
-			t.CloseIdleConnections()
-		}
-		r.client = nil
-	}
+	closeIdle(r.client)
+	r.client = nil
 }
 
 // Close implements engine.Source: it stops reading and leaves the group.
