@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -31,18 +32,9 @@ func newKafkaClient(bootstrap string, opts ...kgo.Opt) (*kgo.Client, error) {
 	return cl, nil
 }
 
+// splitComma splits a comma-separated list, dropping empty items.
 func splitComma(s string) []string {
-	var out []string
-	start := 0
-	for i := 0; i <= len(s); i++ {
-		if i == len(s) || s[i] == ',' {
-			if i > start {
-				out = append(out, s[start:i])
-			}
-			start = i + 1
-		}
-	}
-	return out
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' })
 }
 
 // kafkaErr turns a response error code and message into an error, nil for 0.

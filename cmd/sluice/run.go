@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sync"
 	"time"
@@ -89,13 +88,12 @@ func (bb *builtinBroker) start() (string, error) {
 			bb.err = err
 			return
 		}
-		l, err := net.Listen("tcp", bb.listen)
+		l, err := b.Listen(bb.listen, nil)
 		if err != nil {
 			b.Close()
 			bb.err = fmt.Errorf("--broker-listen %s: %w (is another broker running there? then list its address under brokers instead of builtin)", bb.listen, err)
 			return
 		}
-		go b.Serve(l)
 		bb.b, bb.addr = b, l.Addr().String()
 		slog.Info("built-in broker listening", "addr", bb.addr, "data", bb.dir)
 	})
