@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/sinks/file/filetest"
 )
 
 // pipelineYAML is a generate → file pipeline writing into out/NAME.
@@ -121,24 +122,7 @@ func (td *testDaemon) info(name string) Info {
 // lines returns every value in the visible part files of out/name.
 func (td *testDaemon) lines(name string) []string {
 	td.t.Helper()
-	dir := filepath.Join(td.out, name)
-	entries, _ := os.ReadDir(dir)
-	var out []string
-	for _, e := range entries {
-		if e.IsDir() || strings.HasPrefix(e.Name(), ".") || strings.HasPrefix(e.Name(), "_") {
-			continue
-		}
-		f, err := os.Open(filepath.Join(dir, e.Name()))
-		if err != nil {
-			td.t.Fatal(err)
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			out = append(out, sc.Text())
-		}
-		f.Close()
-	}
-	return out
+	return filetest.Lines(td.t, filepath.Join(td.out, name))
 }
 
 func exactlyOnce(t *testing.T, lines []string, n int) {

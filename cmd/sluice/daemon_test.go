@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/sinks/file/filetest"
 )
 
 // TestDaemonSubprocess runs `sluice daemon` on a directory with a Kafka
@@ -56,9 +58,9 @@ sink:
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for len(visibleLines(t, out)) < 1000 {
+	for len(filetest.Lines(t, out)) < 1000 {
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d of 1000 records written", len(visibleLines(t, out)))
+			t.Fatalf("only %d of 1000 records written", len(filetest.Lines(t, out)))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -79,5 +81,5 @@ sink:
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("sluice daemon must exit 0 on SIGTERM: %v", err)
 	}
-	checkExactlyOnce(t, visibleLines(t, out), 1000, true)
+	checkExactlyOnce(t, filetest.Lines(t, out), 1000, true)
 }

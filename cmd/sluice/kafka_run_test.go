@@ -13,6 +13,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice/sinks/file/filetest"
 )
 
 // freeAddr returns a loopback address with a port free right now.
@@ -112,7 +114,7 @@ sink:
 	waitForOutput(t, out, 1)
 	proc.Signal(syscall.SIGKILL)
 	proc.Wait()
-	checkExactlyOnce(t, visibleLines(t, out), total, false)
+	checkExactlyOnce(t, filetest.Lines(t, out), total, false)
 
 	// Restart: the broker reopens its log; produce the second half.
 	cmd := sluice(t, "run", spec, "--data", filepath.Join(dir, "data"), "--broker-listen", addr, "--idle-exit", "5s")
@@ -136,5 +138,5 @@ sink:
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("second run: %v", err)
 	}
-	checkExactlyOnce(t, visibleLines(t, out), total, true)
+	checkExactlyOnce(t, filetest.Lines(t, out), total, true)
 }

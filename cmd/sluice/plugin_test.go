@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/plugins/builtin"
 	"github.com/sluicehq/sluice/plugins/host"
+	"github.com/sluicehq/sluice/sinks/file/filetest"
 )
 
 // TestBuiltinPluginsRunThroughMain runs each built-in the way a pipeline
@@ -128,5 +129,5 @@ sink:
 	if !strings.Contains(string(out), "restarting plugin") {
 		t.Errorf("no restart in the log:\n%s", out)
 	}
-	checkExactlyOnce(t, visibleLines(t, filepath.Join(dir, "out")), count, true)
+	checkExactlyOnce(t, filetest.Lines(t, filepath.Join(dir, "out")), count, true)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/sinks/file/filetest"
 )
 
 // TestMain lets tests run this binary's main as a real child process:
@@ -29,41 +30,6 @@ func sluice(t *testing.T, args ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "SLUICE_TEST_MAIN=1")
 	return cmd
-}
-
-// visibleLines reads every visible file (name not starting with . or _)
-// under dir and returns their lines.
-func visibleLines(t *testing.T, dir string) []string {
-	t.Helper()
-	var lines []string
-	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if path != dir && (strings.HasPrefix(d.Name(), ".") || strings.HasPrefix(d.Name(), "_")) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if d.IsDir() {
-			return nil
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			lines = append(lines, sc.Text())
-		}
-		return sc.Err()
-	})
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	return lines
 }
 
 // checkExactlyOnce asserts lines hold each of 0..n-1 at most once (and
@@ -112,7 +78,7 @@ sink:
 func waitForOutput(t *testing.T, dir string, min int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for len(visibleLines(t, dir)) < min {
+	for len(filetest.Lines(t, dir)) < min {
 		if time.Now().After(deadline) {
 			t.Fatalf("no output after 30s in %s", dir)
 		}
@@ -136,13 +102,13 @@ func TestRunSIGKILLThenResumeIsExactlyOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmd.Wait()
-		checkExactlyOnce(t, visibleLines(t, out), count, false)
+		checkExactlyOnce(t, filetest.Lines(t, out), count, false)
 	}
 	cmd := sluice(t, "run", spec, "--data", filepath.Join(dir, "data"), "--idle-exit", "500ms")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("final run: %v\n%s", err, b)
 	}
-	checkExactlyOnce(t, visibleLines(t, out), count, true)
+	checkExactlyOnce(t, filetest.Lines(t, out), count, true)
 }
 
 func TestRunSIGTERMExitsZeroAndResumes(t *testing.T) {
@@ -159,11 +125,11 @@ func TestRunSIGTERMExitsZeroAndResumes(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("SIGTERM must exit 0, got %v", err)
 	}
-	checkExactlyOnce(t, visibleLines(t, out), count, false)
+	checkExactlyOnce(t, filetest.Lines(t, out), count, false)
 	if b, err := sluice(t, "run", spec, "--data", filepath.Join(dir, "data"), "--idle-exit", "300ms").CombinedOutput(); err != nil {
 		t.Fatalf("resume: %v\n%s", err, b)
 	}
-	checkExactlyOnce(t, visibleLines(t, out), count, true)
+	checkExactlyOnce(t, filetest.Lines(t, out), count, true)
 }
 
 func TestRunExampleWritesEachValueOnce(t *testing.T) {
@@ -183,5 +149,5 @@ func TestRunExampleWritesEachValueOnce(t *testing.T) {
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%v\n%s", err, b)
 	}
-	checkExactlyOnce(t, visibleLines(t, filepath.Join(dir, "out")), 100000, true)
+	checkExactlyOnce(t, filetest.Lines(t, filepath.Join(dir, "out")), 100000, true)
 }

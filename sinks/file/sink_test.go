@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/engine"
@@ -45,27 +44,10 @@ func pos(off int64) engine.Positions { return engine.Positions{{Topic: "t"}: off
 // visible lists the output files a reader would take.
 func visible(t *testing.T, dir string) []string {
 	t.Helper()
-	var names []string
-	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if path != dir && (strings.HasPrefix(d.Name(), ".") || strings.HasPrefix(d.Name(), "_")) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !d.IsDir() {
-			rel, _ := filepath.Rel(dir, path)
-			names = append(names, rel)
-		}
-		return nil
-	})
+	names, err := Visible(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.Sort(names)
 	return names
 }
 

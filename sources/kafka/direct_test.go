@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sinks/file"
+	"github.com/sluicehq/sluice/sinks/file/filetest"
 	"github.com/sluicehq/sluice/sources/kafka"
 )
 
@@ -115,24 +114,6 @@ func (s stopSink) Commit(ctx context.Context, epoch uint64, until engine.Positio
 	return err
 }
 
-// lines returns every line of the visible files under dir.
-func lines(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") || strings.HasPrefix(e.Name(), "_") || e.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, strings.Fields(string(b))...)
-	}
-	return out
-}
-
 func exactlyOnce(t *testing.T, got []string, n int) {
 	t.Helper()
 	sort.Strings(got)
@@ -157,12 +138,12 @@ func TestDirectAgainstKfakeWithRestarts(t *testing.T) {
 	produce(t, brokers, "events", 0, 3000)
 	// Stop after two small batches, as a Ctrl-C would, then produce more.
 	runPipeline(t, directSource(t, brokers, "g"), out, 100, 2)
-	if n := len(lines(t, out)); n != 600 {
+	if n := len(filetest.Lines(t, out)); n != 600 {
 		t.Fatalf("after 2 batches of 3x100: %d records", n)
 	}
 	produce(t, brokers, "events", 3000, 5000)
 	runPipeline(t, directSource(t, brokers, "g"), out, 700, 0)
-	exactlyOnce(t, lines(t, out), 5000)
+	exactlyOnce(t, filetest.Lines(t, out), 5000)
 }
 
 func TestDirectStartLatestOnlyWhenNothingCommitted(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/wal"
+	"github.com/sluicehq/sluice/sinks/file/filetest"
 	"github.com/sluicehq/sluice/sources/kafka"
 )
 
@@ -33,14 +34,14 @@ func TestReceiverWithWALAgainstKfakeWithRestarts(t *testing.T) {
 	out, walDir := t.TempDir(), filepath.Join(t.TempDir(), "wal")
 	produce(t, brokers, "events", 0, 2000)
 	runPipeline(t, receiverSource(t, brokers, walDir), out, 100, 3)
-	got := len(lines(t, out))
+	got := len(filetest.Lines(t, out))
 	if got == 0 || got >= 2000 {
 		t.Fatalf("after a stop at epoch 3: %d records", got)
 	}
 	produce(t, brokers, "events", 2000, 4000)
 	// A new group member needs a join and a sync before its first fetch.
 	runPipelineIdle(t, receiverSource(t, brokers, walDir), out, 100000, 0, 3*time.Second)
-	exactlyOnce(t, lines(t, out), 4000)
+	exactlyOnce(t, filetest.Lines(t, out), 4000)
 	// The log is trimmed to what the sink has not committed.
 	w, err := wal.Open(walDir)
 	if err != nil {
@@ -71,7 +72,7 @@ func TestReceiverSkipsWhatTheLogAlreadyHolds(t *testing.T) {
 	}
 	w.Close()
 	runPipelineIdle(t, receiverSource(t, brokers, walDir), out, 100000, 0, 3*time.Second)
-	exactlyOnce(t, lines(t, out), 50)
+	exactlyOnce(t, filetest.Lines(t, out), 50)
 }
 
 func TestReceiverWithoutWALRefusesExactlyOnce(t *testing.T) {
@@ -185,5 +186,5 @@ func TestReceiverPatternPicksUpNewTopics(t *testing.T) {
 	}()
 	runPipelineIdle(t, src, out, 100000, 0, 6*time.Second)
 	<-done
-	exactlyOnce(t, lines(t, out), 20)
+	exactlyOnce(t, filetest.Lines(t, out), 20)
 }
