@@ -70,7 +70,7 @@ type Partition struct {
 	segs    []*segment // sorted by base; the last one takes appends
 	end     int64      // log end offset: the next offset to assign
 	closed  bool
-	waiters []chan struct{}
+	waiters []waiter
 	// producers is the idempotent producer state; see producers.go.
 	producers *producerStates
 
@@ -80,6 +80,13 @@ type Partition struct {
 	syncCond *sync.Cond
 	flushed  int64
 	syncing  bool
+}
+
+// waiter is a long-poll waiting for the log (stable: its last stable
+// offset) to move.
+type waiter struct {
+	ch     chan struct{}
+	stable bool
 }
 
 // OpenPartition opens or creates the log in dir. clean says the previous
@@ -153,9 +160,17 @@ func (p *Partition) openSegment(base int64, active, clean bool, next int64) (*se
 	// by Close, so after a clean shutdown they spare reading the segment.
 	if (!active || clean) && seg.loadIndexFiles(fi.Size(), next, p.cfg.IndexIntervalBytes) {
 		if !active {
+			if err := seg.loadTxnIndex(); err != nil {
+				f.Close()
+				return nil, err
+			}
 			return seg, nil
 		}
 	} else if err := p.recoverSegment(seg, fi.Size(), active, clean, next); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := seg.loadTxnIndex(); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -323,25 +338,53 @@ func (p *Partition) AppendBatches(b []byte, now time.Time) (AppendResult, error)
 			return AppendResult{Base: dup.firstOffset, Next: dup.nextOffset(), Duplicate: true}, nil
 		}
 	}
-	var err error
+	seg, err := p.activeFor(int64(len(b)), now)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	oldLSO := p.lso()
+	base := p.end
+	off := base
+	for i := range hs {
+		hs[i].baseOffset = off
+		off = hs[i].nextOffset()
+	}
+	if err := p.write(seg, b, hs); err != nil {
+		return AppendResult{}, err
+	}
+	if idem {
+		p.producers.add(hs[0], now.UnixMilli())
+	}
+	p.notify(p.lso() != oldLSO)
+	return AppendResult{Base: base, Next: p.end}, nil
+}
+
+// activeFor returns the segment an append of n bytes goes to, rolling
+// first if the active one is full or old. The caller holds p.mu.
+func (p *Partition) activeFor(n int64, now time.Time) (*segment, error) {
 	seg := p.segs[len(p.segs)-1]
-	if seg.size > 0 && (seg.size+int64(len(b)) > p.cfg.SegmentBytes || now.Sub(seg.created) >= p.cfg.SegmentAge) {
+	if seg.size > 0 && (seg.size+n > p.cfg.SegmentBytes || now.Sub(seg.created) >= p.cfg.SegmentAge) {
+		var err error
 		if seg, err = p.roll(now); err != nil {
-			return AppendResult{}, err
+			return nil, err
 		}
 	}
 	if seg.size == 0 {
 		seg.created = now
 	}
-	base := p.end
+	return seg, nil
+}
+
+// write patches the batches of b (whose headers hs carry their assigned
+// base offsets) and writes them at the log end of seg, the active segment.
+// On failure nothing is written. The caller holds p.mu.
+func (p *Partition) write(seg *segment, b []byte, hs []header) error {
 	oldIndex, oldSince, oldMax, oldNext := len(seg.index), seg.sinceIndex, seg.maxTs, seg.next
-	pos, off := seg.size, p.end
-	for i := range hs {
-		patchBatch(b[pos-seg.size:], off)
-		hs[i].baseOffset = off
-		seg.maybeIndex(hs[i], pos, p.cfg.IndexIntervalBytes)
-		pos += hs[i].size()
-		off = hs[i].nextOffset()
+	pos := seg.size
+	for _, h := range hs {
+		patchBatch(b[pos-seg.size:], h.baseOffset)
+		seg.maybeIndex(h, pos, p.cfg.IndexIntervalBytes)
+		pos += h.size()
 	}
 	if _, werr := seg.f.Write(b); werr != nil {
 		// Put the file back where it was so the log stays a sequence of
@@ -350,21 +393,29 @@ func (p *Partition) AppendBatches(b []byte, now time.Time) (AppendResult, error)
 		if terr := seg.f.Truncate(seg.size); terr == nil {
 			seg.f.Seek(seg.size, io.SeekStart)
 		}
-		return AppendResult{}, fmt.Errorf("write partition log %s: %w", p.dir, werr)
+		return fmt.Errorf("write partition log %s: %w", p.dir, werr)
 	}
 	seg.size = pos
-	p.end = off
-	if idem {
-		p.producers.add(hs[0], now.UnixMilli())
-	}
+	p.end = hs[len(hs)-1].nextOffset()
+	return nil
+}
+
+// notify wakes the long-polls waiting for the log to grow, and those
+// waiting for the last stable offset when it moved. The caller holds p.mu.
+func (p *Partition) notify(lsoMoved bool) {
+	kept := p.waiters[:0]
 	for _, w := range p.waiters {
+		if w.stable && !lsoMoved {
+			kept = append(kept, w)
+			continue
+		}
 		select {
-		case w <- struct{}{}:
+		case w.ch <- struct{}{}:
 		default:
 		}
 	}
-	p.waiters = p.waiters[:0]
-	return AppendResult{Base: base, Next: off}, nil
+	clear(p.waiters[len(kept):])
+	p.waiters = kept
 }
 
 // roll seals the active segment (fsync, index files) and starts a new one at
@@ -376,6 +427,9 @@ func (p *Partition) roll(now time.Time) (*segment, error) {
 	}
 	if err := old.writeIndexFiles(); err != nil {
 		return nil, fmt.Errorf("write segment index: %w", err)
+	}
+	if err := old.writeTxnIndex(); err != nil {
+		return nil, err
 	}
 	// The log is durable up to p.end, so the snapshot may describe it. A
 	// failed snapshot costs only a longer replay at the next open.
@@ -459,6 +513,13 @@ func (s Section) Release() {
 // consumer is never stuck behind a batch larger than its limit). At the log
 // end it returns an empty section.
 func (p *Partition) Read(offset int64, maxBytes int64) (Section, error) {
+	return p.ReadUpTo(offset, maxBytes, -1)
+}
+
+// ReadUpTo is Read that also stops before the first batch starting at or
+// after upto (a read_committed consumer's last stable offset); -1 means the
+// log end.
+func (p *Partition) ReadUpTo(offset, maxBytes, upto int64) (Section, error) {
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()
@@ -468,7 +529,10 @@ func (p *Partition) Read(offset int64, maxBytes int64) (Section, error) {
 		p.mu.RUnlock()
 		return Section{}, ErrOffsetOutOfRange
 	}
-	if offset == p.end {
+	if upto < 0 || upto > p.end {
+		upto = p.end
+	}
+	if offset >= upto {
 		p.mu.RUnlock()
 		return Section{}, nil
 	}
@@ -477,11 +541,14 @@ func (p *Partition) Read(offset int64, maxBytes int64) (Section, error) {
 		i++
 	}
 	seg := p.segs[i]
-	size, index := seg.size, seg.index
+	size, index, next := seg.size, seg.index, seg.next
 	seg.acquire()
 	p.mu.RUnlock()
 
-	sec, err := seg.read(offset, maxBytes, size, index)
+	if upto >= next {
+		upto = -1 // the whole segment is below it
+	}
+	sec, err := seg.read(offset, maxBytes, size, index, upto)
 	if err != nil || sec.Len == 0 {
 		seg.release()
 		return Section{}, err
@@ -499,8 +566,9 @@ func (s *segment) readHeader(pos int64) (header, error) {
 }
 
 // read finds offset in the segment using a snapshot (size, index) taken
-// under the partition lock.
-func (s *segment) read(offset, maxBytes, size int64, index []indexEntry) (Section, error) {
+// under the partition lock, stopping before the batch at upto unless it is
+// -1.
+func (s *segment) read(offset, maxBytes, size int64, index []indexEntry, upto int64) (Section, error) {
 	rel := offset - s.base
 	j := sort.Search(len(index), func(j int) bool { return int64(index[j].rel) > rel }) - 1
 	pos := int64(0)
@@ -522,6 +590,9 @@ func (s *segment) read(offset, maxBytes, size int64, index []indexEntry) (Sectio
 		}
 		pos += h.size()
 	}
+	if upto >= 0 && first.baseOffset >= upto {
+		return Section{}, nil
+	}
 	start, end := pos, pos+first.size()
 	limit := start + maxBytes
 	if size <= limit {
@@ -542,6 +613,20 @@ func (s *segment) read(offset, maxBytes, size int64, index []indexEntry) (Sectio
 				break
 			}
 			end += h.size()
+		}
+	}
+	if upto >= 0 {
+		// Walk the chosen range for the first batch at or past upto.
+		for pos := start + first.size(); pos < end; {
+			h, err := s.readHeader(pos)
+			if err != nil {
+				return Section{}, err
+			}
+			if h.baseOffset >= upto {
+				end = pos
+				break
+			}
+			pos += h.size()
 		}
 	}
 	return Section{File: s.f, Pos: start, Len: end - start}, nil
@@ -632,7 +717,20 @@ func (p *Partition) Wait(offset int64, ch chan struct{}) bool {
 	if p.end > offset || p.closed {
 		return false
 	}
-	p.waiters = append(p.waiters, ch)
+	p.waiters = append(p.waiters, waiter{ch: ch})
+	return true
+}
+
+// WaitStable is Wait for the last stable offset: ch is signalled when it
+// moves past offset (a transaction is decided, or records are written
+// while none is open).
+func (p *Partition) WaitStable(offset int64, ch chan struct{}) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lso() > offset || p.closed {
+		return false
+	}
+	p.waiters = append(p.waiters, waiter{ch: ch, stable: true})
 	return true
 }
 
@@ -641,7 +739,7 @@ func (p *Partition) Unwait(ch chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, w := range p.waiters {
-		if w == ch {
+		if w.ch == ch {
 			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
 			return
 		}
@@ -678,7 +776,7 @@ func (p *Partition) EnforceRetention(now time.Time) (int, error) {
 
 	var errs []error
 	for _, s := range dead {
-		for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
+		for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix, txnIndexSuffix} {
 			if err := os.Remove(segmentName(p.dir, s.base, suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
 			}
@@ -703,18 +801,16 @@ func (p *Partition) Close() error {
 		return nil
 	}
 	p.closed = true
-	for _, w := range p.waiters {
-		select {
-		case w <- struct{}{}:
-		default:
-		}
-	}
+	p.notify(true)
 	p.waiters = nil
 	active := p.segs[len(p.segs)-1]
 	err := active.f.Sync()
 	if err == nil && len(active.index) > 0 {
 		// Lets the next clean open skip reading the active segment.
 		err = active.writeIndexFiles()
+	}
+	if err == nil {
+		err = active.writeTxnIndex()
 	}
 	if err == nil {
 		// Lets the next open skip rebuilding producer state from the log.

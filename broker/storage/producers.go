@@ -98,8 +98,11 @@ func (b producerBatch) nextOffset() int64 { return b.firstOffset + int64(b.lastO
 // producerEntry is one producer id's state on one partition.
 type producerEntry struct {
 	epoch    int16
-	batches  []producerBatch // oldest first, at most ProducerBatchesRetained
+	batches  []producerBatch // oldest first, at most ProducerBatchesRetained; empty after a marker bumped the epoch
 	lastSeen int64           // broker time of the last append, Unix ms
+	// txnFirst is the offset of the producer's first batch in its open
+	// transaction on this partition, -1 when none is open.
+	txnFirst int64
 }
 
 func (e *producerEntry) lastSeq() int32 { return e.batches[len(e.batches)-1].lastSeq }
@@ -117,10 +120,25 @@ func (e *producerEntry) find(firstSeq, lastSeq int32) (producerBatch, bool) {
 // the partition's mutex; it does no I/O, so tests drive it directly.
 type producerStates struct {
 	m map[int64]*producerEntry
+	// ongoing maps each producer with an open transaction on this
+	// partition to the transaction's first offset; the smallest is the
+	// first unstable offset.
+	ongoing map[int64]int64
 }
 
 func newProducerStates() *producerStates {
-	return &producerStates{m: map[int64]*producerEntry{}}
+	return &producerStates{m: map[int64]*producerEntry{}, ongoing: map[int64]int64{}}
+}
+
+// firstUnstable is the first offset of the oldest open transaction, or -1.
+func (s *producerStates) firstUnstable() int64 {
+	first := int64(-1)
+	for _, off := range s.ongoing {
+		if first < 0 || off < first {
+			first = off
+		}
+	}
+	return first
 }
 
 // lastSequence is the sequence of a batch's last record. Sequences wrap from
@@ -145,14 +163,20 @@ func inSequence(last, next int32) bool { return next == nextSequence(last) }
 // idempotent says the batch comes from an idempotent producer.
 func (h header) idempotent() bool { return h.producerID >= 0 }
 
-// checkClientBatch refuses what a client may not write here, whatever its
-// producer: the built-in broker has no transactions yet.
+// transactional says the batch belongs to a transaction.
+func (h header) transactional() bool { return h.attributes&attrTransactional != 0 }
+
+// control says the batch is a transaction marker.
+func (h header) control() bool { return h.attributes&attrControl != 0 }
+
+// checkClientBatch refuses what a client may not write, whatever its
+// producer.
 func checkClientBatch(h header) error {
 	switch {
-	case h.attributes&attrControl != 0:
+	case h.control():
 		return fmt.Errorf("%w: control batches are written by the broker, not by clients", ErrInvalidRecord)
-	case h.attributes&attrTransactional != 0:
-		return fmt.Errorf("%w: transactional batch; the built-in broker does not support transactions yet: produce without a transactional id, or use an external Kafka cluster", ErrInvalidRecord)
+	case h.transactional() && !h.idempotent():
+		return fmt.Errorf("%w: a transactional batch needs a producer id from InitProducerId", ErrInvalidRecord)
 	case h.idempotent() && (h.producerEpoch < 0 || h.baseSequence < 0):
 		return fmt.Errorf("%w: producer id %d with epoch %d and sequence %d; an idempotent batch needs both non-negative", ErrInvalidRecord, h.producerID, h.producerEpoch, h.baseSequence)
 	}
@@ -182,6 +206,11 @@ func (s *producerStates) check(h header) (dup producerBatch, isDup bool, err err
 	if b, ok := e.find(h.baseSequence, last); ok {
 		return b, true, nil
 	}
+	if len(e.batches) == 0 {
+		// Only a marker is known of this epoch here: like an unknown id,
+		// any sequence starts it.
+		return producerBatch{}, false, nil
+	}
 	if !inSequence(e.lastSeq(), h.baseSequence) {
 		return producerBatch{}, false, fmt.Errorf("%w: producer %d epoch %d sent sequence %d, expected %d (records lost in between, or a retry older than the last %d batches)",
 			ErrOutOfOrderSequence, h.producerID, h.producerEpoch, h.baseSequence, nextSequence(e.lastSeq()), ProducerBatchesRetained)
@@ -195,8 +224,12 @@ func (s *producerStates) check(h header) (dup producerBatch, isDup bool, err err
 func (s *producerStates) add(h header, nowMs int64) {
 	e := s.m[h.producerID]
 	if e == nil {
-		e = &producerEntry{epoch: h.producerEpoch}
+		e = &producerEntry{epoch: h.producerEpoch, txnFirst: -1}
 		s.m[h.producerID] = e
+	}
+	if h.transactional() && e.txnFirst < 0 {
+		e.txnFirst = h.baseOffset
+		s.ongoing[h.producerID] = h.baseOffset
 	}
 	if h.producerEpoch != e.epoch {
 		e.epoch, e.batches = h.producerEpoch, e.batches[:0]
@@ -213,12 +246,33 @@ func (s *producerStates) add(h header, nowMs int64) {
 	e.lastSeen = max(e.lastSeen, nowMs)
 }
 
+// marker records a transaction marker of producer id at epoch: it ends
+// the producer's open transaction here (returning its first offset, or -1)
+// and, under a newer epoch, fences the older one on this partition.
+func (s *producerStates) marker(id int64, epoch int16, nowMs int64) int64 {
+	e := s.m[id]
+	if e == nil {
+		e = &producerEntry{epoch: epoch, txnFirst: -1}
+		s.m[id] = e
+	}
+	if epoch > e.epoch {
+		e.epoch, e.batches = epoch, e.batches[:0]
+	}
+	first := e.txnFirst
+	e.txnFirst = -1
+	delete(s.ongoing, id)
+	e.lastSeen = max(e.lastSeen, nowMs)
+	return first
+}
+
 // expire forgets producers not seen since before cutoff (Unix ms) and
-// returns how many.
+// returns how many. A producer with an open transaction is kept: its
+// first offset holds the last stable offset back until the coordinator
+// ends it.
 func (s *producerStates) expire(cutoffMs int64) int {
 	n := 0
 	for id, e := range s.m {
-		if e.lastSeen < cutoffMs {
+		if e.lastSeen < cutoffMs && e.txnFirst < 0 {
 			delete(s.m, id)
 			n++
 		}
@@ -237,14 +291,17 @@ func (s *producerStates) maxID() int64 {
 // Snapshot file layout, big endian:
 //
 //	magic "SLPS", version u8, count u32,
-//	count × { producer id i64, epoch i16, last seen i64, n u8,
+//	count × { producer id i64, epoch i16, last seen i64, open txn first offset i64 (v2), n u8,
 //	          n × { first seq i32, last seq i32, first offset i64, last offset delta i32 } },
 //	CRC-32C (Castagnoli) of everything before it, u32.
+//
+// Version 1 (before transactions) has no open-transaction offset and at
+// least one batch per producer; it is still read.
 const (
 	snapshotMagic   = "SLPS"
-	snapshotVersion = 1
+	snapshotVersion = 2
 	snapshotHdrLen  = 4 + 1 + 4
-	snapshotEntLen  = 8 + 2 + 8 + 1
+	snapshotEntLen  = 8 + 2 + 8 + 8 + 1
 	snapshotBatLen  = 4 + 4 + 8 + 4
 )
 
@@ -263,6 +320,7 @@ func (s *producerStates) encode() []byte {
 		b = binary.BigEndian.AppendUint64(b, uint64(id))
 		b = binary.BigEndian.AppendUint16(b, uint16(e.epoch))
 		b = binary.BigEndian.AppendUint64(b, uint64(e.lastSeen))
+		b = binary.BigEndian.AppendUint64(b, uint64(e.txnFirst))
 		b = append(b, byte(len(e.batches)))
 		for _, bt := range e.batches {
 			b = binary.BigEndian.AppendUint32(b, uint32(bt.firstSeq))
@@ -284,24 +342,34 @@ func decodeProducerSnapshot(b []byte, upto int64) (*producerStates, error) {
 	if crc32.Checksum(body, castagnoli) != sum {
 		return nil, errors.New("producer snapshot checksum mismatch")
 	}
-	if string(body[:4]) != snapshotMagic || body[4] != snapshotVersion {
-		return nil, fmt.Errorf("not a version %d producer snapshot", snapshotVersion)
+	version := body[4]
+	if string(body[:4]) != snapshotMagic || version < 1 || version > snapshotVersion {
+		return nil, fmt.Errorf("not a version 1 to %d producer snapshot", snapshotVersion)
+	}
+	entLen := snapshotEntLen
+	if version == 1 {
+		entLen -= 8
 	}
 	n := binary.BigEndian.Uint32(body[5:])
 	rest := body[snapshotHdrLen:]
 	s := newProducerStates()
 	for range n {
-		if len(rest) < snapshotEntLen {
+		if len(rest) < entLen {
 			return nil, errors.New("producer snapshot ends inside an entry")
 		}
 		id := int64(binary.BigEndian.Uint64(rest))
 		e := &producerEntry{
 			epoch:    int16(binary.BigEndian.Uint16(rest[8:])),
 			lastSeen: int64(binary.BigEndian.Uint64(rest[10:])),
+			txnFirst: -1,
 		}
-		nb := int(rest[18])
-		rest = rest[snapshotEntLen:]
-		if id < 0 || e.epoch < 0 || nb == 0 || nb > ProducerBatchesRetained || len(rest) < nb*snapshotBatLen {
+		if version >= 2 {
+			e.txnFirst = int64(binary.BigEndian.Uint64(rest[18:]))
+		}
+		nb := int(rest[entLen-1])
+		rest = rest[entLen:]
+		if id < 0 || e.epoch < 0 || (nb == 0 && version == 1) || nb > ProducerBatchesRetained || len(rest) < nb*snapshotBatLen ||
+			e.txnFirst < -1 || e.txnFirst >= upto {
 			return nil, fmt.Errorf("producer snapshot entry for id %d is invalid", id)
 		}
 		if _, ok := s.m[id]; ok {
@@ -322,6 +390,9 @@ func decodeProducerSnapshot(b []byte, upto int64) (*producerStates, error) {
 			e.batches = append(e.batches, bt)
 		}
 		s.m[id] = e
+		if e.txnFirst >= 0 {
+			s.ongoing[id] = e.txnFirst
+		}
 	}
 	if len(rest) != 0 {
 		return nil, errors.New("producer snapshot has trailing bytes")
@@ -378,7 +449,10 @@ func (p *Partition) writeProducerSnapshot() error {
 
 // loadProducers rebuilds the producer state at open, after recovery has
 // fixed the log end: from the newest usable snapshot, then the batch headers
-// after it.
+// after it. The same replay rebuilds the aborted-transaction entries of
+// every segment it reads (after an unclean stop the active segment's are
+// not on disk), so the snapshot used must not be past a segment whose
+// transaction index could not be read.
 func (p *Partition) loadProducers(now time.Time) error {
 	offs, err := listSnapshots(p.dir)
 	if err != nil {
@@ -386,6 +460,13 @@ func (p *Partition) loadProducers(now time.Time) error {
 	}
 	start := p.segs[0].base
 	from := start
+	limit := p.end
+	for _, seg := range p.segs {
+		if seg.txnIndexBad {
+			limit = min(limit, seg.base)
+			break
+		}
+	}
 	p.producers = newProducerStates()
 	removed := false
 	for i := len(offs) - 1; i >= 0; i-- {
@@ -399,6 +480,9 @@ func (p *Partition) loadProducers(now time.Time) error {
 				return fmt.Errorf("remove stale producer snapshot: %w", err)
 			}
 			removed = true
+			continue
+		}
+		if off > limit {
 			continue
 		}
 		if off < start {
@@ -430,13 +514,23 @@ func (p *Partition) loadProducers(now time.Time) error {
 	return nil
 }
 
-// replayProducers adds the idempotent batches from offset from to the log
-// end to the state, reading batch headers only.
+// replayProducers adds the idempotent batches and transaction markers from
+// offset from to the log end to the state, reading batch headers (and the
+// one record of each marker). The aborted-transaction entries at or after
+// from are rebuilt on the way, and the index files of the sealed segments
+// concerned rewritten.
 func (p *Partition) replayProducers(from, nowMs int64) error {
-	for _, seg := range p.segs {
+	for i, seg := range p.segs {
 		if seg.next <= from || seg.size == 0 {
 			continue
 		}
+		kept := seg.aborted[:0]
+		for _, a := range seg.aborted {
+			if a.LastOffset < from {
+				kept = append(kept, a)
+			}
+		}
+		seg.aborted = kept
 		pos := int64(0)
 		for _, e := range seg.index {
 			if seg.base+int64(e.rel) > from {
@@ -449,10 +543,23 @@ func (p *Partition) replayProducers(from, nowMs int64) error {
 			if err != nil {
 				return err
 			}
-			if h.baseOffset >= from && h.idempotent() {
+			switch {
+			case h.baseOffset < from || !h.idempotent():
+			case h.control():
+				commit, err := seg.readMarker(pos, h)
+				if err != nil {
+					return err
+				}
+				p.applyMarker(seg, h.producerID, h.producerEpoch, commit, h.baseOffset, nowMs)
+			default:
 				p.producers.add(h, nowMs)
 			}
 			pos += h.size()
+		}
+		if i < len(p.segs)-1 {
+			if err := seg.writeTxnIndex(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

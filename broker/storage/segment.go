@@ -46,6 +46,12 @@ type segment struct {
 	maxTs      int64 // largest batch max timestamp, -1 if empty
 	created    time.Time
 	refs       atomic.Int32 // the partition's reference plus one per open Section
+	// aborted are the transactions aborted by a marker in this segment,
+	// in offset order (see txns.go).
+	aborted []AbortedTxn
+	// txnIndexBad says the .txnindex file could not be read; the open
+	// rebuilds it from the log.
+	txnIndexBad bool
 }
 
 func segmentName(dir string, base int64, suffix string) string {
