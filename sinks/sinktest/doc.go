@@ -11,4 +11,9 @@
 // and positions; epochs without records; pipelines sharing a destination are
 // isolated; the sink does not keep the caller's record slices; and, for sinks
 // that implement engine.DeadLetterSink, dead letters commit with their epoch.
+//
+// Two kinds of fencing pass it: by contiguity (whoever commits epoch e
+// first wins; file, postgres) and by opening (the newest Open wins, as a
+// Kafka transactional id does). The suite only opens writers in orders
+// where both agree: a writer opened later commits, an older one is fenced.
 package sinktest

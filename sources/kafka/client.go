@@ -1,11 +1,8 @@
 package kafka
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -13,6 +10,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
 
+	"github.com/sluicehq/sluice/internal/tlsconfig"
 	"github.com/sluicehq/sluice/pipelines"
 )
 
@@ -40,7 +38,7 @@ func (conn Connection) transport(clientID string) (*kafkago.Transport, error) {
 	t := &kafkago.Transport{ClientID: clientID, DialTimeout: dialTimeout, MetadataTTL: metadataTTL}
 	var err error
 	if conn.TLS != nil {
-		if t.TLS, err = tlsConfig(*conn.TLS); err != nil {
+		if t.TLS, err = tlsconfig.Load(*conn.TLS); err != nil {
 			return nil, err
 		}
 	}
@@ -58,32 +56,6 @@ func (conn Connection) client(clientID string) (*kafkago.Client, error) {
 		return nil, err
 	}
 	return &kafkago.Client{Addr: kafkago.TCP(conn.Brokers...), Transport: t}, nil
-}
-
-func tlsConfig(c pipelines.TLS) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.SkipVerify}
-	if c.CA != "" {
-		pem, err := os.ReadFile(c.CA)
-		if err != nil {
-			return nil, fmt.Errorf("kafka tls.ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("kafka tls.ca %s: no PEM certificates in it", c.CA)
-		}
-		cfg.RootCAs = pool
-	}
-	if (c.Cert == "") != (c.Key == "") {
-		return nil, errors.New("kafka tls: give both cert and key for a client certificate, or neither")
-	}
-	if c.Cert != "" {
-		pair, err := tls.LoadX509KeyPair(c.Cert, c.Key)
-		if err != nil {
-			return nil, fmt.Errorf("kafka tls.cert/tls.key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{pair}
-	}
-	return cfg, nil
 }
 
 func saslMechanism(c pipelines.SASL) (sasl.Mechanism, error) {

@@ -13,6 +13,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/tlsconfig"
 	"github.com/sluicehq/sluice/internal/wal"
 )
 
@@ -140,7 +141,7 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) 
 	}
 	dialer := &kafkago.Dialer{Timeout: dialTimeout, DualStack: true, ClientID: "sluice-" + r.cfg.Pipeline}
 	if r.cfg.Conn.TLS != nil {
-		if dialer.TLS, err = tlsConfig(*r.cfg.Conn.TLS); err != nil {
+		if dialer.TLS, err = tlsconfig.Load(*r.cfg.Conn.TLS); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,178 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/sluicehq/sluice/internal/tlsconfig"
+	"github.com/sluicehq/sluice/pipelines"
+)
+
+const (
+	// checkpointTopicPrefix names a pipeline's checkpoint topic when the
+	// spec does not: one topic per pipeline keeps Open's read short.
+	checkpointTopicPrefix = "_sluice-checkpoint."
+	// transactionalIDPrefix names a pipeline's transactional id when the
+	// spec does not.
+	transactionalIDPrefix = "sluice."
+	// dialTimeout bounds connecting (TCP, TLS and SASL) to a broker.
+	dialTimeout = 10 * time.Second
+)
+
+// Config is the sink's settings: the spec's kafka block with the brokers
+// resolved (builtin replaced by an address).
+type Config struct {
+	Brokers []string
+	Topic   string
+	// CheckpointTopic holds one checkpoint record per committed epoch,
+	// keyed by pipeline; default _sluice-checkpoint.<pipeline>.
+	CheckpointTopic string
+	// TransactionalID fences other instances; default sluice.<pipeline>.
+	TransactionalID string
+	// Compression is none, gzip, snappy, lz4 or zstd; default none.
+	Compression string
+	// DeadLetterTopic receives rejected records in the same transaction.
+	DeadLetterTopic string
+	TLS             *pipelines.TLS
+	SASL            *pipelines.SASL
+	Logger          *slog.Logger
+}
+
+func (c Config) check() error {
+	if len(c.Brokers) == 0 {
+		return errors.New("kafka sink: no brokers; list host:port addresses under brokers")
+	}
+	for _, b := range c.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return fmt.Errorf("kafka sink: broker %q: %v; write host:port", b, err)
+		}
+	}
+	if c.Topic == "" {
+		return errors.New("kafka sink: topic is empty; write topic: NAME")
+	}
+	if _, ok := codecs[c.Compression]; !ok {
+		return fmt.Errorf("kafka sink: compression %q: use none, gzip, snappy, lz4 or zstd", c.Compression)
+	}
+	return nil
+}
+
+var codecs = map[string]kgo.CompressionCodec{
+	"": kgo.NoCompression(), "none": kgo.NoCompression(), "gzip": kgo.GzipCompression(),
+	"snappy": kgo.SnappyCompression(), "lz4": kgo.Lz4Compression(), "zstd": kgo.ZstdCompression(),
+}
+
+func (c Config) codec() kgo.CompressionCodec { return codecs[c.Compression] }
+
+func (c Config) checkpointTopic(pipeline string) string {
+	if c.CheckpointTopic != "" {
+		return c.CheckpointTopic
+	}
+	return checkpointTopicPrefix + pipeline
+}
+
+func (c Config) transactionalID(pipeline string) string {
+	if c.TransactionalID != "" {
+		return c.TransactionalID
+	}
+	return transactionalIDPrefix + pipeline
+}
+
+// clientOptions are the connection options every client of the sink uses.
+func (c Config) clientOptions(clientID string) ([]kgo.Opt, error) {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID(clientID),
+		kgo.DialTimeout(dialTimeout),
+		kgo.WithLogger(kgoLogger{c.Logger}),
+	}
+	if c.TLS != nil {
+		cfg, err := tlsconfig.Load(*c.TLS)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.DialTLSConfig(cfg))
+	}
+	if s := c.SASL; s != nil {
+		switch s.Mechanism {
+		case "plain":
+			opts = append(opts, kgo.SASL(plain.Auth{User: s.Username, Pass: s.Password}.AsMechanism()))
+		case "scram-sha-256":
+			opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: s.Password}.AsSha256Mechanism()))
+		case "scram-sha-512":
+			opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: s.Password}.AsSha512Mechanism()))
+		default:
+			return nil, fmt.Errorf("kafka sasl.mechanism %q: use plain, scram-sha-256 or scram-sha-512", s.Mechanism)
+		}
+	}
+	return opts, nil
+}
+
+// ensureTopics creates the output, dead-letter and checkpoint topics when
+// they are missing. Output topics get the cluster's default partition
+// count; the checkpoint topic one partition, kept forever (compacted where
+// the cluster can).
+func (c Config) ensureTopics(ctx context.Context, cl *kgo.Client, pipeline string, log *slog.Logger) error {
+	adm := kadm.NewClient(cl)
+	want := []string{c.Topic, c.checkpointTopic(pipeline)}
+	if c.DeadLetterTopic != "" {
+		want = append(want, c.DeadLetterTopic)
+	}
+	listed, err := adm.ListTopics(ctx, want...)
+	if err != nil {
+		return fmt.Errorf("kafka sink: list topics: %w", classify(err))
+	}
+	for _, topic := range want {
+		if d, ok := listed[topic]; ok && d.Err == nil {
+			continue
+		}
+		var configs map[string]*string
+		partitions := int32(-1)
+		if topic == c.checkpointTopic(pipeline) {
+			partitions = 1
+			configs = map[string]*string{"cleanup.policy": ptr("compact"), "retention.ms": ptr("-1")}
+		}
+		_, err := adm.CreateTopic(ctx, partitions, -1, configs, topic)
+		if errors.Is(err, kerr.InvalidConfig) && configs != nil {
+			// The built-in broker has no compaction: keep every record.
+			_, err = adm.CreateTopic(ctx, partitions, -1, map[string]*string{"retention.ms": ptr("-1")}, topic)
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("kafka sink: create topic %s: %w; create it yourself (sluice topic create %s) or allow this client to", topic, classify(err), topic)
+		}
+		if err == nil {
+			log.Info("kafka sink: created topic", "topic", topic, "pipeline", pipeline)
+		}
+	}
+	return nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// kgoLogger forwards franz-go's warnings and errors to slog; its info and
+// debug lines are too chatty for a pipeline's log.
+type kgoLogger struct{ log *slog.Logger }
+
+func (l kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	log := l.log
+	if log == nil {
+		log = slog.Default()
+	}
+	lv := slog.LevelWarn
+	if level == kgo.LogLevelError {
+		lv = slog.LevelError
+	}
+	log.Log(context.Background(), lv, "kafka sink: "+msg, slices.Clone(keyvals)...)
+}

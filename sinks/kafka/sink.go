@@ -1,0 +1,334 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/sinks"
+)
+
+const (
+	// transactionTimeout is how long the broker lets one epoch's
+	// transaction stay open before aborting it and fencing this producer;
+	// it bounds how long a crashed instance holds back read_committed
+	// readers of the output topic. A batch taking longer fails and is
+	// redone.
+	transactionTimeout = time.Minute
+	// closeTimeout bounds the abort Close sends for an open transaction.
+	closeTimeout = 10 * time.Second
+	// maxBufferedBytes bounds what one epoch keeps queued in the client
+	// before Write blocks on the broker.
+	maxBufferedBytes = 256 << 20
+)
+
+// Sink is the exactly-once Kafka sink: each epoch is one producer
+// transaction holding the output records, the dead letters and a
+// checkpoint record. It is not safe for concurrent use.
+type Sink struct {
+	cfg Config
+	log *slog.Logger
+
+	pipeline string
+	cl       *kgo.Client
+	known    checkpoint // what this instance last read or committed
+	staged   uint64     // epoch with an open transaction, 0 if none
+
+	mu      sync.Mutex
+	failure error // first asynchronous produce failure of the staged epoch
+}
+
+// New checks cfg and returns a sink; it connects in Open.
+func New(cfg Config) (*Sink, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Sink{cfg: cfg, log: log}, nil
+}
+
+// SetDeadLetterTopic makes WriteRejected produce dead letters to topic, in
+// the epoch's transaction. Call before Open.
+func (s *Sink) SetDeadLetterTopic(topic string) { s.cfg.DeadLetterTopic = topic }
+
+// Open connects, fences every older instance of the pipeline (a new
+// producer epoch for its transactional id: their open transaction is
+// aborted, one being committed is completed first), and reads the last
+// committed checkpoint.
+func (s *Sink) Open(ctx context.Context, pipeline string) (uint64, engine.Positions, error) {
+	if s.cl != nil {
+		s.cl.Close()
+		s.cl = nil
+	}
+	s.pipeline, s.staged, s.failure = pipeline, 0, nil
+	opts, err := s.cfg.clientOptions("sluice-sink-" + pipeline)
+	if err != nil {
+		return 0, nil, err
+	}
+	opts = append(opts,
+		kgo.TransactionalID(s.cfg.transactionalID(pipeline)),
+		kgo.TransactionTimeout(transactionTimeout),
+		kgo.MaxBufferedBytes(maxBufferedBytes),
+		kgo.ProducerBatchCompression(s.cfg.codec()),
+		kgo.RecordRetries(0), // an epoch that cannot be written fails and is redone
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return 0, nil, fmt.Errorf("kafka sink: %w", err)
+	}
+	if err := s.cfg.ensureTopics(ctx, cl, pipeline, s.log); err != nil {
+		cl.Close()
+		return 0, nil, err
+	}
+	// The producer id is what fences: after this, no older instance can
+	// commit, and nothing of theirs is left in doubt for the read below.
+	if _, _, err := cl.ProducerID(ctx); err != nil {
+		cl.Close()
+		return 0, nil, fmt.Errorf("kafka sink: init transactional producer %q: %w; the cluster must support transactions (Kafka 0.11+)",
+			s.cfg.transactionalID(pipeline), classify(err))
+	}
+	c, err := readCheckpoint(ctx, s.cfg, pipeline)
+	if err != nil {
+		cl.Close()
+		return 0, nil, err
+	}
+	s.cl, s.known = cl, c
+	return c.Epoch, c.Positions.Clone(), nil
+}
+
+// Write produces records into the epoch's transaction. Produce failures
+// surface in Commit, which then refuses the epoch.
+func (s *Sink) Write(ctx context.Context, epoch uint64, records []engine.Record) error {
+	if err := s.begin(ctx, epoch); err != nil {
+		return err
+	}
+	s.produce(ctx, s.cfg.Topic, records)
+	return nil
+}
+
+// WriteRejected produces dead letters to the dead-letter topic in the
+// epoch's transaction, so they commit with its output. It implements
+// engine.DeadLetterSink.
+func (s *Sink) WriteRejected(ctx context.Context, epoch uint64, rejected []engine.Rejected) error {
+	if s.cfg.DeadLetterTopic == "" {
+		return errors.New("kafka sink: dead letters need a topic; write dead-letter: {topic: NAME}")
+	}
+	if err := s.begin(ctx, epoch); err != nil {
+		return err
+	}
+	recs := make([]engine.Record, len(rejected))
+	for i := range rejected {
+		recs[i] = sinks.DeadLetter(rejected[i])
+	}
+	s.produce(ctx, s.cfg.DeadLetterTopic, recs)
+	return nil
+}
+
+func (s *Sink) begin(ctx context.Context, epoch uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.cl == nil {
+		return errors.New("kafka sink: Write before Open")
+	}
+	if s.staged == epoch {
+		return nil
+	}
+	if s.staged != 0 {
+		return fmt.Errorf("kafka sink: epoch %d is staged and not committed; commit or abort it before writing epoch %d", s.staged, epoch)
+	}
+	s.staged = epoch
+	if err := s.cl.BeginTransaction(); err != nil {
+		// A fenced client cannot begin; Commit reports it.
+		s.fail(err)
+	}
+	return nil
+}
+
+// produce copies records into one buffer (the client sends them after
+// Write returns, and the caller may reuse its slices) and queues them.
+func (s *Sink) produce(ctx context.Context, topic string, records []engine.Record) {
+	if s.failed() != nil || len(records) == 0 {
+		return
+	}
+	var size int
+	for i := range records {
+		size += len(records[i].Key) + len(records[i].Value)
+		for _, h := range records[i].Headers {
+			size += len(h.Key) + len(h.Value)
+		}
+	}
+	buf := make([]byte, 0, size)
+	keep := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		buf = append(buf, b...)
+		return buf[len(buf)-len(b) : len(buf) : len(buf)]
+	}
+	out := make([]kgo.Record, len(records))
+	for i := range records {
+		r, k := &records[i], &out[i]
+		k.Topic, k.Key, k.Value, k.Timestamp = topic, keep(r.Key), keep(r.Value), r.Time
+		if len(r.Headers) > 0 {
+			k.Headers = make([]kgo.RecordHeader, len(r.Headers))
+			for j, h := range r.Headers {
+				k.Headers[j] = kgo.RecordHeader{Key: h.Key, Value: keep(h.Value)}
+			}
+		}
+		s.cl.Produce(ctx, k, s.promise)
+	}
+}
+
+func (s *Sink) promise(_ *kgo.Record, err error) {
+	if err != nil {
+		s.fail(err)
+	}
+}
+
+func (s *Sink) fail(err error) {
+	s.mu.Lock()
+	if s.failure == nil {
+		s.failure = err
+	}
+	s.mu.Unlock()
+}
+
+func (s *Sink) failed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failure
+}
+
+// Commit adds the checkpoint record to the epoch's transaction and commits
+// it. The transactional id fences other instances; the epoch check below
+// keeps commits contiguous.
+func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.cl == nil {
+		return errors.New("kafka sink: Commit before Open")
+	}
+	if s.staged != 0 && s.staged != epoch {
+		return fmt.Errorf("kafka sink: commit of epoch %d while epoch %d is staged; abort it first", epoch, s.staged)
+	}
+	switch {
+	case s.known.Epoch == epoch && s.known.Positions.Equal(until):
+		// A retry after a lost acknowledgement, or a replay of the
+		// committed batch: its output is there already.
+		return s.abort(ctx)
+	case s.known.Epoch != epoch-1:
+		err := fmt.Errorf("kafka sink: commit of epoch %d for pipeline %s, but epoch %d is committed: %w", epoch, s.pipeline, s.known.Epoch, engine.ErrFenced)
+		if aerr := s.abort(ctx); aerr != nil {
+			s.log.Warn("kafka sink: abort after refused commit", "pipeline", s.pipeline, "epoch", epoch, "err", aerr)
+		}
+		return err
+	}
+	if err := s.begin(ctx, epoch); err != nil {
+		return err
+	}
+	c := checkpoint{Pipeline: s.pipeline, Epoch: epoch, Positions: until.Clone(), Time: time.Now().UTC()}
+	value, err := c.marshal()
+	if err != nil {
+		return err
+	}
+	s.cl.Produce(ctx, &kgo.Record{Topic: s.cfg.checkpointTopic(s.pipeline), Key: []byte(s.pipeline), Value: value}, s.promise)
+	if err := s.cl.Flush(ctx); err != nil {
+		s.fail(err)
+	}
+	if err := s.failed(); err != nil {
+		if aerr := s.abort(ctx); aerr != nil && !isFenced(err) {
+			s.log.Warn("kafka sink: abort after failed write", "pipeline", s.pipeline, "epoch", epoch, "err", aerr)
+		}
+		return fmt.Errorf("kafka sink: epoch %d: %w", epoch, classify(err))
+	}
+	if err := s.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		if isFenced(err) {
+			return fmt.Errorf("kafka sink: commit epoch %d: %w", epoch, classify(err))
+		}
+		// The commit may or may not have taken: the engine reopens, and
+		// Open reads which after fencing whatever is left in doubt.
+		return fmt.Errorf("kafka sink: commit epoch %d: %w (%w)", epoch, engine.ErrNotCommitted, engine.Retryable(err))
+	}
+	s.known, s.staged = c, 0
+	return nil
+}
+
+// Abort drops the epoch's open transaction; committed output is never
+// touched (the broker only aborts what is not committed).
+func (s *Sink) Abort(ctx context.Context, epoch uint64) error {
+	if s.cl == nil {
+		return nil
+	}
+	return s.abort(ctx)
+}
+
+func (s *Sink) abort(ctx context.Context) error {
+	if s.staged == 0 {
+		return nil
+	}
+	s.staged = 0
+	defer func() {
+		s.mu.Lock()
+		s.failure = nil
+		s.mu.Unlock()
+	}()
+	if err := s.cl.AbortBufferedRecords(ctx); err != nil {
+		return fmt.Errorf("kafka sink: abort: %w", err)
+	}
+	if err := s.cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		return fmt.Errorf("kafka sink: abort: %w", classify(err))
+	}
+	return nil
+}
+
+// Close aborts an open transaction and disconnects.
+func (s *Sink) Close() error {
+	if s.cl == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	err := s.abort(ctx)
+	s.cl.Close()
+	s.cl = nil
+	if err != nil && !isFenced(err) {
+		return err
+	}
+	return nil
+}
+
+// isFenced reports whether err says a newer producer of the same
+// transactional id exists.
+func isFenced(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
+		errors.Is(err, engine.ErrFenced)
+}
+
+// classify wraps a fencing error in engine.ErrFenced and marks transient
+// broker errors retryable.
+func classify(err error) error {
+	switch {
+	case errors.Is(err, engine.ErrFenced):
+		return err
+	case isFenced(err):
+		return fmt.Errorf("%w: another instance of this pipeline opened the same transactional id (%w)", engine.ErrFenced, err)
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) && ke.Retriable || strings.Contains(err.Error(), "connection refused") {
+		return engine.Retryable(err)
+	}
+	return err
+}
