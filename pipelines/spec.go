@@ -135,15 +135,24 @@ type PostgresSink struct {
 	UpsertKey   []string          `yaml:"upsert-key"`
 }
 
-// KafkaSink produces into a topic inside a producer transaction.
+// KafkaSink produces into a topic inside a producer transaction, one per
+// epoch, with a checkpoint record in the same transaction.
 type KafkaSink struct {
-	Brokers []string `yaml:"brokers" default:"[builtin]"`
-	Topic   string   `yaml:"topic" required:"true" example:"clicks-out"`
-	TLS     *TLS     `yaml:"tls"`
-	SASL    *SASL    `yaml:"sasl"`
+	Brokers     []string `yaml:"brokers" default:"[builtin]"`
+	Topic       string   `yaml:"topic" required:"true" example:"clicks-out"`
+	Compression string   `yaml:"compression" default:"none" enum:"none|gzip|snappy|lz4|zstd"` // none | gzip | snappy | lz4 | zstd
+	// CheckpointTopic holds the committed epochs; default
+	// _sluice-checkpoint.<name>.
+	CheckpointTopic string `yaml:"checkpoint-topic"`
+	// TransactionalID fences other instances of the pipeline; default
+	// sluice.<name>.
+	TransactionalID string `yaml:"transactional-id"`
+	TLS             *TLS   `yaml:"tls"`
+	SASL            *SASL  `yaml:"sasl"`
 }
 
 // DeadLetter says where rejected records go: exactly one of Topic or File.
+// A topic lives on the kafka sink's cluster, or else on the kafka source's.
 type DeadLetter struct {
 	Topic string `yaml:"topic"`
 	File  string `yaml:"file"`

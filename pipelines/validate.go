@@ -120,9 +120,9 @@ func (s *Spec) check() Errors {
 		s.checkKafka(c, k)
 	}
 	if k := s.Sink.Kafka; k != nil && c.ok("sink.kafka") {
-		// Declared so the spec is complete, refused until it exists: lint
-		// must not pass what run would refuse.
-		c.atKey("sink.kafka", "the kafka sink is not available yet (exactly-once writes to Kafka need producer transactions); write to the file or postgres sink")
+		checkBrokers(c, "sink.kafka", k.Brokers)
+		checkTopic(c, "sink.kafka.topic", k.Topic)
+		checkTopic(c, "sink.kafka.checkpoint-topic", k.CheckpointTopic)
 	}
 	for i, t := range s.Transforms {
 		p := fmt.Sprintf("transforms[%d]", i)
@@ -138,9 +138,13 @@ func (s *Spec) check() Errors {
 		case dl.Topic != "" && dl.File != "":
 			c.atKey("dead-letter.file", "dead-letter has both topic and file; keep exactly one: rejected records go to one place")
 		case dl.Topic == "" && dl.File == "":
-			c.at("dead-letter", "dead-letter needs a destination; write dead-letter: {file: PATH}")
+			c.at("dead-letter", "dead-letter needs a destination; write dead-letter: {topic: NAME} or {file: PATH}")
+		case dl.Topic != "" && s.Sink.Kafka == nil && s.Source.Kafka == nil:
+			c.atKey("dead-letter.topic", "dead-letter topics go to the pipeline's Kafka cluster, and this pipeline has no kafka source or sink; write dead-letter: {file: PATH}")
 		case dl.Topic != "":
-			c.atKey("dead-letter.topic", "dead-letter topics are not available yet (exactly-once writes to Kafka need producer transactions); write dead-letter: {file: PATH}")
+			checkTopic(c, "dead-letter.topic", dl.Topic)
+		case s.Sink.Kafka != nil:
+			c.atKey("dead-letter.file", "dead-letter: {file} cannot commit in the kafka sink's transaction; write dead-letter: {topic: NAME}")
 		}
 	}
 	return c.errs
@@ -190,6 +194,26 @@ func (s *Spec) checkKafka(c *checker, k *KafkaSource) {
 	}
 	if c.ok(p+".wal", "delivery") && !k.WALEnabled() && s.Delivery == ExactlyOnce {
 		c.at(p+".wal", "wal: false is impossible with delivery: exactly-once: without the write-ahead log a receiver cannot replay a batch after a crash; remove wal: false, or write delivery: at-least-once or at-most-once")
+	}
+}
+
+// topicRE is what Kafka accepts as a topic name.
+var topicRE = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
+
+// maxTopicLength is Kafka's limit on a topic name.
+const maxTopicLength = 249
+
+// checkTopic accepts an empty name (a required key is checked elsewhere)
+// or one Kafka would create.
+func checkTopic(c *checker, p, topic string) {
+	if !c.ok(p) || topic == "" {
+		return
+	}
+	switch {
+	case len(topic) > maxTopicLength:
+		c.at(p, "topic name is %d characters, longer than Kafka's %d; shorten it", len(topic), maxTopicLength)
+	case topic == "." || topic == ".." || !topicRE.MatchString(topic):
+		c.at(p, "bad topic name %q: Kafka allows letters, digits, '.', '_' and '-'; write e.g. %s", topic, suggestName(topic))
 	}
 }
 

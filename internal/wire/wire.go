@@ -21,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/plugins/host"
 	"github.com/sluicehq/sluice/sinks/file"
+	kafkasink "github.com/sluicehq/sluice/sinks/kafka"
 	"github.com/sluicehq/sluice/sinks/postgres"
 	"github.com/sluicehq/sluice/sinks/stdout"
 	"github.com/sluicehq/sluice/sources/generate"
@@ -163,7 +164,16 @@ func buildSink(spec *pipelines.Spec, opts Options) (engine.Sink, error) {
 	case spec.Sink.Postgres != nil:
 		return postgres.New(*spec.Sink.Postgres)
 	case spec.Sink.Kafka != nil:
-		return nil, errors.New("sink kafka is not available yet (it needs producer transactions in the broker); use the file or postgres sink")
+		k := spec.Sink.Kafka
+		addrs, err := brokers(k.Brokers, opts)
+		if err != nil {
+			return nil, err
+		}
+		return kafkasink.New(kafkasink.Config{
+			Brokers: addrs, Topic: k.Topic, CheckpointTopic: k.CheckpointTopic,
+			TransactionalID: k.TransactionalID, Compression: k.Compression,
+			TLS: k.TLS, SASL: k.SASL, Logger: opts.Logger,
+		})
 	}
 	return nil, errors.New("the pipeline has no sink block")
 }
@@ -188,8 +198,15 @@ func buildTransform(ctx context.Context, spec *pipelines.Spec, i int, opts Optio
 
 // deadLetters points the sink's dead letters where the spec says.
 func deadLetters(spec *pipelines.Spec, dl *pipelines.DeadLetter, sink engine.Sink, log *slog.Logger) error {
+	if ks, ok := sink.(*kafkasink.Sink); ok {
+		if dl.Topic == "" {
+			return errors.New("dead-letter: {file} cannot commit in the kafka sink's transaction; write dead-letter: {topic: NAME}")
+		}
+		ks.SetDeadLetterTopic(dl.Topic)
+		return nil
+	}
 	if dl.Topic != "" {
-		return errors.New("dead-letter topic is not available yet (it needs producer transactions in the broker); use dead-letter: {file: DIR} with the file sink, or the postgres sink's dead-letter table")
+		return errors.New("dead-letter topic with a sink other than kafka is not available yet; use dead-letter: {file: DIR} with the file sink, or the postgres sink's dead-letter table")
 	}
 	if fs, ok := sink.(*file.Sink); ok {
 		fs.SetDeadLetterDir(dl.File)

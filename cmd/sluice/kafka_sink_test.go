@@ -1,0 +1,125 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/sluicehq/sluice/internal/kafkatest"
+)
+
+// kafkaSinkPipeline writes a pipeline that generates count values, rejects
+// the ones ending in 3 (the filter expression fails on them) and writes
+// the rest to the kafka sink, the rejects to a dead-letter topic.
+func kafkaSinkPipeline(t *testing.T, dir, brokers string, count, rate int) string {
+	t.Helper()
+	spec := fmt.Sprintf(`version: 1
+name: to-kafka
+source:
+  generate: {count: %d, partitions: 4, keys: 16, rate: %d}
+batch: {interval: 20ms, max-records-per-partition: 2000}
+transforms:
+  - plugin: filter
+    settings: {expr: 'int(value) %% 10 != 3 || fromJSON(value).x == 1'}
+sink:
+  kafka: {brokers: [%s], topic: out}
+dead-letter: {topic: dead}
+`, count, rate, brokers)
+	path := filepath.Join(dir, "p.yaml")
+	if err := os.WriteFile(path, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// checkSplit asserts out holds every value below n not ending in 3 and
+// dead every one ending in 3, each at most once (exactly once when
+// complete).
+func checkSplit(t *testing.T, out, dead []string, n int, complete bool) {
+	t.Helper()
+	seen := make([]int, n)
+	for _, list := range [][]string{out, dead} {
+		for _, v := range list {
+			i, err := strconv.Atoi(v)
+			if err != nil || i < 0 || i >= n {
+				t.Fatalf("unexpected value %q", v)
+			}
+			if seen[i]++; seen[i] > 1 {
+				t.Fatalf("value %d appears twice", i)
+			}
+		}
+	}
+	for _, v := range dead {
+		if v[len(v)-1] != '3' {
+			t.Fatalf("value %s is a dead letter but the filter keeps it", v)
+		}
+	}
+	for _, v := range out {
+		if v[len(v)-1] == '3' {
+			t.Fatalf("value %s was written but the filter rejects it", v)
+		}
+	}
+	if complete {
+		for i, c := range seen {
+			if c == 0 {
+				t.Fatalf("value %d is missing (%d written, %d dead of %d)", i, len(out), len(dead), n)
+			}
+		}
+	}
+}
+
+// TestRunKafkaSinkSIGKILL kills `sluice run` writing to Kafka (franz-go's
+// kfake, an independent implementation) twice, then lets it finish: every
+// value is in the output or the dead-letter topic exactly once.
+func TestRunKafkaSinkSIGKILL(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	dir := t.TempDir()
+	const count = 40000
+	spec := kafkaSinkPipeline(t, dir, brokers[0], count, 20000)
+	read := func() (out, dead []string) {
+		return kafkatest.Values(kafkatest.ReadCommitted(t, brokers, "out")),
+			kafkatest.Values(kafkatest.ReadCommitted(t, brokers, "dead"))
+	}
+	for round := 1; round <= 2; round++ {
+		cmd := sluice(t, "run", spec, "--data", filepath.Join(dir, "data"))
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			out, dead := read()
+			if len(out)+len(dead) >= round*count/4 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: only %d values after 30s", round, len(out)+len(dead))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		out, dead := read()
+		checkSplit(t, out, dead, count, false)
+	}
+	cmd := sluice(t, "run", spec, "--data", filepath.Join(dir, "data"), "--idle-exit", "500ms")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("final run: %v\n%s", err, b)
+	}
+	out, dead := read()
+	checkSplit(t, out, dead, count, true)
+	if len(dead) != count/10 {
+		t.Fatalf("%d dead letters, want %d", len(dead), count/10)
+	}
+}
