@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"context"
 	"strconv"
 
 	"github.com/sluicehq/sluice/engine"
@@ -32,4 +33,20 @@ func DeadLetter(r engine.Rejected) engine.Record {
 	)
 	rec.Headers = h
 	return rec
+}
+
+// Outbox is a sink that keeps the dead letters it committed where it can
+// read them back. They become durable in the same commit as the batch's
+// output; a forwarder then moves them to another destination (a Kafka
+// topic) exactly once, and has the sink forget them.
+type Outbox interface {
+	engine.Sink
+	engine.DeadLetterSink
+	// CommittedDeadLetters returns the dead letters of the lowest committed
+	// epoch above after that has any, with that epoch; epoch 0 when there
+	// is none. Records come back as DeadLetter made them.
+	CommittedDeadLetters(ctx context.Context, after uint64) (uint64, []engine.Record, error)
+	// ForgetDeadLetters deletes the committed dead letters of epochs up to
+	// and including through: they were forwarded.
+	ForgetDeadLetters(ctx context.Context, through uint64) error
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,8 +11,10 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/kafkatest"
+	"github.com/sluicehq/sluice/sinks/file/filetest"
 )
 
 // kafkaSinkPipeline writes a pipeline that generates count values, rejects
@@ -119,6 +122,72 @@ func TestRunKafkaSinkSIGKILL(t *testing.T) {
 	}
 	out, dead := read()
 	checkSplit(t, out, dead, count, true)
+	if len(dead) != count/10 {
+		t.Fatalf("%d dead letters, want %d", len(dead), count/10)
+	}
+}
+
+// TestRunDeadLetterTopicFromFileSinkSIGKILL reads Kafka (kfake) into the
+// file sink with a dead-letter topic: the sink commits dead letters with
+// each batch and a forwarder moves them to the topic. Killing sluice run
+// twice loses and doubles nothing in either place.
+func TestRunDeadLetterTopicFromFileSinkSIGKILL(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	const count = 40000
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := make([]*kgo.Record, count)
+	for i := range recs {
+		recs[i] = &kgo.Record{Value: []byte(strconv.Itoa(i))}
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	spec := filepath.Join(dir, "p.yaml")
+	os.WriteFile(spec, []byte(fmt.Sprintf(`version: 1
+name: to-file
+source:
+  kafka: {brokers: [%s], topics: [events]}
+batch: {interval: 20ms, max-records-per-partition: 300}
+transforms:
+  - plugin: filter
+    settings: {expr: 'int(value) %% 10 != 3 || fromJSON(value).x == 1'}
+sink:
+  file: {path: %s, format: raw}
+dead-letter: {topic: dead}
+`, brokers[0], out)), 0o644)
+	read := func() (lines, dead []string) {
+		return filetest.Lines(t, out), kafkatest.Values(kafkatest.ReadCommitted(t, brokers, "dead"))
+	}
+	for round := 1; round <= 2; round++ {
+		cmd := sluice(t, "run", spec, "--data", filepath.Join(dir, "data"))
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitForOutput(t, out, round*count/4)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		lines, dead := read()
+		checkSplit(t, lines, dead, count, false)
+	}
+	cmd := sluice(t, "run", spec, "--data", filepath.Join(dir, "data"), "--idle-exit", "1s")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("final run: %v\n%s", err, b)
+	}
+	lines, dead := read()
+	checkSplit(t, lines, dead, count, true)
 	if len(dead) != count/10 {
 		t.Fatalf("%d dead letters, want %d", len(dead), count/10)
 	}

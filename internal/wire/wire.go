@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/plugins/host"
+	"github.com/sluicehq/sluice/sinks"
 	"github.com/sluicehq/sluice/sinks/file"
 	kafkasink "github.com/sluicehq/sluice/sinks/kafka"
 	"github.com/sluicehq/sluice/sinks/postgres"
@@ -90,10 +91,12 @@ func Build(ctx context.Context, spec *pipelines.Spec, opts Options) (_ *engine.P
 		cfg.Transforms = append(cfg.Transforms, t)
 	}
 	if dl := spec.DeadLetter; dl != nil {
-		if err := deadLetters(spec, dl, cfg.Sink, opts.Logger); err != nil {
+		sink, err := deadLetters(spec, dl, cfg.Sink, opts)
+		if err != nil {
 			return nil, err
 		}
-		cfg.DeadLetters = true
+		closers[slices.Index(closers, io.Closer(cfg.Sink))] = sink // a forwarder closes the sink it wraps
+		cfg.Sink, cfg.DeadLetters = sink, true
 	}
 	if cfg.Delivery != engine.ExactlyOnce {
 		dir := filepath.Join(opts.DataDir, "checkpoints")
@@ -196,26 +199,39 @@ func buildTransform(ctx context.Context, spec *pipelines.Spec, i int, opts Optio
 	return tr, nil
 }
 
-// deadLetters points the sink's dead letters where the spec says.
-func deadLetters(spec *pipelines.Spec, dl *pipelines.DeadLetter, sink engine.Sink, log *slog.Logger) error {
+// deadLetters points the sink's dead letters where the spec says. A topic
+// with a sink other than kafka wraps the sink in a forwarder, which is the
+// sink the engine then uses.
+func deadLetters(spec *pipelines.Spec, dl *pipelines.DeadLetter, sink engine.Sink, opts Options) (engine.Sink, error) {
 	if ks, ok := sink.(*kafkasink.Sink); ok {
 		if dl.Topic == "" {
-			return errors.New("dead-letter: {file} cannot commit in the kafka sink's transaction; write dead-letter: {topic: NAME}")
+			return nil, errors.New("dead-letter: {file} cannot commit in the kafka sink's transaction; write dead-letter: {topic: NAME}")
 		}
 		ks.SetDeadLetterTopic(dl.Topic)
-		return nil
+		return sink, nil
 	}
 	if dl.Topic != "" {
-		return errors.New("dead-letter topic with a sink other than kafka is not available yet; use dead-letter: {file: DIR} with the file sink, or the postgres sink's dead-letter table")
+		outbox, ok := sink.(sinks.Outbox)
+		k := spec.Source.Kafka
+		if !ok || k == nil {
+			return nil, fmt.Errorf("dead-letter topic needs the kafka sink, or a kafka source with the file or postgres sink (this pipeline has sink %s, source %s); write dead-letter: {file: PATH}", spec.SinkKind(), spec.SourceKind())
+		}
+		addrs, err := brokers(k.Brokers, opts)
+		if err != nil {
+			return nil, err
+		}
+		return kafkasink.NewForwarding(outbox, kafkasink.Config{
+			Brokers: addrs, Topic: dl.Topic, TLS: k.TLS, SASL: k.SASL, Logger: opts.Logger,
+		})
 	}
 	if fs, ok := sink.(*file.Sink); ok {
 		fs.SetDeadLetterDir(dl.File)
-		return nil
+		return sink, nil
 	}
 	if _, ok := sink.(engine.DeadLetterSink); ok {
-		log.Info("dead letters are kept by the sink, in the same commit as its output", "pipeline", spec.Name,
+		opts.Logger.Info("dead letters are kept by the sink, in the same commit as its output", "pipeline", spec.Name,
 			"sink", spec.SinkKind(), "unused", "dead-letter.file")
-		return nil
+		return sink, nil
 	}
-	return fmt.Errorf("sink %s cannot take dead letters in the same commit as its output; remove dead-letter or use the file or postgres sink", spec.SinkKind())
+	return nil, fmt.Errorf("sink %s cannot take dead letters in the same commit as its output; remove dead-letter or use the file, postgres or kafka sink", spec.SinkKind())
 }

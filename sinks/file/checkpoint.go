@@ -207,20 +207,16 @@ func (s *Sink) recover() (checkpoint, error) {
 			}
 		}
 	}
-	dead := filepath.Join(s.deadRoot, s.pipeline)
-	files, err := os.ReadDir(dead)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return c, fmt.Errorf("file sink: %w", err)
+	dead, err := s.deadEpochs()
+	if err != nil {
+		return c, err
 	}
-	for _, f := range files {
-		n, ok := strings.CutPrefix(f.Name(), "dead-")
-		if n, ok = strings.CutSuffix(n, ".jsonl"); !ok {
+	for _, ep := range dead {
+		if ep <= c.Epoch {
 			continue
 		}
-		if ep, err := strconv.ParseUint(n, 10, 64); err == nil && ep > c.Epoch {
-			if err := os.Remove(filepath.Join(dead, f.Name())); err != nil {
-				return c, fmt.Errorf("file sink: delete dead letters of uncommitted epoch %d: %w", ep, err)
-			}
+		if err := os.Remove(filepath.Join(s.deadRoot, s.pipeline, deadName(ep))); err != nil {
+			return c, fmt.Errorf("file sink: delete dead letters of uncommitted epoch %d: %w", ep, err)
 		}
 	}
 	return c, nil

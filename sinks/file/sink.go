@@ -2,6 +2,7 @@ package file
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -11,6 +12,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -613,4 +616,86 @@ func (st *stage) close() { st.f.Close() }
 func (st *stage) remove() {
 	os.Remove(st.path())
 	st.f.Close()
+}
+
+// CommittedDeadLetters reads back the dead-letter file of the lowest
+// committed epoch above after. It implements sinks.Outbox.
+func (s *Sink) CommittedDeadLetters(ctx context.Context, after uint64) (uint64, []engine.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, nil, err
+	}
+	epochs, err := s.deadEpochs()
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, ep := range epochs {
+		// A file above the committed epoch belongs to a commit in progress
+		// or one that failed (Open deletes those).
+		if ep <= after || ep > s.known.Epoch {
+			continue
+		}
+		path := filepath.Join(s.deadRoot, s.pipeline, deadName(ep))
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return 0, nil, fmt.Errorf("file sink: read dead letters: %w", err)
+		}
+		var out []engine.Record
+		for n, line := range bytes.Split(b, []byte{'\n'}) {
+			if len(line) == 0 {
+				continue
+			}
+			r, err := recordfmt.ParseJSON(line)
+			if err != nil {
+				return 0, nil, fmt.Errorf("file sink: dead letters %s line %d: %w; the file was changed from outside, restore or delete it", path, n+1, err)
+			}
+			out = append(out, r)
+		}
+		return ep, out, nil
+	}
+	return 0, nil, nil
+}
+
+// ForgetDeadLetters deletes the dead-letter files of committed epochs up
+// to through. It implements sinks.Outbox.
+func (s *Sink) ForgetDeadLetters(ctx context.Context, through uint64) error {
+	epochs, err := s.deadEpochs()
+	if err != nil || len(epochs) == 0 {
+		return err
+	}
+	dir := filepath.Join(s.deadRoot, s.pipeline)
+	for _, ep := range epochs {
+		if ep > through || ep > s.known.Epoch {
+			break
+		}
+		if err := os.Remove(filepath.Join(dir, deadName(ep))); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("file sink: delete forwarded dead letters: %w", err)
+		}
+	}
+	return syncDir(dir)
+}
+
+// deadEpochs lists the epochs that have a dead-letter file, in order.
+func (s *Sink) deadEpochs() ([]uint64, error) {
+	if s.lock == nil {
+		return nil, errors.New("file sink: dead letters read before Open")
+	}
+	files, err := os.ReadDir(filepath.Join(s.deadRoot, s.pipeline))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("file sink: %w", err)
+	}
+	var epochs []uint64
+	for _, f := range files {
+		n, ok := strings.CutPrefix(f.Name(), "dead-")
+		if n, ok = strings.CutSuffix(n, ".jsonl"); !ok {
+			continue
+		}
+		if ep, err := strconv.ParseUint(n, 10, 64); err == nil {
+			epochs = append(epochs, ep)
+		}
+	}
+	slices.Sort(epochs)
+	return epochs, nil
 }

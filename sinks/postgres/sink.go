@@ -578,3 +578,96 @@ func quoteAll(names []string) string {
 	}
 	return strings.Join(q, ", ")
 }
+
+// CommittedDeadLetters reads back the dead letters of the lowest committed
+// epoch above after, in the order they were written. It implements
+// sinks.Outbox.
+func (s *Sink) CommittedDeadLetters(ctx context.Context, after uint64) (uint64, []engine.Record, error) {
+	if s.conn == nil {
+		return 0, nil, errors.New("postgres sink: dead letters read before Open")
+	}
+	if s.tx != nil {
+		return 0, nil, fmt.Errorf("postgres sink: dead letters read while epoch %d is staged", s.staged)
+	}
+	var exists bool
+	if err := s.conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", s.ident(deadLetterTable)).Scan(&exists); err != nil {
+		return 0, nil, s.classify(err, "look for "+deadLetterTable)
+	}
+	if !exists {
+		return 0, nil, nil
+	}
+	var epoch int64
+	err := s.conn.QueryRow(ctx, fmt.Sprintf(`SELECT coalesce(min(epoch), 0) FROM %s WHERE pipeline = $1 AND epoch > $2 AND epoch <= $3`,
+		s.ident(deadLetterTable)), s.pipeline, int64(after), int64(s.known)).Scan(&epoch)
+	if err != nil {
+		return 0, nil, s.classify(err, "find dead letters")
+	}
+	if epoch == 0 {
+		return 0, nil, nil
+	}
+	// ctid gives back COPY's order within the epoch as long as rows are
+	// only appended, which is all the sink does; order is a courtesy, not
+	// something exactly-once depends on.
+	rows, err := s.conn.Query(ctx, fmt.Sprintf(`SELECT topic, "partition", "offset", key, value, headers, "timestamp"
+		FROM %s WHERE pipeline = $1 AND epoch = $2 ORDER BY ctid`, s.ident(deadLetterTable)), s.pipeline, epoch)
+	if err != nil {
+		return 0, nil, s.classify(err, "read dead letters")
+	}
+	var out []engine.Record
+	for rows.Next() {
+		var (
+			r       engine.Record
+			topic   *string
+			part    *int32
+			offset  *int64
+			headers []header
+			ts      *time.Time
+		)
+		if err := rows.Scan(&topic, &part, &offset, &r.Key, &r.Value, &headers, &ts); err != nil {
+			rows.Close()
+			return 0, nil, s.classify(err, "read dead letters")
+		}
+		if topic != nil {
+			r.Topic = *topic
+		}
+		if part != nil {
+			r.Partition = *part
+		}
+		if offset != nil {
+			r.Offset = *offset
+		}
+		if ts != nil {
+			r.Time = *ts
+		}
+		for _, h := range headers {
+			v := h.ValueBase64
+			if h.Value != nil {
+				v = []byte(*h.Value)
+			}
+			r.Headers = append(r.Headers, engine.Header{Key: h.Key, Value: v})
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, nil, s.classify(err, "read dead letters")
+	}
+	return uint64(epoch), out, nil
+}
+
+// ForgetDeadLetters deletes the pipeline's dead letters of committed
+// epochs up to through. It implements sinks.Outbox.
+func (s *Sink) ForgetDeadLetters(ctx context.Context, through uint64) error {
+	if s.conn == nil {
+		return errors.New("postgres sink: dead letters deleted before Open")
+	}
+	_, err := s.conn.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE pipeline = $1 AND epoch <= $2`, s.ident(deadLetterTable)),
+		s.pipeline, int64(min(through, s.known)))
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table: nothing was ever rejected
+		return nil
+	}
+	if err != nil {
+		return s.classify(err, "delete forwarded dead letters")
+	}
+	return nil
+}

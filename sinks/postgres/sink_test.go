@@ -13,9 +13,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/kafkatest"
 	"github.com/sluicehq/sluice/pipelines"
+	"github.com/sluicehq/sluice/sinks"
+	kafkasink "github.com/sluicehq/sluice/sinks/kafka"
 	"github.com/sluicehq/sluice/sinks/sinktest"
 )
 
@@ -322,4 +327,52 @@ func TestConnectionLostBeforeCommit(t *testing.T) {
 	if !slices.Equal(got, []string{"one", "two"}) {
 		t.Fatalf("rows = %q, want one, two", got)
 	}
+}
+
+// With a Kafka dead-letter topic the postgres sink's dead-letter table is
+// an outbox: the suite's dead letters must be in the topic (kfake) once
+// Commit returns, each once, and the table must end up empty.
+func TestForwardingConformance(t *testing.T) {
+	testDSN(t)
+	sinktest.Run(t, func(t *testing.T) sinktest.Harness {
+		dsn, schema, db := freshSchema(t)
+		c, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		brokers := c.ListenAddrs()
+		t.Cleanup(func() {
+			var n int
+			db.QueryRow(context.Background(), fmt.Sprintf("SELECT count(*) FROM %s.%s", schema, deadLetterTable)).Scan(&n)
+			if n != 0 {
+				t.Errorf("%d forwarded dead letters are still in %s", n, deadLetterTable)
+			}
+		})
+		return sinktest.Harness{
+			New: func(t *testing.T) engine.Sink {
+				s, err := New(pipelines.PostgresSink{DSN: dsn, Table: schema + ".out", CreateTable: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				f, err := kafkasink.NewForwarding(s, kafkasink.Config{Brokers: brokers, Topic: "dead"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return f
+			},
+			Read: func(t *testing.T) []string {
+				return readStrings(t, db, fmt.Sprintf("SELECT convert_from(value, 'UTF8') FROM %s.out", schema))
+			},
+			ReadDeadLetters: func(t *testing.T) []string {
+				recs := kafkatest.ReadCommitted(t, brokers, "dead")
+				for _, r := range recs {
+					if !slices.ContainsFunc(r.Headers, func(h kgo.RecordHeader) bool { return h.Key == sinks.HeaderReason }) {
+						t.Fatalf("dead letter %q has no %s header: %v", r.Value, sinks.HeaderReason, r.Headers)
+					}
+				}
+				return kafkatest.Values(recs)
+			},
+		}
+	})
 }

@@ -2,6 +2,7 @@ package recordfmt
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -149,4 +150,56 @@ func appendString[T string | []byte](dst []byte, s T) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// jsonRecord is a JSONL line as ParseJSON reads it.
+type jsonRecord struct {
+	Topic       string       `json:"topic"`
+	Partition   int32        `json:"partition"`
+	Offset      int64        `json:"offset"`
+	Key         *string      `json:"key"`
+	KeyBase64   []byte       `json:"key_base64"`
+	Value       *string      `json:"value"`
+	ValueBase64 []byte       `json:"value_base64"`
+	Timestamp   *time.Time   `json:"timestamp"`
+	Headers     []jsonHeader `json:"headers"`
+}
+
+type jsonHeader struct {
+	Key         string  `json:"key"`
+	Value       *string `json:"value"`
+	ValueBase64 []byte  `json:"value_base64"`
+}
+
+// ParseJSON reads one line AppendJSON wrote (with or without its '\n')
+// back into a record: bytes come back exactly, a null key or value as nil.
+func ParseJSON(line []byte) (engine.Record, error) {
+	var j jsonRecord
+	if err := json.Unmarshal(line, &j); err != nil {
+		return engine.Record{}, fmt.Errorf("not a jsonl record: %w", err)
+	}
+	r := engine.Record{
+		Topic: j.Topic, Partition: j.Partition, Offset: j.Offset,
+		Key: bytesField(j.Key, j.KeyBase64), Value: bytesField(j.Value, j.ValueBase64),
+	}
+	if j.Timestamp != nil {
+		r.Time = *j.Timestamp
+	}
+	if len(j.Headers) > 0 {
+		r.Headers = make([]engine.Header, len(j.Headers))
+		for i, h := range j.Headers {
+			r.Headers[i] = engine.Header{Key: h.Key, Value: bytesField(h.Value, h.ValueBase64)}
+		}
+	}
+	return r, nil
+}
+
+func bytesField(s *string, b64 []byte) []byte {
+	switch {
+	case s != nil:
+		return []byte(*s)
+	case b64 != nil:
+		return b64
+	}
+	return nil
 }

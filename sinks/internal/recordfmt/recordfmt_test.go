@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,5 +117,31 @@ func FuzzAppendJSON(f *testing.F) {
 		if bytes.Count(line, []byte("\n")) != 1 {
 			t.Fatalf("line %q must hold exactly one newline, at the end", line)
 		}
+	})
+}
+
+// FuzzParseJSON checks that ParseJSON gives back exactly the record
+// AppendJSON wrote, and never panics on a damaged line.
+func FuzzParseJSON(f *testing.F) {
+	f.Add("t", []byte("k"), []byte("v"), "h", []byte("x"), int64(7), false)
+	f.Add("\xff", []byte{0xff}, []byte("\u2028\"\\\x00"), "", []byte{0x80}, int64(-1), true)
+	f.Fuzz(func(t *testing.T, topic string, key, value []byte, hkey string, hvalue []byte, offset int64, nilKey bool) {
+		if nilKey {
+			key = nil
+		}
+		in := engine.Record{Topic: strings.ToValidUTF8(topic, "\uFFFD"), Offset: offset, Key: key, Value: value,
+			Time:    time.Unix(0, offset).UTC(),
+			Headers: []engine.Header{{Key: strings.ToValidUTF8(hkey, "\uFFFD"), Value: hvalue}}}
+		line := AppendJSON(nil, &in)
+		got, err := ParseJSON(line)
+		if err != nil {
+			t.Fatalf("ParseJSON(%q): %v", line, err)
+		}
+		if got.Topic != in.Topic || got.Offset != in.Offset || !got.Time.Equal(in.Time) ||
+			!bytes.Equal(got.Key, in.Key) || (got.Key == nil) != (in.Key == nil) || !bytes.Equal(got.Value, in.Value) ||
+			len(got.Headers) != 1 || got.Headers[0].Key != in.Headers[0].Key || !bytes.Equal(got.Headers[0].Value, hvalue) {
+			t.Fatalf("round trip of %q:\n got %+v\nwant %+v", line, got, in)
+		}
+		ParseJSON(line[:len(line)/2]) // a torn line: an error, not a panic
 	})
 }
