@@ -32,6 +32,7 @@ type field struct {
 	min      int64
 	hasMin   bool
 	example  string
+	doc      string // a short note for the reference (the doc tag)
 }
 
 var fieldCache sync.Map // reflect.Type → []field
@@ -48,7 +49,7 @@ func fieldsOf(t reflect.Type) []field {
 		if name == "" || name == "-" || !sf.IsExported() {
 			continue
 		}
-		f := field{name: name, index: i, typ: sf.Type, required: sf.Tag.Get("required") == "true", example: sf.Tag.Get("example")}
+		f := field{name: name, index: i, typ: sf.Type, required: sf.Tag.Get("required") == "true", example: sf.Tag.Get("example"), doc: sf.Tag.Get("doc")}
 		f.def, f.hasDef = sf.Tag.Lookup("default")
 		if e := sf.Tag.Get("enum"); e != "" {
 			f.enum = strings.Split(e, "|")

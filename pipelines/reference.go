@@ -16,6 +16,7 @@ type Key struct {
 	Required bool
 	Values   []string // the accepted values, when the key is an enumeration
 	Min      string   // the smallest accepted integer, or ""
+	Doc      string   // what the default means or how the key is used, or ""
 }
 
 // Block is one YAML block ("" is the top level, then "source.kafka",
@@ -40,7 +41,7 @@ func Reference() []Block {
 		b := Block{Path: path}
 		var nested []func()
 		for _, f := range fieldsOf(t) {
-			k := Key{Name: f.name, Type: typeName(f.typ), Required: f.required, Values: f.enum}
+			k := Key{Name: f.name, Type: typeName(f.typ), Required: f.required, Values: f.enum, Doc: f.doc}
 			if f.hasDef {
 				k.Default = f.def
 			}
@@ -113,6 +114,9 @@ func WriteReference(w io.Writer) error {
 			}
 			if k.Min != "" {
 				notes = append(notes, "at least "+k.Min)
+			}
+			if k.Doc != "" {
+				notes = append(notes, k.Doc)
 			}
 			def := ""
 			if k.Default != "" {

@@ -63,10 +63,10 @@ type KafkaSource struct {
 	Pattern       string   `yaml:"pattern"`
 	Mode          string   `yaml:"mode" default:"direct" enum:"direct|receiver"` // direct | receiver
 	Start         string   `yaml:"start" default:"earliest" enum:"earliest|latest"`
-	Group         string   `yaml:"group"` // default: the pipeline name
+	Group         string   `yaml:"group" doc:"default: the pipeline name"`
 	BlockInterval Duration `yaml:"block-interval" default:"200ms"`
-	MaxRate       int64    `yaml:"max-rate" min:"0"`                             // records/s per partition; 0 = unlimited
-	WAL           *bool    `yaml:"wal"`                                          // receiver mode; default true
+	MaxRate       int64    `yaml:"max-rate" min:"0"` // records/s per partition; 0 = unlimited
+	WAL           *bool    `yaml:"wal" doc:"receiver mode; default true"`
 	OnDataLoss    string   `yaml:"on-data-loss" default:"fail" enum:"fail|skip"` // fail | skip
 	TLS           *TLS     `yaml:"tls"`
 	SASL          *SASL    `yaml:"sasl"`
@@ -143,10 +143,10 @@ type KafkaSink struct {
 	Compression string   `yaml:"compression" default:"none" enum:"none|gzip|snappy|lz4|zstd"` // none | gzip | snappy | lz4 | zstd
 	// CheckpointTopic holds the committed epochs; default
 	// _sluice-checkpoint.<name>.
-	CheckpointTopic string `yaml:"checkpoint-topic"`
+	CheckpointTopic string `yaml:"checkpoint-topic" doc:"default: _sluice-checkpoint.NAME"`
 	// TransactionalID fences other instances of the pipeline; default
 	// sluice.<name>.
-	TransactionalID string `yaml:"transactional-id"`
+	TransactionalID string `yaml:"transactional-id" doc:"default: sluice.NAME"`
 	TLS             *TLS   `yaml:"tls"`
 	SASL            *SASL  `yaml:"sasl"`
 }
@@ -154,8 +154,8 @@ type KafkaSink struct {
 // DeadLetter says where rejected records go: exactly one of Topic or File.
 // A topic lives on the kafka sink's cluster, or else on the kafka source's.
 type DeadLetter struct {
-	Topic string `yaml:"topic"`
-	File  string `yaml:"file"`
+	Topic string `yaml:"topic" doc:"on the kafka sink's cluster, else the kafka source's"`
+	File  string `yaml:"file" doc:"a folder; with the file or postgres sink"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("1s", "200ms").

@@ -13,6 +13,7 @@ import (
 func newConsumeCmd() *cobra.Command {
 	var (
 		bootstrap, topic, group string
+		isolation               string
 		fromBeginning, printKey bool
 		maxMessages             int
 		partition               int32
@@ -27,7 +28,10 @@ func newConsumeCmd() *cobra.Command {
 With --group G it joins consumer group G: partitions are shared with the
 group's other members, reading resumes at the group's committed offsets
 (--from-beginning applies only where none are committed), and the offsets of
-what was printed are committed. Stops after --max-messages records, or on Ctrl-C.`,
+what was printed are committed. Stops after --max-messages records, or on Ctrl-C.
+Records of transactions are shown once committed (--isolation-level
+read_committed, the default here because Sluice's kafka sink writes in
+transactions; Kafka's console consumer defaults to read_uncommitted).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if topic == "" {
@@ -39,6 +43,13 @@ what was printed are committed. Stops after --max-messages records, or on Ctrl-C
 				start = kgo.NewOffset().AtStart()
 			}
 			var opts []kgo.Opt
+			switch isolation {
+			case "read_committed":
+				opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+			case "read_uncommitted":
+			default:
+				return fmt.Errorf("--isolation-level %q: use read_committed or read_uncommitted", isolation)
+			}
 			switch {
 			case group != "" && (f.Changed("partition") || f.Changed("offset")):
 				return errors.New("--group shares partitions with the group's members; drop --partition and --offset, or drop --group")
@@ -134,5 +145,6 @@ what was printed are committed. Stops after --max-messages records, or on Ctrl-C
 	f.Int32Var(&partition, "partition", 0, "read only this partition")
 	f.Int64Var(&offset, "offset", 0, "start offset within --partition")
 	f.BoolVar(&printKey, "print-key", false, "print the key and a tab before each value")
+	f.StringVar(&isolation, "isolation-level", "read_committed", "read_committed: only records of committed transactions; read_uncommitted: everything written")
 	return cmd
 }
