@@ -12,7 +12,7 @@ import (
 
 // cluster starts an independent Kafka implementation (franz-go's kfake)
 // for one test.
-func kfakeCluster(t *testing.T) []string {
+func kfakeCluster(t testing.TB) []string {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
@@ -23,7 +23,7 @@ func kfakeCluster(t *testing.T) []string {
 }
 
 // conformance runs the sink suite against the brokers newBrokers starts.
-func conformance(t *testing.T, newBrokers func(t *testing.T) []string) {
+func conformance(t *testing.T, newBrokers func(t testing.TB) []string) {
 	sinktest.Run(t, func(t *testing.T) sinktest.Harness {
 		brokers := newBrokers(t)
 		cfg := Config{Brokers: brokers, Topic: "out", DeadLetterTopic: "dead"}
