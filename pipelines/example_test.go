@@ -35,7 +35,7 @@ sink:
 	fmt.Println(err)
 	// Output:
 	// clicks.yaml:6:3: unknown key "intreval" in batch; did you mean "interval"? valid keys: interval, max-records-per-partition
-	// clicks.yaml:8:3: delivery: exactly-once (the default) is impossible with the stdout sink: it cannot take back output it printed before a crash; write delivery: at-least-once, or use a transactional sink: file or postgres
+	// clicks.yaml:8:3: delivery: exactly-once (the default) is impossible with the stdout sink: it cannot take back output it printed before a crash; write delivery: at-least-once, or use a transactional sink: file, postgres or kafka
 }
 
 func ExampleReference() {

@@ -113,7 +113,7 @@ func (s *Spec) check() Errors {
 		if c.w == nil || c.set("delivery") {
 			p, how = c.pos("delivery", false), ""
 		}
-		c.add(p, "delivery: exactly-once %sis impossible with the stdout sink: it cannot take back output it printed before a crash; write delivery: at-least-once, or use a transactional sink: file or postgres", how)
+		c.add(p, "delivery: exactly-once %sis impossible with the stdout sink: it cannot take back output it printed before a crash; write delivery: at-least-once, or use a transactional sink: file, postgres or kafka", how)
 	}
 
 	if k := s.Source.Kafka; k != nil && c.ok("source.kafka") {
@@ -139,6 +139,8 @@ func (s *Spec) check() Errors {
 			c.atKey("dead-letter.file", "dead-letter has both topic and file; keep exactly one: rejected records go to one place")
 		case dl.Topic == "" && dl.File == "":
 			c.at("dead-letter", "dead-letter needs a destination; write dead-letter: {topic: NAME} or {file: PATH}")
+		case s.Sink.Stdout != nil:
+			c.atKey("dead-letter", "the stdout sink cannot keep dead letters with its output; remove dead-letter, or use the file, postgres or kafka sink")
 		case dl.Topic != "" && s.Sink.Kafka == nil && s.Source.Kafka == nil:
 			c.atKey("dead-letter.topic", "dead-letter topics go to the pipeline's Kafka cluster, and this pipeline has no kafka source or sink; write dead-letter: {file: PATH}")
 		case dl.Topic != "":
