@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
+	"net"
 	"sync"
 	"time"
 
@@ -23,6 +23,8 @@ const (
 	// readers of the output topic. A batch taking longer fails and is
 	// redone.
 	transactionTimeout = time.Minute
+	// recordRetries bounds how often one batch of records is resent.
+	recordRetries = 10
 	// closeTimeout bounds the abort Close sends for an open transaction.
 	closeTimeout = 10 * time.Second
 	// maxBufferedBytes bounds what one epoch keeps queued in the client
@@ -81,7 +83,11 @@ func (s *Sink) Open(ctx context.Context, pipeline string) (uint64, engine.Positi
 		kgo.TransactionTimeout(transactionTimeout),
 		kgo.MaxBufferedBytes(maxBufferedBytes),
 		kgo.ProducerBatchCompression(s.cfg.codec()),
-		kgo.RecordRetries(0), // an epoch that cannot be written fails and is redone
+		// Retries are safe inside a transaction (sequence numbers drop
+		// duplicates); a record still failing after them fails the epoch,
+		// which is then redone. (Not RecordDeliveryTimeout: it counts from
+		// the record's timestamp, which is the source record's.)
+		kgo.RecordRetries(recordRetries),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -327,7 +333,10 @@ func classify(err error) error {
 		return fmt.Errorf("%w: another instance of this pipeline opened the same transactional id (%w)", engine.ErrFenced, err)
 	}
 	var ke *kerr.Error
-	if errors.As(err, &ke) && ke.Retriable || strings.Contains(err.Error(), "connection refused") {
+	var ne net.Error
+	if errors.As(err, &ke) && ke.Retriable || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
+		// The cluster is unreachable or busy: the engine backs off and
+		// reopens.
 		return engine.Retryable(err)
 	}
 	return err
