@@ -34,10 +34,17 @@ func init() {
 		{kmsg.CreateTopics, 0, 6, handleCreateTopics},
 		{kmsg.DeleteTopics, 0, 5, handleDeleteTopics},
 		{kmsg.DescribeConfigs, 0, 4, handleDescribeConfigs},
-		// Idempotent producers only (no transactional id). v4 is the
-		// newest with the same meaning for them; franz-go, sarama and
-		// librdkafka all negotiate down to it.
+		// v4 is the newest before KIP-890's transaction version 2; franz-go,
+		// sarama and librdkafka all negotiate down to it.
 		{kmsg.InitProducerID, 0, 4, handleInitProducerID},
+		// Transactions (KIP-98), as Kafka before KIP-890 part 2 speaks
+		// them: AddPartitionsToTxn v4 (batched, broker to broker) and
+		// EndTxn v5 (transaction version 2) are left out, so clients keep
+		// the classic protocol.
+		{kmsg.AddPartitionsToTxn, 0, 3, handleAddPartitionsToTxn},
+		{kmsg.AddOffsetsToTxn, 0, 3, handleAddOffsetsToTxn},
+		{kmsg.EndTxn, 0, 3, handleEndTxn},
+		{kmsg.TxnOffsetCommit, 0, 3, handleTxnOffsetCommit},
 		// Consumer groups, classic protocol. kafka-go pins JoinGroup v1/v2,
 		// SyncGroup v0, OffsetCommit v2, OffsetFetch v1, FindCoordinator
 		// v0; franz-go and sarama negotiate up to these maxima. OffsetFetch

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/broker/group"
+	"github.com/sluicehq/sluice/broker/txn"
 )
 
 // Options configure a Broker. Zero values take the defaults named.
@@ -71,8 +72,9 @@ type Broker struct {
 	groups    *group.Coordinator
 	offsets   *group.OffsetStore
 	metrics   *Metrics
-	// producerIDs allocates idempotent producer ids.
+	// producerIDs allocates producer ids, idempotent and transactional.
 	producerIDs *producerIDs
+	txns        *txn.Coordinator
 
 	ctx    context.Context // cancelled by Close: ends long-polls and loops
 	cancel context.CancelFunc
@@ -92,6 +94,7 @@ const (
 	cleanShutdownFile = ".clean-shutdown"
 	clusterIDFile     = "cluster.id"
 	groupsDir         = "groups"
+	txnsDir           = "transactions"
 )
 
 // groupLoop expires group members and ends rebalance phases on time.
@@ -157,8 +160,15 @@ func Open(dir string, opts Options) (*Broker, error) {
 		lock.Close()
 		return nil, err
 	}
-	b.producerIDs, err = openProducerIDs(dir, b.topics.maxProducerID()+1)
+	b.txns, err = txn.Open(filepath.Join(dir, txnsDir), func() (int64, error) { return b.producerIDs.allocate() }, nil)
 	if err != nil {
+		b.topics.close()
+		b.topics.unlock()
+		return nil, fmt.Errorf("open transaction state: %w", err)
+	}
+	b.producerIDs, err = openProducerIDs(dir, max(b.topics.maxProducerID(), b.txns.MaxProducerID())+1)
+	if err != nil {
+		b.txns.Close()
 		b.topics.close()
 		b.topics.unlock()
 		return nil, err
@@ -166,15 +176,23 @@ func Open(dir string, opts Options) (*Broker, error) {
 	// Committed offsets live beside the topics directory.
 	b.offsets, err = group.OpenOffsetStore(filepath.Join(dir, groupsDir))
 	if err != nil {
+		b.txns.Close()
 		b.topics.close()
 		b.topics.unlock()
 		return nil, fmt.Errorf("open committed offsets: %w", err)
 	}
 	b.groups = group.NewCoordinator(b.offsets, nil)
 	m.attach(b)
-	b.wg.Add(2)
+	// Transactions decided before a crash get their markers before any
+	// client is served.
+	for _, comp := range b.txns.Pending() {
+		b.log.Info("completing transaction decided before the restart", "transactional_id", comp.TransactionalID, "commit", comp.Commit)
+		b.complete(comp)
+	}
+	b.wg.Add(3)
 	go b.retentionLoop()
 	go b.groupLoop()
+	go b.txnLoop()
 	return b, nil
 }
 
@@ -304,7 +322,7 @@ func (b *Broker) Close() error {
 	b.mu.Unlock()
 	b.cancel()
 	b.wg.Wait()
-	err := errors.Join(b.offsets.Close(), b.topics.close())
+	err := errors.Join(b.txns.Close(), b.offsets.Close(), b.topics.close())
 	if err == nil {
 		err = writeFileSync(filepath.Join(b.dir, cleanShutdownFile), nil)
 	}

@@ -298,6 +298,10 @@ func mayBlock(msg kmsg.Request) bool {
 		return m.MaxWaitMillis > 0
 	case *kmsg.ProduceRequest:
 		return m.Acks == -1
+	case *kmsg.InitProducerIDRequest:
+		return m.TransactionalID != nil
+	case *kmsg.AddPartitionsToTxnRequest, *kmsg.AddOffsetsToTxnRequest, *kmsg.TxnOffsetCommitRequest, *kmsg.EndTxnRequest:
+		return true // an fsync of the transaction log, markers
 	}
 	return false
 }

@@ -47,7 +47,11 @@ func (c *conn) fetch(req *kmsg.FetchRequest) *outgoing {
 		var registered []*storage.Partition
 		grew := false
 		for _, e := range ends {
-			if !e.p.Wait(e.end, wake) {
+			wait := e.p.Wait
+			if e.stable {
+				wait = e.p.WaitStable
+			}
+			if !wait(e.end, wake) {
 				grew = true
 				break
 			}
@@ -70,10 +74,12 @@ func (c *conn) fetch(req *kmsg.FetchRequest) *outgoing {
 	}
 }
 
-// logEnd is a partition's end offset as a fetch saw it.
+// logEnd is a partition's end offset (stable: its last stable offset) as a
+// fetch saw it.
 type logEnd struct {
-	p   *storage.Partition
-	end int64
+	p      *storage.Partition
+	end    int64
+	stable bool
 }
 
 // fetchOnce builds a response from what the logs hold now. It reports the
@@ -90,6 +96,7 @@ func (c *conn) fetchOnce(req *kmsg.FetchRequest) (*outgoing, int64, []logEnd) {
 	var total int64
 	var ends []logEnd
 	waitable := true
+	committed := req.IsolationLevel == 1
 	for _, rt := range req.Topics {
 		st := kmsg.NewFetchResponseTopic()
 		st.Topic = rt.Topic
@@ -108,8 +115,17 @@ func (c *conn) fetchOnce(req *kmsg.FetchRequest) (*outgoing, int64, []logEnd) {
 			}
 			p := t.parts[rp.Partition]
 			start, end := p.Offsets()
-			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = end, end, start
-			ends = append(ends, logEnd{p, end})
+			lso := p.LastStableOffset()
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = end, lso, start
+			// read_committed reads stop at the last stable offset and
+			// long-poll for it to move.
+			upto := int64(-1)
+			if committed {
+				upto = lso
+				ends = append(ends, logEnd{p, lso, true})
+			} else {
+				ends = append(ends, logEnd{p, end, false})
+			}
 			// The first partition with data gets at least one batch even
 			// past the limits (KIP-74), so a large batch cannot stall a
 			// consumer.
@@ -118,7 +134,7 @@ func (c *conn) fetchOnce(req *kmsg.FetchRequest) (*outgoing, int64, []logEnd) {
 				limit = max(limit, 1)
 			}
 			if limit > 0 || total == 0 {
-				sec, err := p.Read(rp.FetchOffset, limit)
+				sec, err := p.ReadUpTo(rp.FetchOffset, limit, upto)
 				if err != nil {
 					sp.ErrorCode, _ = codeOf(err)
 					waitable = false
@@ -127,6 +143,16 @@ func (c *conn) fetchOnce(req *kmsg.FetchRequest) (*outgoing, int64, []logEnd) {
 					out.sections = append(out.sections, sec)
 					total += sec.Len
 					remaining -= sec.Len
+					if committed {
+						// Those overlapping what may be returned, which
+						// ends at or before the LSO; extra ones are
+						// harmless to clients.
+						for _, a := range p.AbortedTxns(rp.FetchOffset, lso) {
+							at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+							at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
+							sp.AbortedTransactions = append(sp.AbortedTransactions, at)
+						}
+					}
 				}
 			}
 			st.Partitions = append(st.Partitions, sp)

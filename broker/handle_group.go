@@ -41,13 +41,11 @@ func handleFindCoordinator(r *request) reply {
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	host, port := r.c.advertised()
 	node := r.c.b.opts.NodeID
-	// Transactions (type 1) are not supported yet. INVALID_REQUEST is not
-	// retried, so a transactional client fails at once instead of waiting
-	// for a coordinator that never comes.
+	// Groups (type 0) and transactions (type 1) are both coordinated here.
 	var errMsg *string
-	errFor := func(int8) int16 {
-		if req.CoordinatorType != 0 {
-			errMsg = kmsg.StringPtr("transactions are not supported by the built-in broker yet; produce without a transactional id, or use an external Kafka cluster")
+	errFor := func(typ int8) int16 {
+		if typ != 0 && typ != 1 {
+			errMsg = kmsg.StringPtr("coordinator type must be 0 (group) or 1 (transaction)")
 			return kerr.InvalidRequest.Code
 		}
 		return 0
@@ -237,6 +235,11 @@ func handleOffsetFetch(r *request) reply {
 		rp := kmsg.NewOffsetFetchResponseTopicPartition()
 		rp.Partition, rp.Offset, rp.LeaderEpoch = o.Partition, o.Offset, o.LeaderEpoch
 		rp.Metadata = kmsg.StringPtr(o.Metadata)
+		if req.RequireStable && r.c.b.txns.PendingOffset(req.Group, o.TopicPartition) {
+			// A transaction holds an offset for it that is not decided
+			// yet (KIP-447); the client retries.
+			rp.ErrorCode = kerr.UnstableOffsetCommit.Code
+		}
 		resp.Topics[i].Partitions = append(resp.Topics[i].Partitions, rp)
 	}
 	return respond(resp)

@@ -26,6 +26,8 @@ func handleListOffsets(r *request) reply {
 			switch {
 			case p == nil:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case rp.Timestamp == latestTimestamp && req.IsolationLevel == 1:
+				sp.Offset = p.LastStableOffset()
 			case rp.Timestamp == latestTimestamp:
 				sp.Offset = p.EndOffset()
 			case rp.Timestamp == earliestTimestamp:

@@ -1,12 +1,14 @@
 package broker
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluicehq/sluice/broker/group"
 	"github.com/sluicehq/sluice/broker/storage"
 )
 
@@ -43,6 +45,17 @@ func handleProduce(r *request) reply {
 			case t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.parts):
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			default:
+				if pid, epoch, txnl, ok := storage.BatchProducer(rp.Records); ok && txnl {
+					// Only into a partition added to the producer's open
+					// transaction, and only from its current epoch.
+					tp := group.TopicPartition{Topic: rt.Topic, Partition: rp.Partition}
+					if err := b.txns.CheckProduce(pid, epoch, tp); err != nil {
+						sp.ErrorCode = err.Code
+						sp.ErrorMessage = kmsg.StringPtr(fmt.Sprintf("transactional batch of producer %d epoch %d refused (%s): the producer must be a transactional id's current one, with this partition added to its open transaction (AddPartitionsToTxn)",
+							pid, epoch, err.Message))
+						break
+					}
+				}
 				p := t.parts[rp.Partition]
 				res, err := p.AppendBatches(rp.Records, now)
 				if err != nil {

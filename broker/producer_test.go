@@ -455,14 +455,6 @@ func TestIdempotentRetryAcrossRestart(t *testing.T) {
 	}
 }
 
-func TestInitProducerIDRefusesTransactions(t *testing.T) {
-	_, addr := testBroker(t, Options{})
-	resp := initProducerID(t, kgoBroker(t, addr), kmsg.StringPtr("txn-1"))
-	if resp.ErrorCode != kerr.InvalidRequest.Code {
-		t.Fatalf("error code %d, want INVALID_REQUEST", resp.ErrorCode)
-	}
-}
-
 func TestProducerIDsNeverRepeat(t *testing.T) {
 	dir := t.TempDir()
 	a, err := openProducerIDs(dir, 0)
@@ -520,7 +512,7 @@ func TestIdempotentProduceErrorCodes(t *testing.T) {
 		{"old epoch", idemTestBatch(7, 0, 3, "e"), kerr.InvalidProducerEpoch.Code, -1},
 		{"new epoch not at 0", idemTestBatch(7, 2, 5, "f"), kerr.OutOfOrderSequenceNumber.Code, -1},
 		{"two batches", append(idemTestBatch(8, 0, 0, "g"), idemTestBatch(8, 0, 1, "h")...), kerr.InvalidRecord.Code, -1},
-		{"transactional", txn, kerr.InvalidRecord.Code, -1},
+		{"transactional without a transactional id", txn, kerr.InvalidProducerIDMapping.Code, -1},
 		{"duplicate", idemTestBatch(7, 1, 0, "d"), 0, 3},
 	}
 	for _, c := range cases {

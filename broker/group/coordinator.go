@@ -753,3 +753,32 @@ func (c *Coordinator) Commit(req CommitRequest) *kerr.Error {
 func (c *Coordinator) Fetch(groupName string, parts []TopicPartition) []Offset {
 	return c.offsets.Fetch(groupName, parts)
 }
+
+// CheckMember validates the member and generation a TxnOffsetCommit (v3+)
+// names, as OffsetCommit would, without committing: an empty member id
+// with generation -1 commits outside group management.
+func (c *Coordinator) CheckMember(groupName, memberID, instanceID string, generation int32) *kerr.Error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if groupName == "" {
+		return kerr.InvalidGroupID
+	}
+	if memberID == "" && generation < 0 {
+		return nil
+	}
+	g := c.groups[groupName]
+	if g == nil {
+		return kerr.UnknownMemberID
+	}
+	m := g.members[memberID]
+	switch {
+	case m == nil:
+		if instanceID != "" && g.byInstance(instanceID) != nil {
+			return kerr.FencedInstanceID
+		}
+		return kerr.UnknownMemberID
+	case generation != g.generation:
+		return kerr.IllegalGeneration
+	}
+	return nil
+}

@@ -272,3 +272,14 @@ func (s *segment) writeTxnIndex() error {
 	s.txnIndexBad = false
 	return nil
 }
+
+// BatchProducer reads the producer fields of the first batch in b as a
+// client sent it: ok is false when b is too short to hold a batch header
+// (the append refuses it anyway).
+func BatchProducer(b []byte) (producerID int64, epoch int16, transactional, ok bool) {
+	if len(b) < batchHeaderLen {
+		return -1, -1, false, false
+	}
+	h := parseHeader(b)
+	return h.producerID, h.producerEpoch, h.transactional(), true
+}

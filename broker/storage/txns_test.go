@@ -183,8 +183,8 @@ func TestTransactionStateSurvivesReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, reopen := range map[string]func() *Partition{
-		"clean": func() *Partition { return openT(t, dir, Config{SegmentBytes: 400}, true) },
-		"crash": func() *Partition { return openT(t, crashed, Config{SegmentBytes: 400}, false) },
+		"clean":         func() *Partition { return openT(t, dir, Config{SegmentBytes: 400}, true) },
+		"crash":         func() *Partition { return openT(t, crashed, Config{SegmentBytes: 400}, false) },
 		"lost txnindex": func() *Partition { return openT(t, lost, Config{SegmentBytes: 400}, false) },
 	} {
 		t.Run(name, func(t *testing.T) {

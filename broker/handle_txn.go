@@ -1,0 +1,273 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice/broker/group"
+	"github.com/sluicehq/sluice/broker/storage"
+	"github.com/sluicehq/sluice/broker/txn"
+)
+
+// Transactions (KIP-98). The coordinator in broker/txn decides; these
+// handlers translate requests to it and run the decided transactions'
+// completions: a marker to every partition of the transaction, fsynced,
+// then the transaction's offsets to the groups, then Complete. EndTxn
+// answers once all of that is durable (Kafka answers after the decision
+// and writes markers in the background; answering later spares clients
+// CONCURRENT_TRANSACTIONS on their next transaction, and a crash in
+// between is recovered the same way). Replies that write run on the
+// connection's writer.
+
+// fenced is PRODUCER_FENCED for request versions that know it (KIP-588),
+// else INVALID_PRODUCER_EPOCH, which older clients treat the same way.
+func fenced(err *kerr.Error, version, knowsFenced int16) int16 {
+	if err == kerr.ProducerFenced && version < knowsFenced {
+		return kerr.InvalidProducerEpoch.Code
+	}
+	return code(err)
+}
+
+// complete runs a decided transaction's completion (see package txn).
+func (b *Broker) complete(comp *txn.Completion) error {
+	err := b.writeCompletion(comp)
+	if err == nil {
+		err = b.txns.Complete(comp)
+	}
+	if err != nil {
+		b.txns.Failed(comp)
+		b.log.Error("completing transaction failed; retrying in the background", "transactional_id", comp.TransactionalID,
+			"commit", comp.Commit, "err", err)
+		return err
+	}
+	return nil
+}
+
+func (b *Broker) writeCompletion(comp *txn.Completion) error {
+	now := time.Now()
+	m := storage.Marker{ProducerID: comp.ProducerID, ProducerEpoch: comp.Epoch, Commit: comp.Commit}
+	var wg sync.WaitGroup
+	errs := make([]error, len(comp.Partitions))
+	for i, tp := range comp.Partitions {
+		p := b.topics.partition(tp.Topic, tp.Partition)
+		if p == nil {
+			continue // deleted with its data: nothing to mark
+		}
+		next, err := p.AppendMarker(m, now)
+		if err != nil {
+			if errors.Is(err, storage.ErrClosed) {
+				continue // deleted meanwhile
+			}
+			errs[i] = fmt.Errorf("marker on %s/%d: %w", tp.Topic, tp.Partition, err)
+			continue
+		}
+		// Separate files: fsync them at the same time.
+		wg.Go(func() {
+			if err := p.Sync(next); err != nil && !errors.Is(err, storage.ErrClosed) {
+				errs[i] = fmt.Errorf("fsync marker on %s/%d: %w", tp.Topic, tp.Partition, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for g, offs := range comp.Offsets {
+		if err := b.offsets.Commit(g, offs); err != nil {
+			return fmt.Errorf("commit offsets of group %s: %w", g, err)
+		}
+	}
+	return nil
+}
+
+// txnLoop aborts timed-out transactions and retries completions that
+// failed.
+func (b *Broker) txnLoop() {
+	defer b.wg.Done()
+	t := time.NewTicker(txn.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+			b.runTxnChores()
+		}
+	}
+}
+
+func (b *Broker) runTxnChores() {
+	expired, err := b.txns.Expire()
+	if err != nil {
+		b.log.Error("transaction timeout check failed", "err", err)
+	}
+	for _, comp := range expired {
+		b.log.Info("aborting transaction past its timeout", "transactional_id", comp.TransactionalID, "producer_id", comp.ProducerID)
+		b.complete(comp)
+	}
+	for _, comp := range b.txns.Pending() {
+		b.complete(comp)
+	}
+}
+
+// initTransactional is InitProducerId with a transactional id. It runs on
+// the writer: an open transaction is aborted first, markers and all.
+func initTransactional(r *request, req *kmsg.InitProducerIDRequest) reply {
+	b := r.c.b
+	return func() *outgoing {
+		resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
+		ir := txn.InitRequest{TransactionalID: *req.TransactionalID, TimeoutMs: req.TransactionTimeoutMillis,
+			ProducerID: req.ProducerID, Epoch: req.ProducerEpoch}
+		if req.Version < 3 {
+			ir.ProducerID, ir.Epoch = -1, -1
+		}
+		res := b.txns.InitProducerID(ir)
+		if res.Abort != nil {
+			if err := b.complete(res.Abort); err != nil {
+				resp.ErrorCode = kerr.ConcurrentTransactions.Code // retried; the loop completes it
+				return &outgoing{resp: resp}
+			}
+			res = b.txns.InitProducerID(ir)
+		}
+		if res.Err == kerr.InvalidTransactionTimeout {
+			r.c.log.Warn("InitProducerId refused: transaction.timeout.ms out of range", "transactional_id", ir.TransactionalID,
+				"timeout_ms", ir.TimeoutMs, "max", txn.MaxTimeout)
+		}
+		resp.ErrorCode = fenced(res.Err, req.Version, 4)
+		resp.ProducerID, resp.ProducerEpoch = res.ProducerID, res.Epoch
+		if res.Err == nil {
+			b.metrics.producerIDs.Inc()
+		}
+		return &outgoing{resp: resp}
+	}
+}
+
+func handleAddPartitionsToTxn(r *request) reply {
+	req := r.msg.(*kmsg.AddPartitionsToTxnRequest)
+	b := r.c.b
+	return func() *outgoing {
+		resp := req.ResponseKind().(*kmsg.AddPartitionsToTxnResponse)
+		var parts []group.TopicPartition
+		unknown := false
+		for _, rt := range req.Topics {
+			t := b.topics.get(rt.Topic)
+			for _, p := range rt.Partitions {
+				if t == nil || p < 0 || int(p) >= len(t.parts) {
+					unknown = true
+				}
+				parts = append(parts, group.TopicPartition{Topic: rt.Topic, Partition: p})
+			}
+		}
+		var errCode int16
+		if !unknown {
+			errCode = fenced(b.txns.AddPartitions(req.TransactionalID, req.ProducerID, req.ProducerEpoch, parts), req.Version, 2)
+		}
+		for _, rt := range req.Topics {
+			st := kmsg.NewAddPartitionsToTxnResponseTopic()
+			st.Topic = rt.Topic
+			t := b.topics.get(rt.Topic)
+			for _, p := range rt.Partitions {
+				sp := kmsg.NewAddPartitionsToTxnResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = p, errCode
+				if unknown {
+					// As Kafka: the unknown ones say why, the rest were
+					// not attempted.
+					sp.ErrorCode = kerr.OperationNotAttempted.Code
+					if t == nil || p < 0 || int(p) >= len(t.parts) {
+						sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+					}
+				}
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return &outgoing{resp: resp}
+	}
+}
+
+func handleAddOffsetsToTxn(r *request) reply {
+	req := r.msg.(*kmsg.AddOffsetsToTxnRequest)
+	b := r.c.b
+	return func() *outgoing {
+		resp := req.ResponseKind().(*kmsg.AddOffsetsToTxnResponse)
+		if req.Group == "" {
+			resp.ErrorCode = kerr.InvalidGroupID.Code
+			return &outgoing{resp: resp}
+		}
+		resp.ErrorCode = fenced(b.txns.AddOffsets(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group), req.Version, 2)
+		return &outgoing{resp: resp}
+	}
+}
+
+func handleTxnOffsetCommit(r *request) reply {
+	req := r.msg.(*kmsg.TxnOffsetCommitRequest)
+	b := r.c.b
+	return func() *outgoing {
+		resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+		var err *kerr.Error
+		if req.Version >= 3 {
+			err = b.groups.CheckMember(req.Group, req.MemberID, str(req.InstanceID), req.Generation)
+		} else if req.Group == "" {
+			err = kerr.InvalidGroupID
+		}
+		unknown := map[group.TopicPartition]*kerr.Error{}
+		var offs []group.Offset
+		for _, rt := range req.Topics {
+			t := b.topics.get(rt.Topic)
+			for _, p := range rt.Partitions {
+				tp := group.TopicPartition{Topic: rt.Topic, Partition: p.Partition}
+				switch {
+				case t == nil || p.Partition < 0 || int(p.Partition) >= len(t.parts):
+					unknown[tp] = kerr.UnknownTopicOrPartition
+				case len(str(p.Metadata)) > group.MaxOffsetMetadata:
+					unknown[tp] = kerr.OffsetMetadataTooLarge
+				default:
+					le := int32(-1)
+					if req.Version >= 2 {
+						le = p.LeaderEpoch
+					}
+					offs = append(offs, group.Offset{TopicPartition: tp, Offset: p.Offset, LeaderEpoch: le, Metadata: str(p.Metadata)})
+				}
+			}
+		}
+		if err == nil && len(offs) > 0 {
+			err = b.txns.CommitOffsets(req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch, offs)
+		}
+		for _, rt := range req.Topics {
+			st := kmsg.NewTxnOffsetCommitResponseTopic()
+			st.Topic = rt.Topic
+			for _, p := range rt.Partitions {
+				sp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+				sp.Partition = p.Partition
+				sp.ErrorCode = fenced(err, req.Version, 3)
+				if e := unknown[group.TopicPartition{Topic: rt.Topic, Partition: p.Partition}]; e != nil {
+					sp.ErrorCode = e.Code
+				}
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return &outgoing{resp: resp}
+	}
+}
+
+func handleEndTxn(r *request) reply {
+	req := r.msg.(*kmsg.EndTxnRequest)
+	b := r.c.b
+	return func() *outgoing {
+		resp := req.ResponseKind().(*kmsg.EndTxnResponse)
+		comp, err := b.txns.EndTxn(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit)
+		if err == nil && comp != nil && b.complete(comp) != nil {
+			// The decision is durable; the loop writes the markers.
+			// CONCURRENT_TRANSACTIONS makes the client retry until then.
+			err = kerr.ConcurrentTransactions
+		}
+		resp.ErrorCode = fenced(err, req.Version, 2)
+		return &outgoing{resp: resp}
+	}
+}
