@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/broker/txn"
 )
 
 // crashChildEnv makes the test binary run a broker on the directory it
@@ -38,7 +41,19 @@ const (
 	crashAdvertiseEnv = "SLUICE_BROKER_CRASH_ADVERTISE"
 )
 
+// crashMarkerEnv makes the child broker SIGKILL itself before writing the
+// n-th marker of a committing transaction.
+const crashMarkerEnv = "SLUICE_BROKER_CRASH_BEFORE_MARKER"
+
 func runCrashChild(dir string) {
+	if n, err := strconv.Atoi(os.Getenv(crashMarkerEnv)); err == nil {
+		testHookMarker = func(comp *txn.Completion, i int) {
+			if comp.Commit && i == n {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {}
+			}
+		}
+	}
 	b, err := Open(dir, Options{AdvertisedAddr: os.Getenv(crashAdvertiseEnv),
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {

@@ -48,12 +48,20 @@ func (b *Broker) complete(comp *txn.Completion) error {
 	return nil
 }
 
+// testHookMarker, when set by a test, runs before the i-th marker of a
+// completion is written (the crash tests kill the broker process there).
+var testHookMarker func(comp *txn.Completion, i int)
+
 func (b *Broker) writeCompletion(comp *txn.Completion) error {
 	now := time.Now()
 	m := storage.Marker{ProducerID: comp.ProducerID, ProducerEpoch: comp.Epoch, Commit: comp.Commit}
 	var wg sync.WaitGroup
 	errs := make([]error, len(comp.Partitions))
 	for i, tp := range comp.Partitions {
+		if testHookMarker != nil {
+			wg.Wait() // the markers before it are durable
+			testHookMarker(comp, i)
+		}
 		p := b.topics.partition(tp.Topic, tp.Partition)
 		if p == nil {
 			continue // deleted with its data: nothing to mark
