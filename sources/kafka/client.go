@@ -9,6 +9,10 @@ import (
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
+	"github.com/twmb/franz-go/pkg/kgo"
+	kgosasl "github.com/twmb/franz-go/pkg/sasl"
+	kgoplain "github.com/twmb/franz-go/pkg/sasl/plain"
+	kgoscram "github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/sluicehq/sluice/internal/tlsconfig"
 	"github.com/sluicehq/sluice/pipelines"
@@ -56,6 +60,43 @@ func (conn Connection) client(clientID string) (*kafkago.Client, error) {
 		return nil, err
 	}
 	return &kafkago.Client{Addr: kafkago.TCP(conn.Brokers...), Transport: t}, nil
+}
+
+// kgoOpts are the franz-go client options that reach conn: seeds, TLS and
+// SASL. Receiver mode reads through franz-go (its group consumer drops the
+// records of aborted transactions; kafka-go's reader cannot).
+func (conn Connection) kgoOpts(clientID string) ([]kgo.Opt, error) {
+	if len(conn.Brokers) == 0 {
+		return nil, errors.New("kafka: no brokers; list host:port addresses under brokers")
+	}
+	opts := []kgo.Opt{kgo.SeedBrokers(conn.Brokers...), kgo.ClientID(clientID), kgo.DialTimeout(dialTimeout)}
+	if conn.TLS != nil {
+		c, err := tlsconfig.Load(*conn.TLS)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.DialTLSConfig(c))
+	}
+	if conn.SASL != nil {
+		m, err := kgoSASLMechanism(*conn.SASL)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.SASL(m))
+	}
+	return opts, nil
+}
+
+func kgoSASLMechanism(c pipelines.SASL) (kgosasl.Mechanism, error) {
+	switch c.Mechanism {
+	case "plain":
+		return kgoplain.Auth{User: c.Username, Pass: c.Password}.AsMechanism(), nil
+	case "scram-sha-256":
+		return kgoscram.Auth{User: c.Username, Pass: c.Password}.AsSha256Mechanism(), nil
+	case "scram-sha-512":
+		return kgoscram.Auth{User: c.Username, Pass: c.Password}.AsSha512Mechanism(), nil
+	}
+	return nil, fmt.Errorf("kafka sasl.mechanism %q: use plain, scram-sha-256 or scram-sha-512", c.Mechanism)
 }
 
 func saslMechanism(c pipelines.SASL) (sasl.Mechanism, error) {

@@ -261,11 +261,11 @@ func TestDirectPatternPicksUpNewTopics(t *testing.T) {
 	}
 }
 
-// Transaction markers take offsets but are not records: a range that ends
-// in one must finish, no marker may come out as a record, and records of an
-// aborted transaction are not read (read_committed).
-func TestDirectReadsOnlyCommittedTransactions(t *testing.T) {
-	brokers := fakeCluster(t, 1)
+// produceTransactions writes v0..v14 to partition 0 of "events" in three
+// transactions of five records, each ended by a marker; the middle one
+// (v5..v9) aborts.
+func produceTransactions(t *testing.T, brokers []string) {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("events"),
 		kgo.TransactionalID("tx-producer"))
 	if err != nil {
@@ -283,8 +283,6 @@ func TestDirectReadsOnlyCommittedTransactions(t *testing.T) {
 		if err := cl.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
-		// The middle transaction aborts: a read_committed reader must
-		// not see its records.
 		commit := kgo.TryCommit
 		if txn == 1 {
 			commit = kgo.TryAbort
@@ -293,6 +291,19 @@ func TestDirectReadsOnlyCommittedTransactions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// committedValues are the records of produceTransactions a read_committed
+// reader sees, in offset order.
+var committedValues = []string{"v0", "v1", "v2", "v3", "v4", "v10", "v11", "v12", "v13", "v14"}
+
+// Transaction markers take offsets but are not records: a range that ends
+// in one must finish, no marker may come out as a record, and records of an
+// aborted transaction are not read (read_committed).
+func TestDirectReadsOnlyCommittedTransactions(t *testing.T) {
+	brokers := fakeCluster(t, 1)
+	produceTransactions(t, brokers)
+	ctx := context.Background()
 	src := directSource(t, brokers, "")
 	if err := src.Open(ctx, nil); err != nil {
 		t.Fatal(err)
@@ -307,7 +318,7 @@ func TestDirectReadsOnlyCommittedTransactions(t *testing.T) {
 		}
 		got, until = append(got, recs...), u
 	}
-	want := []string{"v0", "v1", "v2", "v3", "v4", "v10", "v11", "v12", "v13", "v14"}
+	want := committedValues
 	if len(got) != len(want) {
 		t.Fatalf("read %d records, want the %d committed ones", len(got), len(want))
 	}

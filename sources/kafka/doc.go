@@ -12,6 +12,9 @@
 //     group offset is committed; batches are cut from write-ahead log
 //     sequence numbers, which is what the sink stores.
 //
-// Both talk to Kafka through github.com/segmentio/kafka-go, so the built-in
-// broker and any external cluster (TLS, SASL) are read the same way.
+// Direct mode talks to Kafka through github.com/segmentio/kafka-go and
+// filters aborted transactions itself; receiver mode uses franz-go's group
+// consumer (github.com/twmb/franz-go/pkg/kgo), which drops them, where
+// kafka-go's reader hands them out. The built-in broker and any external
+// cluster (TLS, SASL) are read the same way.
 package kafka

@@ -5,5 +5,6 @@ import "time"
 // SetMetadataRefresh lets tests see new partitions at once.
 func SetMetadataRefresh(d *Direct, every time.Duration) { d.refreshEvery = every }
 
-// SetPatternRefresh lets tests see new topics matching a receiver's pattern at once.
+// SetPatternRefresh sets how often a receiver refreshes metadata, so tests
+// see new topics matching its pattern at once.
 func SetPatternRefresh(r *Receiver, every time.Duration) { r.refreshEvery = every }

@@ -6,14 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
-	"slices"
 	"sync"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/internal/tlsconfig"
 	"github.com/sluicehq/sluice/internal/wal"
 )
 
@@ -24,8 +24,11 @@ const (
 	// maxQueuedRecords bounds what a receiver without a write-ahead log
 	// holds in memory; the reader waits when it is full.
 	maxQueuedRecords = 1_000_000
-	// readerMaxBytes is what the group reader asks for per fetch.
-	readerMaxBytes = 8 << 20
+	// readerMaxBytes is what the group consumer asks for per partition and
+	// fetch; readerMaxFetchBytes bounds a whole fetch response, and with it
+	// what the client buffers per broker.
+	readerMaxBytes      = 8 << 20
+	readerMaxFetchBytes = 32 << 20
 )
 
 // walPartition is the position key of receiver mode with a write-ahead
@@ -36,7 +39,7 @@ var walPartition = engine.TopicPartition{Topic: "_wal", Partition: 0}
 type ReceiverConfig struct {
 	Conn          Connection
 	Topics        []string
-	Pattern       string // resolved to topics on Open
+	Pattern       string // a regular expression over topic names, instead of Topics
 	Start         string // earliest | latest: where a group with no offsets starts
 	Group         string
 	BlockInterval time.Duration
@@ -50,18 +53,32 @@ type ReceiverConfig struct {
 	Metrics  *Metrics
 }
 
-// Receiver is the receiver-mode source (engine.Source): a consumer-group
-// reader running in the background, cutting blocks every BlockInterval.
+// Receiver is the receiver-mode source (engine.Source): a franz-go group
+// consumer polled in the background, cutting blocks every BlockInterval.
+//
+// It reads read_committed, so records of aborted transactions and
+// transaction markers never reach a block. Rebalances are blocked from the
+// first poll of a block until that block is in the write-ahead log and its
+// offsets are committed to the group: when partitions are revoked or lost,
+// the receiver holds nothing it has polled but not logged, and the next
+// owner starts right after what the log holds.
 type Receiver struct {
-	cfg ReceiverConfig
-	log *slog.Logger
+	cfg          ReceiverConfig
+	log          *slog.Logger
+	pattern      *regexp.Regexp
+	refreshEvery time.Duration // metadata refresh: new topics and partitions
 
-	reader       *kafkago.Reader
-	client       *kafkago.Client // for end offsets, to report lag
-	refreshEvery time.Duration   // how often a pattern is re-resolved
-	wal          *wal.WAL
-	cancel       context.CancelFunc
-	done         chan struct{}
+	cl     *kgo.Client
+	wal    *wal.WAL
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// gmu guards what the poll loop shares with franz-go's group callbacks
+	// and with Committed. Only the loop writes logged.
+	gmu     sync.Mutex
+	logged  engine.Positions                          // highest offset per partition in the log
+	pending map[engine.TopicPartition]kgo.EpochOffset // logged, group commit not yet acknowledged
+	ends    engine.Positions                          // last stable offset per partition, from fetches
 
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced when readable grows or err is set
@@ -70,11 +87,7 @@ type Receiver struct {
 	queue    []engine.Record
 	next     engine.Positions // next Kafka offset per partition handed out
 	err      error
-	lagAt    time.Time // when lag was last reported
 }
-
-// lagEvery bounds how often a receiver lists end offsets to report lag.
-const lagEvery = time.Second
 
 // NewReceiver returns a receiver-mode source; it starts reading on Open.
 func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
@@ -87,13 +100,20 @@ func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
 	if cfg.BlockInterval <= 0 {
 		cfg.BlockInterval = 200 * time.Millisecond
 	}
-	if len(cfg.Topics) == 0 && cfg.Pattern == "" {
+	r := &Receiver{cfg: cfg, log: cfg.Logger, refreshEvery: metadataRefresh}
+	if cfg.Pattern != "" {
+		re, err := regexp.Compile("^(?:" + cfg.Pattern + ")$")
+		if err != nil {
+			return nil, fmt.Errorf("kafka pattern %q: %w", cfg.Pattern, err)
+		}
+		r.pattern = re
+	} else if len(cfg.Topics) == 0 {
 		return nil, errors.New("kafka: list topics or give a pattern")
 	}
-	r := &Receiver{cfg: cfg, log: cfg.Logger, refreshEvery: metadataRefresh}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
+	r.log = r.log.With("pipeline", cfg.Pipeline)
 	return r, nil
 }
 
@@ -101,23 +121,9 @@ func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
 // log sequence the sink committed; without one the group's offsets say
 // where reading resumes and from is ignored.
 func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) {
-	// One client for metadata, the group catch-up and lag; the group
-	// reader keeps its own connections.
-	if r.client, err = r.cfg.Conn.client("sluice-" + r.cfg.Pipeline); err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			r.closeClient()
-		}
-	}()
-	topics, err := r.topics(ctx)
-	if err != nil {
-		return err
-	}
 	r.changed = make(chan struct{})
 	r.err, r.queue, r.next = nil, nil, engine.Positions{}
-	var skip engine.Positions
+	r.logged, r.pending, r.ends = engine.Positions{}, map[engine.TopicPartition]kgo.EpochOffset{}, engine.Positions{}
 	if r.cfg.WALDir != "" {
 		w, err := wal.Open(r.cfg.WALDir)
 		if err != nil {
@@ -134,215 +140,331 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) 
 				pos, r.cfg.WALDir, start, end)
 		}
 		r.wal, r.pos, r.readable = w, pos, end
-		// Records in the log whose group commit may not have happened
-		// (a crash between fsync and commit) must not be logged twice.
-		skip = w.MaxOffsets()
-		r.catchUpGroup(ctx, skip)
+		// Records in the log whose group commit may not have happened (a
+		// crash between fsync and commit) must not be logged twice: each
+		// assigned partition starts after what the log holds.
+		r.logged = w.MaxOffsets()
+		defer func() {
+			if err != nil {
+				r.wal.Close()
+				r.wal = nil
+			}
+		}()
 	}
-	dialer := &kafkago.Dialer{Timeout: dialTimeout, DualStack: true, ClientID: "sluice-" + r.cfg.Pipeline}
-	if r.cfg.Conn.TLS != nil {
-		if dialer.TLS, err = tlsconfig.Load(*r.cfg.Conn.TLS); err != nil {
-			return err
-		}
+	opts, err := r.cfg.Conn.kgoOpts("sluice-" + r.cfg.Pipeline)
+	if err != nil {
+		return err
 	}
-	if r.cfg.Conn.SASL != nil {
-		if dialer.SASLMechanism, err = saslMechanism(*r.cfg.Conn.SASL); err != nil {
-			return err
-		}
-	}
-	start := kafkago.FirstOffset
+	start := kgo.NewOffset().AtStart()
 	if r.cfg.Start == "latest" {
-		start = kafkago.LastOffset
+		start = kgo.NewOffset().AtEnd()
 	}
-	r.reader = kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers:        r.cfg.Conn.Brokers,
-		GroupID:        r.cfg.Group,
-		GroupTopics:    topics,
-		Dialer:         dialer,
-		MinBytes:       1,
-		MaxBytes:       readerMaxBytes,
-		MaxWait:        r.cfg.BlockInterval,
-		StartOffset:    start,
-		CommitInterval: 0, // commit synchronously, after the block is durable
-		// New partitions of the topics are picked up while running.
-		WatchPartitionChanges: true,
-		// Stop at the last stable offset: records of open transactions
-		// wait until decided. (kafka-go's reader does not drop records
-		// of aborted transactions; direct mode does.)
-		IsolationLevel: kafkago.ReadCommitted,
-		ErrorLogger:    kafkago.LoggerFunc(func(f string, a ...any) { r.log.Warn(fmt.Sprintf(f, a...), "pipeline", r.cfg.Pipeline) }),
-	})
+	opts = append(opts,
+		kgo.WithLogger(kgoLogger{r.log}),
+		kgo.ConsumerGroup(r.cfg.Group),
+		kgo.ConsumeStartOffset(start),
+		// Retention deleted what the group had not read: resume at the
+		// first record that still exists.
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Drop aborted transactions' records and markers, and stop at the
+		// last stable offset until open transactions are decided.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(r.cfg.BlockInterval),
+		kgo.FetchMaxPartitionBytes(readerMaxBytes),
+		kgo.FetchMaxBytes(readerMaxFetchBytes),
+		// New topics matching a pattern, and new partitions, are found by
+		// the periodic metadata refresh; the group rebalances to take them.
+		kgo.MetadataMaxAge(r.refreshEvery),
+		kgo.MetadataMinAge(min(r.refreshEvery, 5*time.Second)),
+		// Offsets are committed by the receiver, only for what the
+		// write-ahead log holds, and rebalances wait until the polled
+		// records are logged and committed.
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsRevoked(r.revoked),
+		kgo.OnPartitionsLost(r.lost),
+		kgo.AdjustFetchOffsetsFn(r.startAfterLogged),
+	)
+	if r.pattern != nil {
+		opts = append(opts, kgo.ConsumeTopics(r.pattern.String()), kgo.ConsumeRegex())
+	} else {
+		opts = append(opts, kgo.ConsumeTopics(r.cfg.Topics...))
+	}
+	if r.cl, err = kgo.NewClient(opts...); err != nil {
+		return fmt.Errorf("kafka receiver: %w", err)
+	}
+	if err := r.checkTopics(ctx); err != nil {
+		r.cl.CloseAllowingRebalance()
+		r.cl = nil
+		return err
+	}
 	loopCtx, cancel := context.WithCancel(context.Background())
 	r.cancel, r.done = cancel, make(chan struct{})
-	go r.loop(loopCtx, skip, topics)
+	go r.loop(loopCtx)
 	return nil
 }
 
-// topics resolves a pattern to the topics that match it now, and checks
-// that listed topics exist: a group reader started on a missing topic would
-// wait without ever seeing it created.
-func (r *Receiver) topics(ctx context.Context) ([]string, error) {
-	var re *regexp.Regexp
-	if r.cfg.Pattern != "" {
-		var err error
-		if re, err = regexp.Compile("^(?:" + r.cfg.Pattern + ")$"); err != nil {
-			return nil, fmt.Errorf("kafka pattern %q: %w", r.cfg.Pattern, err)
-		}
+// checkTopics makes sure listed topics exist: a group consumer started on
+// a missing topic would wait without saying why. A pattern may match
+// nothing yet; topics are picked up as they appear.
+func (r *Receiver) checkTopics(ctx context.Context) error {
+	if r.pattern != nil {
+		return nil
 	}
-	meta, err := r.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: r.cfg.Topics})
+	req := kmsg.NewPtrMetadataRequest()
+	for _, name := range r.cfg.Topics {
+		t := kmsg.NewMetadataRequestTopic()
+		t.Topic = kmsg.StringPtr(name)
+		req.Topics = append(req.Topics, t)
+	}
+	resp, err := req.RequestWith(ctx, r.cl)
 	if err != nil {
-		return nil, engine.Retryable(fmt.Errorf("kafka metadata: %w", err))
+		return engine.Retryable(fmt.Errorf("kafka metadata: %w", err))
 	}
-	if re == nil {
-		for _, t := range meta.Topics {
-			if t.Error != nil {
-				return nil, engine.Retryable(fmt.Errorf("kafka topic %s: %w; create it (sluice topic create %s) or fix the topic name", t.Name, t.Error, t.Name))
+	for _, t := range resp.Topics {
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			name := ""
+			if t.Topic != nil {
+				name = *t.Topic
+			}
+			return engine.Retryable(fmt.Errorf("kafka topic %s: %w; create it (sluice topic create %s) or fix the topic name", name, err, name))
+		}
+	}
+	return nil
+}
+
+// startAfterLogged runs when partitions are assigned, with the group's
+// committed offsets: a partition whose records the log already holds
+// starts after them, and the group is moved there with the next commit.
+func (r *Receiver) startAfterLogged(_ context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	for topic, parts := range offsets {
+		for p, o := range parts {
+			tp := engine.TopicPartition{Topic: topic, Partition: p}
+			last, ok := r.logged[tp]
+			if !ok {
+				continue
+			}
+			// Negative: no commit, the start policy applies.
+			if at := o.EpochOffset().Offset; at > last {
+				continue
+			}
+			parts[p] = kgo.NewOffset().At(last + 1)
+			if _, ok := r.pending[tp]; !ok {
+				r.pending[tp] = kgo.EpochOffset{Epoch: -1, Offset: last + 1}
+			}
+			r.log.Debug("partition starts after what the write-ahead log holds", "partition", tp.String(), "offset", last+1)
+		}
+	}
+	return offsets, nil
+}
+
+// revoked runs before partitions go to another member. Everything polled
+// is logged by then (rebalances wait for the block), so committing the
+// logged offsets hands the partitions over exactly after the log.
+func (r *Receiver) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	if err := r.commitPending(ctx, revoked); err != nil {
+		r.log.Warn("group offsets of revoked partitions not committed; their next owner re-reads what this receiver logged", "err", err)
+	}
+	r.dropPending(revoked)
+}
+
+// lost runs when the group session ended without a chance to commit: the
+// partitions may already be someone else's, so nothing is committed for
+// them. If they come back, the log's offsets still skip what it holds.
+func (r *Receiver) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	if n := r.dropPending(lost); n > 0 {
+		r.log.Warn("group session lost before the group offsets of logged records were committed", "partitions", n)
+	}
+}
+
+// commitPending commits the pending offsets of the partitions in only
+// (nil: all) and forgets those that did not change meanwhile.
+func (r *Receiver) commitPending(ctx context.Context, only map[string][]int32) error {
+	offsets := map[string]map[int32]kgo.EpochOffset{}
+	r.gmu.Lock()
+	for tp, eo := range r.pending {
+		if only != nil && !contains(only, tp) {
+			continue
+		}
+		if offsets[tp.Topic] == nil {
+			offsets[tp.Topic] = map[int32]kgo.EpochOffset{}
+		}
+		offsets[tp.Topic][tp.Partition] = eo
+	}
+	r.gmu.Unlock()
+	if len(offsets) == 0 {
+		return nil
+	}
+	if err := r.commit(ctx, offsets); err != nil {
+		return err
+	}
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	for topic, parts := range offsets {
+		for p, eo := range parts {
+			tp := engine.TopicPartition{Topic: topic, Partition: p}
+			if r.pending[tp] == eo {
+				delete(r.pending, tp)
 			}
 		}
-		return r.cfg.Topics, nil
 	}
-	var topics []string
-	for _, t := range meta.Topics {
-		if t.Error == nil && re.MatchString(t.Name) {
-			topics = append(topics, t.Name)
+	return nil
+}
+
+func (r *Receiver) dropPending(tps map[string][]int32) int {
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	n := 0
+	for tp := range r.pending {
+		if contains(tps, tp) {
+			delete(r.pending, tp)
+			n++
 		}
 	}
-	if len(topics) == 0 {
-		return nil, engine.Retryable(fmt.Errorf("no topic matches pattern %q yet", r.cfg.Pattern))
-	}
-	return topics, nil
+	return n
 }
 
-// catchUpGroup commits the offsets after what the log holds, so a restarted
-// reader starts past it. It is best effort: while other members hold the
-// group the broker refuses it, and the reader's skip list covers the gap.
-func (r *Receiver) catchUpGroup(ctx context.Context, logged engine.Positions) {
-	if len(logged) == 0 {
-		return
+func contains(tps map[string][]int32, tp engine.TopicPartition) bool {
+	for _, p := range tps[tp.Topic] {
+		if p == tp.Partition {
+			return true
+		}
 	}
-	next := engine.Positions{}
-	for tp, off := range logged {
-		next[tp] = off + 1
-	}
-	if err := commitToGroup(ctx, r.client, r.cfg.Group, next); err != nil {
-		r.log.Debug("could not move the group past the write-ahead log; duplicates will be skipped", "err", err)
-	}
+	return false
 }
 
-// loop reads the group continuously and cuts a block every BlockInterval.
-func (r *Receiver) loop(ctx context.Context, skip engine.Positions, topics []string) {
-	defer close(r.done)
-	// A pattern is re-resolved now and then; a group reader's topics are
-	// fixed, so a change restarts the receiver (the engine reopens it from
-	// the sink's position; nothing committed or logged is lost).
-	var refresh <-chan time.Time
-	if r.cfg.Pattern != "" {
-		t := time.NewTicker(r.refreshEvery)
-		defer t.Stop()
-		refresh = t.C
-	}
-	msgs := make(chan kafkago.Message, 1024)
-	fetchErr := make(chan error, 1)
-	go func() {
-		defer close(msgs)
-		for {
-			m, err := r.reader.FetchMessage(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					fetchErr <- err
+// commit commits offsets as this group member and fails on any
+// partition's error.
+func (r *Receiver) commit(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) error {
+	var err error
+	r.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, rerr error) {
+		if rerr != nil {
+			err = rerr
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if perr := kerr.ErrorForCode(p.ErrorCode); perr != nil && err == nil {
+					err = fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, perr)
 				}
-				return
-			}
-			select {
-			case msgs <- m:
-			case <-ctx.Done():
-				return
 			}
 		}
-	}()
-	tick := time.NewTicker(r.cfg.BlockInterval)
-	defer tick.Stop()
-	var block []kafkago.Message
-	perPartition := map[engine.TopicPartition]int64{}
-	budget := int64(0)
+	})
+	if err != nil {
+		return fmt.Errorf("commit offsets of group %s: %w", r.cfg.Group, err)
+	}
+	return nil
+}
+
+// loop polls the group continuously and stores a block every
+// BlockInterval, or sooner when it reaches maxBlockRecords.
+func (r *Receiver) loop(ctx context.Context) {
+	defer close(r.done)
+	budget := int64(0) // per partition and block, from max-rate
 	if r.cfg.MaxRate > 0 {
 		budget = max(int64(float64(r.cfg.MaxRate)*r.cfg.BlockInterval.Seconds()), 1)
 	}
-	throttled := false
+	var block []*kgo.Record
+	counts := map[engine.TopicPartition]int64{}
+	paused := map[string][]int32{} // partitions at their budget until the next block
+	cut := time.Now().Add(r.cfg.BlockInterval)
+	wait := time.NewTimer(r.cfg.BlockInterval)
+	defer wait.Stop()
 	for {
-		in := msgs
-		if throttled || r.full() {
-			in = nil // wait for the next block
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case err := <-fetchErr:
-			r.fail(engine.Retryable(fmt.Errorf("kafka receiver: %w", err)))
-			return
-		case <-refresh:
-			now, err := r.topics(ctx)
-			if err != nil || slices.Equal(sortedCopy(now), sortedCopy(topics)) {
-				continue
-			}
-			if len(block) > 0 {
-				if err := r.store(ctx, block, skip); err != nil {
-					if ctx.Err() == nil {
-						r.fail(err)
+		if !r.full() {
+			n := maxBlockRecords - len(block)
+			if budget > 0 {
+				// No poll may take a partition past its budget.
+				most := int64(0)
+				for tp, c := range counts {
+					if !contains(paused, tp) {
+						most = max(most, c)
 					}
+				}
+				n = min(n, int(budget-most))
+			}
+			pollCtx, cancel := context.WithDeadline(ctx, cut)
+			fetches := r.cl.PollRecords(pollCtx, n)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if err := r.fetchError(fetches); err != nil {
+				r.fail(err)
+				return
+			}
+			pause := map[string][]int32{}
+			r.gmu.Lock()
+			fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+				if len(p.Records) == 0 {
 					return
 				}
+				tp := engine.TopicPartition{Topic: p.Topic, Partition: p.Partition}
+				r.ends[tp] = p.LastStableOffset
+				block = append(block, p.Records...)
+				counts[tp] += int64(len(p.Records))
+				if budget > 0 && counts[tp] >= budget && !contains(paused, tp) {
+					paused[p.Topic] = append(paused[p.Topic], p.Partition)
+					pause[p.Topic] = append(pause[p.Topic], p.Partition)
+				}
+			})
+			r.gmu.Unlock()
+			if len(pause) > 0 {
+				// Whatever the client buffered for them is dropped and
+				// fetched again after the block.
+				r.cl.PauseFetchPartitions(pause)
 			}
-			r.fail(engine.Retryable(fmt.Errorf("the topics matching pattern %q changed from %v to %v; restarting the receiver to read them", r.cfg.Pattern, topics, now)))
-			return
-		case m, ok := <-in:
-			if !ok {
-				return
-			}
-			// Take whatever else is queued without a full select per
-			// message: at high rates the select dominated the loop.
-			for {
-				tp := engine.TopicPartition{Topic: m.Topic, Partition: int32(m.Partition)}
-				block = append(block, m)
-				perPartition[tp]++
-				if budget > 0 && perPartition[tp] >= budget {
-					throttled = true
-				}
-				if throttled || len(block) >= maxBlockRecords {
-					break
-				}
-				select {
-				case m, ok = <-msgs:
-				default:
-					ok = false
-				}
-				if !ok {
-					break
-				}
-			}
-			if len(block) < maxBlockRecords {
+			if len(block) < maxBlockRecords && time.Now().Before(cut) {
 				continue
 			}
-		case <-tick.C:
-		}
-		if len(block) > 0 {
-			if err := r.store(ctx, block, skip); err != nil {
-				if ctx.Err() == nil {
-					r.fail(err)
-				}
+		} else {
+			// Without a log, wait for batches to take the queue down.
+			wait.Reset(time.Until(cut))
+			select {
+			case <-ctx.Done():
 				return
+			case <-wait.C:
 			}
-			block = block[:0]
 		}
-		clear(perPartition)
-		throttled = false
+		if err := r.store(ctx, block); err != nil {
+			if ctx.Err() == nil {
+				r.fail(err)
+			}
+			return
+		}
+		clear(block)
+		block = block[:0]
+		clear(counts)
+		if len(paused) > 0 {
+			r.cl.ResumeFetchPartitions(paused)
+			clear(paused)
+		}
+		// Nothing polled is held now: a rebalance may go ahead.
+		r.cl.AllowRebalance()
+		cut = time.Now().Add(r.cfg.BlockInterval)
 	}
 }
 
-func sortedCopy(s []string) []string {
-	c := slices.Clone(s)
-	slices.Sort(c)
-	return c
+// fetchError returns what a poll reports that the receiver cannot go on
+// from; the rest franz-go recovers from itself and is logged.
+func (r *Receiver) fetchError(fetches kgo.Fetches) error {
+	for _, fe := range fetches.Errors() {
+		var session *kgo.ErrGroupSession
+		var loss *kgo.ErrDataLoss
+		switch {
+		case errors.Is(fe.Err, context.DeadlineExceeded), errors.Is(fe.Err, context.Canceled):
+			// The block's deadline, or Close.
+		case errors.As(fe.Err, &loss):
+			r.log.Warn("records lost, reading on from where the broker has them", "partition", fmt.Sprintf("%s/%d", fe.Topic, fe.Partition), "err", fe.Err)
+		case errors.As(fe.Err, &session):
+			r.log.Warn("consumer group session ended; rejoining", "group", r.cfg.Group, "err", fe.Err)
+		default:
+			return engine.Retryable(fmt.Errorf("kafka receiver %s/%d: %w", fe.Topic, fe.Partition, fe.Err))
+		}
+	}
+	return nil
 }
 
 func (r *Receiver) full() bool {
@@ -354,44 +476,69 @@ func (r *Receiver) full() bool {
 // store makes a block available: with a write-ahead log, append + fsync,
 // then commit the group offsets, then let batches see it; without one,
 // queue it (at-most-once commits the group offsets first).
-func (r *Receiver) store(ctx context.Context, block []kafkago.Message, skip engine.Positions) error {
+func (r *Receiver) store(ctx context.Context, block []*kgo.Record) error {
 	recs := make([]engine.Record, 0, len(block))
-	last := map[engine.TopicPartition]kafkago.Message{}
+	last := map[engine.TopicPartition]kgo.EpochOffset{}
 	for _, m := range block {
-		tp := engine.TopicPartition{Topic: m.Topic, Partition: int32(m.Partition)}
-		last[tp] = m
-		if off, ok := skip[tp]; ok && m.Offset <= off {
+		tp := engine.TopicPartition{Topic: m.Topic, Partition: m.Partition}
+		last[tp] = kgo.EpochOffset{Epoch: m.LeaderEpoch, Offset: m.Offset + 1}
+		if off, ok := r.logged[tp]; ok && m.Offset <= off {
 			continue // already in the write-ahead log
 		}
-		rec := engine.Record{Topic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset,
-			Key: m.Key, Value: m.Value, Time: m.Time}
+		rec := engine.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
+			Key: m.Key, Value: m.Value, Time: m.Timestamp}
 		for _, h := range m.Headers {
 			rec.Headers = append(rec.Headers, engine.Header{Key: h.Key, Value: h.Value})
 		}
 		recs = append(recs, rec)
 	}
-	commits := make([]kafkago.Message, 0, len(last))
-	for _, m := range last {
-		commits = append(commits, m)
-	}
 	if r.wal != nil {
-		end, err := r.wal.Append(recs)
-		if err != nil {
-			return fmt.Errorf("receiver write-ahead log: %w", err)
+		end := int64(-1)
+		if len(recs) > 0 {
+			var err error
+			if end, err = r.wal.Append(recs); err != nil {
+				return fmt.Errorf("receiver write-ahead log: %w", err)
+			}
 		}
-		if err := r.reader.CommitMessages(ctx, commits...); err != nil {
-			return engine.Retryable(fmt.Errorf("commit group offsets after the write-ahead log: %w", err))
+		r.gmu.Lock()
+		for _, rec := range recs {
+			r.logged[engine.TopicPartition{Topic: rec.Topic, Partition: rec.Partition}] = rec.Offset
 		}
-		r.publish(func() { r.readable = end })
+		for tp, eo := range last {
+			r.pending[tp] = eo
+		}
+		r.gmu.Unlock()
+		// The log holds the block: a failed commit is retried with the
+		// next block or when the partition is revoked, and until then a
+		// restarted receiver skips what the log holds.
+		if err := r.commitPending(ctx, nil); err != nil && ctx.Err() == nil {
+			r.log.Warn("group offsets not committed after the write-ahead log; retrying with the next block", "err", err)
+		}
+		if end >= 0 {
+			r.publish(func() { r.readable = end })
+		}
 		return nil
 	}
-	if r.cfg.Delivery == engine.AtMostOnce {
-		if err := r.reader.CommitMessages(ctx, commits...); err != nil {
-			return engine.Retryable(fmt.Errorf("commit group offsets: %w", err))
+	if r.cfg.Delivery == engine.AtMostOnce && len(last) > 0 {
+		if err := r.commit(ctx, groupOffsets(last)); err != nil {
+			return engine.Retryable(err)
 		}
 	}
-	r.publish(func() { r.queue = append(r.queue, recs...) })
+	if len(recs) > 0 {
+		r.publish(func() { r.queue = append(r.queue, recs...) })
+	}
 	return nil
+}
+
+func groupOffsets(at map[engine.TopicPartition]kgo.EpochOffset) map[string]map[int32]kgo.EpochOffset {
+	out := map[string]map[int32]kgo.EpochOffset{}
+	for tp, eo := range at {
+		if out[tp.Topic] == nil {
+			out[tp.Topic] = map[int32]kgo.EpochOffset{}
+		}
+		out[tp.Topic][tp.Partition] = eo
+	}
+	return out
 }
 
 func (r *Receiver) publish(change func()) {
@@ -467,19 +614,16 @@ func (r *Receiver) noteNext(recs []engine.Record) {
 }
 
 // reportLag sets the lag gauges: per partition, the records between what
-// the sink committed and the partition's end. At most once per lagEvery.
-func (r *Receiver) reportLag(ctx context.Context) {
-	if r.cfg.Metrics == nil || len(r.next) == 0 || time.Since(r.lagAt) < lagEvery {
+// was handed to the sink and the partition's last stable offset as of the
+// latest fetch.
+func (r *Receiver) reportLag() {
+	if r.cfg.Metrics == nil {
 		return
 	}
-	r.lagAt = time.Now()
-	_, ends, err := listOffsets(ctx, r.client, r.next.Sorted())
-	if err != nil {
-		r.log.Debug("lag not reported", "pipeline", r.cfg.Pipeline, "err", err)
-		return
-	}
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
 	for tp, next := range r.next {
-		if end, ok := ends[tp]; ok {
+		if end, ok := r.ends[tp]; ok {
 			r.cfg.Metrics.lag(r.cfg.Pipeline, tp, end-next)
 		}
 	}
@@ -496,38 +640,55 @@ func (r *Receiver) positions() engine.Positions {
 // what the sink committed; without a log, at-least-once commits the group
 // offsets now.
 func (r *Receiver) Committed(ctx context.Context, until engine.Positions) error {
-	r.reportLag(ctx)
+	r.reportLag()
 	if r.wal != nil {
 		return r.wal.Trim(until[walPartition])
 	}
-	if r.cfg.Delivery != engine.AtLeastOnce {
+	if r.cfg.Delivery != engine.AtLeastOnce || len(until) == 0 {
 		return nil
 	}
-	var commits []kafkago.Message
+	at := map[engine.TopicPartition]kgo.EpochOffset{}
 	for tp, off := range until {
-		commits = append(commits, kafkago.Message{Topic: tp.Topic, Partition: int(tp.Partition), Offset: off - 1})
+		at[tp] = kgo.EpochOffset{Epoch: -1, Offset: off}
 	}
-	return r.reader.CommitMessages(ctx, commits...)
+	return r.commit(ctx, groupOffsets(at))
 }
 
-func (r *Receiver) closeClient() {
-	closeIdle(r.client)
-	r.client = nil
-}
-
-// Close implements engine.Source: it stops reading and leaves the group.
+// Close implements engine.Source: it stops reading and leaves the group,
+// committing what the log holds on the way out.
 func (r *Receiver) Close() error {
-	r.closeClient()
 	if r.cancel == nil {
 		return nil
 	}
 	r.cancel()
 	<-r.done
-	err := r.reader.Close()
+	// Leaving revokes every partition; revoked commits the logged offsets.
+	r.cl.CloseAllowingRebalance()
+	r.cl = nil
+	var err error
 	if r.wal != nil {
-		err = errors.Join(err, r.wal.Close())
+		err = r.wal.Close()
 		r.wal = nil
 	}
 	r.cancel = nil
 	return err
+}
+
+// kgoLogger puts franz-go's log lines on slog: its errors and warnings
+// (it retries them itself) as warnings, its info lines as debug.
+type kgoLogger struct{ log *slog.Logger }
+
+func (l kgoLogger) Level() kgo.LogLevel {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		return kgo.LogLevelInfo
+	}
+	return kgo.LogLevelWarn
+}
+
+func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	lvl := slog.LevelDebug
+	if level == kgo.LogLevelError || level == kgo.LogLevelWarn {
+		lvl = slog.LevelWarn
+	}
+	l.log.Log(context.Background(), lvl, "kafka client: "+msg, keyvals...)
 }

@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -187,4 +188,34 @@ func TestReceiverPatternPicksUpNewTopics(t *testing.T) {
 	runPipelineIdle(t, src, out, 100000, 0, 6*time.Second)
 	<-done
 	exactlyOnce(t, filetest.Lines(t, out), 20)
+}
+
+// A topic written by transactional producers (sluice's own Kafka sink
+// among them) holds aborted transactions; a receiver-mode pipeline must
+// deliver exactly the committed records, no aborted one and no marker.
+func TestReceiverReadsOnlyCommittedTransactions(t *testing.T) {
+	brokers := fakeCluster(t, 1)
+	produceTransactions(t, brokers)
+	src := receiverSource(t, brokers, filepath.Join(t.TempDir(), "wal"))
+	ctx := context.Background()
+	if err := src.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	// v14 is the last committed record: once it is out, everything before
+	// it that the receiver delivers is out too.
+	var got []string
+	deadline := time.Now().Add(20 * time.Second)
+	for !slices.Contains(got, "v14") && time.Now().Before(deadline) {
+		recs, _, err := src.Next(ctx, engine.Limits{Wait: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			got = append(got, string(r.Value))
+		}
+	}
+	if !slices.Equal(got, committedValues) {
+		t.Fatalf("receiver delivered %q, want exactly the committed %q", got, committedValues)
+	}
 }
