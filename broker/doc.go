@@ -14,12 +14,30 @@
 // get a producer id from InitProducerId; each partition log checks their
 // batches' epoch and sequence numbers and answers a retry of a batch it
 // already holds with the first try's offset instead of writing it again
-// (see package storage). Transactions are not supported yet: a
-// transactional id is refused.
+// (see package storage).
+//
+// Transactions (KIP-98) work as in Kafka before KIP-890's transaction
+// version 2: FindCoordinator (key type 1), InitProducerId with a
+// transactional id, AddPartitionsToTxn v0-3, AddOffsetsToTxn v0-3,
+// TxnOffsetCommit v0-3 and EndTxn v0-3, so franz-go's transactional
+// producer and GroupTransactSession, librdkafka and the Java client work
+// unchanged. The coordinator (package txn) fences older epochs, aborts a
+// transaction open at a new producer's init or past its
+// transaction.timeout.ms (at most txn.MaxTimeout), and keeps its state in a
+// checksummed log. EndTxn answers once the COMMIT or ABORT markers are on
+// every partition of the transaction (fsynced) and its offsets are applied
+// to the groups; a decision a crash interrupted is completed on restart,
+// and a transaction open at a crash is aborted when its timeout, counted
+// from its start, passes. Fetch with isolation_level=1 (read_committed)
+// stops at the last stable offset and lists the aborted transactions of
+// the range; ListOffsets latest with isolation_level=1 returns the last
+// stable offset; OffsetFetch with require_stable answers
+// UNSTABLE_OFFSET_COMMIT while a transaction holds an offset of the group.
 //
 // The data directory holds cluster.id, producer-ids (the bound below which
 // producer ids may have been handed out), one directory per topic under
 // topics/ (topic.json with its partition count and configs, then one
-// directory per partition, see package storage), and a clean-shutdown
-// marker that lets the next Open skip re-checking CRCs.
+// directory per partition, see package storage), groups/ (committed
+// offsets), transactions/ (the transaction coordinator's log), and a
+// clean-shutdown marker that lets the next Open skip re-checking CRCs.
 package broker

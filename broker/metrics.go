@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/broker/storage"
+	"github.com/sluicehq/sluice/broker/txn"
 )
 
 // Metrics are the broker's Prometheus collectors. Create them with
@@ -29,6 +30,9 @@ type Metrics struct {
 	producers   *partitionGauge
 	groups      *groupsCollector
 	rebalances  *prometheus.CounterVec
+	txnStates   *txnCollector
+	txnEnded    *prometheus.CounterVec
+	openTxns    *partitionGauge
 }
 
 // NewMetrics creates the broker's collectors, unregistered.
@@ -85,13 +89,23 @@ func NewMetrics() *Metrics {
 			Name: "sluice_broker_group_rebalances_total",
 			Help: "Join phases completed (each bumps the group's generation), by group.",
 		}, []string{"group"}),
+		txnStates: &txnCollector{desc: prometheus.NewDesc("sluice_broker_transactions",
+			"Transactional ids by the state of their transaction (Empty, Ongoing, PrepareCommit, PrepareAbort, CompleteCommit, CompleteAbort).", []string{"state"}, nil)},
+		txnEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_broker_transactions_total",
+			Help: "Transactions completed (markers written), by result: commit, abort (by the producer or a newer instance), timeout (aborted by the broker).",
+		}, []string{"result"}),
+		// Only partitions with an open transaction, to keep the series few.
+		openTxns: &partitionGauge{desc: prometheus.NewDesc("sluice_broker_open_transactions",
+			"Transactions open on a partition; the oldest holds its last stable offset back.", []string{"topic", "partition"}, nil),
+			value: func(p *storage.Partition) (float64, bool) { n := p.OpenTxns(); return float64(n), n > 0 }},
 	}
 }
 
 // Collectors returns every collector, to register with a registry.
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.producedB, m.connections, m.logEnd,
-		m.producerIDs, m.duplicates, m.producers, m.groups, m.rebalances}
+		m.producerIDs, m.duplicates, m.producers, m.groups, m.rebalances, m.txnStates, m.txnEnded, m.openTxns}
 }
 
 // Metrics returns the broker's collectors.
@@ -101,7 +115,30 @@ func (m *Metrics) attach(b *Broker) {
 	m.logEnd.set(b)
 	m.producers.set(b)
 	m.groups.set(b)
+	m.txnStates.set(b)
+	m.openTxns.set(b)
 	b.groups.OnRebalance = func(g string) { m.rebalances.WithLabelValues(g).Inc() }
+	b.txns.OnEnd = func(r txn.Result) { m.txnEnded.WithLabelValues(string(r)).Inc() }
+}
+
+// txnCollector counts transactional ids by state when scraped; every
+// state is reported, zeros included, so a dashboard sees Ongoing drop to 0.
+type txnCollector struct {
+	brokerRef
+	desc *prometheus.Desc
+}
+
+func (c *txnCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *txnCollector) Collect(ch chan<- prometheus.Metric) {
+	b := c.get()
+	if b == nil {
+		return
+	}
+	counts := b.txns.Counts()
+	for _, s := range txn.States {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[s]), string(s))
+	}
 }
 
 // groupsCollector counts groups by state and computes each group's
@@ -240,6 +277,26 @@ func errorCode(resp kmsg.Response) int16 {
 		return r.ErrorCode
 	case *kmsg.InitProducerIDResponse:
 		return r.ErrorCode
+	case *kmsg.EndTxnResponse:
+		return r.ErrorCode
+	case *kmsg.AddOffsetsToTxnResponse:
+		return r.ErrorCode
+	case *kmsg.AddPartitionsToTxnResponse:
+		for _, t := range r.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode != 0 {
+					return p.ErrorCode
+				}
+			}
+		}
+	case *kmsg.TxnOffsetCommitResponse:
+		for _, t := range r.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode != 0 {
+					return p.ErrorCode
+				}
+			}
+		}
 	case *kmsg.CreateTopicsResponse:
 		for _, t := range r.Topics {
 			if t.ErrorCode != 0 {

@@ -7,7 +7,10 @@
 // after a crash re-checks the unflushed tail and truncates a torn batch.
 // It also keeps idempotent producers' sequence state per partition, so a
 // retried batch is recognised and not stored twice, across restarts too
-// (producers.go explains how).
+// (producers.go explains how). For transactions it tracks each open
+// transaction's first offset, the last stable offset, and the aborted
+// transactions per segment in .txnindex files, and writes the markers the
+// coordinator asks for (txns.go).
 //
 // Reads return file sections rather than bytes, so the protocol server can
 // send them to a socket without copying them through user space.
