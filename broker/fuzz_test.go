@@ -138,6 +138,57 @@ func seedRequests() [][]byte {
 		r.TopicNames = []string{"fuzz"}
 		reqs = append(reqs, r)
 	}
+	// Transactions: the calls of one transaction, in order, and a
+	// read_committed fetch.
+	for _, v := range []int16{0, 3} {
+		r := kmsg.NewPtrFindCoordinatorRequest()
+		r.Version, r.CoordinatorType, r.CoordinatorKey = v, 1, "fuzz-txn"
+		reqs = append(reqs, r)
+		ap := kmsg.NewPtrAddPartitionsToTxnRequest()
+		ap.Version, ap.TransactionalID = v, "fuzz-txn"
+		at := kmsg.NewAddPartitionsToTxnRequestTopic()
+		at.Topic, at.Partitions = "fuzz", []int32{0}
+		ap.Topics = append(ap.Topics, at)
+		reqs = append(reqs, ap)
+		ao := kmsg.NewPtrAddOffsetsToTxnRequest()
+		ao.Version, ao.TransactionalID, ao.Group = v, "fuzz-txn", "fuzz-group"
+		reqs = append(reqs, ao)
+		oc := kmsg.NewPtrTxnOffsetCommitRequest()
+		oc.Version, oc.TransactionalID, oc.Group, oc.Generation = v, "fuzz-txn", "fuzz-group", -1
+		ot := kmsg.NewTxnOffsetCommitRequestTopic()
+		ot.Topic = "fuzz"
+		op := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+		op.Offset = 1
+		ot.Partitions = append(ot.Partitions, op)
+		oc.Topics = append(oc.Topics, ot)
+		reqs = append(reqs, oc)
+		pr := kmsg.NewPtrProduceRequest()
+		pr.Version, pr.Acks, pr.TimeoutMillis = 9, -1, 1000
+		pr.TransactionID = kmsg.StringPtr("fuzz-txn")
+		pt := kmsg.NewProduceRequestTopic()
+		pt.Topic = "fuzz"
+		pp := kmsg.NewProduceRequestTopicPartition()
+		pp.Records = idemTestBatch(0, 0, 0, "t")
+		pp.Records[22] |= 0x10 // transactional
+		reCRC(pp.Records)
+		pt.Partitions = append(pt.Partitions, pp)
+		pr.Topics = append(pr.Topics, pt)
+		reqs = append(reqs, pr)
+		for _, commit := range []bool{true, false} {
+			e := kmsg.NewPtrEndTxnRequest()
+			e.Version, e.TransactionalID, e.Commit = v, "fuzz-txn", commit
+			reqs = append(reqs, e)
+		}
+		fr := kmsg.NewPtrFetchRequest()
+		fr.Version, fr.MaxBytes, fr.MinBytes, fr.MaxWaitMillis, fr.IsolationLevel = 11, 1<<20, 1, 10, 1
+		ft := kmsg.NewFetchRequestTopic()
+		ft.Topic = "fuzz"
+		fp := kmsg.NewFetchRequestTopicPartition()
+		fp.PartitionMaxBytes = 1 << 20
+		ft.Partitions = append(ft.Partitions, fp)
+		fr.Topics = append(fr.Topics, ft)
+		reqs = append(reqs, fr)
+	}
 	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("fuzz-client"))
 	var out [][]byte
 	for i, r := range reqs {

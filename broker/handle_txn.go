@@ -86,7 +86,7 @@ func (b *Broker) writeCompletion(comp *txn.Completion) error {
 		return err
 	}
 	for g, offs := range comp.Offsets {
-		if err := b.offsets.Commit(g, offs); err != nil {
+		if err := b.groups.CommitTxnOffsets(g, offs); err != nil {
 			return fmt.Errorf("commit offsets of group %s: %w", g, err)
 		}
 	}
@@ -133,6 +133,10 @@ func initTransactional(r *request, req *kmsg.InitProducerIDRequest) reply {
 			ProducerID: req.ProducerID, Epoch: req.ProducerEpoch}
 		if req.Version < 3 {
 			ir.ProducerID, ir.Epoch = -1, -1
+		}
+		if ir.TransactionalID == "" {
+			resp.ErrorCode = kerr.InvalidRequest.Code // as Kafka: null means idempotent, empty is wrong
+			return &outgoing{resp: resp}
 		}
 		res := b.txns.InitProducerID(ir)
 		if res.Abort != nil {

@@ -514,6 +514,8 @@ func TestTransactionBadInput(t *testing.T) {
 	}
 	expect("EndTxn of an unknown transactional id", ghost.end(3, true), kerr.InvalidProducerIDMapping)
 	expect("AddPartitionsToTxn of an unknown transactional id", ghost.addPartition(3, "bad", 0), kerr.InvalidProducerIDMapping)
+	empty := &txnRequests{t: t, r: raw, id: ""}
+	expect("InitProducerId with an empty transactional id", empty.init(10000), kerr.InvalidRequest)
 	expect("timeout over the maximum", x.init(int32((txn.MaxTimeout + time.Second).Milliseconds())), kerr.InvalidTransactionTimeout)
 	expect("init", x.init(10000), nil2ok())
 	expect("EndTxn with nothing in the transaction", x.end(3, true), kerr.InvalidTxnState)

@@ -782,3 +782,14 @@ func (c *Coordinator) CheckMember(groupName, memberID, instanceID string, genera
 	}
 	return nil
 }
+
+// CommitTxnOffsets stores offsets a committed transaction held for the
+// group (TxnOffsetCommit, applied at the COMMIT marker). The member checks
+// were made when the offsets were sent; the group is created if it has
+// never been seen, so it is listed and deletable like any other.
+func (c *Coordinator) CommitTxnOffsets(groupName string, offsets []Offset) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.getOrCreate(groupName)
+	return c.offsets.Commit(groupName, offsets)
+}

@@ -280,6 +280,9 @@ type InitResult struct {
 // epoch, fencing every older instance.
 func (c *Coordinator) InitProducerID(req InitRequest) InitResult {
 	fail := func(err *kerr.Error) InitResult { return InitResult{ProducerID: -1, Epoch: -1, Err: err} }
+	if req.TransactionalID == "" {
+		return fail(kerr.InvalidRequest)
+	}
 	if req.TimeoutMs <= 0 || time.Duration(req.TimeoutMs)*time.Millisecond > MaxTimeout {
 		return fail(kerr.InvalidTransactionTimeout)
 	}
