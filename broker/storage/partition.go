@@ -616,8 +616,14 @@ func (s *segment) read(offset, maxBytes, size int64, index []indexEntry, upto in
 		}
 	}
 	if upto >= 0 {
-		// Walk the chosen range for the first batch at or past upto.
-		for pos := start + first.size(); pos < end; {
+		// Find the first batch at or past upto in the chosen range,
+		// walking from the last indexed batch before it.
+		pos := start + first.size()
+		k := sort.Search(len(index), func(k int) bool { return s.base+int64(index[k].rel) >= upto }) - 1
+		if k >= 0 {
+			pos = max(pos, int64(index[k].pos))
+		}
+		for pos < end {
 			h, err := s.readHeader(pos)
 			if err != nil {
 				return Section{}, err

@@ -270,3 +270,44 @@ func FuzzTxnIndex(f *testing.F) {
 		}
 	})
 }
+
+// TestReadUpToStopsAtTheLSO reads below an open transaction from every
+// offset, with a dense index, so the stop is found from an index entry.
+func TestReadUpToStopsAtTheLSO(t *testing.T) {
+	p := openT(t, t.TempDir(), Config{IndexIntervalBytes: 200}, true)
+	for range 40 {
+		appendExpect(t, p, makeBatch(1000, "a", "b"), p.EndOffset(), false)
+	}
+	appendExpect(t, p, txnBatch(1, 0, 0, "t"), 80, false)
+	for range 40 {
+		appendExpect(t, p, makeBatch(1000, "c"), p.EndOffset(), false)
+	}
+	lso := p.LastStableOffset()
+	if lso != 80 {
+		t.Fatalf("LSO %d", lso)
+	}
+	for from := int64(0); from < lso; from += 7 {
+		sec, err := p.ReadUpTo(from, 1<<20, lso)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, sec.Len)
+		sec.File.ReadAt(buf, sec.Pos)
+		sec.Release()
+		var last int64 = -1
+		for len(buf) > 0 {
+			h, err := checkBatch(buf, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = h.nextOffset()
+			buf = buf[h.size():]
+		}
+		if last != lso {
+			t.Fatalf("read from %d ended at %d, want the LSO %d", from, last, lso)
+		}
+	}
+	if sec, _ := p.ReadUpTo(lso, 1<<20, lso); sec.Len != 0 {
+		t.Fatal("read at the LSO returned data")
+	}
+}
