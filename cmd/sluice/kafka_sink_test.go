@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -95,11 +96,7 @@ func TestRunKafkaSinkSIGKILL(t *testing.T) {
 			kafkatest.Values(kafkatest.ReadCommitted(t, brokers, "dead"))
 	}
 	for round := 1; round <= 2; round++ {
-		cmd := sluice(t, "run", spec, "--data", filepath.Join(dir, "data"))
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd := startSluice(t, "run", spec, "--data", filepath.Join(dir, "data"))
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			out, dead := read()
@@ -138,7 +135,7 @@ func TestRunDeadLetterTopicFromFileSinkSIGKILL(t *testing.T) {
 	}
 	defer c.Close()
 	brokers := c.ListenAddrs()
-	const count = 40000
+	const count = 12000
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("events"))
 	if err != nil {
 		t.Fatal(err)
@@ -171,11 +168,7 @@ dead-letter: {topic: dead}
 		return filetest.Lines(t, out), kafkatest.Values(kafkatest.ReadCommitted(t, brokers, "dead"))
 	}
 	for round := 1; round <= 2; round++ {
-		cmd := sluice(t, "run", spec, "--data", filepath.Join(dir, "data"))
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd := startSluice(t, "run", spec, "--data", filepath.Join(dir, "data"))
 		waitForOutput(t, out, round*count/4)
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
@@ -191,4 +184,17 @@ dead-letter: {topic: dead}
 	if len(dead) != count/10 {
 		t.Fatalf("%d dead letters, want %d", len(dead), count/10)
 	}
+}
+
+// startSluice starts the sluice CLI as a child process that is killed when
+// the test ends, whichever way it ends.
+func startSluice(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := sluice(t, args...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd
 }
