@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -520,6 +521,21 @@ func TestTransactionBadInput(t *testing.T) {
 	expect("init", x.init(10000), nil2ok())
 	expect("EndTxn with nothing in the transaction", x.end(3, true), kerr.InvalidTxnState)
 	expect("TxnOffsetCommit without AddOffsetsToTxn", x.commitOffset("g", "bad", 0, 1), kerr.InvalidTxnState)
+	expect("AddOffsetsToTxn", x.addOffsets("g"), nil2ok())
+	{
+		req := kmsg.NewPtrTxnOffsetCommitRequest()
+		req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch = x.id, "g", x.pid, x.ep
+		req.MemberID, req.Generation = "ghost", 3
+		rt := kmsg.NewTxnOffsetCommitRequestTopic()
+		rt.Topic = "bad"
+		rt.Partitions = append(rt.Partitions, kmsg.NewTxnOffsetCommitRequestTopicPartition())
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctxT(t), raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expect("TxnOffsetCommit v3 from a member the group does not have", resp.Topics[0].Partitions[0].ErrorCode, kerr.UnknownMemberID)
+	}
 	expect("AddPartitionsToTxn of an unknown topic", x.addPartition(3, "nope", 0), kerr.UnknownTopicOrPartition)
 	wrong := *x
 	wrong.pid++
@@ -609,4 +625,111 @@ func TestAbortedIndexSurvivesRestart(t *testing.T) {
 // reCRC recomputes a batch's CRC after a test changed it.
 func reCRC(b []byte) {
 	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
+}
+
+// TestProducerRecoversAfterTimeoutAbort: a producer whose transaction the
+// broker aborted on timeout gets INVALID_PRODUCER_EPOCH on its next
+// produce, aborts, and carries on with new transactions (KIP-360/588
+// recovery), as against Kafka.
+func TestProducerRecoversAfterTimeoutAbort(t *testing.T) {
+	b, addr := testBroker(t, Options{})
+	createTopic(t, newKgo(t, addr), "recover", 1)
+	ctx := ctxT(t)
+	prod := newKgo(t, addr, kgo.TransactionalID("recover"), kgo.DefaultProduceTopic("recover"),
+		kgo.TransactionTimeout(300*time.Millisecond), kgo.RecordRetries(3))
+	if err := prod.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("lost-1")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the timeout abort", func() bool { d, _ := b.txns.Describe("recover"); return d.State == txn.CompleteAbort })
+	if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("lost-2")}).FirstErr(); err == nil {
+		t.Fatal("produce into a transaction the broker aborted succeeded")
+	}
+	if err := prod.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatalf("abort after the timeout: %v", err)
+	}
+	if err := runTxn(t, prod, []string{"kept"}, true); err != nil {
+		t.Fatalf("next transaction: %v", err)
+	}
+	if got := readToSentinel(t, addr, "recover", 1, true); !slices.Equal(got, []string{"kept"}) {
+		t.Fatalf("read_committed: %v", got)
+	}
+}
+
+// TestConcurrentTransactions runs transactional producers side by side on
+// the same partitions, committing and aborting, while a read_committed
+// consumer long-polls: in the end it has exactly the committed records.
+func TestConcurrentTransactions(t *testing.T) {
+	b, addr := testBroker(t, Options{})
+	createTopic(t, newKgo(t, addr), "conc", 3)
+	const producers, txnsEach, perTxn = 4, 15, 7
+	var want, all []string
+	var wg sync.WaitGroup
+	errs := make(chan error, producers)
+	for w := range producers {
+		for i := range txnsEach {
+			vals := values(fmt.Sprintf("w%d-t%02d", w, i), perTxn)
+			all = append(all, vals...)
+			if (w+i)%3 != 0 {
+				want = append(want, vals...)
+			}
+		}
+		prod := newKgo(t, addr, kgo.TransactionalID(fmt.Sprintf("conc-%d", w)), kgo.DefaultProduceTopic("conc"),
+			kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+		wg.Go(func() {
+			ctx := ctxT(t)
+			for i := range txnsEach {
+				if err := prod.BeginTransaction(); err != nil {
+					errs <- err
+					return
+				}
+				for _, v := range values(fmt.Sprintf("w%d-t%02d", w, i), perTxn) {
+					prod.Produce(ctx, &kgo.Record{Value: []byte(v)}, nil)
+				}
+				if err := prod.Flush(ctx); err != nil {
+					errs <- err
+					return
+				}
+				if err := prod.EndTransaction(ctx, kgo.TransactionEndTry((w+i)%3 != 0)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	// A read_committed consumer reading while they write.
+	offs := map[int32]kgo.Offset{}
+	for p := range int32(3) {
+		offs[p] = kgo.NewOffset().At(0)
+	}
+	cons := newKgo(t, addr, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"conc": offs}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(50*time.Millisecond))
+	var live []string
+	ctx := ctxT(t)
+	for len(live) < len(want) {
+		fs := cons.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("consume: %v (have %d of %d)", err, len(live), len(want))
+		}
+		fs.EachRecord(func(r *kgo.Record) { live = append(live, string(r.Value)) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	slices.Sort(want)
+	slices.Sort(live)
+	if !slices.Equal(live, want) {
+		t.Fatalf("live read_committed consumer got %d records, want %d", len(live), len(want))
+	}
+	if got := readToSentinel(t, addr, "conc", 3, true); !slices.Equal(got, want) {
+		t.Fatalf("read_committed: %d records, want %d", len(got), len(want))
+	}
+	if got, w := readToSentinel(t, addr, "conc", 3, false), sorted(all); !slices.Equal(got, w) {
+		t.Fatalf("read_uncommitted: %d records, want %d", len(got), len(w))
+	}
+	checkStable(t, b, "conc", 3)
 }
