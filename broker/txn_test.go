@@ -733,3 +733,64 @@ func TestConcurrentTransactions(t *testing.T) {
 	}
 	checkStable(t, b, "conc", 3)
 }
+
+// TestAbortedIndexAcrossRetention: with small segments, retention by size
+// deletes the oldest transactions' segments (and their .txnindex); a
+// read_committed consumer from the new log start still drops every
+// aborted record that is left, before and after a restart.
+func TestAbortedIndexAcrossRetention(t *testing.T) {
+	dir := t.TempDir()
+	b, addr := testBrokerDir(t, dir, Options{})
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "ret", 1, 1
+	for k, v := range map[string]string{"segment.bytes": "1024", "retention.bytes": "4096"} {
+		c := kmsg.NewCreateTopicsRequestTopicConfig()
+		c.Name, c.Value = k, kmsg.StringPtr(v)
+		rt.Configs = append(rt.Configs, c)
+	}
+	req.Topics = append(req.Topics, rt)
+	if resp, err := req.RequestWith(ctxT(t), newKgo(t, addr)); err != nil || resp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("create: %v %v", err, resp)
+	}
+	prod := newKgo(t, addr, kgo.TransactionalID("ret"), kgo.DefaultProduceTopic("ret"))
+	committed := map[string]bool{}
+	for i := range 30 {
+		vals := values(fmt.Sprintf("r%02d", i), 3)
+		if err := runTxn(t, prod, vals, i%2 == 0); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vals {
+			committed[v] = i%2 == 0
+		}
+	}
+	prod.Close()
+	p := b.topics.partition("ret", 0)
+	before := len(p.AbortedTxns(0, 1<<62))
+	b.topics.enforceRetention(time.Now())
+	after := len(p.AbortedTxns(0, 1<<62))
+	if p.StartOffset() == 0 || after >= before || after == 0 {
+		t.Fatalf("retention: log start %d, aborted transactions %d then %d", p.StartOffset(), before, after)
+	}
+	check := func(addr string) {
+		t.Helper()
+		got := readToSentinel(t, addr, "ret", 1, true)
+		if len(got) == 0 {
+			t.Fatal("nothing left after retention")
+		}
+		for _, v := range got {
+			if !committed[v] {
+				t.Fatalf("read_committed served %s of an aborted transaction", v)
+			}
+		}
+	}
+	check(addr)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b2, addr2 := testBrokerDir(t, dir, Options{})
+	if n := len(b2.topics.partition("ret", 0).AbortedTxns(0, 1<<62)); n != after {
+		t.Fatalf("after restart %d aborted transactions, want %d", n, after)
+	}
+	check(addr2)
+}
