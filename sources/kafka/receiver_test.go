@@ -5,11 +5,16 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/wal"
@@ -55,25 +60,94 @@ func TestReceiverWithWALAgainstKfakeWithRestarts(t *testing.T) {
 }
 
 // A crash between a block's fsync and its group commit leaves records in
-// the log that the group will hand out again; they must not be doubled.
+// the log that the group will hand out again; they must not be doubled,
+// and the group is moved past them.
 func TestReceiverSkipsWhatTheLogAlreadyHolds(t *testing.T) {
-	brokers := fakeCluster(t, 1)
-	out, walDir := t.TempDir(), filepath.Join(t.TempDir(), "wal")
-	produce(t, brokers, "events", 0, 50)
-	w, err := wal.Open(walDir)
+	for _, tc := range []struct {
+		name      string
+		committed int64 // the group's offset at the crash; -1: none yet
+	}{
+		{"first block", -1},
+		{"later block", 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			brokers := fakeCluster(t, 1)
+			out, walDir := t.TempDir(), filepath.Join(t.TempDir(), "wal")
+			produce(t, brokers, "events", 0, 50)
+			// The log holds offsets 0..19; the group commit of the block
+			// that ends at 19 never happened.
+			w, err := wal.Open(walDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logged []engine.Record
+			for i := range 20 {
+				logged = append(logged, engine.Record{Topic: "events", Partition: 0, Offset: int64(i), Value: []byte("v" + strconv.Itoa(i))})
+			}
+			if _, err := w.Append(logged); err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+			if tc.committed >= 0 {
+				setGroupOffset(t, brokers, "recv", "events", 0, tc.committed)
+			}
+			runPipelineIdle(t, receiverSource(t, brokers, walDir), out, 100000, 0, 3*time.Second)
+			exactlyOnce(t, filetest.Lines(t, out), 50)
+			if got := groupOffset(t, brokers, "recv", "events", 0); got != 50 {
+				t.Fatalf("group offset %d after the run, want 50 (past everything the log holds)", got)
+			}
+		})
+	}
+}
+
+// setGroupOffset commits off for a partition as an empty group's offset.
+func setGroupOffset(t *testing.T, brokers []string, group, topic string, partition int32, off int64) {
+	t.Helper()
+	// Below the versions that name topics by id.
+	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.MaxVersions(kversion.V3_8_0()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logged []engine.Record
-	for i := range 20 {
-		logged = append(logged, engine.Record{Topic: "events", Partition: 0, Offset: int64(i), Value: []byte("v" + strconv.Itoa(i))})
-	}
-	if _, err := w.Append(logged); err != nil {
+	defer adm.Close()
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Group, req.Generation = group, -1
+	rt := kmsg.NewOffsetCommitRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewOffsetCommitRequestTopicPartition()
+	rp.Partition, rp.Offset = partition, off
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(context.Background(), adm)
+	if err != nil {
 		t.Fatal(err)
 	}
-	w.Close()
-	runPipelineIdle(t, receiverSource(t, brokers, walDir), out, 100000, 0, 3*time.Second)
-	exactlyOnce(t, filetest.Lines(t, out), 50)
+	if err := kerr.ErrorForCode(resp.Topics[0].Partitions[0].ErrorCode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// groupOffset returns a group's committed offset of a partition, -1 if none.
+func groupOffset(t *testing.T, brokers []string, group, topic string, partition int32) int64 {
+	t.Helper()
+	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Group = group
+	resp, err := req.RequestWith(context.Background(), adm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range resp.Topics {
+		for _, p := range rt.Partitions {
+			if rt.Topic == topic && p.Partition == partition {
+				return p.Offset
+			}
+		}
+	}
+	return -1
 }
 
 func TestReceiverWithoutWALRefusesExactlyOnce(t *testing.T) {
@@ -218,4 +292,217 @@ func TestReceiverReadsOnlyCommittedTransactions(t *testing.T) {
 	if !slices.Equal(got, committedValues) {
 		t.Fatalf("receiver delivered %q, want exactly the committed %q", got, committedValues)
 	}
+}
+
+// drain reads src and hands each batch's values to take (also empty ones),
+// until take says stop or the deadline passes.
+func drain(t *testing.T, src engine.Source, deadline time.Time, take func(batch []string) (stop bool)) {
+	t.Helper()
+	for time.Now().Before(deadline) {
+		recs, until, err := src.Next(context.Background(), engine.Limits{Wait: 100 * time.Millisecond})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if err := src.Committed(context.Background(), until); err != nil {
+			t.Error(err)
+			return
+		}
+		batch := make([]string, 0, len(recs))
+		for _, r := range recs {
+			batch = append(batch, string(r.Value))
+		}
+		if take(batch) {
+			return
+		}
+	}
+	t.Error("deadline passed while reading")
+}
+
+// Two receivers of one group, each with its own write-ahead log: the
+// second joins while records are being produced, so partitions move from
+// the first to it mid-stream, and later it leaves and they move back.
+// Across both handovers every record is logged by exactly one of them: the
+// member giving a partition up has committed what its log holds and holds
+// nothing polled but not logged.
+func TestReceiverRebalanceHandsOverExactlyWhatTheLogHolds(t *testing.T) {
+	brokers := fakeCluster(t, 4)
+	a := receiverSource(t, brokers, filepath.Join(t.TempDir(), "wal-a"))
+	b := receiverSource(t, brokers, filepath.Join(t.TempDir(), "wal-b"))
+	ctx := context.Background()
+	deadline := time.Now().Add(60 * time.Second)
+
+	var (
+		mu       sync.Mutex
+		seen     = map[string]int{}
+		byB      int
+		progress = make(chan struct{}, 1)
+	)
+	note := func(batch []string, isB bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, v := range batch {
+			seen[v]++
+		}
+		if isB {
+			byB += len(batch)
+		}
+		select {
+		case progress <- struct{}{}:
+		default:
+		}
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for {
+			mu.Lock()
+			ok := cond()
+			mu.Unlock()
+			if ok {
+				return
+			}
+			select {
+			case <-progress:
+			case <-time.After(time.Until(deadline)):
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	read := func(src *kafka.Receiver, isB bool, stop chan struct{}, wg *sync.WaitGroup) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			drain(t, src, deadline, func(batch []string) bool {
+				note(batch, isB)
+				select {
+				case <-stop:
+					return true
+				default:
+					return false
+				}
+			})
+		}()
+	}
+
+	produce(t, brokers, "events", 0, 1000)
+	if err := a.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	stopA, stopB := make(chan struct{}), make(chan struct{})
+	var wgA, wgB sync.WaitGroup
+	read(a, false, stopA, &wgA)
+	waitFor("the first member's records", func() bool { return len(seen) > 0 })
+
+	// The second member joins while a producer keeps writing, until it
+	// has read records of its own.
+	if err := b.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	read(b, true, stopB, &wgB)
+	produced := 1000
+	for {
+		mu.Lock()
+		joined := byB > 0
+		mu.Unlock()
+		if joined {
+			break
+		}
+		if produced >= 30000 || time.Now().After(deadline) {
+			t.Fatalf("the second member read nothing while %d records were produced", produced)
+		}
+		produce(t, brokers, "events", produced, produced+100)
+		produced += 100
+	}
+	waitFor("every record after the join", func() bool { return len(seen) >= produced })
+
+	// The second member leaves; its partitions go back to the first.
+	close(stopB)
+	wgB.Wait()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, brokers, "events", produced, produced+1000)
+	produced += 1000
+	waitFor("every record after the leave", func() bool { return len(seen) >= produced })
+	close(stopA)
+	wgA.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != produced {
+		t.Fatalf("%d distinct records delivered, want %d", len(seen), produced)
+	}
+	for v, n := range seen {
+		if n != 1 {
+			t.Fatalf("%s delivered %d times across the rebalances", v, n)
+		}
+	}
+	t.Logf("%d records, %d of them through the second member", produced, byB)
+}
+
+// start: latest reads only what is produced after the group first gets
+// the partitions; nothing older.
+func TestReceiverStartLatest(t *testing.T) {
+	brokers := fakeCluster(t, 2)
+	produce(t, brokers, "events", 0, 100)
+	src, err := kafka.NewReceiver(kafka.ReceiverConfig{
+		Conn: kafka.Connection{Brokers: brokers}, Topics: []string{"events"}, Start: "latest",
+		Group: "latest", BlockInterval: 50 * time.Millisecond, WALDir: filepath.Join(t.TempDir(), "wal"),
+		Delivery: engine.ExactlyOnce, Pipeline: "p", Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Open(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	// When the group starts reading is not visible from outside: produce
+	// one new record per round until some come out.
+	next := 100
+	drain(t, src, time.Now().Add(30*time.Second), func(batch []string) bool {
+		for _, v := range batch {
+			if n, _ := strconv.Atoi(v[1:]); n < 100 {
+				t.Fatalf("start: latest delivered %s, produced before the receiver started", v)
+			}
+		}
+		if len(batch) > 0 {
+			return true
+		}
+		produce(t, brokers, "events", next, next+2)
+		next += 2
+		return false
+	})
+}
+
+// max-rate caps each partition at max-rate x block-interval records per
+// block; partitions paused at their cap lose nothing and double nothing.
+func TestReceiverMaxRate(t *testing.T) {
+	brokers := fakeCluster(t, 2)
+	produce(t, brokers, "events", 0, 200)
+	src, err := kafka.NewReceiver(kafka.ReceiverConfig{
+		Conn: kafka.Connection{Brokers: brokers}, Topics: []string{"events"}, Start: "earliest",
+		Group: "rate", BlockInterval: 50 * time.Millisecond, MaxRate: 200, // 10 per partition and block
+		WALDir: filepath.Join(t.TempDir(), "wal"), Delivery: engine.ExactlyOnce, Pipeline: "p", Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	if err := src.Open(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var got []string
+	drain(t, src, time.Now().Add(30*time.Second), func(batch []string) bool {
+		got = append(got, batch...)
+		return len(got) >= 200
+	})
+	// 100 records per partition at 10 per block: at least 10 blocks, each
+	// cut a block-interval after the one before.
+	if took := time.Since(began); took < 500*time.Millisecond {
+		t.Fatalf("200 records in %v; max-rate 200/s per partition needs 500ms", took)
+	}
+	exactlyOnce(t, got, 200)
 }
