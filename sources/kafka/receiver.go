@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"regexp"
 	"sync"
 	"time"
@@ -68,10 +69,11 @@ type Receiver struct {
 	pattern      *regexp.Regexp
 	refreshEvery time.Duration // metadata refresh: new topics and partitions
 
-	cl     *kgo.Client
-	wal    *wal.WAL
-	cancel context.CancelFunc
-	done   chan struct{}
+	cl      *kgo.Client
+	connErr *lastConnectError
+	wal     *wal.WAL
+	cancel  context.CancelFunc
+	done    chan struct{}
 
 	// gmu guards what the poll loop shares with franz-go's group callbacks
 	// and with Committed. Only the loop writes logged.
@@ -159,8 +161,10 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) 
 	if r.cfg.Start == "latest" {
 		start = kgo.NewOffset().AtEnd()
 	}
+	r.connErr = &lastConnectError{}
 	opts = append(opts,
 		kgo.WithLogger(kgoLogger{r.log}),
+		kgo.WithHooks(r.connErr),
 		kgo.ConsumerGroup(r.cfg.Group),
 		kgo.ConsumeStartOffset(start),
 		// Retention deleted what the group had not read: resume at the
@@ -217,8 +221,14 @@ func (r *Receiver) checkTopics(ctx context.Context) error {
 		t.Topic = kmsg.StringPtr(name)
 		req.Topics = append(req.Topics, t)
 	}
+	// franz-go retries failed connections (SASL included) until ctx ends.
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
 	resp, err := req.RequestWith(ctx, r.cl)
 	if err != nil {
+		if cerr := r.connErr.get(); cerr != nil {
+			err = fmt.Errorf("%w; connecting: %w", err, cerr)
+		}
 		return engine.Retryable(fmt.Errorf("kafka metadata: %w", err))
 	}
 	for _, t := range resp.Topics {
@@ -672,6 +682,25 @@ func (r *Receiver) Close() error {
 	}
 	r.cancel = nil
 	return err
+}
+
+// lastConnectError keeps the outcome of the latest connection attempt
+// (dial, TLS, SASL), which franz-go retries without returning it.
+type lastConnectError struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (h *lastConnectError) OnBrokerConnect(_ kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.err = err
+}
+
+func (h *lastConnectError) get() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.err
 }
 
 // kgoLogger puts franz-go's log lines on slog: its errors and warnings

@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -53,6 +54,15 @@ func TestSASLAgainstKfake(t *testing.T) {
 		}
 		return err
 	}
+	receive := func(s pipelines.SASL) error {
+		// A group of its own per read: a group that read the record
+		// already would start after it.
+		recs, err := receiveOne(t, kafka.Connection{Brokers: brokers, SASL: &s}, s.Mechanism+"-"+s.Password)
+		if err == nil && (len(recs) != 1 || string(recs[0].Value) != "authenticated") {
+			t.Fatalf("receiver, %s: read %d records", s.Mechanism, len(recs))
+		}
+		return err
+	}
 	for _, s := range []pipelines.SASL{
 		{Mechanism: "plain", Username: "plainuser", Password: "plainpass"},
 		{Mechanism: "scram-sha-256", Username: "scram256", Password: "pass256"},
@@ -61,8 +71,39 @@ func TestSASLAgainstKfake(t *testing.T) {
 		if err := read(s); err != nil {
 			t.Errorf("%s: %v", s.Mechanism, err)
 		}
+		if err := receive(s); err != nil {
+			t.Errorf("receiver, %s: %v", s.Mechanism, err)
+		}
 	}
-	if err := read(pipelines.SASL{Mechanism: "scram-sha-256", Username: "scram256", Password: "wrong"}); err == nil {
+	wrong := pipelines.SASL{Mechanism: "scram-sha-256", Username: "scram256", Password: "wrong"}
+	if err := read(wrong); err == nil {
 		t.Error("wrong password must fail")
+	}
+	if err := receive(wrong); err == nil {
+		t.Error("receiver: wrong password must fail")
+	}
+}
+
+// receiveOne opens a receiver-mode source of group on topic "events"
+// through conn and returns its first non-empty batch.
+func receiveOne(t *testing.T, conn kafka.Connection, group string) ([]engine.Record, error) {
+	t.Helper()
+	src, err := kafka.NewReceiver(kafka.ReceiverConfig{Conn: conn, Topics: []string{"events"}, Start: "earliest",
+		Group: group, BlockInterval: 50 * time.Millisecond, WALDir: filepath.Join(t.TempDir(), "wal"),
+		Delivery: engine.ExactlyOnce, Pipeline: "p", Logger: quiet})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := src.Open(ctx, nil); err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	for {
+		recs, _, err := src.Next(ctx, engine.Limits{Wait: time.Second})
+		if err != nil || len(recs) > 0 {
+			return recs, err
+		}
 	}
 }

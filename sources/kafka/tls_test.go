@@ -108,4 +108,11 @@ func TestDirectOverTLSWithTestCA(t *testing.T) {
 	if _, err := read(nil); err == nil {
 		t.Fatal("a plaintext client on the TLS listener must fail")
 	}
+	recs, err = receiveOne(t, kafka.Connection{Brokers: []string{addr}, TLS: &pipelines.TLS{CA: caFile}}, "tls")
+	if err != nil || len(recs) != 1 || string(recs[0].Value) != "secret" {
+		t.Fatalf("receiver, TLS with the test CA: %d records, err %v", len(recs), err)
+	}
+	if _, err := receiveOne(t, kafka.Connection{Brokers: []string{addr}, TLS: &pipelines.TLS{}}, "untrusted"); err == nil {
+		t.Fatal("a receiver that does not trust the test CA must fail")
+	}
 }
