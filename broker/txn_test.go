@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -793,4 +794,117 @@ func TestAbortedIndexAcrossRetention(t *testing.T) {
 		t.Fatalf("after restart %d aborted transactions, want %d", n, after)
 	}
 	check(addr2)
+}
+
+// TestGroupTransactSessionsRebalance runs two GroupTransactSessions in one
+// group, the second joining mid-way: the rebalance must not duplicate or
+// lose output (a session aborts what it read from partitions it lost;
+// TxnOffsetCommit v3 checks the generation).
+func TestGroupTransactSessionsRebalance(t *testing.T) {
+	b, addr := testBroker(t, Options{})
+	admin := newKgo(t, addr)
+	createTopic(t, admin, "rb-in", 4)
+	createTopic(t, admin, "rb-out", 2)
+	in := values("in", 800)
+	inProd := newKgo(t, addr, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for i, v := range in {
+		inProd.Produce(ctxT(t), &kgo.Record{Topic: "rb-in", Partition: int32(i % 4), Value: []byte(v)}, nil)
+	}
+	if err := inProd.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	// All output committed ends both sessions; one that has nothing left
+	// to read waits in PollFetches until then.
+	all, allDone := context.WithCancel(ctxT(t))
+	defer allDone()
+	var mu sync.Mutex
+	done := 0
+	rounds := map[string]int{}
+	run := func(id string, started chan<- struct{}) error {
+		sess, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(addr), kgo.TransactionalID(id),
+			kgo.ConsumerGroup("rb-g"), kgo.ConsumeTopics("rb-in"), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			kgo.RequireStableFetchOffsets(), kgo.DefaultProduceTopic("rb-out"), kgo.FetchMaxWait(50*time.Millisecond),
+			kgo.FetchMaxPartitionBytes(500), kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(100*time.Millisecond))
+		if err != nil {
+			return err
+		}
+		defer sess.Close()
+		for all.Err() == nil {
+			fs := sess.PollFetches(all)
+			if all.Err() != nil {
+				return nil
+			}
+			if err := fs.Err0(); err != nil {
+				return err
+			}
+			if fs.NumRecords() == 0 {
+				continue
+			}
+			if err := sess.Begin(); err != nil {
+				return err
+			}
+			n := fs.NumRecords()
+			fs.EachRecord(func(r *kgo.Record) {
+				sess.Produce(all, &kgo.Record{Value: []byte("out-" + string(r.Value))}, nil)
+			})
+			if started != nil {
+				// The first session's first transaction stays open until
+				// the second session has joined: the rebalance happens
+				// in the middle of it.
+				close(started)
+				started = nil
+				eventually(t, "the second member", func() bool {
+					d, _ := b.groups.Describe("rb-g")
+					return len(d.Members) == 2 && d.State == group.Stable
+				})
+			}
+			committed, err := sess.End(all, kgo.TryCommit)
+			if err != nil {
+				return err
+			}
+			if committed {
+				mu.Lock()
+				done += n
+				rounds[id]++
+				if done >= len(in) {
+					allDone()
+				}
+				mu.Unlock()
+			}
+		}
+		return nil
+	}
+	errs := make(chan error, 2)
+	started := make(chan struct{})
+	go func() { errs <- run("rb-1", started) }()
+	<-started
+	go func() { errs <- run("rb-2", nil) }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			mu.Lock()
+			t.Fatalf("%v (%d of %d committed)", err, done, len(in))
+		}
+	}
+	want := make([]string, len(in))
+	for i, v := range in {
+		want[i] = "out-" + v
+	}
+	slices.Sort(want)
+	if got := readToSentinel(t, addr, "rb-out", 2, true); !slices.Equal(got, want) {
+		dups, missing := 0, 0
+		seen := map[string]int{}
+		for _, v := range got {
+			seen[v]++
+			if seen[v] == 2 {
+				dups++
+			}
+		}
+		for _, v := range want {
+			if seen[v] == 0 {
+				missing++
+			}
+		}
+		t.Fatalf("output has %d records (%d duplicated, %d missing), want %d exactly once", len(got), dups, missing, len(want))
+	}
+	t.Logf("committed transactions per session: %v", rounds)
 }
