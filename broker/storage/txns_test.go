@@ -311,3 +311,27 @@ func TestReadUpToStopsAtTheLSO(t *testing.T) {
 		t.Fatal("read at the LSO returned data")
 	}
 }
+
+// TestSnapshotVersion1StillReads: snapshots written before transactions
+// (no open-transaction offset) load with no transaction open.
+func TestSnapshotVersion1StillReads(t *testing.T) {
+	b := append([]byte(snapshotMagic), 1)
+	b = binary.BigEndian.AppendUint32(b, 1)
+	b = binary.BigEndian.AppendUint64(b, 42)   // producer id
+	b = binary.BigEndian.AppendUint16(b, 3)    // epoch
+	b = binary.BigEndian.AppendUint64(b, 1234) // last seen
+	b = append(b, 1)
+	b = binary.BigEndian.AppendUint32(b, 0) // first seq
+	b = binary.BigEndian.AppendUint32(b, 4) // last seq
+	b = binary.BigEndian.AppendUint64(b, 10)
+	b = binary.BigEndian.AppendUint32(b, 4)
+	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	s, err := decodeProducerSnapshot(b, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := s.m[42]
+	if e == nil || e.epoch != 3 || e.txnFirst != -1 || len(e.batches) != 1 || s.firstUnstable() != -1 {
+		t.Fatalf("decoded %+v", e)
+	}
+}
