@@ -45,6 +45,11 @@ func init() {
 		{kmsg.AddOffsetsToTxn, 0, 3, handleAddOffsetsToTxn},
 		{kmsg.EndTxn, 0, 3, handleEndTxn},
 		{kmsg.TxnOffsetCommit, 0, 3, handleTxnOffsetCommit},
+		// Transaction introspection (KIP-664). ListTransactions v2 adds a
+		// regular-expression filter, not served.
+		{kmsg.DescribeProducers, 0, 0, handleDescribeProducers},
+		{kmsg.DescribeTransactions, 0, 0, handleDescribeTransactions},
+		{kmsg.ListTransactions, 0, 1, handleListTransactions},
 		// Consumer groups, classic protocol. kafka-go pins JoinGroup v1/v2,
 		// SyncGroup v0, OffsetCommit v2, OffsetFetch v1, FindCoordinator
 		// v0; franz-go and sarama negotiate up to these maxima. OffsetFetch

@@ -33,6 +33,8 @@
 // the range; ListOffsets latest with isolation_level=1 returns the last
 // stable offset; OffsetFetch with require_stable answers
 // UNSTABLE_OFFSET_COMMIT while a transaction holds an offset of the group.
+// ListTransactions, DescribeTransactions and DescribeProducers (KIP-664)
+// show what is open and which producer holds a last stable offset back.
 //
 // The data directory holds cluster.id, producer-ids (the bound below which
 // producer ids may have been handed out), one directory per topic under

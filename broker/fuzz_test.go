@@ -189,6 +189,17 @@ func seedRequests() [][]byte {
 		fr.Topics = append(fr.Topics, ft)
 		reqs = append(reqs, fr)
 	}
+	{
+		lt := kmsg.NewPtrListTransactionsRequest()
+		lt.Version, lt.StateFilters, lt.DurationFilterMillis = 1, []string{"Ongoing"}, -1
+		dt := kmsg.NewPtrDescribeTransactionsRequest()
+		dt.TransactionalIDs = []string{"fuzz-txn"}
+		dp := kmsg.NewPtrDescribeProducersRequest()
+		dpt := kmsg.NewDescribeProducersRequestTopic()
+		dpt.Topic, dpt.Partitions = "fuzz", []int32{0}
+		dp.Topics = append(dp.Topics, dpt)
+		reqs = append(reqs, lt, dt, dp)
+	}
 	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("fuzz-client"))
 	var out [][]byte
 	for i, r := range reqs {

@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -282,4 +283,95 @@ func handleEndTxn(r *request) reply {
 		resp.ErrorCode = fenced(err, req.Version, 2)
 		return &outgoing{resp: resp}
 	}
+}
+
+// Introspection (KIP-664), for kafka-transactions.sh and kadm: which
+// transactions are open, and which producer holds a partition's last
+// stable offset back.
+
+func handleListTransactions(r *request) reply {
+	req := r.msg.(*kmsg.ListTransactionsRequest)
+	resp := req.ResponseKind().(*kmsg.ListTransactionsResponse)
+	states := map[string]bool{}
+	for _, s := range req.StateFilters {
+		if !slices.Contains(txn.States, txn.State(s)) {
+			resp.UnknownStateFilters = append(resp.UnknownStateFilters, s)
+			continue
+		}
+		states[s] = true
+	}
+	now := time.Now()
+	for _, d := range r.c.b.txns.List() {
+		switch {
+		case len(req.StateFilters) > 0 && !states[string(d.State)]:
+			continue
+		case len(req.ProducerIDFilters) > 0 && !slices.Contains(req.ProducerIDFilters, d.ProducerID):
+			continue
+		case req.Version >= 1 && req.DurationFilterMillis >= 0 &&
+			(d.Started.IsZero() || now.Sub(d.Started) < time.Duration(req.DurationFilterMillis)*time.Millisecond):
+			continue
+		}
+		st := kmsg.NewListTransactionsResponseTransactionState()
+		st.TransactionalID, st.ProducerID, st.TransactionState = d.TransactionalID, d.ProducerID, string(d.State)
+		resp.TransactionStates = append(resp.TransactionStates, st)
+	}
+	return respond(resp)
+}
+
+func handleDescribeTransactions(r *request) reply {
+	req := r.msg.(*kmsg.DescribeTransactionsRequest)
+	resp := req.ResponseKind().(*kmsg.DescribeTransactionsResponse)
+	for _, id := range req.TransactionalIDs {
+		st := kmsg.NewDescribeTransactionsResponseTransactionState()
+		st.TransactionalID = id
+		d, ok := r.c.b.txns.Describe(id)
+		if !ok {
+			st.ErrorCode = kerr.TransactionalIDNotFound.Code
+			resp.TransactionStates = append(resp.TransactionStates, st)
+			continue
+		}
+		st.State, st.TimeoutMillis, st.ProducerID, st.ProducerEpoch = string(d.State), d.TimeoutMs, d.ProducerID, d.Epoch
+		st.StartTimestamp = -1
+		if !d.Started.IsZero() {
+			st.StartTimestamp = d.Started.UnixMilli()
+		}
+		for _, tp := range d.Partitions {
+			if n := len(st.Topics); n == 0 || st.Topics[n-1].Topic != tp.Topic {
+				t := kmsg.NewDescribeTransactionsResponseTransactionStateTopic()
+				t.Topic = tp.Topic
+				st.Topics = append(st.Topics, t)
+			}
+			st.Topics[len(st.Topics)-1].Partitions = append(st.Topics[len(st.Topics)-1].Partitions, tp.Partition)
+		}
+		resp.TransactionStates = append(resp.TransactionStates, st)
+	}
+	return respond(resp)
+}
+
+func handleDescribeProducers(r *request) reply {
+	req := r.msg.(*kmsg.DescribeProducersRequest)
+	resp := req.ResponseKind().(*kmsg.DescribeProducersResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewDescribeProducersResponseTopic()
+		st.Topic = rt.Topic
+		for _, part := range rt.Partitions {
+			sp := kmsg.NewDescribeProducersResponseTopicPartition()
+			sp.Partition = part
+			p := r.c.b.topics.partition(rt.Topic, part)
+			if p == nil {
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			for _, pi := range p.ActiveProducers() {
+				ap := kmsg.NewDescribeProducersResponseTopicPartitionActiveProducer()
+				ap.ProducerID, ap.ProducerEpoch, ap.LastSequence = pi.ProducerID, int32(pi.Epoch), pi.LastSequence
+				ap.LastTimestamp, ap.CoordinatorEpoch, ap.CurrentTxnStartOffset = pi.LastSeenMs, 0, pi.TxnStartOffset
+				sp.ActiveProducers = append(sp.ActiveProducers, ap)
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return respond(resp)
 }

@@ -908,3 +908,68 @@ func TestGroupTransactSessionsRebalance(t *testing.T) {
 	}
 	t.Logf("committed transactions per session: %v", rounds)
 }
+
+// TestTransactionIntrospection: ListTransactions, DescribeTransactions and
+// DescribeProducers show an open transaction and the producer holding the
+// last stable offset back.
+func TestTransactionIntrospection(t *testing.T) {
+	b, addr := testBroker(t, Options{})
+	createTopic(t, newKgo(t, addr), "intro", 2)
+	ctx := ctxT(t)
+	prod := newKgo(t, addr, kgo.TransactionalID("intro"), kgo.DefaultProduceTopic("intro"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := prod.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := prod.ProduceSync(ctx, &kgo.Record{Partition: 1, Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	raw := kgoBroker(t, addr)
+	d, _ := b.txns.Describe("intro")
+
+	list := kmsg.NewPtrListTransactionsRequest()
+	list.StateFilters = []string{"Ongoing", "Bogus"}
+	list.DurationFilterMillis = -1
+	lresp, err := list.RequestWith(ctx, raw)
+	if err != nil || len(lresp.TransactionStates) != 1 || lresp.TransactionStates[0].TransactionalID != "intro" ||
+		lresp.TransactionStates[0].ProducerID != d.ProducerID || !slices.Equal(lresp.UnknownStateFilters, []string{"Bogus"}) {
+		t.Fatalf("ListTransactions: %v %+v", err, lresp)
+	}
+	list.StateFilters = []string{"CompleteCommit"}
+	if lresp, err := list.RequestWith(ctx, raw); err != nil || len(lresp.TransactionStates) != 0 {
+		t.Fatalf("ListTransactions CompleteCommit: %v %+v", err, lresp)
+	}
+
+	desc := kmsg.NewPtrDescribeTransactionsRequest()
+	desc.TransactionalIDs = []string{"intro", "nobody"}
+	dresp, err := desc.RequestWith(ctx, raw)
+	if err != nil || len(dresp.TransactionStates) != 2 {
+		t.Fatalf("DescribeTransactions: %v %+v", err, dresp)
+	}
+	if st := dresp.TransactionStates[0]; st.State != "Ongoing" || st.ProducerEpoch != d.Epoch || st.StartTimestamp <= 0 ||
+		len(st.Topics) != 1 || st.Topics[0].Topic != "intro" || !slices.Equal(st.Topics[0].Partitions, []int32{1}) {
+		t.Fatalf("DescribeTransactions intro: %+v", st)
+	}
+	if st := dresp.TransactionStates[1]; st.ErrorCode != kerr.TransactionalIDNotFound.Code {
+		t.Fatalf("DescribeTransactions of an unknown id: %+v", st)
+	}
+
+	prods := kmsg.NewPtrDescribeProducersRequest()
+	pt := kmsg.NewDescribeProducersRequestTopic()
+	pt.Topic, pt.Partitions = "intro", []int32{1, 7}
+	prods.Topics = append(prods.Topics, pt)
+	presp, err := prods.RequestWith(ctx, raw)
+	if err != nil || len(presp.Topics) != 1 || len(presp.Topics[0].Partitions) != 2 {
+		t.Fatalf("DescribeProducers: %v %+v", err, presp)
+	}
+	p1 := presp.Topics[0].Partitions[0]
+	if len(p1.ActiveProducers) != 1 || p1.ActiveProducers[0].ProducerID != d.ProducerID ||
+		p1.ActiveProducers[0].CurrentTxnStartOffset != b.topics.partition("intro", 1).LastStableOffset() {
+		t.Fatalf("DescribeProducers intro/1: %+v", p1)
+	}
+	if p7 := presp.Topics[0].Partitions[1]; p7.ErrorCode != kerr.UnknownTopicOrPartition.Code {
+		t.Fatalf("DescribeProducers of a missing partition: %+v", p7)
+	}
+	if err := prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+}

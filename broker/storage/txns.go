@@ -1,11 +1,13 @@
 package storage
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -282,4 +284,29 @@ func BatchProducer(b []byte) (producerID int64, epoch int16, transactional, ok b
 	}
 	h := parseHeader(b)
 	return h.producerID, h.producerEpoch, h.transactional(), true
+}
+
+// ProducerInfo is one producer's state on a partition (DescribeProducers).
+type ProducerInfo struct {
+	ProducerID     int64
+	Epoch          int16
+	LastSequence   int32 // -1 when only a marker is known of this epoch
+	LastSeenMs     int64 // broker time of its last append, Unix ms
+	TxnStartOffset int64 // first offset of its open transaction, -1 if none
+}
+
+// ActiveProducers lists the producers the partition tracks, by id.
+func (p *Partition) ActiveProducers() []ProducerInfo {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	out := make([]ProducerInfo, 0, len(p.producers.m))
+	for id, e := range p.producers.m {
+		last := int32(-1)
+		if len(e.batches) > 0 {
+			last = e.lastSeq()
+		}
+		out = append(out, ProducerInfo{ProducerID: id, Epoch: e.epoch, LastSequence: last, LastSeenMs: e.lastSeen, TxnStartOffset: e.txnFirst})
+	}
+	slices.SortFunc(out, func(a, b ProducerInfo) int { return cmp.Compare(a.ProducerID, b.ProducerID) })
+	return out
 }

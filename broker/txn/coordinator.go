@@ -636,7 +636,8 @@ func (c *Coordinator) CheckProduce(pid int64, epoch int16, tp group.TopicPartiti
 	return nil
 }
 
-// Description is one transactional id's state, for metrics and tests.
+// Description is one transactional id's state (DescribeTransactions,
+// ListTransactions).
 type Description struct {
 	TransactionalID string
 	ProducerID      int64
@@ -644,6 +645,7 @@ type Description struct {
 	State           State
 	Partitions      []group.TopicPartition
 	TimeoutMs       int32
+	Started         time.Time // of the open transaction; zero if none
 }
 
 // Describe returns the state of a transactional id.
@@ -658,12 +660,24 @@ func (c *Coordinator) Describe(id string) (Description, bool) {
 }
 
 func describe(t *txn) Description {
-	d := Description{TransactionalID: t.id, ProducerID: t.pid, Epoch: t.epoch, State: t.state, TimeoutMs: t.timeoutMs}
+	d := Description{TransactionalID: t.id, ProducerID: t.pid, Epoch: t.epoch, State: t.state, TimeoutMs: t.timeoutMs,
+		Started: t.started}
 	for tp := range t.partitions {
 		d.Partitions = append(d.Partitions, tp)
 	}
 	slices.SortFunc(d.Partitions, cmpTP)
 	return d
+}
+
+// List describes every transactional id, sorted by id.
+func (c *Coordinator) List() []Description {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Description, 0, len(c.txns))
+	for _, id := range slices.Sorted(maps.Keys(c.txns)) {
+		out = append(out, describe(c.txns[id]))
+	}
+	return out
 }
 
 // Counts returns how many transactional ids are in each state.
