@@ -1,6 +1,7 @@
 package txn
 
 import (
+	"cmp"
 	"maps"
 	"math"
 	"slices"
@@ -233,10 +234,12 @@ func (c *Coordinator) MaxProducerID() int64 {
 	return m
 }
 
-// save makes n the state of its id, durably. On failure nothing changes.
+// save makes n the state of its id and writes it to the log; the caller
+// makes it durable before answering (see locked). On failure nothing
+// changes.
 func (c *Coordinator) save(n *txn) error {
 	n.updated = c.now()
-	err := c.log.append(n.record(), len(c.txns)+1, func() []record {
+	_, err := c.log.write(n.record(), len(c.txns)+1, func() []record {
 		out := make([]record, 0, len(c.txns)+1)
 		for id, t := range c.txns {
 			if id != n.id {
@@ -254,6 +257,18 @@ func (c *Coordinator) save(n *txn) error {
 	c.txns[n.id] = n
 	c.byPID[n.pid] = n
 	return nil
+}
+
+// locked runs f under the coordinator's lock, then waits until everything
+// written to the log by then is durable, so an answer never rests on a
+// transition a crash could undo (its own, or an earlier one it read).
+// Transitions of concurrent requests share one fsync.
+func locked[T any](c *Coordinator, f func() T) (T, error) {
+	c.mu.Lock()
+	v := f()
+	seq := c.log.position()
+	c.mu.Unlock()
+	return v, c.log.syncTo(seq)
 }
 
 // InitRequest is an InitProducerId request with a transactional id.
@@ -279,15 +294,23 @@ type InitResult struct {
 // InitProducerID gives the transactional id's producer its id and a new
 // epoch, fencing every older instance.
 func (c *Coordinator) InitProducerID(req InitRequest) InitResult {
-	fail := func(err *kerr.Error) InitResult { return InitResult{ProducerID: -1, Epoch: -1, Err: err} }
 	if req.TransactionalID == "" {
-		return fail(kerr.InvalidRequest)
+		return initFail(kerr.InvalidRequest)
 	}
 	if req.TimeoutMs <= 0 || time.Duration(req.TimeoutMs)*time.Millisecond > MaxTimeout {
-		return fail(kerr.InvalidTransactionTimeout)
+		return initFail(kerr.InvalidTransactionTimeout)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	res, err := locked(c, func() InitResult { return c.initLocked(req) })
+	if err != nil {
+		return initFail(kerr.KafkaStorageError)
+	}
+	return res
+}
+
+func initFail(err *kerr.Error) InitResult { return InitResult{ProducerID: -1, Epoch: -1, Err: err} }
+
+func (c *Coordinator) initLocked(req InitRequest) InitResult {
+	fail := initFail
 	t := c.txns[req.TransactionalID]
 	if t == nil {
 		pid, err := c.allocate()
@@ -415,8 +438,19 @@ func (c *Coordinator) begin(t *txn) (*txn, *kerr.Error) {
 // AddPartitions adds partitions to the producer's transaction, opening
 // one if needed (AddPartitionsToTxn).
 func (c *Coordinator) AddPartitions(id string, pid int64, epoch int16, parts []group.TopicPartition) *kerr.Error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	return lockedCode(c, func() *kerr.Error { return c.addPartitionsLocked(id, pid, epoch, parts) })
+}
+
+// lockedCode is locked for answers that are an error code.
+func lockedCode(c *Coordinator, f func() *kerr.Error) *kerr.Error {
+	e, err := locked(c, f)
+	if err != nil {
+		return kerr.KafkaStorageError
+	}
+	return e
+}
+
+func (c *Coordinator) addPartitionsLocked(id string, pid int64, epoch int16, parts []group.TopicPartition) *kerr.Error {
 	t, e := c.lookup(id, pid, epoch)
 	if e != nil {
 		return e
@@ -444,8 +478,10 @@ func (c *Coordinator) saveOr(n *txn) *kerr.Error {
 // AddOffsets lets the producer's transaction commit offsets of a group
 // (AddOffsetsToTxn).
 func (c *Coordinator) AddOffsets(id string, pid int64, epoch int16, groupID string) *kerr.Error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	return lockedCode(c, func() *kerr.Error { return c.addOffsetsLocked(id, pid, epoch, groupID) })
+}
+
+func (c *Coordinator) addOffsetsLocked(id string, pid int64, epoch int16, groupID string) *kerr.Error {
 	t, e := c.lookup(id, pid, epoch)
 	if e != nil {
 		return e
@@ -464,8 +500,10 @@ func (c *Coordinator) AddOffsets(id string, pid int64, epoch int16, groupID stri
 // CommitOffsets holds offsets of a group added with AddOffsets until the
 // transaction commits (TxnOffsetCommit). They are durable on return.
 func (c *Coordinator) CommitOffsets(id, groupID string, pid int64, epoch int16, offsets []group.Offset) *kerr.Error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	return lockedCode(c, func() *kerr.Error { return c.commitOffsetsLocked(id, groupID, pid, epoch, offsets) })
+}
+
+func (c *Coordinator) commitOffsetsLocked(id, groupID string, pid int64, epoch int16, offsets []group.Offset) *kerr.Error {
 	t, e := c.lookup(id, pid, epoch)
 	switch {
 	case e != nil:
@@ -496,8 +534,23 @@ func (c *Coordinator) CommitOffsets(id, groupID string, pid int64, epoch int16, 
 // completion, run it; a nil completion means the same decision was already
 // complete (a retried EndTxn).
 func (c *Coordinator) EndTxn(id string, pid int64, epoch int16, commit bool) (*Completion, *kerr.Error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	type answer struct {
+		comp *Completion
+		err  *kerr.Error
+	}
+	a, err := locked(c, func() answer {
+		comp, e := c.endTxnLocked(id, pid, epoch, commit)
+		return answer{comp, e}
+	})
+	if err != nil {
+		// The decision may not be durable: its markers must not be
+		// written. The log is unusable now; a restart reloads it.
+		return nil, kerr.KafkaStorageError
+	}
+	return a.comp, a.err
+}
+
+func (c *Coordinator) endTxnLocked(id string, pid int64, epoch int16, commit bool) (*Completion, *kerr.Error) {
 	t, e := c.lookup(id, pid, epoch)
 	if e != nil {
 		return nil, e
@@ -532,8 +585,11 @@ func (c *Coordinator) EndTxn(id string, pid int64, epoch int16, commit bool) (*C
 
 // Complete records that a completion's markers (and offsets) are durable.
 func (c *Coordinator) Complete(comp *Completion) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	err, serr := locked(c, func() error { return c.completeLocked(comp) })
+	return cmp.Or(err, serr)
+}
+
+func (c *Coordinator) completeLocked(comp *Completion) error {
 	t := c.txns[comp.TransactionalID]
 	if t == nil || t.pid != comp.ProducerID || t.epoch != comp.Epoch || !t.state.preparing() {
 		return nil // already completed
@@ -584,8 +640,23 @@ func (c *Coordinator) Pending() []*Completion {
 // their timeout, and forgets ids idle for IDExpiration. It returns the
 // aborts to run.
 func (c *Coordinator) Expire() ([]*Completion, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	type answer struct {
+		comps []*Completion
+		err   error
+	}
+	a, err := locked(c, func() answer {
+		comps, err := c.expireLocked()
+		return answer{comps, err}
+	})
+	if err != nil {
+		// The aborts may not be durable: their markers must not be
+		// written.
+		return nil, err
+	}
+	return a.comps, a.err
+}
+
+func (c *Coordinator) expireLocked() ([]*Completion, error) {
 	now := c.now()
 	var out []*Completion
 	for _, id := range slices.Sorted(maps.Keys(c.txns)) {
@@ -598,7 +669,7 @@ func (c *Coordinator) Expire() ([]*Completion, error) {
 			}
 			out = append(out, comp)
 		case (t.state == Empty || t.state == CompleteCommit || t.state == CompleteAbort) && now.Sub(t.updated) > IDExpiration:
-			if err := c.log.append(record{ID: id, Deleted: true}, len(c.txns)-1, func() []record {
+			if _, err := c.log.write(record{ID: id, Deleted: true}, len(c.txns)-1, func() []record {
 				var rs []record
 				for other, o := range c.txns {
 					if other != id {
@@ -621,6 +692,9 @@ func (c *Coordinator) Expire() ([]*Completion, error) {
 // CheckProduce says whether a transactional batch of producer pid at epoch
 // may go to tp: the producer must be a transactional id's current one with
 // tp added to its open transaction. Produce answers with these codes.
+// It reads the state without waiting for the log: the producer only sends
+// to tp after its AddPartitionsToTxn was answered, so durably, and no other
+// request may add partitions to its transaction.
 func (c *Coordinator) CheckProduce(pid int64, epoch int16, tp group.TopicPartition) *kerr.Error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

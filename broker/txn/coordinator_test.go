@@ -305,7 +305,7 @@ func TestLogTornTailAndCompaction(t *testing.T) {
 	p := f.init("a")
 	f.c.AddPartitions("a", p.ProducerID, p.Epoch, []group.TopicPartition{tp0})
 	f.c.Close()
-	path := filepath.Join(f.dir, logFile)
+	path := filepath.Join(f.dir, logName)
 	good, _ := os.ReadFile(path)
 	if err := os.WriteFile(path, append(good, 0, 0, 1, 0, 1, 2), 0o644); err != nil {
 		t.Fatal(err)
@@ -351,14 +351,14 @@ func FuzzStateLog(f *testing.F) {
 	c.AddPartitions("x", r.ProducerID, r.Epoch, []group.TopicPartition{tp0})
 	c.EndTxn("x", r.ProducerID, r.Epoch, false)
 	c.Close()
-	good, _ := os.ReadFile(filepath.Join(seed, logFile))
+	good, _ := os.ReadFile(filepath.Join(seed, logName))
 	f.Add(good)
 	f.Add(good[:len(good)-3])
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0})
 	f.Add(encodeEntry(nil, record{ID: "y", ProducerID: 3, State: "Bogus"}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, logFile), data, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, logName), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		c, err := Open(dir, (&ids{next: 1 << 40}).allocate, nil)
@@ -425,4 +425,80 @@ func FuzzReplay(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestConcurrentTransitionsAreDurable runs many transactions through the
+// coordinator at once (their log writes share fsyncs) and reopens it:
+// every answered transition is there.
+func TestConcurrentTransitionsAreDurable(t *testing.T) {
+	f := newFixture(t)
+	const n = 32
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			id := fmt.Sprintf("t%02d", i)
+			r := f.c.InitProducerID(InitRequest{TransactionalID: id, TimeoutMs: 10000, ProducerID: -1, Epoch: -1})
+			if r.Err != nil {
+				errs <- r.Err
+				return
+			}
+			if err := f.c.AddPartitions(id, r.ProducerID, r.Epoch, []group.TopicPartition{{Topic: "t", Partition: int32(i)}}); err != nil {
+				errs <- err
+				return
+			}
+			comp, err := f.c.EndTxn(id, r.ProducerID, r.Epoch, i%2 == 0)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if i%3 != 0 { // the rest stay decided, not complete
+				if err := f.c.Complete(comp); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	f.reopen()
+	for i := range n {
+		id := fmt.Sprintf("t%02d", i)
+		want := map[bool]State{true: PrepareCommit, false: PrepareAbort}[i%2 == 0]
+		if i%3 != 0 {
+			want = map[bool]State{true: CompleteCommit, false: CompleteAbort}[i%2 == 0]
+		}
+		if got := f.state(id); got != want {
+			t.Fatalf("%s after reopen: %s, want %s", id, got, want)
+		}
+	}
+	if len(f.c.Pending()) != (n+2)/3 {
+		t.Fatalf("%d pending after reopen", len(f.c.Pending()))
+	}
+}
+
+// TestLogFailureIsSticky: once a log write fails, every later transition
+// fails too (the in-memory state could be ahead of the disk) until the
+// coordinator is reopened from what is on disk.
+func TestLogFailureIsSticky(t *testing.T) {
+	f := newFixture(t)
+	p := f.init("a")
+	f.c.log.f.File.Close() // the disk goes away
+	if err := f.c.AddPartitions("a", p.ProducerID, p.Epoch, []group.TopicPartition{tp0}); err != kerr.KafkaStorageError {
+		t.Fatalf("add with a broken log: %v", err)
+	}
+	if r := f.c.InitProducerID(InitRequest{TransactionalID: "b", TimeoutMs: 1000, ProducerID: -1, Epoch: -1}); r.Err != kerr.KafkaStorageError {
+		t.Fatalf("init with a broken log: %+v", r)
+	}
+	f.c.Close()
+	f.open()
+	if f.state("a") != Empty {
+		t.Fatalf("state after reopen: %s", f.state("a"))
+	}
+	if err := f.c.AddPartitions("a", p.ProducerID, p.Epoch, []group.TopicPartition{tp0}); err != nil {
+		t.Fatalf("add after reopen: %v", err)
+	}
 }

@@ -5,7 +5,9 @@
 //
 // Like package group it is a state machine without sockets: requests come
 // in as Go values and every transition that must survive a crash is
-// appended to a checksummed log and fsynced before it is acted on. Writing
+// appended to a checksummed log and fsynced before it is answered or acted
+// on (concurrent transactions share fsyncs; a failed write or fsync stops
+// the coordinator until a restart reloads the log). Writing
 // the COMMIT or ABORT markers to the partitions and applying committed
 // offsets to the groups is the caller's part: a decided transaction comes
 // back as a Completion to run, then Complete records it done. A crash

@@ -11,12 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
+	"sync/atomic"
 
 	"github.com/sluicehq/sluice/broker/group"
 )
 
 const (
-	logFile = "transactions.log"
+	logName = "transactions.log"
 	// maxEntryBytes bounds one log entry when reading the log back; a
 	// length beyond it means a torn or corrupt tail.
 	maxEntryBytes = 64 << 20
@@ -48,13 +50,45 @@ type record struct {
 }
 
 // stateLog is the coordinator's append-only log: each entry is a length
-// (u32), a CRC-32C (u32) of the body and the JSON body, fsynced before the
-// transition it records is acted on.
+// (u32), a CRC-32C (u32) of the body and the JSON body. Entries are written
+// under the coordinator's lock, in the order of the transitions, and made
+// durable by syncTo outside it, so concurrent transactions share fsyncs
+// (group commit, as the partition logs do). A failed write or fsync leaves
+// the log unusable until the broker restarts and reloads what is on disk:
+// the in-memory state may then be ahead of it.
 type stateLog struct {
-	path    string
-	f       *os.File
+	path string
+
+	mu      sync.Mutex // f, w, entries, written, err
+	f       *logFile
 	w       *bufio.Writer
-	entries int
+	entries int   // in the file, for deciding on compaction
+	written int64 // entries written since open, the sequence syncTo counts in
+	err     error
+
+	syncMu   sync.Mutex
+	syncCond *sync.Cond
+	synced   int64 // written count known durable
+	syncing  bool
+}
+
+// logFile is the open log file; compaction replaces it while an fsync of
+// the old one may be running, so the last user closes it.
+type logFile struct {
+	*os.File
+	refs atomic.Int32
+}
+
+func newLogFile(f *os.File) *logFile {
+	lf := &logFile{File: f}
+	lf.refs.Store(1)
+	return lf
+}
+
+func (f *logFile) release() {
+	if f.refs.Add(-1) == 0 {
+		f.Close()
+	}
 }
 
 // openLog opens (creating) the log in dir and returns the latest record of
@@ -64,7 +98,7 @@ func openLog(dir string) (*stateLog, map[string]record, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, err
 	}
-	l := &stateLog{path: filepath.Join(dir, logFile)}
+	l := &stateLog{path: filepath.Join(dir, logName)}
 	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, nil, err
@@ -82,7 +116,8 @@ func openLog(dir string) (*stateLog, map[string]record, error) {
 		f.Close()
 		return nil, nil, err
 	}
-	l.f, l.w, l.entries = f, bufio.NewWriter(f), n
+	l.f, l.w, l.entries = newLogFile(f), bufio.NewWriter(f), n
+	l.syncCond = sync.NewCond(&l.syncMu)
 	return l, recs, nil
 }
 
@@ -148,26 +183,80 @@ func encodeEntry(dst []byte, rec record) []byte {
 	return append(dst, body...)
 }
 
-// append writes rec and fsyncs. live is the number of ids after it, for
-// deciding on compaction, and all returns them if compaction runs.
-func (l *stateLog) append(rec record, live int, all func() []record) error {
+// write appends rec, without waiting for it to be durable, and returns
+// the sequence number to pass to syncTo. live is the number of ids after
+// it, for deciding on compaction, and all returns them if compaction runs.
+func (l *stateLog) write(rec record, live int, all func() []record) (int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return 0, l.err
+	}
 	if _, err := l.w.Write(encodeEntry(nil, rec)); err != nil {
-		return err
+		l.err = fmt.Errorf("write %s: %w", l.path, err)
+		return 0, l.err
 	}
 	if err := l.w.Flush(); err != nil {
-		return err
+		l.err = fmt.Errorf("write %s: %w", l.path, err)
+		return 0, l.err
 	}
-	if err := l.f.Sync(); err != nil {
-		return err
-	}
+	l.written++
 	l.entries++
 	if l.entries >= compactMinEntries && l.entries > 2*live {
-		return l.compact(all())
+		if err := l.compact(all()); err != nil {
+			l.err = fmt.Errorf("compact %s: %w", l.path, err)
+			return 0, l.err
+		}
+	}
+	return l.written, nil
+}
+
+// position is the sequence number of the last entry written.
+func (l *stateLog) position() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.written
+}
+
+// syncTo makes every entry up to sequence seq durable. Concurrent callers
+// share fsyncs: while one runs, later callers wait for the next, which
+// covers all of them.
+func (l *stateLog) syncTo(seq int64) error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	for l.synced < seq {
+		if l.syncing {
+			l.syncCond.Wait()
+			continue
+		}
+		l.syncing = true
+		l.syncMu.Unlock()
+		l.mu.Lock()
+		f, target, err := l.f, l.written, l.err
+		f.refs.Add(1)
+		l.mu.Unlock()
+		if err == nil {
+			if err = f.Sync(); err != nil {
+				err = fmt.Errorf("fsync %s: %w", l.path, err)
+				l.mu.Lock()
+				l.err = err
+				l.mu.Unlock()
+			}
+		}
+		f.release()
+		l.syncMu.Lock()
+		l.syncing = false
+		l.syncCond.Broadcast()
+		if err != nil {
+			return err
+		}
+		l.synced = max(l.synced, target)
 	}
 	return nil
 }
 
-// compact replaces the log with one entry per live id, atomically.
+// compact replaces the log with one entry per live id, atomically and
+// durably. The caller holds l.mu.
 func (l *stateLog) compact(recs []record) error {
 	sort.Slice(recs, func(i, j int) bool { return recs[i].ID < recs[j].ID })
 	tmp := l.path + ".compact"
@@ -194,11 +283,22 @@ func (l *stateLog) compact(recs []record) error {
 		d.Sync()
 		d.Close()
 	}
-	l.f.Close()
-	l.f, l.w, l.entries = f, bufio.NewWriter(f), len(recs)
+	l.f.release()
+	l.f, l.w, l.entries = newLogFile(f), bufio.NewWriter(f), len(recs)
+	// Everything written so far is in the new file, fsynced.
+	l.syncMu.Lock()
+	l.synced = max(l.synced, l.written)
+	l.syncMu.Unlock()
 	return nil
 }
 
 func (l *stateLog) close() error {
-	return errors.Join(l.w.Flush(), l.f.Close())
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	err := l.w.Flush()
+	if err == nil {
+		err = l.f.Sync()
+	}
+	l.f.release()
+	return err
 }
