@@ -54,3 +54,5 @@ func conformance(t *testing.T, newBrokers func(t testing.TB) []string) {
 }
 
 func TestConformanceKfake(t *testing.T) { conformance(t, kfakeCluster) }
+
+func TestConformanceBuiltin(t *testing.T) { conformance(t, builtinBroker) }
