@@ -404,7 +404,7 @@ func FuzzReplay(f *testing.F) {
 		Offsets: map[string][]group.Offset{"g": {{TopicPartition: tp0, Offset: 9}}}}))
 	f.Add([]byte{0, 0, 0, 2, 0, 0, 0, 0, '{', '}'})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		recs, good, _, err := replay(bytes.NewReader(data))
+		recs, good, _, err := replay(bytes.NewReader(data), int64(len(data)))
 		if err != nil {
 			return
 		}
@@ -415,7 +415,7 @@ func FuzzReplay(f *testing.F) {
 		for _, id := range slices.Sorted(maps.Keys(recs)) {
 			again = encodeEntry(again, recs[id])
 		}
-		recs2, good2, _, err := replay(bytes.NewReader(again))
+		recs2, good2, _, err := replay(bytes.NewReader(again), int64(len(again)))
 		if err != nil || good2 != int64(len(again)) || len(recs2) != len(recs) {
 			t.Fatalf("re-encoded log: %v, %d of %d bytes, %d of %d records", err, good2, len(again), len(recs2), len(recs))
 		}

@@ -103,7 +103,12 @@ func openLog(dir string) (*stateLog, map[string]record, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	recs, good, n, err := replay(bufio.NewReader(f))
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	recs, good, n, err := replay(bufio.NewReader(f), fi.Size())
 	if err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("%s: %w", l.path, err)
@@ -121,11 +126,12 @@ func openLog(dir string) (*stateLog, map[string]record, error) {
 	return l, recs, nil
 }
 
-// replay decodes entries until the end or the first torn or corrupt one,
-// returning the latest record per id, the byte length of the intact prefix
-// and its entry count. A body that passes its CRC but is not a valid record
-// is damage a torn write cannot explain, and an error.
-func replay(r io.Reader) (map[string]record, int64, int, error) {
+// replay decodes entries from r, which holds size bytes, until the end or
+// the first torn or corrupt one, returning the latest record per id, the
+// byte length of the intact prefix and its entry count. A body that passes
+// its CRC but is not a valid record is damage a torn write cannot explain,
+// and an error.
+func replay(r io.Reader, size int64) (map[string]record, int64, int, error) {
 	recs := map[string]record{}
 	var pos int64
 	n := 0
@@ -134,11 +140,13 @@ func replay(r io.Reader) (map[string]record, int64, int, error) {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			return recs, pos, n, nil // clean end or torn header
 		}
-		size := binary.BigEndian.Uint32(hdr[:4])
-		if size > maxEntryBytes {
+		bodyLen := binary.BigEndian.Uint32(hdr[:4])
+		if bodyLen > maxEntryBytes || pos+8+int64(bodyLen) > size {
+			// Checked before allocating, so a torn length field cannot
+			// make us allocate its value.
 			return recs, pos, n, nil
 		}
-		body := make([]byte, size)
+		body := make([]byte, bodyLen)
 		if _, err := io.ReadFull(r, body); err != nil {
 			return recs, pos, n, nil
 		}
@@ -158,7 +166,7 @@ func replay(r io.Reader) (map[string]record, int64, int, error) {
 			recs[rec.ID] = rec
 		}
 		n++
-		pos += int64(8 + size)
+		pos += int64(8 + bodyLen)
 	}
 }
 
