@@ -75,6 +75,7 @@ type Broker struct {
 	// producerIDs allocates producer ids, idempotent and transactional.
 	producerIDs *producerIDs
 	txns        *txn.Coordinator
+	txnErrors   logLimiter // of failed completions and timeout checks
 
 	ctx    context.Context // cancelled by Close: ends long-polls and loops
 	cancel context.CancelFunc

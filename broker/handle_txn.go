@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -42,11 +43,25 @@ func (b *Broker) complete(comp *txn.Completion) error {
 	}
 	if err != nil {
 		b.txns.Failed(comp)
-		b.log.Error("completing transaction failed; retrying in the background", "transactional_id", comp.TransactionalID,
-			"commit", comp.Commit, "err", err)
+		if b.txnErrors.allow(time.Now()) {
+			b.log.Error("completing transaction failed; retrying in the background", "transactional_id", comp.TransactionalID,
+				"commit", comp.Commit, "err", err)
+		}
 		return err
 	}
 	return nil
+}
+
+// logLimiter lets one log line through per txnErrorLogInterval, so a disk
+// that keeps failing does not log every TickInterval.
+type logLimiter struct{ last atomic.Int64 }
+
+// txnErrorLogInterval spaces out repeated transaction failure logs.
+const txnErrorLogInterval = 10 * time.Second
+
+func (l *logLimiter) allow(now time.Time) bool {
+	last := l.last.Load()
+	return now.UnixNano()-last >= int64(txnErrorLogInterval) && l.last.CompareAndSwap(last, now.UnixNano())
 }
 
 // testHookMarker, when set by a test, runs before the i-th marker of a
@@ -112,8 +127,8 @@ func (b *Broker) txnLoop() {
 
 func (b *Broker) runTxnChores() {
 	expired, err := b.txns.Expire()
-	if err != nil {
-		b.log.Error("transaction timeout check failed", "err", err)
+	if err != nil && b.txnErrors.allow(time.Now()) {
+		b.log.Error("transaction timeout check failed; transactions cannot progress until the broker is restarted", "err", err)
 	}
 	for _, comp := range expired {
 		b.log.Info("aborting transaction past its timeout", "transactional_id", comp.TransactionalID, "producer_id", comp.ProducerID)
