@@ -9,6 +9,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/broker/txn"
 )
 
 // TestKafkaGoReadsTransactionalData: kafka-go (v0.4.51) knows nothing of
@@ -94,5 +96,38 @@ func TestKcatReadCommitted(t *testing.T) {
 	}
 	if got, want := read("-X", "isolation.level=read_uncommitted"), sorted(committed, aborted, values("ok2", 3)); !slices.Equal(got, want) {
 		t.Fatalf("kcat read_uncommitted: %v, want %v", got, want)
+	}
+}
+
+// TestKcatTransactionalProducer runs librdkafka's transactional producer
+// (kcat -X transactional.id, which commits on exit) twice with the same
+// id: its own implementation of InitProducerId, AddPartitionsToTxn and
+// EndTxn, strict about states and codes. The second run fences the first
+// epoch; both transactions are committed.
+func TestKcatTransactionalProducer(t *testing.T) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		t.Skip("kcat not installed")
+	}
+	b, addr := testBroker(t, Options{})
+	createTopic(t, newKgo(t, addr), "rd-txp", 2)
+	var epochs []int16
+	for _, in := range []string{"a\nb\nc\n", "d\ne\n"} {
+		cmd := exec.CommandContext(ctxT(t), kcat, "-b", addr, "-t", "rd-txp", "-P", "-X", "transactional.id=kcat-txn")
+		cmd.Stdin = strings.NewReader(in)
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "Transaction successfully committed") {
+			t.Fatalf("kcat transactional produce: %v\n%s", err, out)
+		}
+		d, _ := b.txns.Describe("kcat-txn")
+		if d.State != txn.CompleteCommit {
+			t.Fatalf("state after kcat: %s", d.State)
+		}
+		epochs = append(epochs, d.Epoch)
+	}
+	if epochs[1] <= epochs[0] {
+		t.Fatalf("epochs %v: the second producer did not bump it", epochs)
+	}
+	if got := readToSentinel(t, addr, "rd-txp", 2, true); !slices.Equal(got, []string{"a", "b", "c", "d", "e"}) {
+		t.Fatalf("read_committed: %v", got)
 	}
 }
