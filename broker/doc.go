@@ -20,9 +20,11 @@
 // version 2: FindCoordinator (key type 1), InitProducerId with a
 // transactional id, AddPartitionsToTxn v0-3, AddOffsetsToTxn v0-3,
 // TxnOffsetCommit v0-3 and EndTxn v0-3, so franz-go's transactional
-// producer and GroupTransactSession, librdkafka and the Java client work
-// unchanged. The coordinator (package txn) fences older epochs, aborts a
-// transaction open at a new producer's init or past its
+// producer and GroupTransactSession and librdkafka's transactional producer
+// work unchanged. A transactional batch is taken only into a partition
+// added to its producer's open transaction (else INVALID_TXN_STATE), from
+// the current epoch. The coordinator (package txn) fences older epochs,
+// aborts a transaction open at a new producer's init or past its
 // transaction.timeout.ms (at most txn.MaxTimeout), and keeps its state in a
 // checksummed log. EndTxn answers once the COMMIT or ABORT markers are on
 // every partition of the transaction (fsynced) and its offsets are applied

@@ -7,9 +7,9 @@
 // in as Go values and every transition that must survive a crash is
 // appended to a checksummed log and fsynced before it is answered or acted
 // on (concurrent transactions share fsyncs; a failed write or fsync stops
-// the coordinator until a restart reloads the log). Writing
-// the COMMIT or ABORT markers to the partitions and applying committed
-// offsets to the groups is the caller's part: a decided transaction comes
+// the coordinator until a restart reloads the log). Writing the COMMIT or
+// ABORT markers to the partitions and applying committed offsets to the
+// groups is the caller's part: a decided transaction comes
 // back as a Completion to run, then Complete records it done. A crash
 // between the decision (PrepareCommit, PrepareAbort) and Complete leaves
 // the decision in the log; Pending returns it after the restart and the
