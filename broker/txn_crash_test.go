@@ -3,10 +3,12 @@ package broker
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -145,4 +147,97 @@ func TestTransactionCommitSurvivesSIGKILLBeforeMarkers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTransactionsSurviveSIGKILLUnderLoad kills the broker process while
+// four producers run transactions flat out. After the restart every
+// transaction is all or nothing in read_committed, every acknowledged
+// commit is there, every abort absent, and the LSO reaches the end once
+// the open transactions time out.
+func TestTransactionsSurviveSIGKILLUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a broker process")
+	}
+	dir := t.TempDir()
+	addr, cmd := startChild(t, dir)
+	createTopic(t, newKgo(t, addr), "load", 3)
+	const producers, perTxn = 4, 5
+	var mu sync.Mutex
+	committed, aborted := map[string]bool{}, map[string]bool{}
+	enough := make(chan struct{})
+	var once sync.Once
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	var wg sync.WaitGroup
+	for w := range producers {
+		prod := newKgo(t, addr, kgo.TransactionalID(fmt.Sprintf("load-%d", w)), kgo.DefaultProduceTopic("load"),
+			kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.TransactionTimeout(time.Second))
+		wg.Go(func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				name := fmt.Sprintf("w%d-t%04d", w, i)
+				if prod.BeginTransaction() != nil {
+					return
+				}
+				for _, v := range values(name, perTxn) {
+					prod.Produce(ctx, &kgo.Record{Value: []byte(v)}, nil)
+				}
+				commit := i%4 != 3
+				if prod.Flush(ctx) != nil || prod.EndTransaction(ctx, kgo.TransactionEndTry(commit)) != nil {
+					return // the broker is gone
+				}
+				mu.Lock()
+				if commit {
+					committed[name] = true
+				} else {
+					aborted[name] = true
+				}
+				if len(committed) >= 60 {
+					once.Do(func() { close(enough) })
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	select {
+	case <-enough:
+	case <-ctx.Done():
+		t.Fatal("no transactions committed")
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	cancel()
+	wg.Wait()
+
+	b, addr2 := testBrokerDir(t, dir, Options{})
+	eventually(t, "every transaction decided and complete", func() bool {
+		for _, d := range b.txns.List() {
+			if d.State != txn.CompleteCommit && d.State != txn.CompleteAbort && d.State != txn.Empty {
+				return false
+			}
+		}
+		return true
+	})
+	checkStable(t, b, "load", 3)
+	byTxn := map[string]int{}
+	for _, v := range readToSentinel(t, addr2, "load", 3, true) {
+		byTxn[v[:strings.LastIndex(v, "-")]]++
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for name, n := range byTxn {
+		if n != perTxn {
+			t.Errorf("transaction %s: %d of its %d records visible", name, n, perTxn)
+		}
+		if aborted[name] {
+			t.Errorf("aborted transaction %s visible", name)
+		}
+	}
+	for name := range committed {
+		if byTxn[name] == 0 {
+			t.Errorf("acknowledged commit %s lost", name)
+		}
+	}
+	t.Logf("%d commits and %d aborts acknowledged before the kill; %d transactions visible after", len(committed), len(aborted), len(byTxn))
 }
