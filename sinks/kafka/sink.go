@@ -27,6 +27,9 @@ const (
 	recordRetries = 10
 	// closeTimeout bounds the abort Close sends for an open transaction.
 	closeTimeout = 10 * time.Second
+	// abortTimeout bounds one abort: a transaction not aborted by then is
+	// aborted by the broker at its timeout, or by the next Open.
+	abortTimeout = 10 * time.Second
 	// maxBufferedBytes bounds what one epoch keeps queued in the client
 	// before Write blocks on the broker.
 	maxBufferedBytes = 256 << 20
@@ -286,11 +289,17 @@ func (s *Sink) abort(ctx context.Context) error {
 		return nil
 	}
 	s.staged = 0
-	defer func() {
-		s.mu.Lock()
-		s.failure = nil
-		s.mu.Unlock()
-	}()
+	s.mu.Lock()
+	failure := s.failure
+	s.failure = nil
+	s.mu.Unlock()
+	if failure != nil && isFenced(failure) {
+		// A fenced producer can send nothing more; the broker aborted its
+		// transaction when the newer instance initialised.
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, abortTimeout)
+	defer cancel()
 	if err := s.cl.AbortBufferedRecords(ctx); err != nil {
 		return fmt.Errorf("kafka sink: abort: %w", err)
 	}
