@@ -144,10 +144,10 @@ func (c *conn) fetchOnce(req *kmsg.FetchRequest) (*outgoing, int64, []logEnd) {
 					total += sec.Len
 					remaining -= sec.Len
 					if committed {
-						// Those overlapping what may be returned, which
-						// ends at or before the LSO; extra ones are
-						// harmless to clients.
-						for _, a := range p.AbortedTxns(rp.FetchOffset, lso) {
+						// Those overlapping the batches returned, as
+						// Kafka bounds them: a consumer far behind is not
+						// sent every abort up to the LSO.
+						for _, a := range p.AbortedTxns(rp.FetchOffset, sec.Next) {
 							at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
 							at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
 							sp.AbortedTransactions = append(sp.AbortedTransactions, at)

@@ -177,6 +177,20 @@ func TestTransactionsReadCommitted(t *testing.T) {
 	if f := fetchCommitted(t, raw, "tx", 0, 0, 0); len(f.AbortedTransactions) != 1 || f.LastStableOffset != p0.EndOffset() {
 		t.Fatalf("fetch from 0: aborted %+v, LSO %d (end %d)", f.AbortedTransactions, f.LastStableOffset, p0.EndOffset())
 	}
+	// A fetch that returns only the first committed batch is not told of
+	// the abort after it.
+	req := kmsg.NewPtrFetchRequest()
+	req.Version, req.ReplicaID, req.MaxBytes, req.IsolationLevel = 11, -1, 1, 1
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = "tx"
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.PartitionMaxBytes = 1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	if resp, err := req.RequestWith(ctxT(t), raw); err != nil || len(resp.Topics[0].Partitions[0].RecordBatches) == 0 ||
+		len(resp.Topics[0].Partitions[0].AbortedTransactions) != 0 {
+		t.Fatalf("small fetch from 0: %v %+v", err, resp)
+	}
 
 	// An open transaction: the LSO stays at its first offset.
 	if err := prod.BeginTransaction(); err != nil {

@@ -498,6 +498,8 @@ type Section struct {
 	File *os.File
 	Pos  int64
 	Len  int64
+	// Next is the offset after its last batch.
+	Next int64
 	seg  *segment
 }
 
@@ -548,7 +550,7 @@ func (p *Partition) ReadUpTo(offset, maxBytes, upto int64) (Section, error) {
 	if upto >= next {
 		upto = -1 // the whole segment is below it
 	}
-	sec, err := seg.read(offset, maxBytes, size, index, upto)
+	sec, err := seg.read(offset, maxBytes, size, index, next, upto)
 	if err != nil || sec.Len == 0 {
 		seg.release()
 		return Section{}, err
@@ -565,10 +567,10 @@ func (s *segment) readHeader(pos int64) (header, error) {
 	return parseHeader(hdr[:]), nil
 }
 
-// read finds offset in the segment using a snapshot (size, index) taken
-// under the partition lock, stopping before the batch at upto unless it is
-// -1.
-func (s *segment) read(offset, maxBytes, size int64, index []indexEntry, upto int64) (Section, error) {
+// read finds offset in the segment using a snapshot (size, index, next)
+// taken under the partition lock, stopping before the batch at upto unless
+// it is -1.
+func (s *segment) read(offset, maxBytes, size int64, index []indexEntry, next, upto int64) (Section, error) {
 	rel := offset - s.base
 	j := sort.Search(len(index), func(j int) bool { return int64(index[j].rel) > rel }) - 1
 	pos := int64(0)
@@ -635,7 +637,14 @@ func (s *segment) read(offset, maxBytes, size int64, index []indexEntry, upto in
 			pos += h.size()
 		}
 	}
-	return Section{File: s.f, Pos: start, Len: end - start}, nil
+	if end < size {
+		h, err := s.readHeader(end)
+		if err != nil {
+			return Section{}, err
+		}
+		next = h.baseOffset
+	}
+	return Section{File: s.f, Pos: start, Len: end - start, Next: next}, nil
 }
 
 // OffsetForTime returns the offset and timestamp of the first record whose

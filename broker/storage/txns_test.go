@@ -294,6 +294,9 @@ func TestReadUpToStopsAtTheLSO(t *testing.T) {
 		buf := make([]byte, sec.Len)
 		sec.File.ReadAt(buf, sec.Pos)
 		sec.Release()
+		if sec.Next != lso {
+			t.Fatalf("section from %d says it ends at %d, want %d", from, sec.Next, lso)
+		}
 		var last int64 = -1
 		for len(buf) > 0 {
 			h, err := checkBatch(buf, true)
@@ -310,6 +313,12 @@ func TestReadUpToStopsAtTheLSO(t *testing.T) {
 	if sec, _ := p.ReadUpTo(lso, 1<<20, lso); sec.Len != 0 {
 		t.Fatal("read at the LSO returned data")
 	}
+	// A byte limit: the section ends before the batch it did not take.
+	sec, err := p.ReadUpTo(0, 100, lso)
+	if err != nil || sec.Next != 2 {
+		t.Fatalf("one batch from 0: next %d, %v", sec.Next, err)
+	}
+	sec.Release()
 }
 
 // TestSnapshotVersion1StillReads: snapshots written before transactions
