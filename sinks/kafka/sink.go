@@ -289,10 +289,13 @@ func (s *Sink) abort(ctx context.Context) error {
 		return nil
 	}
 	s.staged = 0
-	s.mu.Lock()
-	failure := s.failure
-	s.failure = nil
-	s.mu.Unlock()
+	failure := s.failed()
+	// Records the abort fails call the promise too: clear after them.
+	defer func() {
+		s.mu.Lock()
+		s.failure = nil
+		s.mu.Unlock()
+	}()
 	if failure != nil && isFenced(failure) {
 		// A fenced producer can send nothing more; the broker aborted its
 		// transaction when the newer instance initialised.
