@@ -33,6 +33,7 @@ type Metrics struct {
 	txnStates   *txnCollector
 	txnEnded    *prometheus.CounterVec
 	openTxns    *partitionGauge
+	unstable    *partitionGauge
 }
 
 // NewMetrics creates the broker's collectors, unregistered.
@@ -99,13 +100,19 @@ func NewMetrics() *Metrics {
 		openTxns: &partitionGauge{desc: prometheus.NewDesc("sluice_broker_open_transactions",
 			"Transactions open on a partition; the oldest holds its last stable offset back.", []string{"topic", "partition"}, nil),
 			value: func(p *storage.Partition) (float64, bool) { n := p.OpenTxns(); return float64(n), n > 0 }},
+		unstable: &partitionGauge{desc: prometheus.NewDesc("sluice_broker_unstable_records",
+			"Records between a partition's last stable offset and its end, held back from read_committed consumers by open transactions.", []string{"topic", "partition"}, nil),
+			value: func(p *storage.Partition) (float64, bool) {
+				n := p.EndOffset() - p.LastStableOffset()
+				return float64(n), n > 0
+			}},
 	}
 }
 
 // Collectors returns every collector, to register with a registry.
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.producedB, m.connections, m.logEnd,
-		m.producerIDs, m.duplicates, m.producers, m.groups, m.rebalances, m.txnStates, m.txnEnded, m.openTxns}
+		m.producerIDs, m.duplicates, m.producers, m.groups, m.rebalances, m.txnStates, m.txnEnded, m.openTxns, m.unstable}
 }
 
 // Metrics returns the broker's collectors.
@@ -117,6 +124,7 @@ func (m *Metrics) attach(b *Broker) {
 	m.groups.set(b)
 	m.txnStates.set(b)
 	m.openTxns.set(b)
+	m.unstable.set(b)
 	b.groups.OnRebalance = func(g string) { m.rebalances.WithLabelValues(g).Inc() }
 	b.txns.OnEnd = func(r txn.Result) { m.txnEnded.WithLabelValues(string(r)).Inc() }
 }

@@ -79,6 +79,9 @@ func TestTransactionMetrics(t *testing.T) {
 # HELP sluice_broker_open_transactions Transactions open on a partition; the oldest holds its last stable offset back.
 # TYPE sluice_broker_open_transactions gauge
 sluice_broker_open_transactions{partition="0",topic="tm"} 1
+# HELP sluice_broker_unstable_records Records between a partition's last stable offset and its end, held back from read_committed consumers by open transactions.
+# TYPE sluice_broker_unstable_records gauge
+sluice_broker_unstable_records{partition="0",topic="tm"} 1
 # HELP sluice_broker_transactions Transactional ids by the state of their transaction (Empty, Ongoing, PrepareCommit, PrepareAbort, CompleteCommit, CompleteAbort).
 # TYPE sluice_broker_transactions gauge
 sluice_broker_transactions{state="CompleteAbort"} 2
@@ -93,7 +96,7 @@ sluice_broker_transactions_total{result="abort"} 1
 sluice_broker_transactions_total{result="commit"} 1
 sluice_broker_transactions_total{result="timeout"} 1
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sluice_broker_transactions", "sluice_broker_transactions_total", "sluice_broker_open_transactions"); err != nil {
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sluice_broker_transactions", "sluice_broker_transactions_total", "sluice_broker_open_transactions", "sluice_broker_unstable_records"); err != nil {
 		t.Fatal(err)
 	}
 	if got := testutil.ToFloat64(m.requests.WithLabelValues("EndTxn", "NONE")); got != 2 {
