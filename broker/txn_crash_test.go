@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/broker/txn"
 )
@@ -76,6 +78,14 @@ func TestTransactionSurvivesSIGKILLMidTransaction(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The open transaction's producer id and epoch, from the child.
+	desc := kmsg.NewPtrDescribeTransactionsRequest()
+	desc.TransactionalIDs = []string{"open"}
+	dresp, err := desc.RequestWith(ctxT(t), kgoBroker(t, addr))
+	if err != nil || dresp.TransactionStates[0].State != "Ongoing" {
+		t.Fatalf("describe before the kill: %v %+v", err, dresp)
+	}
+	before := dresp.TransactionStates[0]
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -92,6 +102,14 @@ func TestTransactionSurvivesSIGKILLMidTransaction(t *testing.T) {
 		return d.State == txn.CompleteAbort
 	})
 	checkStable(t, b, "crash-tx", 2)
+	// The abort fenced the epoch the producer had before the crash.
+	if d, _ := b.txns.Describe("open"); d.ProducerID != before.ProducerID || d.Epoch <= before.ProducerEpoch {
+		t.Fatalf("after the restart %+v, before %+v", d, before)
+	}
+	zombie := &txnRequests{t: t, r: kgoBroker(t, addr2), id: "open", pid: before.ProducerID, ep: before.ProducerEpoch}
+	if code := zombie.addPartition(3, "crash-tx", 0); code != kerr.ProducerFenced.Code {
+		t.Fatalf("the pre-crash epoch after the restart: %v", kerr.ErrorForCode(code))
+	}
 	if got := readToSentinel(t, addr2, "crash-tx", 2, true); !slices.Equal(got, sorted(committed)) {
 		t.Fatalf("read_committed after the crash: %v", got)
 	}
