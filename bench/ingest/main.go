@@ -1,9 +1,11 @@
 // Command ingest measures records/s from the built-in broker through a
-// Kafka source into the file sink, exactly-once, for each ingestion mode,
-// beside the generate source into the same sink (the engine and sink's own
-// ceiling), and prints one table. 100-byte records.
+// Kafka source into a sink, exactly-once, for each ingestion mode, beside
+// the generate source into the same sink (the engine and sink's own
+// ceiling), and prints one table. 100-byte records. The sink is the file
+// sink, or with -sink kafka the Kafka sink writing back to the same broker
+// in one transaction per batch.
 //
-//	go run ./bench/ingest [-records 1000000] [-partitions 4] [-runs 3]
+//	go run ./bench/ingest [-records 1000000] [-partitions 4] [-runs 3] [-sink file|kafka]
 package main
 
 import (
@@ -27,6 +29,7 @@ import (
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sinks/file"
+	kafkasink "github.com/sluicehq/sluice/sinks/kafka"
 	"github.com/sluicehq/sluice/sources/generate"
 	"github.com/sluicehq/sluice/sources/kafka"
 )
@@ -39,6 +42,7 @@ func main() {
 	runs := flag.Int("runs", 3, "runs per row (the median is printed)")
 	modes := flag.String("modes", "generate,direct,receiver", "rows to measure")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured runs to this file")
+	sinkKind := flag.String("sink", "file", "file (raw part files) or kafka (a topic on the same broker)")
 	flag.Parse()
 	quiet := slog.New(slog.DiscardHandler)
 
@@ -95,13 +99,25 @@ func main() {
 			if err != nil {
 				log.Fatal(err)
 			}
-			rates = append(rates, measure(src, out, *records, quiet))
+			var sink engine.Sink
+			switch *sinkKind {
+			case "file":
+				sink, err = file.New(pipelines.FileSink{Path: out, Format: "raw"})
+			case "kafka":
+				sink, err = kafkasink.New(kafkasink.Config{Brokers: []string{addr}, Topic: fmt.Sprintf("out-%s-%d", mode, run), Logger: quiet})
+			default:
+				log.Fatalf("unknown sink %q: use file or kafka", *sinkKind)
+			}
+			if err != nil {
+				log.Fatal(err)
+			}
+			rates = append(rates, measure(src, sink, fmt.Sprintf("bench-%s-%d", mode, run), *records, quiet))
 		}
 		sort.Float64s(rates)
 		rows = append(rows, row{mode, rates[len(rates)/2]})
 	}
-	fmt.Printf("\n%d records of %d bytes, %d partitions, exactly-once into the file sink (raw), median of %d runs\n\n",
-		*records, recordBytes, *partitions, *runs)
+	fmt.Printf("\n%d records of %d bytes, %d partitions, exactly-once into the %s sink, median of %d runs\n\n",
+		*records, recordBytes, *partitions, *sinkKind, *runs)
 	fmt.Printf("| %-10s | %14s | %18s |\n", "source", "records/s", "vs generate")
 	fmt.Printf("|%s|%s|%s|\n", "------------", "----------------", "--------------------")
 	base := rows[0].rate
@@ -144,16 +160,13 @@ func fill(addr string, n int, partitions int32) {
 	}
 }
 
-// measure runs src into a fresh file sink until n records are committed.
-func measure(src engine.Source, out string, n int, logger *slog.Logger) float64 {
-	sink, err := file.New(pipelines.FileSink{Path: out, Format: "raw"})
-	if err != nil {
-		log.Fatal(err)
-	}
+// measure runs src into sink as pipeline name until n records are
+// committed.
+func measure(src engine.Source, sink engine.Sink, name string, n int, logger *slog.Logger) float64 {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	counted := &countingSink{Sink: sink, want: n, done: cancel}
-	p, err := engine.New(engine.Config{Name: "bench", Delivery: engine.ExactlyOnce,
+	p, err := engine.New(engine.Config{Name: name, Delivery: engine.ExactlyOnce,
 		MaxRecordsPerPartition: 50_000, Logger: logger, Source: src, Sink: counted})
 	if err != nil {
 		log.Fatal(err)
