@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -500,5 +501,77 @@ func TestLogFailureIsSticky(t *testing.T) {
 	}
 	if err := f.c.AddPartitions("a", p.ProducerID, p.Epoch, []group.TopicPartition{tp0}); err != nil {
 		t.Fatalf("add after reopen: %v", err)
+	}
+}
+
+// TestRandomOperationsSurviveReopen drives the coordinator with random
+// requests from several producers (some stale), reopening it from its log
+// at random points: what it answered before a reopen is what it knows
+// after, epochs never go back, and a stale epoch never gets through.
+func TestRandomOperationsSurviveReopen(t *testing.T) {
+	for seed := range int64(20) {
+		rnd := rand.New(rand.NewPCG(uint64(seed), 1))
+		f := newFixture(t)
+		type producer struct {
+			id  string
+			pid int64
+			ep  int16
+		}
+		var ps []producer
+		maxEpoch := map[string]int16{}
+		ids := []string{"a", "b", "c"}
+		for step := range 300 {
+			switch op := rnd.IntN(9); {
+			case op == 0 || len(ps) == 0:
+				id := ids[rnd.IntN(len(ids))]
+				r := f.c.InitProducerID(InitRequest{TransactionalID: id, TimeoutMs: 60000, ProducerID: -1, Epoch: -1})
+				if r.Abort != nil {
+					f.c.Complete(r.Abort)
+					r = f.c.InitProducerID(InitRequest{TransactionalID: id, TimeoutMs: 60000, ProducerID: -1, Epoch: -1})
+				}
+				if r.Err == nil {
+					if r.Epoch <= maxEpoch[id] && maxEpoch[id] != 0 {
+						t.Fatalf("seed %d step %d: %s epoch %d after %d", seed, step, id, r.Epoch, maxEpoch[id])
+					}
+					maxEpoch[id] = r.Epoch
+					ps = append(ps, producer{id, r.ProducerID, r.Epoch})
+				}
+			case op <= 3:
+				p := ps[rnd.IntN(len(ps))]
+				err := f.c.AddPartitions(p.id, p.pid, p.ep, []group.TopicPartition{{Topic: "t", Partition: int32(rnd.IntN(3))}})
+				if err == nil && p.ep != maxEpoch[p.id] {
+					t.Fatalf("seed %d step %d: stale epoch %d of %s added partitions (current %d)", seed, step, p.ep, p.id, maxEpoch[p.id])
+				}
+			case op <= 5:
+				p := ps[rnd.IntN(len(ps))]
+				comp, err := f.c.EndTxn(p.id, p.pid, p.ep, rnd.IntN(2) == 0)
+				if err == nil && p.ep != maxEpoch[p.id] {
+					t.Fatalf("seed %d step %d: stale epoch ended a transaction", seed, step)
+				}
+				if comp != nil && rnd.IntN(4) != 0 { // sometimes left decided, as a crash would
+					f.c.Complete(comp)
+				}
+			case op == 6:
+				f.clock.add(time.Duration(rnd.IntN(90)) * time.Second)
+				comps, err := f.c.Expire()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, comp := range comps {
+					maxEpoch[comp.TransactionalID] = max(maxEpoch[comp.TransactionalID], comp.Epoch)
+					f.c.Complete(comp)
+				}
+			default:
+				before := f.c.List()
+				f.reopen()
+				after := f.c.List()
+				if fmt.Sprint(before) != fmt.Sprint(after) {
+					t.Fatalf("seed %d step %d: reopen changed the state\nbefore %+v\nafter  %+v", seed, step, before, after)
+				}
+				for _, comp := range f.c.Pending() {
+					f.c.Complete(comp)
+				}
+			}
+		}
 	}
 }
