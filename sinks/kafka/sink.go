@@ -46,6 +46,7 @@ type Sink struct {
 	cl       *kgo.Client
 	known    checkpoint // what this instance last read or committed
 	staged   uint64     // epoch with an open transaction, 0 if none
+	mem      arena      // the staged epoch's records
 
 	mu      sync.Mutex
 	failure error // first asynchronous produce failure of the staged epoch
@@ -76,7 +77,8 @@ func (s *Sink) Open(ctx context.Context, pipeline string) (uint64, engine.Positi
 		s.cl.Close()
 		s.cl = nil
 	}
-	s.pipeline, s.staged, s.failure = pipeline, 0, nil
+	// A fresh arena: the old client may not have let go of the old one.
+	s.pipeline, s.staged, s.failure, s.mem = pipeline, 0, nil, arena{}
 	opts, err := s.cfg.clientOptions("sluice-sink-" + pipeline)
 	if err != nil {
 		return 0, nil, err
@@ -165,35 +167,19 @@ func (s *Sink) begin(ctx context.Context, epoch uint64) error {
 	return nil
 }
 
-// produce copies records into one buffer (the client sends them after
-// Write returns, and the caller may reuse its slices) and queues them.
+// produce copies records into the epoch's arena (the client sends them
+// after Write returns, and the caller may reuse its slices) and queues them.
 func (s *Sink) produce(ctx context.Context, topic string, records []engine.Record) {
-	if s.failed() != nil || len(records) == 0 {
+	if s.failed() != nil {
 		return
 	}
-	var size int
 	for i := range records {
-		size += len(records[i].Key) + len(records[i].Value)
-		for _, h := range records[i].Headers {
-			size += len(h.Key) + len(h.Value)
-		}
-	}
-	buf := make([]byte, 0, size)
-	keep := func(b []byte) []byte {
-		if b == nil {
-			return nil
-		}
-		buf = append(buf, b...)
-		return buf[len(buf)-len(b) : len(buf) : len(buf)]
-	}
-	out := make([]kgo.Record, len(records))
-	for i := range records {
-		r, k := &records[i], &out[i]
-		k.Topic, k.Key, k.Value, k.Timestamp = topic, keep(r.Key), keep(r.Value), r.Time
+		r, k := &records[i], s.mem.record()
+		k.Topic, k.Key, k.Value, k.Timestamp = topic, s.mem.copy(r.Key), s.mem.copy(r.Value), r.Time
 		if len(r.Headers) > 0 {
 			k.Headers = make([]kgo.RecordHeader, len(r.Headers))
 			for j, h := range r.Headers {
-				k.Headers[j] = kgo.RecordHeader{Key: h.Key, Value: keep(h.Value)}
+				k.Headers[j] = kgo.RecordHeader{Key: h.Key, Value: s.mem.copy(h.Value)}
 			}
 		}
 		s.cl.Produce(ctx, k, s.promise)
@@ -272,6 +258,7 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 		return fmt.Errorf("kafka sink: commit epoch %d: %w (%w)", epoch, engine.ErrNotCommitted, engine.Retryable(err))
 	}
 	s.known, s.staged = c, 0
+	s.mem.reset() // Flush waited for every record's promise
 	return nil
 }
 
@@ -298,14 +285,18 @@ func (s *Sink) abort(ctx context.Context) error {
 	}()
 	if failure != nil && isFenced(failure) {
 		// A fenced producer can send nothing more; the broker aborted its
-		// transaction when the newer instance initialised.
+		// transaction when the newer instance initialised. The client may
+		// still hold records: leave the arena to it.
+		s.mem = arena{}
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, abortTimeout)
 	defer cancel()
 	if err := s.cl.AbortBufferedRecords(ctx); err != nil {
+		s.mem = arena{}
 		return fmt.Errorf("kafka sink: abort: %w", err)
 	}
+	s.mem.reset() // no record is buffered any more
 	if err := s.cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
 		return fmt.Errorf("kafka sink: abort: %w", classify(err))
 	}
