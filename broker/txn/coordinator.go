@@ -294,7 +294,8 @@ type InitResult struct {
 // InitProducerID gives the transactional id's producer its id and a new
 // epoch, fencing every older instance.
 func (c *Coordinator) InitProducerID(req InitRequest) InitResult {
-	if req.TransactionalID == "" {
+	if req.TransactionalID == "" || (req.ProducerID < 0) != (req.Epoch < 0) {
+		// As Kafka: a producer id and epoch come together or not at all.
 		return initFail(kerr.InvalidRequest)
 	}
 	if req.TimeoutMs <= 0 || time.Duration(req.TimeoutMs)*time.Millisecond > MaxTimeout {
@@ -328,10 +329,13 @@ func (c *Coordinator) initLocked(req InitRequest) InitResult {
 		switch {
 		case req.ProducerID == t.pid && req.Epoch == t.epoch:
 			// A recovering producer: bump below.
-		case (req.ProducerID == t.pid || req.ProducerID == t.prevPID) && req.Epoch == t.prevEpoch && !t.state.preparing() && t.state != Ongoing:
+		case (req.ProducerID == t.pid || req.ProducerID == t.prevPID) && req.Epoch >= 0 && req.Epoch == t.prevEpoch &&
+			!t.state.preparing() && t.state != Ongoing:
 			// A retry of the init that made the current epoch (its
 			// answer was lost), or the producer the broker fenced on
-			// timeout coming back: it gets the current epoch.
+			// timeout coming back (KIP-588): it gets the current epoch.
+			// An init by a new producer forgets the previous epoch, so
+			// an instance it fenced cannot come back this way.
 			return InitResult{ProducerID: t.pid, Epoch: t.epoch}
 		default:
 			return fail(kerr.ProducerFenced)
@@ -350,6 +354,11 @@ func (c *Coordinator) initLocked(req InitRequest) InitResult {
 	n := t.clone()
 	if err := c.bump(n); err != nil {
 		return fail(kerr.KafkaStorageError)
+	}
+	if req.ProducerID < 0 {
+		// A new instance: whatever held the previous epoch is fenced for
+		// good, as Kafka clears lastProducerEpoch.
+		n.prevEpoch = -1
 	}
 	n.timeoutMs, n.state, n.result = req.TimeoutMs, Empty, ""
 	n.clear()

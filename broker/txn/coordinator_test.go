@@ -575,3 +575,26 @@ func TestRandomOperationsSurviveReopen(t *testing.T) {
 		}
 	}
 }
+
+// TestNewProducerFencesForGood: after a new instance's init, the instance
+// it replaced cannot take the current epoch back through the KIP-360
+// re-init a producer uses after an error or a timeout abort.
+func TestNewProducerFencesForGood(t *testing.T) {
+	f := newFixture(t)
+	zombie := f.init("a")
+	fresh := f.init("a") // no transaction open: a plain bump
+	r := f.c.InitProducerID(InitRequest{TransactionalID: "a", TimeoutMs: 1000, ProducerID: zombie.ProducerID, Epoch: zombie.Epoch})
+	if r.Err != kerr.ProducerFenced {
+		t.Fatalf("the replaced instance re-initialising: %+v (new instance has epoch %d)", r, fresh.Epoch)
+	}
+	r = f.c.InitProducerID(InitRequest{TransactionalID: "a", TimeoutMs: 1000, ProducerID: zombie.ProducerID, Epoch: -1})
+	if r.Err != kerr.InvalidRequest {
+		t.Fatalf("re-init with the producer id and no epoch: %+v", r)
+	}
+	// The same holds across a reopen.
+	f.reopen()
+	r = f.c.InitProducerID(InitRequest{TransactionalID: "a", TimeoutMs: 1000, ProducerID: zombie.ProducerID, Epoch: zombie.Epoch})
+	if r.Err != kerr.ProducerFenced {
+		t.Fatalf("after reopen: %+v", r)
+	}
+}
