@@ -134,6 +134,11 @@ func (c Config) ensureTopics(ctx context.Context, cl *kgo.Client, pipeline strin
 	}
 	for _, topic := range want {
 		if d, ok := listed[topic]; ok && d.Err == nil {
+			if n := len(d.Partitions); topic == c.checkpointTopic(pipeline) && n != 1 {
+				// Open reads partition 0 only, and keyed records would be
+				// spread over all of them.
+				return fmt.Errorf("kafka sink: checkpoint topic %s has %d partitions and the sink needs exactly one; delete it (it is recreated) or name another with checkpoint-topic", topic, n)
+			}
 			continue
 		}
 		var configs map[string]*string
