@@ -2,32 +2,26 @@ package group
 
 import (
 	"bufio"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/sluicehq/sluice/broker/internal/entrylog"
 )
 
 const (
 	// MaxOffsetMetadata bounds the metadata string kept with a committed
 	// offset (Kafka's offset.metadata.max.bytes default is 4096).
 	MaxOffsetMetadata = 4096
-	// maxEntryBytes bounds one log entry when reading the log back; a
-	// length beyond it means a torn or corrupt tail.
-	maxEntryBytes = 64 << 20
 	// compactMinEntries and the live-size ratio decide when the log is
 	// rewritten with only the latest offset per partition.
 	compactMinEntries = 10000
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // TopicPartition names one partition.
 type TopicPartition struct {
@@ -53,7 +47,8 @@ type entry struct {
 }
 
 // OffsetStore keeps committed offsets in memory and in an append-only log
-// (length, CRC-32C, JSON) that is fsynced before a commit is acknowledged.
+// (entrylog: length, CRC-32C, JSON) that is fsynced before a commit is
+// acknowledged.
 type OffsetStore struct {
 	mu      sync.Mutex
 	path    string
@@ -66,60 +61,20 @@ type OffsetStore struct {
 // OpenOffsetStore opens (or creates) the store in dir, replaying its log and
 // cutting off a torn tail left by a crash.
 func OpenOffsetStore(dir string) (*OffsetStore, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
 	s := &OffsetStore{path: filepath.Join(dir, "offsets.log"), groups: map[string]map[TopicPartition]Offset{}}
-	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	good, err := s.replay(f)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := f.Truncate(good); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("truncate torn tail of %s: %w", s.path, err)
-	}
-	if _, err := f.Seek(good, io.SeekStart); err != nil {
-		f.Close()
-		return nil, err
-	}
-	s.f, s.w = f, bufio.NewWriter(f)
-	return s, nil
-}
-
-// replay applies every intact entry and returns the offset just past the
-// last one.
-func (s *OffsetStore) replay(f *os.File) (int64, error) {
-	r := bufio.NewReader(f)
-	var pos int64
-	var hdr [8]byte
-	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return pos, nil // clean end or torn header
-		}
-		n := binary.BigEndian.Uint32(hdr[:4])
-		if n > maxEntryBytes {
-			return pos, nil
-		}
-		body := make([]byte, n)
-		if _, err := io.ReadFull(r, body); err != nil {
-			return pos, nil
-		}
-		if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(hdr[4:]) {
-			return pos, nil
-		}
+	f, n, err := entrylog.Open(s.path, func(body []byte) error {
 		var e entry
 		if err := json.Unmarshal(body, &e); err != nil {
-			return 0, fmt.Errorf("%s at byte %d: %w; the file is damaged beyond a torn tail", s.path, pos, err)
+			return fmt.Errorf("%w; the file is damaged beyond a torn tail", err)
 		}
 		s.apply(e)
-		s.entries++
-		pos += int64(8 + n)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	s.f, s.w, s.entries = f, bufio.NewWriter(f), n
+	return s, nil
 }
 
 func (s *OffsetStore) apply(e entry) {
@@ -139,15 +94,11 @@ func (s *OffsetStore) apply(e entry) {
 
 // append writes e durably, then applies it.
 func (s *OffsetStore) append(e entry) error {
-	body, err := json.Marshal(e)
+	b, err := entrylog.Append(nil, e)
 	if err != nil {
 		return err
 	}
-	var hdr [8]byte
-	binary.BigEndian.PutUint32(hdr[:4], uint32(len(body)))
-	binary.BigEndian.PutUint32(hdr[4:], crc32.Checksum(body, castagnoli))
-	s.w.Write(hdr[:])
-	s.w.Write(body)
+	s.w.Write(b)
 	if err := s.w.Flush(); err != nil {
 		return err
 	}
@@ -174,36 +125,20 @@ func (s *OffsetStore) live() int {
 
 // compact rewrites the log with one entry per group, atomically.
 func (s *OffsetStore) compact() error {
-	tmp := s.path + ".compact"
-	f, err := os.Create(tmp)
+	f, err := entrylog.Rewrite(s.path, func(add func(any) error) error {
+		for _, name := range s.groupNames() {
+			e := entry{Group: name}
+			for _, o := range s.groups[name] {
+				e.Offsets = append(e.Offsets, o)
+			}
+			if err := add(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return err
-	}
-	w := bufio.NewWriter(f)
-	for _, name := range s.groupNames() {
-		var e entry
-		e.Group = name
-		for _, o := range s.groups[name] {
-			e.Offsets = append(e.Offsets, o)
-		}
-		body, _ := json.Marshal(e)
-		var hdr [8]byte
-		binary.BigEndian.PutUint32(hdr[:4], uint32(len(body)))
-		binary.BigEndian.PutUint32(hdr[4:], crc32.Checksum(body, castagnoli))
-		w.Write(hdr[:])
-		w.Write(body)
-	}
-	if err := errors.Join(w.Flush(), f.Sync()); err != nil {
-		f.Close()
-		return err
-	}
-	if err := os.Rename(tmp, s.path); err != nil {
-		f.Close()
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(s.path)); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	s.f.Close()
 	s.f, s.w = f, bufio.NewWriter(f)

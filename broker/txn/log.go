@@ -2,11 +2,9 @@ package txn
 
 import (
 	"bufio"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,19 +13,15 @@ import (
 	"sync/atomic"
 
 	"github.com/sluicehq/sluice/broker/group"
+	"github.com/sluicehq/sluice/broker/internal/entrylog"
 )
 
 const (
 	logName = "transactions.log"
-	// maxEntryBytes bounds one log entry when reading the log back; a
-	// length beyond it means a torn or corrupt tail.
-	maxEntryBytes = 64 << 20
 	// compactMinEntries and the live ratio decide when the log is
 	// rewritten with only the latest state of each transactional id.
 	compactMinEntries = 10000
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // record is the durable state of one transactional id, written whole at
 // every transition that must survive a crash (as Kafka writes
@@ -95,30 +89,10 @@ func (f *logFile) release() {
 // every live transactional id. A torn or corrupt tail (a crash during an
 // append) is cut off.
 func openLog(dir string) (*stateLog, map[string]record, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, nil, err
-	}
 	l := &stateLog{path: filepath.Join(dir, logName)}
-	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE, 0o644)
+	recs := map[string]record{}
+	f, n, err := entrylog.Open(l.path, func(body []byte) error { return replayEntry(recs, body) })
 	if err != nil {
-		return nil, nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	recs, good, n, err := replay(bufio.NewReader(f), fi.Size())
-	if err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("%s: %w", l.path, err)
-	}
-	if err := f.Truncate(good); err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("truncate torn tail of %s: %w", l.path, err)
-	}
-	if _, err := f.Seek(good, io.SeekStart); err != nil {
-		f.Close()
 		return nil, nil, err
 	}
 	l.f, l.w, l.entries = newLogFile(f), bufio.NewWriter(f), n
@@ -133,41 +107,28 @@ func openLog(dir string) (*stateLog, map[string]record, error) {
 // and an error.
 func replay(r io.Reader, size int64) (map[string]record, int64, int, error) {
 	recs := map[string]record{}
-	var pos int64
-	n := 0
-	var hdr [8]byte
-	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return recs, pos, n, nil // clean end or torn header
-		}
-		bodyLen := binary.BigEndian.Uint32(hdr[:4])
-		if bodyLen > maxEntryBytes || pos+8+int64(bodyLen) > size {
-			// Checked before allocating, so a torn length field cannot
-			// make us allocate its value.
-			return recs, pos, n, nil
-		}
-		body := make([]byte, bodyLen)
-		if _, err := io.ReadFull(r, body); err != nil {
-			return recs, pos, n, nil
-		}
-		if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(hdr[4:]) {
-			return recs, pos, n, nil
-		}
-		var rec record
-		if err := json.Unmarshal(body, &rec); err != nil {
-			return nil, 0, 0, fmt.Errorf("entry at byte %d: %w; the file is damaged beyond a torn tail: move it away to start without transaction state", pos, err)
-		}
-		if err := rec.valid(); err != nil {
-			return nil, 0, 0, fmt.Errorf("entry at byte %d: %w; move the file away to start without transaction state", pos, err)
-		}
-		if rec.Deleted {
-			delete(recs, rec.ID)
-		} else {
-			recs[rec.ID] = rec
-		}
-		n++
-		pos += int64(8 + bodyLen)
+	good, n, err := entrylog.Replay(r, size, func(body []byte) error { return replayEntry(recs, body) })
+	if err != nil {
+		return nil, 0, 0, err
 	}
+	return recs, good, n, nil
+}
+
+// replayEntry applies one entry's body to recs.
+func replayEntry(recs map[string]record, body []byte) error {
+	var rec record
+	if err := json.Unmarshal(body, &rec); err != nil {
+		return fmt.Errorf("%w; the file is damaged beyond a torn tail: move it away to start without transaction state", err)
+	}
+	if err := rec.valid(); err != nil {
+		return fmt.Errorf("%w; move the file away to start without transaction state", err)
+	}
+	if rec.Deleted {
+		delete(recs, rec.ID)
+	} else {
+		recs[rec.ID] = rec
+	}
+	return nil
 }
 
 func (r record) valid() error {
@@ -185,10 +146,8 @@ func (r record) valid() error {
 }
 
 func encodeEntry(dst []byte, rec record) []byte {
-	body, _ := json.Marshal(rec) // plain data: cannot fail
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(body)))
-	dst = binary.BigEndian.AppendUint32(dst, crc32.Checksum(body, castagnoli))
-	return append(dst, body...)
+	dst, _ = entrylog.Append(dst, rec) // plain data: cannot fail
+	return dst
 }
 
 // write appends rec, without waiting for it to be durable, and returns
@@ -267,29 +226,16 @@ func (l *stateLog) syncTo(seq int64) error {
 // durably. The caller holds l.mu.
 func (l *stateLog) compact(recs []record) error {
 	sort.Slice(recs, func(i, j int) bool { return recs[i].ID < recs[j].ID })
-	tmp := l.path + ".compact"
-	f, err := os.Create(tmp)
+	f, err := entrylog.Rewrite(l.path, func(add func(any) error) error {
+		for _, r := range recs {
+			if err := add(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return err
-	}
-	w := bufio.NewWriter(f)
-	var buf []byte
-	for _, r := range recs {
-		buf = encodeEntry(buf[:0], r)
-		w.Write(buf)
-	}
-	if err := errors.Join(w.Flush(), f.Sync()); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, l.path); err != nil {
-		f.Close()
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(l.path)); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	l.f.release()
 	l.f, l.w, l.entries = newLogFile(f), bufio.NewWriter(f), len(recs)
