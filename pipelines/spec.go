@@ -67,7 +67,7 @@ type KafkaSource struct {
 	BlockInterval Duration `yaml:"block-interval" default:"200ms"`
 	MaxRate       int64    `yaml:"max-rate" min:"0"` // records/s per partition; 0 = unlimited
 	WAL           *bool    `yaml:"wal" doc:"receiver mode; default true"`
-	OnDataLoss    string   `yaml:"on-data-loss" default:"fail" enum:"fail|skip"` // fail | skip
+	OnDataLoss    string   `yaml:"on-data-loss" default:"fail" enum:"fail|skip"` // records retention deleted before they were read, in both modes: fail | skip
 	TLS           *TLS     `yaml:"tls"`
 	SASL          *SASL    `yaml:"sasl"`
 }

@@ -41,6 +41,22 @@ const (
 // ErrDataLoss means retention deleted records the pipeline had not read.
 var ErrDataLoss = errors.New("records were deleted by retention before the pipeline read them")
 
+// dataLossError is on-data-loss: fail for offsets from..start-1 of tp,
+// deleted before the pipeline read them. It is not retryable: the records
+// will not come back.
+func dataLossError(tp engine.TopicPartition, from, start int64) error {
+	return fmt.Errorf("kafka %s: offsets %d..%d: %w; set on-data-loss: skip to continue from %d, or raise the topic's retention",
+		tp, from, start-1, ErrDataLoss, start)
+}
+
+// noteLoss is on-data-loss: skip for offsets from..start-1 of tp.
+// log names the pipeline.
+func noteLoss(log *slog.Logger, m *Metrics, pipeline string, tp engine.TopicPartition, from, start int64) {
+	log.Warn("records lost to retention, skipping them",
+		"partition", tp.String(), "from", from, "to", start-1)
+	m.lost(pipeline, tp, start-from)
+}
+
 // DirectConfig configures a direct-mode source.
 type DirectConfig struct {
 	Conn     Connection
@@ -272,12 +288,9 @@ func (d *Direct) plan(ctx context.Context, limits engine.Limits) ([]offsetRange,
 		pos := d.pos[tp]
 		if start := first[tp]; pos < start {
 			if !d.cfg.SkipLoss {
-				return nil, fmt.Errorf("kafka %s: offsets %d..%d: %w; set on-data-loss: skip to continue from %d, or raise the topic's retention",
-					tp, pos, start-1, ErrDataLoss, start)
+				return nil, dataLossError(tp, pos, start)
 			}
-			d.log.Warn("records lost to retention, skipping them", "pipeline", d.cfg.Pipeline,
-				"partition", tp.String(), "from", pos, "to", start-1)
-			d.cfg.Metrics.lost(d.cfg.Pipeline, tp, start-pos)
+			noteLoss(d.log.With("pipeline", d.cfg.Pipeline), d.cfg.Metrics, d.cfg.Pipeline, tp, pos, start)
 			pos = start
 			d.pos[tp] = start
 		}

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -48,6 +50,7 @@ type ReceiverConfig struct {
 	// WALDir is the write-ahead log's directory; "" = no write-ahead log
 	// (at-least-once or at-most-once only).
 	WALDir   string
+	SkipLoss bool // on-data-loss: skip (true) or fail
 	Delivery engine.Delivery
 	Pipeline string
 	Logger   *slog.Logger
@@ -81,6 +84,11 @@ type Receiver struct {
 	logged  engine.Positions                          // highest offset per partition in the log
 	pending map[engine.TopicPartition]kgo.EpochOffset // logged, group commit not yet acknowledged
 	ends    engine.Positions                          // last stable offset per partition, from fetches
+	// at is where each partition reads next, where known: the position
+	// it was assigned at (a group commit or past the log), then after
+	// its latest polled record. Missing: started by the start policy and
+	// nothing polled yet.
+	at engine.Positions
 
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced when readable grows or err is set
@@ -126,6 +134,7 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) 
 	r.changed = make(chan struct{})
 	r.err, r.queue, r.next = nil, nil, engine.Positions{}
 	r.logged, r.pending, r.ends = engine.Positions{}, map[engine.TopicPartition]kgo.EpochOffset{}, engine.Positions{}
+	r.at = engine.Positions{}
 	if r.cfg.WALDir != "" {
 		w, err := wal.Open(r.cfg.WALDir)
 		if err != nil {
@@ -162,14 +171,18 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) 
 		start = kgo.NewOffset().AtEnd()
 	}
 	r.connErr = &lastConnectError{}
+	// The group may assign partitions before NewClient returns and r.cl
+	// is set.
+	self := &newClient{}
 	opts = append(opts,
 		kgo.WithLogger(kgoLogger{r.log}),
-		kgo.WithHooks(r.connErr),
+		kgo.WithHooks(r.connErr, self),
 		kgo.ConsumerGroup(r.cfg.Group),
 		kgo.ConsumeStartOffset(start),
-		// Retention deleted what the group had not read: resume at the
-		// first record that still exists.
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Retention deleted what the group had not read: the fetch
+		// fails with OFFSET_OUT_OF_RANGE instead of franz-go moving on
+		// silently, and on-data-loss decides (fetchError).
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 		// Drop aborted transactions' records and markers, and stop at the
 		// last stable offset until open transactions are decided.
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -187,7 +200,9 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) 
 		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsRevoked(r.revoked),
 		kgo.OnPartitionsLost(r.lost),
-		kgo.AdjustFetchOffsetsFn(r.startAfterLogged),
+		kgo.AdjustFetchOffsetsFn(func(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+			return r.startPositions(ctx, self.cl, offsets)
+		}),
 	)
 	if r.pattern != nil {
 		opts = append(opts, kgo.ConsumeTopics(r.pattern.String()), kgo.ConsumeRegex())
@@ -243,31 +258,107 @@ func (r *Receiver) checkTopics(ctx context.Context) error {
 	return nil
 }
 
-// startAfterLogged runs when partitions are assigned, with the group's
+// startPositions runs when partitions are assigned, with the group's
 // committed offsets: a partition whose records the log already holds
 // starts after them, and the group is moved there with the next commit.
-func (r *Receiver) startAfterLogged(_ context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+// A partition that would resume below its log start lost records to
+// retention, and on-data-loss decides: fail leaves it unread and fails the
+// receiver, skip starts it at the log start.
+func (r *Receiver) startPositions(ctx context.Context, cl *kgo.Client, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	resume := engine.Positions{}
 	r.gmu.Lock()
-	defer r.gmu.Unlock()
 	for topic, parts := range offsets {
 		for p, o := range parts {
 			tp := engine.TopicPartition{Topic: topic, Partition: p}
-			last, ok := r.logged[tp]
-			if !ok {
+			// Negative: no commit.
+			at := o.EpochOffset().Offset
+			if last, ok := r.logged[tp]; ok && at <= last {
+				at = last + 1
+				parts[p] = kgo.NewOffset().At(at)
+				if _, ok := r.pending[tp]; !ok {
+					r.pending[tp] = kgo.EpochOffset{Epoch: -1, Offset: at}
+				}
+				r.log.Debug("partition starts after what the write-ahead log holds", "partition", tp.String(), "offset", at)
+			}
+			if at < 0 {
+				// Nothing committed or logged: the start policy
+				// applies, and nothing can have been lost.
+				delete(r.at, tp)
 				continue
 			}
-			// Negative: no commit, the start policy applies.
-			if at := o.EpochOffset().Offset; at > last {
-				continue
-			}
-			parts[p] = kgo.NewOffset().At(last + 1)
-			if _, ok := r.pending[tp]; !ok {
-				r.pending[tp] = kgo.EpochOffset{Epoch: -1, Offset: last + 1}
-			}
-			r.log.Debug("partition starts after what the write-ahead log holds", "partition", tp.String(), "offset", last+1)
+			resume[tp] = at
+			r.at[tp] = at
 		}
 	}
+	r.gmu.Unlock()
+	if len(resume) == 0 {
+		return offsets, nil
+	}
+	starts, err := logStarts(ctx, cl, resume)
+	if err != nil {
+		// The session ends and franz-go joins again; until then no
+		// partition is read from a position that was not checked.
+		r.log.Warn("log start offsets of assigned partitions not listed; joining the group again", "err", err)
+		return nil, err
+	}
+	for _, tp := range resume.Sorted() {
+		from, start := resume[tp], starts[tp]
+		if from >= start {
+			continue
+		}
+		if !r.cfg.SkipLoss {
+			// Never read, so nothing past the loss is logged or
+			// committed: the group keeps its offset for the next try.
+			delete(offsets[tp.Topic], tp.Partition)
+			r.gmu.Lock()
+			delete(r.pending, tp)
+			r.gmu.Unlock()
+			r.fail(dataLossError(tp, from, start))
+			continue
+		}
+		noteLoss(r.log, r.cfg.Metrics, r.cfg.Pipeline, tp, from, start)
+		offsets[tp.Topic][tp.Partition] = kgo.NewOffset().At(start)
+		r.skipped(tp, start)
+	}
 	return offsets, nil
+}
+
+// skipped records that tp goes on at start after a loss. With a log, the
+// group is moved there with the next commit, so a restart before the
+// partition's next record does not count the loss again.
+func (r *Receiver) skipped(tp engine.TopicPartition, start int64) {
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	r.at[tp] = start
+	if r.cfg.WALDir != "" {
+		r.pending[tp] = kgo.EpochOffset{Epoch: -1, Offset: start}
+	}
+}
+
+// logStarts lists the log start offsets of the partitions in tps.
+func logStarts(ctx context.Context, cl *kgo.Client, tps engine.Positions) (engine.Positions, error) {
+	var topics []string
+	for tp := range tps {
+		if !slices.Contains(topics, tp.Topic) {
+			topics = append(topics, tp.Topic)
+		}
+	}
+	listed, err := kadm.NewClient(cl).ListStartOffsets(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka list offsets: %w", err)
+	}
+	starts := engine.Positions{}
+	for tp := range tps {
+		o, ok := listed.Lookup(tp.Topic, tp.Partition)
+		if !ok {
+			return nil, fmt.Errorf("kafka list offsets: %s not listed", tp)
+		}
+		if o.Err != nil {
+			return nil, fmt.Errorf("kafka list offsets of %s: %w", tp, o.Err)
+		}
+		starts[tp] = o.Offset
+	}
+	return starts, nil
 }
 
 // revoked runs before partitions go to another member. Everything polled
@@ -398,11 +489,23 @@ func (r *Receiver) loop(ctx context.Context) {
 			pollCtx, cancel := context.WithDeadline(ctx, cut)
 			fetches := r.cl.PollRecords(pollCtx, n)
 			cancel()
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || r.failed() {
+				// Failed while assigning partitions: nothing more is
+				// logged or committed.
 				return
 			}
-			if err := r.fetchError(fetches); err != nil {
-				r.fail(err)
+			if err := r.fetchError(ctx, fetches); err != nil {
+				if errors.Is(err, ErrDataLoss) {
+					// What was polled before the gap is read: logged and
+					// committed, the group resumes where the error's
+					// range begins.
+					if serr := r.store(ctx, block); serr != nil {
+						err = errors.Join(err, serr)
+					}
+				}
+				if ctx.Err() == nil {
+					r.fail(err)
+				}
 				return
 			}
 			pause := map[string][]int32{}
@@ -413,6 +516,7 @@ func (r *Receiver) loop(ctx context.Context) {
 				}
 				tp := engine.TopicPartition{Topic: p.Topic, Partition: p.Partition}
 				r.ends[tp] = p.LastStableOffset
+				r.at[tp] = p.Records[len(p.Records)-1].Offset + 1
 				block = append(block, p.Records...)
 				counts[tp] += int64(len(p.Records))
 				if budget > 0 && counts[tp] >= budget && !contains(paused, tp) {
@@ -458,15 +562,21 @@ func (r *Receiver) loop(ctx context.Context) {
 }
 
 // fetchError returns what a poll reports that the receiver cannot go on
-// from; the rest franz-go recovers from itself and is logged.
-func (r *Receiver) fetchError(fetches kgo.Fetches) error {
+// from; the rest franz-go recovers from itself and is logged, and a
+// partition that fell behind retention goes by on-data-loss.
+func (r *Receiver) fetchError(ctx context.Context, fetches kgo.Fetches) error {
+	var behind []engine.TopicPartition
 	for _, fe := range fetches.Errors() {
 		var session *kgo.ErrGroupSession
 		var loss *kgo.ErrDataLoss
 		switch {
 		case errors.Is(fe.Err, context.DeadlineExceeded), errors.Is(fe.Err, context.Canceled):
 			// The block's deadline, or Close.
+		case errors.Is(fe.Err, kerr.OffsetOutOfRange):
+			behind = append(behind, engine.TopicPartition{Topic: fe.Topic, Partition: fe.Partition})
 		case errors.As(fe.Err, &loss):
+			// The broker lost records (an unclean leader election), not
+			// retention: franz-go resumes where the logs diverged.
 			r.log.Warn("records lost, reading on from where the broker has them", "partition", fmt.Sprintf("%s/%d", fe.Topic, fe.Partition), "err", fe.Err)
 		case errors.As(fe.Err, &session):
 			r.log.Warn("consumer group session ended; rejoining", "group", r.cfg.Group, "err", fe.Err)
@@ -474,6 +584,77 @@ func (r *Receiver) fetchError(fetches kgo.Fetches) error {
 			return engine.Retryable(fmt.Errorf("kafka receiver %s/%d: %w", fe.Topic, fe.Partition, fe.Err))
 		}
 	}
+	if len(behind) == 0 {
+		return nil
+	}
+	return r.outOfRange(ctx, behind)
+}
+
+// outOfRange handles partitions whose fetch position is no longer in the
+// log. Below the log start, retention deleted records the receiver had not
+// read: fail returns the error, skip moves the partition to the log start.
+// It runs on the polling goroutine before AllowRebalance, where franz-go
+// wants SetOffsets called.
+func (r *Receiver) outOfRange(ctx context.Context, tps []engine.TopicPartition) error {
+	adm := kadm.NewClient(r.cl)
+	var topics []string
+	for _, tp := range tps {
+		if !slices.Contains(topics, tp.Topic) {
+			topics = append(topics, tp.Topic)
+		}
+	}
+	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err == nil {
+		var ends kadm.ListedOffsets
+		if ends, err = adm.ListEndOffsets(ctx, topics...); err == nil {
+			err = r.seekInRange(tps, starts, ends)
+		}
+	}
+	if err != nil && !errors.Is(err, ErrDataLoss) {
+		return engine.Retryable(fmt.Errorf("kafka receiver: %w", err))
+	}
+	return err
+}
+
+func (r *Receiver) seekInRange(tps []engine.TopicPartition, starts, ends kadm.ListedOffsets) error {
+	seek := map[string]map[int32]kgo.EpochOffset{}
+	for _, tp := range tps {
+		start, ok := starts.Lookup(tp.Topic, tp.Partition)
+		end, ok2 := ends.Lookup(tp.Topic, tp.Partition)
+		if !ok || !ok2 {
+			return fmt.Errorf("list offsets: %s not listed", tp)
+		}
+		if err := errors.Join(start.Err, end.Err); err != nil {
+			return fmt.Errorf("list offsets of %s: %w", tp, err)
+		}
+		r.gmu.Lock()
+		from, known := r.at[tp]
+		r.gmu.Unlock()
+		to := start.Offset
+		switch {
+		case !known:
+			// Started by the start policy and nothing read yet: the
+			// records retention took were never this group's to read.
+			r.log.Debug("partition starts at its log start", "partition", tp.String(), "offset", to)
+			r.skipped(tp, to)
+		case from < start.Offset:
+			if !r.cfg.SkipLoss {
+				return dataLossError(tp, from, start.Offset)
+			}
+			noteLoss(r.log, r.cfg.Metrics, r.cfg.Pipeline, tp, from, start.Offset)
+			r.skipped(tp, to)
+		case from > end.Offset:
+			return fmt.Errorf("kafka %s: position %d is past the log end %d; the topic may have been recreated", tp, from, end.Offset)
+		default:
+			// In range again: the error was about an earlier position.
+			to = from
+		}
+		if seek[tp.Topic] == nil {
+			seek[tp.Topic] = map[int32]kgo.EpochOffset{}
+		}
+		seek[tp.Topic][tp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: to}
+	}
+	r.cl.SetOffsets(seek)
 	return nil
 }
 
@@ -559,8 +740,19 @@ func (r *Receiver) publish(change func()) {
 	r.changed = make(chan struct{})
 }
 
+// fail keeps the first error: the one that stopped the receiver.
 func (r *Receiver) fail(err error) {
-	r.publish(func() { r.err = err })
+	r.publish(func() {
+		if r.err == nil {
+			r.err = err
+		}
+	})
+}
+
+func (r *Receiver) failed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err != nil
 }
 
 // Next implements engine.Source: the records received since the last
@@ -683,6 +875,12 @@ func (r *Receiver) Close() error {
 	r.cancel = nil
 	return err
 }
+
+// newClient keeps the client it is a hook of, from before the client's
+// goroutines start.
+type newClient struct{ cl *kgo.Client }
+
+func (h *newClient) OnNewClient(cl *kgo.Client) { h.cl = cl }
 
 // lastConnectError keeps the outcome of the latest connection attempt
 // (dial, TLS, SASL), which franz-go retries without returning it.
