@@ -141,7 +141,7 @@ func buildSource(spec *pipelines.Spec, opts Options) (engine.Source, error) {
 			return kafka.NewReceiver(kafka.ReceiverConfig{
 				Conn: conn, Topics: k.Topics, Pattern: k.Pattern, Start: k.Start, Group: k.Group,
 				BlockInterval: k.BlockInterval.D(), MaxRate: k.MaxRate, WALDir: walDir,
-				Delivery: engine.Delivery(spec.Delivery), Pipeline: spec.Name,
+				SkipLoss: k.OnDataLoss == "skip", Delivery: engine.Delivery(spec.Delivery), Pipeline: spec.Name,
 				Logger: opts.Logger, Metrics: opts.KafkaMetrics,
 			})
 		}
