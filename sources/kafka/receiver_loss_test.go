@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -11,8 +12,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/wal"
 	"github.com/sluicehq/sluice/pipelines"
@@ -269,5 +274,107 @@ func TestReceiverFreshGroupAfterRetentionIsNoLoss(t *testing.T) {
 	sameValues(t, filetest.Lines(t, out), values(60, 100))
 	if got := lost(m); got != 0 {
 		t.Fatalf("sluice_records_lost_total %v for a fresh group", got)
+	}
+}
+
+// The same against the built-in broker, whose retention deletes old
+// segments: the group's offset falls below the log start while no
+// receiver runs.
+func TestReceiverDataLossBuiltinBrokerRetention(t *testing.T) {
+	b, err := broker.Open(t.TempDir(), broker.Options{Logger: quiet, RetentionCheckInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	l, err := b.Listen("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go b.Serve(l)
+	brokers := []string{l.Addr().String()}
+	// Uncompressed, so the records fill segments.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("events"),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Small segments and an hour of retention: the old records' segments go.
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "events", 1, 1
+	for k, v := range map[string]string{"segment.bytes": "1024", "retention.ms": "3600000"} {
+		c := kmsg.NewCreateTopicsRequestTopicConfig()
+		c.Name, c.Value = k, kmsg.StringPtr(v)
+		rt.Configs = append(rt.Configs, c)
+	}
+	req.Topics = append(req.Topics, rt)
+	if resp, err := req.RequestWith(ctx, cl); err != nil || resp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("create: %v %v", err, resp)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	for i := range 10 {
+		r := &kgo.Record{Value: []byte(fmt.Sprintf("v%d %0300d", i, 0)), Timestamp: old}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setGroupOffset(t, brokers, "recv", "events", 0, 1)
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v10")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	var start int64
+	for start <= 1 {
+		if ctx.Err() != nil {
+			t.Fatal("retention did not delete the old segments")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the broker's retention; nothing to wait on
+		starts, err := adm.ListStartOffsets(ctx, "events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, _ := starts.Lookup("events", 0)
+		start = o.Offset
+	}
+
+	m := kafka.NewMetrics(nil)
+	fail := lossReceiver(t, brokers, filepath.Join(t.TempDir(), "wal"), false, 0, m)
+	if err := fail.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = fail.Next(ctx, engine.Limits{Wait: 20 * time.Second})
+	want := fmt.Sprintf("kafka events/0: offsets 1..%d: ", start-1)
+	if !errors.Is(err, kafka.ErrDataLoss) || engine.IsRetryable(err) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("on-data-loss fail: %v; want a permanent error containing %q", err, want)
+	}
+	fail.Close()
+	if got := groupOffset(t, brokers, "recv", "events", 0); got != 1 {
+		t.Fatalf("group offset %d after the failure, want 1 untouched", got)
+	}
+
+	skip := lossReceiver(t, brokers, filepath.Join(t.TempDir(), "wal"), true, 0, m)
+	if err := skip.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer skip.Close()
+	var got []engine.Record
+	for len(got) < int(11-start) {
+		recs, until, err := skip.Next(ctx, engine.Limits{Wait: 20 * time.Second})
+		if err != nil || len(recs) == 0 {
+			t.Fatalf("on-data-loss skip: %d records, %v", len(got), err)
+		}
+		if err := skip.Committed(ctx, until); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, recs...)
+	}
+	if got[0].Offset != start || string(got[len(got)-1].Value) != "v10" {
+		t.Fatalf("read offsets %d..%d, want %d..10", got[0].Offset, got[len(got)-1].Offset, start)
+	}
+	if got, want := lost(m), float64(start-1); got != want {
+		t.Fatalf("sluice_records_lost_total %v, want %v", got, want)
 	}
 }
