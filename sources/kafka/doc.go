@@ -17,4 +17,9 @@
 // consumer (github.com/twmb/franz-go/pkg/kgo), which drops them, where
 // kafka-go's reader hands them out. The built-in broker and any external
 // cluster (TLS, SASL) are read the same way.
+//
+// In both modes, records that retention deleted before the pipeline read
+// them go by on-data-loss: fail stops with ErrDataLoss naming the partition
+// and range, skip logs them, counts sluice_records_lost_total and reads on
+// from the log start.
 package kafka

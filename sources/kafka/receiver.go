@@ -66,6 +66,11 @@ type ReceiverConfig struct {
 // offsets are committed to the group: when partitions are revoked or lost,
 // the receiver holds nothing it has polled but not logged, and the next
 // owner starts right after what the log holds.
+//
+// franz-go does not reset a partition whose position retention deleted:
+// where it resumes is checked against the log start when it is assigned,
+// and an OFFSET_OUT_OF_RANGE while reading comes back to the receiver, so
+// on-data-loss decides both, as in direct mode.
 type Receiver struct {
 	cfg          ReceiverConfig
 	log          *slog.Logger
