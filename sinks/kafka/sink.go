@@ -106,8 +106,11 @@ func (s *Sink) Open(ctx context.Context, pipeline string) (uint64, engine.Positi
 	// commit, and nothing of theirs is left in doubt for the read below.
 	if _, _, err := cl.ProducerID(ctx); err != nil {
 		cl.Close()
-		return 0, nil, fmt.Errorf("kafka sink: init transactional producer %q: %w; the cluster must support transactions (Kafka 0.11+)",
-			s.cfg.transactionalID(pipeline), classify(err))
+		hint := "; the cluster must support transactions (Kafka 0.11+) and allow this client to use the transactional id"
+		if err = classify(err); engine.IsRetryable(err) || errors.Is(err, engine.ErrFenced) {
+			hint = ""
+		}
+		return 0, nil, fmt.Errorf("kafka sink: init transactional producer %q: %w%s", s.cfg.transactionalID(pipeline), err, hint)
 	}
 	c, err := readCheckpoint(ctx, s.cfg, pipeline)
 	if err != nil {
