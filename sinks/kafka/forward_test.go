@@ -39,11 +39,9 @@ func TestForwardingConformance(t *testing.T) {
 		brokers := kfakeCluster(t)
 		dir := t.TempDir()
 		return sinktest.Harness{
-			New:  func(t *testing.T) engine.Sink { return newForwarding(t, dir, brokers) },
-			Read: func(t *testing.T) []string { return filetest.Lines(t, dir) },
-			ReadDeadLetters: func(t *testing.T) []string {
-				return kafkatest.Values(kafkatest.ReadCommitted(t, brokers, "dead"))
-			},
+			New:             func(t *testing.T) engine.Sink { return newForwarding(t, dir, brokers) },
+			Read:            func(t *testing.T) []string { return filetest.Lines(t, dir) },
+			ReadDeadLetters: func(t *testing.T) []string { return deadLetterValues(t, brokers) },
 			Crash: func(t *testing.T, s engine.Sink) {
 				if k := s.(*Forwarding).topic; k.cl != nil {
 					k.cl.Close()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/kafkatest"
+	"github.com/sluicehq/sluice/sinks"
 	"github.com/sluicehq/sluice/sinks/sinktest"
 )
 
@@ -42,9 +43,7 @@ func conformance(t *testing.T, newBrokers func(t testing.TB) []string) {
 			Read: func(t *testing.T) []string {
 				return kafkatest.Values(kafkatest.ReadCommitted(t, brokers, "out"))
 			},
-			ReadDeadLetters: func(t *testing.T) []string {
-				return kafkatest.Values(kafkatest.ReadCommitted(t, brokers, "dead"))
-			},
+			ReadDeadLetters: func(t *testing.T) []string { return deadLetterValues(t, brokers) },
 			// A killed process leaves its transaction open: drop the
 			// connection without ending it.
 			Crash: func(t *testing.T, s engine.Sink) {
@@ -161,4 +160,26 @@ func TestAbortedCheckpointIsNotTaken(t *testing.T) {
 			}
 		})
 	}
+}
+
+// deadLetterValues reads topic "dead" and checks every record carries the
+// reason, plugin and source position headers.
+func deadLetterValues(t *testing.T, brokers []string) []string {
+	t.Helper()
+	recs := kafkatest.ReadCommitted(t, brokers, "dead")
+	for _, r := range recs {
+		have := map[string]string{}
+		for _, h := range r.Headers {
+			have[h.Key] = string(h.Value)
+		}
+		for _, k := range []string{sinks.HeaderReason, sinks.HeaderPlugin, sinks.HeaderTopic, sinks.HeaderPartition, sinks.HeaderOffset} {
+			if _, ok := have[k]; !ok {
+				t.Fatalf("dead letter %q lacks header %s: %v", r.Value, k, have)
+			}
+		}
+		if have[sinks.HeaderReason] != "test rejects "+string(r.Value) || have[sinks.HeaderTopic] != "in" {
+			t.Fatalf("dead letter %q has headers %v; want the suite's reason and source topic", r.Value, have)
+		}
+	}
+	return kafkatest.Values(recs)
 }
