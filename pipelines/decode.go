@@ -619,37 +619,6 @@ func indirect(t reflect.Type) reflect.Type {
 	return t
 }
 
-func tagOf(t reflect.Type) string {
-	t = indirect(t)
-	switch t.Kind() {
-	case reflect.Bool:
-		return "!!bool"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return "!!int"
-	}
-	return ""
-}
-
-func describeType(t reflect.Type) string {
-	t = indirect(t)
-	if t == durationType {
-		return "a duration"
-	}
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return "a whole number"
-	case reflect.Slice:
-		return "a list"
-	case reflect.Struct, reflect.Map:
-		return "a mapping"
-	}
-	return "a value"
-}
-
 func describe(n *yaml.Node) string {
 	if n == nil {
 		return "nothing"
@@ -692,37 +661,4 @@ func sample(f *field) string {
 		return strconv.FormatInt(max(f.min, 1), 10)
 	}
 	return sampleType(f.typ)
-}
-
-func sampleType(t reflect.Type) string {
-	t = indirect(t)
-	if t == durationType {
-		return "1s"
-	}
-	switch t.Kind() {
-	case reflect.String:
-		return "text"
-	case reflect.Bool:
-		return "true"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return "1"
-	case reflect.Slice:
-		if indirect(t.Elem()).Kind() == reflect.Struct {
-			return "[" + sampleType(t.Elem()) + "]"
-		}
-		return "[a, b]"
-	case reflect.Map:
-		return "{key: value}"
-	case reflect.Struct:
-		fs := fieldsOf(t)
-		for i := range fs {
-			if fs[i].required {
-				return fmt.Sprintf("{%s: %s}", fs[i].name, sample(&fs[i]))
-			}
-		}
-		if len(fs) > 0 {
-			return fmt.Sprintf("{%s: %s}", fs[0].name, sample(&fs[0]))
-		}
-	}
-	return "..."
 }

@@ -66,34 +66,6 @@ func Reference() []Block {
 	return out
 }
 
-func typeName(t reflect.Type) string {
-	t = indirect(t)
-	if t == durationType {
-		return "duration"
-	}
-	switch t.Kind() {
-	case reflect.String:
-		return "string"
-	case reflect.Bool:
-		return "bool"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return "integer"
-	case reflect.Slice:
-		if indirect(t.Elem()).Kind() == reflect.Struct {
-			return "list of blocks"
-		}
-		return "list of " + typeName(t.Elem()) + "s"
-	case reflect.Map:
-		if t.Elem().Kind() == reflect.String {
-			return "mapping of strings"
-		}
-		return "mapping"
-	case reflect.Struct:
-		return "block"
-	}
-	return t.String()
-}
-
 // WriteReference writes Reference as Markdown, one table per block, for
 // the README's YAML reference.
 func WriteReference(w io.Writer) error {
