@@ -6,16 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 
-	"github.com/sluicehq/sluice/internal/tlsconfig"
+	"github.com/sluicehq/sluice/internal/kafkaconn"
 	"github.com/sluicehq/sluice/pipelines"
 )
 
@@ -26,8 +22,6 @@ const (
 	// transactionalIDPrefix names a pipeline's transactional id when the
 	// spec does not.
 	transactionalIDPrefix = "sluice."
-	// dialTimeout bounds connecting (TCP, TLS and SASL) to a broker.
-	dialTimeout = 10 * time.Second
 )
 
 // Config is the sink's settings: the spec's kafka block with the brokers
@@ -90,32 +84,7 @@ func (c Config) transactionalID(pipeline string) string {
 
 // clientOptions are the connection options every client of the sink uses.
 func (c Config) clientOptions(clientID string) ([]kgo.Opt, error) {
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(c.Brokers...),
-		kgo.ClientID(clientID),
-		kgo.DialTimeout(dialTimeout),
-		kgo.WithLogger(kgoLogger{c.Logger}),
-	}
-	if c.TLS != nil {
-		cfg, err := tlsconfig.Load(*c.TLS)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, kgo.DialTLSConfig(cfg))
-	}
-	if s := c.SASL; s != nil {
-		switch s.Mechanism {
-		case "plain":
-			opts = append(opts, kgo.SASL(plain.Auth{User: s.Username, Pass: s.Password}.AsMechanism()))
-		case "scram-sha-256":
-			opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: s.Password}.AsSha256Mechanism()))
-		case "scram-sha-512":
-			opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: s.Password}.AsSha512Mechanism()))
-		default:
-			return nil, fmt.Errorf("kafka sasl.mechanism %q: use plain, scram-sha-256 or scram-sha-512", s.Mechanism)
-		}
-	}
-	return opts, nil
+	return kafkaconn.KgoOptions(c.Brokers, c.TLS, c.SASL, clientID, c.Logger)
 }
 
 // ensureTopics creates the output, dead-letter and checkpoint topics when
@@ -163,21 +132,3 @@ func (c Config) ensureTopics(ctx context.Context, cl *kgo.Client, pipeline strin
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// kgoLogger forwards franz-go's warnings and errors to slog; its info and
-// debug lines are too chatty for a pipeline's log.
-type kgoLogger struct{ log *slog.Logger }
-
-func (l kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
-
-func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	log := l.log
-	if log == nil {
-		log = slog.Default()
-	}
-	lv := slog.LevelWarn
-	if level == kgo.LogLevelError {
-		lv = slog.LevelError
-	}
-	log.Log(context.Background(), lv, "kafka sink: "+msg, slices.Clone(keyvals)...)
-}

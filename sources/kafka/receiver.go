@@ -167,7 +167,7 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) 
 			}
 		}()
 	}
-	opts, err := r.cfg.Conn.kgoOpts("sluice-" + r.cfg.Pipeline)
+	opts, err := r.cfg.Conn.kgoOpts("sluice-"+r.cfg.Pipeline, r.log)
 	if err != nil {
 		return err
 	}
@@ -180,7 +180,6 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) 
 	// is set.
 	self := &newClient{}
 	opts = append(opts,
-		kgo.WithLogger(kgoLogger{r.log}),
 		kgo.WithHooks(r.connErr, self),
 		kgo.ConsumerGroup(r.cfg.Group),
 		kgo.ConsumeStartOffset(start),
@@ -904,23 +903,4 @@ func (h *lastConnectError) get() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.err
-}
-
-// kgoLogger puts franz-go's log lines on slog: its errors and warnings
-// (it retries them itself) as warnings, its info lines as debug.
-type kgoLogger struct{ log *slog.Logger }
-
-func (l kgoLogger) Level() kgo.LogLevel {
-	if l.log.Enabled(context.Background(), slog.LevelDebug) {
-		return kgo.LogLevelInfo
-	}
-	return kgo.LogLevelWarn
-}
-
-func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	lvl := slog.LevelDebug
-	if level == kgo.LogLevelError || level == kgo.LogLevelWarn {
-		lvl = slog.LevelWarn
-	}
-	l.log.Log(context.Background(), lvl, "kafka client: "+msg, keyvals...)
 }

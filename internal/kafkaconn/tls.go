@@ -1,7 +1,4 @@
-// Package tlsconfig turns a pipeline's tls: block into a *tls.Config. The
-// Kafka source (kafka-go) and the Kafka sink (franz-go) share it so both
-// read certificates the same way and report the same errors.
-package tlsconfig
+package kafkaconn
 
 import (
 	"crypto/tls"
@@ -13,8 +10,8 @@ import (
 	"github.com/sluicehq/sluice/pipelines"
 )
 
-// Load reads the CA and client certificate files c names.
-func Load(c pipelines.TLS) (*tls.Config, error) {
+// TLSConfig reads the CA and client certificate files of a tls: block.
+func TLSConfig(c pipelines.TLS) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.SkipVerify}
 	if c.CA != "" {
 		pem, err := os.ReadFile(c.CA)
