@@ -98,19 +98,23 @@ const (
 	txnsDir           = "transactions"
 )
 
-// groupLoop expires group members and ends rebalance phases on time.
-func (b *Broker) groupLoop() {
-	defer b.wg.Done()
-	t := time.NewTicker(group.TickInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-b.ctx.Done():
-			return
-		case <-t.C:
-			b.groups.Tick()
+// every runs fn at each tick of interval until the broker closes; the
+// broker's chores (retention, group and transaction timeouts) run on it.
+func (b *Broker) every(interval time.Duration, fn func(now time.Time)) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-b.ctx.Done():
+				return
+			case now := <-t.C:
+				fn(now)
+			}
 		}
-	}
+	}()
 }
 
 // Open opens (creating if needed) the broker data directory dir and its
@@ -190,10 +194,13 @@ func Open(dir string, opts Options) (*Broker, error) {
 		b.log.Info("completing transaction decided before the restart", "transactional_id", comp.TransactionalID, "commit", comp.Commit)
 		b.complete(comp)
 	}
-	b.wg.Add(3)
-	go b.retentionLoop()
-	go b.groupLoop()
-	go b.txnLoop()
+	// Retention deletes old segments; the group coordinator expires
+	// members and ends rebalance phases on time; the transaction
+	// coordinator aborts timed-out transactions and retries completions
+	// that failed.
+	b.every(b.opts.RetentionCheckInterval, b.topics.enforceRetention)
+	b.every(group.TickInterval, func(time.Time) { b.groups.Tick() })
+	b.every(txn.TickInterval, func(time.Time) { b.runTxnChores() })
 	return b, nil
 }
 
@@ -346,17 +353,3 @@ func (b *Broker) Dir() string { return b.dir }
 // ClusterID is the id the broker reports in metadata; it is kept in the data
 // directory.
 func (b *Broker) ClusterID() string { return b.clusterID }
-
-func (b *Broker) retentionLoop() {
-	defer b.wg.Done()
-	t := time.NewTicker(b.opts.RetentionCheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-b.ctx.Done():
-			return
-		case now := <-t.C:
-			b.topics.enforceRetention(now)
-		}
-	}
-}

@@ -109,22 +109,6 @@ func (b *Broker) writeCompletion(comp *txn.Completion) error {
 	return nil
 }
 
-// txnLoop aborts timed-out transactions and retries completions that
-// failed.
-func (b *Broker) txnLoop() {
-	defer b.wg.Done()
-	t := time.NewTicker(txn.TickInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-b.ctx.Done():
-			return
-		case <-t.C:
-			b.runTxnChores()
-		}
-	}
-}
-
 func (b *Broker) runTxnChores() {
 	expired, err := b.txns.Expire()
 	if err != nil && b.txnErrors.allow(time.Now()) {
