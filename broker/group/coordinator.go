@@ -296,6 +296,19 @@ func (g *group) byInstance(id string) *member {
 	return nil
 }
 
+// member returns the member memberID names, or why there is none:
+// FENCED_INSTANCE_ID when instanceID now belongs to another member (a newer
+// instance joined under it), else UNKNOWN_MEMBER_ID.
+func (g *group) member(memberID, instanceID string) (*member, *kerr.Error) {
+	if m := g.members[memberID]; m != nil {
+		return m, nil
+	}
+	if instanceID != "" && g.byInstance(instanceID) != nil {
+		return nil, kerr.FencedInstanceID
+	}
+	return nil, kerr.UnknownMemberID
+}
+
 func (c *Coordinator) replaceID(g *group, m *member, id string) {
 	delete(g.members, m.ID)
 	if g.leader == m.ID {
@@ -541,13 +554,10 @@ func (c *Coordinator) Heartbeat(groupName, memberID, instanceID string, generati
 	if g == nil {
 		return kerr.UnknownMemberID
 	}
-	m := g.members[memberID]
+	m, err := g.member(memberID, instanceID)
 	switch {
-	case m == nil:
-		if instanceID != "" && g.byInstance(instanceID) != nil {
-			return kerr.FencedInstanceID
-		}
-		return kerr.UnknownMemberID
+	case err != nil:
+		return err
 	case generation != g.generation && g.state != PreparingRebalance:
 		return kerr.IllegalGeneration
 	}
@@ -719,13 +729,10 @@ func (c *Coordinator) Commit(req CommitRequest) *kerr.Error {
 	}
 	g := c.getOrCreate(req.Group)
 	if req.Generation >= 0 || req.MemberID != "" {
-		m := g.members[req.MemberID]
+		m, err := g.member(req.MemberID, req.InstanceID)
 		switch {
-		case m == nil:
-			if req.InstanceID != "" && g.byInstance(req.InstanceID) != nil {
-				return kerr.FencedInstanceID
-			}
-			return kerr.UnknownMemberID
+		case err != nil:
+			return err
 		case req.Generation != g.generation:
 			return kerr.IllegalGeneration
 		case g.state == CompletingRebalance:
@@ -770,17 +777,11 @@ func (c *Coordinator) CheckMember(groupName, memberID, instanceID string, genera
 	if g == nil {
 		return kerr.UnknownMemberID
 	}
-	m := g.members[memberID]
-	switch {
-	case m == nil:
-		if instanceID != "" && g.byInstance(instanceID) != nil {
-			return kerr.FencedInstanceID
-		}
-		return kerr.UnknownMemberID
-	case generation != g.generation:
+	_, err := g.member(memberID, instanceID)
+	if err == nil && generation != g.generation {
 		return kerr.IllegalGeneration
 	}
-	return nil
+	return err
 }
 
 // CommitTxnOffsets stores offsets a committed transaction held for the
