@@ -1,16 +1,13 @@
 package broker
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -78,22 +75,7 @@ func TestCrashKeepsAcknowledgedRecords(t *testing.T) {
 		t.Skip("starts a broker process")
 	}
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "ADDR ") {
-		t.Fatalf("child broker did not start: %q %v", line, err)
-	}
-	addr := strings.TrimSpace(strings.TrimPrefix(line, "ADDR "))
+	addr, cmd := startChild(t, dir)
 
 	createTopic(t, newKgo(t, addr), "crash", 2)
 	prod, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequiredAcks(kgo.AllISRAcks()),

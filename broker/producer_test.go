@@ -324,20 +324,7 @@ func TestIdempotentRetryAfterBrokerKill(t *testing.T) {
 	}
 	brokerAddr := l.Addr().String()
 	l.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashListenEnv+"="+brokerAddr, crashAdvertiseEnv+"="+proxy.l.Addr().String())
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || !strings.HasPrefix(line, "ADDR ") {
-		t.Fatalf("child broker did not start: %q %v", line, err)
-	}
+	_, cmd := startChild(t, dir, crashListenEnv+"="+brokerAddr, crashAdvertiseEnv+"="+proxy.l.Addr().String())
 	killed := make(chan struct{})
 	proxy.onCut = func() {
 		cmd.Process.Signal(syscall.SIGKILL)
