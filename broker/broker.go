@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/broker/group"
 	"github.com/sluicehq/sluice/broker/txn"
+	"github.com/sluicehq/sluice/internal/durable"
 )
 
 // Options configure a Broker. Zero values take the defaults named.
@@ -143,7 +144,7 @@ func Open(dir string, opts Options) (*Broker, error) {
 			lock.Close()
 			return nil, fmt.Errorf("remove clean-shutdown marker: %w", err)
 		}
-		if err := syncDir(dir); err != nil {
+		if err := durable.SyncDir(dir); err != nil {
 			lock.Close()
 			return nil, err
 		}
@@ -214,7 +215,7 @@ func loadClusterID(dir string) (string, error) {
 		return "", err
 	}
 	id := "sluice-" + hex.EncodeToString(raw[:])
-	if err := writeFileSync(path, []byte(id)); err != nil {
+	if err := durable.WriteFile(path, []byte(id)); err != nil {
 		return "", fmt.Errorf("write cluster id: %w", err)
 	}
 	return id, nil
@@ -332,7 +333,7 @@ func (b *Broker) Close() error {
 	b.wg.Wait()
 	err := errors.Join(b.txns.Close(), b.offsets.Close(), b.topics.close())
 	if err == nil {
-		err = writeFileSync(filepath.Join(b.dir, cleanShutdownFile), nil)
+		err = durable.WriteFile(filepath.Join(b.dir, cleanShutdownFile), nil)
 	}
 	b.topics.unlock()
 	return err

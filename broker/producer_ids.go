@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/sluicehq/sluice/internal/durable"
 )
 
 const (
@@ -62,7 +64,7 @@ func (a *producerIDs) allocate() (int64, error) {
 			return -1, errors.New("producer ids are exhausted")
 		}
 		limit := a.next + producerIDBlockSize
-		if err := writeFileSync(a.path, []byte(strconv.FormatInt(limit, 10)+"\n")); err != nil {
+		if err := durable.WriteFile(a.path, []byte(strconv.FormatInt(limit, 10)+"\n")); err != nil {
 			return -1, fmt.Errorf("reserve producer ids: %w", err)
 		}
 		a.limit = limit

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/sluicehq/sluice/broker/storage"
+	"github.com/sluicehq/sluice/internal/durable"
 )
 
 // apiError is an error with the Kafka error code the client gets.
@@ -346,7 +347,7 @@ func (ts *topicSet) create(name string, partitions int32, configs map[string]str
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileSync(filepath.Join(tmp, "topic.json"), data); err != nil {
+	if err := durable.WriteFile(filepath.Join(tmp, "topic.json"), data); err != nil {
 		os.RemoveAll(tmp)
 		return nil, fmt.Errorf("write topic metadata: %w", err)
 	}
@@ -355,7 +356,7 @@ func (ts *topicSet) create(name string, partitions int32, configs map[string]str
 		os.RemoveAll(tmp)
 		return nil, fmt.Errorf("create topic directory: %w", err)
 	}
-	if err := syncDir(ts.dir); err != nil {
+	if err := durable.SyncDir(ts.dir); err != nil {
 		return nil, err
 	}
 	t, err := ts.openTopic(dir, true)
@@ -393,7 +394,7 @@ func (ts *topicSet) delete(name string) error {
 	if err := os.Rename(t.dir, dead); err != nil {
 		return fmt.Errorf("delete topic %s: %w", name, err)
 	}
-	if err := syncDir(ts.dir); err != nil {
+	if err := durable.SyncDir(ts.dir); err != nil {
 		errs = append(errs, err)
 	}
 	if err := os.RemoveAll(dead); err != nil {

@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/sluicehq/sluice/internal/durable"
 )
 
 // CheckpointStore keeps a pipeline's positions outside the sink, for the
@@ -58,48 +60,8 @@ func (f *FileCheckpoints) Save(_ context.Context, epoch uint64, at Positions) er
 	if err != nil {
 		return err
 	}
-	if err := WriteFileAtomic(f.path, b); err != nil {
+	if err := durable.WriteFile(f.path, b); err != nil {
 		return Retryable(fmt.Errorf("save checkpoint: %w", err))
 	}
 	return nil
-}
-
-// WriteFileAtomic replaces path with data so that a crash leaves either the
-// old or the new content: write a temporary file, fsync it, rename it over
-// path, fsync the directory.
-func WriteFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return SyncDir(dir)
-}
-
-// SyncDir fsyncs a directory so that renames and creations in it are durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

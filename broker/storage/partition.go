@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/durable"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -120,7 +121,7 @@ func OpenPartition(dir string, cfg Config, clean bool) (*Partition, error) {
 		// The first segment's directory entries must be durable before an
 		// fsync of the segment can acknowledge anything.
 		for _, d := range []string{dir, filepath.Dir(dir)} {
-			if err := syncDir(d); err != nil {
+			if err := durable.SyncDir(d); err != nil {
 				p.closeSegments()
 				return nil, err
 			}
@@ -443,7 +444,7 @@ func (p *Partition) roll(now time.Time) (*segment, error) {
 	}
 	// The new file's directory entry must be durable before an fsync of
 	// the file can acknowledge data in it.
-	if err := syncDir(p.dir); err != nil {
+	if err := durable.SyncDir(p.dir); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -800,7 +801,7 @@ func (p *Partition) EnforceRetention(now time.Time) (int, error) {
 	}
 	if n > 0 {
 		p.cfg.Logger.Info("retention deleted segments", "dir", p.dir, "segments", n, "log_start_offset", p.StartOffset())
-		if err := syncDir(p.dir); err != nil {
+		if err := durable.SyncDir(p.dir); err != nil {
 			errs = append(errs, err)
 		}
 	}

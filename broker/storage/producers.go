@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/durable"
 )
 
 // Idempotent producers. Each batch of an idempotent producer carries its
@@ -444,7 +446,7 @@ func (p *Partition) writeProducerSnapshot() error {
 	}
 	// Without it a power cut could leave only older snapshots: still
 	// correct, but the next open would replay more of the log.
-	return syncDir(p.dir)
+	return durable.SyncDir(p.dir)
 }
 
 // loadProducers rebuilds the producer state at open, after recovery has
@@ -499,7 +501,7 @@ func (p *Partition) loadProducers(now time.Time) error {
 		p.cfg.Logger.Warn("ignoring unreadable producer snapshot; rebuilding producer state from an older point", "snapshot", path, "err", err)
 	}
 	if removed {
-		if err := syncDir(p.dir); err != nil {
+		if err := durable.SyncDir(p.dir); err != nil {
 			return err
 		}
 	}

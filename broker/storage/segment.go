@@ -246,6 +246,9 @@ func (s *segment) loadIndexFiles(fileSize, next int64, indexInterval int64) bool
 	return true
 }
 
+// writeFileSync replaces path with data through a temporary file, fsync and
+// rename, without fsyncing the directory: callers write several files and
+// then fsync the directory once (durable.SyncDir).
 func writeFileSync(path string, data []byte) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
@@ -264,14 +267,4 @@ func writeFileSync(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
-}
-
-// syncDir makes a created, renamed or removed entry of dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/durable"
 )
 
 const (
@@ -187,7 +188,7 @@ func (w *WAL) roll(first int64) error {
 	}
 	w.f = f
 	w.segs = append(w.segs, &segment{first: first, path: path})
-	return engine.SyncDir(w.dir)
+	return durable.SyncDir(w.dir)
 }
 
 // Append writes recs and fsyncs them; it returns the sequence after the
@@ -342,7 +343,7 @@ func (w *WAL) Trim(seq int64) error {
 		// Offsets of trimmed entries were group-committed before the
 		// entries became readable, so they are no longer needed here;
 		// recompute from what is left on the next Open.
-		return engine.SyncDir(w.dir)
+		return durable.SyncDir(w.dir)
 	}
 	return nil
 }

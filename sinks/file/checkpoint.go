@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/durable"
 )
 
 // checkpoint is one committed (or, until Open decides, possibly
@@ -80,7 +81,7 @@ func (s *Sink) writeCheckpoint(c checkpoint) error {
 		err = os.Rename(tmp, s.checkpointPath(c.Epoch))
 	}
 	if err == nil {
-		err = syncDir(s.meta)
+		err = durable.SyncDir(s.meta)
 	}
 	if err != nil {
 		os.Remove(tmp)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/durable"
 	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sinks"
 	"github.com/sluicehq/sluice/sinks/internal/recordfmt"
@@ -133,7 +134,7 @@ func (s *Sink) Open(ctx context.Context, pipeline string) (uint64, engine.Positi
 	}
 	// Make the directories themselves durable before anything in them counts.
 	for _, d := range []string{filepath.Dir(s.meta), s.dir} {
-		if err := syncDir(d); err != nil {
+		if err := durable.SyncDir(d); err != nil {
 			return 0, nil, fmt.Errorf("file sink: %w", err)
 		}
 	}
@@ -313,7 +314,7 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 		if err := s.hit("part-renamed"); err != nil {
 			return err
 		}
-		if err := syncDir(s.dir); err != nil {
+		if err := durable.SyncDir(s.dir); err != nil {
 			return fmt.Errorf("%w: epoch %d: %w", engine.ErrNotCommitted, epoch, err)
 		}
 	} else if s.out != nil {
@@ -492,7 +493,7 @@ func (s *Sink) publishDead(epoch uint64) (string, error) {
 	}
 	s.dead.close()
 	s.dead = nil
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return "", fmt.Errorf("file sink: %w", err)
 	}
 	return filepath.Join(dir, name), nil
@@ -539,22 +540,6 @@ func partName(pipeline string, epoch uint64, f recordfmt.Format) string {
 }
 
 func deadName(epoch uint64) string { return fmt.Sprintf("dead-%020d.jsonl", epoch) }
-
-// syncDir makes renames and creations inside dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	return nil
-}
 
 // removeIfDead deletes a staging file unless a live instance holds its lock.
 func removeIfDead(path string) bool {
@@ -671,7 +656,7 @@ func (s *Sink) ForgetDeadLetters(ctx context.Context, through uint64) error {
 			return fmt.Errorf("file sink: delete forwarded dead letters: %w", err)
 		}
 	}
-	return syncDir(dir)
+	return durable.SyncDir(dir)
 }
 
 // deadEpochs lists the epochs that have a dead-letter file, in order.

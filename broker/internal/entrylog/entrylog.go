@@ -15,6 +15,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/sluicehq/sluice/internal/durable"
 )
 
 // MaxEntryBytes bounds one entry when reading a log back; a length beyond
@@ -138,9 +140,6 @@ func Rewrite(path string, write func(add func(v any) error) error) (*os.File, er
 	if err := os.Rename(tmp, path); err != nil {
 		return fail(err)
 	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	durable.SyncDir(filepath.Dir(path)) // the new file is complete either way
 	return f, nil
 }
