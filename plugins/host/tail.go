@@ -24,18 +24,24 @@ type tail struct {
 func (t *tail) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n := len(p)
+	t.partial = splitLines(t.partial, p, t.push)
+	return len(p), nil
+}
+
+// splitLines calls line for each complete line of partial+p (without its
+// '\n') and returns what is left of an unfinished last line, to pass as
+// partial next time.
+func splitLines(partial, p []byte, line func(string)) []byte {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			t.partial = append(t.partial, p...)
-			break
+			return append(partial, p...)
 		}
-		t.push(string(append(t.partial, p[:i]...)))
-		t.partial = t.partial[:0]
+		line(string(append(partial, p[:i]...)))
+		partial = partial[:0]
 		p = p[i+1:]
 	}
-	return n, nil
+	return partial
 }
 
 func (t *tail) push(line string) {
@@ -81,16 +87,6 @@ func (l *lineLogger) Write(p []byte) (int, error) {
 	_, _ = l.tail.Write(p)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := len(p)
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			l.partial = append(l.partial, p...)
-			break
-		}
-		l.log.Info(string(append(l.partial, p[:i]...)))
-		l.partial = l.partial[:0]
-		p = p[i+1:]
-	}
-	return n, nil
+	l.partial = splitLines(l.partial, p, func(line string) { l.log.Info(line) })
+	return len(p), nil
 }
