@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/broker/internal/groupsync"
 	"github.com/sluicehq/sluice/internal/durable"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -77,10 +78,7 @@ type Partition struct {
 
 	// Group commit: one fsync at a time; callers that arrive while one runs
 	// wait for the next, which covers all of them.
-	syncMu   sync.Mutex
-	syncCond *sync.Cond
-	flushed  int64
-	syncing  bool
+	synced groupsync.Syncer // how far the log is fsynced
 }
 
 // waiter is a long-poll waiting for the log (stable: its last stable
@@ -100,7 +98,6 @@ func OpenPartition(dir string, cfg Config, clean bool) (*Partition, error) {
 		return nil, fmt.Errorf("create partition directory: %w", err)
 	}
 	p := &Partition{dir: dir, cfg: cfg}
-	p.syncCond = sync.NewCond(&p.syncMu)
 	bases, err := listSegments(dir)
 	if err != nil {
 		return nil, err
@@ -129,7 +126,7 @@ func OpenPartition(dir string, cfg Config, clean bool) (*Partition, error) {
 	}
 	last := p.segs[len(p.segs)-1]
 	p.end = last.next
-	p.flushed = p.end
+	p.synced.Advance(p.end)
 	if err := p.loadProducers(time.Now()); err != nil {
 		p.closeSegments()
 		return nil, err
@@ -458,22 +455,11 @@ func (p *Partition) roll(now time.Time) (*segment, error) {
 // share fsyncs: while one runs, later callers wait and the next fsync covers
 // all of them.
 func (p *Partition) Sync(upto int64) error {
-	p.syncMu.Lock()
-	defer p.syncMu.Unlock()
-	for p.flushed < upto {
-		if p.syncing {
-			p.syncCond.Wait()
-			continue
-		}
-		p.syncing = true
-		p.syncMu.Unlock()
+	return p.synced.Sync(upto, func() (int64, error) {
 		p.mu.RLock()
 		if p.closed {
 			p.mu.RUnlock()
-			p.syncMu.Lock()
-			p.syncing = false
-			p.syncCond.Broadcast()
-			return ErrClosed
+			return 0, ErrClosed
 		}
 		target := p.end
 		seg := p.segs[len(p.segs)-1]
@@ -481,15 +467,11 @@ func (p *Partition) Sync(upto int64) error {
 		p.mu.RUnlock()
 		err := seg.f.Sync()
 		seg.release()
-		p.syncMu.Lock()
-		p.syncing = false
-		p.syncCond.Broadcast()
 		if err != nil {
-			return fmt.Errorf("fsync partition log %s: %w", p.dir, err)
+			return 0, fmt.Errorf("fsync partition log %s: %w", p.dir, err)
 		}
-		p.flushed = max(p.flushed, target)
-	}
-	return nil
+		return target, nil
+	})
 }
 
 // Section is a byte range of a segment file holding whole record batches.

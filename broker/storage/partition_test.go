@@ -300,11 +300,8 @@ func TestGroupCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p.syncMu.Lock()
-	flushed := p.flushed
-	p.syncMu.Unlock()
-	if flushed != 16 {
-		t.Fatalf("flushed up to %d, want 16", flushed)
+	if flushed := p.synced.Durable(); flushed != 16 {
+		t.Fatalf("flushed up to %d, want 16", p.synced.Durable())
 	}
 }
 

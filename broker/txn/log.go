@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/broker/group"
 	"github.com/sluicehq/sluice/broker/internal/entrylog"
+	"github.com/sluicehq/sluice/broker/internal/groupsync"
 )
 
 const (
@@ -60,10 +61,7 @@ type stateLog struct {
 	written int64 // entries written since open, the sequence syncTo counts in
 	err     error
 
-	syncMu   sync.Mutex
-	syncCond *sync.Cond
-	synced   int64 // written count known durable
-	syncing  bool
+	synced groupsync.Syncer // counts entries, as written does
 }
 
 // logFile is the open log file; compaction replaces it while an fsync of
@@ -96,7 +94,6 @@ func openLog(dir string) (*stateLog, map[string]record, error) {
 		return nil, nil, err
 	}
 	l.f, l.w, l.entries = newLogFile(f), bufio.NewWriter(f), n
-	l.syncCond = sync.NewCond(&l.syncMu)
 	return l, recs, nil
 }
 
@@ -189,37 +186,24 @@ func (l *stateLog) position() int64 {
 // share fsyncs: while one runs, later callers wait for the next, which
 // covers all of them.
 func (l *stateLog) syncTo(seq int64) error {
-	l.syncMu.Lock()
-	defer l.syncMu.Unlock()
-	for l.synced < seq {
-		if l.syncing {
-			l.syncCond.Wait()
-			continue
-		}
-		l.syncing = true
-		l.syncMu.Unlock()
+	return l.synced.Sync(seq, func() (int64, error) {
 		l.mu.Lock()
 		f, target, err := l.f, l.written, l.err
 		f.refs.Add(1)
 		l.mu.Unlock()
-		if err == nil {
-			if err = f.Sync(); err != nil {
-				err = fmt.Errorf("fsync %s: %w", l.path, err)
-				l.mu.Lock()
-				l.err = err
-				l.mu.Unlock()
-			}
-		}
-		f.release()
-		l.syncMu.Lock()
-		l.syncing = false
-		l.syncCond.Broadcast()
+		defer f.release()
 		if err != nil {
-			return err
+			return 0, err
 		}
-		l.synced = max(l.synced, target)
-	}
-	return nil
+		if err := f.Sync(); err != nil {
+			err = fmt.Errorf("fsync %s: %w", l.path, err)
+			l.mu.Lock()
+			l.err = err
+			l.mu.Unlock()
+			return 0, err
+		}
+		return target, nil
+	})
 }
 
 // compact replaces the log with one entry per live id, atomically and
@@ -240,9 +224,7 @@ func (l *stateLog) compact(recs []record) error {
 	l.f.release()
 	l.f, l.w, l.entries = newLogFile(f), bufio.NewWriter(f), len(recs)
 	// Everything written so far is in the new file, fsynced.
-	l.syncMu.Lock()
-	l.synced = max(l.synced, l.written)
-	l.syncMu.Unlock()
+	l.synced.Advance(l.written)
 	return nil
 }
 
