@@ -7,6 +7,15 @@ import (
 )
 
 // Source reads records and says where the next read starts.
+//
+// Threading contract: the engine never calls Source methods concurrently,
+// but it does overlap batches. Next for batch e+1 may be in progress (and
+// may have returned) before batch e is committed, so Committed(until) may
+// arrive after later Next calls and names positions behind the ones the
+// last Next returned. A source that keeps state per read (a receiver's
+// write-ahead log) must therefore trim or report only up to until, never up
+// to what it has handed out. After a failure the engine discards whatever it
+// read ahead and reopens the source at the sink's positions.
 type Source interface {
 	// Open resumes at the given positions (nil or empty = the pipeline's
 	// start policy). ctx bounds only the opening; background work the source
@@ -20,9 +29,24 @@ type Source interface {
 	Next(ctx context.Context, limits Limits) (records []Record, until Positions, err error)
 	// Committed is called after the sink committed until (receiver mode
 	// trims its write-ahead log here; Kafka sources echo positions to the
-	// consumer group for lag tools). ctx bounds this call.
+	// consumer group for lag tools). It may come after Next calls for later
+	// batches; when several commits happen while a Next runs, only the
+	// latest until is passed (positions only grow). ctx bounds this call.
 	Committed(ctx context.Context, until Positions) error
 	Close() error
+}
+
+// Backlogger is the optional capability of a Source that knows how much
+// input waits past what it has returned. The engine uses it to run batches
+// back to back while the pipeline is behind, instead of waiting for the
+// next interval tick, and to tell --idle-exit that nothing is left. Like
+// every Source method it is never called concurrently with the others.
+type Backlogger interface {
+	// Backlog returns how many records are known to exist past the
+	// positions the last Next returned, as of the source's latest listing
+	// of its partitions' ends (no I/O), and false while unknown (for example
+	// before a consumer group has assigned partitions).
+	Backlog() (records int64, known bool)
 }
 
 // Transform maps whole batches. One interface, two transports: in-process

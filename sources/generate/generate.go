@@ -8,6 +8,7 @@ package generate
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -195,6 +196,30 @@ func (s *Source) positions() engine.Positions {
 		pos[engine.TopicPartition{Topic: s.topic, Partition: p}] = s.next[p]
 	}
 	return pos
+}
+
+// Backlog implements engine.Backlogger: how many records Next could return
+// now. A bounded source counts what is left of count. A rate limit counts
+// only the records the rate already allows, because the rest do not exist
+// yet (like records not yet produced to a topic): a rate-limited pipeline
+// keeps its interval cadence instead of reading tiny batches back to back.
+// An unbounded source without a rate is always behind (math.MaxInt64), so
+// --idle-exit never ends it. Unknown (false) only before Open.
+func (s *Source) Backlog() (int64, bool) {
+	if s.next == nil {
+		return 0, false
+	}
+	left := int64(math.MaxInt64)
+	if s.count > 0 {
+		left = 0
+		for p := range s.partitions {
+			left += max(s.size(p)-s.next[p], 0)
+		}
+	}
+	if b := s.budget(); b >= 0 {
+		left = min(left, b)
+	}
+	return left, true
 }
 
 // Committed implements engine.Source; the generator keeps no state outside

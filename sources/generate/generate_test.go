@@ -2,6 +2,7 @@ package generate
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"testing"
 	"time"
@@ -101,6 +102,42 @@ func TestWaitReturnsWhenExhausted(t *testing.T) {
 	cancel()
 	if _, _, err := s.Next(ctx, engine.Limits{Wait: time.Hour}); err == nil {
 		t.Fatal("a cancelled Next must return the context's error")
+	}
+}
+
+func TestBacklog(t *testing.T) {
+	var _ engine.Backlogger = (*Source)(nil)
+	s, _ := New(pipelines.GenerateSource{Topic: "g", Count: 10, Partitions: 3})
+	if _, known := s.Backlog(); known {
+		t.Fatal("the backlog of an unopened source must be unknown")
+	}
+	s.Open(context.Background(), engine.Positions{{Topic: "g", Partition: 0}: 1})
+	if n, known := s.Backlog(); n != 9 || !known {
+		t.Fatalf("backlog after resuming past one record = %d, %v; want 9, true", n, known)
+	}
+	s.Next(context.Background(), engine.Limits{MaxRecordsPerPartition: 2})
+	if n, _ := s.Backlog(); n != 3 {
+		t.Fatalf("backlog after taking 6 more = %d, want 3", n)
+	}
+	s.Next(context.Background(), engine.Limits{})
+	if n, known := s.Backlog(); n != 0 || !known {
+		t.Fatalf("backlog of an exhausted source = %d, %v; want 0, true", n, known)
+	}
+
+	u := open(t, pipelines.GenerateSource{Topic: "g", Partitions: 2}, nil)
+	if n, known := u.Backlog(); n != math.MaxInt64 || !known {
+		t.Fatalf("an unbounded source is always behind; got %d, %v", n, known)
+	}
+
+	r := open(t, pipelines.GenerateSource{Topic: "g", Count: 1000, Partitions: 1, Rate: 100}, nil)
+	clock := r.opened
+	r.now = func() time.Time { return clock }
+	if n, _ := r.Backlog(); n != 0 {
+		t.Fatalf("no time passed at 100/s: backlog %d, want 0", n)
+	}
+	clock = clock.Add(500 * time.Millisecond)
+	if n, _ := r.Backlog(); n != 50 {
+		t.Fatalf("after 500ms at 100/s: backlog %d, want the 50 the rate allows", n)
 	}
 }
 
