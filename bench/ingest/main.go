@@ -1,207 +1,226 @@
-// Command ingest measures records/s from the built-in broker through a
-// Kafka source into a sink, exactly-once, for each ingestion mode, beside
-// the generate source into the same sink (the engine and sink's own
-// ceiling), and prints one table. 100-byte records. The sink is the file
-// sink, or with -sink kafka the Kafka sink writing back to the same broker
-// in one transaction per batch.
+// Command ingest measures what users run: the sluice binary, started as a
+// subprocess, reading records that an independent client (franz-go) wrote
+// into a standalone `sluice broker`, exactly-once into a sink. Every row is
+// measured in the same run against the same data, beside a bare franz-go
+// consumer reading it, so the figures that matter are the ratios to that
+// baseline rather than absolute rates on whatever machine ran it. Each
+// sluice run's output is counted afterwards: a run that lost or duplicated
+// records is reported as a failure, not as a figure. A second table gives
+// end-to-end latency of continuous pipelines (batch interval 0) at a fixed
+// produce rate.
 //
-//	go run ./bench/ingest [-records 1000000] [-partitions 4] [-runs 3] [-sink file|kafka]
+//	go run ./bench/ingest [-records 8000000] [-partitions 4] [-modes direct,receiver]
+//	    [-sink file|kafka|postgres] [-runs 1] [-latency 20s] [-write BENCHMARKS.md]
+//
+// The table goes to stdout, progress and child-process log tails to stderr.
+// The exit status is 1 if any row failed.
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"log"
-	"log/slog"
-	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
-	"runtime/pprof"
-	"sort"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/sluicehq/sluice/broker"
-	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/pipelines"
-	"github.com/sluicehq/sluice/sinks/file"
-	kafkasink "github.com/sluicehq/sluice/sinks/kafka"
-	"github.com/sluicehq/sluice/sources/generate"
-	"github.com/sluicehq/sluice/sources/kafka"
 )
 
+// recordBytes is the value size of every record this benchmark produces.
 const recordBytes = 100
 
-func main() {
-	records := flag.Int("records", 1_000_000, "records per run")
-	partitions := flag.Int("partitions", 4, "topic partitions")
-	runs := flag.Int("runs", 3, "runs per row (the median is printed)")
-	modes := flag.String("modes", "generate,direct,receiver", "rows to measure")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured runs to this file")
-	sinkKind := flag.String("sink", "file", "file (raw part files) or kafka (a topic on the same broker)")
+// config is the parsed command line.
+type config struct {
+	sluice       string // the binary under test; "" = build it
+	records      int
+	partitions   int
+	compression  string
+	modes        []string
+	sink         string
+	runs         int
+	idleExit     time.Duration
+	interval     string // batch.interval as written in YAML; "" = sluice's default
+	maxRecords   int    // batch.max-records-per-partition; 0 = sluice's default
+	latency      time.Duration
+	latencyRate  int
+	latencySinks []string
+	profileDir   string
+	write        string
+	timeout      time.Duration
+	rawConsumer  string // set in the re-executed baseline child: the broker address
+	commandLine  string // how this run was invoked, for the report header
+	pgDSN        string
+}
+
+func parseFlags() config {
+	var c config
+	var modes, latencySinks string
+	flag.StringVar(&c.sluice, "sluice", "", "sluice binary to measure (default: go build ./cmd/sluice into the temp dir)")
+	flag.IntVar(&c.records, "records", 8_000_000, "records written to topic bench and read by every row")
+	flag.IntVar(&c.partitions, "partitions", 4, "partitions of topic bench (and of the latency and output topics)")
+	flag.StringVar(&c.compression, "compression", "none", "compression of the fill producer: none, lz4, snappy, zstd or gzip")
+	flag.StringVar(&modes, "modes", "direct,receiver", "sluice rows, in order: direct, receiver (Kafka source modes) and generate (the generate source: engine and sink without Kafka)")
+	flag.StringVar(&c.sink, "sink", "file", "sink of the throughput rows: file (raw part files), kafka (a topic on the same broker) or postgres (needs SLUICE_TEST_PG_DSN)")
+	flag.IntVar(&c.runs, "runs", 1, "runs per row; the table shows the median run")
+	flag.DurationVar(&c.idleExit, "idle-exit", time.Second, "sluice run --idle-exit; subtracted from the wall time")
+	flag.StringVar(&c.interval, "interval", "", "batch.interval of the throughput pipelines (default: sluice's)")
+	flag.IntVar(&c.maxRecords, "max-records-per-partition", 0, "batch.max-records-per-partition of every pipeline (default: sluice's)")
+	flag.DurationVar(&c.latency, "latency", 20*time.Second, "how long to produce per latency row once the pipeline is up, the first 2s being warm-up; 0 skips the latency table")
+	flag.IntVar(&c.latencyRate, "latency-rate", 20_000, "records/s produced during the latency rows")
+	flag.StringVar(&latencySinks, "latency-sinks", "kafka,file", "sinks of the latency rows: kafka, file")
+	flag.StringVar(&c.profileDir, "cpuprofile", "", "directory for CPU and heap profiles of each sluice row (MODE.cpu.pprof, MODE.heap.pprof; the last run's)")
+	flag.StringVar(&c.write, "write", "", "also write the report to this file (e.g. BENCHMARKS.md)")
+	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "longest a single sluice run or baseline may take")
+	flag.StringVar(&c.rawConsumer, "raw-consumer", "", "internal: run as the baseline consumer child against this broker address")
 	flag.Parse()
-	quiet := slog.New(slog.DiscardHandler)
+	c.modes = splitList(modes)
+	c.latencySinks = splitList(latencySinks)
+	c.commandLine = strings.TrimSpace("go run ./bench/ingest " + strings.Join(os.Args[1:], " "))
+	c.pgDSN = os.Getenv("SLUICE_TEST_PG_DSN")
+	if c.rawConsumer == "" {
+		c.validate()
+	}
+	return c
+}
 
-	dir, err := os.MkdirTemp("", "sluice-bench-ingest-")
-	if err != nil {
-		log.Fatal(err)
+func (c *config) validate() {
+	if c.records <= 0 || c.partitions <= 0 || c.runs <= 0 || c.latencyRate <= 0 {
+		log.Fatal("-records, -partitions, -runs and -latency-rate must be positive")
 	}
-	defer os.RemoveAll(dir)
-	b, err := broker.Open(filepath.Join(dir, "broker"), broker.Options{Logger: quiet})
-	if err != nil {
-		log.Fatal(err)
+	if _, ok := codecs[c.compression]; !ok {
+		log.Fatalf("-compression %q: use none, lz4, snappy, zstd or gzip", c.compression)
 	}
-	defer b.Close()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
+	for _, m := range c.modes {
+		if !slices.Contains([]string{"direct", "receiver", "generate"}, m) {
+			log.Fatalf("-modes: unknown mode %q: use direct, receiver or generate", m)
+		}
 	}
-	go b.Serve(l)
-	addr := l.Addr().String()
-	fill(addr, *records, int32(*partitions))
+	if !slices.Contains([]string{"file", "kafka", "postgres"}, c.sink) {
+		log.Fatalf("-sink %q: use file, kafka or postgres", c.sink)
+	}
+	for _, s := range c.latencySinks {
+		if s != "file" && s != "kafka" {
+			log.Fatalf("-latency-sinks: unknown sink %q: use kafka or file", s)
+		}
+	}
+	if c.interval != "" {
+		if _, err := time.ParseDuration(c.interval); err != nil {
+			log.Fatalf("-interval: %v", err)
+		}
+	}
+	if c.latency > 0 && c.latency <= warmUp {
+		log.Fatalf("-latency %v: give more than the %v warm-up, or 0 to skip latency", c.latency, warmUp)
+	}
+	if c.idleExit <= 0 {
+		log.Fatal("-idle-exit must be positive: it is how sluice run knows the backlog is done")
+	}
+	if c.sink == "postgres" && c.pgDSN == "" {
+		log.Print("skipping: -sink postgres needs SLUICE_TEST_PG_DSN (eval \"$(.ci/postgres.sh)\" starts a throwaway server)")
+		os.Exit(0)
+	}
+}
 
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func main() {
+	log.SetFlags(0)
+	log.SetPrefix("bench/ingest: ")
+	cfg := parseFlags()
+	if cfg.rawConsumer != "" {
+		if err := rawConsume(cfg.rawConsumer, cfg.records, cfg.partitions, cfg.timeout); err != nil {
 			log.Fatal(err)
 		}
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
+		return
 	}
-	type row struct {
-		name string
-		rate float64
+	// The children run in their own process groups (see startChild), so a
+	// Ctrl-C reaches only this process, which stops them.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() { fatalf("interrupted by %v: stopping the child processes", <-sig) }()
+	ok, err := run(cfg)
+	jan.cleanup()
+	switch {
+	case err != nil:
+		log.Fatal(err)
+	case !ok:
+		log.Fatal("FAILED: at least one row lost or duplicated records or did not exit cleanly (see the table)")
 	}
-	var rows []row
-	for _, mode := range strings.Split(*modes, ",") {
-		var rates []float64
-		for run := range *runs {
-			out := filepath.Join(dir, fmt.Sprintf("out-%s-%d", mode, run))
-			var src engine.Source
-			switch mode {
-			case "generate":
-				src, err = generate.New(pipelines.GenerateSource{Topic: "g", Count: int64(*records), Partitions: int32(*partitions)})
-			case "direct":
-				src, err = kafka.NewDirect(kafka.DirectConfig{Conn: kafka.Connection{Brokers: []string{addr}},
-					Topics: []string{"bench"}, Start: "earliest", Pipeline: "bench", Logger: quiet})
-			case "receiver":
-				src, err = kafka.NewReceiver(kafka.ReceiverConfig{Conn: kafka.Connection{Brokers: []string{addr}},
-					Topics: []string{"bench"}, Start: "earliest", Group: fmt.Sprintf("bench-%d", run),
-					BlockInterval: 200 * time.Millisecond, WALDir: filepath.Join(dir, fmt.Sprintf("wal-%d", run)),
-					Delivery: engine.ExactlyOnce, Pipeline: "bench", Logger: quiet})
-			default:
-				log.Fatalf("unknown mode %q", mode)
-			}
-			if err != nil {
-				log.Fatal(err)
-			}
-			var sink engine.Sink
-			switch *sinkKind {
-			case "file":
-				sink, err = file.New(pipelines.FileSink{Path: out, Format: "raw"})
-			case "kafka":
-				sink, err = kafkasink.New(kafkasink.Config{Brokers: []string{addr}, Topic: fmt.Sprintf("out-%s-%d", mode, run), Logger: quiet})
-			default:
-				log.Fatalf("unknown sink %q: use file or kafka", *sinkKind)
-			}
-			if err != nil {
-				log.Fatal(err)
-			}
-			rates = append(rates, measure(src, sink, fmt.Sprintf("bench-%s-%d", mode, run), *records, quiet))
+}
+
+// run measures every row and prints the report. ok is false if a row
+// failed; err is a failure of the benchmark itself.
+func run(cfg config) (ok bool, err error) {
+	dir, err := os.MkdirTemp("", "sluice-bench-ingest-")
+	if err != nil {
+		return false, err
+	}
+	jan.setDir(dir)
+	if cfg.profileDir != "" {
+		if cfg.profileDir, err = filepath.Abs(cfg.profileDir); err != nil {
+			return false, err
 		}
-		sort.Float64s(rates)
-		rows = append(rows, row{mode, rates[len(rates)/2]})
+		if err := os.MkdirAll(cfg.profileDir, 0o755); err != nil {
+			return false, err
+		}
 	}
-	fmt.Printf("\n%d records of %d bytes, %d partitions, exactly-once into the %s sink, median of %d runs\n\n",
-		*records, recordBytes, *partitions, *sinkKind, *runs)
-	fmt.Printf("| %-10s | %14s | %18s |\n", "source", "records/s", "vs generate")
-	fmt.Printf("|%s|%s|%s|\n", "------------", "----------------", "--------------------")
-	base := rows[0].rate
-	for _, r := range rows {
-		fmt.Printf("| %-10s | %14.0f | %17.2fx |\n", r.name, r.rate, r.rate/base)
-	}
-}
 
-// fill creates topic "bench" and produces n records with acks=1.
-func fill(addr string, n int, partitions int32) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("bench"),
-		kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(),
-		kgo.ProducerBatchCompression(kgo.NoCompression()),
-		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.ProducerLinger(5*time.Millisecond))
-	if err != nil {
-		log.Fatal(err)
+	env := describeMachine() // before the build, so the commit is the one built
+	b := &bench{cfg: cfg, dir: dir}
+	if b.sluice, err = sluiceBinary(cfg.sluice, dir); err != nil {
+		return false, err
 	}
-	defer cl.Close()
-	req := kmsg.NewPtrCreateTopicsRequest()
-	t := kmsg.NewCreateTopicsRequestTopic()
-	t.Topic, t.NumPartitions, t.ReplicationFactor = "bench", partitions, 1
-	req.Topics = append(req.Topics, t)
-	if _, err := req.RequestWith(context.Background(), cl); err != nil {
-		log.Fatal(err)
+	env.sluiceVersion = sluiceVersion(b.sluice)
+	if err := b.startBroker(); err != nil {
+		return false, err
 	}
-	value := make([]byte, recordBytes)
-	for i := range value {
-		value[i] = 'a' + byte(i%26)
+	if err := b.fill(); err != nil {
+		return false, err
 	}
-	ctx := context.Background()
-	for range n {
-		cl.Produce(ctx, &kgo.Record{Value: value}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				log.Fatal(err)
+	rep := report{cfg: cfg, env: env}
+	rep.rows = append(rep.rows, b.measureRow("raw franz-go consumer", b.runRawConsumer))
+	for _, mode := range cfg.modes {
+		rep.rows = append(rep.rows, b.measureRow(fmt.Sprintf("sluice %s → %s", mode, cfg.sink),
+			func(run int) (measurement, error) { return b.runSluice(mode, run) }))
+	}
+	if cfg.latency > 0 {
+		for _, mode := range cfg.modes {
+			if mode == "generate" {
+				continue // no producer to time against
 			}
-		})
+			for _, sink := range cfg.latencySinks {
+				rep.latency = append(rep.latency, b.measureLatency(mode, sink))
+			}
+		}
 	}
-	if err := cl.Flush(ctx); err != nil {
-		log.Fatal(err)
+	b.stopBroker()
+
+	text := rep.markdown()
+	fmt.Print(text)
+	if cfg.write != "" {
+		if err := os.WriteFile(cfg.write, []byte(rep.document(text)), 0o644); err != nil {
+			return false, err
+		}
+		log.Printf("wrote %s", cfg.write)
 	}
+	return !rep.failed(), nil
 }
 
-// measure runs src into sink as pipeline name until n records are
-// committed.
-func measure(src engine.Source, sink engine.Sink, name string, n int, logger *slog.Logger) float64 {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	counted := &countingSink{Sink: sink, want: n, done: cancel}
-	p, err := engine.New(engine.Config{Name: name, Delivery: engine.ExactlyOnce,
-		MaxRecordsPerPartition: 50_000, Logger: logger, Source: src, Sink: counted})
-	if err != nil {
-		log.Fatal(err)
-	}
-	start := time.Now()
-	if err := p.Run(ctx); err != nil {
-		log.Fatal(err)
-	}
-	took := time.Since(start)
-	if counted.got < n {
-		log.Fatalf("only %d of %d records committed", counted.got, n)
-	}
-	return float64(n) / took.Seconds()
-}
-
-// countingSink stops the pipeline once want records are committed.
-type countingSink struct {
-	engine.Sink
-	want, got, staged int
-	done              func()
-}
-
-func (s *countingSink) Write(ctx context.Context, epoch uint64, recs []engine.Record) error {
-	s.staged += len(recs)
-	return s.Sink.Write(ctx, epoch, recs)
-}
-
-func (s *countingSink) Commit(ctx context.Context, epoch uint64, until engine.Positions) error {
-	if err := s.Sink.Commit(ctx, epoch, until); err != nil {
-		return err
-	}
-	s.got += s.staged
-	s.staged = 0
-	if s.got >= s.want {
-		s.done()
-	}
-	return nil
+// bench holds what the rows share: the binary, the broker, the temp dir.
+type bench struct {
+	cfg    config
+	dir    string
+	sluice string
+	addr   string // the broker's Kafka listener
+	broker *child
 }

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// measurement is one run of one row.
+type measurement struct {
+	processing time.Duration // wall time, less sluice's --idle-exit wait
+	rssKiB     int64
+	cpu        time.Duration // user + system
+}
+
+// row is one line of the throughput table: the median of its runs, or why
+// it has no figures.
+type row struct {
+	name    string
+	median  measurement
+	problem string
+}
+
+// measureRow runs once cfg.runs times and keeps the run with the median
+// processing time, so its memory and CPU belong to the same run. The first
+// failed run ends the row: a failure is the result.
+func (b *bench) measureRow(name string, once func(run int) (measurement, error)) row {
+	var ms []measurement
+	for run := range b.cfg.runs {
+		log.Printf("%s, run %d of %d", name, run+1, b.cfg.runs)
+		m, err := once(run)
+		if err != nil {
+			log.Printf("%s: %v", name, err)
+			return row{name: name, problem: err.Error()}
+		}
+		log.Printf("%s: %.2fs, %.0f records/s, peak RSS %d MiB, CPU %.1fs", name,
+			m.processing.Seconds(), float64(b.cfg.records)/m.processing.Seconds(), m.rssKiB>>10, m.cpu.Seconds())
+		ms = append(ms, m)
+	}
+	slices.SortFunc(ms, func(x, y measurement) int { return int(x.processing - y.processing) })
+	return row{name: name, median: ms[len(ms)/2]}
+}
+
+// runRawConsumer measures the baseline: this program re-executed with
+// -raw-consumer, timed from exec to exit like sluice.
+func (b *bench) runRawConsumer(run int) (measurement, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return measurement{}, err
+	}
+	c, err := startChild("raw consumer", filepath.Join(b.dir, fmt.Sprintf("raw-%d.log", run)), nil, self,
+		"-raw-consumer", b.addr, "-records", strconv.Itoa(b.cfg.records),
+		"-partitions", strconv.Itoa(b.cfg.partitions), "-timeout", b.cfg.timeout.String())
+	if err != nil {
+		return measurement{}, err
+	}
+	if err := c.wait(b.cfg.timeout + time.Minute); err != nil {
+		return measurement{}, c.failed(err)
+	}
+	rss, cpu := c.usage()
+	return measurement{processing: c.wall, rssKiB: rss, cpu: cpu}, nil
+}
+
+// runSluice runs one throughput pipeline for mode with `sluice run
+// --idle-exit`, then counts what its sink committed.
+func (b *bench) runSluice(mode string, run int) (measurement, error) {
+	suffix := fmt.Sprintf("%s-%d", mode, run)
+	name := "bench-" + suffix
+	out, err := b.output(b.cfg.sink, suffix)
+	if err != nil {
+		return measurement{}, err
+	}
+	defer out.drop()
+	source := fmt.Sprintf("{generate: {count: %d, partitions: %d}}", b.cfg.records, b.cfg.partitions)
+	if mode != "generate" {
+		source = b.kafkaSource(benchTopic, mode, name)
+	}
+	spec := pipeline{name: name, source: source, batch: b.cfg.batch(b.cfg.interval), sink: out.yaml}
+	var env []string
+	if d := b.cfg.profileDir; d != "" {
+		env = []string{"SLUICE_CPUPROFILE=" + filepath.Join(d, mode+".cpu.pprof"),
+			"SLUICE_MEMPROFILE=" + filepath.Join(d, mode+".heap.pprof")}
+	}
+	c, err := b.startSluice(spec, suffix, env, "--idle-exit", b.cfg.idleExit.String())
+	if err != nil {
+		return measurement{}, err
+	}
+	defer os.RemoveAll(filepath.Join(b.dir, "data-"+suffix))
+	if err := c.wait(b.cfg.timeout); err != nil {
+		return measurement{}, c.failed(err)
+	}
+	rss, cpu := c.usage()
+	m := measurement{processing: c.wall - b.cfg.idleExit, rssKiB: rss, cpu: cpu}
+	got, err := out.count()
+	if err != nil {
+		return m, fmt.Errorf("counting the output: %w", err)
+	}
+	if want := int64(b.cfg.records); got != want {
+		what := "incomplete"
+		if got > want {
+			what = "duplicates"
+		}
+		// --idle-exit firing before the backlog is read shows up here.
+		return m, c.failed(fmt.Errorf("%s: %d of %d records in the output", what, got, want))
+	}
+	return m, nil
+}
+
+// pipeline is the part of a pipeline file that differs between rows:
+// its name, and source, batch and sink as YAML flow mappings (batch "" =
+// left out).
+type pipeline struct {
+	name, source, batch, sink string
+}
+
+func (p pipeline) yaml() string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "version: 1\nname: %s\nsource: %s\n", p.name, p.source)
+	if p.batch != "" {
+		fmt.Fprintf(&s, "batch: %s\n", p.batch)
+	}
+	fmt.Fprintf(&s, "delivery: exactly-once\nsink: %s\n", p.sink)
+	return s.String()
+}
+
+func (b *bench) kafkaSource(topic, mode, group string) string {
+	return fmt.Sprintf("{kafka: {brokers: [%q], topics: [%s], mode: %s, start: earliest, group: %s}}",
+		b.addr, topic, mode, group)
+}
+
+// batch is the batch: block for interval (as given, "" = sluice's default)
+// and -max-records-per-partition, or "" when both are sluice's defaults.
+func (c config) batch(interval string) string {
+	var keys []string
+	if interval != "" {
+		keys = append(keys, "interval: "+interval)
+	}
+	if c.maxRecords > 0 {
+		keys = append(keys, fmt.Sprintf("max-records-per-partition: %d", c.maxRecords))
+	}
+	if len(keys) == 0 {
+		return ""
+	}
+	return "{" + strings.Join(keys, ", ") + "}"
+}
+
+// startSluice writes spec into the temp dir and starts `sluice run` on it
+// with its data under data-SUFFIX and its log in SUFFIX.log.
+func (b *bench) startSluice(spec pipeline, suffix string, env []string, flags ...string) (*child, error) {
+	file := filepath.Join(b.dir, spec.name+".yaml")
+	if err := os.WriteFile(file, []byte(spec.yaml()), 0o644); err != nil {
+		return nil, err
+	}
+	args := append([]string{"--log-level", "warn", "run", file, "--data", filepath.Join(b.dir, "data-"+suffix)}, flags...)
+	return startChild("sluice run "+spec.name, filepath.Join(b.dir, suffix+".log"), env, b.sluice, args...)
+}
+
+// output is a sink for one run: its YAML, how to count the records it
+// committed, and how to free what it wrote.
+type output struct {
+	yaml  string
+	count func() (int64, error)
+	drop  func()
+}
+
+func (b *bench) output(kind, suffix string) (output, error) {
+	switch kind {
+	case "kafka":
+		topic := "out-" + suffix
+		// Partitioned like the input, so the sink is not held to one
+		// partition's leader by the broker's default of 1.
+		if err := createTopic(b.addr, topic, b.cfg.partitions); err != nil {
+			return output{}, err
+		}
+		return output{
+			yaml:  fmt.Sprintf("{kafka: {brokers: [%q], topic: %s}}", b.addr, topic),
+			count: func() (int64, error) { return countTopic(b.addr, topic, 3*time.Second) },
+			drop:  func() {},
+		}, nil
+	case "postgres":
+		table := "bench_" + strings.ReplaceAll(suffix, "-", "_")
+		drop := func() { dropPostgres(b.cfg.pgDSN, table, "bench-"+suffix) }
+		drop() // a table and checkpoint left by an earlier invocation would be resumed from
+		return output{
+			yaml:  fmt.Sprintf("{postgres: {dsn: \"${SLUICE_TEST_PG_DSN}\", table: %s, create-table: true}}", table),
+			count: func() (int64, error) { return countPostgres(b.cfg.pgDSN, table) },
+			drop:  drop,
+		}, nil
+	default:
+		dir := filepath.Join(b.dir, "out-"+suffix)
+		return output{
+			yaml:  fmt.Sprintf("{file: {path: %q, format: raw}}", dir),
+			count: func() (int64, error) { return countLines(dir) },
+			drop:  func() { os.RemoveAll(dir) },
+		}, nil
+	}
+}
+
+// countLines counts the lines of the committed part files in dir. The file
+// sink stages under dir/_sluice/ and renames a part file to dir/part-* as
+// its commit point, so only those count.
+func countLines(dir string) (int64, error) {
+	parts, err := filepath.Glob(filepath.Join(dir, "part-*"))
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	buf := make([]byte, 1<<20)
+	for _, p := range parts {
+		f, err := os.Open(p)
+		if err != nil {
+			return n, err
+		}
+		for {
+			k, err := f.Read(buf)
+			n += int64(bytes.Count(buf[:k], []byte{'\n'}))
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				f.Close()
+				return n, err
+			}
+		}
+		f.Close()
+	}
+	return n, nil
+}
+
+func countPostgres(dsn, table string) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	var n int64
+	err = conn.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{table}.Sanitize()).Scan(&n)
+	return n, err
+}
+
+// dropPostgres removes a run's table and its pipeline's checkpoint row.
+func dropPostgres(dsn, table, pipelineName string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		log.Printf("postgres: %v", err)
+		return
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{table}.Sanitize()); err != nil {
+		log.Printf("postgres: drop %s: %v", table, err)
+	}
+	var exists bool
+	if conn.QueryRow(ctx, "SELECT to_regclass('sluice_checkpoints') IS NOT NULL").Scan(&exists); exists {
+		if _, err := conn.Exec(ctx, "DELETE FROM sluice_checkpoints WHERE pipeline = $1", pipelineName); err != nil {
+			log.Printf("postgres: delete the checkpoint of %s: %v", pipelineName, err)
+		}
+	}
+}
