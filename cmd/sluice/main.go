@@ -22,16 +22,28 @@ var version = "dev"
 func main() {
 	// A built-in plugin process is this binary re-executed by the host.
 	builtin.MaybeServe()
+	os.Exit(run())
+}
+
+// run is main without os.Exit, so deferred work (profiles) finishes.
+func run() int {
+	stopProfiles, err := startProfiles()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sluice:", err)
+		return 1
+	}
+	defer stopProfiles()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCmd().ExecuteContext(ctx); err != nil {
 		var ec exitCode
 		if asExitCode(err, &ec) {
-			os.Exit(int(ec))
+			return int(ec)
 		}
 		fmt.Fprintln(os.Stderr, "sluice:", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 func newRootCmd() *cobra.Command {

@@ -4,38 +4,38 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"regexp"
 	"slices"
-	"sort"
-	"sync"
+	"strings"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/engine"
 )
 
 const (
-	// fetchMaxBytes is what one fetch asks for per partition: large enough
-	// that a 50,000-record range of small records takes a few round trips.
-	fetchMaxBytes = 8 << 20
-	// fetchMaxWait bounds a fetch's long-poll; a direct batch only reads
-	// offsets below the end it listed, so it rarely waits at all.
+	// fetchMaxPartitionBytes is what one fetch asks for per partition and
+	// fetchMaxBytes what it asks for in all: the client keeps one fetch
+	// response per broker buffered while the pipeline works, so these
+	// bound the read-ahead memory per broker, whatever the volume.
+	fetchMaxPartitionBytes = 1 << 20
+	fetchMaxBytes          = 16 << 20
+	// fetchMaxWait bounds a fetch's long poll: how long the broker holds a
+	// fetch of a caught-up partition before answering empty.
 	fetchMaxWait = 500 * time.Millisecond
-	// maxParallelFetches bounds the partitions read at once per batch.
-	maxParallelFetches = 16
+	// stallTimeout is how long a batch waits for records its partitions'
+	// listed ends say exist before it re-lists them and, if they still do,
+	// fails the batch (retried): a broker that lists records it never
+	// serves would otherwise hang the pipeline.
+	stallTimeout = 10 * time.Second
 	// metadataRefresh is how often partitions are rediscovered (new
 	// partitions, new topics matching a pattern).
 	metadataRefresh = 10 * time.Second
-	// emptyPoll is how often an idle source looks for new records within
-	// the engine's Wait.
-	emptyPoll = 20 * time.Millisecond
-	// maxEmptyFetches bounds fetches that return nothing below an end the
-	// broker listed, so a misbehaving broker makes a retried error, not a
-	// busy loop.
-	maxEmptyFetches = 10
 )
 
 // ErrDataLoss means retention deleted records the pipeline had not read.
@@ -71,18 +71,49 @@ type DirectConfig struct {
 	Metrics  *Metrics
 }
 
-// Direct is the direct-mode source (engine.Source).
+// Direct is the direct-mode source (engine.Source), as in Spark Streaming's
+// direct Kafka stream: no consumer group; the positions the sink stores are
+// the only offsets that matter.
+//
+// It reads through one franz-go client that consumes the partitions from
+// the positions it was opened at, fetching and decoding in the background
+// while the pipeline transforms and commits (read_committed: records of
+// aborted transactions never arrive; transaction markers arrive as control
+// records and only move positions). Each batch is cut as Spark cuts one:
+// per partition, from the position up to the end last listed, bounded by
+// the batch limits. Records fetched past a batch's cut are kept for the
+// next batch, never fetched twice.
 type Direct struct {
 	cfg     DirectConfig
 	pattern *regexp.Regexp
-	client  *kafkago.Client
 	log     *slog.Logger
 
-	pos          engine.Positions // next offset per partition
-	ends         engine.Positions // log end offsets seen by the last listing
+	cl  *kgo.Client
+	adm *kadm.Client
+
+	parts        map[engine.TopicPartition]*partition // the partitions read
+	pos          engine.Positions                     // next offset per partition, also of unsubscribed ones
+	listed       bool                                 // ends have been listed at least once since Open
 	refreshed    time.Time
 	refreshEvery time.Duration
 	lastNext     time.Time
+}
+
+// partition is one partition being read.
+type partition struct {
+	tp  engine.TopicPartition
+	end int64 // last stable offset, as last listed or fetched
+	// ahead holds what was fetched past the current batch's cut, in
+	// offset order, for the next batch.
+	ahead []fetched
+	// target is where the batch being cut stops reading this partition.
+	target int64
+}
+
+// fetched is a record, or a transaction marker that only takes an offset.
+type fetched struct {
+	rec     engine.Record
+	control bool
 }
 
 // NewDirect returns a direct-mode source; it connects on Open.
@@ -91,6 +122,7 @@ func NewDirect(cfg DirectConfig) (*Direct, error) {
 	if d.log == nil {
 		d.log = slog.Default()
 	}
+	d.log = d.log.With("pipeline", cfg.Pipeline)
 	if cfg.Pattern != "" {
 		re, err := regexp.Compile("^(?:" + cfg.Pattern + ")$")
 		if err != nil {
@@ -106,305 +138,487 @@ func NewDirect(cfg DirectConfig) (*Direct, error) {
 // Open implements engine.Source: it discovers the partitions and resumes
 // each at from, or at the start policy for partitions from does not name.
 func (d *Direct) Open(ctx context.Context, from engine.Positions) error {
-	client, err := d.cfg.Conn.client("sluice-" + d.cfg.Pipeline)
+	opts, err := d.cfg.Conn.kgoOpts("sluice-"+d.cfg.Pipeline, d.log)
 	if err != nil {
 		return err
 	}
-	d.client = client
+	opts = append(opts,
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Markers take offsets; seeing them lets a batch end past them.
+		kgo.KeepControlRecords(),
+		// Retention overtaking a position is on-data-loss's to decide.
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+		kgo.FetchMaxBytes(fetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(fetchMaxPartitionBytes),
+		kgo.FetchMaxWait(fetchMaxWait),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	d.cl, d.adm = cl, kadm.NewClient(cl)
+	d.parts = map[engine.TopicPartition]*partition{}
 	d.pos = from.Clone()
 	if d.pos == nil {
 		d.pos = engine.Positions{}
 	}
-	d.ends = engine.Positions{}
+	d.listed = false
 	d.lastNext = time.Now()
-	return d.refresh(ctx, d.cfg.Start)
+	if err := d.refresh(ctx, d.cfg.Start); err != nil {
+		return err
+	}
+	return d.listEnds(ctx)
 }
 
-// refresh looks for partitions not tracked yet and places them at start
-// (the pipeline's policy on Open; earliest for partitions that appear
-// later, so nothing written to them is missed).
+// refresh looks for partitions not read yet and starts reading them: at
+// their stored position, or else at start (the pipeline's policy on Open;
+// earliest for partitions that appear later, so nothing written to them
+// is missed).
 func (d *Direct) refresh(ctx context.Context, start string) error {
-	meta, err := d.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: d.metadataTopics()})
+	topics, err := d.topics(ctx)
 	if err != nil {
-		return engine.Retryable(fmt.Errorf("kafka metadata: %w", err))
+		return err
 	}
 	var fresh []engine.TopicPartition
-	for _, t := range meta.Topics {
-		if t.Error != nil {
-			if d.pattern == nil {
-				return engine.Retryable(fmt.Errorf("kafka topic %s: %w; create it or fix the topic name", t.Name, t.Error))
-			}
-			continue
-		}
-		if d.pattern != nil && !d.pattern.MatchString(t.Name) {
-			continue
-		}
-		for _, p := range t.Partitions {
-			tp := engine.TopicPartition{Topic: t.Name, Partition: int32(p.ID)}
-			if _, ok := d.pos[tp]; !ok {
+	for _, t := range topics {
+		for _, p := range t.partitions {
+			tp := engine.TopicPartition{Topic: t.topic, Partition: p}
+			if d.parts[tp] == nil {
 				fresh = append(fresh, tp)
 			}
 		}
 	}
-	if d.pattern == nil {
-		for _, name := range d.cfg.Topics {
-			found := false
-			for _, t := range meta.Topics {
-				found = found || t.Name == name
-			}
-			if !found {
-				return engine.Retryable(fmt.Errorf("kafka topic %s does not exist; create it (sluice topic create %s) or fix the topic name", name, name))
-			}
+	d.refreshed = time.Now()
+	if len(fresh) == 0 {
+		return nil
+	}
+	var unplaced []engine.TopicPartition
+	for _, tp := range fresh {
+		if _, ok := d.pos[tp]; !ok {
+			unplaced = append(unplaced, tp)
 		}
 	}
-	if len(fresh) > 0 {
-		first, last, err := listOffsets(ctx, d.client, fresh)
+	if len(unplaced) > 0 {
+		list := d.adm.ListStartOffsets
+		if start == "latest" {
+			list = d.adm.ListCommittedOffsets
+		}
+		at, err := d.listOffsets(ctx, list, unplaced)
 		if err != nil {
 			return err
 		}
-		for _, tp := range fresh {
-			if start == "latest" {
-				d.pos[tp] = last[tp]
-			} else {
-				d.pos[tp] = first[tp]
-			}
-			d.log.Info("reading partition", "pipeline", d.cfg.Pipeline, "partition", tp.String(), "offset", d.pos[tp])
+		for _, tp := range unplaced {
+			d.pos[tp] = at[tp]
 		}
 	}
-	d.refreshed = time.Now()
+	add := map[string]map[int32]kgo.Offset{}
+	for _, tp := range fresh {
+		d.parts[tp] = &partition{tp: tp, end: d.pos[tp]}
+		if add[tp.Topic] == nil {
+			add[tp.Topic] = map[int32]kgo.Offset{}
+		}
+		add[tp.Topic][tp.Partition] = kgo.NewOffset().At(d.pos[tp])
+		d.log.Info("reading partition", "partition", tp.String(), "offset", d.pos[tp])
+	}
+	d.cl.AddConsumePartitions(add)
 	return nil
 }
 
-func (d *Direct) subscribed(topic string) bool {
-	if d.pattern != nil {
-		return d.pattern.MatchString(topic)
-	}
-	return slices.Contains(d.cfg.Topics, topic)
+// topicPartitions is one subscribed topic and its partitions.
+type topicPartitions struct {
+	topic      string
+	partitions []int32
 }
 
-func (d *Direct) metadataTopics() []string {
-	if d.pattern != nil {
-		return nil // all topics
-	}
-	return d.cfg.Topics
-}
-
-// listOffsets returns the log start and end offsets of tps.
-func listOffsets(ctx context.Context, client *kafkago.Client, tps []engine.TopicPartition) (first, last engine.Positions, err error) {
-	// read_committed: a partition's end is its last stable offset, so an
-	// open transaction's records are not cut into a batch before they
-	// are decided.
-	req := &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{}, IsolationLevel: kafkago.ReadCommitted}
-	for _, tp := range tps {
-		p := int(tp.Partition)
-		req.Topics[tp.Topic] = append(req.Topics[tp.Topic], kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p))
-	}
-	resp, err := client.ListOffsets(ctx, req)
+// topics returns the subscribed topics that exist, with their partitions.
+// It asks the brokers, not franz-go's metadata cache, so a new topic or
+// partition is seen at the next refresh.
+func (d *Direct) topics(ctx context.Context) ([]topicPartitions, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	if d.pattern == nil {
+		for _, name := range d.cfg.Topics {
+			t := kmsg.NewMetadataRequestTopic()
+			t.Topic = kmsg.StringPtr(name)
+			req.Topics = append(req.Topics, t)
+		}
+	} // else nil Topics: every topic, for the pattern
+	resp, err := req.RequestWith(ctx, d.cl)
 	if err != nil {
-		return nil, nil, engine.Retryable(fmt.Errorf("kafka list offsets: %w", err))
+		return nil, engine.Retryable(fmt.Errorf("kafka metadata: %w; check brokers", err))
 	}
-	first, last = engine.Positions{}, engine.Positions{}
-	for topic, parts := range resp.Topics {
-		for _, p := range parts {
-			if p.Error != nil {
-				return nil, nil, engine.Retryable(fmt.Errorf("kafka list offsets of %s/%d: %w", topic, p.Partition, p.Error))
+	var out []topicPartitions
+	for _, t := range resp.Topics {
+		var name string
+		if t.Topic != nil { // nil only from brokers that name topics by ID alone
+			name = *t.Topic
+		}
+		err := kerr.ErrorForCode(t.ErrorCode)
+		switch {
+		case d.pattern != nil && (t.IsInternal || !d.pattern.MatchString(name)):
+		case errors.Is(err, kerr.UnknownTopicOrPartition):
+			if d.pattern == nil {
+				return nil, engine.Retryable(fmt.Errorf("kafka topic %s does not exist; create it (sluice topic create %s) or fix the topic name", name, name))
 			}
-			tp := engine.TopicPartition{Topic: topic, Partition: int32(p.Partition)}
-			first[tp], last[tp] = p.FirstOffset, p.LastOffset
+		case err != nil:
+			if d.pattern == nil {
+				return nil, engine.Retryable(fmt.Errorf("kafka topic %s: %w", name, err))
+			}
+		default:
+			tp := topicPartitions{topic: name}
+			for _, p := range t.Partitions {
+				tp.partitions = append(tp.partitions, p.Partition)
+			}
+			out = append(out, tp)
 		}
 	}
-	return first, last, nil
+	return out, nil
 }
 
-// offsetRange is what one partition contributes to a batch.
-type offsetRange struct {
-	tp       engine.TopicPartition
-	from, to int64
-	records  []engine.Record
-	arena    arena
+// listOffsets runs one of kadm's offset listings over tps.
+func (d *Direct) listOffsets(ctx context.Context, list func(context.Context, ...string) (kadm.ListedOffsets, error),
+	tps []engine.TopicPartition) (engine.Positions, error) {
+	var topics []string
+	for _, tp := range tps {
+		if !slices.Contains(topics, tp.Topic) {
+			topics = append(topics, tp.Topic)
+		}
+	}
+	listed, err := list(ctx, topics...)
+	if err == nil {
+		err = listed.Error()
+	}
+	if err != nil {
+		return nil, engine.Retryable(fmt.Errorf("kafka list offsets: %w", err))
+	}
+	out := engine.Positions{}
+	for _, tp := range tps {
+		o, ok := listed.Lookup(tp.Topic, tp.Partition)
+		if !ok {
+			return nil, engine.Retryable(fmt.Errorf("kafka list offsets: no answer for %s", tp))
+		}
+		out[tp] = o.Offset
+	}
+	return out, nil
 }
 
-// Next implements engine.Source: one offset range per partition, read in
-// parallel.
+// listEnds lists every partition's last stable offset: the end of what a
+// read_committed reader may read now.
+func (d *Direct) listEnds(ctx context.Context) error {
+	ends, err := d.listOffsets(ctx, d.adm.ListCommittedOffsets, d.sortedParts())
+	if err != nil {
+		return err
+	}
+	for tp, end := range ends {
+		d.parts[tp].end = end
+	}
+	d.listed = true
+	return nil
+}
+
+// behindLogStart applies on-data-loss when tp's position is below start.
+func (d *Direct) behindLogStart(tp engine.TopicPartition, start int64) error {
+	pos := d.pos[tp]
+	if pos >= start {
+		return nil
+	}
+	if !d.cfg.SkipLoss {
+		return dataLossError(tp, pos, start)
+	}
+	noteLoss(d.log, d.cfg.Metrics, d.cfg.Pipeline, tp, pos, start)
+	d.pos[tp] = start
+	if p := d.parts[tp]; p != nil {
+		p.ahead = nil
+		d.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{tp.Topic: {tp.Partition: {Epoch: -1, Offset: start}}})
+	}
+	return nil
+}
+
+func (d *Direct) sortedParts() []engine.TopicPartition {
+	tps := make([]engine.TopicPartition, 0, len(d.parts))
+	for tp := range d.parts {
+		tps = append(tps, tp)
+	}
+	slices.SortFunc(tps, compareTP)
+	return tps
+}
+
+func compareTP(a, b engine.TopicPartition) int {
+	if a.Topic != b.Topic {
+		return strings.Compare(a.Topic, b.Topic)
+	}
+	return int(a.Partition - b.Partition)
+}
+
+// Next implements engine.Source. The batch reads each partition from its
+// position up to the end last listed (listing again when nothing is known
+// to wait), bounded by the limits; when nothing waits it returns the first
+// records that arrive within limits.Wait.
 func (d *Direct) Next(ctx context.Context, limits engine.Limits) ([]engine.Record, engine.Positions, error) {
-	deadline := time.Now().Add(limits.Wait)
-	for {
-		ranges, err := d.plan(ctx, limits)
-		if err != nil {
-			return nil, nil, err
-		}
-		if len(ranges) > 0 {
-			recs, err := d.read(ctx, ranges)
-			if err != nil {
-				return nil, nil, err
-			}
-			for _, r := range ranges {
-				d.pos[r.tp] = r.to
-			}
-			return recs, d.pos.Clone(), nil
-		}
-		if !time.Now().Before(deadline) {
-			return nil, d.pos.Clone(), nil
-		}
-		t := time.NewTimer(min(emptyPoll, time.Until(deadline)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, nil, ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
-// plan lists the partitions' offsets and cuts this batch's ranges.
-func (d *Direct) plan(ctx context.Context, limits engine.Limits) ([]offsetRange, error) {
 	if time.Since(d.refreshed) >= d.refreshEvery {
 		if err := d.refresh(ctx, "earliest"); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	// Positions of topics no longer subscribed (the topics list or the
-	// pattern changed) are carried along untouched, never read.
-	var tps []engine.TopicPartition
-	for _, tp := range d.pos.Sorted() {
-		if d.subscribed(tp.Topic) {
-			tps = append(tps, tp)
+	if d.backlog() == 0 {
+		if err := d.listEnds(ctx); err != nil {
+			return nil, nil, err
 		}
 	}
-	first, last, err := listOffsets(ctx, d.client, tps)
-	if err != nil {
-		return nil, err
+	b := d.plan(limits)
+	if b.planned == 0 {
+		// Nothing known to wait: take what arrives within the wait, up
+		// to the limits (arrivals raise the partitions' ends).
+		if err := d.waitFor(ctx, limits.Wait); err != nil {
+			return nil, nil, err
+		}
+		b = d.plan(limits)
 	}
+	if err := d.fill(ctx, b); err != nil {
+		return nil, nil, err
+	}
+	return b.records, d.pos.Clone(), nil
+}
+
+// cut is the batch being read.
+type cut struct {
+	planned int64           // offsets from the positions to the targets
+	wanted  int64           // offsets still to read up to the targets
+	records []engine.Record // what the batch has read
+}
+
+// plan sets each partition's target for this batch and takes what was
+// fetched ahead up to it.
+func (d *Direct) plan(limits engine.Limits) *cut {
 	now := time.Now()
 	elapsed := now.Sub(d.lastNext)
-	var ranges []offsetRange
-	var backlog int64
-	for _, tp := range tps {
-		end, ok := last[tp]
-		if !ok {
-			continue // the topic went away; keep its position
-		}
-		d.ends[tp] = end
-		pos := d.pos[tp]
-		if start := first[tp]; pos < start {
-			if !d.cfg.SkipLoss {
-				return nil, dataLossError(tp, pos, start)
-			}
-			noteLoss(d.log.With("pipeline", d.cfg.Pipeline), d.cfg.Metrics, d.cfg.Pipeline, tp, pos, start)
-			pos = start
-			d.pos[tp] = start
-		}
-		if pos > end {
-			// The partition was truncated or recreated below our position:
-			// never re-read, never skip silently.
-			return nil, engine.Retryable(fmt.Errorf("kafka %s: position %d is past the log end %d; the topic may have been recreated", tp, pos, end))
-		}
-		to := end
+	var total int64
+	for _, p := range d.parts {
+		pos := d.pos[p.tp]
+		to := max(p.end, pos)
 		if limits.MaxRecordsPerPartition > 0 {
 			to = min(to, pos+int64(limits.MaxRecordsPerPartition))
 		}
 		if d.cfg.MaxRate > 0 {
 			to = min(to, pos+max(int64(elapsed.Seconds()*float64(d.cfg.MaxRate)), 1))
 		}
-		if to > pos {
-			ranges = append(ranges, offsetRange{tp: tp, from: pos, to: to})
-			backlog += to - pos
-		}
+		p.target = to
+		total += to - pos
 	}
-	if limits.MaxRecords > 0 && backlog > int64(limits.MaxRecords) {
-		// Backpressure: shrink every range in proportion to its size.
-		for i := range ranges {
-			r := &ranges[i]
-			share := (r.to - r.from) * int64(limits.MaxRecords) / backlog
-			r.to = r.from + max(share, 1)
+	if limits.MaxRecords > 0 && total > int64(limits.MaxRecords) {
+		// Backpressure: shrink every partition's share in proportion.
+		shrunk := int64(0)
+		for _, p := range d.parts {
+			pos := d.pos[p.tp]
+			if n := p.target - pos; n > 0 {
+				p.target = pos + max(n*int64(limits.MaxRecords)/total, 1)
+				shrunk += p.target - pos
+			}
 		}
+		total = shrunk
 	}
-	if len(ranges) > 0 {
+	b := &cut{planned: total, wanted: total, records: make([]engine.Record, 0, total)}
+	if total > 0 {
 		d.lastNext = now
 	}
-	return ranges, nil
+	for _, tp := range d.sortedParts() {
+		p := d.parts[tp]
+		n := 0
+		for n < len(p.ahead) && p.ahead[n].rec.Offset < p.target {
+			d.take(b, p, &p.ahead[n])
+			n++
+		}
+		p.ahead = p.ahead[n:]
+		if len(p.ahead) == 0 {
+			p.ahead = nil // let the backing array go
+		}
+	}
+	return b
 }
 
-// read fetches every range in parallel and returns their records in
-// partition order.
-func (d *Direct) read(ctx context.Context, ranges []offsetRange) ([]engine.Record, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	sem := make(chan struct{}, maxParallelFetches)
-	var wg sync.WaitGroup
-	errs := make([]error, len(ranges))
-	for i := range ranges {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if errs[i] = d.readRange(ctx, &ranges[i]); errs[i] != nil {
-				cancel()
+// take hands f over to the batch and moves the position past it.
+func (d *Direct) take(b *cut, p *partition, f *fetched) {
+	if !f.control {
+		b.records = append(b.records, f.rec)
+	}
+	pos := d.pos[p.tp]
+	if f.rec.Offset >= pos {
+		// Offsets the client stepped over (aborted records, compacted
+		// gaps) count towards what the batch wanted.
+		b.wanted -= min(f.rec.Offset+1, p.target) - pos
+		d.pos[p.tp] = f.rec.Offset + 1
+	}
+}
+
+// fill polls until every partition reached its target.
+func (d *Direct) fill(ctx context.Context, b *cut) error {
+	deadline := time.Now().Add(stallTimeout)
+	for b.wanted > 0 {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			// Nothing arrived for a long time although records were
+			// listed: look again before giving up on the batch.
+			if err := d.listEnds(ctx); err != nil {
+				return err
 			}
-		}()
+			if stalled := d.stalled(); len(stalled) > 0 {
+				return engine.Retryable(fmt.Errorf("kafka: no records arrived for %v in %v although the brokers list them; check the brokers' logs", stalled, stallTimeout))
+			}
+			return nil
+		}
+		fetches, err := d.poll(ctx, wait)
+		if err != nil {
+			return err
+		}
+		before := b.wanted
+		d.absorb(b, fetches)
+		if b.wanted < before {
+			deadline = time.Now().Add(stallTimeout)
+		}
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, engine.Retryable(err)
-	}
-	n := 0
-	for _, r := range ranges {
-		n += len(r.records)
-	}
-	out := make([]engine.Record, 0, n)
-	sort.Slice(ranges, func(i, j int) bool {
-		a, b := ranges[i].tp, ranges[j].tp
-		return a.Topic < b.Topic || (a.Topic == b.Topic && a.Partition < b.Partition)
-	})
-	for _, r := range ranges {
-		out = append(out, r.records...)
-	}
-	return out, nil
+	return nil
 }
 
-type bytesLike interface {
-	io.ReadCloser
-	Len() int
+// stalled lists partitions that have not reached their target although
+// their end is past it.
+func (d *Direct) stalled() []string {
+	var out []string
+	for _, tp := range d.sortedParts() {
+		p := d.parts[tp]
+		if pos := d.pos[tp]; pos < p.target && pos < p.end {
+			out = append(out, fmt.Sprintf("%s at %d (end %d)", tp, pos, p.end))
+		}
+	}
+	return out
 }
 
-// arenaChunk is how much key and value memory a partition's range
-// allocates at once: one allocation per chunk instead of two per record.
-const arenaChunk = 1 << 20
-
-// arena hands out byte slices carved from larger chunks.
-type arena struct{ buf []byte }
-
-func (a *arena) alloc(n int) []byte {
-	if n > arenaChunk/4 {
-		return make([]byte, n)
+// waitFor waits up to wait for the first records to arrive and keeps them
+// fetched ahead (plan then takes them).
+func (d *Direct) waitFor(ctx context.Context, wait time.Duration) error {
+	fetches, err := d.poll(ctx, wait)
+	if err != nil {
+		return err
 	}
-	if cap(a.buf)-len(a.buf) < n {
-		a.buf = make([]byte, 0, arenaChunk)
+	for _, p := range d.parts {
+		p.target = d.pos[p.tp] // all of it goes ahead, to be planned
 	}
-	start := len(a.buf)
-	a.buf = a.buf[:start+n]
-	return a.buf[start : start+n : start+n]
+	d.absorb(&cut{}, fetches)
+	return nil
 }
 
-func (a *arena) read(b bytesLike) ([]byte, error) {
-	if b == nil {
-		return nil, nil
+// poll returns the next fetches, waiting up to wait (0 = only what is
+// already buffered); they may hold no records.
+func (d *Direct) poll(ctx context.Context, wait time.Duration) (kgo.Fetches, error) {
+	var fetches kgo.Fetches
+	if wait <= 0 {
+		// A nil context asks franz-go for what is buffered, without waiting.
+		fetches = d.cl.PollRecords(nil, 0)
+	} else {
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		fetches = d.cl.PollRecords(wctx, 0)
+		cancel()
 	}
-	defer b.Close()
-	buf := a.alloc(b.Len())
-	if _, err := io.ReadFull(b, buf); err != nil {
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return buf, nil
+	if err := d.fetchErrors(ctx, fetches); err != nil {
+		return nil, err
+	}
+	return fetches, nil
 }
 
-func discard(rec *kafkago.Record) {
-	if rec.Key != nil {
-		rec.Key.Close()
+// fetchErrors turns the errors of a poll into on-data-loss decisions or a
+// retried failure; our own wait ending is not an error.
+func (d *Direct) fetchErrors(ctx context.Context, fetches kgo.Fetches) error {
+	var errs []error
+	for _, fe := range fetches.Errors() {
+		tp := engine.TopicPartition{Topic: fe.Topic, Partition: fe.Partition}
+		switch {
+		case errors.Is(fe.Err, context.DeadlineExceeded) || errors.Is(fe.Err, context.Canceled):
+		case errors.Is(fe.Err, kerr.OffsetOutOfRange) && d.parts[tp] != nil:
+			if err := d.outOfRange(ctx, tp); err != nil {
+				return err
+			}
+		default:
+			errs = append(errs, fmt.Errorf("kafka fetch %s: %w", tp, fe.Err))
+		}
 	}
-	if rec.Value != nil {
-		rec.Value.Close()
+	if len(errs) > 0 {
+		return engine.Retryable(errors.Join(errs...))
 	}
+	return nil
+}
+
+// outOfRange decides what an OFFSET_OUT_OF_RANGE of tp means: retention
+// overtook the position (on-data-loss) or the log was truncated or
+// recreated below it (never re-read, never skipped silently).
+func (d *Direct) outOfRange(ctx context.Context, tp engine.TopicPartition) error {
+	starts, err := d.listOffsets(ctx, d.adm.ListStartOffsets, []engine.TopicPartition{tp})
+	if err != nil {
+		return err
+	}
+	if d.pos[tp] < starts[tp] {
+		return d.behindLogStart(tp, starts[tp])
+	}
+	return engine.Retryable(fmt.Errorf("kafka %s: position %d is past the log end; the topic may have been recreated", tp, d.pos[tp]))
+}
+
+// absorb hands polled records to the batch up to each partition's target
+// and keeps the rest for the next batch; it also notes the partitions'
+// ends the brokers reported.
+func (d *Direct) absorb(b *cut, fetches kgo.Fetches) {
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		tp := engine.TopicPartition{Topic: fp.Topic, Partition: fp.Partition}
+		p := d.parts[tp]
+		if p == nil {
+			return // removed from the subscription; its position stays
+		}
+		if end := fp.LastStableOffset; end > p.end {
+			p.end = end
+		} else if end < 0 && fp.HighWatermark > p.end {
+			p.end = fp.HighWatermark
+		}
+		for _, r := range fp.Records {
+			f := fetched{rec: toRecord(r), control: r.Attrs.IsControl()}
+			if len(p.ahead) == 0 && f.rec.Offset < p.target {
+				d.take(b, p, &f)
+			} else if f.rec.Offset >= d.pos[tp] {
+				p.ahead = append(p.ahead, f)
+			}
+		}
+	})
+}
+
+// toRecord converts without copying: key and value stay in the fetch
+// response's (or decompressed batch's) memory, which lives as long as the
+// batch's records do.
+func toRecord(r *kgo.Record) engine.Record {
+	rec := engine.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
+		Key: r.Key, Value: r.Value, Time: r.Timestamp}
+	if len(r.Headers) > 0 {
+		rec.Headers = make([]engine.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			rec.Headers[i] = engine.Header{Key: h.Key, Value: h.Value}
+		}
+	}
+	return rec
+}
+
+// backlog is how many records are known to wait past the positions.
+func (d *Direct) backlog() int64 {
+	var n int64
+	for tp, p := range d.parts {
+		n += max(p.end-d.pos[tp], 0)
+	}
+	return n
+}
+
+// Backlog implements engine.Backlogger: the records known to wait past the
+// positions the last Next returned, as of the ends last listed or fetched.
+func (d *Direct) Backlog() (int64, bool) {
+	if d.cl == nil || !d.listed {
+		return 0, false
+	}
+	return d.backlog(), true
 }
 
 // Committed implements engine.Source: it echoes until to the consumer
@@ -412,51 +626,39 @@ func discard(rec *kafkago.Record) {
 // updates the lag gauges.
 func (d *Direct) Committed(ctx context.Context, until engine.Positions) error {
 	for tp, off := range until {
-		if end, ok := d.ends[tp]; ok {
-			d.cfg.Metrics.lag(d.cfg.Pipeline, tp, end-off)
+		if p := d.parts[tp]; p != nil {
+			d.cfg.Metrics.lag(d.cfg.Pipeline, tp, max(p.end-off, 0))
 		}
 	}
 	if d.cfg.Group == "" {
 		return nil
 	}
-	return commitToGroup(ctx, d.client, d.cfg.Group, until)
+	return commitToGroup(ctx, d.adm, d.cfg.Group, until)
 }
 
 // commitToGroup commits positions as the group's offsets from outside
 // group management (generation -1, no member), as Kafka allows while the
 // group has no members.
-func commitToGroup(ctx context.Context, client *kafkago.Client, group string, at engine.Positions) error {
-	req := &kafkago.OffsetCommitRequest{GroupID: group, GenerationID: -1,
-		Topics: map[string][]kafkago.OffsetCommit{}}
+func commitToGroup(ctx context.Context, adm *kadm.Client, group string, at engine.Positions) error {
+	offsets := kadm.Offsets{}
 	for tp, off := range at {
-		req.Topics[tp.Topic] = append(req.Topics[tp.Topic], kafkago.OffsetCommit{Partition: int(tp.Partition), Offset: off})
+		offsets.AddOffset(tp.Topic, tp.Partition, off, -1)
 	}
-	resp, err := client.OffsetCommit(ctx, req)
+	resp, err := adm.CommitOffsets(ctx, group, offsets)
+	if err == nil {
+		err = resp.Error()
+	}
 	if err != nil {
 		return fmt.Errorf("echo positions to group %s: %w", group, err)
-	}
-	for topic, parts := range resp.Topics {
-		for _, p := range parts {
-			if p.Error != nil {
-				return fmt.Errorf("echo positions to group %s (%s/%d): %w", group, topic, p.Partition, p.Error)
-			}
-		}
 	}
 	return nil
 }
 
 // Close implements engine.Source.
 func (d *Direct) Close() error {
-	closeIdle(d.client)
+	if d.cl != nil {
+		d.cl.Close()
+		d.cl, d.adm, d.parts = nil, nil, nil
+	}
 	return nil
-}
-
-// closeIdle closes the idle connections a client's transport keeps.
-func closeIdle(client *kafkago.Client) {
-	if client == nil {
-		return
-	}
-	if t, ok := client.Transport.(*kafkago.Transport); ok {
-		t.CloseIdleConnections()
-	}
 }

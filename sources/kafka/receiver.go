@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/kafkaconn"
 	"github.com/sluicehq/sluice/internal/wal"
 )
 
@@ -241,7 +242,7 @@ func (r *Receiver) checkTopics(ctx context.Context) error {
 		req.Topics = append(req.Topics, t)
 	}
 	// franz-go retries failed connections (SASL included) until ctx ends.
-	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	ctx, cancel := context.WithTimeout(ctx, kafkaconn.DialTimeout)
 	defer cancel()
 	resp, err := req.RequestWith(ctx, r.cl)
 	if err != nil {
