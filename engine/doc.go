@@ -8,5 +8,7 @@
 // positions visible in one atomic Sink.Commit(e, until). A crash before Commit
 // returns recomputes batch e from the same positions; its staged output was
 // never visible. The protocol itself is a state machine without I/O
-// (Protocol) so tests can drive it step by step.
+// (Protocol) so tests can drive it step by step. Reading and transforming
+// batch e+1 overlaps the write and commit of batch e (see Pipeline.Run);
+// the protocol still takes batches one at a time, in order.
 package engine

@@ -24,11 +24,14 @@ const (
 type Config struct {
 	Name     string
 	Delivery Delivery
-	// Interval between batch starts; 0 = continuous.
+	// Interval between batch starts while the pipeline is caught up; while
+	// it is behind, batches run back to back. 0 = continuous.
 	Interval               time.Duration
 	MaxRecordsPerPartition int
-	// IdleExit makes Run return nil once the source has had no new records
-	// for this long and everything read is committed; 0 = run until ctx ends.
+	// IdleExit makes Run return nil once no batch is in flight, everything
+	// read is committed, reads have returned no records for at least this
+	// long (counted from the first empty read) and a Backlogger source
+	// reports a known backlog of 0; 0 = run until ctx ends.
 	IdleExit time.Duration
 
 	Source     Source
@@ -58,15 +61,13 @@ type Pipeline struct {
 	rate  rateController
 
 	sourceOpen bool
-	records    []Record
-	rejected   []Rejected
-	recordsIn  int    // source records in the batch in flight
-	lastAckErr string // the last Committed error logged
+	intake     *intake   // reads ahead while the source is open
+	cur        *prepared // the batch in flight
+	idleSince  time.Time // start of the first of the idle reads since the last record; zero = not idle
+	lastAckErr string    // the last Committed error logged; used by whoever owns the source
 
-	statusMu   sync.Mutex
-	status     Status
-	readStart  time.Time
-	lastRecord time.Time
+	statusMu sync.Mutex
+	status   Status
 }
 
 // New checks cfg and returns a pipeline ready to Run.
@@ -142,11 +143,20 @@ func (p *Pipeline) publish(commit bool, retrying error) {
 	}
 }
 
-// Run runs the batch loop until ctx ends (returns nil), IdleExit elapses
-// (returns nil) or a fatal error stops the pipeline. When ctx ends, intake
-// stops at once and the batch in flight is finished within drainTimeout or
-// abandoned; either way nothing committed is lost and nothing half-written
-// becomes visible.
+// Run runs the batch loop until ctx ends (returns nil), the pipeline is idle
+// for IdleExit (returns nil) or a fatal error stops the pipeline. When ctx
+// ends, intake stops at once, the batch read ahead is discarded and the
+// batch in flight is finished within drainTimeout or abandoned; either way
+// nothing committed is lost and nothing half-written becomes visible.
+//
+// Stages overlap as in Spark Streaming, where the next job is queued while
+// one runs: an intake goroutine reads and transforms batch e+1 while this
+// loop writes, commits and acknowledges batch e. The Protocol still orders
+// every step: batch e+1 enters it (ActRead) only after e is committed, so
+// epochs commit strictly in order and each batch starts where the one
+// before ended. Any failure, backoff or reopen stops the intake first and
+// discards what it read ahead; the protocol then reopens the source at the
+// sink's positions, so everything after the last commit is recomputed.
 func (p *Pipeline) Run(ctx context.Context) (err error) {
 	// Steps of a batch in flight run on opCtx, which outlives ctx by up to
 	// drainTimeout so a stop can still commit.
@@ -157,11 +167,19 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 		context.AfterFunc(opCtx, func() { t.Stop() })
 	})
 	defer stopDrain()
-	defer func() { err = errors.Join(err, p.close()) }()
+	defer func() {
+		p.stopIntake()
+		err = errors.Join(err, p.close())
+	}()
 
-	var nextStart time.Time
 	for {
 		proto := p.proto
+		switch proto.Next() {
+		case ActOpen, ActFillGap, ActOpenSource, ActAbort, ActBackoff, ActStop:
+			// Starting over or stopping: nothing read ahead may outlive
+			// the positions it was read from.
+			p.stopIntake()
+		}
 		switch proto.Next() {
 		case ActOpen:
 			if ctx.Err() != nil {
@@ -198,55 +216,49 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 			_, at := proto.Committed()
 			err := p.cfg.Source.Open(opCtx, at)
 			p.sourceOpen = err == nil
-			// Idleness counts from here: after a retry the records of the
-			// failed batch are read again and are not yet committed.
-			p.lastRecord = time.Now()
+			// Idleness counts afresh: after a retry the records of the
+			// failed batch are read again.
+			p.idleSince = time.Time{}
+			if err == nil {
+				p.intake = p.startIntake(ctx, opCtx)
+			}
 			p.step(proto, err)
 
 		case ActRead:
 			if ctx.Err() != nil {
 				return nil
 			}
-			if p.cfg.IdleExit > 0 && time.Since(p.lastRecord) >= p.cfg.IdleExit {
+			if !p.intake.requested {
+				p.requestRead(nil)
+			}
+			b, ok := p.intake.take(ctx)
+			if !ok || ctx.Err() != nil {
+				return nil // stopping: what was read ahead is discarded
+			}
+			if b.readErr != nil {
+				proto.Failed(b.readErr)
+				continue
+			}
+			proto.Read(b.in, b.until)
+			started := proto.Next() != ActRead
+			if started {
+				b.handed = time.Now()
+				p.cur = b
+			}
+			if idle := p.idle(b); idle && !started {
 				p.log.Info("idle, exiting", "idle-exit", p.cfg.IdleExit)
 				return nil
 			}
-			wait := continuousWait
-			if p.cfg.Interval > 0 {
-				if d := time.Until(nextStart); d > 0 && !sleep(ctx, d) {
-					return nil
-				}
-				nextStart = time.Now().Add(p.cfg.Interval)
-				wait = 0
-			}
-			if p.cfg.IdleExit > 0 {
-				wait = min(wait, p.cfg.IdleExit)
-			}
-			p.readStart = time.Now()
-			recs, until, err := p.cfg.Source.Next(ctx, Limits{
-				MaxRecordsPerPartition: p.cfg.MaxRecordsPerPartition,
-				MaxRecords:             p.rate.limit,
-				Wait:                   wait,
-			})
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				proto.Failed(err)
-				continue
-			}
-			if len(recs) > 0 {
-				p.lastRecord = time.Now()
-			}
-			p.records, p.rejected, p.recordsIn = recs, nil, len(recs)
-			proto.Read(len(recs), until)
+			p.requestRead(b)
 
 		case ActSavePositions:
 			b := proto.Batch()
 			p.step(proto, p.cfg.Checkpoints.Save(opCtx, b.Epoch, b.Until))
 
 		case ActProcess:
-			p.step(proto, p.process(opCtx))
+			// The intake ran the transforms when it read the batch; a
+			// failure is reported here, where the protocol expects it.
+			p.step(proto, p.cur.procErr)
 
 		case ActWrite:
 			p.step(proto, p.write(opCtx, proto.Batch().Epoch))
@@ -265,17 +277,13 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 			}
 
 		case ActAcknowledge:
-			err := p.cfg.Source.Committed(opCtx, proto.Batch().Until)
-			if err != nil && err.Error() != p.lastAckErr {
-				// Not a batch failure (the sink holds the positions), but
-				// lag tools go stale: say so once per distinct error.
-				p.log.Warn("source could not record the committed positions", "err", err)
-			}
-			p.lastAckErr = ""
-			if err != nil {
-				p.lastAckErr = err.Error()
-			}
-			p.step(proto, err)
+			// Source.Committed must not run concurrently with a Next the
+			// intake may be in: the intake passes it on before its next
+			// Next. Its failure is not a batch failure (the sink holds the
+			// positions), so the protocol hears Done either way.
+			p.intake.acknowledge(proto.Batch().Until)
+			p.cur = nil
+			proto.Done()
 
 		case ActAbort:
 			b := proto.Batch()
@@ -286,7 +294,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 			p.m.Retries.WithLabelValues(p.cfg.Name).Inc()
 			p.log.Warn("batch failed, retrying from the last commit",
 				"err", proto.Err(), "attempt", proto.Attempt(), "backoff", d)
-			p.records, p.rejected = nil, nil
+			p.cur = nil
 			p.publish(false, proto.Err())
 			if !sleep(ctx, d) {
 				return nil
@@ -308,52 +316,120 @@ func (p *Pipeline) step(proto *Protocol, err error) {
 	proto.Done()
 }
 
-func (p *Pipeline) process(ctx context.Context) error {
-	recs := p.records
+// requestRead asks the intake for the next batch, after last (nil: the
+// first read since the source opened). While behind, the read starts at
+// once, overlapping last's write and commit; caught up, it starts an
+// interval after last started, the pipeline's cadence.
+func (p *Pipeline) requestRead(last *prepared) {
+	r := readRequest{limits: Limits{
+		MaxRecordsPerPartition: p.cfg.MaxRecordsPerPartition,
+		MaxRecords:             p.rate.limit,
+	}}
+	if p.cfg.Interval > 0 {
+		if last != nil && !last.behind {
+			r.notBefore = last.start.Add(p.cfg.Interval)
+		}
+	} else {
+		r.limits.Wait = continuousWait
+	}
+	if p.cfg.IdleExit > 0 {
+		// Polls come at least every IdleExit, so idleness is noticed.
+		r.limits.Wait = min(r.limits.Wait, p.cfg.IdleExit)
+	}
+	p.intake.request(r)
+}
+
+// idle updates the idle clock with read b and reports whether the pipeline
+// may exit, provided b started no batch: reads have been idle (no records, and a
+// Backlogger's backlog known to be 0) continuously from idleSince until a
+// read that started at least IdleExit later. The clock starts at the first
+// idle read, not when the last records came, so a slow write or commit
+// cannot end a run that still has records to read. When b started no
+// batch, everything read before it is committed (no batch in flight).
+func (p *Pipeline) idle(b *prepared) bool {
+	if !b.idle {
+		p.idleSince = time.Time{}
+		return false
+	}
+	if p.idleSince.IsZero() {
+		p.idleSince = b.start
+	}
+	return p.cfg.IdleExit > 0 && b.start.Sub(p.idleSince) >= p.cfg.IdleExit
+}
+
+// process runs recs through the transform chain. The intake calls it.
+func (p *Pipeline) process(ctx context.Context, recs []Record) ([]Record, []Rejected, error) {
+	var rejected []Rejected
 	for i, t := range p.cfg.Transforms {
 		out, rej, err := t.Process(ctx, recs)
 		if err != nil {
-			return fmt.Errorf("transform %d: %w", i+1, err)
+			return nil, nil, fmt.Errorf("transform %d: %w", i+1, err)
 		}
 		for j := range rej {
 			if rej[j].Plugin == "" {
 				rej[j].Plugin = fmt.Sprintf("transform-%d", i+1)
 			}
 		}
-		p.rejected = append(p.rejected, rej...)
+		rejected = append(rejected, rej...)
 		recs = out
 	}
-	p.records = recs
-	return nil
+	return recs, rejected, nil
 }
 
 func (p *Pipeline) write(ctx context.Context, epoch uint64) error {
-	if err := p.cfg.Sink.Write(ctx, epoch, p.records); err != nil {
+	b := p.cur
+	if err := p.cfg.Sink.Write(ctx, epoch, b.records); err != nil {
 		return err
 	}
-	if len(p.rejected) > 0 && p.cfg.DeadLetters {
-		return p.cfg.Sink.(DeadLetterSink).WriteRejected(ctx, epoch, p.rejected)
+	if len(b.rejected) > 0 && p.cfg.DeadLetters {
+		return p.cfg.Sink.(DeadLetterSink).WriteRejected(ctx, epoch, b.rejected)
 	}
 	return nil
 }
 
 func (p *Pipeline) committed(b Batch) {
 	name := p.cfg.Name
-	p.m.RecordsIn.WithLabelValues(name).Add(float64(p.recordsIn))
-	p.m.RecordsOut.WithLabelValues(name).Add(float64(len(p.records)))
-	for _, r := range p.rejected {
+	cur := p.cur
+	p.m.RecordsIn.WithLabelValues(name).Add(float64(cur.in))
+	p.m.RecordsOut.WithLabelValues(name).Add(float64(len(cur.records)))
+	for _, r := range cur.rejected {
 		p.m.RecordsRejected.WithLabelValues(name, r.Plugin).Inc()
 	}
-	if len(p.rejected) > 0 && !p.cfg.DeadLetters {
+	if len(cur.rejected) > 0 && !p.cfg.DeadLetters {
 		p.log.Warn("records rejected and dropped: the pipeline has no dead-letter destination",
-			"epoch", b.Epoch, "count", len(p.rejected), "first-reason", p.rejected[0].Reason)
+			"epoch", b.Epoch, "count", len(cur.rejected), "first-reason", cur.rejected[0].Reason)
 	}
-	took := time.Since(p.readStart)
+	took := time.Since(cur.start)
 	p.m.BatchDuration.WithLabelValues(name).Observe(took.Seconds())
 	p.m.CommittedEpoch.WithLabelValues(name).Set(float64(b.Epoch))
-	p.rate.observe(p.recordsIn, took)
-	p.log.Debug("committed", "epoch", b.Epoch, "records", len(p.records), "took", took)
-	p.records, p.rejected = nil, nil
+	// The rate controller sees the work the batch cost, not the time it
+	// waited, read ahead, for the batch before it to commit.
+	p.rate.observe(cur.in, cur.took+time.Since(cur.handed))
+	p.log.Debug("committed", "epoch", b.Epoch, "records", len(cur.records), "took", took)
+}
+
+// acknowledge tells the source until is committed. Called by the intake, or
+// by the loop once the intake has stopped: never concurrently with Next.
+func (p *Pipeline) acknowledge(ctx context.Context, until Positions) {
+	err := p.cfg.Source.Committed(ctx, until)
+	if err != nil && err.Error() != p.lastAckErr {
+		// Not a batch failure (the sink holds the positions), but lag
+		// tools go stale: say so once per distinct error.
+		p.log.Warn("source could not record the committed positions", "err", err)
+	}
+	p.lastAckErr = ""
+	if err != nil {
+		p.lastAckErr = err.Error()
+	}
+}
+
+// stopIntake stops reading ahead, discarding what was read, and passes on
+// any pending acknowledgement; afterwards the loop may use the source.
+func (p *Pipeline) stopIntake() {
+	if p.intake != nil {
+		p.intake.stop()
+		p.intake = nil
+	}
 }
 
 func (p *Pipeline) closeSource() {

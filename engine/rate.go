@@ -11,12 +11,23 @@ const minAdaptiveBatch = 100
 // PIDRateEstimator does in spirit, but proportional only): a batch that
 // overran the interval shrinks the next one; one that finished well within
 // it lets the limit grow back until it is lifted.
+//
+// The time it is given is the work a batch cost: its read and transforms
+// plus its write, commit and acknowledgement, without the time it waited,
+// read ahead, for the batch before it to commit. While the pipeline is
+// behind, batches run back to back (the next one is read during the
+// current one's commit) rather than one per interval, so the interval no
+// longer spaces them; it still bounds each batch's work, which keeps a
+// slow sink's batches short enough that a stop drains quickly and a retry
+// recomputes little. The limit applies to the read after the next one when
+// reads overlap commits: the loop asks for a read as soon as it takes a
+// batch, before that batch commits.
 type rateController struct {
 	interval time.Duration
 	limit    int // 0 = no limit beyond the configured caps
 }
 
-// observe records that n records took took, from read to commit.
+// observe records that a batch of n source records cost took of work.
 func (r *rateController) observe(n int, took time.Duration) {
 	if r.interval <= 0 || n == 0 {
 		return

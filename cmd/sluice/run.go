@@ -66,7 +66,7 @@ produce to it.`,
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data", "./data", "directory for local state (checkpoints, write-ahead logs, the built-in broker)")
-	cmd.Flags().DurationVar(&idleExit, "idle-exit", 0, "exit 0 once the source has had no new records for this long and everything read is committed (0 = run until stopped)")
+	cmd.Flags().DurationVar(&idleExit, "idle-exit", 0, "exit 0 once no batch is in flight, everything read is committed, reads have returned no records for this long (counted from the first empty read) and a source that can count its backlog reports none (0 = run until stopped)")
 	cmd.Flags().StringVar(&brokerListen, "broker-listen", "127.0.0.1:9092", "where the built-in broker listens, for pipelines with brokers: [builtin]")
 	return cmd
 }
