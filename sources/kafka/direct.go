@@ -19,6 +19,9 @@ import (
 )
 
 const (
+	// defaultAheadRecords is what a partition keeps fetched ahead when
+	// batches have no per-partition limit.
+	defaultAheadRecords = 50_000
 	// fetchMaxPartitionBytes is what one fetch asks for per partition and
 	// fetchMaxBytes what it asks for in all: the client keeps one fetch
 	// response per broker buffered while the pipeline works, so these
@@ -97,6 +100,10 @@ type Direct struct {
 	refreshed    time.Time
 	refreshEvery time.Duration
 	lastNext     time.Time
+	// aheadLimit is how many records a partition keeps fetched ahead
+	// before its fetching pauses: one batch's share, so what is fetched
+	// ahead stays within the batch settings whatever the volume.
+	aheadLimit int
 }
 
 // partition is one partition being read.
@@ -108,6 +115,10 @@ type partition struct {
 	ahead []fetched
 	// target is where the batch being cut stops reading this partition.
 	target int64
+	// paused: ahead is full, so the client does not fetch this partition
+	// (franz-go fetches a paused partition's stripped records again once
+	// it resumes, from right after what was taken).
+	paused bool
 }
 
 // fetched is a record, or a transaction marker that only takes an offset.
@@ -382,7 +393,6 @@ func (d *Direct) Next(ctx context.Context, limits engine.Limits) ([]engine.Recor
 // cut is the batch being read.
 type cut struct {
 	planned int64           // offsets from the positions to the targets
-	wanted  int64           // offsets still to read up to the targets
 	records []engine.Record // what the batch has read
 }
 
@@ -416,10 +426,15 @@ func (d *Direct) plan(limits engine.Limits) *cut {
 		}
 		total = shrunk
 	}
-	b := &cut{planned: total, wanted: total, records: make([]engine.Record, 0, total)}
+	b := &cut{planned: total, records: make([]engine.Record, 0, total)}
 	if total > 0 {
 		d.lastNext = now
 	}
+	d.aheadLimit = defaultAheadRecords
+	if limits.MaxRecordsPerPartition > 0 {
+		d.aheadLimit = limits.MaxRecordsPerPartition
+	}
+	resume := map[string][]int32{}
 	for _, tp := range d.sortedParts() {
 		p := d.parts[tp]
 		n := 0
@@ -431,6 +446,13 @@ func (d *Direct) plan(limits engine.Limits) *cut {
 		if len(p.ahead) == 0 {
 			p.ahead = nil // let the backing array go
 		}
+		if p.paused && len(p.ahead) < d.aheadLimit {
+			p.paused = false
+			resume[tp.Topic] = append(resume[tp.Topic], tp.Partition)
+		}
+	}
+	if len(resume) > 0 {
+		d.cl.ResumeFetchPartitions(resume)
 	}
 	return b
 }
@@ -440,19 +462,27 @@ func (d *Direct) take(b *cut, p *partition, f *fetched) {
 	if !f.control {
 		b.records = append(b.records, f.rec)
 	}
-	pos := d.pos[p.tp]
-	if f.rec.Offset >= pos {
-		// Offsets the client stepped over (aborted records, compacted
-		// gaps) count towards what the batch wanted.
-		b.wanted -= min(f.rec.Offset+1, p.target) - pos
+	if f.rec.Offset >= d.pos[p.tp] {
+		// Past offsets the client stepped over (aborted records,
+		// compacted gaps) too.
 		d.pos[p.tp] = f.rec.Offset + 1
 	}
+}
+
+// wanted is how many offsets the batch still has to read up to the
+// targets.
+func (d *Direct) wanted() int64 {
+	var n int64
+	for tp, p := range d.parts {
+		n += max(p.target-d.pos[tp], 0)
+	}
+	return n
 }
 
 // fill polls until every partition reached its target.
 func (d *Direct) fill(ctx context.Context, b *cut) error {
 	deadline := time.Now().Add(stallTimeout)
-	for b.wanted > 0 {
+	for wanted := d.wanted(); wanted > 0; wanted = d.wanted() {
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			// Nothing arrived for a long time although records were
@@ -469,9 +499,8 @@ func (d *Direct) fill(ctx context.Context, b *cut) error {
 		if err != nil {
 			return err
 		}
-		before := b.wanted
 		d.absorb(b, fetches)
-		if b.wanted < before {
+		if d.wanted() < wanted {
 			deadline = time.Now().Add(stallTimeout)
 		}
 	}
@@ -584,6 +613,10 @@ func (d *Direct) absorb(b *cut, fetches kgo.Fetches) {
 			} else if f.rec.Offset >= d.pos[tp] {
 				p.ahead = append(p.ahead, f)
 			}
+		}
+		if !p.paused && len(p.ahead) >= d.aheadLimit {
+			p.paused = true
+			d.cl.PauseFetchPartitions(map[string][]int32{tp.Topic: {tp.Partition}})
 		}
 	})
 }
