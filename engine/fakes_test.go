@@ -111,6 +111,7 @@ func (s *fakeSource) Open(_ context.Context, from engine.Positions) error {
 }
 
 func (s *fakeSource) Next(ctx context.Context, l engine.Limits) ([]engine.Record, engine.Positions, error) {
+	start := time.Now()
 	defer s.enter("Next")()
 	s.mu.Lock()
 	n := s.calls.Add(1)
@@ -128,7 +129,6 @@ func (s *fakeSource) Next(ctx context.Context, l engine.Limits) ([]engine.Record
 	if err := s.nextFault.fail(); err != nil {
 		return nil, nil, err
 	}
-	start := time.Now()
 	recs := s.take(l)
 	s.mu.Lock()
 	if len(recs) > 0 {
