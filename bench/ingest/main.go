@@ -65,7 +65,7 @@ func parseFlags() config {
 	flag.StringVar(&modes, "modes", "direct,receiver", "sluice rows, in order: direct, receiver (Kafka source modes) and generate (the generate source: engine and sink without Kafka)")
 	flag.StringVar(&c.sink, "sink", "file", "sink of the throughput rows: file (raw part files), kafka (a topic on the same broker) or postgres (needs SLUICE_TEST_PG_DSN)")
 	flag.IntVar(&c.runs, "runs", 1, "runs per row; the table shows the median run")
-	flag.DurationVar(&c.idleExit, "idle-exit", time.Second, "sluice run --idle-exit; subtracted from the wall time")
+	flag.DurationVar(&c.idleExit, "idle-exit", time.Second, "sluice run --idle-exit (the run is timed to its last commit, not to its exit)")
 	flag.StringVar(&c.interval, "interval", "", "batch.interval of the throughput pipelines (default: sluice's)")
 	flag.IntVar(&c.maxRecords, "max-records-per-partition", 0, "batch.max-records-per-partition of every pipeline (default: sluice's)")
 	flag.DurationVar(&c.latency, "latency", 20*time.Second, "how long to produce per latency row once the pipeline is up, the first 2s being warm-up; 0 skips the latency table")

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -18,7 +20,7 @@ import (
 
 // measurement is one run of one row.
 type measurement struct {
-	processing time.Duration // wall time, less sluice's --idle-exit wait
+	processing time.Duration // from exec to the last commit (sluice) or to exit (raw consumer)
 	rssKiB     int64
 	cpu        time.Duration // user + system
 }
@@ -91,7 +93,10 @@ func (b *bench) runSluice(mode string, run int) (measurement, error) {
 		env = []string{"SLUICE_CPUPROFILE=" + filepath.Join(d, mode+".cpu.pprof"),
 			"SLUICE_MEMPROFILE=" + filepath.Join(d, mode+".heap.pprof")}
 	}
-	c, err := b.startSluice(spec, suffix, env, "--idle-exit", b.cfg.idleExit.String())
+	// Debug level in JSON: every commit is logged with its time, so the
+	// run is timed to its last commit, not to the idle wait after it.
+	c, err := b.startSluice(spec, suffix, env, "--idle-exit", b.cfg.idleExit.String(),
+		"--log-level", "debug", "--log-format", "json")
 	if err != nil {
 		return measurement{}, err
 	}
@@ -100,7 +105,11 @@ func (b *bench) runSluice(mode string, run int) (measurement, error) {
 		return measurement{}, c.failed(err)
 	}
 	rss, cpu := c.usage()
-	m := measurement{processing: c.wall - b.cfg.idleExit, rssKiB: rss, cpu: cpu}
+	last, err := lastCommit(c.logPath)
+	if err != nil {
+		return measurement{}, c.failed(err)
+	}
+	m := measurement{processing: last.Sub(c.start), rssKiB: rss, cpu: cpu}
 	got, err := out.count()
 	if err != nil {
 		return m, fmt.Errorf("counting the output: %w", err)
@@ -114,6 +123,35 @@ func (b *bench) runSluice(mode string, run int) (measurement, error) {
 		return m, c.failed(fmt.Errorf("%s: %d of %d records in the output", what, got, want))
 	}
 	return m, nil
+}
+
+// lastCommit is the time of the last "committed" line in a JSON log of
+// sluice run at debug level.
+func lastCommit(logPath string) (time.Time, error) {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer f.Close()
+	var last time.Time
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Time time.Time `json:"time"`
+			Msg  string    `json:"msg"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "committed" {
+			last = line.Time
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return time.Time{}, err
+	}
+	if last.IsZero() {
+		return time.Time{}, fmt.Errorf("no commit in %s", logPath)
+	}
+	return last, nil
 }
 
 // pipeline is the part of a pipeline file that differs between rows:

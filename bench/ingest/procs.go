@@ -58,6 +58,7 @@ type child struct {
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed once Wait returned; then err and wall are set
 	err     error
+	start   time.Time     // just before exec
 	wall    time.Duration // from start to exit
 }
 
@@ -74,8 +75,8 @@ func startChild(name, logPath string, env []string, path string, args ...string)
 	// Its own process group: a Ctrl-C at the terminal reaches only the
 	// benchmark, which then stops the children (and any of theirs) itself.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	c := &child{name: name, logPath: logPath, cmd: cmd, exited: make(chan struct{})}
 	start := time.Now()
+	c := &child{name: name, logPath: logPath, cmd: cmd, exited: make(chan struct{}), start: start}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
