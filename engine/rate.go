@@ -28,16 +28,21 @@ type rateController struct {
 }
 
 // observe records that a batch of n source records cost took of work.
+// The next batch is sized to what would have filled the interval: an
+// overrun shrinks it at once; a batch the limit cut that finished early
+// grows it towards that size, at most doubling per batch, so one slow
+// batch (a stall of the disk, a busy machine) costs a few short batches,
+// not a long run of them.
 func (r *rateController) observe(n int, took time.Duration) {
-	if r.interval <= 0 || n == 0 {
+	if r.interval <= 0 || n == 0 || took <= 0 {
 		return
 	}
+	fits := int(min(float64(n)*float64(r.interval)/float64(took), 1<<31))
 	switch {
 	case took > r.interval:
-		next := int(float64(n) * float64(r.interval) / float64(took))
-		r.limit = max(next, minAdaptiveBatch)
-	case r.limit > 0 && took < r.interval/2 && n >= r.limit:
-		r.limit *= 2
+		r.limit = max(fits, minAdaptiveBatch)
+	case r.limit > 0 && n >= r.limit:
+		r.limit = min(fits, 2*r.limit)
 		if r.limit > 1<<30 {
 			r.limit = 0
 		}

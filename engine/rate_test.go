@@ -17,7 +17,15 @@ func TestRateControllerFollowsBatchTime(t *testing.T) {
 	}
 	r.observe(2500, 100*time.Millisecond)
 	if r.limit != 5000 {
-		t.Fatalf("a fast full batch must let the limit grow, got %d", r.limit)
+		t.Fatalf("a fast full batch must let the limit grow, at most doubling, got %d", r.limit)
+	}
+	r.observe(5000, 800*time.Millisecond)
+	if r.limit != 6250 {
+		t.Fatalf("a full batch at 80%% of the interval must grow the limit to what fits (6250), got %d", r.limit)
+	}
+	r.observe(3000, 100*time.Millisecond)
+	if r.limit != 6250 {
+		t.Fatalf("a batch the limit did not cut says nothing about the limit, got %d", r.limit)
 	}
 	r.observe(10, time.Hour)
 	if r.limit != minAdaptiveBatch {
