@@ -1,7 +1,7 @@
 // Package engine is Sluice's runtime: the batch loop that moves records from a
 // Source through Transforms into a Sink with exactly-once semantics.
 //
-// The contract (DESIGN §4): the sink is the source of truth for where a
+// The contract (docs/ARCHITECTURE.md §4): the sink is the source of truth for where a
 // pipeline resumes. On start the engine asks the sink for its last committed
 // epoch and positions, opens the source there, and for every batch e it reads,
 // transforms, stages the output with Sink.Write and then makes output and

@@ -61,7 +61,7 @@ const (
 )
 
 // Protocol is the commit protocol of one pipeline as a state machine
-// (DESIGN §4). It decides the order of sink, checkpoint and source steps
+// (docs/ARCHITECTURE.md §4). It decides the order of sink, checkpoint and source steps
 // for each delivery mode, numbers epochs, and turns failures into a
 // restart from what the sink has committed.
 type Protocol struct {

@@ -3,7 +3,7 @@
 // holding the epoch's output records, its dead letters, and a checkpoint
 // record — pipeline, epoch and source positions — in the pipeline's
 // checkpoint topic. Committing the transaction is the atomic step of
-// DESIGN §4: read_committed consumers see the output exactly when the
+// docs/ARCHITECTURE.md §4: read_committed consumers see the output exactly when the
 // checkpoint that covers it is visible.
 //
 // Fencing has two layers. Open initialises the transactional id, which
