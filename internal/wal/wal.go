@@ -10,20 +10,17 @@
 package wal
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/durable"
@@ -36,24 +33,41 @@ const (
 	// maxEntryBytes caps one entry when reading; a larger length is a torn
 	// or corrupt tail.
 	maxEntryBytes = 128 << 20
-	// indexEvery is the spacing of the in-memory sparse index, so memory
-	// stays small whatever the backlog on disk.
-	indexEvery  = 1024
-	headerBytes = 8
-	suffix      = ".wal"
+	// indexEvery is the spacing of the index that Open builds for the
+	// segments it finds, so memory stays small whatever the backlog on
+	// disk. Appended blocks add their own, denser, index points, which cost
+	// 16 bytes per blockIndexEvery entries.
+	indexEvery = 1024
+	// readSlabBytes is the most a read takes from a segment file at once.
+	// The records a read returns point into its slabs (no copy or
+	// allocation per record), so a slab stays in memory as long as any of
+	// its records does; reads size slabs to what they need from the
+	// segment's average entry size, up to this.
+	readSlabBytes = 4 << 20
+	suffix        = ".wal"
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // ErrTrimmed means a read asked for a sequence that was trimmed already.
 var ErrTrimmed = errors.New("wal: sequence already trimmed")
 
+// indexPoint says where in its segment file the entry with sequence seq
+// starts.
+type indexPoint struct {
+	seq, pos int64
+}
+
 type segment struct {
-	first int64   // sequence of the first entry
-	n     int64   // entries in it
-	size  int64   // bytes
-	index []int64 // file position of entries first, first+indexEvery, ...
+	first int64 // sequence of the first entry
+	n     int64 // entries in it
+	size  int64 // bytes
+	index []indexPoint
 	path  string
+}
+
+// locate returns the index point at or before seq.
+func (s *segment) locate(seq int64) indexPoint {
+	i := sort.Search(len(s.index), func(i int) bool { return s.index[i].seq > seq })
+	return s.index[i-1]
 }
 
 // WAL is a write-ahead log in one directory. It is safe for one appender
@@ -62,8 +76,7 @@ type WAL struct {
 	mu           sync.Mutex
 	dir          string
 	segs         []*segment
-	f            *os.File // the last segment, open for appending
-	buf          []byte
+	f            *os.File         // the last segment, open for appending
 	maxOffsets   engine.Positions // highest Kafka offset per partition retained
 	segmentBytes int64
 }
@@ -122,57 +135,44 @@ func (w *WAL) scan(s *segment, last bool) error {
 		return err
 	}
 	defer f.Close()
-	r := bufio.NewReaderSize(f, 1<<20)
-	var pos int64
-	var hdr [headerBytes]byte
-	body := make([]byte, 0, 4096)
-	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			break
-		}
-		n := binary.BigEndian.Uint32(hdr[:4])
-		if n > maxEntryBytes {
-			break
-		}
-		body = append(body[:0], make([]byte, n)...)
-		if _, err := io.ReadFull(r, body); err != nil {
-			break
-		}
-		if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(hdr[4:]) {
-			break
-		}
-		rec, err := decode(body)
-		if err != nil {
-			break
-		}
-		if s.n%indexEvery == 0 {
-			s.index = append(s.index, pos)
-		}
-		w.noteOffset(rec)
-		s.n++
-		pos += headerBytes + int64(n)
-	}
-	s.size = pos
 	st, err := f.Stat()
 	if err != nil {
 		return err
 	}
-	if st.Size() != pos {
-		if !last {
-			return fmt.Errorf("wal %s: segment %s is damaged at byte %d and is not the last one", w.dir, filepath.Base(s.path), pos)
+	er := entryReader{f: f, pos: 0, end: st.Size(), slab: readSlabBytes}
+	var d decoder
+	var rec engine.Record
+	for {
+		at := er.pos
+		body, err := er.next()
+		if err != nil {
+			if err == io.EOF || errors.Is(err, errCorrupt) {
+				break
+			}
+			return fmt.Errorf("wal %s: %w", s.path, err)
 		}
-		if err := os.Truncate(s.path, pos); err != nil {
+		if crc32.Checksum(body, castagnoli) != er.crc || d.decode(body, &rec) != nil {
+			break
+		}
+		if s.n%indexEvery == 0 {
+			s.index = append(s.index, indexPoint{seq: s.first + s.n, pos: at})
+		}
+		tp := engine.TopicPartition{Topic: rec.Topic, Partition: rec.Partition}
+		if cur, ok := w.maxOffsets[tp]; !ok || rec.Offset > cur {
+			w.maxOffsets[tp] = rec.Offset
+		}
+		s.n++
+		s.size = er.pos
+	}
+	if st.Size() != s.size {
+		if !last {
+			return fmt.Errorf("wal %s: segment %s is damaged at byte %d and is not the last one", w.dir, filepath.Base(s.path), s.size)
+		}
+		if err := os.Truncate(s.path, s.size); err != nil {
 			return fmt.Errorf("wal: cut torn tail of %s: %w", s.path, err)
 		}
 	}
 	return nil
-}
-
-func (w *WAL) noteOffset(r engine.Record) {
-	tp := engine.TopicPartition{Topic: r.Topic, Partition: r.Partition}
-	if cur, ok := w.maxOffsets[tp]; !ok || r.Offset > cur {
-		w.maxOffsets[tp] = r.Offset
-	}
 }
 
 func (w *WAL) roll(first int64) error {
@@ -195,38 +195,49 @@ func (w *WAL) roll(first int64) error {
 // last one. On error nothing of recs may be relied on, and the log must be
 // reopened.
 func (w *WAL) Append(recs []engine.Record) (int64, error) {
+	size := 0
+	for i := range recs {
+		size += EncodedSize(&recs[i])
+	}
+	b := NewBlock(size)
+	for i := range recs {
+		b.Add(&recs[i])
+	}
+	return w.AppendBlock(b)
+}
+
+// AppendBlock writes b's entries and fsyncs them; it returns the sequence
+// after the last one, so b's entries are the sequences end-b.Len() to
+// end-1. b must not be added to afterwards. On error nothing of b may be
+// relied on, and the log must be reopened.
+func (w *WAL) AppendBlock(b *Block) (int64, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	s := w.segs[len(w.segs)-1]
+	if b.n == 0 {
+		return s.first + s.n, nil
+	}
 	if s.size >= w.segmentBytes {
 		if err := w.roll(s.first + s.n); err != nil {
 			return 0, err
 		}
 		s = w.segs[len(w.segs)-1]
 	}
-	buf := w.buf[:0]
-	for _, r := range recs {
-		start := len(buf)
-		buf = append(buf, make([]byte, headerBytes)...)
-		buf = encode(buf, r)
-		body := buf[start+headerBytes:]
-		binary.BigEndian.PutUint32(buf[start:], uint32(len(body)))
-		binary.BigEndian.PutUint32(buf[start+4:], crc32.Checksum(body, castagnoli))
-		if s.n%indexEvery == 0 {
-			s.index = append(s.index, s.size+int64(start))
-		}
-		s.n++
-	}
-	w.buf = buf
-	if _, err := w.f.Write(buf); err != nil {
+	if _, err := w.f.Write(b.buf); err != nil {
 		return 0, err
 	}
 	if err := w.f.Sync(); err != nil {
 		return 0, err
 	}
-	s.size += int64(len(buf))
-	for _, r := range recs {
-		w.noteOffset(r)
+	for i, pos := range b.index {
+		s.index = append(s.index, indexPoint{seq: s.first + s.n + int64(i*blockIndexEvery), pos: s.size + int64(pos)})
+	}
+	s.n += int64(b.n)
+	s.size += int64(len(b.buf))
+	for tp, off := range b.MaxOffsets() {
+		if cur, ok := w.maxOffsets[tp]; !ok || off > cur {
+			w.maxOffsets[tp] = off
+		}
 	}
 	return s.first + s.n, nil
 }
@@ -249,8 +260,10 @@ func (w *WAL) MaxOffsets() engine.Positions {
 	return w.maxOffsets.Clone()
 }
 
-// Read returns up to max records (0 = no limit) starting at sequence from.
-func (w *WAL) Read(from int64, max int) ([]engine.Record, error) {
+// Read returns up to limit records (0 = no limit) starting at sequence from.
+// Their keys, values and header values point into buffers that belong to
+// them (nothing is shared with the log or with other reads).
+func (w *WAL) Read(from int64, limit int) ([]engine.Record, error) {
 	w.mu.Lock()
 	var segs []segment
 	for _, s := range w.segs {
@@ -263,68 +276,135 @@ func (w *WAL) Read(from int64, max int) ([]engine.Record, error) {
 	if from < start {
 		return nil, fmt.Errorf("%w: %d < %d", ErrTrimmed, from, start)
 	}
-	var out []engine.Record
+	want := int64(0)
+	for _, s := range segs {
+		want += s.n - max(from-s.first, 0)
+	}
+	if limit > 0 {
+		want = min(want, int64(limit))
+	}
+	out := make([]engine.Record, 0, want)
 	for _, s := range segs {
 		if from < s.first {
 			from = s.first
 		}
 		want := s.n - (from - s.first)
-		if max > 0 {
-			want = min(want, int64(max-len(out)))
+		if limit > 0 {
+			want = min(want, int64(limit-len(out)))
 		}
-		recs, err := readSegment(s, from, int(want))
-		if err != nil {
+		n := len(out)
+		var err error
+		if out, err = readSegment(out, &s, from, int(want)); err != nil {
 			return nil, err
 		}
-		out = append(out, recs...)
-		from += int64(len(recs))
-		if max > 0 && len(out) >= max {
+		from += int64(len(out) - n)
+		if limit > 0 && len(out) >= limit {
 			break
 		}
 	}
 	return out, nil
 }
 
-func readSegment(s segment, from int64, n int) ([]engine.Record, error) {
+// readSegment appends the n records of s from sequence from to dst.
+func readSegment(dst []engine.Record, s *segment, from int64, n int) ([]engine.Record, error) {
 	if n <= 0 {
-		return nil, nil
+		return dst, nil
 	}
 	f, err := os.Open(s.path)
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
 	defer f.Close()
-	rel := from - s.first
-	slot := rel / indexEvery
-	if _, err := f.Seek(s.index[slot], io.SeekStart); err != nil {
-		return nil, err
-	}
-	r := bufio.NewReaderSize(io.LimitReader(f, s.size-s.index[slot]), 1<<20)
-	skip := rel - slot*indexEvery
-	out := make([]engine.Record, 0, n)
-	var hdr [headerBytes]byte
-	for len(out) < n {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return nil, fmt.Errorf("wal %s: %w", s.path, err)
+	at := s.locate(from)
+	skip := from - at.seq
+	// Slabs sized by the segment's average entry, so that a short read
+	// does not keep megabytes alive through its records.
+	avg := s.size/max(s.n, 1) + 1
+	er := entryReader{f: f, pos: at.pos, end: s.size, slab: min(int64(readSlabBytes), (skip+int64(n)+1)*avg)}
+	var d decoder
+	seq := at.seq
+	for want := len(dst) + n; len(dst) < want; seq++ {
+		body, err := er.next()
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
 		}
-		body := make([]byte, binary.BigEndian.Uint32(hdr[:4]))
-		if _, err := io.ReadFull(r, body); err != nil {
-			return nil, fmt.Errorf("wal %s: %w", s.path, err)
+		if err != nil {
+			return dst, fmt.Errorf("wal %s at sequence %d: %w", s.path, seq, err)
 		}
-		if skip > 0 {
-			skip--
+		if seq < from {
 			continue
 		}
-		if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(hdr[4:]) {
-			return nil, fmt.Errorf("wal %s: checksum mismatch at sequence %d", s.path, from+int64(len(out)))
+		if crc32.Checksum(body, castagnoli) != er.crc {
+			return dst, fmt.Errorf("wal %s: checksum mismatch at sequence %d", s.path, seq)
 		}
-		rec, err := decode(body)
-		if err != nil {
-			return nil, err
+		dst = append(dst, engine.Record{})
+		if err := d.decode(body, &dst[len(dst)-1]); err != nil {
+			return dst[:len(dst)-1], fmt.Errorf("wal %s at sequence %d: %w", s.path, seq, err)
 		}
-		out = append(out, rec)
 	}
-	return out, nil
+	return dst, nil
+}
+
+// entryReader reads the entries of a segment file from pos to end in slabs:
+// one read per slab, no allocation per entry, and each body returned is a
+// slice of a slab that is never reused.
+type entryReader struct {
+	f        io.ReaderAt
+	pos, end int64  // file position of the next entry; where the entries end
+	slab     int64  // size of the next slab
+	buf      []byte // the current slab; buf[off:] is unread
+	off      int
+	crc      uint32 // checksum in the header of the entry next returned
+}
+
+// next returns the body of the next entry; io.EOF at end, errCorrupt for an
+// entry whose length is impossible (a torn or damaged tail). Checksums are
+// left to the caller (er.crc).
+func (er *entryReader) next() ([]byte, error) {
+	if er.pos >= er.end {
+		return nil, io.EOF
+	}
+	if err := er.fill(headerBytes); err != nil {
+		return nil, err
+	}
+	size := int64(binary.BigEndian.Uint32(er.buf[er.off:]))
+	if size > maxEntryBytes || er.pos+headerBytes+size > er.end {
+		return nil, errCorrupt
+	}
+	if err := er.fill(headerBytes + int(size)); err != nil {
+		return nil, err
+	}
+	er.crc = binary.BigEndian.Uint32(er.buf[er.off+4:])
+	body := er.buf[er.off+headerBytes : er.off+headerBytes+int(size) : er.off+headerBytes+int(size)]
+	er.off += headerBytes + int(size)
+	er.pos += headerBytes + size
+	return body, nil
+}
+
+// fill makes sure n unread bytes are in the slab, moving to a new slab
+// (with the unread rest copied to its start) when they are not.
+func (er *entryReader) fill(n int) error {
+	have := len(er.buf) - er.off
+	if have >= n {
+		return nil
+	}
+	size := max(int64(n), er.slab)
+	size = min(size, er.end-er.pos)
+	if size < int64(n) {
+		return errCorrupt
+	}
+	slab := make([]byte, size)
+	copy(slab, er.buf[er.off:])
+	if _, err := er.f.ReadAt(slab[have:], er.pos+int64(have)); err != nil {
+		if err == io.EOF {
+			return errCorrupt
+		}
+		return err
+	}
+	er.buf, er.off = slab, 0
+	// Later slabs of a long read are full size.
+	er.slab = readSlabBytes
+	return nil
 }
 
 // Trim deletes the segments whose every entry is below seq.
@@ -353,95 +433,4 @@ func (w *WAL) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.f.Close()
-}
-
-// encode appends r's wire form to b.
-func encode(b []byte, r engine.Record) []byte {
-	b = appendBytes(b, []byte(r.Topic))
-	b = binary.AppendVarint(b, int64(r.Partition))
-	b = binary.AppendVarint(b, r.Offset)
-	t := int64(noTime)
-	if !r.Time.IsZero() {
-		t = r.Time.UnixNano()
-	}
-	b = binary.AppendVarint(b, t)
-	b = appendBytes(b, r.Key)
-	b = appendBytes(b, r.Value)
-	b = binary.AppendUvarint(b, uint64(len(r.Headers)))
-	for _, h := range r.Headers {
-		b = appendBytes(b, []byte(h.Key))
-		b = appendBytes(b, h.Value)
-	}
-	return b
-}
-
-// appendBytes writes a length (0 = nil, n+1 = n bytes) and the bytes.
-func appendBytes(b, v []byte) []byte {
-	if v == nil {
-		return binary.AppendUvarint(b, 0)
-	}
-	b = binary.AppendUvarint(b, uint64(len(v))+1)
-	return append(b, v...)
-}
-
-var errCorrupt = errors.New("wal: corrupt entry")
-
-// noTime encodes a record without a timestamp.
-const noTime = math.MinInt64
-
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.err = errCorrupt
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) bytes() []byte {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 || v > uint64(len(d.b)-n)+1 {
-		d.err = errCorrupt
-		return nil
-	}
-	d.b = d.b[n:]
-	if v == 0 {
-		return nil
-	}
-	out := d.b[: v-1 : v-1]
-	d.b = d.b[v-1:]
-	return out
-}
-
-func decode(body []byte) (engine.Record, error) {
-	d := &decoder{b: body}
-	var r engine.Record
-	r.Topic = string(d.bytes())
-	r.Partition = int32(d.varint())
-	r.Offset = d.varint()
-	if t := d.varint(); t != noTime {
-		r.Time = time.Unix(0, t)
-	}
-	r.Key = d.bytes()
-	r.Value = d.bytes()
-	nh, n := binary.Uvarint(d.b)
-	if n <= 0 || nh > uint64(len(d.b)) {
-		return r, errCorrupt
-	}
-	d.b = d.b[n:]
-	for range nh {
-		k := d.bytes()
-		v := d.bytes()
-		r.Headers = append(r.Headers, engine.Header{Key: string(k), Value: v})
-	}
-	if d.err != nil {
-		return r, d.err
-	}
-	return r, nil
 }

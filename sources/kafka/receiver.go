@@ -7,32 +7,51 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
-	"slices"
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/internal/kafkaconn"
 	"github.com/sluicehq/sluice/internal/wal"
 )
+
+// The receiver is in four files: this one (configuration, Open, Close),
+// receiver_group.go (group membership: where assigned partitions start,
+// group commits, rebalances), receiver_loop.go (the poll loop that cuts
+// blocks and stores them in the write-ahead log) and receiver_batches.go
+// (what Next hands out, Backlog, Committed).
 
 const (
 	// maxBlockRecords cuts a block early, so one block's memory is bounded
 	// however fast records arrive.
 	maxBlockRecords = 100_000
-	// maxQueuedRecords bounds what a receiver without a write-ahead log
-	// holds in memory; the reader waits when it is full.
-	maxQueuedRecords = 1_000_000
+	// readAheadBatches is how far the receiver stores blocks ahead of the
+	// batches that take them, in batches of the size the latest Next was
+	// allowed (max-records-per-partition × assigned partitions, or the rate
+	// controller's max-records if smaller): one batch is enough for the
+	// next Next to find a whole batch waiting while the engine processes
+	// and commits the ones before it. Past it the poll loop waits for a
+	// Next to take records: what the receiver holds in memory is at most
+	// this, and every batch is handed out from memory, never read back from
+	// the write-ahead log files except after a restart.
+	readAheadBatches = 1
+	// readAheadUncapped is the read-ahead when Next is given no limits, and
+	// before the first Next: the batch of the default settings
+	// (max-records-per-partition 50,000 × 4 partitions).
+	readAheadUncapped = 200_000
 	// readerMaxBytes is what the group consumer asks for per partition and
-	// fetch; readerMaxFetchBytes bounds a whole fetch response, and with it
-	// what the client buffers per broker.
-	readerMaxBytes      = 8 << 20
-	readerMaxFetchBytes = 32 << 20
+	// fetch; readerMaxFetchBytes bounds a whole fetch response. franz-go
+	// buffers one fetch per broker beyond the one being polled, and each
+	// fetched record costs a decoded kgo.Record besides its bytes, so these
+	// bound the client's memory; franz-go's own defaults (1 MiB per
+	// partition) already read at full speed.
+	readerMaxBytes      = 2 << 20
+	readerMaxFetchBytes = 8 << 20
+	// listEndsEvery spaces the offset listings that learn where assigned
+	// partitions end while no fetch has said so (a caught-up partition
+	// returns no fetch), so that Backlog becomes known.
+	listEndsEvery = time.Second
 )
 
 // walPartition is the position key of receiver mode with a write-ahead
@@ -58,8 +77,9 @@ type ReceiverConfig struct {
 	Metrics  *Metrics
 }
 
-// Receiver is the receiver-mode source (engine.Source): a franz-go group
-// consumer polled in the background, cutting blocks every BlockInterval.
+// Receiver is the receiver-mode source (engine.Source and
+// engine.Backlogger): a franz-go group consumer polled in the background,
+// cutting blocks every BlockInterval.
 //
 // It reads read_committed, so records of aborted transactions and
 // transaction markers never reach a block. Rebalances are blocked from the
@@ -67,6 +87,14 @@ type ReceiverConfig struct {
 // offsets are committed to the group: when partitions are revoked or lost,
 // the receiver holds nothing it has polled but not logged, and the next
 // owner starts right after what the log holds.
+//
+// Blocks stay in memory after they are logged (encoded once, for the log,
+// and decoded from that same buffer when handed out), and batches are
+// handed out from there; the log's files are read only for what a
+// restarted receiver resumes below the end of its log. The receiver runs
+// ahead of the batches by at most readAheadBatches: past it, it stops
+// polling until a batch takes records, so records wait in Kafka rather
+// than in memory or in the log.
 //
 // franz-go does not reset a partition whose position retention deleted:
 // where it resumes is checked against the log start when it is assigned,
@@ -84,25 +112,28 @@ type Receiver struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 
-	// gmu guards what the poll loop shares with franz-go's group callbacks
-	// and with Committed. Only the loop writes logged.
-	gmu     sync.Mutex
-	logged  engine.Positions                          // highest offset per partition in the log
-	pending map[engine.TopicPartition]kgo.EpochOffset // logged, group commit not yet acknowledged
-	ends    engine.Positions                          // last stable offset per partition, from fetches
-	// at is where each partition reads next, where known: the position
-	// it was assigned at (a group commit or past the log), then after
-	// its latest polled record. Missing: started by the start policy and
-	// nothing polled yet.
-	at engine.Positions
+	// gmu guards what the poll loop shares with franz-go's group callbacks,
+	// Next, Backlog and Committed: what is known of each partition.
+	gmu   sync.Mutex
+	parts map[engine.TopicPartition]*recvPartition
 
-	mu       sync.Mutex
-	changed  chan struct{} // closed and replaced when readable grows or err is set
-	readable int64         // WAL: sequences below this may be handed out
-	pos      int64         // WAL: next sequence to hand out
-	queue    []engine.Record
-	next     engine.Positions // next Kafka offset per partition handed out
-	err      error
+	// mu guards what the poll loop shares with Next: the blocks stored
+	// and not yet handed out, and the loop's signals.
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced when blocks are stored or taken, or err is set
+	// Sequences number every stored record: with a write-ahead log they
+	// are its sequences, without one they count from 0 at Open.
+	readable  int64            // records below this sequence may be handed out
+	pos       int64            // the next sequence to hand out
+	mem       []memBlock       // stored blocks not yet wholly handed out, in order
+	polled    int64            // records in the block being built (for Backlog)
+	readAhead int64            // see readAheadBatches
+	waiting   bool             // a Next is waiting for records
+	interrupt func()           // ends the loop's current poll; nil when not polling
+	err       error            // what stopped the receiver
+	next      engine.Positions // next Kafka offset per partition handed out
+	handed    []handout        // WAL: batches handed out and not yet committed
+	acked     engine.Positions // next Kafka offset per partition committed (lag gauges)
 }
 
 // NewReceiver returns a receiver-mode source; it starts reading on Open.
@@ -138,9 +169,10 @@ func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
 // where reading resumes and from is ignored.
 func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) {
 	r.changed = make(chan struct{})
-	r.err, r.queue, r.next = nil, nil, engine.Positions{}
-	r.logged, r.pending, r.ends = engine.Positions{}, map[engine.TopicPartition]kgo.EpochOffset{}, engine.Positions{}
-	r.at = engine.Positions{}
+	r.err, r.mem, r.polled, r.waiting, r.interrupt = nil, nil, 0, false, nil
+	r.pos, r.readable, r.readAhead = 0, 0, readAheadUncapped
+	r.next, r.handed, r.acked = engine.Positions{}, nil, engine.Positions{}
+	r.parts = map[engine.TopicPartition]*recvPartition{}
 	if r.cfg.WALDir != "" {
 		w, err := wal.Open(r.cfg.WALDir)
 		if err != nil {
@@ -160,7 +192,9 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) 
 		// Records in the log whose group commit may not have happened (a
 		// crash between fsync and commit) must not be logged twice: each
 		// assigned partition starts after what the log holds.
-		r.logged = w.MaxOffsets()
+		for tp, off := range w.MaxOffsets() {
+			r.part(tp).logged = off
+		}
 		defer func() {
 			if err != nil {
 				r.wal.Close()
@@ -188,9 +222,13 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) 
 		// fails with OFFSET_OUT_OF_RANGE instead of franz-go moving on
 		// silently, and on-data-loss decides (fetchError).
 		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
-		// Drop aborted transactions' records and markers, and stop at the
-		// last stable offset until open transactions are decided.
+		// Drop aborted transactions' records, and stop at the last stable
+		// offset until open transactions are decided.
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers arrive as control records (never logged), so
+		// a partition's position moves past them to its last stable offset
+		// and Backlog can say it is caught up.
+		kgo.KeepControlRecords(),
 		kgo.FetchMaxWait(r.cfg.BlockInterval),
 		kgo.FetchMaxPartitionBytes(readerMaxBytes),
 		kgo.FetchMaxBytes(readerMaxFetchBytes),
@@ -228,515 +266,31 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) 
 	return nil
 }
 
-// checkTopics makes sure listed topics exist: a group consumer started on
-// a missing topic would wait without saying why. A pattern may match
-// nothing yet; topics are picked up as they appear.
-func (r *Receiver) checkTopics(ctx context.Context) error {
-	if r.pattern != nil {
+// Close implements engine.Source: it stops reading and leaves the group,
+// committing what the log holds on the way out.
+func (r *Receiver) Close() error {
+	if r.cancel == nil {
 		return nil
 	}
-	req := kmsg.NewPtrMetadataRequest()
-	for _, name := range r.cfg.Topics {
-		t := kmsg.NewMetadataRequestTopic()
-		t.Topic = kmsg.StringPtr(name)
-		req.Topics = append(req.Topics, t)
-	}
-	// franz-go retries failed connections (SASL included) until ctx ends.
-	ctx, cancel := context.WithTimeout(ctx, kafkaconn.DialTimeout)
-	defer cancel()
-	resp, err := req.RequestWith(ctx, r.cl)
-	if err != nil {
-		if cerr := r.connErr.get(); cerr != nil {
-			err = fmt.Errorf("%w; connecting: %w", err, cerr)
-		}
-		return engine.Retryable(fmt.Errorf("kafka metadata: %w", err))
-	}
-	for _, t := range resp.Topics {
-		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
-			name := ""
-			if t.Topic != nil {
-				name = *t.Topic
-			}
-			return engine.Retryable(fmt.Errorf("kafka topic %s: %w; create it (sluice topic create %s) or fix the topic name", name, err, name))
-		}
-	}
-	return nil
-}
-
-// startPositions runs when partitions are assigned, with the group's
-// committed offsets: a partition whose records the log already holds
-// starts after them, and the group is moved there with the next commit.
-// A partition that would resume below its log start lost records to
-// retention, and on-data-loss decides: fail leaves it unread and fails the
-// receiver, skip starts it at the log start.
-func (r *Receiver) startPositions(ctx context.Context, cl *kgo.Client, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	resume := engine.Positions{}
-	r.gmu.Lock()
-	for topic, parts := range offsets {
-		for p, o := range parts {
-			tp := engine.TopicPartition{Topic: topic, Partition: p}
-			// Negative: no commit.
-			at := o.EpochOffset().Offset
-			if last, ok := r.logged[tp]; ok && at <= last {
-				at = last + 1
-				parts[p] = kgo.NewOffset().At(at)
-				if _, ok := r.pending[tp]; !ok {
-					r.pending[tp] = kgo.EpochOffset{Epoch: -1, Offset: at}
-				}
-				r.log.Debug("partition starts after what the write-ahead log holds", "partition", tp.String(), "offset", at)
-			}
-			if at < 0 {
-				// Nothing committed or logged: the start policy
-				// applies, and nothing can have been lost.
-				delete(r.at, tp)
-				continue
-			}
-			resume[tp] = at
-			r.at[tp] = at
-		}
-	}
-	r.gmu.Unlock()
-	if len(resume) == 0 {
-		return offsets, nil
-	}
-	starts, err := logStarts(ctx, cl, resume)
-	if err != nil {
-		// The session ends and franz-go joins again; until then no
-		// partition is read from a position that was not checked.
-		r.log.Warn("log start offsets of assigned partitions not listed; joining the group again", "err", err)
-		return nil, err
-	}
-	for _, tp := range resume.Sorted() {
-		from, start := resume[tp], starts[tp]
-		if from >= start {
-			continue
-		}
-		if !r.cfg.SkipLoss {
-			// Never read, so nothing past the loss is logged or
-			// committed: the group keeps its offset for the next try.
-			delete(offsets[tp.Topic], tp.Partition)
-			r.gmu.Lock()
-			delete(r.pending, tp)
-			r.gmu.Unlock()
-			r.fail(dataLossError(tp, from, start))
-			continue
-		}
-		noteLoss(r.log, r.cfg.Metrics, r.cfg.Pipeline, tp, from, start)
-		offsets[tp.Topic][tp.Partition] = kgo.NewOffset().At(start)
-		r.skipped(tp, start)
-	}
-	return offsets, nil
-}
-
-// skipped records that tp goes on at start after a loss. With a log, the
-// group is moved there with the next commit, so a restart before the
-// partition's next record does not count the loss again.
-func (r *Receiver) skipped(tp engine.TopicPartition, start int64) {
-	r.gmu.Lock()
-	defer r.gmu.Unlock()
-	r.at[tp] = start
-	if r.cfg.WALDir != "" {
-		r.pending[tp] = kgo.EpochOffset{Epoch: -1, Offset: start}
-	}
-}
-
-// logStarts lists the log start offsets of the partitions in tps.
-func logStarts(ctx context.Context, cl *kgo.Client, tps engine.Positions) (engine.Positions, error) {
-	var topics []string
-	for tp := range tps {
-		if !slices.Contains(topics, tp.Topic) {
-			topics = append(topics, tp.Topic)
-		}
-	}
-	listed, err := kadm.NewClient(cl).ListStartOffsets(ctx, topics...)
-	if err != nil {
-		return nil, fmt.Errorf("kafka list offsets: %w", err)
-	}
-	starts := engine.Positions{}
-	for tp := range tps {
-		o, ok := listed.Lookup(tp.Topic, tp.Partition)
-		if !ok {
-			return nil, fmt.Errorf("kafka list offsets: %s not listed", tp)
-		}
-		if o.Err != nil {
-			return nil, fmt.Errorf("kafka list offsets of %s: %w", tp, o.Err)
-		}
-		starts[tp] = o.Offset
-	}
-	return starts, nil
-}
-
-// revoked runs before partitions go to another member. Everything polled
-// is logged by then (rebalances wait for the block), so committing the
-// logged offsets hands the partitions over exactly after the log.
-func (r *Receiver) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
-	if err := r.commitPending(ctx, revoked); err != nil {
-		r.log.Warn("group offsets of revoked partitions not committed; their next owner re-reads what this receiver logged", "err", err)
-	}
-	r.dropPending(revoked)
-}
-
-// lost runs when the group session ended without a chance to commit: the
-// partitions may already be someone else's, so nothing is committed for
-// them. If they come back, the log's offsets still skip what it holds.
-func (r *Receiver) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	if n := r.dropPending(lost); n > 0 {
-		r.log.Warn("group session lost before the group offsets of logged records were committed", "partitions", n)
-	}
-}
-
-// commitPending commits the pending offsets of the partitions in only
-// (nil: all) and forgets those that did not change meanwhile.
-func (r *Receiver) commitPending(ctx context.Context, only map[string][]int32) error {
-	offsets := map[string]map[int32]kgo.EpochOffset{}
-	r.gmu.Lock()
-	for tp, eo := range r.pending {
-		if only != nil && !contains(only, tp) {
-			continue
-		}
-		if offsets[tp.Topic] == nil {
-			offsets[tp.Topic] = map[int32]kgo.EpochOffset{}
-		}
-		offsets[tp.Topic][tp.Partition] = eo
-	}
-	r.gmu.Unlock()
-	if len(offsets) == 0 {
-		return nil
-	}
-	if err := r.commit(ctx, offsets); err != nil {
-		return err
-	}
-	r.gmu.Lock()
-	defer r.gmu.Unlock()
-	for topic, parts := range offsets {
-		for p, eo := range parts {
-			tp := engine.TopicPartition{Topic: topic, Partition: p}
-			if r.pending[tp] == eo {
-				delete(r.pending, tp)
-			}
-		}
-	}
-	return nil
-}
-
-func (r *Receiver) dropPending(tps map[string][]int32) int {
-	r.gmu.Lock()
-	defer r.gmu.Unlock()
-	n := 0
-	for tp := range r.pending {
-		if contains(tps, tp) {
-			delete(r.pending, tp)
-			n++
-		}
-	}
-	return n
-}
-
-func contains(tps map[string][]int32, tp engine.TopicPartition) bool {
-	for _, p := range tps[tp.Topic] {
-		if p == tp.Partition {
-			return true
-		}
-	}
-	return false
-}
-
-// commit commits offsets as this group member and fails on any
-// partition's error.
-func (r *Receiver) commit(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) error {
+	r.cancel()
+	<-r.done
+	// Leaving revokes every partition; revoked commits the logged offsets.
+	r.cl.CloseAllowingRebalance()
+	r.cl = nil
 	var err error
-	r.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, rerr error) {
-		if rerr != nil {
-			err = rerr
-			return
-		}
-		for _, t := range resp.Topics {
-			for _, p := range t.Partitions {
-				if perr := kerr.ErrorForCode(p.ErrorCode); perr != nil && err == nil {
-					err = fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, perr)
-				}
-			}
-		}
-	})
-	if err != nil {
-		return fmt.Errorf("commit offsets of group %s: %w", r.cfg.Group, err)
+	if r.wal != nil {
+		err = r.wal.Close()
+		r.wal = nil
 	}
-	return nil
-}
-
-// loop polls the group continuously and stores a block every
-// BlockInterval, or sooner when it reaches maxBlockRecords.
-func (r *Receiver) loop(ctx context.Context) {
-	defer close(r.done)
-	budget := int64(0) // per partition and block, from max-rate
-	if r.cfg.MaxRate > 0 {
-		budget = max(int64(float64(r.cfg.MaxRate)*r.cfg.BlockInterval.Seconds()), 1)
-	}
-	var block []*kgo.Record
-	counts := map[engine.TopicPartition]int64{}
-	paused := map[string][]int32{} // partitions at their budget until the next block
-	cut := time.Now().Add(r.cfg.BlockInterval)
-	wait := time.NewTimer(r.cfg.BlockInterval)
-	defer wait.Stop()
-	for {
-		if !r.full() {
-			n := maxBlockRecords - len(block)
-			if budget > 0 {
-				// No poll may take a partition past its budget.
-				most := int64(0)
-				for tp, c := range counts {
-					if !contains(paused, tp) {
-						most = max(most, c)
-					}
-				}
-				n = min(n, int(budget-most))
-			}
-			pollCtx, cancel := context.WithDeadline(ctx, cut)
-			fetches := r.cl.PollRecords(pollCtx, n)
-			cancel()
-			if ctx.Err() != nil || r.failed() {
-				// Failed while assigning partitions: nothing more is
-				// logged or committed.
-				return
-			}
-			if err := r.fetchError(ctx, fetches); err != nil {
-				if errors.Is(err, ErrDataLoss) {
-					// What was polled before the gap is read: logged and
-					// committed, the group resumes where the error's
-					// range begins.
-					if serr := r.store(ctx, block); serr != nil {
-						err = errors.Join(err, serr)
-					}
-				}
-				if ctx.Err() == nil {
-					r.fail(err)
-				}
-				return
-			}
-			pause := map[string][]int32{}
-			r.gmu.Lock()
-			fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-				if len(p.Records) == 0 {
-					return
-				}
-				tp := engine.TopicPartition{Topic: p.Topic, Partition: p.Partition}
-				r.ends[tp] = p.LastStableOffset
-				r.at[tp] = p.Records[len(p.Records)-1].Offset + 1
-				block = append(block, p.Records...)
-				counts[tp] += int64(len(p.Records))
-				if budget > 0 && counts[tp] >= budget && !contains(paused, tp) {
-					paused[p.Topic] = append(paused[p.Topic], p.Partition)
-					pause[p.Topic] = append(pause[p.Topic], p.Partition)
-				}
-			})
-			r.gmu.Unlock()
-			if len(pause) > 0 {
-				// Whatever the client buffered for them is dropped and
-				// fetched again after the block.
-				r.cl.PauseFetchPartitions(pause)
-			}
-			if len(block) < maxBlockRecords && time.Now().Before(cut) {
-				continue
-			}
-		} else {
-			// Without a log, wait for batches to take the queue down.
-			wait.Reset(time.Until(cut))
-			select {
-			case <-ctx.Done():
-				return
-			case <-wait.C:
-			}
-		}
-		if err := r.store(ctx, block); err != nil {
-			if ctx.Err() == nil {
-				r.fail(err)
-			}
-			return
-		}
-		clear(block)
-		block = block[:0]
-		clear(counts)
-		if len(paused) > 0 {
-			r.cl.ResumeFetchPartitions(paused)
-			clear(paused)
-		}
-		// Nothing polled is held now: a rebalance may go ahead.
-		r.cl.AllowRebalance()
-		cut = time.Now().Add(r.cfg.BlockInterval)
-	}
-}
-
-// fetchError returns what a poll reports that the receiver cannot go on
-// from; the rest franz-go recovers from itself and is logged, and a
-// partition that fell behind retention goes by on-data-loss.
-func (r *Receiver) fetchError(ctx context.Context, fetches kgo.Fetches) error {
-	var behind []engine.TopicPartition
-	for _, fe := range fetches.Errors() {
-		var session *kgo.ErrGroupSession
-		var loss *kgo.ErrDataLoss
-		switch {
-		case errors.Is(fe.Err, context.DeadlineExceeded), errors.Is(fe.Err, context.Canceled):
-			// The block's deadline, or Close.
-		case errors.Is(fe.Err, kerr.OffsetOutOfRange):
-			behind = append(behind, engine.TopicPartition{Topic: fe.Topic, Partition: fe.Partition})
-		case errors.As(fe.Err, &loss):
-			// The broker lost records (an unclean leader election), not
-			// retention: franz-go resumes where the logs diverged.
-			r.log.Warn("records lost, reading on from where the broker has them", "partition", fmt.Sprintf("%s/%d", fe.Topic, fe.Partition), "err", fe.Err)
-		case errors.As(fe.Err, &session):
-			r.log.Warn("consumer group session ended; rejoining", "group", r.cfg.Group, "err", fe.Err)
-		default:
-			return engine.Retryable(fmt.Errorf("kafka receiver %s/%d: %w", fe.Topic, fe.Partition, fe.Err))
-		}
-	}
-	if len(behind) == 0 {
-		return nil
-	}
-	return r.outOfRange(ctx, behind)
-}
-
-// outOfRange handles partitions whose fetch position is no longer in the
-// log. Below the log start, retention deleted records the receiver had not
-// read: fail returns the error, skip moves the partition to the log start.
-// It runs on the polling goroutine before AllowRebalance, where franz-go
-// wants SetOffsets called.
-func (r *Receiver) outOfRange(ctx context.Context, tps []engine.TopicPartition) error {
-	adm := kadm.NewClient(r.cl)
-	var topics []string
-	for _, tp := range tps {
-		if !slices.Contains(topics, tp.Topic) {
-			topics = append(topics, tp.Topic)
-		}
-	}
-	starts, err := adm.ListStartOffsets(ctx, topics...)
-	if err == nil {
-		var ends kadm.ListedOffsets
-		if ends, err = adm.ListEndOffsets(ctx, topics...); err == nil {
-			err = r.seekInRange(tps, starts, ends)
-		}
-	}
-	if err != nil && !errors.Is(err, ErrDataLoss) {
-		return engine.Retryable(fmt.Errorf("kafka receiver: %w", err))
-	}
+	r.mu.Lock()
+	r.mem = nil
+	r.mu.Unlock()
+	r.cancel = nil
 	return err
 }
 
-func (r *Receiver) seekInRange(tps []engine.TopicPartition, starts, ends kadm.ListedOffsets) error {
-	seek := map[string]map[int32]kgo.EpochOffset{}
-	for _, tp := range tps {
-		start, ok := starts.Lookup(tp.Topic, tp.Partition)
-		end, ok2 := ends.Lookup(tp.Topic, tp.Partition)
-		if !ok || !ok2 {
-			return fmt.Errorf("list offsets: %s not listed", tp)
-		}
-		if err := errors.Join(start.Err, end.Err); err != nil {
-			return fmt.Errorf("list offsets of %s: %w", tp, err)
-		}
-		r.gmu.Lock()
-		from, known := r.at[tp]
-		r.gmu.Unlock()
-		to := start.Offset
-		switch {
-		case !known:
-			// Started by the start policy and nothing read yet: the
-			// records retention took were never this group's to read.
-			r.log.Debug("partition starts at its log start", "partition", tp.String(), "offset", to)
-			r.skipped(tp, to)
-		case from < start.Offset:
-			if !r.cfg.SkipLoss {
-				return dataLossError(tp, from, start.Offset)
-			}
-			noteLoss(r.log, r.cfg.Metrics, r.cfg.Pipeline, tp, from, start.Offset)
-			r.skipped(tp, to)
-		case from > end.Offset:
-			return fmt.Errorf("kafka %s: position %d is past the log end %d; the topic may have been recreated", tp, from, end.Offset)
-		default:
-			// In range again: the error was about an earlier position.
-			to = from
-		}
-		if seek[tp.Topic] == nil {
-			seek[tp.Topic] = map[int32]kgo.EpochOffset{}
-		}
-		seek[tp.Topic][tp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: to}
-	}
-	r.cl.SetOffsets(seek)
-	return nil
-}
-
-func (r *Receiver) full() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.queue) >= maxQueuedRecords
-}
-
-// store makes a block available: with a write-ahead log, append + fsync,
-// then commit the group offsets, then let batches see it; without one,
-// queue it (at-most-once commits the group offsets first).
-func (r *Receiver) store(ctx context.Context, block []*kgo.Record) error {
-	recs := make([]engine.Record, 0, len(block))
-	last := map[engine.TopicPartition]kgo.EpochOffset{}
-	for _, m := range block {
-		tp := engine.TopicPartition{Topic: m.Topic, Partition: m.Partition}
-		last[tp] = kgo.EpochOffset{Epoch: m.LeaderEpoch, Offset: m.Offset + 1}
-		if off, ok := r.logged[tp]; ok && m.Offset <= off {
-			continue // already in the write-ahead log
-		}
-		rec := engine.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
-			Key: m.Key, Value: m.Value, Time: m.Timestamp}
-		for _, h := range m.Headers {
-			rec.Headers = append(rec.Headers, engine.Header{Key: h.Key, Value: h.Value})
-		}
-		recs = append(recs, rec)
-	}
-	if r.wal != nil {
-		end := int64(-1)
-		if len(recs) > 0 {
-			var err error
-			if end, err = r.wal.Append(recs); err != nil {
-				return fmt.Errorf("receiver write-ahead log: %w", err)
-			}
-		}
-		r.gmu.Lock()
-		for _, rec := range recs {
-			r.logged[engine.TopicPartition{Topic: rec.Topic, Partition: rec.Partition}] = rec.Offset
-		}
-		for tp, eo := range last {
-			r.pending[tp] = eo
-		}
-		r.gmu.Unlock()
-		// The log holds the block: a failed commit is retried with the
-		// next block or when the partition is revoked, and until then a
-		// restarted receiver skips what the log holds.
-		if err := r.commitPending(ctx, nil); err != nil && ctx.Err() == nil {
-			r.log.Warn("group offsets not committed after the write-ahead log; retrying with the next block", "err", err)
-		}
-		if end >= 0 {
-			r.publish(func() { r.readable = end })
-		}
-		return nil
-	}
-	if r.cfg.Delivery == engine.AtMostOnce && len(last) > 0 {
-		if err := r.commit(ctx, groupOffsets(last)); err != nil {
-			return engine.Retryable(err)
-		}
-	}
-	if len(recs) > 0 {
-		r.publish(func() { r.queue = append(r.queue, recs...) })
-	}
-	return nil
-}
-
-func groupOffsets(at map[engine.TopicPartition]kgo.EpochOffset) map[string]map[int32]kgo.EpochOffset {
-	out := map[string]map[int32]kgo.EpochOffset{}
-	for tp, eo := range at {
-		if out[tp.Topic] == nil {
-			out[tp.Topic] = map[int32]kgo.EpochOffset{}
-		}
-		out[tp.Topic][tp.Partition] = eo
-	}
-	return out
-}
-
+// publish changes what the loop shares with Next and wakes a waiting Next
+// or loop.
 func (r *Receiver) publish(change func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -758,127 +312,6 @@ func (r *Receiver) failed() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.err != nil
-}
-
-// Next implements engine.Source: the records received since the last
-// batch, up to the limits.
-func (r *Receiver) Next(ctx context.Context, limits engine.Limits) ([]engine.Record, engine.Positions, error) {
-	deadline := time.NewTimer(limits.Wait)
-	defer deadline.Stop()
-	for {
-		r.mu.Lock()
-		err, changed := r.err, r.changed
-		avail := r.readable - r.pos
-		if r.wal == nil {
-			avail = int64(len(r.queue))
-		}
-		r.mu.Unlock()
-		if err != nil {
-			return nil, nil, err
-		}
-		if avail > 0 {
-			return r.take(avail, limits)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		case <-deadline.C:
-			return nil, r.positions(), nil
-		case <-changed:
-		}
-	}
-}
-
-func (r *Receiver) take(avail int64, limits engine.Limits) ([]engine.Record, engine.Positions, error) {
-	n := avail
-	if limits.MaxRecords > 0 {
-		n = min(n, int64(limits.MaxRecords))
-	}
-	if limits.MaxRecordsPerPartition > 0 {
-		n = min(n, int64(limits.MaxRecordsPerPartition))
-	}
-	if r.wal != nil {
-		recs, err := r.wal.Read(r.pos, int(n))
-		if err != nil {
-			return nil, nil, fmt.Errorf("receiver write-ahead log: %w", err)
-		}
-		r.pos += int64(len(recs))
-		r.noteNext(recs)
-		return recs, r.positions(), nil
-	}
-	r.mu.Lock()
-	recs := r.queue[:n:n]
-	r.queue = r.queue[n:]
-	r.mu.Unlock()
-	r.noteNext(recs)
-	return recs, r.positions(), nil
-}
-
-func (r *Receiver) noteNext(recs []engine.Record) {
-	for _, rec := range recs {
-		r.next[engine.TopicPartition{Topic: rec.Topic, Partition: rec.Partition}] = rec.Offset + 1
-	}
-}
-
-// reportLag sets the lag gauges: per partition, the records between what
-// was handed to the sink and the partition's last stable offset as of the
-// latest fetch.
-func (r *Receiver) reportLag() {
-	if r.cfg.Metrics == nil {
-		return
-	}
-	r.gmu.Lock()
-	defer r.gmu.Unlock()
-	for tp, next := range r.next {
-		if end, ok := r.ends[tp]; ok {
-			r.cfg.Metrics.lag(r.cfg.Pipeline, tp, end-next)
-		}
-	}
-}
-
-func (r *Receiver) positions() engine.Positions {
-	if r.wal != nil {
-		return engine.Positions{walPartition: r.pos}
-	}
-	return r.next.Clone()
-}
-
-// Committed implements engine.Source: the write-ahead log is trimmed below
-// what the sink committed; without a log, at-least-once commits the group
-// offsets now.
-func (r *Receiver) Committed(ctx context.Context, until engine.Positions) error {
-	r.reportLag()
-	if r.wal != nil {
-		return r.wal.Trim(until[walPartition])
-	}
-	if r.cfg.Delivery != engine.AtLeastOnce || len(until) == 0 {
-		return nil
-	}
-	at := map[engine.TopicPartition]kgo.EpochOffset{}
-	for tp, off := range until {
-		at[tp] = kgo.EpochOffset{Epoch: -1, Offset: off}
-	}
-	return r.commit(ctx, groupOffsets(at))
-}
-
-// Close implements engine.Source: it stops reading and leaves the group,
-// committing what the log holds on the way out.
-func (r *Receiver) Close() error {
-	if r.cancel == nil {
-		return nil
-	}
-	r.cancel()
-	<-r.done
-	// Leaving revokes every partition; revoked commits the logged offsets.
-	r.cl.CloseAllowingRebalance()
-	r.cl = nil
-	var err error
-	if r.wal != nil {
-		err = r.wal.Close()
-		r.wal = nil
-	}
-	r.cancel = nil
-	return err
 }
 
 // newClient keeps the client it is a hook of, from before the client's

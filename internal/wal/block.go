@@ -1,0 +1,246 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+	"time"
+
+	"github.com/sluicehq/sluice/engine"
+)
+
+const (
+	headerBytes = 8
+	// blockIndexEvery is the spacing of a block's entry index: reading from
+	// the middle of a block walks at most this many entry headers.
+	blockIndexEvery = 128
+	// noTime encodes a record without a timestamp.
+	noTime = math.MinInt64
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+var errCorrupt = errors.New("wal: corrupt entry")
+
+// Block is records encoded as log entries, ready to append: each record is
+// encoded once, into the buffer that AppendBlock writes, and Records decodes
+// them back from that same buffer, so a block appended to the log can be
+// handed out from memory without reading the log. The records Records
+// returns point into the block's buffer, which is never written again once
+// an entry is in it. The zero value is an empty block; a Block is not safe
+// for concurrent use while records are added.
+type Block struct {
+	buf   []byte
+	n     int
+	index []int32 // byte position of entries 0, blockIndexEvery, 2*blockIndexEvery, ...
+	// max is the highest offset per partition; run is the partition of the
+	// latest records, whose highest offset is runMax, kept out of the map so
+	// that a run of records from one partition costs no map operation each.
+	max    engine.Positions
+	run    engine.TopicPartition
+	runMax int64
+	inRun  bool
+}
+
+// NewBlock returns an empty block whose buffer holds about bytes of entries
+// before growing.
+func NewBlock(bytes int) *Block {
+	return &Block{buf: make([]byte, 0, bytes)}
+}
+
+// Add appends r's entry. Nothing of r is retained: keys, values and headers
+// are copied into the block.
+func (b *Block) Add(r *engine.Record) {
+	if b.n%blockIndexEvery == 0 {
+		b.index = append(b.index, int32(len(b.buf)))
+	}
+	start := len(b.buf)
+	b.buf = append(b.buf, make([]byte, headerBytes)...)
+	b.buf = encode(b.buf, r)
+	body := b.buf[start+headerBytes:]
+	binary.BigEndian.PutUint32(b.buf[start:], uint32(len(body)))
+	binary.BigEndian.PutUint32(b.buf[start+4:], crc32.Checksum(body, castagnoli))
+	b.n++
+	if b.inRun && r.Partition == b.run.Partition && r.Topic == b.run.Topic {
+		b.runMax = max(b.runMax, r.Offset)
+		return
+	}
+	b.endRun()
+	b.run, b.runMax, b.inRun = engine.TopicPartition{Topic: r.Topic, Partition: r.Partition}, r.Offset, true
+}
+
+func (b *Block) endRun() {
+	if !b.inRun {
+		return
+	}
+	if b.max == nil {
+		b.max = engine.Positions{}
+	}
+	if cur, ok := b.max[b.run]; !ok || b.runMax > cur {
+		b.max[b.run] = b.runMax
+	}
+	b.inRun = false
+}
+
+// Len returns the number of entries in the block.
+func (b *Block) Len() int { return b.n }
+
+// Bytes returns the encoded size of the block's entries.
+func (b *Block) Bytes() int { return len(b.buf) }
+
+// MaxOffsets returns the highest Kafka offset per partition in the block.
+// The block must not be added to afterwards.
+func (b *Block) MaxOffsets() engine.Positions {
+	b.endRun()
+	return b.max
+}
+
+// Records appends to dst the records of entries i..i+n-1 (counting from 0
+// in the block). They are decoded from the block's buffer and point into
+// it. Records may be called concurrently with other calls of Records, not
+// with Add.
+func (b *Block) Records(dst []engine.Record, i, n int) ([]engine.Record, error) {
+	if i < 0 || n < 0 || i+n > b.n {
+		return dst, fmt.Errorf("wal: entries %d..%d of a block of %d", i, i+n, b.n)
+	}
+	pos := int(b.index[i/blockIndexEvery])
+	for range i % blockIndexEvery {
+		pos += headerBytes + int(binary.BigEndian.Uint32(b.buf[pos:]))
+	}
+	var d decoder
+	for range n {
+		size := int(binary.BigEndian.Uint32(b.buf[pos:]))
+		body := b.buf[pos+headerBytes : pos+headerBytes+size]
+		dst = append(dst, engine.Record{})
+		if err := d.decode(body, &dst[len(dst)-1]); err != nil {
+			return dst[:len(dst)-1], err
+		}
+		pos += headerBytes + size
+	}
+	return dst, nil
+}
+
+// EncodedSize returns the size of r's entry, header included.
+func EncodedSize(r *engine.Record) int {
+	const varints = 3*binary.MaxVarintLen64 + 4*binary.MaxVarintLen32
+	n := headerBytes + varints + len(r.Topic) + len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += 2*binary.MaxVarintLen32 + len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// encode appends r's wire form to b.
+func encode(b []byte, r *engine.Record) []byte {
+	b = appendString(b, r.Topic)
+	b = binary.AppendVarint(b, int64(r.Partition))
+	b = binary.AppendVarint(b, r.Offset)
+	t := int64(noTime)
+	if !r.Time.IsZero() {
+		t = r.Time.UnixNano()
+	}
+	b = binary.AppendVarint(b, t)
+	b = appendBytes(b, r.Key)
+	b = appendBytes(b, r.Value)
+	b = binary.AppendUvarint(b, uint64(len(r.Headers)))
+	for _, h := range r.Headers {
+		b = appendString(b, h.Key)
+		b = appendBytes(b, h.Value)
+	}
+	return b
+}
+
+// appendBytes writes a length (0 = nil, n+1 = n bytes) and the bytes.
+func appendBytes(b, v []byte) []byte {
+	if v == nil {
+		return binary.AppendUvarint(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(v))+1)
+	return append(b, v...)
+}
+
+// appendString is appendBytes for a string, which is never nil; the
+// encoding of "" matches the empty non-nil slice that earlier versions
+// wrote.
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s))+1)
+	return append(b, s...)
+}
+
+// decoder decodes entries one after another. It remembers the last topic,
+// so that the records of one topic share a single string instead of
+// allocating one each.
+type decoder struct {
+	b     []byte
+	err   error
+	topic string
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errCorrupt
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// bytes returns the next length-prefixed bytes as a slice of the entry,
+// capped so that appending to it cannot overwrite what follows.
+func (d *decoder) bytes() []byte {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 || v > uint64(len(d.b)-n)+1 {
+		d.err = errCorrupt
+		return nil
+	}
+	d.b = d.b[n:]
+	if v == 0 {
+		return nil
+	}
+	out := d.b[: v-1 : v-1]
+	d.b = d.b[v-1:]
+	return out
+}
+
+// decode decodes body into r; r's key, value and header values point into
+// body.
+func (d *decoder) decode(body []byte, r *engine.Record) error {
+	d.b, d.err = body, nil
+	if t := d.bytes(); string(t) != d.topic {
+		d.topic = string(t)
+	}
+	r.Topic = d.topic
+	r.Partition = int32(d.varint())
+	r.Offset = d.varint()
+	r.Time = time.Time{}
+	if t := d.varint(); t != noTime {
+		r.Time = time.Unix(0, t)
+	}
+	r.Key = d.bytes()
+	r.Value = d.bytes()
+	nh, n := binary.Uvarint(d.b)
+	if n <= 0 || nh > uint64(len(d.b)) {
+		return errCorrupt
+	}
+	d.b = d.b[n:]
+	r.Headers = nil
+	if nh > 0 {
+		r.Headers = make([]engine.Header, nh)
+		for i := range r.Headers {
+			k := d.bytes()
+			r.Headers[i] = engine.Header{Key: string(k), Value: d.bytes()}
+		}
+	}
+	return d.err
+}
+
+// decode decodes one entry body on its own.
+func decode(body []byte) (engine.Record, error) {
+	var d decoder
+	var r engine.Record
+	err := d.decode(body, &r)
+	return r, err
+}

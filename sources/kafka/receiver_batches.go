@@ -1,0 +1,254 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/wal"
+)
+
+// memBlock is a stored block kept in memory until it is handed out: its
+// records are the sequences first to first+enc.Len()-1.
+type memBlock struct {
+	first int64
+	enc   *wal.Block
+}
+
+// handout is a batch handed out with a write-ahead log: the log sequence
+// after it and the next Kafka offset per partition once it is committed.
+type handout struct {
+	until int64
+	next  engine.Positions
+}
+
+// Next implements engine.Source: the records stored since the last batch,
+// up to the limits. While none are stored it waits for them up to
+// limits.Wait, and ends the poll loop's current poll, so that a block
+// holding records is stored now rather than at the end of its interval
+// if the partitions have been read to their ends (cutEarly).
+func (r *Receiver) Next(ctx context.Context, limits engine.Limits) ([]engine.Record, engine.Positions, error) {
+	n := r.batchCap(limits)
+	deadline := time.NewTimer(limits.Wait)
+	defer deadline.Stop()
+	defer func() {
+		r.mu.Lock()
+		r.waiting = false
+		r.mu.Unlock()
+	}()
+	for {
+		r.mu.Lock()
+		r.readAhead = readAheadBatches * n
+		if n == 0 {
+			r.readAhead = readAheadUncapped
+		}
+		err, changed, avail := r.err, r.changed, r.readable-r.pos
+		if err == nil && avail == 0 && !r.waiting {
+			r.waiting = true
+			if r.interrupt != nil {
+				r.interrupt()
+			}
+		}
+		r.mu.Unlock()
+		if err != nil {
+			return nil, nil, err
+		}
+		if avail > 0 {
+			if n > 0 {
+				avail = min(avail, n)
+			}
+			return r.take(avail)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-deadline.C:
+			return nil, r.positions(), nil
+		case <-changed:
+		}
+	}
+}
+
+// batchCap is the most records one batch may take (0: no cap):
+// max-records-per-partition for every assigned partition (at least one),
+// and the rate controller's max-records for the whole batch. Records are
+// handed out in log order, so the cap is on the batch, not on each
+// partition's share of it.
+func (r *Receiver) batchCap(limits engine.Limits) int64 {
+	n := int64(0)
+	if limits.MaxRecordsPerPartition > 0 {
+		r.gmu.Lock()
+		assigned := int64(0)
+		for _, st := range r.parts {
+			if st.assigned {
+				assigned++
+			}
+		}
+		r.gmu.Unlock()
+		n = int64(limits.MaxRecordsPerPartition) * max(assigned, 1)
+	}
+	if limits.MaxRecords > 0 && (n == 0 || int64(limits.MaxRecords) < n) {
+		n = int64(limits.MaxRecords)
+	}
+	return n
+}
+
+// take hands out the n records from r.pos: from the blocks in memory, and
+// from the log's files for what was logged before Open (a restart resumes
+// below the log's end), which memory does not hold.
+func (r *Receiver) take(n int64) ([]engine.Record, engine.Positions, error) {
+	r.mu.Lock()
+	pos, memFirst := r.pos, r.readable
+	blocks := make([]memBlock, 0, 2)
+	for _, b := range r.mem {
+		if b.first >= pos+n {
+			break
+		}
+		blocks = append(blocks, b)
+	}
+	if len(r.mem) > 0 {
+		memFirst = r.mem[0].first
+	}
+	r.mu.Unlock()
+	var out []engine.Record
+	if pos < memFirst {
+		if r.wal == nil {
+			return nil, nil, fmt.Errorf("kafka receiver: records %d..%d are neither in memory nor logged", pos, memFirst-1)
+		}
+		var err error
+		if out, err = r.wal.Read(pos, int(min(n, memFirst-pos))); err != nil {
+			return nil, nil, fmt.Errorf("receiver write-ahead log: %w", err)
+		}
+	}
+	if int64(len(out)) < n {
+		out = append(make([]engine.Record, 0, n), out...)
+	}
+	for _, b := range blocks {
+		if int64(len(out)) == n {
+			break
+		}
+		i := pos + int64(len(out)) - b.first
+		k := min(n-int64(len(out)), int64(b.enc.Len())-i)
+		var err error
+		if out, err = b.enc.Records(out, int(i), int(k)); err != nil {
+			return nil, nil, fmt.Errorf("kafka receiver: block at sequence %d: %w", b.first, err)
+		}
+	}
+	r.mu.Lock()
+	r.pos += int64(len(out))
+	for len(r.mem) > 0 && r.mem[0].first+int64(r.mem[0].enc.Len()) <= r.pos {
+		r.mem[0] = memBlock{}
+		r.mem = r.mem[1:]
+	}
+	// The poll loop may be waiting for room.
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
+	r.noteNext(out)
+	return out, r.positions(), nil
+}
+
+// noteNext moves the next Kafka offset per partition past recs. Records
+// come in runs of one partition, so this is a map operation per run, not
+// per record.
+func (r *Receiver) noteNext(recs []engine.Record) {
+	for i := 0; i < len(recs); {
+		j := i + 1
+		for j < len(recs) && recs[j].Partition == recs[i].Partition && recs[j].Topic == recs[i].Topic {
+			j++
+		}
+		tp := engine.TopicPartition{Topic: recs[i].Topic, Partition: recs[i].Partition}
+		r.next[tp] = max(r.next[tp], recs[j-1].Offset+1)
+		i = j
+	}
+	if r.wal != nil && len(recs) > 0 {
+		r.handed = append(r.handed, handout{until: r.pos, next: r.next.Clone()})
+	}
+}
+
+func (r *Receiver) positions() engine.Positions {
+	if r.wal != nil {
+		return engine.Positions{walPartition: r.pos}
+	}
+	return r.next.Clone()
+}
+
+// Backlog implements engine.Backlogger: the records stored and not yet
+// handed out, those polled into the block being built, and each assigned
+// partition's records from where it reads next to its last stable offset
+// as of the latest fetch or listing. Unknown until the group has assigned
+// partitions and the end and position of every one of them are known, so
+// that a pipeline whose group has not yet joined is not taken for idle.
+func (r *Receiver) Backlog() (int64, bool) {
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	r.mu.Lock()
+	n := r.readable - r.pos + r.polled
+	r.mu.Unlock()
+	assigned := false
+	for _, st := range r.parts {
+		if !st.assigned {
+			continue
+		}
+		if st.at < 0 || st.end < 0 {
+			return 0, false
+		}
+		assigned = true
+		n += max(st.end-st.at, 0)
+	}
+	if !assigned {
+		return 0, false
+	}
+	return n, true
+}
+
+// Committed implements engine.Source: the write-ahead log is trimmed below
+// what the sink committed; without a log, at-least-once commits the group
+// offsets now. Either way the lag gauges are set from what was committed.
+func (r *Receiver) Committed(ctx context.Context, until engine.Positions) error {
+	if r.wal != nil {
+		seq := until[walPartition]
+		i := 0
+		for i < len(r.handed) && r.handed[i].until <= seq {
+			r.acked = r.handed[i].next
+			i++
+		}
+		r.handed = r.handed[i:]
+		r.reportLag()
+		return r.wal.Trim(seq)
+	}
+	for tp, off := range until {
+		r.acked[tp] = off
+	}
+	r.reportLag()
+	if r.cfg.Delivery != engine.AtLeastOnce || len(until) == 0 {
+		return nil
+	}
+	offsets := map[string]map[int32]kgo.EpochOffset{}
+	for tp, off := range until {
+		if offsets[tp.Topic] == nil {
+			offsets[tp.Topic] = map[int32]kgo.EpochOffset{}
+		}
+		offsets[tp.Topic][tp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: off}
+	}
+	return r.commit(ctx, offsets)
+}
+
+// reportLag sets the lag gauges: per partition, the records between what
+// the sink committed and the partition's last stable offset as of the
+// latest fetch or listing.
+func (r *Receiver) reportLag() {
+	if r.cfg.Metrics == nil {
+		return
+	}
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	for tp, next := range r.acked {
+		if st := r.parts[tp]; st != nil && st.end >= 0 {
+			r.cfg.Metrics.lag(r.cfg.Pipeline, tp, st.end-next)
+		}
+	}
+}

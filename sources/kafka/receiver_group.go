@@ -1,0 +1,356 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/kafkaconn"
+)
+
+// recvPartition is what the receiver knows of one partition it has logged,
+// read or been assigned. Guarded by Receiver.gmu.
+type recvPartition struct {
+	// assigned: the group gave it to this member and where it starts was
+	// settled (startPositions), until it is revoked or lost.
+	assigned bool
+	// at is where it reads next, -1 where unknown: the position it was
+	// assigned at (a group commit or past the log), then after its latest
+	// polled record. Unknown: started by the start policy and nothing
+	// polled or listed yet.
+	at int64
+	// end is its last stable offset as of the latest fetch that returned
+	// records or the latest listing since it was assigned; -1 unknown.
+	end int64
+	// logged is the highest offset in the write-ahead log, -1 none. Only
+	// the poll loop (and Open) writes it.
+	logged int64
+	// pending is the group offset owed for what the log holds, while
+	// hasPending: logged, group commit not yet acknowledged.
+	pending    kgo.EpochOffset
+	hasPending bool
+}
+
+// part returns tp's state, added if new. gmu must be held (or the loop not
+// yet started).
+func (r *Receiver) part(tp engine.TopicPartition) *recvPartition {
+	p := r.parts[tp]
+	if p == nil {
+		p = &recvPartition{at: -1, end: -1, logged: -1}
+		r.parts[tp] = p
+	}
+	return p
+}
+
+// checkTopics makes sure listed topics exist: a group consumer started on
+// a missing topic would wait without saying why. A pattern may match
+// nothing yet; topics are picked up as they appear.
+func (r *Receiver) checkTopics(ctx context.Context) error {
+	if r.pattern != nil {
+		return nil
+	}
+	req := kmsg.NewPtrMetadataRequest()
+	for _, name := range r.cfg.Topics {
+		t := kmsg.NewMetadataRequestTopic()
+		t.Topic = kmsg.StringPtr(name)
+		req.Topics = append(req.Topics, t)
+	}
+	// franz-go retries failed connections (SASL included) until ctx ends.
+	ctx, cancel := context.WithTimeout(ctx, kafkaconn.DialTimeout)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, r.cl)
+	if err != nil {
+		if cerr := r.connErr.get(); cerr != nil {
+			err = fmt.Errorf("%w; connecting: %w", err, cerr)
+		}
+		return engine.Retryable(fmt.Errorf("kafka metadata: %w", err))
+	}
+	for _, t := range resp.Topics {
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			name := ""
+			if t.Topic != nil {
+				name = *t.Topic
+			}
+			return engine.Retryable(fmt.Errorf("kafka topic %s: %w; create it (sluice topic create %s) or fix the topic name", name, err, name))
+		}
+	}
+	return nil
+}
+
+// startPositions runs when partitions are assigned, with the group's
+// committed offsets: a partition whose records the log already holds
+// starts after them, and the group is moved there with the next commit.
+// A partition that would resume below its log start lost records to
+// retention, and on-data-loss decides: fail leaves it unread and fails the
+// receiver, skip starts it at the log start.
+func (r *Receiver) startPositions(ctx context.Context, cl *kgo.Client, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	resume := engine.Positions{}
+	r.gmu.Lock()
+	for topic, parts := range offsets {
+		for p, o := range parts {
+			tp := engine.TopicPartition{Topic: topic, Partition: p}
+			st := r.part(tp)
+			// Where it ends is learned anew for this assignment.
+			st.assigned, st.end = true, -1
+			// Negative: no commit.
+			at := o.EpochOffset().Offset
+			if st.logged >= 0 && at <= st.logged {
+				at = st.logged + 1
+				parts[p] = kgo.NewOffset().At(at)
+				if !st.hasPending {
+					st.pending, st.hasPending = kgo.EpochOffset{Epoch: -1, Offset: at}, true
+				}
+				r.log.Debug("partition starts after what the write-ahead log holds", "partition", tp.String(), "offset", at)
+			}
+			if at < 0 {
+				// Nothing committed or logged: the start policy
+				// applies, and nothing can have been lost.
+				st.at = -1
+				continue
+			}
+			resume[tp] = at
+			st.at = at
+		}
+	}
+	r.gmu.Unlock()
+	if len(resume) == 0 {
+		return offsets, nil
+	}
+	starts, err := logStarts(ctx, cl, resume)
+	if err != nil {
+		// The session ends and franz-go joins again; until then no
+		// partition is read from a position that was not checked.
+		r.log.Warn("log start offsets of assigned partitions not listed; joining the group again", "err", err)
+		return nil, err
+	}
+	for _, tp := range resume.Sorted() {
+		from, start := resume[tp], starts[tp]
+		if from >= start {
+			continue
+		}
+		if !r.cfg.SkipLoss {
+			// Never read, so nothing past the loss is logged or
+			// committed: the group keeps its offset for the next try.
+			delete(offsets[tp.Topic], tp.Partition)
+			r.gmu.Lock()
+			st := r.part(tp)
+			st.assigned, st.hasPending = false, false
+			r.gmu.Unlock()
+			r.fail(dataLossError(tp, from, start))
+			continue
+		}
+		noteLoss(r.log, r.cfg.Metrics, r.cfg.Pipeline, tp, from, start)
+		offsets[tp.Topic][tp.Partition] = kgo.NewOffset().At(start)
+		r.skipped(tp, start)
+	}
+	return offsets, nil
+}
+
+// skipped records that tp goes on at start after a loss. With a log, the
+// group is moved there with the next commit, so a restart before the
+// partition's next record does not count the loss again.
+func (r *Receiver) skipped(tp engine.TopicPartition, start int64) {
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	st := r.part(tp)
+	st.at = start
+	if r.cfg.WALDir != "" {
+		st.pending, st.hasPending = kgo.EpochOffset{Epoch: -1, Offset: start}, true
+	}
+}
+
+// logStarts lists the log start offsets of the partitions in tps.
+func logStarts(ctx context.Context, cl *kgo.Client, tps engine.Positions) (engine.Positions, error) {
+	listed, err := kadm.NewClient(cl).ListStartOffsets(ctx, topicsOf(tps)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka list offsets: %w", err)
+	}
+	return lookupAll(listed, tps)
+}
+
+// lookupAll returns the listed offset of every partition in tps, or why
+// one is missing.
+func lookupAll(listed kadm.ListedOffsets, tps engine.Positions) (engine.Positions, error) {
+	out := engine.Positions{}
+	for tp := range tps {
+		o, ok := listed.Lookup(tp.Topic, tp.Partition)
+		if !ok {
+			return nil, fmt.Errorf("kafka list offsets: %s not listed", tp)
+		}
+		if o.Err != nil {
+			return nil, fmt.Errorf("kafka list offsets of %s: %w", tp, o.Err)
+		}
+		out[tp] = o.Offset
+	}
+	return out, nil
+}
+
+func topicsOf(tps engine.Positions) []string {
+	var topics []string
+	for tp := range tps {
+		if !slices.Contains(topics, tp.Topic) {
+			topics = append(topics, tp.Topic)
+		}
+	}
+	return topics
+}
+
+// revoked runs before partitions go to another member. Everything polled
+// is logged by then (rebalances wait for the block), so committing the
+// logged offsets hands the partitions over exactly after the log.
+func (r *Receiver) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	if err := r.commitPending(ctx, revoked); err != nil {
+		r.log.Warn("group offsets of revoked partitions not committed; their next owner re-reads what this receiver logged", "err", err)
+	}
+	r.unassign(revoked)
+}
+
+// lost runs when the group session ended without a chance to commit: the
+// partitions may already be someone else's, so nothing is committed for
+// them. If they come back, the log's offsets still skip what it holds.
+func (r *Receiver) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	if n := r.unassign(lost); n > 0 {
+		r.log.Warn("group session lost before the group offsets of logged records were committed", "partitions", n)
+	}
+}
+
+// unassign forgets that the partitions in tps are this member's, with
+// their pending group offsets; it returns how many had one.
+func (r *Receiver) unassign(tps map[string][]int32) int {
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	n := 0
+	for topic, ps := range tps {
+		for _, p := range ps {
+			st := r.parts[engine.TopicPartition{Topic: topic, Partition: p}]
+			if st == nil {
+				continue
+			}
+			if st.hasPending {
+				n++
+			}
+			st.assigned, st.hasPending, st.at, st.end = false, false, -1, -1
+		}
+	}
+	return n
+}
+
+// commitPending commits the pending offsets of the partitions in only
+// (nil: all) and forgets those that did not change meanwhile.
+func (r *Receiver) commitPending(ctx context.Context, only map[string][]int32) error {
+	offsets := map[string]map[int32]kgo.EpochOffset{}
+	r.gmu.Lock()
+	for tp, st := range r.parts {
+		if !st.hasPending || only != nil && !contains(only, tp) {
+			continue
+		}
+		if offsets[tp.Topic] == nil {
+			offsets[tp.Topic] = map[int32]kgo.EpochOffset{}
+		}
+		offsets[tp.Topic][tp.Partition] = st.pending
+	}
+	r.gmu.Unlock()
+	if len(offsets) == 0 {
+		return nil
+	}
+	if err := r.commit(ctx, offsets); err != nil {
+		return err
+	}
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	for topic, parts := range offsets {
+		for p, eo := range parts {
+			if st := r.parts[engine.TopicPartition{Topic: topic, Partition: p}]; st.hasPending && st.pending == eo {
+				st.hasPending = false
+			}
+		}
+	}
+	return nil
+}
+
+func contains(tps map[string][]int32, tp engine.TopicPartition) bool {
+	return slices.Contains(tps[tp.Topic], tp.Partition)
+}
+
+// commit commits offsets as this group member and fails on any
+// partition's error.
+func (r *Receiver) commit(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) error {
+	var err error
+	r.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, rerr error) {
+		if rerr != nil {
+			err = rerr
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if perr := kerr.ErrorForCode(p.ErrorCode); perr != nil && err == nil {
+					err = fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, perr)
+				}
+			}
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("commit offsets of group %s: %w", r.cfg.Group, err)
+	}
+	return nil
+}
+
+// listEnds learns where assigned partitions end (their last stable
+// offsets) when no fetch has said so, and where those started by the
+// start policy are, so that Backlog becomes known: a caught-up partition
+// returns no fetch at all. It runs on the poll loop; a failure is logged
+// and the next call tries again.
+func (r *Receiver) listEnds(ctx context.Context) {
+	unknown := engine.Positions{}
+	r.gmu.Lock()
+	for tp, st := range r.parts {
+		if st.assigned && (st.end < 0 || st.at < 0) {
+			unknown[tp] = 0
+		}
+	}
+	r.gmu.Unlock()
+	if len(unknown) == 0 {
+		return
+	}
+	adm := kadm.NewClient(r.cl)
+	// read_committed ends: the last stable offsets.
+	listed, err := adm.ListCommittedOffsets(ctx, topicsOf(unknown)...)
+	var ends, starts engine.Positions
+	if err == nil {
+		ends, err = lookupAll(listed, unknown)
+	}
+	if err == nil && r.cfg.Start != "latest" {
+		starts, err = logStarts(ctx, r.cl, unknown)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Debug("ends of assigned partitions not listed; backlog unknown until a fetch says", "err", err)
+		}
+		return
+	}
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	for tp, end := range ends {
+		st := r.parts[tp]
+		if !st.assigned {
+			continue // revoked meanwhile
+		}
+		st.end = max(st.end, end)
+		if st.at < 0 {
+			// Where the start policy put it, nothing polled yet: the log
+			// start, or (latest) the end, as franz-go listed them too,
+			// moments apart; records that arrived in between are found
+			// by the next fetch.
+			st.at = end
+			if starts != nil {
+				st.at = starts[tp]
+			}
+		}
+	}
+}

@@ -1,0 +1,443 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/wal"
+)
+
+// blockStartBytes is the buffer a new block starts with; it doubles as
+// records arrive, so a block of a few records holds little memory and a
+// full one was copied about once.
+const blockStartBytes = 64 << 10
+
+// block is the block being built by the poll loop: the records polled
+// since the last store, encoded, and where the group offsets go once it is
+// logged: just past each partition's last polled record.
+type block struct {
+	enc  *wal.Block
+	last map[engine.TopicPartition]kgo.EpochOffset
+}
+
+func newBlock() *block {
+	return &block{enc: wal.NewBlock(blockStartBytes), last: map[engine.TopicPartition]kgo.EpochOffset{}}
+}
+
+// rateWindow enforces max-rate: each partition polls at most budget
+// records per block interval. Windows are fixed intervals, not blocks, so
+// a block cut early (cutEarly) does not give a partition a new budget.
+type rateWindow struct {
+	budget int64 // per partition and window; 0 = no max-rate
+	used   map[engine.TopicPartition]int64
+	paused map[string][]int32 // partitions at their budget until the window ends
+}
+
+// room is the most one poll may return without taking a partition past
+// its budget, if it returned them all from one partition.
+func (w *rateWindow) room() int64 {
+	most := int64(0)
+	for tp, n := range w.used {
+		if !contains(w.paused, tp) {
+			most = max(most, n)
+		}
+	}
+	return w.budget - most
+}
+
+// loop polls the group continuously and stores a block every
+// BlockInterval, or sooner: when it reaches maxBlockRecords, when the
+// read-ahead is full, or when a Next waits and the partitions have been
+// read to their ends (cutEarly).
+func (r *Receiver) loop(ctx context.Context) {
+	defer close(r.done)
+	rate := rateWindow{used: map[engine.TopicPartition]int64{}, paused: map[string][]int32{}}
+	if r.cfg.MaxRate > 0 {
+		rate.budget = max(int64(float64(r.cfg.MaxRate)*r.cfg.BlockInterval.Seconds()), 1)
+	}
+	b := newBlock()
+	var headers []engine.Header // reused: Add copies what it is given
+	var listed time.Time
+	// cut is when the block being built is stored at the latest, and the
+	// end of the max-rate window.
+	cut := time.Now().Add(r.cfg.BlockInterval)
+	for {
+		if time.Since(listed) >= listEndsEvery {
+			r.listEnds(ctx)
+			listed = time.Now()
+		}
+		room := min(int64(maxBlockRecords-b.enc.Len()), r.room()-int64(b.enc.Len()))
+		if room <= 0 && b.enc.Len() == 0 {
+			// The read-ahead is full: wait for a Next to take records.
+			if !r.waitForRoom(ctx, cut) {
+				return
+			}
+			if time.Now().Before(cut) {
+				continue
+			}
+		} else if room > 0 && time.Now().Before(cut) {
+			if rate.budget > 0 {
+				room = min(room, rate.room())
+			}
+			fetches := r.poll(ctx, cut, int(room))
+			if ctx.Err() != nil || r.failed() {
+				// Failed while assigning partitions: nothing more is
+				// logged or committed.
+				return
+			}
+			if err := r.fetchError(ctx, fetches); err != nil {
+				if errors.Is(err, ErrDataLoss) {
+					// What was polled before the gap is read: logged and
+					// committed, the group resumes where the error's
+					// range begins.
+					if serr := r.store(ctx, b); serr != nil {
+						err = errors.Join(err, serr)
+					}
+				}
+				if ctx.Err() == nil {
+					r.fail(err)
+				}
+				return
+			}
+			headers = r.absorb(b, fetches, &rate, headers)
+			full := b.enc.Len() >= maxBlockRecords || int64(b.enc.Len()) >= r.room()
+			if !full && time.Now().Before(cut) && !r.cutEarly(b) {
+				continue
+			}
+		}
+		if err := r.store(ctx, b); err != nil {
+			if ctx.Err() == nil {
+				r.fail(err)
+			}
+			return
+		}
+		b = newBlock()
+		// Nothing polled is held now: a rebalance may go ahead.
+		r.cl.AllowRebalance()
+		if time.Now().Before(cut) {
+			continue // cut early: the window goes on
+		}
+		if len(rate.paused) > 0 {
+			r.cl.ResumeFetchPartitions(rate.paused)
+			clear(rate.paused)
+		}
+		clear(rate.used)
+		cut = time.Now().Add(r.cfg.BlockInterval)
+	}
+}
+
+// room is how many more records the read-ahead takes: stored and not yet
+// handed out, or polled into the block being built.
+func (r *Receiver) room() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.readAhead - (r.readable - r.pos)
+}
+
+// waitForRoom waits until a Next takes records or until is reached; false
+// if ctx ended.
+func (r *Receiver) waitForRoom(ctx context.Context, until time.Time) bool {
+	r.mu.Lock()
+	changed := r.changed
+	r.mu.Unlock()
+	t := time.NewTimer(time.Until(until))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-changed:
+	case <-t.C:
+	}
+	return true
+}
+
+// poll polls up to n records until cut, or until a Next that starts
+// waiting for records ends the poll early (Next calls interrupt).
+func (r *Receiver) poll(ctx context.Context, cut time.Time, n int) kgo.Fetches {
+	pollCtx, cancel := context.WithDeadline(ctx, cut)
+	defer cancel()
+	r.mu.Lock()
+	r.interrupt = cancel
+	r.mu.Unlock()
+	fetches := r.cl.PollRecords(pollCtx, n)
+	r.mu.Lock()
+	r.interrupt = nil
+	r.mu.Unlock()
+	return fetches
+}
+
+// cutEarly says whether to store the block now rather than at the block
+// interval: a Next waits for records, the block has some, and every
+// assigned partition has been read to its end as of the latest fetch, so
+// waiting longer would only delay them. The order stays that of every
+// block: logged, group offsets committed, handed out.
+func (r *Receiver) cutEarly(b *block) bool {
+	if b.enc.Len() == 0 {
+		return false
+	}
+	r.mu.Lock()
+	waiting := r.waiting
+	r.mu.Unlock()
+	if !waiting {
+		return false
+	}
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	for _, st := range r.parts {
+		if st.assigned && st.at >= 0 && st.at < st.end {
+			return false
+		}
+	}
+	return true
+}
+
+// polledPartition is one partition's records of a poll.
+type polledPartition struct {
+	tp      engine.TopicPartition
+	st      *recvPartition
+	records []*kgo.Record
+	end     int64 // its end as the fetch reported it
+	logged  int64
+}
+
+// absorb adds what a poll returned to the block: it encodes each
+// partition's records that the log does not hold yet (transaction markers
+// are only positions), then notes each partition's position and end and
+// the block's size in one step, and pauses partitions that reached their
+// max-rate budget. It returns headers for reuse.
+func (r *Receiver) absorb(b *block, fetches kgo.Fetches, rate *rateWindow, headers []engine.Header) []engine.Header {
+	var polled []polledPartition
+	r.gmu.Lock()
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) == 0 {
+			return
+		}
+		end := p.LastStableOffset
+		if end < 0 {
+			end = p.HighWatermark
+		}
+		tp := engine.TopicPartition{Topic: p.Topic, Partition: p.Partition}
+		// Partitions are never removed from parts, so st stays valid
+		// outside the lock; only this goroutine writes logged.
+		st := r.part(tp)
+		polled = append(polled, polledPartition{tp: tp, st: st, records: p.Records, end: end, logged: st.logged})
+	})
+	r.gmu.Unlock()
+	var pause map[string][]int32
+	for _, f := range polled {
+		last := f.records[len(f.records)-1]
+		b.last[f.tp] = kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: last.Offset + 1}
+		for _, m := range f.records {
+			if m.Attrs.IsControl() || m.Offset <= f.logged {
+				// A transaction marker, or already in the write-ahead log.
+				continue
+			}
+			rec := engine.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
+				Key: m.Key, Value: m.Value, Time: m.Timestamp}
+			if len(m.Headers) > 0 {
+				headers = headers[:0]
+				for _, h := range m.Headers {
+					headers = append(headers, engine.Header{Key: h.Key, Value: h.Value})
+				}
+				rec.Headers = headers
+			}
+			b.enc.Add(&rec)
+		}
+		if rate.budget == 0 {
+			continue
+		}
+		rate.used[f.tp] += int64(len(f.records))
+		if rate.used[f.tp] >= rate.budget && !contains(rate.paused, f.tp) {
+			if pause == nil {
+				pause = map[string][]int32{}
+			}
+			rate.paused[f.tp.Topic] = append(rate.paused[f.tp.Topic], f.tp.Partition)
+			pause[f.tp.Topic] = append(pause[f.tp.Topic], f.tp.Partition)
+		}
+	}
+	// The polled records leave the partitions' lag and join the block
+	// together, as Backlog sees them.
+	r.gmu.Lock()
+	for _, f := range polled {
+		f.st.end = max(f.st.end, f.end)
+		f.st.at = f.records[len(f.records)-1].Offset + 1
+	}
+	r.polled = int64(b.enc.Len())
+	r.gmu.Unlock()
+	if len(pause) > 0 {
+		// Whatever the client buffered for them is dropped and fetched
+		// again when the window ends.
+		r.cl.PauseFetchPartitions(pause)
+	}
+	return headers
+}
+
+// store makes a block available: with a write-ahead log, append + fsync,
+// then commit the group offsets, then let batches see it; without one,
+// let batches see it (at-most-once commits the group offsets first).
+func (r *Receiver) store(ctx context.Context, b *block) error {
+	if r.wal != nil {
+		end, err := r.wal.AppendBlock(b.enc)
+		if err != nil {
+			return fmt.Errorf("receiver write-ahead log: %w", err)
+		}
+		r.gmu.Lock()
+		for tp, off := range b.enc.MaxOffsets() {
+			r.part(tp).logged = off
+		}
+		for tp, eo := range b.last {
+			st := r.part(tp)
+			st.pending, st.hasPending = eo, true
+		}
+		r.gmu.Unlock()
+		// The log holds the block: a failed commit is retried with the
+		// next block or when the partition is revoked, and until then a
+		// restarted receiver skips what the log holds.
+		if err := r.commitPending(ctx, nil); err != nil && ctx.Err() == nil {
+			r.log.Warn("group offsets not committed after the write-ahead log; retrying with the next block", "err", err)
+		}
+		r.handOver(b.enc)
+		if r.readableEnd() != end {
+			return fmt.Errorf("receiver write-ahead log: appended up to sequence %d, expected %d", end, r.readableEnd())
+		}
+		return nil
+	}
+	if r.cfg.Delivery == engine.AtMostOnce && len(b.last) > 0 {
+		offsets := map[string]map[int32]kgo.EpochOffset{}
+		for tp, eo := range b.last {
+			if offsets[tp.Topic] == nil {
+				offsets[tp.Topic] = map[int32]kgo.EpochOffset{}
+			}
+			offsets[tp.Topic][tp.Partition] = eo
+		}
+		if err := r.commit(ctx, offsets); err != nil {
+			return engine.Retryable(err)
+		}
+	}
+	r.handOver(b.enc)
+	return nil
+}
+
+// handOver lets Next hand out a stored block. The block's records leave
+// the block being built at the same moment, as Backlog sees them.
+func (r *Receiver) handOver(enc *wal.Block) {
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	r.polled = 0
+	if enc.Len() == 0 {
+		return
+	}
+	r.publish(func() {
+		r.mem = append(r.mem, memBlock{first: r.readable, enc: enc})
+		r.readable += int64(enc.Len())
+	})
+}
+
+func (r *Receiver) readableEnd() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.readable
+}
+
+// fetchError returns what a poll reports that the receiver cannot go on
+// from; the rest franz-go recovers from itself and is logged, and a
+// partition that fell behind retention goes by on-data-loss.
+func (r *Receiver) fetchError(ctx context.Context, fetches kgo.Fetches) error {
+	var behind []engine.TopicPartition
+	for _, fe := range fetches.Errors() {
+		var session *kgo.ErrGroupSession
+		var loss *kgo.ErrDataLoss
+		switch {
+		case errors.Is(fe.Err, context.DeadlineExceeded), errors.Is(fe.Err, context.Canceled):
+			// The block's deadline, a waiting Next, or Close.
+		case errors.Is(fe.Err, kerr.OffsetOutOfRange):
+			behind = append(behind, engine.TopicPartition{Topic: fe.Topic, Partition: fe.Partition})
+		case errors.As(fe.Err, &loss):
+			// The broker lost records (an unclean leader election), not
+			// retention: franz-go resumes where the logs diverged.
+			r.log.Warn("records lost, reading on from where the broker has them", "partition", fmt.Sprintf("%s/%d", fe.Topic, fe.Partition), "err", fe.Err)
+		case errors.As(fe.Err, &session):
+			r.log.Warn("consumer group session ended; rejoining", "group", r.cfg.Group, "err", fe.Err)
+		default:
+			return engine.Retryable(fmt.Errorf("kafka receiver %s/%d: %w", fe.Topic, fe.Partition, fe.Err))
+		}
+	}
+	if len(behind) == 0 {
+		return nil
+	}
+	return r.outOfRange(ctx, behind)
+}
+
+// outOfRange handles partitions whose fetch position is no longer in the
+// log. Below the log start, retention deleted records the receiver had not
+// read: fail returns the error, skip moves the partition to the log start.
+// It runs on the polling goroutine before AllowRebalance, where franz-go
+// wants SetOffsets called.
+func (r *Receiver) outOfRange(ctx context.Context, tps []engine.TopicPartition) error {
+	adm := kadm.NewClient(r.cl)
+	set := engine.Positions{}
+	for _, tp := range tps {
+		set[tp] = 0
+	}
+	topics := topicsOf(set)
+	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err == nil {
+		var ends kadm.ListedOffsets
+		if ends, err = adm.ListEndOffsets(ctx, topics...); err == nil {
+			err = r.seekInRange(tps, starts, ends)
+		}
+	}
+	if err != nil && !errors.Is(err, ErrDataLoss) {
+		return engine.Retryable(fmt.Errorf("kafka receiver: %w", err))
+	}
+	return err
+}
+
+func (r *Receiver) seekInRange(tps []engine.TopicPartition, starts, ends kadm.ListedOffsets) error {
+	seek := map[string]map[int32]kgo.EpochOffset{}
+	for _, tp := range tps {
+		start, ok := starts.Lookup(tp.Topic, tp.Partition)
+		end, ok2 := ends.Lookup(tp.Topic, tp.Partition)
+		if !ok || !ok2 {
+			return fmt.Errorf("list offsets: %s not listed", tp)
+		}
+		if err := errors.Join(start.Err, end.Err); err != nil {
+			return fmt.Errorf("list offsets of %s: %w", tp, err)
+		}
+		r.gmu.Lock()
+		from := r.part(tp).at
+		r.gmu.Unlock()
+		to := start.Offset
+		switch {
+		case from < 0:
+			// Started by the start policy and nothing read yet: the
+			// records retention took were never this group's to read.
+			r.log.Debug("partition starts at its log start", "partition", tp.String(), "offset", to)
+			r.skipped(tp, to)
+		case from < start.Offset:
+			if !r.cfg.SkipLoss {
+				return dataLossError(tp, from, start.Offset)
+			}
+			noteLoss(r.log, r.cfg.Metrics, r.cfg.Pipeline, tp, from, start.Offset)
+			r.skipped(tp, to)
+		case from > end.Offset:
+			return fmt.Errorf("kafka %s: position %d is past the log end %d; the topic may have been recreated", tp, from, end.Offset)
+		default:
+			// In range again: the error was about an earlier position.
+			to = from
+		}
+		if seek[tp.Topic] == nil {
+			seek[tp.Topic] = map[int32]kgo.EpochOffset{}
+		}
+		seek[tp.Topic][tp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: to}
+	}
+	r.cl.SetOffsets(seek)
+	return nil
+}
