@@ -62,7 +62,7 @@ func parseFlags() config {
 	flag.IntVar(&c.records, "records", 8_000_000, "records written to topic bench and read by every row")
 	flag.IntVar(&c.partitions, "partitions", 4, "partitions of topic bench (and of the latency and output topics)")
 	flag.StringVar(&c.compression, "compression", "none", "compression of the fill producer: none, lz4, snappy, zstd or gzip")
-	flag.StringVar(&modes, "modes", "direct,receiver", "sluice rows, in order: direct, receiver (Kafka source modes) and generate (the generate source: engine and sink without Kafka)")
+	flag.StringVar(&modes, "modes", "direct,receiver", "sluice rows, in order: direct, receiver (Kafka source modes), generate (the generate source: engine and sink without Kafka) and plugin (generate → the built-in uppercase plugin, a subprocess → sink)")
 	flag.StringVar(&c.sink, "sink", "file", "sink of the throughput rows: file (raw part files), kafka (a topic on the same broker) or postgres (needs SLUICE_TEST_PG_DSN)")
 	flag.IntVar(&c.runs, "runs", 1, "runs per row; the table shows the median run")
 	flag.DurationVar(&c.idleExit, "idle-exit", time.Second, "sluice run --idle-exit (the run is timed to its last commit, not to its exit)")
@@ -94,8 +94,8 @@ func (c *config) validate() {
 		log.Fatalf("-compression %q: use none, lz4, snappy, zstd or gzip", c.compression)
 	}
 	for _, m := range c.modes {
-		if !slices.Contains([]string{"direct", "receiver", "generate"}, m) {
-			log.Fatalf("-modes: unknown mode %q: use direct, receiver or generate", m)
+		if !slices.Contains([]string{"direct", "receiver", "generate", "plugin"}, m) {
+			log.Fatalf("-modes: unknown mode %q: use direct, receiver, generate or plugin", m)
 		}
 	}
 	if !slices.Contains([]string{"file", "kafka", "postgres"}, c.sink) {
@@ -195,7 +195,7 @@ func run(cfg config) (ok bool, err error) {
 	}
 	if cfg.latency > 0 {
 		for _, mode := range cfg.modes {
-			if mode == "generate" {
+			if mode == "generate" || mode == "plugin" {
 				continue // no producer to time against
 			}
 			for _, sink := range cfg.latencySinks {

@@ -84,10 +84,15 @@ func (b *bench) runSluice(mode string, run int) (measurement, error) {
 	}
 	defer out.drop()
 	source := fmt.Sprintf("{generate: {count: %d, partitions: %d}}", b.cfg.records, b.cfg.partitions)
-	if mode != "generate" {
+	var transforms string
+	switch mode {
+	case "generate":
+	case "plugin":
+		transforms = "[{plugin: uppercase}]"
+	default:
 		source = b.kafkaSource(benchTopic, mode, name)
 	}
-	spec := pipeline{name: name, source: source, batch: b.cfg.batch(b.cfg.interval), sink: out.yaml}
+	spec := pipeline{name: name, source: source, batch: b.cfg.batch(b.cfg.interval), transforms: transforms, sink: out.yaml}
 	var env []string
 	if d := b.cfg.profileDir; d != "" {
 		env = []string{"SLUICE_CPUPROFILE=" + filepath.Join(d, mode+".cpu.pprof"),
@@ -155,10 +160,10 @@ func lastCommit(logPath string) (time.Time, error) {
 }
 
 // pipeline is the part of a pipeline file that differs between rows:
-// its name, and source, batch and sink as YAML flow mappings (batch "" =
-// left out).
+// its name, and source, batch, transforms and sink as YAML flow mappings
+// or sequences (batch or transforms "" = left out).
 type pipeline struct {
-	name, source, batch, sink string
+	name, source, batch, transforms, sink string
 }
 
 func (p pipeline) yaml() string {
@@ -166,6 +171,9 @@ func (p pipeline) yaml() string {
 	fmt.Fprintf(&s, "version: 1\nname: %s\nsource: %s\n", p.name, p.source)
 	if p.batch != "" {
 		fmt.Fprintf(&s, "batch: %s\n", p.batch)
+	}
+	if p.transforms != "" {
+		fmt.Fprintf(&s, "transforms: %s\n", p.transforms)
 	}
 	fmt.Fprintf(&s, "delivery: exactly-once\nsink: %s\n", p.sink)
 	return s.String()

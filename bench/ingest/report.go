@@ -114,8 +114,8 @@ func (r report) markdown() string {
 	}
 	fmt.Fprintf(&s, "\nprocessing s: for sluice, the time from exec of `sluice run --idle-exit %v` to its last commit (the time on the last `committed` line of its debug log; the idle wait after it is not counted); for the raw consumer (a plain read_committed franz-go consumer, in a child process), its wall time from exec to exit. Both include process start-up. Each sluice run's output was counted afterwards; a run that lost or duplicated records shows FAILED instead of figures. ratio = records/s ÷ the raw consumer's: 0.50 means that row took twice as long as a bare consumer to read the same data. Peak RSS and CPU s (user + system) are the kernel's accounting for that one process.",
 		c.idleExit)
-	if slices.Contains(c.modes, "generate") {
-		s.WriteString(" The generate row reads no Kafka: its values are decimal counters, not 100 bytes; it is the engine and sink's own ceiling.")
+	if slices.Contains(c.modes, "generate") || slices.Contains(c.modes, "plugin") {
+		s.WriteString(" The generate and plugin rows read no Kafka: their values are decimal counters, not 100 bytes; generate is the engine and sink's own ceiling, plugin adds the built-in uppercase plugin as a subprocess.")
 	}
 	s.WriteString("\n")
 	if len(r.latency) > 0 {
