@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"math/bits"
 	"time"
 
 	"github.com/sluicehq/sluice/engine"
@@ -25,16 +26,22 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 var errCorrupt = errors.New("wal: corrupt entry")
 
 // Block is records encoded as log entries, ready to append: each record is
-// encoded once, into the buffer that AppendBlock writes, and Records decodes
-// them back from that same buffer, so a block appended to the log can be
-// handed out from memory without reading the log. The records Records
-// returns point into the block's buffer, which is never written again once
-// an entry is in it. The zero value is an empty block; a Block is not safe
-// for concurrent use while records are added.
+// encoded once, into the buffers that AppendBlock writes, and Records
+// decodes them back from those same buffers, so a block appended to the
+// log can be handed out from memory without reading the log. The records
+// Records returns point into the block's buffers, which are never written
+// again once an entry is in them. The zero value is an empty block; a Block
+// is not safe for concurrent use while records are added.
+//
+// Entries go into chunks rather than one growing buffer: a buffer that
+// grows by append is copied each time it grows (by a quarter, for large
+// slices), which cost more than encoding. Grow sizes the next chunk for
+// what is about to be added; an entry never spans two chunks.
 type Block struct {
-	buf   []byte
-	n     int
-	index []int32 // byte position of entries 0, blockIndexEvery, 2*blockIndexEvery, ...
+	chunks [][]byte
+	n      int
+	bytes  int
+	index  []entryRef // entries 0, blockIndexEvery, 2*blockIndexEvery, ...
 	// max is the highest offset per partition; run is the partition of the
 	// latest records, whose highest offset is runMax, kept out of the map so
 	// that a run of records from one partition costs no map operation each.
@@ -44,25 +51,53 @@ type Block struct {
 	inRun  bool
 }
 
-// NewBlock returns an empty block whose buffer holds about bytes of entries
-// before growing.
-func NewBlock(bytes int) *Block {
-	return &Block{buf: make([]byte, 0, bytes)}
+// entryRef is where an entry starts: chunk and byte position in it.
+type entryRef struct {
+	chunk, pos int32
+}
+
+// minChunkBytes is the smallest chunk a block allocates, so that records
+// added one by one without Grow do not each get a chunk.
+const minChunkBytes = 64 << 10
+
+// Grow makes room for n more bytes of entries (EncodedSize of the records
+// about to be added) in one chunk.
+func (b *Block) Grow(n int) {
+	k := len(b.chunks) - 1
+	if k >= 0 && cap(b.chunks[k])-len(b.chunks[k]) >= n {
+		return
+	}
+	c := make([]byte, 0, max(n, minChunkBytes))
+	if k >= 0 && len(b.chunks[k]) == 0 {
+		// Readers step from the end of one chunk to the start of the
+		// next, so no chunk is left empty.
+		b.chunks[k] = c
+		return
+	}
+	b.chunks = append(b.chunks, c)
 }
 
 // Add appends r's entry. Nothing of r is retained: keys, values and headers
 // are copied into the block.
 func (b *Block) Add(r *engine.Record) {
-	if b.n%blockIndexEvery == 0 {
-		b.index = append(b.index, int32(len(b.buf)))
+	size := EncodedSize(r)
+	k := len(b.chunks) - 1
+	if k < 0 || cap(b.chunks[k])-len(b.chunks[k]) < size {
+		b.chunks = append(b.chunks, make([]byte, 0, max(size, minChunkBytes)))
+		k++
 	}
-	start := len(b.buf)
-	b.buf = append(b.buf, make([]byte, headerBytes)...)
-	b.buf = encode(b.buf, r)
-	body := b.buf[start+headerBytes:]
-	binary.BigEndian.PutUint32(b.buf[start:], uint32(len(body)))
-	binary.BigEndian.PutUint32(b.buf[start+4:], crc32.Checksum(body, castagnoli))
+	c := b.chunks[k]
+	if b.n%blockIndexEvery == 0 {
+		b.index = append(b.index, entryRef{chunk: int32(k), pos: int32(len(c))})
+	}
+	start := len(c)
+	c = encode(append(c, make([]byte, headerBytes)...), r)
+	body := c[start+headerBytes:]
+	binary.BigEndian.PutUint32(c[start:], uint32(len(body)))
+	binary.BigEndian.PutUint32(c[start+4:], crc32.Checksum(body, castagnoli))
+	b.chunks[k] = c
 	b.n++
+	b.bytes += len(c) - start
 	if b.inRun && r.Partition == b.run.Partition && r.Topic == b.run.Topic {
 		b.runMax = max(b.runMax, r.Offset)
 		return
@@ -88,7 +123,7 @@ func (b *Block) endRun() {
 func (b *Block) Len() int { return b.n }
 
 // Bytes returns the encoded size of the block's entries.
-func (b *Block) Bytes() int { return len(b.buf) }
+func (b *Block) Bytes() int { return b.bytes }
 
 // MaxOffsets returns the highest Kafka offset per partition in the block.
 // The block must not be added to afterwards.
@@ -98,38 +133,69 @@ func (b *Block) MaxOffsets() engine.Positions {
 }
 
 // Records appends to dst the records of entries i..i+n-1 (counting from 0
-// in the block). They are decoded from the block's buffer and point into
-// it. Records may be called concurrently with other calls of Records, not
-// with Add.
+// in the block). They are decoded from the block's buffers and point into
+// them. Records may be called concurrently with other calls of Records,
+// not with Add.
 func (b *Block) Records(dst []engine.Record, i, n int) ([]engine.Record, error) {
 	if i < 0 || n < 0 || i+n > b.n {
 		return dst, fmt.Errorf("wal: entries %d..%d of a block of %d", i, i+n, b.n)
 	}
-	pos := int(b.index[i/blockIndexEvery])
+	at := b.index[i/blockIndexEvery]
+	k, pos := int(at.chunk), int(at.pos)
 	for range i % blockIndexEvery {
-		pos += headerBytes + int(binary.BigEndian.Uint32(b.buf[pos:]))
+		pos += headerBytes + int(binary.BigEndian.Uint32(b.chunks[k][pos:]))
+		if pos == len(b.chunks[k]) {
+			k, pos = k+1, 0
+		}
 	}
 	var d decoder
 	for range n {
-		size := int(binary.BigEndian.Uint32(b.buf[pos:]))
-		body := b.buf[pos+headerBytes : pos+headerBytes+size]
+		c := b.chunks[k]
+		size := int(binary.BigEndian.Uint32(c[pos:]))
+		body := c[pos+headerBytes : pos+headerBytes+size]
 		dst = append(dst, engine.Record{})
 		if err := d.decode(body, &dst[len(dst)-1]); err != nil {
 			return dst[:len(dst)-1], err
 		}
-		pos += headerBytes + size
+		if pos += headerBytes + size; pos == len(c) {
+			k, pos = k+1, 0
+		}
 	}
 	return dst, nil
 }
 
 // EncodedSize returns the size of r's entry, header included.
 func EncodedSize(r *engine.Record) int {
-	const varints = 3*binary.MaxVarintLen64 + 4*binary.MaxVarintLen32
-	n := headerBytes + varints + len(r.Topic) + len(r.Key) + len(r.Value)
+	t := int64(noTime)
+	if !r.Time.IsZero() {
+		t = r.Time.UnixNano()
+	}
+	n := headerBytes + stringSize(r.Topic) + varintSize(int64(r.Partition)) + varintSize(r.Offset) +
+		varintSize(t) + bytesSize(r.Key) + bytesSize(r.Value) + uvarintSize(uint64(len(r.Headers)))
 	for _, h := range r.Headers {
-		n += 2*binary.MaxVarintLen32 + len(h.Key) + len(h.Value)
+		n += stringSize(h.Key) + bytesSize(h.Value)
 	}
 	return n
+}
+
+func uvarintSize(v uint64) int {
+	return (bits.Len64(v|1) + 6) / 7
+}
+
+func varintSize(v int64) int {
+	// binary.AppendVarint's zig-zag encoding.
+	return uvarintSize(uint64(v<<1) ^ uint64(v>>63))
+}
+
+func bytesSize(v []byte) int {
+	if v == nil {
+		return 1
+	}
+	return uvarintSize(uint64(len(v))+1) + len(v)
+}
+
+func stringSize(s string) int {
+	return uvarintSize(uint64(len(s))+1) + len(s)
 }
 
 // encode appends r's wire form to b.

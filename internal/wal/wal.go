@@ -199,11 +199,12 @@ func (w *WAL) Append(recs []engine.Record) (int64, error) {
 	for i := range recs {
 		size += EncodedSize(&recs[i])
 	}
-	b := NewBlock(size)
+	var b Block
+	b.Grow(size)
 	for i := range recs {
 		b.Add(&recs[i])
 	}
-	return w.AppendBlock(b)
+	return w.AppendBlock(&b)
 }
 
 // AppendBlock writes b's entries and fsyncs them; it returns the sequence
@@ -223,17 +224,23 @@ func (w *WAL) AppendBlock(b *Block) (int64, error) {
 		}
 		s = w.segs[len(w.segs)-1]
 	}
-	if _, err := w.f.Write(b.buf); err != nil {
-		return 0, err
+	chunkAt := make([]int64, len(b.chunks)) // file position of each chunk
+	at := s.size
+	for i, c := range b.chunks {
+		if _, err := w.f.Write(c); err != nil {
+			return 0, err
+		}
+		chunkAt[i] = at
+		at += int64(len(c))
 	}
 	if err := w.f.Sync(); err != nil {
 		return 0, err
 	}
-	for i, pos := range b.index {
-		s.index = append(s.index, indexPoint{seq: s.first + s.n + int64(i*blockIndexEvery), pos: s.size + int64(pos)})
+	for i, ref := range b.index {
+		s.index = append(s.index, indexPoint{seq: s.first + s.n + int64(i*blockIndexEvery), pos: chunkAt[ref.chunk] + int64(ref.pos)})
 	}
 	s.n += int64(b.n)
-	s.size += int64(len(b.buf))
+	s.size = at
 	for tp, off := range b.MaxOffsets() {
 		if cur, ok := w.maxOffsets[tp]; !ok || off > cur {
 			w.maxOffsets[tp] = off

@@ -14,11 +14,6 @@ import (
 	"github.com/sluicehq/sluice/internal/wal"
 )
 
-// blockStartBytes is the buffer a new block starts with; it doubles as
-// records arrive, so a block of a few records holds little memory and a
-// full one was copied about once.
-const blockStartBytes = 64 << 10
-
 // block is the block being built by the poll loop: the records polled
 // since the last store, encoded, and where the group offsets go once it is
 // logged: just past each partition's last polled record.
@@ -28,7 +23,7 @@ type block struct {
 }
 
 func newBlock() *block {
-	return &block{enc: wal.NewBlock(blockStartBytes), last: map[engine.TopicPartition]kgo.EpochOffset{}}
+	return &block{enc: &wal.Block{}, last: map[engine.TopicPartition]kgo.EpochOffset{}}
 }
 
 // rateWindow enforces max-rate: each partition polls at most budget
@@ -230,6 +225,19 @@ func (r *Receiver) absorb(b *block, fetches kgo.Fetches, rate *rateWindow, heade
 		polled = append(polled, polledPartition{tp: tp, st: st, records: p.Records, end: end, logged: st.logged})
 	})
 	r.gmu.Unlock()
+	// Sized first, so that the poll's entries go into one chunk of the
+	// block, allocated once.
+	size := 0
+	for _, f := range polled {
+		for _, m := range f.records {
+			if !m.Attrs.IsControl() && m.Offset > f.logged {
+				var rec engine.Record
+				rec, headers = toEntry(m, headers)
+				size += wal.EncodedSize(&rec)
+			}
+		}
+	}
+	b.enc.Grow(size)
 	var pause map[string][]int32
 	for _, f := range polled {
 		last := f.records[len(f.records)-1]
@@ -239,15 +247,8 @@ func (r *Receiver) absorb(b *block, fetches kgo.Fetches, rate *rateWindow, heade
 				// A transaction marker, or already in the write-ahead log.
 				continue
 			}
-			rec := engine.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
-				Key: m.Key, Value: m.Value, Time: m.Timestamp}
-			if len(m.Headers) > 0 {
-				headers = headers[:0]
-				for _, h := range m.Headers {
-					headers = append(headers, engine.Header{Key: h.Key, Value: h.Value})
-				}
-				rec.Headers = headers
-			}
+			var rec engine.Record
+			rec, headers = toEntry(m, headers)
 			b.enc.Add(&rec)
 		}
 		if rate.budget == 0 {
@@ -277,6 +278,21 @@ func (r *Receiver) absorb(b *block, fetches kgo.Fetches, rate *rateWindow, heade
 		r.cl.PauseFetchPartitions(pause)
 	}
 	return headers
+}
+
+// toEntry is m as the block encodes it, its headers in scratch (returned
+// for reuse: the block copies what it is given).
+func toEntry(m *kgo.Record, scratch []engine.Header) (engine.Record, []engine.Header) {
+	rec := engine.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
+		Key: m.Key, Value: m.Value, Time: m.Timestamp}
+	if len(m.Headers) > 0 {
+		scratch = scratch[:0]
+		for _, h := range m.Headers {
+			scratch = append(scratch, engine.Header{Key: h.Key, Value: h.Value})
+		}
+		rec.Headers = scratch
+	}
+	return rec, scratch
 }
 
 // store makes a block available: with a write-ahead log, append + fsync,
