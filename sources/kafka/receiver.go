@@ -43,10 +43,11 @@ const (
 	// readerMaxBytes is what the group consumer asks for per partition and
 	// fetch; readerMaxFetchBytes bounds a whole fetch response. franz-go
 	// buffers one fetch per broker beyond the one being polled, and each
-	// fetched record costs a decoded kgo.Record besides its bytes, so these
-	// bound the client's memory; franz-go's own defaults (1 MiB per
-	// partition) already read at full speed.
-	readerMaxBytes      = 2 << 20
+	// fetched record costs a decoded kgo.Record (~160 B) besides its bytes,
+	// decompressed, so these bound the client's memory (times the
+	// compression ratio); franz-go's default of 1 MiB per partition already
+	// reads at full speed.
+	readerMaxBytes      = 1 << 20
 	readerMaxFetchBytes = 8 << 20
 	// listEndsEvery spaces the offset listings that learn where assigned
 	// partitions end while no fetch has said so (a caught-up partition
@@ -113,9 +114,23 @@ type Receiver struct {
 	done    chan struct{}
 
 	// gmu guards what the poll loop shares with franz-go's group callbacks,
-	// Next, Backlog and Committed: what is known of each partition.
-	gmu   sync.Mutex
-	parts map[engine.TopicPartition]*recvPartition
+	// Next, Backlog and Committed: what is known of each partition, and
+	// how many records the block being built holds, which changes together
+	// with the partitions' positions so that Backlog never counts a record
+	// in neither. When both locks are held, gmu is taken first.
+	gmu    sync.Mutex
+	parts  map[engine.TopicPartition]*recvPartition
+	polled int64 // records in the block being built
+	// With a write-ahead log: loggedSeq is its end as of the latest store;
+	// below groupSeq every logged record's group offset is committed, and
+	// only below it (and below what the sink committed) is the log
+	// trimmed: the log is what tells a restarted receiver which records it
+	// holds already (wal.MaxOffsets), so it must not forget records the
+	// group would hand out again. checked: the group has assigned
+	// partitions since Open, so pending covers what the log held at Open.
+	loggedSeq, groupSeq int64
+	committing          bool // an asynchronous group commit is in flight
+	checked             bool
 
 	// mu guards what the poll loop shares with Next: the blocks stored
 	// and not yet handed out, and the loop's signals.
@@ -126,7 +141,6 @@ type Receiver struct {
 	readable  int64            // records below this sequence may be handed out
 	pos       int64            // the next sequence to hand out
 	mem       []memBlock       // stored blocks not yet wholly handed out, in order
-	polled    int64            // records in the block being built (for Backlog)
 	readAhead int64            // see readAheadBatches
 	waiting   bool             // a Next is waiting for records
 	interrupt func()           // ends the loop's current poll; nil when not polling
@@ -189,6 +203,7 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) 
 				pos, r.cfg.WALDir, start, end)
 		}
 		r.wal, r.pos, r.readable = w, pos, end
+		r.loggedSeq, r.groupSeq, r.committing, r.checked = end, start, false, false
 		// Records in the log whose group commit may not have happened (a
 		// crash between fsync and commit) must not be logged twice: each
 		// assigned partition starts after what the log holds.

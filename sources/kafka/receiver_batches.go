@@ -27,24 +27,29 @@ type handout struct {
 
 // Next implements engine.Source: the records stored since the last batch,
 // up to the limits. While none are stored it waits for them up to
-// limits.Wait, and ends the poll loop's current poll, so that a block
-// holding records is stored now rather than at the end of its interval
-// if the partitions have been read to their ends (cutEarly).
+// limits.Wait, or, when records are on their way (polled into the block
+// being built, or known to wait on assigned partitions), for the next
+// store even past limits.Wait: like a direct read fetching what it knows
+// exists, it returns them rather than nothing, which would make the engine
+// wait an interval while behind. A waiting Next makes the poll loop store
+// its block at once (cutEarly), so that wait is a poll and an fsync, and
+// at most a block interval.
 func (r *Receiver) Next(ctx context.Context, limits engine.Limits) ([]engine.Record, engine.Positions, error) {
 	n := r.batchCap(limits)
-	deadline := time.NewTimer(limits.Wait)
-	defer deadline.Stop()
+	r.mu.Lock()
+	r.readAhead = readAheadBatches * n
+	if n == 0 {
+		r.readAhead = readAheadUncapped
+	}
+	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
 		r.waiting = false
 		r.mu.Unlock()
 	}()
+	var deadline <-chan time.Time
 	for {
 		r.mu.Lock()
-		r.readAhead = readAheadBatches * n
-		if n == 0 {
-			r.readAhead = readAheadUncapped
-		}
 		err, changed, avail := r.err, r.changed, r.readable-r.pos
 		if err == nil && avail == 0 && !r.waiting {
 			r.waiting = true
@@ -62,14 +67,37 @@ func (r *Receiver) Next(ctx context.Context, limits engine.Limits) ([]engine.Rec
 			}
 			return r.take(avail)
 		}
+		if deadline == nil {
+			wait := limits.Wait
+			if r.coming() {
+				wait = max(wait, r.cfg.BlockInterval)
+			}
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			deadline = t.C
+		}
 		select {
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
-		case <-deadline.C:
+		case <-deadline:
 			return nil, r.positions(), nil
 		case <-changed:
 		}
 	}
+}
+
+// coming reports whether records are on their way to being stored:
+// polled into the block being built, or known to wait on an assigned
+// partition.
+func (r *Receiver) coming() bool {
+	n, known := r.Backlog()
+	return known && n > 0 || r.holding()
+}
+
+func (r *Receiver) holding() bool {
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	return r.polled > 0
 }
 
 // batchCap is the most records one batch may take (0: no cap):
@@ -206,8 +234,9 @@ func (r *Receiver) Backlog() (int64, bool) {
 }
 
 // Committed implements engine.Source: the write-ahead log is trimmed below
-// what the sink committed; without a log, at-least-once commits the group
-// offsets now. Either way the lag gauges are set from what was committed.
+// what the sink committed and the group's offsets cover; without a log,
+// at-least-once commits the group offsets now. Either way the lag gauges
+// are set from what was committed.
 func (r *Receiver) Committed(ctx context.Context, until engine.Positions) error {
 	if r.wal != nil {
 		seq := until[walPartition]
@@ -218,6 +247,9 @@ func (r *Receiver) Committed(ctx context.Context, until engine.Positions) error 
 		}
 		r.handed = r.handed[i:]
 		r.reportLag()
+		r.gmu.Lock()
+		seq = min(seq, r.groupSeq)
+		r.gmu.Unlock()
 		return r.wal.Trim(seq)
 	}
 	for tp, off := range until {

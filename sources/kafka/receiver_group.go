@@ -92,6 +92,7 @@ func (r *Receiver) checkTopics(ctx context.Context) error {
 func (r *Receiver) startPositions(ctx context.Context, cl *kgo.Client, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	resume := engine.Positions{}
 	r.gmu.Lock()
+	r.checked = true
 	for topic, parts := range offsets {
 		for p, o := range parts {
 			tp := engine.TopicPartition{Topic: topic, Partition: p}
@@ -242,10 +243,69 @@ func (r *Receiver) unassign(tps map[string][]int32) int {
 }
 
 // commitPending commits the pending offsets of the partitions in only
-// (nil: all) and forgets those that did not change meanwhile.
+// (nil: all) and waits for the commit: for revoked partitions, before
+// they go to another member.
 func (r *Receiver) commitPending(ctx context.Context, only map[string][]int32) error {
-	offsets := map[string]map[int32]kgo.EpochOffset{}
 	r.gmu.Lock()
+	offsets, upTo := r.pendingLocked(only)
+	r.gmu.Unlock()
+	if len(offsets) == 0 {
+		return nil
+	}
+	var err error
+	r.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, rerr error) {
+		err = commitError(resp, rerr)
+	})
+	if err != nil {
+		return fmt.Errorf("commit offsets of group %s: %w", r.cfg.Group, err)
+	}
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	r.committedLocked(offsets, upTo, only == nil)
+	return nil
+}
+
+// commitLogged commits the pending offsets of every partition without
+// waiting: the poll loop goes on reading while the group coordinator
+// stores them. At most one such commit is in flight (franz-go keeps
+// commits in order, and a sync commit waits for it); what becomes pending
+// meanwhile is committed by the next block or within a block interval.
+func (r *Receiver) commitLogged(ctx context.Context) {
+	r.gmu.Lock()
+	if r.committing {
+		r.gmu.Unlock()
+		return
+	}
+	offsets, upTo := r.pendingLocked(nil)
+	if len(offsets) == 0 {
+		if r.checked {
+			r.groupSeq = max(r.groupSeq, upTo)
+		}
+		r.gmu.Unlock()
+		return
+	}
+	r.committing = true
+	r.gmu.Unlock()
+	r.cl.CommitOffsets(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, rerr error) {
+		err := commitError(resp, rerr)
+		r.gmu.Lock()
+		defer r.gmu.Unlock()
+		r.committing = false
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("group offsets not committed after the write-ahead log; retrying with the next block", "group", r.cfg.Group, "err", err)
+			}
+			return
+		}
+		r.committedLocked(offsets, upTo, true)
+	})
+}
+
+// pendingLocked returns the pending offsets of the partitions in only
+// (nil: all) and the log sequence they cover: committed, they put the
+// group past every record logged below it. gmu must be held.
+func (r *Receiver) pendingLocked(only map[string][]int32) (map[string]map[int32]kgo.EpochOffset, int64) {
+	offsets := map[string]map[int32]kgo.EpochOffset{}
 	for tp, st := range r.parts {
 		if !st.hasPending || only != nil && !contains(only, tp) {
 			continue
@@ -255,19 +315,35 @@ func (r *Receiver) commitPending(ctx context.Context, only map[string][]int32) e
 		}
 		offsets[tp.Topic][tp.Partition] = st.pending
 	}
-	r.gmu.Unlock()
-	if len(offsets) == 0 {
-		return nil
-	}
-	if err := r.commit(ctx, offsets); err != nil {
-		return err
-	}
-	r.gmu.Lock()
-	defer r.gmu.Unlock()
+	return offsets, r.loggedSeq
+}
+
+// committedLocked forgets the pending offsets that offsets committed and
+// did not change meanwhile; when they were every partition's (all), the
+// log below upTo is covered by the group's offsets. gmu must be held.
+func (r *Receiver) committedLocked(offsets map[string]map[int32]kgo.EpochOffset, upTo int64, all bool) {
 	for topic, parts := range offsets {
 		for p, eo := range parts {
 			if st := r.parts[engine.TopicPartition{Topic: topic, Partition: p}]; st.hasPending && st.pending == eo {
 				st.hasPending = false
+			}
+		}
+	}
+	if all && r.checked {
+		r.groupSeq = max(r.groupSeq, upTo)
+	}
+}
+
+// commitError is the error of a commit, or of the first partition it
+// failed for.
+func commitError(resp *kmsg.OffsetCommitResponse, err error) error {
+	if err != nil || resp == nil {
+		return err
+	}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if perr := kerr.ErrorForCode(p.ErrorCode); perr != nil {
+				return fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, perr)
 			}
 		}
 	}
@@ -283,17 +359,7 @@ func contains(tps map[string][]int32, tp engine.TopicPartition) bool {
 func (r *Receiver) commit(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) error {
 	var err error
 	r.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, rerr error) {
-		if rerr != nil {
-			err = rerr
-			return
-		}
-		for _, t := range resp.Topics {
-			for _, p := range t.Partitions {
-				if perr := kerr.ErrorForCode(p.ErrorCode); perr != nil && err == nil {
-					err = fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, perr)
-				}
-			}
-		}
+		err = commitError(resp, rerr)
 	})
 	if err != nil {
 		return fmt.Errorf("commit offsets of group %s: %w", r.cfg.Group, err)

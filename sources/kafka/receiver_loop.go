@@ -168,29 +168,21 @@ func (r *Receiver) poll(ctx context.Context, cut time.Time, n int) kgo.Fetches {
 	return fetches
 }
 
-// cutEarly says whether to store the block now rather than at the block
-// interval: a Next waits for records, the block has some, and every
-// assigned partition has been read to its end as of the latest fetch, so
-// waiting longer would only delay them. The order stays that of every
-// block: logged, group offsets committed, handed out.
+// cutEarly says whether to store the block now rather than when it is
+// full or its interval ends: a Next waits for records and the block has
+// some. Caught up (the partitions read to their ends), that is the
+// latency of continuous pipelines: a record is handed out a poll and an
+// fsync after it arrives, not up to a block interval later; behind, it
+// keeps the engine busy while the receiver is slower than the batches. The
+// order stays that of every block: logged, group offsets committed, handed
+// out.
 func (r *Receiver) cutEarly(b *block) bool {
 	if b.enc.Len() == 0 {
 		return false
 	}
 	r.mu.Lock()
-	waiting := r.waiting
-	r.mu.Unlock()
-	if !waiting {
-		return false
-	}
-	r.gmu.Lock()
-	defer r.gmu.Unlock()
-	for _, st := range r.parts {
-		if st.assigned && st.at >= 0 && st.at < st.end {
-			return false
-		}
-	}
-	return true
+	defer r.mu.Unlock()
+	return r.waiting
 }
 
 // polledPartition is one partition's records of a poll.
@@ -296,8 +288,8 @@ func toEntry(m *kgo.Record, scratch []engine.Header) (engine.Record, []engine.He
 }
 
 // store makes a block available: with a write-ahead log, append + fsync,
-// then commit the group offsets, then let batches see it; without one,
-// let batches see it (at-most-once commits the group offsets first).
+// then let batches see it and commit the group offsets; without one, let
+// batches see it (at-most-once commits the group offsets first).
 func (r *Receiver) store(ctx context.Context, b *block) error {
 	if r.wal != nil {
 		end, err := r.wal.AppendBlock(b.enc)
@@ -312,17 +304,18 @@ func (r *Receiver) store(ctx context.Context, b *block) error {
 			st := r.part(tp)
 			st.pending, st.hasPending = eo, true
 		}
+		r.loggedSeq = end
 		r.gmu.Unlock()
-		// The log holds the block: a failed commit is retried with the
-		// next block or when the partition is revoked, and until then a
-		// restarted receiver skips what the log holds.
-		if err := r.commitPending(ctx, nil); err != nil && ctx.Err() == nil {
-			r.log.Warn("group offsets not committed after the write-ahead log; retrying with the next block", "err", err)
-		}
+		// Logged, so batches may have it; the group commit follows
+		// without holding them up (a restarted receiver skips what the
+		// log holds, whether or not the commit happened). A failed
+		// commit is retried with the next block, every block interval,
+		// and when the partition is revoked.
 		r.handOver(b.enc)
 		if r.readableEnd() != end {
 			return fmt.Errorf("receiver write-ahead log: appended up to sequence %d, expected %d", end, r.readableEnd())
 		}
+		r.commitLogged(ctx)
 		return nil
 	}
 	if r.cfg.Delivery == engine.AtMostOnce && len(b.last) > 0 {
