@@ -17,7 +17,8 @@ import (
 	"github.com/sluicehq/sluice/sinks/file/filetest"
 )
 
-// pipelineYAML is a generate → file pipeline writing into out/NAME.
+// pipelineYAML is a generate → file pipeline writing into out/NAME, one
+// part file per epoch so the tests see output as it commits.
 func pipelineYAML(name, out string, count, rate int) string {
 	return fmt.Sprintf(`version: 1
 name: %s
@@ -25,7 +26,7 @@ source:
   generate: {topic: %s, count: %d, partitions: 2, rate: %d}
 batch: {interval: 20ms, max-records-per-partition: 1000}
 sink:
-  file: {path: %s, format: raw}
+  file: {path: %s, format: raw, roll: {per-epoch: true}}
 `, name, name, count, rate, filepath.Join(out, name))
 }
 

@@ -116,6 +116,16 @@ func TestParseErrors(t *testing.T) {
 			`bad value "ignore" for source.kafka.on-data-loss; write one of: fail, skip`},
 		{"bad format", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  file: {path: x, format: json}"), nil, 5, 27,
 			`bad value "json" for sink.file.format; did you mean "jsonl"?`},
+		{"roll per-epoch with bytes", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  file: {path: x, roll: {per-epoch: true, bytes: 1024}}"), nil, 5, 43,
+			`sink.file.roll.bytes has no effect with per-epoch: true, which makes every epoch its own part file; remove bytes, or remove per-epoch to roll by size and age`},
+		{"roll per-epoch with interval", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  file:", "    path: x", "    roll:", "      per-epoch: true", "      interval: 0"), nil, 9, 7,
+			`sink.file.roll.interval has no effect with per-epoch: true`},
+		{"roll that never rolls", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  file: {path: x, roll: {bytes: 0, interval: 0}}"), nil, 5, 19,
+			`sink.file.roll has bytes: 0 and interval: 0, so committed output would stay hidden until the pipeline stops; set a limit such as interval: 1m or bytes: 134217728, or write per-epoch: true for one part file per epoch`},
+		{"roll as a word", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  file: {path: x, roll: none}"), nil, 5, 25,
+			`sink.file.roll must be a mapping, got "none"; write a mapping with keys bytes, interval, per-epoch`},
+		{"roll negative bytes", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  file: {path: x, roll: {bytes: -1}}"), nil, 5, 33,
+			`sink.file.roll.bytes must be at least 0, got -1; write bytes: 1 or bytes: 0`},
 		{"bad sasl mechanism", kafka("    topics: [a]", "    brokers: [k1:9092]", "    sasl: {mechanism: scram, username: u, password: p}"), nil, 7, 23,
 			`bad value "scram" for source.kafka.sasl.mechanism; write one of: plain, scram-sha-256, scram-sha-512`},
 		{"duplicate key", with("batch:", "  interval: 1s", "  interval: 2s"), nil, 9, 3,
@@ -335,6 +345,28 @@ func TestDefaults(t *testing.T) {
 	if s.Sink.Stdout == nil || s.Sink.Stdout.Format != "raw" || s.SinkKind() != "stdout" {
 		t.Errorf("stdout defaults = %+v", s.Sink.Stdout)
 	}
+	// The file sink rolls by default: an absent roll block is nil (the sink
+	// applies DefaultRollBytes and DefaultRollInterval), a present one
+	// takes the defaults for the keys it leaves out.
+	if s := mustParse(t, doc("version: 1", "name: f", "source: {generate: {}}", "sink: {file: {path: x}}"), noEnv); s.Sink.File.Roll != nil {
+		t.Errorf("absent roll = %+v, want nil", s.Sink.File.Roll)
+	}
+	for _, tc := range []struct {
+		roll string
+		want FileRoll
+	}{
+		{"{}", FileRoll{Bytes: DefaultRollBytes, Interval: Duration(DefaultRollInterval)}},
+		{"", FileRoll{Bytes: DefaultRollBytes, Interval: Duration(DefaultRollInterval)}},
+		{"{bytes: 1000}", FileRoll{Bytes: 1000, Interval: Duration(DefaultRollInterval)}},
+		{"{interval: 0}", FileRoll{Bytes: DefaultRollBytes}},
+		{"{per-epoch: true}", FileRoll{Bytes: DefaultRollBytes, Interval: Duration(DefaultRollInterval), PerEpoch: true}},
+	} {
+		s := mustParse(t, doc("version: 1", "name: f", "source: {generate: {}}", "sink: {file: {path: x, roll: "+tc.roll+"}}"), noEnv)
+		if r := s.Sink.File.Roll; r == nil || *r != tc.want {
+			t.Errorf("roll: %s = %+v, want %+v", tc.roll, r, tc.want)
+		}
+	}
+
 	// Set values win over defaults; an explicit null means "not set".
 	s = mustParse(t, doc("version: 1", "name: g", "source: {generate: {partitions: 8, keys: ~}}", "batch: {interval: 0}", "sink: {file: {path: x, format: raw}}"), noEnv)
 	if s.Source.Generate.Partitions != 8 || s.Source.Generate.Keys != 1 || s.Batch.Interval != 0 || s.Sink.File.Format != "raw" {
@@ -512,6 +544,49 @@ func TestValidateGoSpec(t *testing.T) {
 	s.Delivery, s.Source.Generate.Partitions = AtLeastOnce, 1
 	if err := s.Validate(); err != nil {
 		t.Errorf("Validate(fixed) = %v", err)
+	}
+}
+
+// The default tags of FileRoll, which the loader and the README reference
+// read, say what the named constants say.
+func TestRollDefaultTagsMatchConstants(t *testing.T) {
+	var r FileRoll
+	fs := fieldsOf(reflect.TypeFor[FileRoll]())
+	for i := range fs {
+		applyDefault(reflect.ValueOf(&r).Elem().Field(fs[i].index), &fs[i])
+	}
+	if r.Bytes != DefaultRollBytes || r.Interval.D() != DefaultRollInterval || r.PerEpoch {
+		t.Fatalf("FileRoll tag defaults = %+v, want bytes %d, interval %s, per-epoch false", r, DefaultRollBytes, DefaultRollInterval)
+	}
+}
+
+// A roll built in Go is checked like one read from a file: 0 is "no such
+// condition", so conflicts are non-zero values.
+func TestValidateGoRoll(t *testing.T) {
+	spec := func(r *FileRoll) *Spec {
+		return &Spec{Version: 1, Name: "built", Delivery: ExactlyOnce, Batch: Batch{MaxRecordsPerPartition: 1},
+			Source: Source{Generate: &GenerateSource{Partitions: 1}},
+			Sink:   Sink{File: &FileSink{Path: "x", Format: "raw", Roll: r}}}
+	}
+	for _, tc := range []struct {
+		roll *FileRoll
+		want string // "" = valid
+	}{
+		{nil, ""},
+		{&FileRoll{PerEpoch: true}, ""},
+		{&FileRoll{Bytes: 1 << 20}, ""},
+		{&FileRoll{Interval: Duration(time.Second)}, ""},
+		{&FileRoll{}, "sink.file.roll has bytes: 0 and interval: 0"},
+		{&FileRoll{PerEpoch: true, Interval: Duration(time.Second)}, "sink.file.roll.interval has no effect with per-epoch: true"},
+		{&FileRoll{Bytes: -1}, "sink.file.roll.bytes must be at least 0"},
+	} {
+		err := spec(tc.roll).Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("roll %+v: Validate = %v, want nil", tc.roll, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("roll %+v: Validate = %v, want %q", tc.roll, err, tc.want)
+		}
 	}
 }
 

@@ -109,16 +109,41 @@ type Sink struct {
 type FileSink struct {
 	Path   string `yaml:"path" required:"true" example:"./out"`
 	Format string `yaml:"format" default:"jsonl" enum:"jsonl|raw"` // jsonl | raw
-	// Roll combines epochs into fewer part files; absent = one part file
-	// per epoch that has output.
-	Roll *FileRoll `yaml:"roll"`
+	// Roll says when a part file becomes visible. Absent (nil, also in a
+	// spec built in Go) means the FileRoll defaults: DefaultRollBytes or
+	// DefaultRollInterval, whichever comes first.
+	Roll *FileRoll `yaml:"roll" doc:"absent: roll at 128 MiB or 1m, whichever comes first"`
 }
 
-// FileRoll makes a part file visible once it is big or old enough; epochs
-// in between commit (positions advance) but their output appears only then.
+// The file sink's roll defaults; the default tags of FileRoll repeat them
+// (a test keeps the two equal).
+const (
+	// DefaultRollBytes is 128 MiB: the block and split size HDFS, Spark and
+	// Flink's file sink default to, so a rolled part file is one task's
+	// worth for the readers that take these directories, and a busy
+	// pipeline writes a few dozen files an hour instead of one per batch.
+	DefaultRollBytes = 128 << 20
+	// DefaultRollInterval bounds how long committed output waits before it
+	// becomes visible. A minute keeps a continuous pipeline (a batch every
+	// few milliseconds) to 60 part files an hour while readers still see
+	// data about as fresh as a per-minute batch job would; Flink's file
+	// sink chose the same.
+	DefaultRollInterval = time.Minute
+)
+
+// FileRoll says when the part file that committed epochs are appended to
+// becomes visible: once it holds Bytes or is Interval old, whichever comes
+// first, and when the pipeline stops. Epochs in between commit (positions
+// advance) but their output appears only then. PerEpoch instead makes
+// every epoch with output its own part file, visible at its commit.
+//
+// In YAML an absent bytes or interval takes its default; in a FileRoll
+// built in Go, 0 means "no such condition". Neither condition and no
+// per-epoch is an error: the file would never roll while the pipeline runs.
 type FileRoll struct {
-	Bytes    int64    `yaml:"bytes" min:"0"` // 0 = no size condition
-	Interval Duration `yaml:"interval"`      // 0 = no age condition
+	Bytes    int64    `yaml:"bytes" default:"134217728" min:"0" doc:"128 MiB; 0 = no size condition"`
+	Interval Duration `yaml:"interval" default:"1m" doc:"0 = no age condition"`
+	PerEpoch bool     `yaml:"per-epoch" doc:"one part file per epoch, visible at its commit; without bytes and interval"`
 }
 
 // StdoutSink prints records; at-least-once only.

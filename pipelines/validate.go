@@ -124,6 +124,9 @@ func (s *Spec) check() Errors {
 		checkTopic(c, "sink.kafka.topic", k.Topic)
 		checkTopic(c, "sink.kafka.checkpoint-topic", k.CheckpointTopic)
 	}
+	if f := s.Sink.File; f != nil && f.Roll != nil && c.ok("sink.file", "sink.file.roll", "sink.file.roll.bytes", "sink.file.roll.interval", "sink.file.roll.per-epoch") {
+		checkRoll(c, f.Roll)
+	}
 	for i, t := range s.Transforms {
 		p := fmt.Sprintf("transforms[%d]", i)
 		if c.ok(p+".plugin") && strings.TrimSpace(t.Plugin) == "" {
@@ -196,6 +199,34 @@ func (s *Spec) checkKafka(c *checker, k *KafkaSource) {
 	}
 	if c.ok(p+".wal", "delivery") && !k.WALEnabled() && s.Delivery == ExactlyOnce {
 		c.at(p+".wal", "wal: false is impossible with delivery: exactly-once: without the write-ahead log a receiver cannot replay a batch after a crash; remove wal: false, or write delivery: at-least-once or at-most-once")
+	}
+}
+
+// checkRoll rejects roll settings that contradict each other or would
+// keep committed output hidden until the pipeline stops.
+func checkRoll(c *checker, r *FileRoll) {
+	const p = "sink.file.roll"
+	// In a file, bytes and interval are set when written (absent ones hold
+	// their defaults); in a spec built in Go, when not zero.
+	written := func(key string, nonzero bool) bool {
+		if c.w == nil {
+			return nonzero
+		}
+		return c.set(p + "." + key)
+	}
+	if r.PerEpoch {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"bytes", written("bytes", r.Bytes != 0)}, {"interval", written("interval", r.Interval != 0)}} {
+			if k.set {
+				c.atKey(p+"."+k.key, "%s.%s has no effect with per-epoch: true, which makes every epoch its own part file; remove %s, or remove per-epoch to roll by size and age", p, k.key, k.key)
+			}
+		}
+		return
+	}
+	if r.Bytes == 0 && r.Interval == 0 {
+		c.atKey(p, "%s has bytes: 0 and interval: 0, so committed output would stay hidden until the pipeline stops; set a limit such as interval: 1m or bytes: %d, or write per-epoch: true for one part file per epoch", p, DefaultRollBytes)
 	}
 }
 

@@ -47,7 +47,7 @@ source:
   kafka: {brokers: [builtin], topics: [mid], mode: %s, block-interval: 50ms}
 batch: {interval: 20ms}
 sink:
-  file: {path: %s, format: raw}
+  file: {path: %s, format: raw, roll: {bytes: 16384, interval: 200ms}}  # small, to see output while it runs: see writePipeline
 `, mode, out)), 0o644)
 	brokerAddr := freeAddr(t)
 	start := func() *os.Process {

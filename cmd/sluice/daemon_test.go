@@ -31,7 +31,7 @@ source:
   kafka: {brokers: [builtin], topics: [events]}
 batch: {interval: 50ms}
 sink:
-  file: {path: %s, format: raw}
+  file: {path: %s, format: raw, roll: {bytes: 16384, interval: 200ms}}  # small, to see output while it runs: see writePipeline
 `, out)), 0o644)
 	brokerAddr, httpAddr := freeAddr(t), freeAddr(t)
 	cmd := sluice(t, "daemon", "--pipelines", pdir, "--data", filepath.Join(dir, "data"),

@@ -82,7 +82,7 @@ source:
   kafka: {brokers: [builtin], topics: [events], mode: %s, block-interval: 50ms}
 batch: {interval: 50ms, max-records-per-partition: 500}
 sink:
-  file: {path: %s, format: raw}
+  file: {path: %s, format: raw, roll: {bytes: 16384, interval: 200ms}}  # small, to see output while it runs: see writePipeline
 `, mode, mode, filepath.Join(dir, "out"))), 0o644)
 	start := func() *os.Process {
 		cmd := sluice(t, "run", spec, "--data", filepath.Join(dir, "data"), "--broker-listen", addr, "--idle-exit", "5s")

@@ -161,7 +161,7 @@ transforms:
   - plugin: filter
     settings: {expr: 'int(value) %% 10 != 3 || fromJSON(value).x == 1'}
 sink:
-  file: {path: %s, format: raw}
+  file: {path: %s, format: raw, roll: {bytes: 16384, interval: 200ms}}  # small, to see output while it runs: see writePipeline
 dead-letter: {topic: dead}
 `, brokers[0], out)), 0o644)
 	read := func() (lines, dead []string) {

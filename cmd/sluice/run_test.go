@@ -56,6 +56,12 @@ func checkExactlyOnce(t *testing.T, lines []string, n int, complete bool) {
 	}
 }
 
+// writePipeline writes a generate → file pipeline. The tests that watch
+// output while a pipeline runs, and kill it, give the file sink a small
+// roll: part files roll every few epochs and soon after the source goes
+// quiet, so kills land before, inside and after rolls, and output shows
+// within the tests' deadlines (the default, 128 MiB or 1m, would show it
+// only a minute later or when the pipeline stops).
 func writePipeline(t *testing.T, dir string, count, rate int) string {
 	t.Helper()
 	spec := fmt.Sprintf(`version: 1
@@ -65,7 +71,7 @@ source:
 batch: {interval: 20ms, max-records-per-partition: 5000}
 delivery: exactly-once
 sink:
-  file: {path: %s, format: raw}
+  file: {path: %s, format: raw, roll: {bytes: 16384, interval: 200ms}}
 `, count, rate, filepath.Join(dir, "out"))
 	path := filepath.Join(dir, "p.yaml")
 	if err := os.WriteFile(path, []byte(spec), 0o644); err != nil {

@@ -9,17 +9,23 @@ import (
 )
 
 // BenchmarkCommit measures Write+Commit of one batch per iteration, fsyncs
-// included: go test -run XXX -bench Commit ./sinks/file/
+// included, with the default roll and with one part file per epoch:
+// go test -run XXX -bench Commit ./sinks/file/
 func BenchmarkCommit(b *testing.B) {
-	for _, format := range []string{"jsonl", "raw"} {
-		b.Run("format="+format, func(b *testing.B) {
-			sinktest.BenchmarkCommit(b, func(b *testing.B) engine.Sink {
-				s, err := New(pipelines.FileSink{Path: b.TempDir(), Format: format})
-				if err != nil {
-					b.Fatal(err)
-				}
-				return s
+	for _, roll := range []struct {
+		name string
+		roll *pipelines.FileRoll
+	}{{"default", nil}, {"per-epoch", &pipelines.FileRoll{PerEpoch: true}}} {
+		for _, format := range []string{"jsonl", "raw"} {
+			b.Run("roll="+roll.name+"/format="+format, func(b *testing.B) {
+				sinktest.BenchmarkCommit(b, func(b *testing.B) engine.Sink {
+					s, err := New(pipelines.FileSink{Path: b.TempDir(), Format: format, Roll: roll.roll})
+					if err != nil {
+						b.Fatal(err)
+					}
+					return s
+				})
 			})
-		})
+		}
 	}
 }

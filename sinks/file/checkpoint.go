@@ -32,9 +32,20 @@ type checkpoint struct {
 	Staged string `json:"staged,omitempty"`
 	// Open is committed output not yet visible because the roll policy
 	// combines epochs.
-	Open        *openPart `json:"open,omitempty"`
+	Open *openPart `json:"open,omitempty"`
+	// Sealed marks a checkpoint rewritten after its epoch committed, to make
+	// the output that was Open visible as Part without a new epoch (when
+	// the sink closes or the part file grows old while no batch comes; see
+	// seal). The epoch committed before, so unlike a rolling commit a
+	// missing Part with the staging file present does not mean the epoch
+	// failed: the rename is still to happen, and Open finishes it.
+	Sealed      *openPart `json:"sealed,omitempty"`
 	DeadLetters string    `json:"dead_letters,omitempty"` // the committed dead-letter file
 	Time        time.Time `json:"committed_at"`
+
+	// from is the file the checkpoint was read from (a checkpoint file or
+	// a slot), for messages; not stored.
+	from string
 }
 
 type openPart struct {
@@ -124,12 +135,13 @@ func (s *Sink) readCheckpoint(epoch uint64) (checkpoint, error) {
 	if err := json.Unmarshal(b, &c); err != nil || c.Epoch != epoch || c.Pipeline != s.pipeline {
 		return c, fmt.Errorf("file sink: checkpoint %s is damaged or not for pipeline %q (%v); restore it from a backup, or delete it to roll back to the epoch before", path, s.pipeline, err)
 	}
+	c.from = path
 	return c, nil
 }
 
 // committed reports whether c's commit point was reached.
 func (s *Sink) committed(c checkpoint) (bool, error) {
-	if c.Part == "" {
+	if c.Part == "" || c.Sealed != nil {
 		return true, nil
 	}
 	if _, err := os.Lstat(filepath.Join(s.dir, c.Part)); err == nil {
@@ -146,15 +158,25 @@ func (s *Sink) committed(c checkpoint) (bool, error) {
 	return false, nil
 }
 
-// newestCommitted returns the newest committed checkpoint (zero if none).
-// With cleanup it deletes the checkpoints of epochs above it, which never
-// committed.
+// newestCommitted returns the newest committed checkpoint (zero if none),
+// from the checkpoint files and the slots. With cleanup it deletes the
+// checkpoint files of epochs above it, which never committed.
 func (s *Sink) newestCommitted(cleanup bool) (checkpoint, error) {
 	epochs, _, err := s.listCheckpoints()
 	if err != nil {
 		return checkpoint{}, err
 	}
+	slot, err := s.newestSlot()
+	if err != nil {
+		return checkpoint{}, err
+	}
 	for _, ep := range epochs {
+		// A slot is written only at a commit point, so it is committed. For
+		// the same epoch the file wins: only seal writes a file for an
+		// epoch a slot holds, and it writes the newer state.
+		if slot.Epoch > ep {
+			return slot, nil
+		}
 		c, err := s.readCheckpoint(ep)
 		if err != nil {
 			return checkpoint{}, err
@@ -173,7 +195,7 @@ func (s *Sink) newestCommitted(cleanup bool) (checkpoint, error) {
 			}
 		}
 	}
-	return checkpoint{}, nil
+	return slot, nil
 }
 
 // recover finds the last committed epoch and deletes what uncommitted epochs
@@ -183,6 +205,9 @@ func (s *Sink) newestCommitted(cleanup bool) (checkpoint, error) {
 func (s *Sink) recover() (checkpoint, error) {
 	c, err := s.newestCommitted(true)
 	if err != nil {
+		return c, err
+	}
+	if err := s.finishSeal(c); err != nil {
 		return c, err
 	}
 	if c.Epoch == 0 {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,41 +15,63 @@ import (
 	"github.com/sluicehq/sluice/sinks/sinktest"
 )
 
+// TestConformance runs the suite with one part file per epoch, where
+// committed output is visible at once, and with the default roll, where
+// the suite reads what is committed: the visible part files and the
+// committed bytes of the open one (committedValues). Either way every
+// committed record is there exactly once.
 func TestConformance(t *testing.T) {
-	for _, format := range []string{"jsonl", "raw"} {
-		t.Run(format, func(t *testing.T) {
-			sinktest.Run(t, func(t *testing.T) sinktest.Harness {
-				dir := t.TempDir()
-				return sinktest.Harness{
-					New: func(t *testing.T) engine.Sink {
-						s, err := New(pipelines.FileSink{Path: dir, Format: format})
-						if err != nil {
-							t.Fatal(err)
-						}
-						return s
-					},
-					Read: func(t *testing.T) []string {
-						var out []string
-						for _, name := range visible(t, dir) {
-							out = append(out, readValues(t, filepath.Join(dir, name), format)...)
-						}
-						return out
-					},
-					ReadDeadLetters: func(t *testing.T) []string {
-						files, err := filepath.Glob(filepath.Join(dir, deadDir, "*", "dead-*.jsonl"))
-						if err != nil {
-							t.Fatal(err)
-						}
-						var out []string
-						for _, f := range files {
-							out = append(out, readValues(t, f, "jsonl")...)
-						}
-						return out
-					},
-				}
+	for _, mode := range []struct {
+		name string
+		roll *pipelines.FileRoll
+		read func(t *testing.T, dir, format string) []string
+	}{
+		{"per-epoch", &pipelines.FileRoll{PerEpoch: true}, visibleValuesOf},
+		{"default roll", nil, committedValues},
+	} {
+		for _, format := range []string{"jsonl", "raw"} {
+			t.Run(mode.name+"/"+format, func(t *testing.T) {
+				conformance(t, format, mode.roll, mode.read)
 			})
-		})
+		}
 	}
+}
+
+func visibleValuesOf(t *testing.T, dir, format string) []string {
+	t.Helper()
+	var out []string
+	for _, name := range visible(t, dir) {
+		out = append(out, readValues(t, filepath.Join(dir, name), format)...)
+	}
+	return out
+}
+
+func conformance(t *testing.T, format string, roll *pipelines.FileRoll, read func(t *testing.T, dir, format string) []string) {
+	sinktest.Run(t, func(t *testing.T) sinktest.Harness {
+		dir := t.TempDir()
+		return sinktest.Harness{
+			New: func(t *testing.T) engine.Sink {
+				s, err := New(pipelines.FileSink{Path: dir, Format: format, Roll: roll})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			},
+			Read:  func(t *testing.T) []string { return read(t, dir, format) },
+			Crash: func(t *testing.T, s engine.Sink) { crash(s.(*Sink)) },
+			ReadDeadLetters: func(t *testing.T) []string {
+				files, err := filepath.Glob(filepath.Join(dir, deadDir, "*", "dead-*.jsonl"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var out []string
+				for _, f := range files {
+					out = append(out, readValues(t, f, "jsonl")...)
+				}
+				return out
+			},
+		}
+	})
 }
 
 // readValues returns the record values in one output file.
@@ -59,8 +82,17 @@ func readValues(t *testing.T, path, format string) []string {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	if strings.Contains(path, string(filepath.Separator)+".") {
+		t.Fatalf("read a hidden file %s", path)
+	}
+	return parseValues(t, path, f, format)
+}
+
+// parseValues returns the record values in r, the contents of path.
+func parseValues(t *testing.T, path string, r io.Reader, format string) []string {
+	t.Helper()
 	var out []string
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		if format == "raw" {
 			out = append(out, sc.Text())
@@ -86,9 +118,6 @@ func readValues(t *testing.T, path, format string) []string {
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
-	}
-	if strings.Contains(path, string(filepath.Separator)+".") {
-		t.Fatalf("read a hidden file %s", path)
 	}
 	return out
 }

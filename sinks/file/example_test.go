@@ -12,7 +12,9 @@ import (
 )
 
 // One epoch as the engine drives it: Open tells where to resume, Write
-// stages, Commit makes output and positions visible together.
+// stages, Commit stores output and positions together. With the default
+// roll the committed output waits in the open part file, which Close (or
+// 128 MiB, or a minute) makes visible, named by its last epoch.
 func Example() {
 	dir, _ := os.MkdirTemp("", "sluice-example")
 	defer os.RemoveAll(dir)

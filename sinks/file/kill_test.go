@@ -18,6 +18,10 @@ import (
 const (
 	killTotal = 20_000 // records the helper writes in all
 	killBatch = 137    // records per epoch; odd, so epochs straddle kills unevenly
+	// killRollBytes rolls every ~5 epochs (137 values of ~5 bytes each),
+	// so kills land before, inside and after rolls of part files that
+	// hold several epochs.
+	killRollBytes = 3000
 )
 
 // TestKillHelper is not a test: TestSIGKILL runs it in a child process,
@@ -29,7 +33,11 @@ func TestKillHelper(t *testing.T) {
 		t.Skip("helper process for TestSIGKILL")
 	}
 	ctx := context.Background()
-	s, err := New(pipelines.FileSink{Path: dir, Format: "raw"})
+	roll := &pipelines.FileRoll{PerEpoch: true}
+	if os.Getenv("SLUICE_KILL_HELPER_ROLL") == "bytes" {
+		roll = &pipelines.FileRoll{Bytes: killRollBytes}
+	}
+	s, err := New(pipelines.FileSink{Path: dir, Format: "raw", Roll: roll})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,20 +63,31 @@ func TestKillHelper(t *testing.T) {
 		}
 		fmt.Printf("committed %d\n", epoch)
 	}
+	// As the engine does when a pipeline stops: roll the open part file.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestSIGKILL kills a real writer process at arbitrary points of its
-// commit loop and restarts it: in the end the output holds every number
+// commit loop and restarts it, with one part file per epoch and with part
+// files that roll by size: in the end the output holds every number
 // exactly once, in order, and Open agrees with it.
 func TestSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
+	for _, roll := range []string{"per-epoch", "bytes"} {
+		t.Run(roll, func(t *testing.T) { testSIGKILL(t, roll) })
+	}
+}
+
+func testSIGKILL(t *testing.T, roll string) {
 	dir := t.TempDir()
 	run := func(killAfter int) {
 		t.Helper()
 		cmd := exec.Command(os.Args[0], "-test.run=^TestKillHelper$")
-		cmd.Env = append(os.Environ(), "SLUICE_KILL_HELPER_DIR="+dir)
+		cmd.Env = append(os.Environ(), "SLUICE_KILL_HELPER_DIR="+dir, "SLUICE_KILL_HELPER_ROLL="+roll)
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)

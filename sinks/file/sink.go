@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -41,23 +42,36 @@ const (
 	tmpPref   = ".ckpt-"
 )
 
-// Roll combines epochs into fewer, larger part files. The zero value writes
-// one part file per epoch that has output.
+// Roll says when committed output becomes visible: epochs are appended to
+// one part file that is made visible (rolled) once it is big or old
+// enough, or every epoch is its own part file (PerEpoch).
 type Roll struct {
-	// Bytes: make the part file visible once it holds at least this many
-	// bytes; 0 = no size condition.
+	// Bytes: roll the part file at the first commit that finds it holding
+	// at least this many bytes; 0 = no size condition.
 	Bytes int64
-	// Interval: make the part file visible at the first commit at least this
-	// long after its first epoch committed; 0 = no age condition.
+	// Interval: roll the part file at the first commit at least this long
+	// after its first epoch was staged, or once it is this old while no
+	// epoch is staged (rollWhenOld); 0 = no age condition.
 	Interval time.Duration
+	// PerEpoch: every epoch with output is its own part file, visible at
+	// its commit; Bytes and Interval are ignored.
+	PerEpoch bool
 }
 
-func (r Roll) perEpoch() bool { return r.Bytes <= 0 && r.Interval <= 0 }
+// DefaultRoll is what a file sink without a roll setting does; the
+// constants in pipelines say why these numbers.
+var DefaultRoll = Roll{Bytes: pipelines.DefaultRollBytes, Interval: pipelines.DefaultRollInterval}
 
-// Sink is the exactly-once file sink. One Sink serves one pipeline at a time
-// and is not safe for concurrent use; several Sinks, in one process or many,
-// may share a directory.
+func (r Roll) perEpoch() bool { return r.PerEpoch }
+
+// Sink is the exactly-once file sink. One Sink serves one pipeline at a
+// time; the engine calls it from one goroutine at a time. Several Sinks, in
+// one process or many, may share a directory.
 type Sink struct {
+	// mu serialises the engine's calls with the idle roller, the one
+	// goroutine of the sink's own (see rollWhenOld).
+	mu sync.Mutex
+
 	dir    string
 	format recordfmt.Format
 	roll   Roll
@@ -81,6 +95,11 @@ type Sink struct {
 	// stops the commit there, as a crash would.
 	failpoint func(step string) error
 	now       func() time.Time // the clock for roll intervals
+
+	// The idle roller, running from Open to Close when the roll has an
+	// interval. Only the engine's goroutine starts and stops it.
+	idleStop chan struct{}
+	idleDone chan struct{}
 }
 
 // New returns a file sink writing into cfg.Path, created if missing.
@@ -92,12 +111,18 @@ func New(cfg pipelines.FileSink) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("file sink: %w", err)
 	}
-	var roll Roll
+	roll := DefaultRoll
 	if r := cfg.Roll; r != nil {
-		if r.Bytes < 0 || r.Interval < 0 {
-			return nil, errors.New("file sink: roll bytes and interval cannot be negative; write roll: {bytes: 134217728, interval: 5m}, or leave roll out for one part file per epoch")
+		switch {
+		case r.Bytes < 0 || r.Interval < 0:
+			return nil, errors.New("file sink: roll bytes and interval cannot be negative; write roll: {bytes: 134217728, interval: 1m}, or roll: {per-epoch: true} for one part file per epoch")
+		case r.PerEpoch:
+			roll = Roll{PerEpoch: true}
+		case r.Bytes == 0 && r.Interval == 0:
+			return nil, errors.New("file sink: roll has neither bytes nor interval, so committed output would stay hidden until the pipeline stops; set bytes or interval, or per-epoch: true for one part file per epoch")
+		default:
+			roll = Roll{Bytes: r.Bytes, Interval: r.Interval.D()}
 		}
-		roll = Roll{Bytes: r.Bytes, Interval: r.Interval.D()}
 	}
 	var id [6]byte
 	if _, err := rand.Read(id[:]); err != nil {
@@ -122,6 +147,16 @@ func (s *Sink) Open(ctx context.Context, pipeline string) (uint64, engine.Positi
 	if err := ctx.Err(); err != nil {
 		return 0, nil, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	epoch, at, err := s.open(pipeline)
+	if err == nil {
+		s.startIdleRoller()
+	}
+	return epoch, at, err
+}
+
+func (s *Sink) open(pipeline string) (uint64, engine.Positions, error) {
 	if err := checkPipelineName(pipeline); err != nil {
 		return 0, nil, err
 	}
@@ -152,6 +187,9 @@ func (s *Sink) Open(ctx context.Context, pipeline string) (uint64, engine.Positi
 	if err != nil {
 		return 0, nil, err
 	}
+	if err := s.makeSlots(); err != nil {
+		return 0, nil, err
+	}
 	s.known = c
 	if err := s.carry(); err != nil {
 		return 0, nil, err
@@ -164,6 +202,8 @@ func (s *Sink) Open(ctx context.Context, pipeline string) (uint64, engine.Positi
 
 // Write stages records for epoch in a hidden staging file.
 func (s *Sink) Write(ctx context.Context, epoch uint64, records []engine.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err := s.beginEpoch(ctx, epoch); err != nil {
 		return err
 	}
@@ -186,6 +226,8 @@ func (s *Sink) Write(ctx context.Context, epoch uint64, records []engine.Record)
 // _dead-letters/<pipeline>/ in the same commit as the epoch's output. It
 // implements engine.DeadLetterSink.
 func (s *Sink) WriteRejected(ctx context.Context, epoch uint64, rejected []engine.Rejected) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err := s.beginEpoch(ctx, epoch); err != nil {
 		return err
 	}
@@ -234,6 +276,8 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.lock == nil {
 		return errors.New("file sink: Commit before Open")
 	}
@@ -298,10 +342,15 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 			c.Open = &openPart{File: s.out.name, Bytes: s.out.size, Since: s.out.since}
 		}
 	}
-	if err := s.writeCheckpoint(c); err != nil {
+	store, from := s.writeCheckpoint, s.checkpointPath(epoch)
+	if s.useSlot(c) {
+		store, from = s.writeSlot, s.slotPath(epoch)
+	}
+	c.from = from
+	if err := store(c); err != nil {
 		return err
 	}
-	if err := s.hit("checkpoint-renamed"); err != nil {
+	if err := s.hit("checkpoint-stored"); err != nil {
 		return err
 	}
 	if rolling {
@@ -338,15 +387,201 @@ func (s *Sink) hit(step string) error {
 // Abort discards what is staged for epoch (and, with rolling, only the bytes
 // added since the last commit).
 func (s *Sink) Abort(ctx context.Context, epoch uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.dropStaged()
 	return nil
 }
 
-// Close discards anything staged and releases the directory. Committed but
-// not yet rolled output stays in its staging file and is carried on by the
-// next Open.
+// Close discards anything staged, makes committed output that waits in an
+// open part file visible (see seal) and releases the directory. If that
+// fails, the output stays committed in its staging file and the next Open
+// carries it on.
 func (s *Sink) Close() error {
+	s.stopIdleRoller()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var err error
+	if s.lock != nil {
+		s.dropStaged()
+		err = s.seal()
+	}
 	s.reset()
+	return err
+}
+
+// seal rolls the open part file without a new epoch: it rewrites the
+// checkpoint of the last committed epoch so that it names the part file
+// (Sealed), then renames the staging file to it. The rewritten checkpoint
+// is the commit point of the roll. A crash before it leaves the output
+// committed and open, carried on by the next Open as usual; a crash after
+// it and before the rename is finished by the next Open (finishSeal).
+// Positions do not move and no epoch is added, so the engine's view of
+// what is committed does not change. Nothing may be staged.
+//
+// If another instance committed since this one last did, or opened and
+// carried the open output into its own staging file, the output is that
+// instance's to roll: the stored checkpoint is not the one this instance
+// knows (or, once the other rolls, no longer names this file), and seal
+// leaves it. Sealing in turn fences such an instance, as a commit would.
+func (s *Sink) seal() error {
+	if s.out == nil || s.out.committed == 0 || s.known.Open == nil {
+		return nil
+	}
+	if err := lockFile(s.lock); err != nil {
+		return fmt.Errorf("file sink: lock %s: %w", s.lock.Name(), err)
+	}
+	defer unlockFile(s.lock)
+	// With cleanup: a commit of this instance that failed after storing a
+	// rolling checkpoint (naming this staging file as the one to rename)
+	// and before the rename must not outlive the seal, or the renamed file
+	// would make it look committed ("moved away by a reader") and its epoch
+	// would count without its output. writeCheckpoint's directory fsync
+	// below makes the deletion durable before the rename.
+	stored, err := s.newestCommitted(true)
+	if err != nil {
+		return err
+	}
+	if !stored.same(s.known) {
+		s.log.Info("not rolling the open part file: another instance committed since; it carries the output on", "epoch", s.known.Epoch, "stored", stored.Epoch)
+		return nil
+	}
+	// The committed length is durable since the last commit; this makes the
+	// cut of anything staged after it durable too.
+	if err := s.out.sync(); err != nil {
+		return fmt.Errorf("file sink: roll on close: %w", err)
+	}
+	c := s.known
+	c.Open = nil
+	c.Part = partName(s.pipeline, c.Epoch, s.format)
+	c.Staged = s.out.name
+	c.Sealed = &openPart{File: s.out.name, Bytes: s.out.committed, Since: s.out.since}
+	c.from = s.checkpointPath(c.Epoch)
+	if err := s.writeCheckpoint(c); err != nil {
+		return err
+	}
+	if err := s.hit("seal-checkpoint-stored"); err != nil {
+		return err
+	}
+	prev := s.known
+	s.known = c // from here on, Open finishes the roll if this one cannot
+	if err := os.Rename(s.out.path(), filepath.Join(s.dir, c.Part)); err != nil {
+		return fmt.Errorf("file sink: roll on close: %w; the next Open renames it", err)
+	}
+	s.out.close()
+	s.out = nil
+	if err := s.hit("seal-part-renamed"); err != nil {
+		return err
+	}
+	if err := durable.SyncDir(s.dir); err != nil {
+		return fmt.Errorf("file sink: roll on close: %w", err)
+	}
+	s.log.Debug("rolled the open part file", "part", c.Part, "bytes", c.Sealed.Bytes)
+	s.prune(0, prev)
+	return nil
+}
+
+// minIdleCheck keeps the idle roller from spinning when a part file is
+// just about due.
+const minIdleCheck = 10 * time.Millisecond
+
+// startIdleRoller starts the idle roller if the roll has an age condition
+// and it is not running yet (Open after a failure keeps it).
+func (s *Sink) startIdleRoller() {
+	if s.roll.perEpoch() || s.roll.Interval <= 0 || s.idleStop != nil {
+		return
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	s.idleStop, s.idleDone = stop, done
+	interval := s.roll.Interval
+	go func() {
+		defer close(done)
+		t := time.NewTimer(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				t.Reset(max(s.rollWhenOld(), minIdleCheck))
+			}
+		}
+	}()
+}
+
+// stopIdleRoller stops the idle roller and waits until it has, so it never
+// runs after Close. The caller must not hold mu.
+func (s *Sink) stopIdleRoller() {
+	if s.idleStop == nil {
+		return
+	}
+	close(s.idleStop)
+	<-s.idleDone
+	s.idleStop, s.idleDone = nil, nil
+}
+
+// rollWhenOld is the idle roller's step. Commits roll a part file once it
+// is Interval old, but a source with nothing new makes no commits, so
+// without this the output of its last epochs would stay hidden until more
+// records come or the pipeline stops. It seals the part file if it is due
+// and no epoch is staged (a staged epoch's commit checks the age itself),
+// and returns how long to wait before looking again.
+func (s *Sink) rollWhenOld() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lock == nil || s.staged != 0 || s.out == nil || s.out.committed == 0 {
+		return s.roll.Interval
+	}
+	if age := s.now().Sub(s.out.since); age < s.roll.Interval {
+		return s.roll.Interval - age
+	}
+	if err := s.seal(); err != nil {
+		s.log.Warn("cannot roll the part file of an idle pipeline; the next commit or Close tries again", "err", err)
+	}
+	return s.roll.Interval
+}
+
+// finishSeal completes a seal that stored its checkpoint but did not rename
+// the staging file: it cuts the file to the committed length (bytes staged
+// after it belong to no epoch) and renames it into place. The caller holds
+// the commit lock.
+func (s *Sink) finishSeal(c checkpoint) error {
+	if c.Sealed == nil {
+		return nil
+	}
+	if _, err := os.Lstat(filepath.Join(s.dir, c.Part)); err == nil {
+		return nil
+	}
+	src := filepath.Join(s.meta, c.Sealed.File)
+	f, err := os.OpenFile(src, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // renamed, then moved away by a reader
+	}
+	if err != nil {
+		return fmt.Errorf("file sink: finish rolling %s: %w", c.Part, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err == nil && fi.Size() < c.Sealed.Bytes {
+		err = fmt.Errorf("it holds %d bytes, the checkpoint of epoch %d says %d; restore it, or delete %s to roll back to the epoch before (its output will be written again)",
+			fi.Size(), c.Epoch, c.Sealed.Bytes, c.from)
+	}
+	if err == nil {
+		err = f.Truncate(c.Sealed.Bytes)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = os.Rename(src, filepath.Join(s.dir, c.Part))
+	}
+	if err == nil {
+		err = durable.SyncDir(s.dir)
+	}
+	if err != nil {
+		return fmt.Errorf("file sink: finish rolling %s from %s: %w", c.Part, c.Sealed.File, err)
+	}
+	s.log.Info("finished rolling a part file that the last run stored but did not rename", "part", c.Part)
 	return nil
 }
 
@@ -434,7 +669,7 @@ func (s *Sink) carry() error {
 	src, err := os.Open(filepath.Join(s.meta, o.File))
 	if err != nil {
 		return fmt.Errorf("file sink: epoch %d left committed output in %s, which cannot be read: %w; restore it, or delete %s to roll back to the epoch before (its output will be written again)",
-			s.known.Epoch, o.File, err, s.checkpointPath(s.known.Epoch))
+			s.known.Epoch, o.File, err, s.known.from)
 	}
 	defer src.Close()
 	st, err := s.newStage("")
@@ -513,6 +748,7 @@ func (s *Sink) removeDead(epoch uint64) error {
 // prune deletes checkpoints older than the last keepCheckpoints and a
 // carried-from staging file no checkpoint needs any more. Failures only
 // leave garbage behind, so they are logged, not returned.
+// epoch 0 prunes no checkpoint.
 func (s *Sink) prune(epoch uint64, prev checkpoint) {
 	if prev.Open != nil && (s.known.Open == nil || s.known.Open.File != prev.Open.File) &&
 		(s.out == nil || s.out.name != prev.Open.File) {
@@ -609,6 +845,8 @@ func (s *Sink) CommittedDeadLetters(ctx context.Context, after uint64) (uint64, 
 	if err := ctx.Err(); err != nil {
 		return 0, nil, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	epochs, err := s.deadEpochs()
 	if err != nil {
 		return 0, nil, err
@@ -643,6 +881,8 @@ func (s *Sink) CommittedDeadLetters(ctx context.Context, after uint64) (uint64, 
 // ForgetDeadLetters deletes the dead-letter files of committed epochs up
 // to through. It implements sinks.Outbox.
 func (s *Sink) ForgetDeadLetters(ctx context.Context, through uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	epochs, err := s.deadEpochs()
 	if err != nil || len(epochs) == 0 {
 		return err

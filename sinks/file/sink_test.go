@@ -12,9 +12,11 @@ import (
 	"github.com/sluicehq/sluice/pipelines"
 )
 
+// newSink returns a sink that makes every epoch its own part file, so
+// committed output is visible at once; roll_test.go covers rolling.
 func newSink(t *testing.T, dir, format string) *Sink {
 	t.Helper()
-	s, err := New(pipelines.FileSink{Path: dir, Format: format})
+	s, err := New(pipelines.FileSink{Path: dir, Format: format, Roll: &pipelines.FileRoll{PerEpoch: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,8 @@ import (
 
 func newForwarding(t *testing.T, dir string, brokers []string) *Forwarding {
 	t.Helper()
-	inner, err := file.New(pipelines.FileSink{Path: dir, Format: "raw"})
+	// One part file per epoch: the suite reads output as visible at commit.
+	inner, err := file.New(pipelines.FileSink{Path: dir, Format: "raw", Roll: &pipelines.FileRoll{PerEpoch: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
