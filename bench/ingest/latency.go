@@ -79,7 +79,9 @@ func (b *bench) latency(r *latencyRow) error {
 		go obs.watchTopic(ctx, b.addr, out)
 	case "file":
 		dir := filepath.Join(b.dir, "lat-out-"+r.mode+"-file")
-		sinkYAML = fmt.Sprintf("{file: {path: %q, format: raw}}", dir)
+		// One part file per epoch, visible at its commit: with the default
+		// roll a part file appears only when it rolls (up to a minute).
+		sinkYAML = fmt.Sprintf("{file: {path: %q, format: raw, roll: {per-epoch: true}}}", dir)
 		defer os.RemoveAll(dir)
 		go obs.watchDir(ctx, dir)
 	}

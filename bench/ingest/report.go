@@ -127,7 +127,7 @@ func (r report) markdown() string {
 func (r report) latencyMarkdown() string {
 	var s strings.Builder
 	s.WriteString("\n## Latency\n")
-	fmt.Fprintf(&s, "\nLatency of a continuous pipeline (`batch: %s`), exactly-once: from the franz-go producer's Produce call (acks=1, no linger; the value starts with the time) to the record being readable in the output: by a read_committed consumer of the Kafka sink's topic, or in a committed part file of the file sink (the directory is listed every %v). Produced for %v once the pipeline delivered its first record; the first %v of that are not measured.\n\n",
+	fmt.Fprintf(&s, "\nLatency of a continuous pipeline (`batch: %s`), exactly-once: from the franz-go producer's Produce call (acks=1, no linger; the value starts with the time) to the record being readable in the output: by a read_committed consumer of the Kafka sink's topic, or in a committed part file of the file sink (`roll: {per-epoch: true}`, so each epoch is visible at its commit; the directory is listed every %v). Produced for %v once the pipeline delivered its first record; the first %v of that are not measured.\n\n",
 		r.cfg.batch("0"), tick, r.cfg.latency, warmUp)
 	s.WriteString("| mode | sink | rate records/s | p50 ms | p99 ms | max ms |\n")
 	s.WriteString("|---|---|--:|--:|--:|--:|\n")
