@@ -47,6 +47,11 @@ type column struct {
 	path []string // the JSON field path under the value
 	oid  uint32   // the column's type in the table, learnt at Open
 	typ  string   // its name, for messages
+
+	// How the binary COPY writer (copy.go) fills the column, chosen at
+	// Open by planEncoding; encNone sends the table's rows through pgx.
+	enc     encoding
+	numeric pgtype.EncodePlan // pgx's encoder for a JSON field into numeric
 }
 
 func (c *column) source() string {
@@ -127,7 +132,8 @@ func (c *column) checkType() error {
 		c.name, c.typ, c.source())
 }
 
-// row builds the COPY values of one record, reusing the decoded value
+// rowBuilder builds the values of one record for pgx's CopyFrom (the path
+// for tables the binary COPY writer cannot fill), reusing the decoded value
 // across the JSON-field columns.
 type rowBuilder struct {
 	cols []column
@@ -165,24 +171,31 @@ func (b *rowBuilder) value(c *column, r *engine.Record) (any, error) {
 		}
 		return r.Time, nil
 	}
+	raw, ok, err := b.field(c, r)
+	if err != nil || !ok {
+		return nil, err // a missing field is NULL
+	}
+	return fromJSON(c.oid, raw)
+}
+
+// field returns the JSON text of c's field in r's value, and false if the
+// value has no such field. It decodes the value once per row (b.obj) for
+// all the row's JSON-field columns; whoever starts a row resets b.obj.
+func (b *rowBuilder) field(c *column, r *engine.Record) (json.RawMessage, bool, error) {
 	if b.obj == nil {
 		if err := json.Unmarshal(r.Value, &b.obj); err != nil || b.obj == nil {
-			return nil, fmt.Errorf("the value is not a JSON object, so it has no field %s; map the value itself with value, or send JSON", c.source())
+			return nil, false, fmt.Errorf("the value is not a JSON object, so it has no field %s; map the value itself with value, or send JSON", c.source())
 		}
 	}
 	raw, ok := b.obj[c.path[0]]
 	for _, f := range c.path[1:] {
 		var m map[string]json.RawMessage
 		if !ok || json.Unmarshal(raw, &m) != nil {
-			ok = false
-			break
+			return nil, false, nil
 		}
 		raw, ok = m[f]
 	}
-	if !ok {
-		return nil, nil // a missing field is NULL
-	}
-	return fromJSON(c.oid, raw)
+	return raw, ok, nil
 }
 
 // bytesFor passes key and value bytes as the column wants them: bytes for

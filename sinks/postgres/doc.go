@@ -9,6 +9,12 @@
 // this process. The price is one open transaction from the first Write to
 // Commit, which is the batch's own duration.
 //
+// The COPY is in PostgreSQL's binary format, encoded by the sink itself
+// (copy.go) a 64 KiB chunk at a time as the connection sends it, without
+// an []any per row or pgx's encode-plan lookup per value. A table with a
+// column type the sink does not encode (a key into uuid, say) keeps pgx's
+// CopyFrom and its conversions; Open logs which column.
+//
 // Commit of epoch e runs, in that transaction,
 //
 //	UPDATE sluice_checkpoints SET epoch = e, positions = $until
