@@ -106,6 +106,9 @@ type Receiver struct {
 	log          *slog.Logger
 	pattern      *regexp.Regexp
 	refreshEvery time.Duration // metadata refresh: new topics and partitions
+	// fetchBytes and partitionFetchBytes are readerMaxFetchBytes and
+	// readerMaxBytes, but for tests.
+	fetchBytes, partitionFetchBytes int32
 
 	cl      *kgo.Client
 	connErr *lastConnectError
@@ -143,6 +146,7 @@ type Receiver struct {
 	mem       []memBlock       // stored blocks not yet wholly handed out, in order
 	readAhead int64            // see readAheadBatches
 	waiting   bool             // a Next is waiting for records
+	full      bool             // the poll loop waits for read-ahead room
 	interrupt func()           // ends the loop's current poll; nil when not polling
 	err       error            // what stopped the receiver
 	next      engine.Positions // next Kafka offset per partition handed out
@@ -161,7 +165,8 @@ func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
 	if cfg.BlockInterval <= 0 {
 		cfg.BlockInterval = 200 * time.Millisecond
 	}
-	r := &Receiver{cfg: cfg, log: cfg.Logger, refreshEvery: metadataRefresh}
+	r := &Receiver{cfg: cfg, log: cfg.Logger, refreshEvery: metadataRefresh,
+		fetchBytes: readerMaxFetchBytes, partitionFetchBytes: readerMaxBytes}
 	if cfg.Pattern != "" {
 		re, err := regexp.Compile("^(?:" + cfg.Pattern + ")$")
 		if err != nil {
@@ -245,8 +250,8 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) 
 		// and Backlog can say it is caught up.
 		kgo.KeepControlRecords(),
 		kgo.FetchMaxWait(r.cfg.BlockInterval),
-		kgo.FetchMaxPartitionBytes(readerMaxBytes),
-		kgo.FetchMaxBytes(readerMaxFetchBytes),
+		kgo.FetchMaxPartitionBytes(r.partitionFetchBytes),
+		kgo.FetchMaxBytes(r.fetchBytes),
 		// New topics matching a pattern, and new partitions, are found by
 		// the periodic metadata refresh; the group rebalances to take them.
 		kgo.MetadataMaxAge(r.refreshEvery),

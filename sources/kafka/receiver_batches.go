@@ -104,18 +104,25 @@ func (r *Receiver) holding() bool {
 // max-records-per-partition for every assigned partition (at least one),
 // and the rate controller's max-records for the whole batch. Records are
 // handed out in log order, so the cap is on the batch, not on each
-// partition's share of it.
+// partition's share of it. Before the group has assigned any partition
+// (a restart replaying its log), the partitions the log holds count.
 func (r *Receiver) batchCap(limits engine.Limits) int64 {
 	n := int64(0)
 	if limits.MaxRecordsPerPartition > 0 {
 		r.gmu.Lock()
-		assigned := int64(0)
+		var assigned, logged int64
 		for _, st := range r.parts {
 			if st.assigned {
 				assigned++
 			}
+			if st.logged >= 0 {
+				logged++
+			}
 		}
 		r.gmu.Unlock()
+		if assigned == 0 {
+			assigned = logged
+		}
 		n = int64(limits.MaxRecordsPerPartition) * max(assigned, 1)
 	}
 	if limits.MaxRecords > 0 && (n == 0 || int64(limits.MaxRecords) < n) {

@@ -139,9 +139,16 @@ func (r *Receiver) room() int64 {
 // waitForRoom waits until a Next takes records or until is reached; false
 // if ctx ended.
 func (r *Receiver) waitForRoom(ctx context.Context, until time.Time) bool {
+	var changed chan struct{}
+	r.publish(func() { r.full = true })
 	r.mu.Lock()
-	changed := r.changed
+	changed = r.changed
 	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.full = false
+		r.mu.Unlock()
+	}()
 	t := time.NewTimer(time.Until(until))
 	defer t.Stop()
 	select {

@@ -1,0 +1,62 @@
+package kafka
+
+import "time"
+
+// SetReceiverFetchBytes sets how much r's client fetches per partition and
+// per fetch response, so that a test can tell the receiver's own memory
+// from the client's buffers.
+func SetReceiverFetchBytes(r *Receiver, perPartition, perFetch int32) {
+	r.partitionFetchBytes, r.fetchBytes = perPartition, perFetch
+}
+
+// ReceiverStored returns how many records r has stored (logged) and not
+// yet handed out, and how many of them are in memory.
+func ReceiverStored(r *Receiver) (stored, inMemory int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, b := range r.mem {
+		inMemory += int64(b.enc.Len()) - max(r.pos-b.first, 0)
+	}
+	return r.readable - r.pos, inMemory
+}
+
+// AwaitReceiverStored waits until r has stored at least n records not yet
+// handed out; false if timeout passed first.
+func AwaitReceiverStored(r *Receiver, n int64, timeout time.Duration) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		r.mu.Lock()
+		stored, changed := r.readable-r.pos, r.changed
+		r.mu.Unlock()
+		if stored >= n {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return false
+		}
+	}
+}
+
+// AwaitReceiverAhead waits until r has logged as far ahead as it will: its
+// poll loop waits for read-ahead room, or at least n records are stored
+// and not handed out; false if timeout passed first.
+func AwaitReceiverAhead(r *Receiver, n int64, timeout time.Duration) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		r.mu.Lock()
+		done, changed := r.full || r.readable-r.pos >= n, r.changed
+		r.mu.Unlock()
+		if done {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return false
+		}
+	}
+}
