@@ -47,7 +47,8 @@ produce to it.`,
 			}
 			watchCtx, stopWatch := context.WithCancel(cmd.Context())
 			defer stopWatch()
-			go watchMemory(watchCtx, memLimit.apply())
+			limit, mode := memLimit.apply()
+			go watchMemory(watchCtx, limit, mode)
 			builtin := &builtinBroker{dir: filepath.Join(dataDir, "broker"), listen: brokerListen}
 			defer builtin.close()
 			reg := prometheus.NewRegistry()
@@ -72,7 +73,7 @@ produce to it.`,
 	}
 	cmd.Flags().StringVar(&dataDir, "data", "./data", "directory for local state (checkpoints, write-ahead logs, the built-in broker)")
 	cmd.Flags().DurationVar(&idleExit, "idle-exit", 0, "exit 0 once no batch is in flight, everything read is committed, reads have returned no records for this long (counted from the first empty read) and a source that can count its backlog reports none (0 = run until stopped)")
-	cmd.Flags().Var(&memLimit, "memory-limit", "soft limit on the process's memory: the Go collector runs earlier as the heap nears it (GOMEMLIMIT if that is set; 0 = none). Raise it with larger batches")
+	cmd.Flags().Var(&memLimit, "memory-limit", "soft limit on the process's memory: the Go collector runs earlier as the heap nears it. auto: 192MiB, or 1.5 x what the pipeline holds if that is more; GOMEMLIMIT if that is set; 0 = none")
 	cmd.Flags().StringVar(&brokerListen, "broker-listen", "127.0.0.1:9092", "where the built-in broker listens, for pipelines with brokers: [builtin]")
 	return cmd
 }
