@@ -3,6 +3,13 @@
 // that only grows, read back from any retained sequence and trimmed from
 // the front once a sink has committed past it.
 //
+// A Block is encoded once: its buffers are what AppendBlock writes, and
+// the records it decodes from them are what the receiver hands out while
+// the block is in memory, so a record is not read back from the files
+// unless a restart replays it. Both paths decode with the same code and
+// return equal records; neither allocates per record (keys and values
+// point into the block's or the read's buffers).
+//
 // A segment file holds entries of [length u32][CRC-32C u32][record]; its
 // name is the sequence of its first entry. A crash can leave a torn entry
 // at the end of the last segment; Open cuts it off. Only whole segments

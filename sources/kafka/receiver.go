@@ -84,10 +84,14 @@ type ReceiverConfig struct {
 //
 // It reads read_committed, so records of aborted transactions and
 // transaction markers never reach a block. Rebalances are blocked from the
-// first poll of a block until that block is in the write-ahead log and its
-// offsets are committed to the group: when partitions are revoked or lost,
-// the receiver holds nothing it has polled but not logged, and the next
-// owner starts right after what the log holds.
+// first poll of a block until that block is in the write-ahead log (and
+// its group commit issued): when partitions are revoked or lost, the
+// receiver holds nothing it has polled but not logged, revoking commits
+// what the log holds before the partitions go, and the next owner starts
+// right after it. A block is fsynced before its group offsets are
+// committed, and the log is trimmed only below what the group's offsets
+// cover, so a restarted receiver knows every record it logged whose group
+// offset may be behind and skips it.
 //
 // Blocks stay in memory after they are logged (encoded once, for the log,
 // and decoded from that same buffer when handed out), and batches are

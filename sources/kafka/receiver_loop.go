@@ -49,8 +49,7 @@ func (w *rateWindow) room() int64 {
 
 // loop polls the group continuously and stores a block every
 // BlockInterval, or sooner: when it reaches maxBlockRecords, when the
-// read-ahead is full, or when a Next waits and the partitions have been
-// read to their ends (cutEarly).
+// read-ahead is full, or when a Next waits for records (cutEarly).
 func (r *Receiver) loop(ctx context.Context) {
 	defer close(r.done)
 	rate := rateWindow{used: map[engine.TopicPartition]int64{}, paused: map[string][]int32{}}
@@ -128,8 +127,8 @@ func (r *Receiver) loop(ctx context.Context) {
 	}
 }
 
-// room is how many more records the read-ahead takes: stored and not yet
-// handed out, or polled into the block being built.
+// room is how many more records the read-ahead takes beyond those stored
+// and not yet handed out; the block being built counts against it.
 func (r *Receiver) room() int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -139,10 +138,14 @@ func (r *Receiver) room() int64 {
 // waitForRoom waits until a Next takes records or until is reached; false
 // if ctx ended.
 func (r *Receiver) waitForRoom(ctx context.Context, until time.Time) bool {
-	var changed chan struct{}
-	r.publish(func() { r.full = true })
 	r.mu.Lock()
-	changed = r.changed
+	r.full = true
+	// Published (for tests that wait for the receiver to be as far ahead
+	// as it goes), and the channel of the next change taken in the same
+	// step, so that a Next taking records right after is not missed.
+	close(r.changed)
+	r.changed = make(chan struct{})
+	changed := r.changed
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
@@ -181,8 +184,8 @@ func (r *Receiver) poll(ctx context.Context, cut time.Time, n int) kgo.Fetches {
 // latency of continuous pipelines: a record is handed out a poll and an
 // fsync after it arrives, not up to a block interval later; behind, it
 // keeps the engine busy while the receiver is slower than the batches. The
-// order stays that of every block: logged, group offsets committed, handed
-// out.
+// order stays that of every block: logged (fsynced), then handed out and
+// its group offsets committed.
 func (r *Receiver) cutEarly(b *block) bool {
 	if b.enc.Len() == 0 {
 		return false
