@@ -235,13 +235,47 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// decoder decodes entries one after another. It remembers the last topic,
-// so that the records of one topic share a single string instead of
-// allocating one each.
+// decoder decodes entries one after another without allocating per
+// record: the records of one topic share one string, header keys seen
+// recently are reused, and headers are cut from a shared slab.
 type decoder struct {
 	b     []byte
 	err   error
 	topic string
+	keys  [headerKeysKept]string // recent header keys, most recent at next-1
+	next  int
+	slab  []engine.Header // headers not yet given to a record
+}
+
+const (
+	// headerKeysKept is how many distinct header keys the decoder reuses
+	// strings of: records usually carry the same few keys.
+	headerKeysKept = 8
+	// headerSlab is how many headers one allocation holds.
+	headerSlab = 256
+)
+
+// key returns b as a string, reusing one of the recent keys if equal.
+func (d *decoder) key(b []byte) string {
+	for i := range d.keys {
+		if k := d.keys[(d.next-1-i+2*headerKeysKept)%headerKeysKept]; k == string(b) {
+			return k
+		}
+	}
+	k := string(b)
+	d.keys[d.next%headerKeysKept] = k
+	d.next++
+	return k
+}
+
+// headers returns n headers for one record: a capped part of the slab.
+func (d *decoder) headers(n int) []engine.Header {
+	if len(d.slab) < n {
+		d.slab = make([]engine.Header, max(n, headerSlab))
+	}
+	h := d.slab[:n:n]
+	d.slab = d.slab[n:]
+	return h
 }
 
 func (d *decoder) varint() int64 {
@@ -294,10 +328,10 @@ func (d *decoder) decode(body []byte, r *engine.Record) error {
 	d.b = d.b[n:]
 	r.Headers = nil
 	if nh > 0 {
-		r.Headers = make([]engine.Header, nh)
+		r.Headers = d.headers(int(nh))
 		for i := range r.Headers {
-			k := d.bytes()
-			r.Headers[i] = engine.Header{Key: string(k), Value: d.bytes()}
+			k := d.key(d.bytes())
+			r.Headers[i] = engine.Header{Key: k, Value: d.bytes()}
 		}
 	}
 	return d.err
