@@ -127,7 +127,7 @@ type Receiver struct {
 	// in neither. When both locks are held, gmu is taken first.
 	gmu    sync.Mutex
 	parts  map[engine.TopicPartition]*recvPartition
-	polled int64 // records in the block being built
+	polled int64 // records in the blocks being built and being stored
 	// With a write-ahead log: loggedSeq is its end as of the latest store;
 	// below groupSeq every logged record's group offset is committed, and
 	// only below it (and below what the sink committed) is the log

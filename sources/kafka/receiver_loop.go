@@ -50,6 +50,14 @@ func (w *rateWindow) room() int64 {
 // loop polls the group continuously and stores a block every
 // BlockInterval, or sooner: when it reaches maxBlockRecords, when the
 // read-ahead is full, or when a Next waits for records (cutEarly).
+//
+// A block cut before its interval ends is stored in the background while
+// the loop polls and encodes the next one (writing and fsyncing a block
+// took as long as polling it); blocks are stored one at a time, in order.
+// At the end of every interval the loop waits for that store and stores
+// its own block before it lets a rebalance go ahead, so a rebalance never
+// finds records polled and not logged, and waits at most about an
+// interval, as before.
 func (r *Receiver) loop(ctx context.Context) {
 	defer close(r.done)
 	rate := rateWindow{used: map[engine.TopicPartition]int64{}, paused: map[string][]int32{}}
@@ -59,6 +67,34 @@ func (r *Receiver) loop(ctx context.Context) {
 	b := newBlock()
 	var headers []engine.Header // reused: Add copies what it is given
 	var listed time.Time
+	// The block being stored in the background: its result and size.
+	var storing chan error
+	var storingN int64
+	// collect takes the background store's result, waiting for it if
+	// wait; done is false while it is still running.
+	collect := func(wait bool) (done bool, err error) {
+		if storing == nil {
+			return true, nil
+		}
+		if !wait {
+			select {
+			case err = <-storing:
+			default:
+				return false, nil
+			}
+		} else {
+			err = <-storing
+		}
+		storing, storingN = nil, 0
+		return true, err
+	}
+	finish := func() error {
+		_, err := collect(true)
+		return err
+	}
+	// Whatever ends the loop, the block being stored is in the log or
+	// failed before Close goes on.
+	defer finish()
 	// cut is when the block being built is stored at the latest, and the
 	// end of the max-rate window.
 	cut := time.Now().Add(r.cfg.BlockInterval)
@@ -67,9 +103,20 @@ func (r *Receiver) loop(ctx context.Context) {
 			r.listEnds(ctx)
 			listed = time.Now()
 		}
-		room := min(int64(maxBlockRecords-b.enc.Len()), r.room()-int64(b.enc.Len()))
+		// A finished store's block counts as stored from now on.
+		if _, err := collect(false); err != nil {
+			if ctx.Err() == nil {
+				r.fail(err)
+			}
+			return
+		}
+		// The read-ahead holds what is stored and not handed out, the
+		// block being stored and the block being built.
+		ahead := storingN + int64(b.enc.Len())
+		room := min(int64(maxBlockRecords-b.enc.Len()), r.room()-ahead)
 		if room <= 0 && b.enc.Len() == 0 {
-			// The read-ahead is full: wait for a Next to take records.
+			// The read-ahead is full: wait for a Next to take records (or
+			// the background store to hand its block over).
 			if !r.waitForRoom(ctx, cut) {
 				return
 			}
@@ -82,8 +129,8 @@ func (r *Receiver) loop(ctx context.Context) {
 			}
 			fetches := r.poll(ctx, cut, int(room))
 			if ctx.Err() != nil || r.failed() {
-				// Failed while assigning partitions: nothing more is
-				// logged or committed.
+				// Failed while assigning partitions, or storing: nothing
+				// more is logged or committed.
 				return
 			}
 			if err := r.fetchError(ctx, fetches); err != nil {
@@ -91,7 +138,11 @@ func (r *Receiver) loop(ctx context.Context) {
 					// What was polled before the gap is read: logged and
 					// committed, the group resumes where the error's
 					// range begins.
-					if serr := r.store(ctx, b); serr != nil {
+					serr := finish()
+					if serr == nil {
+						serr = r.store(ctx, b)
+					}
+					if serr != nil {
 						err = errors.Join(err, serr)
 					}
 				}
@@ -101,10 +152,29 @@ func (r *Receiver) loop(ctx context.Context) {
 				return
 			}
 			headers = r.absorb(b, fetches, &rate, headers)
-			full := b.enc.Len() >= maxBlockRecords || int64(b.enc.Len()) >= r.room()
+			full := b.enc.Len() >= maxBlockRecords || storingN+int64(b.enc.Len()) >= r.room()
 			if !full && time.Now().Before(cut) && !r.cutEarly(b) {
 				continue
 			}
+		}
+		if err := finish(); err != nil {
+			if ctx.Err() == nil {
+				r.fail(err)
+			}
+			return
+		}
+		if time.Now().Before(cut) {
+			// Cut early: stored in the background, the interval (and
+			// the max-rate window) goes on.
+			storing, storingN = make(chan error, 1), int64(b.enc.Len())
+			go func(b *block, done chan<- error) {
+				done <- r.store(ctx, b)
+				// Wakes the loop if it waits for room: the block it was
+				// storing now counts as stored.
+				r.publish(func() {})
+			}(b, storing)
+			b = newBlock()
+			continue
 		}
 		if err := r.store(ctx, b); err != nil {
 			if ctx.Err() == nil {
@@ -115,9 +185,6 @@ func (r *Receiver) loop(ctx context.Context) {
 		b = newBlock()
 		// Nothing polled is held now: a rebalance may go ahead.
 		r.cl.AllowRebalance()
-		if time.Now().Before(cut) {
-			continue // cut early: the window goes on
-		}
 		if len(rate.paused) > 0 {
 			r.cl.ResumeFetchPartitions(rate.paused)
 			clear(rate.paused)
@@ -240,6 +307,7 @@ func (r *Receiver) absorb(b *block, fetches kgo.Fetches, rate *rateWindow, heade
 		}
 	}
 	b.enc.Grow(size)
+	before := b.enc.Len()
 	var pause map[string][]int32
 	for _, f := range polled {
 		last := f.records[len(f.records)-1]
@@ -272,7 +340,7 @@ func (r *Receiver) absorb(b *block, fetches kgo.Fetches, rate *rateWindow, heade
 		f.st.end = max(f.st.end, f.end)
 		f.st.at = f.records[len(f.records)-1].Offset + 1
 	}
-	r.polled = int64(b.enc.Len())
+	r.polled += int64(b.enc.Len() - before)
 	r.gmu.Unlock()
 	if len(pause) > 0 {
 		// Whatever the client buffered for them is dropped and fetched
@@ -349,7 +417,7 @@ func (r *Receiver) store(ctx context.Context, b *block) error {
 func (r *Receiver) handOver(enc *wal.Block) {
 	r.gmu.Lock()
 	defer r.gmu.Unlock()
-	r.polled = 0
+	r.polled -= int64(enc.Len())
 	if enc.Len() == 0 {
 		return
 	}
