@@ -41,16 +41,39 @@ func AwaitReceiverStored(r *Receiver, n int64, timeout time.Duration) bool {
 }
 
 // AwaitReceiverAhead waits until r has logged as far ahead as it will: its
-// poll loop waits for read-ahead room, or at least n records are stored
-// and not handed out; false if timeout passed first.
+// poll loop waits for read-ahead room with no block being stored, or at
+// least n records are stored and not handed out; false if timeout passed
+// first.
 func AwaitReceiverAhead(r *Receiver, n int64, timeout time.Duration) bool {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
+		r.gmu.Lock()
 		r.mu.Lock()
-		done, changed := r.full || r.readable-r.pos >= n, r.changed
+		done, changed := r.full && r.polled == 0 || r.readable-r.pos >= n, r.changed
 		r.mu.Unlock()
+		r.gmu.Unlock()
 		if done {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return false
+		}
+	}
+}
+
+// AwaitReceiverBacklogKnown waits until r's Backlog is known; false if
+// timeout passed first.
+func AwaitReceiverBacklogKnown(r *Receiver, timeout time.Duration) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		r.mu.Lock()
+		changed := r.changed
+		r.mu.Unlock()
+		if _, known := r.Backlog(); known {
 			return true
 		}
 		select {

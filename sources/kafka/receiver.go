@@ -49,10 +49,11 @@ const (
 	// reads at full speed.
 	readerMaxBytes      = 1 << 20
 	readerMaxFetchBytes = 8 << 20
-	// listEndsEvery spaces the offset listings that learn where assigned
-	// partitions end while no fetch has said so (a caught-up partition
-	// returns no fetch), so that Backlog becomes known.
-	listEndsEvery = time.Second
+	// listLagsEvery spaces the listings of partition ends and group
+	// offsets (listLags) while other members hold subscribed partitions;
+	// listLagsRetry spaces them while Backlog waits for one.
+	listLagsEvery = time.Second
+	listLagsRetry = 100 * time.Millisecond
 )
 
 // walPartition is the position key of receiver mode with a write-ahead
@@ -138,6 +139,12 @@ type Receiver struct {
 	loggedSeq, groupSeq int64
 	committing          bool // an asynchronous group commit is in flight
 	checked             bool
+	// others is the lag of each subscribed partition this member does not
+	// hold, as listLags last listed it for assignment othersGen; assignGen
+	// counts assignment changes, so Backlog knows whether others is
+	// current.
+	others               map[engine.TopicPartition]int64
+	othersGen, assignGen int
 
 	// mu guards what the poll loop shares with Next: the blocks stored
 	// and not yet handed out, and the loop's signals.
@@ -196,6 +203,8 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) 
 	r.pos, r.readable, r.readAhead = 0, 0, readAheadUncapped
 	r.next, r.handed, r.acked = engine.Positions{}, nil, engine.Positions{}
 	r.parts = map[engine.TopicPartition]*recvPartition{}
+	// Nothing listed for the assignment to come.
+	r.others, r.othersGen, r.assignGen = nil, -1, 0
 	if r.cfg.WALDir != "" {
 		w, err := wal.Open(r.cfg.WALDir)
 		if err != nil {

@@ -123,8 +123,8 @@ func TestReceiverBacklogUnknownUntilAssigned(t *testing.T) {
 		t.Fatalf("Backlog %d known while the group join is in progress", n)
 	}
 	close(release)
-	if !kafka.AwaitReceiverStored(src, 100, recvAwait) {
-		t.Fatal("the receiver did not log the 100 records after the join")
+	if !kafka.AwaitReceiverStored(src, 100, recvAwait) || !kafka.AwaitReceiverBacklogKnown(src, recvAwait) {
+		t.Fatal("the receiver did not log the 100 records after the join, or its backlog stayed unknown")
 	}
 	if n, known := src.Backlog(); !known || n != 100 {
 		t.Fatalf("Backlog %d (known %v) with 100 records logged and none handed out, want 100", n, known)
@@ -145,6 +145,56 @@ func TestReceiverBacklogUnknownUntilAssigned(t *testing.T) {
 	exactlyOnce(t, got, 120)
 	if n, known := src.Backlog(); !known || n != 0 {
 		t.Fatalf("Backlog %d (known %v) with everything handed out, want 0", n, known)
+	}
+}
+
+// Backlog counts the subscribed partitions another member holds: a
+// member of a killed instance keeps its partitions until its session
+// expires, and a pipeline that counted only its own would be taken for
+// caught up (--idle-exit) while theirs wait. Here a member that joined and
+// stalled (it never commits) holds some of the partitions.
+func TestReceiverBacklogCountsPartitionsOfOtherMembers(t *testing.T) {
+	brokers := fakeCluster(t, 4)
+	produce(t, brokers, "events", 0, 400)
+	stalled, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumerGroup("recv"),
+		kgo.ConsumeTopics("events"), kgo.DisableAutoCommit())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	// It joins, is given every partition, and polls no more.
+	ctx, cancel := context.WithTimeout(context.Background(), recvAwait)
+	if fs := stalled.PollFetches(ctx); fs.NumRecords() == 0 {
+		t.Fatalf("the stalled member read nothing: %v", fs.Errors())
+	}
+	cancel()
+
+	src := receiverSource(t, brokers, filepath.Join(t.TempDir(), "wal"))
+	if err := src.Open(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	// The receiver reads what the rebalance gives it, to the end.
+	var got []string
+	for {
+		recs, _ := recvNext(t, src, engine.Limits{MaxRecordsPerPartition: 1000, Wait: time.Second})
+		got = append(got, recvValues(recs)...)
+		if !kafka.AwaitReceiverBacklogKnown(src, recvAwait) {
+			t.Fatal("Backlog stayed unknown")
+		}
+		n, _ := src.Backlog()
+		if n+int64(len(got)) != 400 {
+			t.Fatalf("Backlog %d with %d of 400 records handed out: it must count every record not handed out", n, len(got))
+		}
+		if len(recs) == 0 && len(got) > 0 {
+			break // read what it holds
+		}
+	}
+	if len(got) == 0 || len(got) == 400 {
+		t.Fatalf("the receiver read %d records: the partitions were not shared", len(got))
+	}
+	if n, _ := src.Backlog(); n == 0 {
+		t.Fatal("Backlog 0 while the stalled member's partitions wait")
 	}
 }
 

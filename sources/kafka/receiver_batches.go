@@ -87,17 +87,21 @@ func (r *Receiver) Next(ctx context.Context, limits engine.Limits) ([]engine.Rec
 }
 
 // coming reports whether records are on their way to being stored:
-// polled into the block being built, or known to wait on an assigned
-// partition.
+// polled into the blocks being built and stored, or known to wait on a
+// partition assigned to this member (not other members' lag: those
+// records never come here).
 func (r *Receiver) coming() bool {
-	n, known := r.Backlog()
-	return known && n > 0 || r.holding()
-}
-
-func (r *Receiver) holding() bool {
 	r.gmu.Lock()
 	defer r.gmu.Unlock()
-	return r.polled > 0
+	if r.polled > 0 {
+		return true
+	}
+	for _, st := range r.parts {
+		if st.assigned && st.at >= 0 && st.at < st.end {
+			return true
+		}
+	}
+	return false
 }
 
 // batchCap is the most records one batch may take (0: no cap):
@@ -212,11 +216,14 @@ func (r *Receiver) positions() engine.Positions {
 }
 
 // Backlog implements engine.Backlogger: the records stored and not yet
-// handed out, those polled into the block being built, and each assigned
-// partition's records from where it reads next to its last stable offset
-// as of the latest fetch or listing. Unknown until the group has assigned
-// partitions and the end and position of every one of them are known, so
-// that a pipeline whose group has not yet joined is not taken for idle.
+// handed out, those polled into the blocks being built and stored, each
+// assigned partition's records from where it reads next to its last
+// stable offset as of the latest fetch or listing, and the lag of the
+// subscribed partitions other members hold (listLags). Unknown until the
+// group has assigned partitions, the end and position of every one of them
+// are known, and the others' lag was listed for the current assignment,
+// so that a pipeline whose group has not yet given it everything is not
+// taken for caught up.
 func (r *Receiver) Backlog() (int64, bool) {
 	r.gmu.Lock()
 	defer r.gmu.Unlock()
@@ -234,8 +241,11 @@ func (r *Receiver) Backlog() (int64, bool) {
 		assigned = true
 		n += max(st.end-st.at, 0)
 	}
-	if !assigned {
+	if !assigned || r.othersGen != r.assignGen {
 		return 0, false
+	}
+	for _, lag := range r.others {
+		n += lag
 	}
 	return n, true
 }

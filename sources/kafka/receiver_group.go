@@ -2,8 +2,10 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -93,6 +95,7 @@ func (r *Receiver) startPositions(ctx context.Context, cl *kgo.Client, offsets m
 	resume := engine.Positions{}
 	r.gmu.Lock()
 	r.checked = true
+	r.assignGen++
 	for topic, parts := range offsets {
 		for p, o := range parts {
 			tp := engine.TopicPartition{Topic: topic, Partition: p}
@@ -226,6 +229,7 @@ func (r *Receiver) lost(_ context.Context, _ *kgo.Client, lost map[string][]int3
 func (r *Receiver) unassign(tps map[string][]int32) int {
 	r.gmu.Lock()
 	defer r.gmu.Unlock()
+	r.assignGen++
 	n := 0
 	for topic, ps := range tps {
 		for _, p := range ps {
@@ -367,56 +371,127 @@ func (r *Receiver) commit(ctx context.Context, offsets map[string]map[int32]kgo.
 	return nil
 }
 
-// listEnds learns where assigned partitions end (their last stable
-// offsets) when no fetch has said so, and where those started by the
-// start policy are, so that Backlog becomes known: a caught-up partition
-// returns no fetch at all. It runs on the poll loop; a failure is logged
-// and the next call tries again.
-func (r *Receiver) listEnds(ctx context.Context) {
-	unknown := engine.Positions{}
+// listLags lists what Backlog needs beyond the fetches: where assigned
+// partitions end while no fetch has said so (a caught-up partition returns
+// no fetch at all) and where those the start policy placed begin, and,
+// for the subscribed partitions this member does not hold, how far the
+// group's committed offsets (or this receiver's log, if further) are from
+// their ends. Those belong to the pipeline as much as the assigned ones:
+// after a restart, a member of the killed instance keeps its partitions
+// until its session expires, and a pipeline that counted only its own
+// would be taken for caught up (--idle-exit) with their records unread.
+// It runs on the poll loop; a failure is logged and the next call tries
+// again.
+func (r *Receiver) listLags(ctx context.Context) {
 	r.gmu.Lock()
-	for tp, st := range r.parts {
-		if st.assigned && (st.end < 0 || st.at < 0) {
-			unknown[tp] = 0
-		}
-	}
+	gen := r.assignGen
 	r.gmu.Unlock()
-	if len(unknown) == 0 {
-		return
-	}
 	adm := kadm.NewClient(r.cl)
-	// read_committed ends: the last stable offsets.
-	listed, err := adm.ListCommittedOffsets(ctx, topicsOf(unknown)...)
-	var ends, starts engine.Positions
-	if err == nil {
-		ends, err = lookupAll(listed, unknown)
+	topics, err := r.subscribed(ctx, adm)
+	var ends, starts kadm.ListedOffsets
+	var committed kadm.OffsetResponses
+	if err == nil && len(topics) > 0 {
+		// read_committed ends: the last stable offsets.
+		ends, err = adm.ListCommittedOffsets(ctx, topics...)
 	}
-	if err == nil && r.cfg.Start != "latest" {
-		starts, err = logStarts(ctx, r.cl, unknown)
+	if err == nil && len(topics) > 0 && r.cfg.Start != "latest" {
+		starts, err = adm.ListStartOffsets(ctx, topics...)
+	}
+	if err == nil {
+		committed, err = adm.FetchOffsets(ctx, r.cfg.Group)
+	}
+	if err == nil {
+		err = errors.Join(ends.Error(), starts.Error())
 	}
 	if err != nil {
 		if ctx.Err() == nil {
-			r.log.Debug("ends of assigned partitions not listed; backlog unknown until a fetch says", "err", err)
+			r.log.Debug("partition ends and group offsets not listed; backlog unknown until they are", "err", err)
 		}
 		return
 	}
 	r.gmu.Lock()
 	defer r.gmu.Unlock()
-	for tp, end := range ends {
-		st := r.parts[tp]
-		if !st.assigned {
-			continue // revoked meanwhile
+	if gen != r.assignGen {
+		return // the assignment changed meanwhile: list again
+	}
+	others := map[engine.TopicPartition]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		tp := engine.TopicPartition{Topic: o.Topic, Partition: o.Partition}
+		start := o.Offset // latest: where a partition without commits starts
+		if s, ok := starts.Lookup(o.Topic, o.Partition); ok {
+			start = s.Offset
 		}
-		st.end = max(st.end, end)
-		if st.at < 0 {
-			// Where the start policy put it, nothing polled yet: the log
-			// start, or (latest) the end, as franz-go listed them too,
-			// moments apart; records that arrived in between are found
-			// by the next fetch.
-			st.at = end
-			if starts != nil {
-				st.at = starts[tp]
+		st := r.parts[tp]
+		if st != nil && st.assigned {
+			st.end = max(st.end, o.Offset)
+			if st.at < 0 {
+				// Where the start policy put it, nothing polled yet: the
+				// log start, or (latest) the end, as franz-go listed them
+				// too, moments apart; records that arrived in between are
+				// found by the next fetch.
+				st.at = start
 			}
+			return
+		}
+		from := start
+		if c, ok := committed.Lookup(o.Topic, o.Partition); ok && c.Err == nil && c.At >= 0 {
+			from = c.At
+		}
+		if st != nil && st.logged >= 0 {
+			// What this receiver's log holds is counted as stored.
+			from = max(from, st.logged+1)
+		}
+		others[tp] = max(o.Offset-from, 0)
+	})
+	r.others, r.othersGen = others, gen
+	// Whoever waits for Backlog to be known (tests) may look again.
+	r.publish(func() {})
+}
+
+// subscribed returns the topics the receiver reads: the listed ones, or
+// those the pattern matches now.
+func (r *Receiver) subscribed(ctx context.Context, adm *kadm.Client) ([]string, error) {
+	if r.pattern == nil {
+		return r.cfg.Topics, nil
+	}
+	details, err := adm.ListTopics(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var topics []string
+	for _, name := range details.Names() {
+		if r.pattern.MatchString(name) {
+			topics = append(topics, name)
 		}
 	}
+	return topics, nil
+}
+
+// lagsStale reports whether listLags should run now rather than on its
+// schedule: the assignment changed since the last listing, or an assigned
+// partition's end or position is unknown.
+func (r *Receiver) lagsStale() bool {
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	if r.othersGen != r.assignGen {
+		return true
+	}
+	for _, st := range r.parts {
+		if st.assigned && (st.end < 0 || st.at < 0) {
+			return true
+		}
+	}
+	return false
+}
+
+// lagsEvery is how often listLags runs when nothing is stale: while other
+// members hold subscribed partitions their offsets move, else only new
+// topics and partitions can change what it says.
+func (r *Receiver) lagsEvery() time.Duration {
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	if len(r.others) > 0 {
+		return listLagsEvery
+	}
+	return r.refreshEvery
 }

@@ -99,8 +99,8 @@ func (r *Receiver) loop(ctx context.Context) {
 	// end of the max-rate window.
 	cut := time.Now().Add(r.cfg.BlockInterval)
 	for {
-		if time.Since(listed) >= listEndsEvery {
-			r.listEnds(ctx)
+		if since := time.Since(listed); since >= r.lagsEvery() || since >= listLagsRetry && r.lagsStale() {
+			r.listLags(ctx)
 			listed = time.Now()
 		}
 		// A finished store's block counts as stored from now on.
