@@ -45,6 +45,7 @@ type latencyRow struct {
 // and reports how long each took from Produce to being readable in the
 // sink's output.
 func (b *bench) measureLatency(mode, sink string) latencyRow {
+	settleDisk()
 	r := latencyRow{mode: mode, sink: sink, rate: b.cfg.latencyRate}
 	log.Printf("latency: %s → %s at %d records/s for %v", mode, sink, r.rate, b.cfg.latency)
 	if err := b.latency(&r); err != nil {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -40,6 +41,7 @@ func (b *bench) measureRow(name string, once func(run int) (measurement, error))
 	var ms []measurement
 	for run := range b.cfg.runs {
 		log.Printf("%s, run %d of %d", name, run+1, b.cfg.runs)
+		settleDisk()
 		m, err := once(run)
 		if err != nil {
 			log.Printf("%s: %v", name, err)
@@ -129,6 +131,11 @@ func (b *bench) runSluice(mode string, run int) (measurement, error) {
 	}
 	return m, nil
 }
+
+// settleDisk writes back what earlier rows left dirty in the page cache
+// (gigabytes after a throughput row), so the kernel's writeback does not
+// stall the next row's fsyncs and land in its figures.
+func settleDisk() { syscall.Sync() }
 
 // lastCommit is the time of the last "committed" line in a JSON log of
 // sluice run at debug level.
