@@ -2,8 +2,6 @@ package kafka_test
 
 import (
 	"context"
-	"crypto/rand"
-	"fmt"
 	"path/filepath"
 	"reflect"
 	"runtime"
@@ -31,14 +29,6 @@ func recvNext(t *testing.T, src *kafka.Receiver, limits engine.Limits) ([]engine
 		t.Fatal(err)
 	}
 	return recs, until
-}
-
-func recvValues(recs []engine.Record) []string {
-	out := make([]string, len(recs))
-	for i, r := range recs {
-		out[i] = string(r.Value)
-	}
-	return out
 }
 
 // A batch takes max-records-per-partition for each assigned partition, not
@@ -69,7 +59,7 @@ func TestReceiverBatchCapPerPartition(t *testing.T) {
 		if len(recs) != tc.want {
 			t.Fatalf("limits %+v: a batch of %d records, want %d", tc.limits, len(recs), tc.want)
 		}
-		got = append(got, recvValues(recs)...)
+		got = append(got, recordValues(recs)...)
 	}
 	exactlyOnce(t, got, 4000)
 }
@@ -134,13 +124,13 @@ func TestReceiverBacklogUnknownUntilAssigned(t *testing.T) {
 		t.Fatalf("Backlog %d (known %v) after a batch of %d of 100", n, known, len(recs))
 	}
 	produce(t, brokers, "events", 100, 120)
-	got := recvValues(recs)
+	got := recordValues(recs)
 	for len(got) < 120 {
 		recs, _ := recvNext(t, src, engine.Limits{MaxRecordsPerPartition: 10, Wait: recvAwait})
 		if len(recs) == 0 {
 			t.Fatalf("nothing more after %d of 120 records", len(got))
 		}
-		got = append(got, recvValues(recs)...)
+		got = append(got, recordValues(recs)...)
 	}
 	exactlyOnce(t, got, 120)
 	if n, known := src.Backlog(); !known || n != 0 {
@@ -178,7 +168,7 @@ func TestReceiverBacklogCountsPartitionsOfOtherMembers(t *testing.T) {
 	var got []string
 	for {
 		recs, _ := recvNext(t, src, engine.Limits{MaxRecordsPerPartition: 1000, Wait: time.Second})
-		got = append(got, recvValues(recs)...)
+		got = append(got, recordValues(recs)...)
 		if !kafka.AwaitReceiverBacklogKnown(src, recvAwait) {
 			t.Fatal("Backlog stayed unknown")
 		}
@@ -318,7 +308,7 @@ func TestReceiverHeapBoundedByBatchSettings(t *testing.T) {
 	}
 	defer c.Close()
 	brokers := c.ListenAddrs()
-	recvFill(t, brokers, total, valueBytes)
+	fillValues(t, brokers, total, valueBytes)
 
 	baseline := recvHeapInUse()
 	src := receiverSource(t, brokers, filepath.Join(t.TempDir(), "wal"))
@@ -371,33 +361,6 @@ func TestReceiverHeapBoundedByBatchSettings(t *testing.T) {
 		t.Fatal("no sample held a whole batch logged ahead in memory: the test did not measure what it says")
 	}
 	t.Logf("heap in use grew at most %d MiB (batch ≈ %d MiB, bound %d MiB)", grew>>20, batchBytes>>20, bound>>20)
-}
-
-// recvFill produces n values of size random bytes round robin, in big
-// batches (random, so that they compress as little as real data).
-func recvFill(t *testing.T, brokers []string, n, size int) {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("events"),
-		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.ProducerBatchMaxBytes(1<<20),
-		kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(1<<20))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx := context.Background()
-	for i := range n {
-		v := make([]byte, size)
-		rand.Read(v)
-		copy(v, fmt.Sprintf("v%d,", i))
-		cl.Produce(ctx, &kgo.Record{Value: v}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	if err := cl.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func recvHeapInUse() uint64 {
