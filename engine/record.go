@@ -2,10 +2,12 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -32,6 +34,14 @@ type Record struct {
 type TopicPartition struct {
 	Topic     string
 	Partition int32
+}
+
+// Compare orders partitions by topic, then partition number (-1, 0, +1).
+func (tp TopicPartition) Compare(o TopicPartition) int {
+	if c := strings.Compare(tp.Topic, o.Topic); c != 0 {
+		return c
+	}
+	return cmp.Compare(tp.Partition, o.Partition)
 }
 
 func (tp TopicPartition) String() string {
@@ -86,12 +96,7 @@ func (p Positions) Sorted() []TopicPartition {
 	for tp := range p {
 		tps = append(tps, tp)
 	}
-	sort.Slice(tps, func(i, j int) bool {
-		if tps[i].Topic != tps[j].Topic {
-			return tps[i].Topic < tps[j].Topic
-		}
-		return tps[i].Partition < tps[j].Partition
-	})
+	slices.SortFunc(tps, TopicPartition.Compare)
 	return tps
 }
 

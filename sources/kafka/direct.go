@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -214,7 +213,7 @@ func (d *Direct) refresh(ctx context.Context, start string) error {
 		if start == "latest" {
 			list = d.adm.ListCommittedOffsets
 		}
-		at, err := d.listOffsets(ctx, list, unplaced)
+		at, err := listOffsets(ctx, list, unplaced)
 		if err != nil {
 			return err
 		}
@@ -286,36 +285,24 @@ func (d *Direct) topics(ctx context.Context) ([]topicPartitions, error) {
 }
 
 // listOffsets runs one of kadm's offset listings over tps.
-func (d *Direct) listOffsets(ctx context.Context, list func(context.Context, ...string) (kadm.ListedOffsets, error),
+func listOffsets(ctx context.Context, list func(context.Context, ...string) (kadm.ListedOffsets, error),
 	tps []engine.TopicPartition) (engine.Positions, error) {
-	var topics []string
+	set := make(engine.Positions, len(tps))
 	for _, tp := range tps {
-		if !slices.Contains(topics, tp.Topic) {
-			topics = append(topics, tp.Topic)
-		}
+		set[tp] = 0
 	}
-	listed, err := list(ctx, topics...)
-	if err == nil {
-		err = listed.Error()
-	}
+	listed, err := list(ctx, topicsOf(set)...)
 	if err != nil {
 		return nil, engine.Retryable(fmt.Errorf("kafka list offsets: %w", err))
 	}
-	out := engine.Positions{}
-	for _, tp := range tps {
-		o, ok := listed.Lookup(tp.Topic, tp.Partition)
-		if !ok {
-			return nil, engine.Retryable(fmt.Errorf("kafka list offsets: no answer for %s", tp))
-		}
-		out[tp] = o.Offset
-	}
-	return out, nil
+	at, err := lookupAll(listed, set)
+	return at, engine.Retryable(err)
 }
 
 // listEnds lists every partition's last stable offset: the end of what a
 // read_committed reader may read now.
 func (d *Direct) listEnds(ctx context.Context) error {
-	ends, err := d.listOffsets(ctx, d.adm.ListCommittedOffsets, d.sortedParts())
+	ends, err := listOffsets(ctx, d.adm.ListCommittedOffsets, d.sortedParts())
 	if err != nil {
 		return err
 	}
@@ -349,15 +336,8 @@ func (d *Direct) sortedParts() []engine.TopicPartition {
 	for tp := range d.parts {
 		tps = append(tps, tp)
 	}
-	slices.SortFunc(tps, compareTP)
+	slices.SortFunc(tps, engine.TopicPartition.Compare)
 	return tps
-}
-
-func compareTP(a, b engine.TopicPartition) int {
-	if a.Topic != b.Topic {
-		return strings.Compare(a.Topic, b.Topic)
-	}
-	return int(a.Partition - b.Partition)
 }
 
 // Next implements engine.Source. The batch reads each partition from its
@@ -581,7 +561,7 @@ func (d *Direct) fetchErrors(ctx context.Context, fetches kgo.Fetches) error {
 // overtook the position (on-data-loss) or the log was truncated or
 // recreated below it (never re-read, never skipped silently).
 func (d *Direct) outOfRange(ctx context.Context, tp engine.TopicPartition) error {
-	starts, err := d.listOffsets(ctx, d.adm.ListStartOffsets, []engine.TopicPartition{tp})
+	starts, err := listOffsets(ctx, d.adm.ListStartOffsets, []engine.TopicPartition{tp})
 	if err != nil {
 		return err
 	}
