@@ -28,6 +28,33 @@ func newRolling(t *testing.T, dir string, roll *pipelines.FileRoll) *Sink {
 	return s
 }
 
+// reopenAtEpoch2 opens a new sink on dir and checks that it resumes after
+// epoch 2: epoch 3 never committed.
+func reopenAtEpoch2(t *testing.T, dir string) *Sink {
+	t.Helper()
+	s := newRolling(t, dir, nil)
+	if e, p := open(t, s, "p"); e != 2 || !p.Equal(pos(2)) {
+		t.Fatalf("reopen = %d, %v; want 2, %v (epoch 3 never committed)", e, p, pos(2))
+	}
+	return s
+}
+
+// replayEpoch3 writes and commits epoch 3 again on s, closes it and checks
+// that e1, e2 and e3 are each visible once.
+func replayEpoch3(t *testing.T, s *Sink, dir string) {
+	t.Helper()
+	s.Write(context.Background(), 3, recs("e3"))
+	if err := s.Commit(context.Background(), 3, pos(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := visibleValues(t, dir); !slices.Equal(got, []string{"e1", "e2", "e3"}) {
+		t.Fatalf("visible = %q, want e1 e2 e3", got)
+	}
+}
+
 func visibleValues(t *testing.T, dir string) []string {
 	t.Helper()
 	return visibleValuesOf(t, dir, "raw")
@@ -555,26 +582,14 @@ func TestCrashWhileClosing(t *testing.T) {
 			}
 			rolled := step != "checkpoint-tmp-synced"
 
-			s2 := newRolling(t, dir, nil)
-			if e, p := open(t, s2, "p"); e != 2 || !p.Equal(pos(2)) {
-				t.Fatalf("reopen = %d, %v; want 2, %v", e, p, pos(2))
-			}
+			s2 := reopenAtEpoch2(t, dir)
 			if files := visible(t, dir); rolled != (len(files) == 1) {
 				t.Fatalf("visible after reopening = %v; rolled before the crash: %v", files, rolled)
 			}
 			if got := committedValues(t, dir, "raw"); !slices.Equal(got, []string{"e1", "e2"}) {
 				t.Fatalf("committed output = %q, want e1 e2", got)
 			}
-			s2.Write(ctx, 3, recs("e3"))
-			if err := s2.Commit(ctx, 3, pos(3)); err != nil {
-				t.Fatal(err)
-			}
-			if err := s2.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if got := visibleValues(t, dir); !slices.Equal(got, []string{"e1", "e2", "e3"}) {
-				t.Fatalf("visible = %q, want e1 e2 e3", got)
-			}
+			replayEpoch3(t, s2, dir)
 			assertNoLeftovers(t, dir)
 		})
 	}
@@ -611,18 +626,7 @@ func TestFailedRollThenClose(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s2 := newRolling(t, dir, nil)
-	if e, p := open(t, s2, "p"); e != 2 || !p.Equal(pos(2)) {
-		t.Fatalf("reopen = %d, %v; want 2, %v (epoch 3 never committed)", e, p, pos(2))
-	}
-	s2.Write(ctx, 3, recs("e3"))
-	if err := s2.Commit(ctx, 3, pos(3)); err != nil {
-		t.Fatal(err)
-	}
-	s2.Close()
-	if got := visibleValues(t, dir); !slices.Equal(got, []string{"e1", "e2", "e3"}) {
-		t.Fatalf("visible = %q, want e1 e2 e3", got)
-	}
+	replayEpoch3(t, reopenAtEpoch2(t, dir), dir)
 }
 
 // A slot whose write tore (a power loss before its fsync) holds no
@@ -648,18 +652,7 @@ func TestTornSlot(t *testing.T) {
 	if err := os.WriteFile(slot, b[:len(b)/2], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s2 := newRolling(t, dir, nil)
-	if e, p := open(t, s2, "p"); e != 2 || !p.Equal(pos(2)) {
-		t.Fatalf("Open with a torn slot = %d, %v; want 2, %v", e, p, pos(2))
-	}
-	s2.Write(ctx, 3, recs("e3"))
-	if err := s2.Commit(ctx, 3, pos(3)); err != nil {
-		t.Fatal(err)
-	}
-	s2.Close()
-	if got := visibleValues(t, dir); !slices.Equal(got, []string{"e1", "e2", "e3"}) {
-		t.Fatalf("visible = %q, want e1 e2 e3", got)
-	}
+	replayEpoch3(t, reopenAtEpoch2(t, dir), dir)
 }
 
 // Rolling on Close is a write like a commit: it happens only if this
