@@ -268,3 +268,91 @@ func writeFileSync(path string, data []byte) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+func (s *segment) readHeader(pos int64) (header, error) {
+	var hdr [batchHeaderLen]byte
+	if _, err := s.f.ReadAt(hdr[:], pos); err != nil {
+		return header{}, fmt.Errorf("read batch header at %d: %w", pos, err)
+	}
+	return parseHeader(hdr[:]), nil
+}
+
+// read finds offset in the segment using a snapshot (size, index, next)
+// taken under the partition lock, stopping before the batch at upto unless
+// it is -1.
+func (s *segment) read(offset, maxBytes, size int64, index []indexEntry, next, upto int64) (Section, error) {
+	rel := offset - s.base
+	j := sort.Search(len(index), func(j int) bool { return int64(index[j].rel) > rel }) - 1
+	pos := int64(0)
+	if j >= 0 {
+		pos = int64(index[j].pos)
+	}
+	var first header
+	for {
+		if pos >= size {
+			return Section{}, nil
+		}
+		h, err := s.readHeader(pos)
+		if err != nil {
+			return Section{}, err
+		}
+		if h.nextOffset() > offset {
+			first = h
+			break
+		}
+		pos += h.size()
+	}
+	if upto >= 0 && first.baseOffset >= upto {
+		return Section{}, nil
+	}
+	start, end := pos, pos+first.size()
+	limit := start + maxBytes
+	if size <= limit {
+		end = size
+	} else {
+		// Jump with the index to the last indexed batch that still fits,
+		// then walk batch headers up to the limit.
+		k := sort.Search(len(index), func(k int) bool { return int64(index[k].pos) > limit }) - 1
+		if k >= 0 && int64(index[k].pos) > end {
+			end = int64(index[k].pos)
+		}
+		for end < size {
+			h, err := s.readHeader(end)
+			if err != nil {
+				return Section{}, err
+			}
+			if end+h.size() > limit {
+				break
+			}
+			end += h.size()
+		}
+	}
+	if upto >= 0 {
+		// Find the first batch at or past upto in the chosen range,
+		// walking from the last indexed batch before it.
+		pos := start + first.size()
+		k := sort.Search(len(index), func(k int) bool { return s.base+int64(index[k].rel) >= upto }) - 1
+		if k >= 0 {
+			pos = max(pos, int64(index[k].pos))
+		}
+		for pos < end {
+			h, err := s.readHeader(pos)
+			if err != nil {
+				return Section{}, err
+			}
+			if h.baseOffset >= upto {
+				end = pos
+				break
+			}
+			pos += h.size()
+		}
+	}
+	if end < size {
+		h, err := s.readHeader(end)
+		if err != nil {
+			return Section{}, err
+		}
+		next = h.baseOffset
+	}
+	return Section{File: s.f, Pos: start, Len: end - start, Next: next}, nil
+}

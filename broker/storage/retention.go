@@ -1,0 +1,55 @@
+package storage
+
+import (
+	"errors"
+	"os"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/durable"
+)
+
+// EnforceRetention deletes sealed segments past the retention age or size
+// and returns how many it deleted. The active segment is never deleted.
+func (p *Partition) EnforceRetention(now time.Time) (int, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return 0, nil
+	}
+	var total int64
+	for _, s := range p.segs {
+		total += s.size
+	}
+	n := 0
+	for n < len(p.segs)-1 {
+		s := p.segs[n]
+		byTime := p.cfg.RetentionAge > 0 && s.maxTs >= 0 && now.Sub(time.UnixMilli(s.maxTs)) > p.cfg.RetentionAge
+		byTime = byTime || (p.cfg.RetentionAge > 0 && s.size == 0)
+		bySize := p.cfg.RetentionBytes > 0 && total-s.size >= p.cfg.RetentionBytes
+		if !byTime && !bySize {
+			break
+		}
+		total -= s.size
+		n++
+	}
+	dead := append([]*segment(nil), p.segs[:n]...)
+	p.segs = append(p.segs[:0:0], p.segs[n:]...)
+	p.mu.Unlock()
+
+	var errs []error
+	for _, s := range dead {
+		for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix, txnIndexSuffix} {
+			if err := os.Remove(segmentName(p.dir, s.base, suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+		s.release()
+	}
+	if n > 0 {
+		p.cfg.Logger.Info("retention deleted segments", "dir", p.dir, "segments", n, "log_start_offset", p.StartOffset())
+		if err := durable.SyncDir(p.dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return n, errors.Join(errs...)
+}
