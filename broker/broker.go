@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/broker/group"
 	"github.com/sluicehq/sluice/broker/txn"
+	"github.com/sluicehq/sluice/internal/backoff"
 	"github.com/sluicehq/sluice/internal/durable"
 )
 
@@ -268,8 +269,11 @@ func (b *Broker) register(l net.Listener) error {
 	return nil
 }
 
+// acceptBackoff spaces out retries of a failing Accept.
+var acceptBackoff = backoff.Policy{Min: 5 * time.Millisecond, Max: time.Second}
+
 func (b *Broker) accept(l net.Listener) error {
-	var delay time.Duration
+	failures := 0 // in a row
 	for {
 		nc, err := l.Accept()
 		if err != nil {
@@ -287,12 +291,13 @@ func (b *Broker) accept(l net.Listener) error {
 			}
 			// Out of file descriptors and the like: back off and keep
 			// serving the connections we have.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			failures++
+			delay := acceptBackoff.Delay(failures)
 			b.log.Warn("accept failed; retrying", "err", err, "delay", delay)
 			time.Sleep(delay)
 			continue
 		}
-		delay = 0
+		failures = 0
 		c := newConn(b, nc)
 		b.mu.Lock()
 		if b.closed {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/backoff"
 	"github.com/sluicehq/sluice/internal/wire"
 	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sources/kafka"
@@ -33,13 +34,12 @@ const (
 	// ScanInterval is how often the pipelines directory is read for new,
 	// changed and removed files.
 	ScanInterval = 2 * time.Second
-	// minRestart and maxRestart bound the wait before a stopped pipeline
-	// is started again.
-	minRestart = time.Second
-	maxRestart = time.Minute
 	// shutdownTimeout bounds the HTTP server's shutdown.
 	shutdownTimeout = 5 * time.Second
 )
+
+// restartBackoff bounds the wait before a failed pipeline is started again.
+var restartBackoff = backoff.Policy{Min: time.Second, Max: time.Minute}
 
 // Config configures a daemon.
 type Config struct {

@@ -45,7 +45,7 @@ type managed struct {
 // supervise runs the pipeline until ctx ends.
 func (m *managed) supervise(ctx context.Context) {
 	defer close(m.done)
-	wait := minRestart
+	failures := 0 // in a row; a clean end of a run (pause, restart) resets it
 	for ctx.Err() == nil {
 		if m.isPaused() {
 			m.set(StatePaused, nil)
@@ -75,13 +75,15 @@ func (m *managed) supervise(ctx context.Context) {
 		}
 		if err == nil {
 			// Paused or restarted through the API: go round at once.
-			wait = minRestart
+			failures = 0
 			continue
 		}
 		m.mu.Lock()
 		m.restarts++
 		m.mu.Unlock()
 		m.set(StateFailed, err)
+		failures++
+		wait := restartBackoff.Delay(failures)
 		m.log.Error("pipeline stopped; restarting after a pause", "pipeline", m.name, "err", err, "in", wait)
 		select {
 		case <-ctx.Done():
@@ -89,7 +91,6 @@ func (m *managed) supervise(ctx context.Context) {
 		case <-time.After(wait):
 		case <-m.resume:
 		}
-		wait = min(2*wait, maxRestart)
 	}
 }
 

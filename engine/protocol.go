@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/backoff"
 )
 
 // Action is the next step the protocol asks the runner to perform. The
@@ -75,14 +77,18 @@ type Protocol struct {
 	inFlight bool
 	staged   bool // the sink may hold staged output for batch.Epoch
 
-	attempt    int // consecutive failures
-	err        error
-	minBackoff time.Duration
+	attempt int // consecutive failures
+	err     error
+	backoff backoff.Policy
 }
 
 // NewProtocol returns a protocol for delivery that starts with ActOpen.
 func NewProtocol(delivery Delivery) *Protocol {
-	return &Protocol{delivery: delivery, next: ActOpen, minBackoff: minBackoff}
+	return &Protocol{
+		delivery: delivery,
+		next:     ActOpen,
+		backoff:  backoff.Policy{Min: minBackoff, Max: maxBackoff},
+	}
 }
 
 // Next returns the action to perform now.
@@ -102,15 +108,13 @@ func (p *Protocol) Err() error { return p.err }
 func (p *Protocol) Attempt() int { return p.attempt }
 
 // SetMinBackoff changes the first retry's wait (default 100ms).
-func (p *Protocol) SetMinBackoff(d time.Duration) { p.minBackoff = d }
+func (p *Protocol) SetMinBackoff(d time.Duration) { p.backoff.Min = d }
 
 // Backoff is how long to wait before the next attempt: exponential from
-// the minimum backoff, capped at maxBackoff, or the failure's own hint.
+// the minimum backoff, capped at maxBackoff, or the failure's own hint
+// (also capped).
 func (p *Protocol) Backoff() time.Duration {
-	d := p.minBackoff
-	for i := 1; i < p.attempt && d < maxBackoff; i++ {
-		d *= 2
-	}
+	d := p.backoff.Delay(p.attempt)
 	var r *RetryableError
 	if errors.As(p.err, &r) && r.After > 0 {
 		d = r.After

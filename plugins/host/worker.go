@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/backoff"
 	"github.com/sluicehq/sluice/plugins/internal/shm"
 	"github.com/sluicehq/sluice/plugins/internal/wire"
 	pluginpb "github.com/sluicehq/sluice/plugins/proto"
@@ -469,11 +470,8 @@ func (w *worker) failed(err error) error {
 		w.fatal = fmt.Errorf("%w (%d failures in a row, giving up); the plugin's last stderr lines:\n%s", err, w.failures, w.stderr)
 		return w.fatal
 	}
-	backoff := restartBackoffMin << (w.failures - 1)
-	if backoff > restartBackoffMax || backoff <= 0 {
-		backoff = restartBackoffMax
-	}
-	w.nextStart = time.Now().Add(backoff)
-	w.t.log.Warn("plugin call failed; the batch will be retried", "worker", w.index, "error", err, "retry_in", backoff)
-	return &engine.RetryableError{Err: err, After: backoff}
+	wait := backoff.Policy{Min: restartBackoffMin, Max: restartBackoffMax}.Delay(w.failures)
+	w.nextStart = time.Now().Add(wait)
+	w.t.log.Warn("plugin call failed; the batch will be retried", "worker", w.index, "error", err, "retry_in", wait)
+	return &engine.RetryableError{Err: err, After: wait}
 }
