@@ -40,25 +40,6 @@ const (
 	metadataRefresh = 10 * time.Second
 )
 
-// ErrDataLoss means retention deleted records the pipeline had not read.
-var ErrDataLoss = errors.New("records were deleted by retention before the pipeline read them")
-
-// dataLossError is on-data-loss: fail for offsets from..start-1 of tp,
-// deleted before the pipeline read them. It is not retryable: the records
-// will not come back.
-func dataLossError(tp engine.TopicPartition, from, start int64) error {
-	return fmt.Errorf("kafka %s: offsets %d..%d: %w; set on-data-loss: skip to continue from %d, or raise the topic's retention",
-		tp, from, start-1, ErrDataLoss, start)
-}
-
-// noteLoss is on-data-loss: skip for offsets from..start-1 of tp.
-// log names the pipeline.
-func noteLoss(log *slog.Logger, m *Metrics, pipeline string, tp engine.TopicPartition, from, start int64) {
-	log.Warn("records lost to retention, skipping them",
-		"partition", tp.String(), "from", from, "to", start-1)
-	m.lost(pipeline, tp, start-from)
-}
-
 // DirectConfig configures a direct-mode source.
 type DirectConfig struct {
 	Conn     Connection
@@ -86,19 +67,24 @@ type DirectConfig struct {
 // the batch limits. Records fetched past a batch's cut are kept for the
 // next batch, never fetched twice.
 type Direct struct {
-	cfg     DirectConfig
-	pattern *regexp.Regexp
-	log     *slog.Logger
+	// Set by NewDirect (and tests before Open); read-only afterwards.
+	cfg          DirectConfig
+	pattern      *regexp.Regexp
+	log          *slog.Logger
+	refreshEvery time.Duration
 
+	// Everything below is owned by the Source methods, which the engine
+	// never calls concurrently, so no field has a lock. Direct starts no
+	// goroutine and registers no franz-go callback: the client's own
+	// goroutines fetch into its buffers, which only Next polls.
 	cl  *kgo.Client
 	adm *kadm.Client
 
-	parts        map[engine.TopicPartition]*partition // the partitions read
-	pos          engine.Positions                     // next offset per partition, also of unsubscribed ones
-	listed       bool                                 // ends have been listed at least once since Open
-	refreshed    time.Time
-	refreshEvery time.Duration
-	lastNext     time.Time
+	parts     map[engine.TopicPartition]*partition // the partitions read
+	pos       engine.Positions                     // next offset per partition, also of unsubscribed ones
+	listed    bool                                 // ends have been listed at least once since Open
+	refreshed time.Time                            // when partitions were last discovered
+	lastNext  time.Time                            // when the last batch with records was planned (max-rate)
 	// aheadLimit is how many records a partition keeps fetched ahead
 	// before its fetching pauses: one batch's share, so what is fetched
 	// ahead stays within the batch settings whatever the volume.
@@ -310,24 +296,6 @@ func (d *Direct) listEnds(ctx context.Context) error {
 		d.parts[tp].end = end
 	}
 	d.listed = true
-	return nil
-}
-
-// behindLogStart applies on-data-loss when tp's position is below start.
-func (d *Direct) behindLogStart(tp engine.TopicPartition, start int64) error {
-	pos := d.pos[tp]
-	if pos >= start {
-		return nil
-	}
-	if !d.cfg.SkipLoss {
-		return dataLossError(tp, pos, start)
-	}
-	noteLoss(d.log, d.cfg.Metrics, d.cfg.Pipeline, tp, pos, start)
-	d.pos[tp] = start
-	if p := d.parts[tp]; p != nil {
-		p.ahead = nil
-		d.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{tp.Topic: {tp.Partition: {Epoch: -1, Offset: start}}})
-	}
 	return nil
 }
 
@@ -555,20 +523,6 @@ func (d *Direct) fetchErrors(ctx context.Context, fetches kgo.Fetches) error {
 		return engine.Retryable(errors.Join(errs...))
 	}
 	return nil
-}
-
-// outOfRange decides what an OFFSET_OUT_OF_RANGE of tp means: retention
-// overtook the position (on-data-loss) or the log was truncated or
-// recreated below it (never re-read, never skipped silently).
-func (d *Direct) outOfRange(ctx context.Context, tp engine.TopicPartition) error {
-	starts, err := listOffsets(ctx, d.adm.ListStartOffsets, []engine.TopicPartition{tp})
-	if err != nil {
-		return err
-	}
-	if d.pos[tp] < starts[tp] {
-		return d.behindLogStart(tp, starts[tp])
-	}
-	return engine.Retryable(fmt.Errorf("kafka %s: position %d is past the log end; the topic may have been recreated", tp, d.pos[tp]))
 }
 
 // absorb hands polled records to the batch up to each partition's target

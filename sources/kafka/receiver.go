@@ -13,14 +13,21 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/internal/wal"
 )
 
-// The receiver is in four files: this one (configuration, Open, Close),
+// The receiver is in five files: this one (configuration, Open, Close),
 // receiver_group.go (group membership: where assigned partitions start,
 // group commits, rebalances), receiver_loop.go (the poll loop that cuts
-// blocks and stores them in the write-ahead log) and receiver_batches.go
-// (what Next hands out, Backlog, Committed).
+// blocks), receiver_handoff.go (what a stored block goes through: the
+// write-ahead log or the in-memory queue) and receiver_batches.go (what
+// Next hands out, Backlog, Committed). loss.go holds on-data-loss for both
+// modes.
+//
+// Goroutines: the engine's calls (Open, Next, Backlog, Committed, Close;
+// never concurrent), the poll loop and the background store it starts for
+// a block cut early, and franz-go's group callbacks (startPositions,
+// revoked, lost, and the completion of an asynchronous group commit).
+// Each field of Receiver says which lock guards it or who owns it.
 
 const (
 	// maxBlockRecords cuts a block early, so one block's memory is bounded
@@ -107,6 +114,7 @@ type ReceiverConfig struct {
 // and an OFFSET_OUT_OF_RANGE while reading comes back to the receiver, so
 // on-data-loss decides both, as in direct mode.
 type Receiver struct {
+	// Set by NewReceiver (and tests before Open); read-only afterwards.
 	cfg          ReceiverConfig
 	log          *slog.Logger
 	pattern      *regexp.Regexp
@@ -115,9 +123,12 @@ type Receiver struct {
 	// readerMaxBytes, but for tests.
 	fetchBytes, partitionFetchBytes int32
 
+	// Set by Open before the poll loop starts and cleared by Close after
+	// it has ended (and the client has left the group); read-only in
+	// between, by the loop, franz-go's callbacks and the Source methods.
 	cl      *kgo.Client
 	connErr *lastConnectError
-	wal     *wal.WAL
+	h       handoff // the write-ahead log or the in-memory queue
 	cancel  context.CancelFunc
 	done    chan struct{}
 
@@ -127,8 +138,8 @@ type Receiver struct {
 	// with the partitions' positions so that Backlog never counts a record
 	// in neither. When both locks are held, gmu is taken first.
 	gmu    sync.Mutex
-	parts  map[engine.TopicPartition]*recvPartition
-	polled int64 // records in the blocks being built and being stored
+	parts  map[engine.TopicPartition]*recvPartition // never shrinks while open
+	polled int64                                    // records in the blocks being built and being stored
 	// With a write-ahead log: loggedSeq is its end as of the latest store;
 	// below groupSeq every logged record's group offset is committed, and
 	// only below it (and below what the sink committed) is the log
@@ -152,17 +163,22 @@ type Receiver struct {
 	changed chan struct{} // closed and replaced when blocks are stored or taken, or err is set
 	// Sequences number every stored record: with a write-ahead log they
 	// are its sequences, without one they count from 0 at Open.
-	readable  int64            // records below this sequence may be handed out
-	pos       int64            // the next sequence to hand out
-	mem       []memBlock       // stored blocks not yet wholly handed out, in order
-	readAhead int64            // see readAheadBatches
-	waiting   bool             // a Next is waiting for records
-	full      bool             // the poll loop waits for read-ahead room
-	interrupt func()           // ends the loop's current poll; nil when not polling
-	err       error            // what stopped the receiver
-	next      engine.Positions // next Kafka offset per partition handed out
-	handed    []handout        // WAL: batches handed out and not yet committed
-	acked     engine.Positions // next Kafka offset per partition committed (lag gauges)
+	readable int64 // records below this sequence may be handed out
+	// pos is the next sequence to hand out. Only Next (and Open) write
+	// it, under mu, so Next also reads it without mu.
+	pos       int64
+	mem       []memBlock // stored blocks not yet wholly handed out, in order
+	readAhead int64      // see readAheadBatches
+	waiting   bool       // a Next is waiting for records
+	full      bool       // the poll loop waits for read-ahead room
+	interrupt func()     // ends the loop's current poll; nil when not polling
+	err       error      // what stopped the receiver
+
+	// Owned by the Source methods (Open, Next, Committed), which the
+	// engine never calls concurrently; nothing else touches them, so no
+	// lock.
+	next  engine.Positions // next Kafka offset per partition handed out
+	acked engine.Positions // next Kafka offset per partition committed (lag gauges)
 }
 
 // NewReceiver returns a receiver-mode source; it starts reading on Open.
@@ -198,43 +214,35 @@ func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
 // log sequence the sink committed; without one the group's offsets say
 // where reading resumes and from is ignored.
 func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) {
-	r.changed = make(chan struct{})
-	r.err, r.mem, r.polled, r.waiting, r.interrupt = nil, nil, 0, false, nil
-	r.pos, r.readable, r.readAhead = 0, 0, readAheadUncapped
-	r.next, r.handed, r.acked = engine.Positions{}, nil, engine.Positions{}
-	r.parts = map[engine.TopicPartition]*recvPartition{}
+	r.next, r.acked = engine.Positions{}, engine.Positions{}
+	r.gmu.Lock()
+	r.parts, r.polled = map[engine.TopicPartition]*recvPartition{}, 0
 	// Nothing listed for the assignment to come.
 	r.others, r.othersGen, r.assignGen = nil, -1, 0
+	r.gmu.Unlock()
+	r.mu.Lock()
+	r.changed = make(chan struct{})
+	r.err, r.mem, r.waiting, r.interrupt = nil, nil, false, nil
+	r.pos, r.readable, r.readAhead = 0, 0, readAheadUncapped
+	r.mu.Unlock()
 	if r.cfg.WALDir != "" {
-		w, err := wal.Open(r.cfg.WALDir)
+		h, pos, end, err := openWAL(r, from)
 		if err != nil {
-			return fmt.Errorf("receiver write-ahead log: %w", err)
+			return err
 		}
-		start, end := w.Bounds()
-		pos, ok := from[walPartition]
-		if !ok {
-			pos = start
-		}
-		if pos < start || pos > end {
-			w.Close()
-			return fmt.Errorf("the sink resumes at write-ahead log sequence %d but %s holds %d..%d; the data directory does not belong to this sink's state: restore it, or point the sink somewhere new",
-				pos, r.cfg.WALDir, start, end)
-		}
-		r.wal, r.pos, r.readable = w, pos, end
-		r.loggedSeq, r.groupSeq, r.committing, r.checked = end, start, false, false
-		// Records in the log whose group commit may not have happened (a
-		// crash between fsync and commit) must not be logged twice: each
-		// assigned partition starts after what the log holds.
-		for tp, off := range w.MaxOffsets() {
-			r.part(tp).logged = off
-		}
-		defer func() {
-			if err != nil {
-				r.wal.Close()
-				r.wal = nil
-			}
-		}()
+		r.h = h
+		r.mu.Lock()
+		r.pos, r.readable = pos, end
+		r.mu.Unlock()
+	} else {
+		r.h = queueHandoff{r}
 	}
+	defer func() {
+		if err != nil {
+			r.h.close()
+			r.h = nil
+		}
+	}()
 	opts, err := r.cfg.Conn.kgoOpts("sluice-"+r.cfg.Pipeline, r.log)
 	if err != nil {
 		return err
@@ -310,11 +318,8 @@ func (r *Receiver) Close() error {
 	// Leaving revokes every partition; revoked commits the logged offsets.
 	r.cl.CloseAllowingRebalance()
 	r.cl = nil
-	var err error
-	if r.wal != nil {
-		err = r.wal.Close()
-		r.wal = nil
-	}
+	err := r.h.close()
+	r.h = nil
 	r.mu.Lock()
 	r.mem = nil
 	r.mu.Unlock()

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/wal"
 )
@@ -16,13 +14,6 @@ import (
 type memBlock struct {
 	first int64
 	enc   *wal.Block
-}
-
-// handout is a batch handed out with a write-ahead log: the log sequence
-// after it and the next Kafka offset per partition once it is committed.
-type handout struct {
-	until int64
-	next  engine.Positions
 }
 
 // Next implements engine.Source: the records stored since the last batch,
@@ -154,12 +145,9 @@ func (r *Receiver) take(n int64) ([]engine.Record, engine.Positions, error) {
 	r.mu.Unlock()
 	var out []engine.Record
 	if pos < memFirst {
-		if r.wal == nil {
-			return nil, nil, fmt.Errorf("kafka receiver: records %d..%d are neither in memory nor logged", pos, memFirst-1)
-		}
 		var err error
-		if out, err = r.wal.Read(pos, int(min(n, memFirst-pos))); err != nil {
-			return nil, nil, fmt.Errorf("receiver write-ahead log: %w", err)
+		if out, err = r.h.replay(pos, min(n, memFirst-pos)); err != nil {
+			return nil, nil, err
 		}
 	}
 	if int64(len(out)) < n {
@@ -203,16 +191,13 @@ func (r *Receiver) noteNext(recs []engine.Record) {
 		r.next[tp] = max(r.next[tp], recs[j-1].Offset+1)
 		i = j
 	}
-	if r.wal != nil && len(recs) > 0 {
-		r.handed = append(r.handed, handout{until: r.pos, next: r.next.Clone()})
+	if len(recs) > 0 {
+		r.h.handedOut(r.pos, r.next)
 	}
 }
 
 func (r *Receiver) positions() engine.Positions {
-	if r.wal != nil {
-		return engine.Positions{walPartition: r.pos}
-	}
-	return r.next.Clone()
+	return r.h.positions(r.pos, r.next)
 }
 
 // Backlog implements engine.Backlogger: the records stored and not yet
@@ -250,40 +235,17 @@ func (r *Receiver) Backlog() (int64, bool) {
 	return n, true
 }
 
-// Committed implements engine.Source: the write-ahead log is trimmed below
-// what the sink committed and the group's offsets cover; without a log,
-// at-least-once commits the group offsets now. Either way the lag gauges
-// are set from what was committed.
+// Committed implements engine.Source: the handoff acknowledges until (a
+// write-ahead log is trimmed below what the sink committed and the group's
+// offsets cover; without a log, at-least-once commits the group offsets
+// now), and the lag gauges are set from what was committed.
 func (r *Receiver) Committed(ctx context.Context, until engine.Positions) error {
-	if r.wal != nil {
-		seq := until[walPartition]
-		i := 0
-		for i < len(r.handed) && r.handed[i].until <= seq {
-			r.acked = r.handed[i].next
-			i++
-		}
-		r.handed = r.handed[i:]
-		r.reportLag()
-		r.gmu.Lock()
-		seq = min(seq, r.groupSeq)
-		r.gmu.Unlock()
-		return r.wal.Trim(seq)
-	}
-	for tp, off := range until {
+	acked, err := r.h.committed(ctx, until)
+	for tp, off := range acked {
 		r.acked[tp] = off
 	}
 	r.reportLag()
-	if r.cfg.Delivery != engine.AtLeastOnce || len(until) == 0 {
-		return nil
-	}
-	offsets := map[string]map[int32]kgo.EpochOffset{}
-	for tp, off := range until {
-		if offsets[tp.Topic] == nil {
-			offsets[tp.Topic] = map[int32]kgo.EpochOffset{}
-		}
-		offsets[tp.Topic][tp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: off}
-	}
-	return r.commit(ctx, offsets)
+	return err
 }
 
 // reportLag sets the lag gauges: per partition, the records between what

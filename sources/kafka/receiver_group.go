@@ -126,56 +126,23 @@ func (r *Receiver) startPositions(ctx context.Context, cl *kgo.Client, offsets m
 	if len(resume) == 0 {
 		return offsets, nil
 	}
-	starts, err := logStarts(ctx, cl, resume)
-	if err != nil {
+	if err := r.resumeInRange(ctx, cl, resume, offsets); err != nil {
 		// The session ends and franz-go joins again; until then no
 		// partition is read from a position that was not checked.
 		r.log.Warn("log start offsets of assigned partitions not listed; joining the group again", "err", err)
 		return nil, err
 	}
-	for _, tp := range resume.Sorted() {
-		from, start := resume[tp], starts[tp]
-		if from >= start {
-			continue
-		}
-		if !r.cfg.SkipLoss {
-			// Never read, so nothing past the loss is logged or
-			// committed: the group keeps its offset for the next try.
-			delete(offsets[tp.Topic], tp.Partition)
-			r.gmu.Lock()
-			st := r.part(tp)
-			st.assigned, st.hasPending = false, false
-			r.gmu.Unlock()
-			r.fail(dataLossError(tp, from, start))
-			continue
-		}
-		noteLoss(r.log, r.cfg.Metrics, r.cfg.Pipeline, tp, from, start)
-		offsets[tp.Topic][tp.Partition] = kgo.NewOffset().At(start)
-		r.skipped(tp, start)
-	}
 	return offsets, nil
 }
 
-// skipped records that tp goes on at start after a loss. With a log, the
-// group is moved there with the next commit, so a restart before the
-// partition's next record does not count the loss again.
+// skipped records that tp goes on at start after a loss; the handoff
+// says whether the group is owed the new start.
 func (r *Receiver) skipped(tp engine.TopicPartition, start int64) {
 	r.gmu.Lock()
 	defer r.gmu.Unlock()
 	st := r.part(tp)
 	st.at = start
-	if r.cfg.WALDir != "" {
-		st.pending, st.hasPending = kgo.EpochOffset{Epoch: -1, Offset: start}, true
-	}
-}
-
-// logStarts lists the log start offsets of the partitions in tps.
-func logStarts(ctx context.Context, cl *kgo.Client, tps engine.Positions) (engine.Positions, error) {
-	listed, err := kadm.NewClient(cl).ListStartOffsets(ctx, topicsOf(tps)...)
-	if err != nil {
-		return nil, fmt.Errorf("kafka list offsets: %w", err)
-	}
-	return lookupAll(listed, tps)
+	r.h.skipped(st, start)
 }
 
 // lookupAll returns the listed offset of every partition in tps, or why

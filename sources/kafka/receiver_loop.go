@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -140,7 +139,7 @@ func (r *Receiver) loop(ctx context.Context) {
 					// range begins.
 					serr := finish()
 					if serr == nil {
-						serr = r.store(ctx, b)
+						serr = r.h.store(ctx, b)
 					}
 					if serr != nil {
 						err = errors.Join(err, serr)
@@ -168,7 +167,7 @@ func (r *Receiver) loop(ctx context.Context) {
 			// the max-rate window) goes on.
 			storing, storingN = make(chan error, 1), int64(b.enc.Len())
 			go func(b *block, done chan<- error) {
-				done <- r.store(ctx, b)
+				done <- r.h.store(ctx, b)
 				// Wakes the loop if it waits for room: the block it was
 				// storing now counts as stored.
 				r.publish(func() {})
@@ -176,7 +175,7 @@ func (r *Receiver) loop(ctx context.Context) {
 			b = newBlock()
 			continue
 		}
-		if err := r.store(ctx, b); err != nil {
+		if err := r.h.store(ctx, b); err != nil {
 			if ctx.Err() == nil {
 				r.fail(err)
 			}
@@ -365,53 +364,6 @@ func toEntry(m *kgo.Record, scratch []engine.Header) (engine.Record, []engine.He
 	return rec, scratch
 }
 
-// store makes a block available: with a write-ahead log, append + fsync,
-// then let batches see it and commit the group offsets; without one, let
-// batches see it (at-most-once commits the group offsets first).
-func (r *Receiver) store(ctx context.Context, b *block) error {
-	if r.wal != nil {
-		end, err := r.wal.AppendBlock(b.enc)
-		if err != nil {
-			return fmt.Errorf("receiver write-ahead log: %w", err)
-		}
-		r.gmu.Lock()
-		for tp, off := range b.enc.MaxOffsets() {
-			r.part(tp).logged = off
-		}
-		for tp, eo := range b.last {
-			st := r.part(tp)
-			st.pending, st.hasPending = eo, true
-		}
-		r.loggedSeq = end
-		r.gmu.Unlock()
-		// Logged, so batches may have it; the group commit follows
-		// without holding them up (a restarted receiver skips what the
-		// log holds, whether or not the commit happened). A failed
-		// commit is retried with the next block, every block interval,
-		// and when the partition is revoked.
-		r.handOver(b.enc)
-		if r.readableEnd() != end {
-			return fmt.Errorf("receiver write-ahead log: appended up to sequence %d, expected %d", end, r.readableEnd())
-		}
-		r.commitLogged(ctx)
-		return nil
-	}
-	if r.cfg.Delivery == engine.AtMostOnce && len(b.last) > 0 {
-		offsets := map[string]map[int32]kgo.EpochOffset{}
-		for tp, eo := range b.last {
-			if offsets[tp.Topic] == nil {
-				offsets[tp.Topic] = map[int32]kgo.EpochOffset{}
-			}
-			offsets[tp.Topic][tp.Partition] = eo
-		}
-		if err := r.commit(ctx, offsets); err != nil {
-			return engine.Retryable(err)
-		}
-	}
-	r.handOver(b.enc)
-	return nil
-}
-
 // handOver lets Next hand out a stored block. The block's records leave
 // the block being built at the same moment, as Backlog sees them.
 func (r *Receiver) handOver(enc *wal.Block) {
@@ -460,71 +412,4 @@ func (r *Receiver) fetchError(ctx context.Context, fetches kgo.Fetches) error {
 		return nil
 	}
 	return r.outOfRange(ctx, behind)
-}
-
-// outOfRange handles partitions whose fetch position is no longer in the
-// log. Below the log start, retention deleted records the receiver had not
-// read: fail returns the error, skip moves the partition to the log start.
-// It runs on the polling goroutine before AllowRebalance, where franz-go
-// wants SetOffsets called.
-func (r *Receiver) outOfRange(ctx context.Context, tps []engine.TopicPartition) error {
-	adm := kadm.NewClient(r.cl)
-	set := engine.Positions{}
-	for _, tp := range tps {
-		set[tp] = 0
-	}
-	topics := topicsOf(set)
-	starts, err := adm.ListStartOffsets(ctx, topics...)
-	if err == nil {
-		var ends kadm.ListedOffsets
-		if ends, err = adm.ListEndOffsets(ctx, topics...); err == nil {
-			err = r.seekInRange(tps, starts, ends)
-		}
-	}
-	if err != nil && !errors.Is(err, ErrDataLoss) {
-		return engine.Retryable(fmt.Errorf("kafka receiver: %w", err))
-	}
-	return err
-}
-
-func (r *Receiver) seekInRange(tps []engine.TopicPartition, starts, ends kadm.ListedOffsets) error {
-	seek := map[string]map[int32]kgo.EpochOffset{}
-	for _, tp := range tps {
-		start, ok := starts.Lookup(tp.Topic, tp.Partition)
-		end, ok2 := ends.Lookup(tp.Topic, tp.Partition)
-		if !ok || !ok2 {
-			return fmt.Errorf("list offsets: %s not listed", tp)
-		}
-		if err := errors.Join(start.Err, end.Err); err != nil {
-			return fmt.Errorf("list offsets of %s: %w", tp, err)
-		}
-		r.gmu.Lock()
-		from := r.part(tp).at
-		r.gmu.Unlock()
-		to := start.Offset
-		switch {
-		case from < 0:
-			// Started by the start policy and nothing read yet: the
-			// records retention took were never this group's to read.
-			r.log.Debug("partition starts at its log start", "partition", tp.String(), "offset", to)
-			r.skipped(tp, to)
-		case from < start.Offset:
-			if !r.cfg.SkipLoss {
-				return dataLossError(tp, from, start.Offset)
-			}
-			noteLoss(r.log, r.cfg.Metrics, r.cfg.Pipeline, tp, from, start.Offset)
-			r.skipped(tp, to)
-		case from > end.Offset:
-			return fmt.Errorf("kafka %s: position %d is past the log end %d; the topic may have been recreated", tp, from, end.Offset)
-		default:
-			// In range again: the error was about an earlier position.
-			to = from
-		}
-		if seek[tp.Topic] == nil {
-			seek[tp.Topic] = map[int32]kgo.EpochOffset{}
-		}
-		seek[tp.Topic][tp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: to}
-	}
-	r.cl.SetOffsets(seek)
-	return nil
 }
