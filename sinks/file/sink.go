@@ -23,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/internal/durable"
 	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sinks"
+	"github.com/sluicehq/sluice/sinks/internal/commit"
 	"github.com/sluicehq/sluice/sinks/internal/recordfmt"
 )
 
@@ -87,7 +88,8 @@ type Sink struct {
 	meta     string   // dir/_sluice/<pipeline>
 	lock     *os.File // flock'ed during recovery and commit
 	known    checkpoint
-	staged   uint64 // epoch with staged output, 0 if none
+	staged   commit.Staged // epoch with staged output
+	fence    commit.Fence
 	out      *stage // output; with rolling it carries committed bytes across epochs
 	dead     *stage // dead letters of the staged epoch
 
@@ -136,6 +138,7 @@ func New(cfg pipelines.FileSink) (*Sink, error) {
 		base:     slog.Default().With("sink", "file", "path", cfg.Path),
 		deadRoot: filepath.Join(cfg.Path, deadDir),
 		id:       hex.EncodeToString(id[:]),
+		staged:   commit.Staged{Sink: "file sink"},
 	}, nil
 }
 
@@ -164,6 +167,8 @@ func (s *Sink) open(pipeline string) (uint64, engine.Positions, error) {
 	s.pipeline = pipeline
 	s.meta = filepath.Join(s.dir, metaDir, pipeline)
 	s.log = s.base.With("pipeline", pipeline)
+	s.fence = commit.Fence{Sink: "file sink", Pipeline: pipeline, Where: s.dir,
+		Advice: "run one instance of a pipeline per directory, and do not edit " + s.meta}
 	if err := os.MkdirAll(s.meta, 0o755); err != nil {
 		return 0, nil, fmt.Errorf("file sink: create %s: %w; the sink needs a writable directory", s.meta, err)
 	}
@@ -263,10 +268,10 @@ func (s *Sink) beginEpoch(ctx context.Context, epoch uint64) error {
 	if s.lock == nil {
 		return errors.New("file sink: Write before Open")
 	}
-	if s.staged != 0 && s.staged != epoch {
-		return fmt.Errorf("file sink: epoch %d is staged and not committed; commit or abort it before writing epoch %d", s.staged, epoch)
+	if err := s.staged.CheckWrite(epoch); err != nil {
+		return err
 	}
-	s.staged = epoch
+	s.staged.Epoch = epoch
 	return nil
 }
 
@@ -281,8 +286,8 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 	if s.lock == nil {
 		return errors.New("file sink: Commit before Open")
 	}
-	if s.staged != 0 && s.staged != epoch {
-		return fmt.Errorf("file sink: commit of epoch %d while epoch %d is staged; abort it first", epoch, s.staged)
+	if err := s.staged.CheckCommit(epoch); err != nil {
+		return err
 	}
 	if err := lockFile(s.lock); err != nil {
 		return fmt.Errorf("file sink: lock %s: %w", s.lock.Name(), err)
@@ -293,17 +298,18 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 	if err != nil {
 		return err
 	}
-	switch {
-	case stored.Epoch == epoch && stored.Positions.Equal(until):
+	switch commit.Check(epoch, until, stored.Epoch, stored.Positions) {
+	case commit.Done:
 		// A retry after a lost acknowledgement: the output is there already.
 		s.known = stored
 		s.dropStaged()
 		s.dropOut()
 		return s.carry()
-	case stored.Epoch != epoch-1:
-		return s.fenced(epoch, stored, "")
-	case !stored.same(s.known):
-		return s.fenced(epoch, stored, "; it was committed by another instance after this one opened")
+	case commit.Fenced:
+		return s.fence.Error(epoch, fmt.Sprintf("the directory holds epoch %d", stored.Epoch))
+	}
+	if !stored.same(s.known) {
+		return s.fence.Error(epoch, fmt.Sprintf("the directory holds epoch %d; it was committed by another instance after this one opened", stored.Epoch))
 	}
 
 	c := checkpoint{Pipeline: s.pipeline, Epoch: epoch, Positions: until.Clone(), Time: s.now().UTC()}
@@ -372,7 +378,7 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 	}
 	prev := s.known
 	s.known = c
-	s.staged = 0
+	s.staged.Epoch = 0
 	s.prune(epoch, prev)
 	return nil
 }
@@ -529,7 +535,7 @@ func (s *Sink) stopIdleRoller() {
 func (s *Sink) rollWhenOld() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.lock == nil || s.staged != 0 || s.out == nil || s.out.committed == 0 {
+	if s.lock == nil || s.staged.Epoch != 0 || s.out == nil || s.out.committed == 0 {
 		return s.roll.Interval
 	}
 	if age := s.now().Sub(s.out.since); age < s.roll.Interval {
@@ -602,7 +608,7 @@ func (s *Sink) reset() {
 // dropStaged discards the staged epoch: dead letters entirely, output back
 // to its committed length.
 func (s *Sink) dropStaged() {
-	s.staged = 0
+	s.staged.Epoch = 0
 	if s.dead != nil {
 		s.dead.remove()
 		s.dead = nil
@@ -636,11 +642,6 @@ func (s *Sink) dropOut() {
 		s.out.remove()
 	}
 	s.out = nil
-}
-
-func (s *Sink) fenced(epoch uint64, stored checkpoint, why string) error {
-	return fmt.Errorf("%w: pipeline %q in %s: commit of epoch %d needs epoch %d stored, the directory holds epoch %d%s; run one instance of a pipeline per directory, and do not edit %s",
-		engine.ErrFenced, s.pipeline, s.dir, epoch, epoch-1, stored.Epoch, why, s.meta)
 }
 
 // stageOut returns the output staging file, creating it on first use.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/sinks"
+	"github.com/sluicehq/sluice/sinks/internal/commit"
 )
 
 const (
@@ -44,8 +45,9 @@ type Sink struct {
 
 	pipeline string
 	cl       *kgo.Client
-	known    checkpoint // what this instance last read or committed
-	staged   uint64     // epoch with an open transaction, 0 if none
+	known    checkpoint    // what this instance last read or committed
+	staged   commit.Staged // epoch with an open transaction
+	fence    commit.Fence
 	mem      arena      // the staged epoch's records
 
 	mu      sync.Mutex
@@ -61,7 +63,7 @@ func New(cfg Config) (*Sink, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Sink{cfg: cfg, log: log}, nil
+	return &Sink{cfg: cfg, log: log, staged: commit.Staged{Sink: "kafka sink"}}, nil
 }
 
 // SetDeadLetterTopic makes WriteRejected produce dead letters to topic, in
@@ -78,7 +80,9 @@ func (s *Sink) Open(ctx context.Context, pipeline string) (uint64, engine.Positi
 		s.cl = nil
 	}
 	// A fresh arena: the old client may not have let go of the old one.
-	s.pipeline, s.staged, s.failure, s.mem = pipeline, 0, nil, arena{}
+	s.pipeline, s.staged.Epoch, s.failure, s.mem = pipeline, 0, nil, arena{}
+	s.fence = commit.Fence{Sink: "kafka sink", Pipeline: pipeline, Where: "topic " + s.cfg.checkpointTopic(pipeline),
+		Advice: "run one instance of a pipeline per transactional id, and do not write to its checkpoint topic"}
 	opts, err := s.cfg.clientOptions("sluice-sink-" + pipeline)
 	if err != nil {
 		return 0, nil, err
@@ -156,13 +160,13 @@ func (s *Sink) begin(ctx context.Context, epoch uint64) error {
 	if s.cl == nil {
 		return errors.New("kafka sink: Write before Open")
 	}
-	if s.staged == epoch {
+	if s.staged.Epoch == epoch {
 		return nil
 	}
-	if s.staged != 0 {
-		return fmt.Errorf("kafka sink: epoch %d is staged and not committed; commit or abort it before writing epoch %d", s.staged, epoch)
+	if err := s.staged.CheckWrite(epoch); err != nil {
+		return err
 	}
-	s.staged = epoch
+	s.staged.Epoch = epoch
 	if err := s.cl.BeginTransaction(); err != nil {
 		// A fenced client cannot begin; Commit reports it.
 		s.fail(err)
@@ -219,16 +223,16 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 	if s.cl == nil {
 		return errors.New("kafka sink: Commit before Open")
 	}
-	if s.staged != 0 && s.staged != epoch {
-		return fmt.Errorf("kafka sink: commit of epoch %d while epoch %d is staged; abort it first", epoch, s.staged)
+	if err := s.staged.CheckCommit(epoch); err != nil {
+		return err
 	}
-	switch {
-	case s.known.Epoch == epoch && s.known.Positions.Equal(until):
+	switch commit.Check(epoch, until, s.known.Epoch, s.known.Positions) {
+	case commit.Done:
 		// A retry after a lost acknowledgement, or a replay of the
 		// committed batch: its output is there already.
 		return s.abort(ctx)
-	case s.known.Epoch != epoch-1:
-		err := fmt.Errorf("kafka sink: commit of epoch %d for pipeline %s, but epoch %d is committed: %w", epoch, s.pipeline, s.known.Epoch, engine.ErrFenced)
+	case commit.Fenced:
+		err := s.fence.Error(epoch, fmt.Sprintf("epoch %d is committed", s.known.Epoch))
 		if aerr := s.abort(ctx); aerr != nil {
 			s.log.Warn("kafka sink: abort after refused commit", "pipeline", s.pipeline, "epoch", epoch, "err", aerr)
 		}
@@ -260,7 +264,7 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 		// Open reads which after fencing whatever is left in doubt.
 		return fmt.Errorf("kafka sink: commit epoch %d: %w (%w)", epoch, engine.ErrNotCommitted, engine.Retryable(err))
 	}
-	s.known, s.staged = c, 0
+	s.known, s.staged.Epoch = c, 0
 	s.mem.reset() // Flush waited for every record's promise
 	return nil
 }
@@ -275,10 +279,10 @@ func (s *Sink) Abort(ctx context.Context, epoch uint64) error {
 }
 
 func (s *Sink) abort(ctx context.Context) error {
-	if s.staged == 0 {
+	if s.staged.Epoch == 0 {
 		return nil
 	}
-	s.staged = 0
+	s.staged.Epoch = 0
 	failure := s.failed()
 	// Records the abort fails call the promise too: clear after them.
 	defer func() {

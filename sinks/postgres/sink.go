@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sinks"
+	"github.com/sluicehq/sluice/sinks/internal/commit"
 )
 
 const (
@@ -46,7 +47,8 @@ type Sink struct {
 	conn     *pgx.Conn
 	pipeline string
 	tx       pgx.Tx
-	staged   uint64 // epoch with an open transaction, 0 if none
+	staged   commit.Staged // epoch with an open transaction
+	fence    commit.Fence
 	seq      int64  // upsert: staged row counter
 	hasStage bool   // upsert: temp table created in this transaction
 	hasDead  bool   // dead-letter table known to exist
@@ -84,7 +86,8 @@ func New(cfg pipelines.PostgresSink) (*Sink, error) {
 	}
 	s := &Sink{
 		dsn: cfg.DSN, table: table, cols: cols, keys: slices.Clone(cfg.UpsertKey), create: cfg.CreateTable,
-		log: slog.Default().With("sink", "postgres", "table", cfg.Table),
+		log:    slog.Default().With("sink", "postgres", "table", cfg.Table),
+		staged: commit.Staged{Sink: "postgres sink"},
 	}
 	if len(table) == 2 {
 		s.schema = table[:1]
@@ -102,6 +105,8 @@ func (s *Sink) ident(name string) string {
 func (s *Sink) Open(ctx context.Context, pipeline string) (uint64, engine.Positions, error) {
 	s.rollback()
 	s.pipeline = pipeline
+	s.fence = commit.Fence{Sink: "postgres sink", Pipeline: pipeline, Where: s.ident(checkpointTable),
+		Advice: "run one instance of a pipeline per table, and do not edit its checkpoint row"}
 	if err := s.connect(ctx); err != nil {
 		return 0, nil, err
 	}
@@ -260,8 +265,8 @@ func (s *Sink) begin(ctx context.Context, epoch uint64) error {
 	if s.pipeline == "" {
 		return errors.New("postgres sink: Write before Open")
 	}
-	if s.staged != 0 && s.staged != epoch {
-		return fmt.Errorf("postgres sink: epoch %d is staged and not committed; commit or abort it before writing epoch %d", s.staged, epoch)
+	if err := s.staged.CheckWrite(epoch); err != nil {
+		return err
 	}
 	if s.tx != nil {
 		if s.conn.IsClosed() {
@@ -277,7 +282,7 @@ func (s *Sink) begin(ctx context.Context, epoch uint64) error {
 	if err != nil {
 		return s.classify(err, "begin")
 	}
-	s.tx, s.staged, s.seq, s.hasStage = tx, epoch, 0, false
+	s.tx, s.staged.Epoch, s.seq, s.hasStage = tx, epoch, 0, false
 	return nil
 }
 
@@ -461,12 +466,12 @@ func headerJSON(hs []engine.Header) []header {
 // Commit stores the checkpoint guarded by the previous epoch and commits
 // the epoch's transaction.
 func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions) error {
-	if s.staged != 0 && s.staged != epoch {
-		return fmt.Errorf("postgres sink: commit of epoch %d while epoch %d is staged; abort it first", epoch, s.staged)
+	if err := s.staged.CheckCommit(epoch); err != nil {
+		return err
 	}
 	if s.known != epoch-1 && s.known != epoch {
 		s.rollback()
-		return s.fenced(epoch, fmt.Sprintf("this instance last saw epoch %d stored, so another instance committed since", s.known))
+		return s.fence.Error(epoch, fmt.Sprintf("this instance last saw epoch %d stored, so another instance committed since", s.known))
 	}
 	if err := s.begin(ctx, epoch); err != nil {
 		return err
@@ -493,11 +498,11 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 		if err != nil {
 			return s.classify(err, "read checkpoint")
 		}
-		if stored == epoch && at.Equal(until) {
+		if commit.Check(epoch, until, stored, at) == commit.Done {
 			s.known = epoch
 			return nil // a retry after a lost acknowledgement
 		}
-		return s.fenced(epoch, fmt.Sprintf("the table holds epoch %d", stored))
+		return s.fence.Error(epoch, fmt.Sprintf("the table holds epoch %d", stored))
 	}
 	if s.hasStage {
 		if _, err := s.tx.Exec(ctx, s.mergeSQL()); err != nil {
@@ -506,7 +511,7 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 	}
 	err = s.tx.Commit(ctx)
 	deadInTx := s.deadInTx
-	s.tx, s.staged, s.deadInTx = nil, 0, false
+	s.tx, s.staged.Epoch, s.deadInTx = nil, 0, false
 	if err == nil {
 		s.known = epoch
 		s.hasDead = s.hasDead || deadInTx
@@ -517,12 +522,6 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 		return engine.Retryable(fmt.Errorf("postgres sink: %w: epoch %d: %w", engine.ErrNotCommitted, epoch, err))
 	}
 	return s.classify(err, "commit")
-}
-
-// fenced is the error for a refused commit; detail says what was found.
-func (s *Sink) fenced(epoch uint64, detail string) error {
-	return fmt.Errorf("%w: pipeline %q in %s: commit of epoch %d needs epoch %d stored; %s; run one instance of a pipeline per table, and do not edit its checkpoint row",
-		engine.ErrFenced, s.pipeline, s.ident(checkpointTable), epoch, epoch-1, detail)
 }
 
 // mergeSQL moves the staged rows into the target, one row per key: the
@@ -573,7 +572,7 @@ func (s *Sink) rollback() {
 		}
 		cancel()
 	}
-	s.tx, s.staged, s.hasStage, s.deadInTx = nil, 0, false, false
+	s.tx, s.staged.Epoch, s.hasStage, s.deadInTx = nil, 0, false, false
 }
 
 // fail rolls the epoch back and classifies err.
@@ -625,7 +624,7 @@ func (s *Sink) CommittedDeadLetters(ctx context.Context, after uint64) (uint64, 
 		return 0, nil, errors.New("postgres sink: dead letters read before Open")
 	}
 	if s.tx != nil {
-		return 0, nil, fmt.Errorf("postgres sink: dead letters read while epoch %d is staged", s.staged)
+		return 0, nil, fmt.Errorf("postgres sink: dead letters read while epoch %d is staged", s.staged.Epoch)
 	}
 	var exists bool
 	if err := s.conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", s.ident(deadLetterTable)).Scan(&exists); err != nil {

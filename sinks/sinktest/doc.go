@@ -1,5 +1,5 @@
 // Package sinktest is the conformance suite every exactly-once sink passes
-// (STYLE rule 8). A sink's test calls Run with a function that makes a fresh
+// (the sink contract is ARCHITECTURE §3 and §4). A sink's test calls Run with a function that makes a fresh
 // destination per subtest: a temporary directory, a new table. The suite then
 // drives several sink instances against it the way the engine and crashes
 // would, and checks the visible output and the stored epoch and positions.
@@ -16,4 +16,8 @@
 // first wins; file, postgres) and by opening (the newest Open wins, as a
 // Kafka transactional id does). The suite only opens writers in orders
 // where both agree: a writer opened later commits, an older one is fenced.
+//
+// Memory is a destination in memory whose sinks follow the same rules
+// (sinks/internal/commit); the suite is checked against it, and tests of
+// code above the sinks can run pipelines into it.
 package sinktest
