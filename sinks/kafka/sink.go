@@ -48,7 +48,7 @@ type Sink struct {
 	known    checkpoint    // what this instance last read or committed
 	staged   commit.Staged // epoch with an open transaction
 	fence    commit.Fence
-	mem      arena      // the staged epoch's records
+	mem      arena // the staged epoch's records
 
 	mu      sync.Mutex
 	failure error // first asynchronous produce failure of the staged epoch
