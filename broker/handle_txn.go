@@ -20,7 +20,8 @@ import (
 // handlers translate requests to it and run the decided transactions'
 // completions: a marker to every partition of the transaction, fsynced,
 // then the transaction's offsets to the groups, then Complete. EndTxn
-// answers once all of that is durable (Kafka answers after the decision
+// answers once the markers and offsets are durable (Complete is written but
+// not awaited; see package txn) (Kafka answers after the decision
 // and writes markers in the background; answering later spares clients
 // CONCURRENT_TRANSACTIONS on their next transaction, and a crash in
 // between is recovered the same way). Replies that write run on the

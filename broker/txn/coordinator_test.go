@@ -598,3 +598,56 @@ func TestNewProducerFencesForGood(t *testing.T) {
 		t.Fatalf("after reopen: %+v", r)
 	}
 }
+
+// TestCompleteIsCoveredByTheNextTransition: Complete writes its record
+// without an fsync. A crash that loses it hands the completion out again;
+// the id's next transition makes it durable before answering.
+func TestCompleteIsCoveredByTheNextTransition(t *testing.T) {
+	f := newFixture(t)
+	p := f.init("a")
+	expect(t, "add", f.c.AddPartitions("a", p.ProducerID, p.Epoch, []group.TopicPartition{tp0}), nil)
+	comp, e := f.c.EndTxn("a", p.ProducerID, p.Epoch, true)
+	expect(t, "end", e, nil)
+	path := filepath.Join(f.dir, logName)
+	decided, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.Complete(comp); err != nil {
+		t.Fatal(err)
+	}
+	if f.state("a") != CompleteCommit {
+		t.Fatalf("state after Complete: %s", f.state("a"))
+	}
+	if got, want := f.c.log.synced.Durable(), f.c.log.position(); got >= want {
+		t.Fatalf("Complete waited for its fsync: durable %d of %d entries", got, want)
+	}
+
+	// The Complete record lost in a crash: the decision stands and is
+	// handed out again.
+	f.c.Close()
+	if err := os.WriteFile(path, decided, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.open()
+	if f.state("a") != PrepareCommit {
+		t.Fatalf("state after losing Complete: %s", f.state("a"))
+	}
+	pend := f.c.Pending()
+	if len(pend) != 1 || !pend[0].Commit || pend[0].TransactionalID != "a" {
+		t.Fatalf("pending after losing Complete: %+v", pend)
+	}
+	if err := f.c.Complete(pend[0]); err != nil {
+		t.Fatal(err)
+	}
+
+	// The next transaction's first transition is durable only with it.
+	expect(t, "add again", f.c.AddPartitions("a", p.ProducerID, p.Epoch, []group.TopicPartition{tp0}), nil)
+	if got, want := f.c.log.synced.Durable(), f.c.log.position(); got != want {
+		t.Fatalf("after AddPartitions durable %d of %d entries", got, want)
+	}
+	f.reopen()
+	if f.state("a") != Ongoing || len(f.c.Pending()) != 0 {
+		t.Fatalf("after reopen: %s, %d pending", f.state("a"), len(f.c.Pending()))
+	}
+}

@@ -13,7 +13,9 @@
 // back as a Completion to run, then Complete records it done. A crash
 // between the decision (PrepareCommit, PrepareAbort) and Complete leaves
 // the decision in the log; Pending returns it after the restart and the
-// markers are written again (a repeated marker is harmless).
+// markers are written again (a repeated marker is harmless). That is also
+// why Complete alone is not fsynced before it returns: losing it costs a
+// repeated completion, and the id's next transition syncs it.
 //
 // Fencing follows Kafka: each InitProducerId bumps the id's epoch, and
 // requests under an older epoch get PRODUCER_FENCED; a transaction still
