@@ -105,8 +105,9 @@ func (p *Partition) AppendBatches(b []byte, now time.Time) (AppendResult, error)
 }
 
 // activeFor returns the segment an append of n bytes goes to, rolling
-// first if the active one is full or old. The caller holds p.mu.
+// first if the active one is full or old. The caller holds p.mu for writing.
 func (p *Partition) activeFor(n int64, now time.Time) (*segment, error) {
+	p.assertWriteLocked()
 	seg := p.segs[len(p.segs)-1]
 	if seg.size > 0 && (seg.size+n > p.cfg.SegmentBytes || now.Sub(seg.created) >= p.cfg.SegmentAge) {
 		var err error
@@ -122,8 +123,9 @@ func (p *Partition) activeFor(n int64, now time.Time) (*segment, error) {
 
 // write patches the batches of b (whose headers hs carry their assigned
 // base offsets) and writes them at the log end of seg, the active segment.
-// On failure nothing is written. The caller holds p.mu.
+// On failure nothing is written. The caller holds p.mu for writing.
 func (p *Partition) write(seg *segment, b []byte, hs []header) error {
+	p.assertWriteLocked()
 	oldIndex, oldSince, oldMax, oldNext := len(seg.index), seg.sinceIndex, seg.maxTs, seg.next
 	pos := seg.size
 	for _, h := range hs {
@@ -146,8 +148,9 @@ func (p *Partition) write(seg *segment, b []byte, hs []header) error {
 }
 
 // roll seals the active segment (fsync, index files) and starts a new one at
-// the log end. The caller holds p.mu.
+// the log end. The caller holds p.mu for writing.
 func (p *Partition) roll(now time.Time) (*segment, error) {
+	p.assertWriteLocked()
 	old := p.segs[len(p.segs)-1]
 	if err := old.f.Sync(); err != nil {
 		return nil, fmt.Errorf("sync segment before roll: %w", err)

@@ -55,6 +55,30 @@ func (c Config) withDefaults() Config {
 
 // Partition is one partition's log. Appends are serialised; reads run
 // concurrently with appends and each other.
+//
+// Locking. The concurrency tests (concurrency_test.go, run with -race) and
+// the assertions of lockcheck.go check these rules:
+//
+//  1. dir never changes after OpenPartition; it is read without a lock.
+//     Until OpenPartition returns, nothing else sees the partition and
+//     recovery writes its fields without one.
+//  2. mu guards every other field except synced, and the fields of the
+//     segments in segs (see segment). Changing any of them takes mu for
+//     writing, reading them takes it at least for reading.
+//  3. File I/O on a segment's bytes runs outside mu, except an append's
+//     own write and what roll and Close do (fsync, index files, snapshot),
+//     which hold mu for writing so no append sees a half-rolled log. A
+//     read takes, under mu, the segment, a copy of its size, index and
+//     next offset, and a reference (acquire); it unlocks, reads with ReadAt
+//     and releases. The bytes below a copied size never change: appends
+//     only add past it and a failed append truncates back to it.
+//  4. mu is a leaf: while holding it the partition takes no other lock of
+//     its own and calls out only to the logger and to non-blocking sends on
+//     waiters' channels, so callers may hold their own locks when calling in.
+//  5. synced has its own lock, never held together with mu: the syncer runs
+//     its flush outside its lock, and the flush takes mu (for reading) only
+//     to find the target; the fsync itself holds neither, only a reference
+//     to the active segment.
 type Partition struct {
 	dir string
 

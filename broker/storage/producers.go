@@ -431,6 +431,7 @@ func listSnapshots(dir string) ([]int64, error) {
 // names a batch a crash could take away. Older snapshots beyond
 // keptSnapshots are removed.
 func (p *Partition) writeProducerSnapshot() error {
+	p.assertWriteLocked()
 	if err := writeFileSync(snapshotName(p.dir, p.end), p.producers.encode()); err != nil {
 		return fmt.Errorf("write producer snapshot: %w", err)
 	}

@@ -34,6 +34,8 @@ func (p *Partition) EnforceRetention(now time.Time) (int, error) {
 	}
 	dead := append([]*segment(nil), p.segs[:n]...)
 	p.segs = append(p.segs[:0:0], p.segs[n:]...)
+	// Taken under mu: SetConfig may replace the logger once it is released.
+	log := p.cfg.Logger
 	p.mu.Unlock()
 
 	var errs []error
@@ -46,7 +48,7 @@ func (p *Partition) EnforceRetention(now time.Time) (int, error) {
 		s.release()
 	}
 	if n > 0 {
-		p.cfg.Logger.Info("retention deleted segments", "dir", p.dir, "segments", n, "log_start_offset", p.StartOffset())
+		log.Info("retention deleted segments", "dir", p.dir, "segments", n, "log_start_offset", p.StartOffset())
 		if err := durable.SyncDir(p.dir); err != nil {
 			errs = append(errs, err)
 		}

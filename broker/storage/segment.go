@@ -32,9 +32,20 @@ type indexEntry struct {
 	tsBefore int64
 }
 
-// segment is one file of a partition log. Fields other than refs and f are
-// guarded by the partition's mutex; index entries are never changed once
-// appended, so readers may keep a snapshot of the slice.
+// segment is one file of a partition log.
+//
+// Locking (see Partition for the whole picture): base, dir and f never
+// change after creation and are read without a lock; refs is atomic. Every
+// other field is guarded by the partition's mu. Index entries are never
+// changed once appended, so a reader may keep the slice it copied under mu.
+// The file is written (Write, and Truncate and Seek to undo a failed write)
+// only under the partition's mu held for writing, and read with ReadAt by
+// anyone holding a reference.
+//
+// References: the partition holds one while the segment is in its segs and
+// it is open; each Section handed out, and each read or fsync running
+// outside mu, holds one more. The last release closes the file, so a
+// reader never sees it closed under it, even after retention or Close.
 type segment struct {
 	base       int64
 	dir        string
@@ -45,7 +56,7 @@ type segment struct {
 	sinceIndex int64 // bytes appended since the last index entry
 	maxTs      int64 // largest batch max timestamp, -1 if empty
 	created    time.Time
-	refs       atomic.Int32 // the partition's reference plus one per open Section
+	refs       atomic.Int32
 	// aborted are the transactions aborted by a marker in this segment,
 	// in offset order (see txns.go).
 	aborted []AbortedTxn

@@ -157,6 +157,7 @@ func (p *Partition) AppendMarker(m Marker, now time.Time) (next int64, err error
 
 // lso is the last stable offset; the caller holds p.mu.
 func (p *Partition) lso() int64 {
+	p.assertLocked()
 	if first := p.producers.firstUnstable(); first >= 0 {
 		// Retention may have deleted the start of a transaction that is
 		// still open; nothing before the log start can be read anyway.

@@ -46,8 +46,9 @@ func (p *Partition) Unwait(ch chan struct{}) {
 }
 
 // notify wakes the long-polls waiting for the log to grow, and those
-// waiting for the last stable offset when it moved. The caller holds p.mu.
+// waiting for the last stable offset when it moved. The caller holds p.mu for writing.
 func (p *Partition) notify(lsoMoved bool) {
+	p.assertWriteLocked()
 	kept := p.waiters[:0]
 	for _, w := range p.waiters {
 		if w.stable && !lsoMoved {
