@@ -25,6 +25,7 @@ import (
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/backoff"
+	"github.com/sluicehq/sluice/internal/builtinbroker"
 	"github.com/sluicehq/sluice/internal/wire"
 	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sources/kafka"
@@ -113,18 +114,12 @@ func (d *Daemon) BrokerAddr() string { return d.addr }
 // Listen starts the embedded broker and the HTTP listener, so their
 // addresses are known before Run.
 func (d *Daemon) Listen() error {
-	b, err := broker.Open(filepath.Join(d.cfg.DataDir, "broker"), broker.Options{Logger: d.log})
+	b, addr, err := builtinbroker.Start(filepath.Join(d.cfg.DataDir, "broker"), d.cfg.BrokerAddr, d.log)
 	if err != nil {
 		return err
 	}
-	l, err := b.Listen(d.cfg.BrokerAddr, nil)
-	if err != nil {
-		b.Close()
-		return fmt.Errorf("--broker-listen %s: %w", d.cfg.BrokerAddr, err)
-	}
-	d.broker, d.addr = b, l.Addr().String()
+	d.broker, d.addr = b, addr
 	d.reg.MustRegister(b.Metrics().Collectors()...)
-	d.log.Info("built-in broker listening", "addr", d.addr)
 	if d.cfg.HTTPAddr != "" {
 		if d.http, err = net.Listen("tcp", d.cfg.HTTPAddr); err != nil {
 			b.Close()

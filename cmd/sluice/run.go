@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/builtinbroker"
 	"github.com/sluicehq/sluice/internal/wire"
 	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sources/kafka"
@@ -90,19 +91,7 @@ type builtinBroker struct {
 
 func (bb *builtinBroker) start() (string, error) {
 	bb.once.Do(func() {
-		b, err := broker.Open(bb.dir, broker.Options{Logger: slog.Default()})
-		if err != nil {
-			bb.err = err
-			return
-		}
-		l, err := b.Listen(bb.listen, nil)
-		if err != nil {
-			b.Close()
-			bb.err = fmt.Errorf("--broker-listen %s: %w (is another broker running there? then list its address under brokers instead of builtin)", bb.listen, err)
-			return
-		}
-		bb.b, bb.addr = b, l.Addr().String()
-		slog.Info("built-in broker listening", "addr", bb.addr, "data", bb.dir)
+		bb.b, bb.addr, bb.err = builtinbroker.Start(bb.dir, bb.listen, slog.Default())
 	})
 	return bb.addr, bb.err
 }
