@@ -37,7 +37,7 @@ func (d *Daemon) handler() http.Handler {
 			switch {
 			case m == nil:
 				writeError(w, http.StatusNotFound, "no pipeline named "+r.PathValue("name")+"; GET /pipelines lists them")
-			case m.build == nil:
+			case !m.valid():
 				writeError(w, http.StatusConflict, "pipeline "+m.name+" is invalid: "+m.info().Error)
 			default:
 				do(m)

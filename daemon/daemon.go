@@ -258,7 +258,7 @@ func (d *Daemon) manage(ctx context.Context, path string, data []byte, sum [32]b
 	m.name = spec.Name
 	d.mu.Lock()
 	for other, o := range d.pipelines {
-		if other != path && o.name == spec.Name && o.state != StateInvalid {
+		if other != path && o.name == spec.Name && o.valid() {
 			d.mu.Unlock()
 			m.state, m.err = StateInvalid, fmt.Errorf("%s: pipeline name %q is already used by %s; names must be unique", path, spec.Name, other)
 			close(m.done)

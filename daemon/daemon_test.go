@@ -11,9 +11,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/backoff"
 	"github.com/sluicehq/sluice/sinks/file/filetest"
 )
 
@@ -239,6 +241,84 @@ func TestDaemonRejectsDuplicateNames(t *testing.T) {
 	}
 	if invalid != 1 {
 		t.Fatalf("want exactly one file refused for its duplicate name: %+v", list)
+	}
+}
+
+// TestDaemonStateUnderConcurrentChanges reads pipeline states through the
+// API while one pipeline fails and restarts every few milliseconds, another
+// is paused, resumed and restarted, and files come and go (a new file with
+// a taken name makes the daemon look at the other pipeline's state). Under
+// -race it catches a state read that does not take the pipeline's lock.
+func TestDaemonStateUnderConcurrentChanges(t *testing.T) {
+	defer func(p backoff.Policy) { restartBackoff = p }(restartBackoff)
+	restartBackoff = backoff.Policy{Min: time.Millisecond, Max: 5 * time.Millisecond}
+	td := startDaemon(t)
+	// The file sink cannot create its directory under a regular file, so
+	// this pipeline fails as soon as it opens, again and again.
+	blocker := filepath.Join(t.TempDir(), "blocker")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	td.write("failing.yaml", pipelineYAML("failing", blocker, 10, 0))
+	td.write("steady.yaml", pipelineYAML("steady", td.out, 1_000_000, 1000))
+	td.waitFor("failing to restart", func() bool { return td.info("failing").Restarts >= 3 })
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	get := func(path string) {
+		resp, err := http.Get(td.base + path)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				get("/pipelines")
+				get("/pipelines/failing")
+				get("/readyz")
+			}
+		})
+	}
+	wg.Go(func() {
+		for _, action := range []string{"pause", "resume", "restart", "pause", "resume", "restart"} {
+			resp, err := http.Post(td.base+"/pipelines/steady/"+action, "", nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	for i := range 12 {
+		// Half the new files reuse a running pipeline's name, so the
+		// daemon looks at that pipeline's state to decide.
+		name := fmt.Sprintf("extra%d", i)
+		if i%2 == 0 {
+			name = "failing"
+		}
+		td.write(fmt.Sprintf("extra%d.yaml", i), pipelineYAML(name, td.out, 10, 0))
+		if i > 0 {
+			os.Remove(filepath.Join(td.dir, fmt.Sprintf("extra%d.yaml", i-1)))
+		}
+		time.Sleep(2 * td.d.cfg.ScanInterval)
+	}
+	close(stop)
+	wg.Wait()
+	if in := td.info("failing"); in.Restarts < 10 || !strings.Contains(in.Error, "blocker") {
+		t.Fatalf("the failing pipeline did not keep failing and restarting: %+v", in)
+	}
+	if err := td.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
 	}
 }
 

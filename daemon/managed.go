@@ -21,12 +21,18 @@ const (
 
 // managed is one pipeline under supervision: it is built and run, and run
 // again after a failure, until stopped.
+//
+// The fields above mu are set by Daemon.manage before the daemon publishes
+// m (under Daemon.mu) and never change after, so they are read without a
+// lock. The fields below mu are written by supervise and the API while
+// others read them: once m is published every access holds mu; holding
+// Daemon.mu instead is not enough.
 type managed struct {
 	file  string
 	name  string
 	sum   [32]byte
 	log   *slog.Logger
-	build func(context.Context) (*engine.Pipeline, error)
+	build func(context.Context) (*engine.Pipeline, error) // nil: invalid
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -93,6 +99,10 @@ func (m *managed) supervise(ctx context.Context) {
 		}
 	}
 }
+
+// valid reports whether the file parsed and its name was free. It is fixed
+// when manage returns, so unlike state it needs no lock.
+func (m *managed) valid() bool { return m.build != nil }
 
 func (m *managed) set(state string, err error) {
 	m.mu.Lock()
