@@ -121,8 +121,9 @@ func (b *Broker) every(interval time.Duration, fn func(now time.Time)) {
 
 // Open opens (creating if needed) the broker data directory dir and its
 // topics. After an unclean stop it checks the unflushed tail of every
-// partition and cuts torn batches.
-func Open(dir string, opts Options) (*Broker, error) {
+// partition and cuts torn batches. If it fails, it leaves nothing open: the
+// directory lock is released and the directory can be opened again at once.
+func Open(dir string, opts Options) (_ *Broker, err error) {
 	opts = opts.withDefaults()
 	if opts.AdvertisedAddr != "" {
 		if _, port, err := net.SplitHostPort(opts.AdvertisedAddr); err != nil || port == "" {
@@ -136,60 +137,54 @@ func Open(dir string, opts Options) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
+	b := &Broker{dir: dir, opts: opts, log: opts.Logger,
+		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	// The one undo path: whatever was opened before a failure is closed
+	// here, the lock last.
+	defer func() {
+		if err != nil {
+			b.cancel()
+			b.closeStores()
+			lock.Close()
+		}
+	}()
 	marker := filepath.Join(dir, cleanShutdownFile)
 	_, statErr := os.Stat(marker)
 	clean := statErr == nil
 	// From here on a crash is unclean until Close writes the marker again.
 	if clean {
 		if err := os.Remove(marker); err != nil {
-			lock.Close()
 			return nil, fmt.Errorf("remove clean-shutdown marker: %w", err)
 		}
 		if err := durable.SyncDir(dir); err != nil {
-			lock.Close()
 			return nil, err
 		}
 	}
-	id, err := loadClusterID(dir)
-	if err != nil {
-		lock.Close()
+	if b.clusterID, err = loadClusterID(dir); err != nil {
 		return nil, err
 	}
-	m := opts.Metrics
-	if m == nil {
-		m = NewMetrics()
+	b.metrics = opts.Metrics
+	if b.metrics == nil {
+		b.metrics = NewMetrics()
 	}
-	b := &Broker{dir: dir, opts: opts, log: opts.Logger, clusterID: id, metrics: m,
-		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
-	b.ctx, b.cancel = context.WithCancel(context.Background())
-	b.topics, err = openTopics(dir, opts, clean, lock)
-	if err != nil {
-		lock.Close()
+	if b.topics, err = openTopics(dir, opts, clean, lock); err != nil {
 		return nil, err
 	}
 	b.txns, err = txn.Open(filepath.Join(dir, txnsDir), func() (int64, error) { return b.producerIDs.allocate() }, nil)
 	if err != nil {
-		b.topics.close()
-		b.topics.unlock()
 		return nil, fmt.Errorf("open transaction state: %w", err)
 	}
 	b.producerIDs, err = openProducerIDs(dir, max(b.topics.maxProducerID(), b.txns.MaxProducerID())+1)
 	if err != nil {
-		b.txns.Close()
-		b.topics.close()
-		b.topics.unlock()
 		return nil, err
 	}
 	// Committed offsets live beside the topics directory.
-	b.offsets, err = group.OpenOffsetStore(filepath.Join(dir, groupsDir))
-	if err != nil {
-		b.txns.Close()
-		b.topics.close()
-		b.topics.unlock()
+	if b.offsets, err = group.OpenOffsetStore(filepath.Join(dir, groupsDir)); err != nil {
 		return nil, fmt.Errorf("open committed offsets: %w", err)
 	}
 	b.groups = group.NewCoordinator(b.offsets, nil)
-	m.attach(b)
+	b.metrics.attach(b)
 	// Transactions decided before a crash get their markers before any
 	// client is served.
 	for _, comp := range b.txns.Pending() {
@@ -204,6 +199,22 @@ func Open(dir string, opts Options) (*Broker, error) {
 	b.every(group.TickInterval, func(time.Time) { b.groups.Tick() })
 	b.every(txn.TickInterval, func(time.Time) { b.runTxnChores() })
 	return b, nil
+}
+
+// closeStores closes the stores Open opened, those it got to, in the order
+// Close closes them. The directory lock stays with the caller.
+func (b *Broker) closeStores() error {
+	var errs []error
+	if b.txns != nil {
+		errs = append(errs, b.txns.Close())
+	}
+	if b.offsets != nil {
+		errs = append(errs, b.offsets.Close())
+	}
+	if b.topics != nil {
+		errs = append(errs, b.topics.close())
+	}
+	return errors.Join(errs...)
 }
 
 func loadClusterID(dir string) (string, error) {
@@ -336,7 +347,7 @@ func (b *Broker) Close() error {
 	b.mu.Unlock()
 	b.cancel()
 	b.wg.Wait()
-	err := errors.Join(b.txns.Close(), b.offsets.Close(), b.topics.close())
+	err := b.closeStores()
 	if err == nil {
 		err = durable.WriteFile(filepath.Join(b.dir, cleanShutdownFile), nil)
 	}
