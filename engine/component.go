@@ -6,6 +6,30 @@ import (
 	"time"
 )
 
+// Who calls what (docs/ARCHITECTURE.md §5). A running pipeline has two
+// goroutines: the batch loop (the caller of Pipeline.Run) and, while the
+// source is open, the intake, which reads and transforms batch e+1 while
+// the loop writes, commits and acknowledges batch e. The loop stops the
+// intake and waits for it before it opens or closes the source, aborts,
+// backs off or returns, so an intake never outlives a failure and each
+// component's calls are ordered (happens-before), whichever goroutine
+// makes them: a component needs no lock for state only its own methods
+// touch.
+//
+//   - Source: Next, Backlog and Committed on the intake; Open and Close on
+//     the loop, with no intake running; Committed also on the loop, once
+//     it has stopped the intake. Never two at once.
+//   - Transform: Process on the intake, one batch at a time, through the
+//     chain in order; Close on the loop when Run returns. Never two at
+//     once, across the whole chain.
+//   - Sink (and CheckpointStore): every call on the loop, so never two at
+//     once. They overlap the intake's Source and Transform calls for the
+//     next batch.
+//
+// Today the intake calls the source and the transforms one after the
+// other, so Process never overlaps a Source call either; that is not
+// promised.
+
 // Source reads records and says where the next read starts.
 //
 // Threading contract: the engine never calls Source methods concurrently,
@@ -15,7 +39,9 @@ import (
 // last Next returned. A source that keeps state per read (a receiver's
 // write-ahead log) must therefore trim or report only up to until, never up
 // to what it has handed out. After a failure the engine discards whatever it
-// read ahead and reopens the source at the sink's positions.
+// read ahead and reopens the source at the sink's positions. Next,
+// Backlog and Committed are called only between Open and Close; Open is
+// not called again before Close.
 type Source interface {
 	// Open resumes at the given positions (nil or empty = the pipeline's
 	// start policy). ctx bounds only the opening; background work the source
@@ -51,16 +77,39 @@ type Backlogger interface {
 
 // Transform maps whole batches. One interface, two transports: in-process
 // and a go-plugin subprocess.
+//
+// Threading contract: Process is never called concurrently, with itself or
+// with another transform of the chain, and a chain sees batches in the
+// order they were read. It runs ahead: while the sink writes and commits
+// batch e, Process may map batch e+1, whose output is discarded if the
+// pipeline fails or stops before e+1 commits; the same input is then
+// mapped again after the source reopens. Close is called once, when Run
+// returns, after the last Process has returned; transforms are not closed
+// when the source reopens.
 type Transform interface {
 	// Process maps a batch; 0..n outputs per input. Per-record failures come
 	// back in rejected; a returned error fails the whole batch, which is then
-	// recomputed. The input slice is not retained. ctx bounds this call.
+	// recomputed. The input slice is not retained. The engine owns out and
+	// rejected once Process returns: the sink reads them later, on another
+	// goroutine. ctx bounds this call and ends at once when the pipeline
+	// stops.
 	Process(ctx context.Context, in []Record) (out []Record, rejected []Rejected, err error)
 	Close() error
 }
 
 // Sink stages a batch's output and makes it visible together with the
 // source positions in one atomic step.
+//
+// Threading contract: the engine never calls Sink methods concurrently,
+// and they see one epoch at a time. For epoch e: Write (and
+// DeadLetterSink.WriteRejected), then Commit; after a failed Write or
+// Commit, Abort(e), then Open again. Write for e+1 comes only after
+// Commit(e) returned nil, or after Open said e is committed (a commit
+// whose acknowledgement was lost), never while Commit(e) runs or before
+// it. Reading and transforming e+1 overlap these calls; no other Sink
+// call does. Close is called once, when Run returns. Steps of a batch in
+// flight get a ctx that outlives a stop by the drain timeout, so a stop
+// can still commit.
 type Sink interface {
 	// Open returns the last committed epoch and positions of pipeline (0 and
 	// nil if none). ctx bounds only the opening. After a failure the engine
