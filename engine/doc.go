@@ -10,5 +10,7 @@
 // never visible. The protocol itself is a state machine without I/O
 // (Protocol) so tests can drive it step by step. Reading and transforming
 // batch e+1 overlaps the write and commit of batch e (see Pipeline.Run);
-// the protocol still takes batches one at a time, in order.
+// the protocol still takes batches one at a time, in order. Which component
+// calls may overlap, and on which goroutine each is made, is stated in
+// component.go.
 package engine
