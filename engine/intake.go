@@ -81,14 +81,17 @@ func (in *intake) request(r readRequest) {
 	in.req <- r // room for one; only one is ever outstanding
 }
 
-// take waits for the requested batch; false if ctx ended first.
-func (in *intake) take(ctx context.Context) (*prepared, bool) {
+// take waits for the requested batch; ok is false if ctx ended first,
+// reassigned is true if changed was closed first (a nil changed never is).
+func (in *intake) take(ctx context.Context, changed <-chan struct{}) (b *prepared, ok, reassigned bool) {
 	select {
 	case <-ctx.Done():
-		return nil, false
+		return nil, false, false
+	case <-changed:
+		return nil, false, true
 	case b := <-in.out:
 		in.requested = false
-		return b, true
+		return b, true, false
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 )
@@ -44,6 +45,11 @@ type Config struct {
 	// false they are counted, logged and dropped.
 	DeadLetters bool
 
+	// Tasks, when set, makes the pipeline run only the tasks it assigns
+	// this process (docs/ARCHITECTURE.md §9): the sink must be a TaskSink,
+	// the source a TaskSource, and delivery exactly-once.
+	Tasks Assigner
+
 	// MinBackoff is the wait before the first retry of a failed batch; it
 	// doubles per consecutive failure up to 30s. 0 = 100ms.
 	MinBackoff time.Duration
@@ -61,10 +67,11 @@ type Pipeline struct {
 	rate  rateController
 
 	sourceOpen bool
-	intake     *intake   // reads ahead while the source is open
-	cur        *prepared // the batch in flight
-	idleSince  time.Time // start of the first of the idle reads since the last record; zero = not idle
-	lastAckErr string    // the last Committed error logged; used by whoever owns the source
+	chains     *taskChains // the tasks being run, when split into tasks
+	intake     *intake     // reads ahead while the source is open
+	cur        *prepared   // the batch in flight
+	idleSince  time.Time   // start of the first of the idle reads since the last record; zero = not idle
+	lastAckErr string      // the last Committed error logged; used by whoever owns the source
 
 	statusMu sync.Mutex
 	status   Status
@@ -81,6 +88,17 @@ func New(cfg Config) (*Pipeline, error) {
 		return nil, fmt.Errorf("engine: delivery %q: use exactly-once, at-least-once or at-most-once", cfg.Delivery)
 	case cfg.Delivery != ExactlyOnce && cfg.Checkpoints == nil:
 		return nil, fmt.Errorf("engine: delivery %s needs a checkpoint store", cfg.Delivery)
+	}
+	if cfg.Tasks != nil {
+		if _, ok := cfg.Sink.(TaskSink); !ok {
+			return nil, fmt.Errorf("engine: sink %T keeps no checkpoint per task; it cannot run a pipeline split into tasks", cfg.Sink)
+		}
+		if _, ok := cfg.Source.(TaskSource); !ok {
+			return nil, fmt.Errorf("engine: source %T cannot read a subset of tasks", cfg.Source)
+		}
+		if cfg.Delivery != ExactlyOnce {
+			return nil, fmt.Errorf("engine: a pipeline split into tasks needs delivery exactly-once, not %s", cfg.Delivery)
+		}
 	}
 	if cfg.DeadLetters {
 		if _, ok := cfg.Sink.(DeadLetterSink); !ok {
@@ -99,6 +117,9 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.MinBackoff > 0 {
 		proto.SetMinBackoff(cfg.MinBackoff)
 	}
+	// Split into tasks, a fenced commit means another process took a task
+	// over: start again from the sink with the assignment as it is now.
+	proto.fencedRetries = cfg.Tasks != nil
 	return &Pipeline{
 		cfg:   cfg,
 		log:   log.With("pipeline", cfg.Name),
@@ -111,8 +132,11 @@ func New(cfg Config) (*Pipeline, error) {
 // Status is a snapshot of a running pipeline, safe to take from any
 // goroutine.
 type Status struct {
-	Epoch      uint64    // last committed epoch
-	Positions  Positions // where the next batch starts
+	Epoch     uint64    // last committed epoch (split into tasks: the round since the last open)
+	Positions Positions // where the next batch starts
+	// Tasks holds the checkpoint of each task this process runs, when the
+	// pipeline is split into tasks; nil otherwise.
+	Tasks      map[Task]Checkpoint
 	LastCommit time.Time // zero before the first commit of this run
 	Retrying   error     // the failure being retried, nil when healthy
 }
@@ -123,6 +147,7 @@ func (p *Pipeline) Status() Status {
 	defer p.statusMu.Unlock()
 	s := p.status
 	s.Positions = s.Positions.Clone()
+	s.Tasks = maps.Clone(s.Tasks)
 	return s
 }
 
@@ -138,6 +163,10 @@ func (p *Pipeline) publish(commit bool, retrying error) {
 	p.statusMu.Lock()
 	defer p.statusMu.Unlock()
 	p.status.Epoch, p.status.Positions, p.status.Retrying = epoch, at.Clone(), retrying
+	p.status.Tasks = nil
+	if p.chains != nil {
+		p.status.Tasks = p.chains.checkpoints(epoch, at)
+	}
 	if commit {
 		p.status.LastCommit = time.Now()
 	}
@@ -186,6 +215,12 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 				return nil
 			}
 			p.closeSource()
+			if p.cfg.Tasks != nil {
+				if !p.openTasks(ctx, opCtx, proto) {
+					return nil
+				}
+				continue
+			}
 			sinkEpoch, sinkAt, err := p.cfg.Sink.Open(opCtx, p.cfg.Name)
 			if err != nil {
 				proto.Failed(err)
@@ -214,7 +249,12 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 
 		case ActOpenSource:
 			_, at := proto.Committed()
-			err := p.cfg.Source.Open(opCtx, at)
+			var err error
+			if p.chains != nil {
+				err = p.cfg.Source.(TaskSource).OpenTasks(opCtx, p.chains.tasks, at)
+			} else {
+				err = p.cfg.Source.Open(opCtx, at)
+			}
 			p.sourceOpen = err == nil
 			// Idleness counts afresh: after a retry the records of the
 			// failed batch are read again.
@@ -231,7 +271,13 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 			if !p.intake.requested {
 				p.requestRead(nil)
 			}
-			b, ok := p.intake.take(ctx)
+			b, ok, reassigned := p.intake.take(ctx, p.changed())
+			if reassigned {
+				// Between batches: nothing is in flight. Start again
+				// from the sink with the new assignment.
+				proto.Reopen()
+				continue
+			}
 			if !ok || ctx.Err() != nil {
 				return nil // stopping: what was read ahead is discarded
 			}
@@ -266,7 +312,12 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 		case ActCommit:
 			b := proto.Batch()
 			start := time.Now()
-			err := p.cfg.Sink.Commit(opCtx, b.Epoch, b.Until)
+			var err error
+			if p.chains != nil {
+				err = p.cfg.Sink.(TaskSink).CommitTasks(opCtx, b.Epoch, p.chains.checkpoints(b.Epoch, b.Until))
+			} else {
+				err = p.cfg.Sink.Commit(opCtx, b.Epoch, b.Until)
+			}
 			if err == nil {
 				p.m.CommitDuration.WithLabelValues(p.cfg.Name).Observe(time.Since(start).Seconds())
 				p.committed(b)
@@ -305,6 +356,43 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("pipeline %s stopped: %w", p.cfg.Name, proto.Err())
 		}
 	}
+}
+
+// openTasks is ActOpen for a pipeline split into tasks: it waits for the
+// assignment, then asks the sink for each task's checkpoint. It returns
+// false if ctx ended while waiting.
+func (p *Pipeline) openTasks(ctx, opCtx context.Context, proto *Protocol) bool {
+	tasks, err := p.cfg.Tasks.Assigned(ctx)
+	if ctx.Err() != nil {
+		return false
+	}
+	if err != nil {
+		proto.Failed(err)
+		return true
+	}
+	cps, err := p.cfg.Sink.(TaskSink).OpenTasks(opCtx, p.cfg.Name, tasks)
+	if err == nil {
+		p.chains = newTaskChains(tasks, cps)
+		err = p.chains.check()
+	}
+	if err != nil {
+		p.chains = nil
+		proto.Failed(err)
+		return true
+	}
+	proto.Opened(0, p.chains.at(), 0, nil)
+	p.publish(false, nil)
+	p.log.Info("running tasks", "tasks", tasks, "positions", p.chains.at().String())
+	return true
+}
+
+// changed is closed when the assignment of a pipeline split into tasks
+// changed; nil (never ready) otherwise.
+func (p *Pipeline) changed() <-chan struct{} {
+	if p.cfg.Tasks == nil {
+		return nil
+	}
+	return p.cfg.Tasks.Changed()
 }
 
 // step reports the outcome of a plain action to the protocol.

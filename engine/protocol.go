@@ -78,8 +78,11 @@ type Protocol struct {
 	staged   bool // the sink may hold staged output for batch.Epoch
 
 	attempt int // consecutive failures
-	err     error
-	backoff backoff.Policy
+	// fencedRetries makes ErrFenced a retryable failure: in a pipeline
+	// split into tasks it means another process took a task over.
+	fencedRetries bool
+	err           error
+	backoff       backoff.Policy
 }
 
 // NewProtocol returns a protocol for delivery that starts with ActOpen.
@@ -161,6 +164,13 @@ func (p *Protocol) Read(n int, until Positions) {
 	}
 }
 
+// Reopen starts over from the sink between batches, without a failure:
+// the assignment of a pipeline split into tasks changed.
+func (p *Protocol) Reopen() {
+	p.expect(ActRead)
+	p.next = ActOpen
+}
+
 // Done reports that the pending action succeeded.
 func (p *Protocol) Done() {
 	switch p.next {
@@ -228,7 +238,7 @@ func (p *Protocol) Failed(err error) {
 		p.next = ActStop
 		return
 	}
-	if errors.Is(err, ErrFenced) {
+	if errors.Is(err, ErrFenced) && !p.fencedRetries {
 		p.attempt = 0
 	} else {
 		p.attempt++
@@ -242,7 +252,8 @@ func (p *Protocol) Failed(err error) {
 
 func (p *Protocol) afterFailure() {
 	p.inFlight = false
-	if IsRetryable(p.err) && !errors.Is(p.err, ErrFenced) {
+	fenced := errors.Is(p.err, ErrFenced)
+	if fenced && p.fencedRetries || IsRetryable(p.err) && !fenced {
 		p.next = ActBackoff
 	} else {
 		p.next = ActStop
