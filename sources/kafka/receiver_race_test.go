@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/sinks/sinktest"
 	"github.com/sluicehq/sluice/sources/kafka"
 )
 
@@ -47,7 +48,8 @@ func TestReceiverConcurrentPathsUnderRebalances(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sink := newCountSink()
+			mem := sinktest.NewMemory()
+			sink := signalSink{MemorySink: mem.NewSink(), committed: make(chan struct{}, 1)}
 			p, err := engine.New(engine.Config{Name: "p", Delivery: tc.delivery, MaxRecordsPerPartition: 25,
 				Logger: quiet, Source: src, Sink: sink, Checkpoints: engine.NewFileCheckpoints(t.TempDir(), "p")})
 			if err != nil {
@@ -68,23 +70,22 @@ func TestReceiverConcurrentPathsUnderRebalances(t *testing.T) {
 				leave()
 				// The receiver has its partitions back once it has
 				// committed everything produced so far.
-				if !sink.awaitDistinct(produced, time.Minute) {
-					t.Fatalf("%d of %d records committed within a minute of the second member leaving", sink.distinct(), produced)
+				if !sink.awaitDistinct(mem, produced, time.Minute) {
+					t.Fatalf("%d of %d records committed within a minute of the second member leaving", len(committedCounts(mem)), produced)
 				}
 			}
 			produce(t, brokers, "events", produced, produced+perChunk)
 			produced += perChunk
-			if !sink.awaitDistinct(produced, time.Minute) {
-				t.Fatalf("%d of %d records committed within a minute", sink.distinct(), produced)
+			if !sink.awaitDistinct(mem, produced, time.Minute) {
+				t.Fatalf("%d of %d records committed within a minute", len(committedCounts(mem)), produced)
 			}
 			cancel()
 			if err := <-ran; err != nil {
 				t.Fatal(err)
 			}
-			sink.mu.Lock()
-			defer sink.mu.Unlock()
+			seen := committedCounts(mem)
 			for i := range produced {
-				n := sink.seen[fmt.Sprintf("v%d", i)]
+				n := seen[fmt.Sprintf("v%d", i)]
 				if n == 0 || tc.wal && n != 1 {
 					t.Fatalf("v%d committed %d times", i, n)
 				}
@@ -121,86 +122,42 @@ func joinBriefly(t *testing.T, brokers []string, group string) (leave func()) {
 	return cl.Close
 }
 
-// countSink is a transactional in-memory sink that counts how often each
-// value was committed.
-type countSink struct {
-	mu      sync.Mutex
-	epoch   uint64
-	at      engine.Positions
-	staged  map[uint64][]string
-	seen    map[string]int
-	changed chan struct{} // closed and replaced on every commit
+// signalSink is a sinktest memory sink that says when it committed.
+type signalSink struct {
+	*sinktest.MemorySink
+	committed chan struct{} // room for one: a commit since the last receive
 }
 
-func newCountSink() *countSink {
-	return &countSink{staged: map[uint64][]string{}, seen: map[string]int{}, changed: make(chan struct{})}
-}
-
-func (s *countSink) Open(context.Context, string) (uint64, engine.Positions, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.epoch, s.at.Clone(), nil
-}
-
-func (s *countSink) Write(_ context.Context, epoch uint64, recs []engine.Record) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range recs {
-		s.staged[epoch] = append(s.staged[epoch], string(r.Value))
+func (s signalSink) Commit(ctx context.Context, epoch uint64, until engine.Positions) error {
+	err := s.MemorySink.Commit(ctx, epoch, until)
+	select {
+	case s.committed <- struct{}{}:
+	default:
 	}
-	return nil
+	return err
 }
 
-func (s *countSink) Commit(_ context.Context, epoch uint64, until engine.Positions) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if epoch == s.epoch && until.Equal(s.at) {
-		return nil
+// committedCounts counts how often each value is in pipeline p's
+// committed output.
+func committedCounts(mem *sinktest.Memory) map[string]int {
+	seen := map[string]int{}
+	for _, r := range mem.Records("p") {
+		seen[string(r.Value)]++
 	}
-	if epoch != s.epoch+1 {
-		return fmt.Errorf("commit %d on %d: %w", epoch, s.epoch, engine.ErrFenced)
-	}
-	for _, v := range s.staged[epoch] {
-		s.seen[v]++
-	}
-	delete(s.staged, epoch)
-	s.epoch, s.at = epoch, until.Clone()
-	close(s.changed)
-	s.changed = make(chan struct{})
-	return nil
-}
-
-func (s *countSink) Abort(_ context.Context, epoch uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.staged, epoch)
-	return nil
-}
-
-func (s *countSink) Close() error { return nil }
-
-func (s *countSink) distinct() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.seen)
+	return seen
 }
 
 // awaitDistinct waits until n distinct values are committed; false if
 // timeout passed first.
-func (s *countSink) awaitDistinct(n int, timeout time.Duration) bool {
+func (s signalSink) awaitDistinct(mem *sinktest.Memory, n int, timeout time.Duration) bool {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	for {
-		s.mu.Lock()
-		done, changed := len(s.seen) >= n, s.changed
-		s.mu.Unlock()
-		if done {
-			return true
-		}
+	for len(committedCounts(mem)) < n {
 		select {
-		case <-changed:
+		case <-s.committed:
 		case <-deadline.C:
 			return false
 		}
 	}
+	return true
 }
