@@ -3,7 +3,8 @@ package engine
 import (
 	"context"
 	"errors"
-	"time"
+
+	"github.com/sluicehq/sluice/internal/record"
 )
 
 // Who calls what (docs/ARCHITECTURE.md §5). A running pipeline has two
@@ -163,25 +164,12 @@ var (
 )
 
 // RetryableError marks a transient failure (a sink or broker unreachable):
-// the engine retries the batch with backoff instead of stopping.
-type RetryableError struct {
-	Err   error
-	After time.Duration // a hint; 0 = use the engine's backoff
-}
-
-func (e *RetryableError) Error() string { return e.Err.Error() }
-func (e *RetryableError) Unwrap() error { return e.Err }
+// the engine retries the batch with backoff instead of stopping. Defined in
+// internal/record so plugins/sdk shares it without importing the engine.
+type RetryableError = record.RetryableError
 
 // Retryable wraps err as transient. A nil err stays nil.
-func Retryable(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &RetryableError{Err: err}
-}
+func Retryable(err error) error { return record.Retryable(err) }
 
 // IsRetryable reports whether err, or anything it wraps, is transient.
-func IsRetryable(err error) bool {
-	var r *RetryableError
-	return errors.As(err, &r)
-}
+func IsRetryable(err error) bool { return record.IsRetryable(err) }

@@ -9,26 +9,22 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/record"
 )
 
-// Header is one Kafka record header.
-type Header struct {
-	Key   string
-	Value []byte
-}
-
-// Record is the unit that flows through a pipeline. Topic, Partition and
-// Offset say where the record was read from; for sources that are not Kafka
-// they name the source's own stream and sequence.
-type Record struct {
-	Topic     string
-	Partition int32
-	Offset    int64
-	Key       []byte
-	Value     []byte
-	Headers   []Header
-	Time      time.Time
-}
+// Record, Header and Rejected are defined in internal/record, which plugin
+// binaries import through plugins/sdk without linking the engine.
+type (
+	// Record is the unit that flows through a pipeline.
+	Record = record.Record
+	// Header is one Kafka record header.
+	Header = record.Header
+	// Rejected is a record a transform refused, with the reason. Rejected
+	// records go to the pipeline's dead-letter destination in the same
+	// epoch as the batch.
+	Rejected = record.Rejected
+)
 
 // TopicPartition names one partition of one topic (or one stream of a source).
 type TopicPartition struct {
@@ -149,14 +145,6 @@ type Batch struct {
 	From    Positions // where this batch starts: the last committed positions
 	Until   Positions // where the next batch starts
 	Records []Record
-}
-
-// Rejected is a record a transform refused, with the reason. Rejected records
-// go to the pipeline's dead-letter destination in the same epoch as the batch.
-type Rejected struct {
-	Record Record
-	Reason string
-	Plugin string // the transform step that rejected it
 }
 
 // Limits bound one call to Source.Next.

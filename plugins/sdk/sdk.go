@@ -4,16 +4,27 @@ import (
 	"context"
 	"errors"
 
-	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/record"
 )
 
-// Record and Rejected are the engine's types: the same values flow
-// in-process and across the plugin boundary.
+// Record, Header and Rejected are the engine's types (it aliases the same
+// ones): the same values flow in-process and across the plugin boundary.
+// They live in a package of their own, so a plugin binary does not link
+// the engine.
 type (
-	Record   = engine.Record
-	Header   = engine.Header
-	Rejected = engine.Rejected
+	Record   = record.Record
+	Header   = record.Header
+	Rejected = record.Rejected
 )
+
+// RetryableError is a failure worth retrying; see Retryable.
+type RetryableError = record.RetryableError
+
+// Retryable marks err as transient: returned from Process (or, wrapped in
+// FailBatch, from a per-record function), the batch fails and the engine
+// retries it after a backoff instead of stopping the pipeline. It is the
+// same error as the engine's Retryable. A nil err stays nil.
+func Retryable(err error) error { return record.Retryable(err) }
 
 // Transform is what a plugin implements. Any engine.Transform is one.
 type Transform interface {
@@ -38,7 +49,7 @@ func (e *batchError) Unwrap() error { return e.err }
 // FailBatch marks an error returned from a per-record function (Map, Filter,
 // FlatMap) as failing the whole batch rather than rejecting one record: use
 // it when the cause is not the record (a lookup service is down). Wrap it in
-// engine.Retryable to have the batch retried.
+// Retryable to have the batch retried.
 func FailBatch(err error) error {
 	if err == nil {
 		return nil

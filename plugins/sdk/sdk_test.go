@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -33,7 +34,7 @@ func prefixer() Transform {
 			case "fail":
 				return r, FailBatch(errors.New("lookup service down"))
 			case "retry":
-				return r, FailBatch(engine.Retryable(errors.New("try later")))
+				return r, FailBatch(Retryable(errors.New("try later")))
 			}
 			if len(r.Value) > s.Max {
 				return r, errors.New("value too long")
@@ -181,6 +182,33 @@ func TestHelpers(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// In-process, a retryable failure reaches the engine as one.
+func TestLocalRetryableIsTheEngines(t *testing.T) {
+	lt, err := Local(context.Background(), prefixer(), "step", map[string]any{"max": 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = lt.Process(context.Background(), []Record{{Value: []byte("retry")}})
+	if !engine.IsRetryable(err) {
+		t.Fatalf("err = %v, want one the engine retries", err)
+	}
+	var _ engine.Transform = lt // the engine runs what Local returns
+}
+
+// A plugin binary links the SDK: it must not pull in the engine (and with
+// it the runtime and Prometheus).
+func TestSDKDoesNotImportTheEngine(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if dep == "github.com/sluicehq/sluice/engine" || strings.HasPrefix(dep, "github.com/prometheus/") {
+			t.Errorf("plugins/sdk depends on %s; keep what plugins need in plugins/proto or internal/record", dep)
+		}
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/record"
 	"github.com/sluicehq/sluice/plugins/internal/shm"
 	"github.com/sluicehq/sluice/plugins/internal/wire"
 	pluginpb "github.com/sluicehq/sluice/plugins/proto"
@@ -196,7 +196,7 @@ func (s *server) Process(ctx context.Context, req *pluginpb.ProcessRequest) (*pl
 	s.mu.Unlock()
 	if err != nil {
 		code := codes.FailedPrecondition
-		if engine.IsRetryable(err) {
+		if record.IsRetryable(err) {
 			code = codes.Aborted
 		}
 		return nil, status.Error(code, err.Error())
@@ -282,10 +282,18 @@ func hclogJSON(groups []string, a slog.Attr) slog.Attr {
 // errNotConfigured is returned by Local's Process after a failed Configure.
 var errNotConfigured = errors.New("transform not configured")
 
+// LocalTransform is what Local returns: a Transform with Close, which is
+// engine.Transform's method set, so the engine runs it like a plugin
+// process.
+type LocalTransform interface {
+	Transform
+	Close() error
+}
+
 // Local runs t in-process behind the engine.Transform interface, exactly as
 // a plugin process would run it: settings are encoded to JSON and decoded
 // by the same code, and rejected records carry step as their Plugin.
-func Local(ctx context.Context, t Transform, step string, settings map[string]any) (engine.Transform, error) {
+func Local(ctx context.Context, t Transform, step string, settings map[string]any) (LocalTransform, error) {
 	raw, err := json.Marshal(settings)
 	if err != nil {
 		return nil, fmt.Errorf("settings of %s: %w", step, err)

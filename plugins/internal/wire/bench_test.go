@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/record"
 )
 
-func batch(n int) []engine.Record {
-	recs := make([]engine.Record, n)
+func batch(n int) []record.Record {
+	recs := make([]record.Record, n)
 	for i := range recs {
-		recs[i] = engine.Record{Topic: "bench", Partition: int32(i % 4), Offset: int64(i), Key: []byte(fmt.Sprintf("key-%06d", i)), Value: make([]byte, 90)}
+		recs[i] = record.Record{Topic: "bench", Partition: int32(i % 4), Offset: int64(i), Key: []byte(fmt.Sprintf("key-%06d", i)), Value: make([]byte, 90)}
 	}
 	return recs
 }

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/record"
 )
 
 // maxTopics bounds the topic table a decoder accepts; real batches carry a
@@ -19,7 +19,7 @@ var ErrCorrupt = errors.New("corrupt record encoding")
 
 // Size returns an upper bound of the encoded size of recs, so callers can
 // allocate once.
-func Size(recs []engine.Record) int {
+func Size(recs []record.Record) int {
 	n := 2 * binary.MaxVarintLen64
 	for i := range recs {
 		n += RecordSize(&recs[i])
@@ -29,7 +29,7 @@ func Size(recs []engine.Record) int {
 
 // RecordSize is an upper bound of one record's share of an encoding,
 // including its topic in case it is the first of its kind.
-func RecordSize(r *engine.Record) int {
+func RecordSize(r *record.Record) int {
 	// Seven varints: topic index and partition (32-bit: 5 bytes at most),
 	// offset, time, key and value lengths and header count (10 at most);
 	// the topic's own entry is its length and bytes.
@@ -41,7 +41,7 @@ func RecordSize(r *engine.Record) int {
 }
 
 // Append encodes recs onto dst and returns the extended slice.
-func Append(dst []byte, recs []engine.Record) []byte {
+func Append(dst []byte, recs []record.Record) []byte {
 	// Most batches hold one topic; a linear scan beats a map there.
 	var topics []string
 	index := make([]uint32, len(recs))
@@ -94,17 +94,17 @@ func appendNullable(dst, b []byte) []byte {
 
 // Decode decodes a whole buffer written by Append. Keys, values and header
 // values of the result alias buf: the caller must not modify buf afterwards.
-func Decode(buf []byte) ([]engine.Record, error) {
+func Decode(buf []byte) ([]record.Record, error) {
 	return DecodeInto(nil, buf)
 }
 
 // DecodeInto is Decode reusing dst's storage when it is large enough.
-func DecodeInto(dst []engine.Record, buf []byte) ([]engine.Record, error) {
+func DecodeInto(dst []record.Record, buf []byte) ([]record.Record, error) {
 	return DecodeAppend(dst[:0], buf)
 }
 
 // DecodeAppend decodes buf and appends the records to dst.
-func DecodeAppend(dst []engine.Record, buf []byte) ([]engine.Record, error) {
+func DecodeAppend(dst []record.Record, buf []byte) ([]record.Record, error) {
 	d := decoder{buf: buf}
 	nt := d.uvarint()
 	if nt > maxTopics {
@@ -126,7 +126,7 @@ func DecodeAppend(dst []engine.Record, buf []byte) ([]engine.Record, error) {
 	for i := range recs {
 		// Built in a local and stored once: one write of the record, not
 		// one per field (each a write barrier while the GC runs).
-		var r engine.Record
+		var r record.Record
 		ti := d.uvarint()
 		if ti >= uint64(len(topics)) {
 			return nil, fmt.Errorf("%w: topic index %d of %d", ErrCorrupt, ti, len(topics))
@@ -144,7 +144,7 @@ func DecodeAppend(dst []engine.Record, buf []byte) ([]engine.Record, error) {
 			return nil, fmt.Errorf("%w: header count %d", ErrCorrupt, nh)
 		}
 		if nh > 0 {
-			r.Headers = make([]engine.Header, nh)
+			r.Headers = make([]record.Header, nh)
 			for j := range r.Headers {
 				r.Headers[j].Key = string(d.bytes(d.uvarint()))
 				r.Headers[j].Value = d.nullable()

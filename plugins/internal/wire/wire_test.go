@@ -6,21 +6,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/record"
 )
 
 func TestRoundTrip(t *testing.T) {
 	ts := time.Unix(1700000000, 123456789)
 	tests := []struct {
 		name string
-		recs []engine.Record
+		recs []record.Record
 	}{
 		{"empty", nil},
-		{"one", []engine.Record{{Topic: "t", Partition: 3, Offset: 42, Key: []byte("k"), Value: []byte("v"), Time: ts}}},
-		{"nil and empty bytes", []engine.Record{{Topic: "t", Key: nil, Value: []byte{}}}},
-		{"negative offset and partition", []engine.Record{{Topic: "t", Partition: -1, Offset: -2}}},
-		{"headers", []engine.Record{{Topic: "t", Headers: []engine.Header{{Key: "a", Value: []byte("1")}, {Key: "", Value: nil}}}}},
-		{"many topics", []engine.Record{{Topic: "a"}, {Topic: "b", Offset: 1}, {Topic: "a", Offset: 2}, {Topic: "", Offset: 3}}},
+		{"one", []record.Record{{Topic: "t", Partition: 3, Offset: 42, Key: []byte("k"), Value: []byte("v"), Time: ts}}},
+		{"nil and empty bytes", []record.Record{{Topic: "t", Key: nil, Value: []byte{}}}},
+		{"negative offset and partition", []record.Record{{Topic: "t", Partition: -1, Offset: -2}}},
+		{"headers", []record.Record{{Topic: "t", Headers: []record.Header{{Key: "a", Value: []byte("1")}, {Key: "", Value: nil}}}}},
+		{"many topics", []record.Record{{Topic: "a"}, {Topic: "b", Offset: 1}, {Topic: "a", Offset: 2}, {Topic: "", Offset: 3}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -45,7 +45,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestDecodeCorrupt(t *testing.T) {
-	good := Append(nil, []engine.Record{{Topic: "t", Key: []byte("key"), Value: []byte("value")}})
+	good := Append(nil, []record.Record{{Topic: "t", Key: []byte("key"), Value: []byte("value")}})
 	tests := []struct {
 		name string
 		buf  []byte
@@ -66,7 +66,7 @@ func TestDecodeCorrupt(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	f.Add(Append(nil, []engine.Record{{Topic: "t", Key: []byte("k"), Value: []byte("v"), Headers: []engine.Header{{Key: "h"}}}}))
+	f.Add(Append(nil, []record.Record{{Topic: "t", Key: []byte("k"), Value: []byte("v"), Headers: []record.Header{{Key: "h"}}}}))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, buf []byte) {
 		recs, err := Decode(buf)
@@ -87,7 +87,7 @@ func FuzzDecode(f *testing.F) {
 }
 
 // Equal compares two records field by field, keeping nil apart from empty.
-func Equal(a, b engine.Record) bool {
+func Equal(a, b record.Record) bool {
 	if a.Topic != b.Topic || a.Partition != b.Partition || a.Offset != b.Offset || !a.Time.Equal(b.Time) {
 		return false
 	}
