@@ -228,36 +228,25 @@ func TestConcurrentUseThenClose(t *testing.T) {
 			}
 		}
 	})
-	wg.Go(func() { // a long-poll on the log end
+	// longPoll waits with wait at the position pos reports and, woken,
+	// checks the position moved (unless Close woke it), until Close.
+	longPoll := func(name string, pos func() int64, wait func(int64, chan struct{}) bool) {
 		ch := make(chan struct{}, 1)
 		for !isClosed(p) {
-			off := p.EndOffset()
-			if !p.Wait(off, ch) {
+			off := pos()
+			if !wait(off, ch) {
 				continue
 			}
 			<-ch
 			p.Unwait(ch)
-			if end := p.EndOffset(); end <= off && !isClosed(p) {
-				fail(fmt.Errorf("Wait(%d) woke with the end at %d", off, end))
+			if now := pos(); now <= off && !isClosed(p) {
+				fail(fmt.Errorf("%s(%d) woke with the position at %d", name, off, now))
 				return
 			}
 		}
-	})
-	wg.Go(func() { // a read_committed long-poll on the last stable offset
-		ch := make(chan struct{}, 1)
-		for !isClosed(p) {
-			off := p.LastStableOffset()
-			if !p.WaitStable(off, ch) {
-				continue
-			}
-			<-ch
-			p.Unwait(ch)
-			if lso := p.LastStableOffset(); lso <= off && !isClosed(p) {
-				fail(fmt.Errorf("WaitStable(%d) woke with the last stable offset at %d", off, lso))
-				return
-			}
-		}
-	})
+	}
+	wg.Go(func() { longPoll("Wait", p.EndOffset, p.Wait) })
+	wg.Go(func() { longPoll("WaitStable", p.LastStableOffset, p.WaitStable) })
 	wg.Go(func() { // the broker's retention loop
 		for !isClosed(p) {
 			if _, err := p.EnforceRetention(time.Now()); err != nil {
