@@ -126,6 +126,9 @@ type Receiver struct {
 	// Set by Open before the poll loop starts and cleared by Close after
 	// it has ended (and the client has left the group); read-only in
 	// between, by the loop, franz-go's callbacks and the Source methods.
+	// The group may assign partitions before kgo.NewClient returns, so
+	// franz-go's callbacks use the client they are given, not cl; h is
+	// set before the client is made.
 	cl      *kgo.Client
 	connErr *lastConnectError
 	h       handoff // the write-ahead log or the in-memory queue

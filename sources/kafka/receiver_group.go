@@ -175,8 +175,8 @@ func topicsOf(tps engine.Positions) []string {
 // revoked runs before partitions go to another member. Everything polled
 // is logged by then (rebalances wait for the block), so committing the
 // logged offsets hands the partitions over exactly after the log.
-func (r *Receiver) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
-	if err := r.commitPending(ctx, revoked); err != nil {
+func (r *Receiver) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	if err := r.commitPending(ctx, cl, revoked); err != nil {
 		r.log.Warn("group offsets of revoked partitions not committed; their next owner re-reads what this receiver logged", "err", err)
 	}
 	r.unassign(revoked)
@@ -214,9 +214,10 @@ func (r *Receiver) unassign(tps map[string][]int32) int {
 }
 
 // commitPending commits the pending offsets of the partitions in only
-// (nil: all) and waits for the commit: for revoked partitions, before
-// they go to another member.
-func (r *Receiver) commitPending(ctx context.Context, only map[string][]int32) error {
+// (nil: all) through cl and waits for the commit: for revoked partitions,
+// before they go to another member. A group callback passes the client it
+// was given: it may run before Open has set r.cl.
+func (r *Receiver) commitPending(ctx context.Context, cl *kgo.Client, only map[string][]int32) error {
 	r.gmu.Lock()
 	offsets, upTo := r.pendingLocked(only)
 	r.gmu.Unlock()
@@ -224,7 +225,7 @@ func (r *Receiver) commitPending(ctx context.Context, only map[string][]int32) e
 		return nil
 	}
 	var err error
-	r.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, rerr error) {
+	cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, rerr error) {
 		err = commitError(resp, rerr)
 	})
 	if err != nil {
