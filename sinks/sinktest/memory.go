@@ -27,6 +27,7 @@ type Memory struct {
 type memCommitted struct {
 	epoch  uint64
 	at     engine.Positions
+	tasks  map[engine.Task]engine.Checkpoint // of a pipeline split into tasks
 	output []engine.Record
 	dead   []engine.Record
 }

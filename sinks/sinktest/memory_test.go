@@ -18,3 +18,13 @@ func TestMemory(t *testing.T) {
 		}
 	})
 }
+
+func TestMemoryTasks(t *testing.T) {
+	RunTasks(t, func(t *testing.T) Harness {
+		m := NewMemory()
+		return Harness{
+			New:  func(t *testing.T) engine.Sink { return m.NewSink() },
+			Read: func(t *testing.T) []string { return m.values(false) },
+		}
+	})
+}

@@ -69,3 +69,26 @@ func TestFence(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", err, want)
 	}
 }
+
+func TestCheckTasks(t *testing.T) {
+	at := func(o int64) engine.Positions { return engine.Positions{{Topic: "t", Partition: 0}: o} }
+	stored := map[engine.Task]engine.Checkpoint{0: {Epoch: 4, At: at(40)}, 1: {Epoch: 7, At: at(70)}}
+	get := func(t engine.Task) engine.Checkpoint { return stored[t] }
+	cases := []struct {
+		name string
+		cps  map[engine.Task]engine.Checkpoint
+		want Verdict
+		task engine.Task
+	}{
+		{"all next", map[engine.Task]engine.Checkpoint{0: {Epoch: 5, At: at(50)}, 1: {Epoch: 8, At: at(80)}, 2: {Epoch: 1, At: at(1)}}, Next, 0},
+		{"all done", map[engine.Task]engine.Checkpoint{0: {Epoch: 4, At: at(40)}, 1: {Epoch: 7, At: at(70)}}, Done, 0},
+		{"one done, one next", map[engine.Task]engine.Checkpoint{0: {Epoch: 4, At: at(40)}, 1: {Epoch: 8, At: at(80)}}, Fenced, 0},
+		{"one behind", map[engine.Task]engine.Checkpoint{0: {Epoch: 5, At: at(50)}, 1: {Epoch: 7, At: at(71)}}, Fenced, 1},
+		{"one ahead", map[engine.Task]engine.Checkpoint{0: {Epoch: 5, At: at(50)}, 1: {Epoch: 9, At: at(90)}}, Fenced, 1},
+	}
+	for _, c := range cases {
+		if v, task := CheckTasks(c.cps, get); v != c.want || v == Fenced && task != c.task {
+			t.Errorf("%s: %v (task %d), want %v (task %d)", c.name, v, task, c.want, c.task)
+		}
+	}
+}
