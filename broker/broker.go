@@ -304,7 +304,7 @@ func (b *Broker) accept(l net.Listener) error {
 			// serving the connections we have.
 			failures++
 			delay := acceptBackoff.Delay(failures)
-			b.log.Warn("accept failed; retrying", "err", err, "delay", delay)
+			b.log.Warn("accept failed; retrying", "err", err, "retry_in", delay)
 			time.Sleep(delay)
 			continue
 		}

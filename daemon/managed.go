@@ -90,7 +90,7 @@ func (m *managed) supervise(ctx context.Context) {
 		m.set(StateFailed, err)
 		failures++
 		wait := restartBackoff.Delay(failures)
-		m.log.Error("pipeline stopped; restarting after a pause", "pipeline", m.name, "err", err, "in", wait)
+		m.log.Error("pipeline stopped; restarting after a pause", "pipeline", m.name, "err", err, "retry_in", wait)
 		select {
 		case <-ctx.Done():
 			return

@@ -292,7 +292,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 				p.cur = b
 			}
 			if idle := p.idle(b); idle && !started {
-				p.log.Info("idle, exiting", "idle-exit", p.cfg.IdleExit)
+				p.log.Info("idle, exiting", "idle_exit", p.cfg.IdleExit)
 				return nil
 			}
 			p.requestRead(b)
@@ -344,7 +344,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 			d := proto.Backoff()
 			p.m.Retries.WithLabelValues(p.cfg.Name).Inc()
 			p.log.Warn("batch failed, retrying from the last commit",
-				"err", proto.Err(), "attempt", proto.Attempt(), "backoff", d)
+				"err", proto.Err(), "attempt", proto.Attempt(), "retry_in", d)
 			p.cur = nil
 			p.publish(false, proto.Err())
 			if !sleep(ctx, d) {
@@ -485,7 +485,7 @@ func (p *Pipeline) committed(b Batch) {
 	}
 	if len(cur.rejected) > 0 && !p.cfg.DeadLetters {
 		p.log.Warn("records rejected and dropped: the pipeline has no dead-letter destination",
-			"epoch", b.Epoch, "count", len(cur.rejected), "first-reason", cur.rejected[0].Reason)
+			"epoch", b.Epoch, "count", len(cur.rejected), "first_reason", cur.rejected[0].Reason)
 	}
 	took := time.Since(cur.start)
 	p.m.BatchDuration.WithLabelValues(name).Observe(took.Seconds())

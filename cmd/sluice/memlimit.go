@@ -132,7 +132,7 @@ func watchMemory(ctx context.Context, limit int64, mode limitMode) {
 		}
 		if float64(live) > memoryTightShare*float64(limit) {
 			slog.Warn("the pipeline holds most of --memory-limit: the collector runs often and slows it down; raise --memory-limit or lower batch.max-records-per-partition",
-				"live", formatSize(int64(live)), "memory-limit", formatSize(limit))
+				"live", formatSize(int64(live)), "memory_limit", formatSize(limit))
 			return
 		}
 	}

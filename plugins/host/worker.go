@@ -93,7 +93,7 @@ func (w *worker) start(ctx context.Context) error {
 			cmd.ExtraFiles = []*os.File{f} // descriptor 3 in the plugin
 			cmd.Env = append(cmd.Env, sdk.ShmFDEnv+"=3")
 		} else if !errors.Is(err, shm.ErrUnsupported) {
-			w.t.log.Warn("no shared memory for the plugin; batches travel in messages", "error", err)
+			w.t.log.Warn("no shared memory for the plugin; batches travel in messages", "err", err)
 		}
 	}
 	// The plugin holds its own descriptor once started.
@@ -472,6 +472,6 @@ func (w *worker) failed(err error) error {
 	}
 	wait := backoff.Policy{Min: restartBackoffMin, Max: restartBackoffMax}.Delay(w.failures)
 	w.nextStart = time.Now().Add(wait)
-	w.t.log.Warn("plugin call failed; the batch will be retried", "worker", w.index, "error", err, "retry_in", wait)
+	w.t.log.Warn("plugin call failed; the batch will be retried", "worker", w.index, "err", err, "retry_in", wait)
 	return &engine.RetryableError{Err: err, After: wait}
 }

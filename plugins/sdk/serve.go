@@ -78,11 +78,11 @@ func profile() (stop func()) {
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
 	if err != nil {
-		Logger().Error("cannot write CPU profile", "error", err)
+		Logger().Error("cannot write CPU profile", "err", err)
 		return func() {}
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
-		Logger().Error("cannot start CPU profile", "error", err)
+		Logger().Error("cannot start CPU profile", "err", err)
 		f.Close()
 		return func() {}
 	}
@@ -158,7 +158,7 @@ func (s *server) Configure(ctx context.Context, req *pluginpb.ConfigureRequest) 
 		if fd, err := strconv.Atoi(os.Getenv(ShmFDEnv)); err == nil {
 			r, err := shm.Open(os.NewFile(uintptr(fd), "shm"), int(req.GetShmSlots()), int(req.GetShmSlotBytes()))
 			if err != nil {
-				Logger().Warn("cannot map the host's shared memory; batches travel in messages", "error", err)
+				Logger().Warn("cannot map the host's shared memory; batches travel in messages", "err", err)
 			} else {
 				s.region = r
 			}
