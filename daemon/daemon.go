@@ -26,8 +26,7 @@ import (
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/backoff"
 	"github.com/sluicehq/sluice/internal/builtinbroker"
-	"github.com/sluicehq/sluice/internal/wire"
-	"github.com/sluicehq/sluice/pipelines"
+	"github.com/sluicehq/sluice/internal/components"
 	"github.com/sluicehq/sluice/sources/kafka"
 )
 
@@ -59,7 +58,7 @@ type Daemon struct {
 	cfg    Config
 	log    *slog.Logger
 	reg    *prometheus.Registry
-	opts   wire.Options
+	opts   components.Options
 	broker *broker.Broker
 	addr   string // where the broker listens
 	http   net.Listener
@@ -89,7 +88,7 @@ func New(cfg Config) (*Daemon, error) {
 	build.Set(1)
 	reg.MustRegister(build)
 	d := &Daemon{cfg: cfg, log: cfg.Logger, reg: reg, pipelines: map[string]*managed{}}
-	d.opts = wire.Options{
+	d.opts = components.Options{
 		DataDir:       cfg.DataDir,
 		Logger:        cfg.Logger,
 		Registerer:    reg,
@@ -247,7 +246,7 @@ func pipelineFiles(dir string) ([]string, error) {
 // starts supervising it.
 func (d *Daemon) manage(ctx context.Context, path string, data []byte, sum [32]byte) *managed {
 	m := &managed{file: path, sum: sum, log: d.log, resume: make(chan struct{}, 1), done: make(chan struct{})}
-	spec, err := pipelines.Parse(path, data, os.LookupEnv)
+	spec, err := components.Builtin.Parse(path, data, os.LookupEnv)
 	if err != nil {
 		m.state, m.err = StateInvalid, err
 		m.name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
@@ -267,7 +266,7 @@ func (d *Daemon) manage(ctx context.Context, path string, data []byte, sum [32]b
 		}
 	}
 	d.mu.Unlock()
-	m.build = func(ctx context.Context) (*engine.Pipeline, error) { return wire.Build(ctx, spec, d.opts) }
+	m.build = func(ctx context.Context) (*engine.Pipeline, error) { return components.Build(ctx, spec, d.opts) }
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
 	go m.supervise(runCtx)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sources/generate"
 )
 
@@ -31,7 +30,7 @@ func TestIdleExitWaitsForSlowCommits(t *testing.T) {
 			return backlogSource{s}, s.total()
 		},
 		"generate": func(t *testing.T) (engine.Source, int) {
-			g, err := generate.New(pipelines.GenerateSource{Topic: fakeTopic, Count: 285, Partitions: 3})
+			g, err := generate.New(generate.Config{Topic: fakeTopic, Count: 285, Partitions: 3})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -9,7 +9,6 @@ import (
 	"unsafe"
 
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sources/generate"
 )
 
@@ -79,7 +78,7 @@ func TestMemoryStaysBounded(t *testing.T) {
 	perBatch := batchRecs * (recordSize + valueSize + recordSize + generated)
 	bound := uint64(2*perBatch + fixedSlack)
 
-	src, err := generate.New(pipelines.GenerateSource{Topic: "g", Count: count, Partitions: partitions, Keys: 16})
+	src, err := generate.New(generate.Config{Topic: "g", Count: count, Partitions: partitions, Keys: 16})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,7 @@ type field struct {
 	hasMin   bool
 	example  string
 	doc      string // a short note for the reference (the doc tag)
+	role     string // the kind tag: "source", "sink" or "step" for blocks of a kind
 }
 
 var fieldCache sync.Map // reflect.Type → []field
@@ -49,7 +50,7 @@ func fieldsOf(t reflect.Type) []field {
 		if name == "" || name == "-" || !sf.IsExported() {
 			continue
 		}
-		f := field{name: name, index: i, typ: sf.Type, required: sf.Tag.Get("required") == "true", example: sf.Tag.Get("example"), doc: sf.Tag.Get("doc")}
+		f := field{name: name, index: i, typ: sf.Type, required: sf.Tag.Get("required") == "true", example: sf.Tag.Get("example"), doc: sf.Tag.Get("doc"), role: sf.Tag.Get("kind")}
 		f.def, f.hasDef = sf.Tag.Lookup("default")
 		if e := sf.Tag.Get("enum"); e != "" {
 			f.enum = strings.Split(e, "|")
@@ -84,6 +85,7 @@ type positions struct {
 }
 
 type decoder struct {
+	kinds    *Kinds
 	file     string
 	env      func(string) (string, bool)
 	errs     Errors
@@ -94,8 +96,9 @@ type decoder struct {
 	tooDeep  bool
 }
 
-func newDecoder(file string, env func(string) (string, bool)) *decoder {
+func newDecoder(kinds *Kinds, file string, env func(string) (string, bool)) *decoder {
 	return &decoder{
+		kinds:    kinds,
 		file:     file,
 		env:      env,
 		where:    &positions{key: map[string]Pos{}, val: map[string]Pos{}, bad: map[string]bool{}},
@@ -219,8 +222,14 @@ func (d *decoder) value(path string, f *field, n *yaml.Node, v reflect.Value) bo
 		return false
 	}
 	t := v.Type()
-	if t == durationType {
+	switch t {
+	case durationType:
 		return d.duration(path, f, n, v)
+	case componentType:
+		if f.role == "step" {
+			return d.step(path, d.kinds.Steps, n, v)
+		}
+		return d.oneOf(path, d.kinds.role(f.role), n, v)
 	}
 	switch t.Kind() {
 	case reflect.Struct:
@@ -391,18 +400,110 @@ func (d *decoder) slice(path string, f *field, n *yaml.Node, v reflect.Value) bo
 		return d.wrongType(path, f, n, v.Type())
 	}
 	sl := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	var ef *field // the list's tags are not its items', except a kind's role
+	if v.Type().Elem() == componentType {
+		ef = f
+	}
 	for i, c := range n.Content {
 		ep := fmt.Sprintf("%s[%d]", path, i)
 		if dc := deref(c); dc != nil {
 			d.where.val[ep] = Pos{dc.Line, dc.Column}
 			d.where.key[ep] = Pos{dc.Line, dc.Column}
 		}
-		if !d.value(ep, nil, c, sl.Index(i)) {
+		if !d.value(ep, ef, c, sl.Index(i)) {
 			d.where.bad[ep] = true
 		}
 	}
 	v.Set(sl)
 	return true
+}
+
+// oneOf decodes a source or sink: a mapping with exactly one key, the key
+// of a kind, holding that kind's block.
+func (d *decoder) oneOf(path string, kinds []Kind, n *yaml.Node, v reflect.Value) bool {
+	keys := keysOf(kinds)
+	if n.Kind != yaml.MappingNode {
+		d.where.bad[path] = true
+		d.errorf(n, "%s must be a mapping, got %s; write a mapping with keys %s", path, describe(n), strings.Join(keys, ", "))
+		return false
+	}
+	type present struct {
+		kind int
+		key  *yaml.Node
+		cfg  Config
+	}
+	var found []present
+	for _, p := range d.pairs(path, n, 0) {
+		key := deref(p.key).Value
+		i := slices.Index(keys, key)
+		if i < 0 {
+			d.errorf(p.key, "unknown key %q %s; %svalid keys: %s", key, where(path), didYouMean(key, keys), strings.Join(keys, ", "))
+			d.where.bad[path] = true
+			continue
+		}
+		fp := join(path, key)
+		d.where.key[fp] = Pos{p.key.Line, p.key.Column}
+		if dv := deref(p.val); dv != nil {
+			d.where.val[fp] = Pos{dv.Line, dv.Column}
+		}
+		cfg := kinds[i].Config()
+		if !d.value(fp, nil, p.val, reflect.ValueOf(cfg).Elem()) {
+			d.where.bad[fp] = true
+		}
+		found = append(found, present{i, p.key, cfg})
+	}
+	if d.where.bad[path] {
+		return true // an unknown key: one mistake, one line
+	}
+	switch len(found) {
+	case 0:
+		d.errorf(n, "%s has no block; write exactly one of: %s", path, strings.Join(keys, ", "))
+		d.where.bad[path] = true
+	case 1:
+		v.Set(reflect.ValueOf(Component{Kind: keys[found[0].kind], Config: found[0].cfg}))
+	default:
+		// Point at the block written last: the first one is usually the
+		// intended one.
+		last := found[0].key
+		for _, f := range found[1:] {
+			if f.key.Line > last.Line || (f.key.Line == last.Line && f.key.Column > last.Column) {
+				last = f.key
+			}
+		}
+		slices.SortFunc(found, func(a, b present) int { return a.kind - b.kind })
+		names := make([]string, len(found))
+		for i, f := range found {
+			names[i] = keys[f.kind]
+		}
+		d.errorf(last, "%s has %d blocks (%s); a pipeline has exactly one %s, keep one of them", path, len(found), strings.Join(names, ", "), path)
+		d.where.bad[path] = true
+	}
+	return true
+}
+
+// step decodes one transforms item: the block of the step kind whose key
+// it has (with one step kind, the item is that kind's block whatever it
+// holds, so a missing key is reported as such).
+func (d *decoder) step(path string, kinds []Kind, n *yaml.Node, v reflect.Value) bool {
+	var k *Kind
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content) && k == nil; i += 2 {
+			if key := deref(n.Content[i]); key != nil {
+				k = lookup(kinds, key.Value)
+			}
+		}
+	}
+	switch {
+	case k == nil && len(kinds) == 1:
+		k = &kinds[0]
+	case k == nil:
+		d.errorf(n, "%s names no step kind; write a mapping with one of the keys %s", path, strings.Join(keysOf(kinds), ", "))
+		return false
+	}
+	cfg := k.Config()
+	ok := d.value(path, nil, n, reflect.ValueOf(cfg).Elem())
+	v.Set(reflect.ValueOf(Component{Kind: k.Key, Config: cfg}))
+	return ok
 }
 
 func (d *decoder) mapping(path string, f *field, n *yaml.Node, v reflect.Value) bool {

@@ -1,10 +1,12 @@
-package pipelines
+package pipelines_test
 
 import (
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/sluicehq/sluice/pipelines"
 )
 
 // FuzzParse: Parse never panics and returns either a spec or a non-empty
@@ -40,12 +42,12 @@ func FuzzParse(f *testing.F) {
 	}
 	env := envOf(map[string]string{"N": "5", "NAME": "n", "EMPTY": ""})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		spec, err := Parse("f.yaml", data, env)
+		spec, err := pipelines.Parse("f.yaml", data, env, builtin)
 		if (spec == nil) == (err == nil) {
 			t.Fatalf("spec %v and error %v: want exactly one", spec, err)
 		}
 		if err != nil {
-			var errs Errors
+			var errs pipelines.Errors
 			if !errors.As(err, &errs) || len(errs) == 0 {
 				t.Fatalf("error %T %v is not a non-empty Errors", err, err)
 			}

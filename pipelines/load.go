@@ -15,9 +15,10 @@ import (
 )
 
 // Load reads, interpolates, decodes and validates the pipeline file at
-// path, with ${VAR} taken from the process environment. On failure the
-// error is an Errors listing every problem in the file.
-func Load(path string) (*Spec, error) {
+// path, with ${VAR} taken from the process environment, against the
+// kinds of the table. On failure the error is an Errors listing every
+// problem in the file.
+func Load(path string, kinds *Kinds) (*Spec, error) {
 	fail := func(msg string) (*Spec, error) {
 		return nil, Errors{{File: path, Line: 1, Col: 1, Msg: msg}}
 	}
@@ -39,14 +40,15 @@ func Load(path string) (*Spec, error) {
 	if err != nil {
 		return fail(fmt.Sprintf("cannot read the pipeline file: %v", err))
 	}
-	return Parse(path, data, os.LookupEnv)
+	return Parse(path, data, os.LookupEnv, kinds)
 }
 
 // Parse decodes and validates one pipeline file's contents. name is used
 // as FILE in messages and stored in Spec.File; env looks up ${VAR} (nil
-// means the process environment). On failure the error is an Errors
-// listing every problem found; Parse never returns both nil.
-func Parse(name string, data []byte, env func(string) (string, bool)) (spec *Spec, err error) {
+// means the process environment); kinds is the table of source, sink and
+// step kinds the file may name. On failure the error is an Errors listing
+// every problem found; Parse never returns both nil.
+func Parse(name string, data []byte, env func(string) (string, bool), kinds *Kinds) (spec *Spec, err error) {
 	if env == nil {
 		env = os.LookupEnv
 	}
@@ -65,15 +67,14 @@ func Parse(name string, data []byte, env func(string) (string, bool)) (spec *Spe
 		return fail(body.Line, body.Column, fmt.Sprintf("a pipeline file must be a mapping of keys, got %s; start with version: 1 and name: my-pipeline", describe(body)))
 	}
 
-	d := newDecoder(name, env)
+	d := newDecoder(kinds, name, env)
 	d.interpolate(root)
 	spec = &Spec{File: name, where: d.where}
 	d.value("", nil, body, reflect.ValueOf(spec).Elem())
-	d.errs = append(d.errs, spec.check()...)
+	d.errs = append(d.errs, spec.check(kinds)...)
 	if len(d.errs) > 0 {
 		return nil, d.errs.sort()
 	}
-	spec.fill()
 	return spec, nil
 }
 

@@ -1,15 +1,32 @@
-package pipelines
+package pipelines_test
 
 import (
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/components"
+	"github.com/sluicehq/sluice/pipelines"
+	"github.com/sluicehq/sluice/plugins/host"
+	"github.com/sluicehq/sluice/sinks/file"
+	"github.com/sluicehq/sluice/sinks/postgres"
+	"github.com/sluicehq/sluice/sinks/stdout"
+	"github.com/sluicehq/sluice/sources/generate"
+	"github.com/sluicehq/sluice/sources/kafka"
 )
+
+// builtin is the table of kinds sluice reads pipeline files with.
+var builtin = components.Builtin.Kinds()
+
+// Typed views of a parsed spec's blocks.
+func kafkaSource(s *pipelines.Spec) *kafka.Settings { return s.Source.Config.(*kafka.Settings) }
+func generateOf(s *pipelines.Spec) *generate.Config { return s.Source.Config.(*generate.Config) }
+func fileSink(s *pipelines.Spec) *file.Config       { return s.Sink.Config.(*file.Config) }
+func step(s *pipelines.Spec, i int) *host.Step      { return s.Transforms[i].Config.(*host.Step) }
 
 // noEnv is an environment with nothing set.
 func noEnv(string) (string, bool) { return "", false }
@@ -21,27 +38,27 @@ func envOf(m map[string]string) func(string) (string, bool) {
 // doc joins lines into a file, so tests can count lines and columns.
 func doc(lines ...string) []byte { return []byte(strings.Join(lines, "\n") + "\n") }
 
-func mustParse(t *testing.T, data []byte, env func(string) (string, bool)) *Spec {
+func mustParse(t *testing.T, data []byte, env func(string) (string, bool)) *pipelines.Spec {
 	t.Helper()
-	s, err := Parse("t.yaml", data, env)
+	s, err := pipelines.Parse("t.yaml", data, env, builtin)
 	if err != nil {
 		t.Fatalf("Parse: unexpected error:\n%v", err)
 	}
 	return s
 }
 
-func parseErrs(t *testing.T, data []byte, env func(string) (string, bool)) Errors {
+func parseErrs(t *testing.T, data []byte, env func(string) (string, bool)) pipelines.Errors {
 	t.Helper()
-	s, err := Parse("t.yaml", data, env)
+	s, err := pipelines.Parse("t.yaml", data, env, builtin)
 	if err == nil {
 		t.Fatalf("Parse: no error, spec %+v", s)
 	}
 	if s != nil {
 		t.Errorf("Parse returned both a spec and an error")
 	}
-	var errs Errors
+	var errs pipelines.Errors
 	if !errors.As(err, &errs) || len(errs) == 0 {
-		t.Fatalf("Parse error is %T %v, want non-empty Errors", err, err)
+		t.Fatalf("Parse error is %T %v, want non-empty pipelines.Errors", err, err)
 	}
 	return errs
 }
@@ -141,7 +158,7 @@ func TestParseErrors(t *testing.T) {
 		{"two sink blocks", doc("version: 1", "name: t", "source: {generate: {}}", "delivery: at-least-once", "sink:", "  stdout: {}", "  file: {path: x}"), nil, 7, 3,
 			`sink has 2 blocks (file, stdout)`},
 		{"exactly-once stdout explicit", doc("version: 1", "name: t", "source: {generate: {}}", "delivery: exactly-once", "sink:", "  stdout:"), nil, 4, 11,
-			`delivery: exactly-once is impossible with the stdout sink: it cannot take back output it printed before a crash; write delivery: at-least-once, or use a transactional sink: file, postgres or kafka`},
+			`delivery: exactly-once is impossible with the stdout sink: it cannot take back output it wrote before a crash; write delivery: at-least-once, or use a transactional sink: file, postgres or kafka`},
 		{"exactly-once stdout default", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  stdout:"), nil, 5, 3,
 			`delivery: exactly-once (the default) is impossible with the stdout sink`},
 		{"topics and pattern", kafka("    topics: [a]", `    pattern: "a.*"`), nil, 6, 5,
@@ -161,7 +178,7 @@ func TestParseErrors(t *testing.T) {
 		{"kafka sink bad broker", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  kafka: {topic: o, brokers: [k]}"), nil, 5, 31,
 			`broker "k" is not host:port`},
 		{"dead-letter topic without kafka", with("dead-letter: {topic: dlq}"), nil, 7, 15,
-			`dead-letter topics go to the pipeline's Kafka cluster, and this pipeline has no kafka source or sink`},
+			`dead-letter topics go to the pipeline's Kafka cluster, and this pipeline has no source or sink on one`},
 		{"dead-letter with stdout", doc("version: 1", "name: t", "source: {generate: {}}", "delivery: at-least-once", "sink: {stdout: {}}", "dead-letter: {file: d}"), nil, 6, 1,
 			`the stdout sink cannot keep dead letters with its output`},
 		{"dead-letter file with kafka sink", doc("version: 1", "name: t", "source: {generate: {}}", "sink: {kafka: {topic: o}}", "dead-letter: {file: d}"), nil, 5, 15,
@@ -252,13 +269,13 @@ func TestParseReportsAllErrors(t *testing.T) {
 		}
 	}
 	if lines := strings.Split(errs.Error(), "\n"); len(lines) != len(want) {
-		t.Errorf("Errors.Error() has %d lines, want one per error", len(lines))
+		t.Errorf("pipelines.Errors.Error() has %d lines, want one per error", len(lines))
 	}
 }
 
 // Problems with the file as a whole: exactly one clear line each.
 func TestParseWholeFile(t *testing.T) {
-	big := append([]byte("version: 1\nname: t\n# "), make([]byte, MaxFileSize)...)
+	big := append([]byte("version: 1\nname: t\n# "), make([]byte, pipelines.MaxFileSize)...)
 	tests := []struct {
 		name      string
 		data      []byte
@@ -309,24 +326,24 @@ func TestDefaults(t *testing.T) {
 		"sink:",
 		"  file: {path: out}",
 	), noEnv)
-	k := s.Source.Kafka
+	k := kafkaSource(s)
 	checks := []struct {
 		name      string
 		got, want any
 	}{
-		{"delivery", s.Delivery, ExactlyOnce},
+		{"delivery", s.Delivery, pipelines.ExactlyOnce},
 		{"batch.interval", s.Batch.Interval.D(), time.Second},
 		{"batch.max-records-per-partition", s.Batch.MaxRecordsPerPartition, 50000},
 		{"kafka.brokers", fmt.Sprint(k.Brokers), "[builtin]"},
 		{"kafka.mode", k.Mode, "direct"},
 		{"kafka.start", k.Start, "earliest"},
-		{"kafka.group (the pipeline name)", k.Group, "clicks"},
+		{"kafka.group (the pipeline name, filled in when built)", k.Group, ""},
 		{"kafka.block-interval", k.BlockInterval.D(), 200 * time.Millisecond},
 		{"kafka.on-data-loss", k.OnDataLoss, "fail"},
 		{"kafka.wal", k.WALEnabled(), true},
-		{"transform.workers", s.Transforms[0].Workers, 1},
-		{"transform.timeout", s.Transforms[0].Timeout.D(), 30 * time.Second},
-		{"sink.file.format", s.Sink.File.Format, "jsonl"},
+		{"transform.workers", step(s, 0).Workers, 1},
+		{"transform.timeout", step(s, 0).Timeout.D(), 30 * time.Second},
+		{"sink.file.format", fileSink(s).Format, "jsonl"},
 		{"source kind", s.SourceKind(), "kafka"},
 		{"sink kind", s.SinkKind(), "file"},
 		{"file", s.File, "t.yaml"},
@@ -339,38 +356,38 @@ func TestDefaults(t *testing.T) {
 
 	// An empty block means that block with all its defaults.
 	s = mustParse(t, doc("version: 1", "name: g", "source:", "  generate:", "delivery: at-least-once", "sink:", "  stdout:"), noEnv)
-	if g := s.Source.Generate; g == nil || g.Topic != "generate" || g.Partitions != 1 || g.Keys != 1 || g.Count != 0 {
+	if g := generateOf(s); g.Topic != "generate" || g.Partitions != 1 || g.Keys != 1 || g.Count != 0 {
 		t.Errorf("generate defaults = %+v", g)
 	}
-	if s.Sink.Stdout == nil || s.Sink.Stdout.Format != "raw" || s.SinkKind() != "stdout" {
-		t.Errorf("stdout defaults = %+v", s.Sink.Stdout)
+	if o, ok := s.Sink.Config.(*stdout.Config); !ok || o.Format != "raw" || s.SinkKind() != "stdout" {
+		t.Errorf("stdout defaults = %+v", s.Sink.Config)
 	}
 	// The file sink rolls by default: an absent roll block is nil (the sink
-	// applies DefaultRollBytes and DefaultRollInterval), a present one
+	// applies file.DefaultRollBytes and file.DefaultRollInterval), a present one
 	// takes the defaults for the keys it leaves out.
-	if s := mustParse(t, doc("version: 1", "name: f", "source: {generate: {}}", "sink: {file: {path: x}}"), noEnv); s.Sink.File.Roll != nil {
-		t.Errorf("absent roll = %+v, want nil", s.Sink.File.Roll)
+	if s := mustParse(t, doc("version: 1", "name: f", "source: {generate: {}}", "sink: {file: {path: x}}"), noEnv); fileSink(s).Roll != nil {
+		t.Errorf("absent roll = %+v, want nil", fileSink(s).Roll)
 	}
 	for _, tc := range []struct {
 		roll string
-		want FileRoll
+		want file.RollConfig
 	}{
-		{"{}", FileRoll{Bytes: DefaultRollBytes, Interval: Duration(DefaultRollInterval)}},
-		{"", FileRoll{Bytes: DefaultRollBytes, Interval: Duration(DefaultRollInterval)}},
-		{"{bytes: 1000}", FileRoll{Bytes: 1000, Interval: Duration(DefaultRollInterval)}},
-		{"{interval: 0}", FileRoll{Bytes: DefaultRollBytes}},
-		{"{per-epoch: true}", FileRoll{Bytes: DefaultRollBytes, Interval: Duration(DefaultRollInterval), PerEpoch: true}},
+		{"{}", file.RollConfig{Bytes: file.DefaultRollBytes, Interval: pipelines.Duration(file.DefaultRollInterval)}},
+		{"", file.RollConfig{Bytes: file.DefaultRollBytes, Interval: pipelines.Duration(file.DefaultRollInterval)}},
+		{"{bytes: 1000}", file.RollConfig{Bytes: 1000, Interval: pipelines.Duration(file.DefaultRollInterval)}},
+		{"{interval: 0}", file.RollConfig{Bytes: file.DefaultRollBytes}},
+		{"{per-epoch: true}", file.RollConfig{Bytes: file.DefaultRollBytes, Interval: pipelines.Duration(file.DefaultRollInterval), PerEpoch: true}},
 	} {
 		s := mustParse(t, doc("version: 1", "name: f", "source: {generate: {}}", "sink: {file: {path: x, roll: "+tc.roll+"}}"), noEnv)
-		if r := s.Sink.File.Roll; r == nil || *r != tc.want {
+		if r := fileSink(s).Roll; r == nil || *r != tc.want {
 			t.Errorf("roll: %s = %+v, want %+v", tc.roll, r, tc.want)
 		}
 	}
 
 	// Set values win over defaults; an explicit null means "not set".
 	s = mustParse(t, doc("version: 1", "name: g", "source: {generate: {partitions: 8, keys: ~}}", "batch: {interval: 0}", "sink: {file: {path: x, format: raw}}"), noEnv)
-	if s.Source.Generate.Partitions != 8 || s.Source.Generate.Keys != 1 || s.Batch.Interval != 0 || s.Sink.File.Format != "raw" {
-		t.Errorf("got %+v %+v %+v", s.Source.Generate, s.Batch, s.Sink.File)
+	if generateOf(s).Partitions != 8 || generateOf(s).Keys != 1 || s.Batch.Interval != 0 || fileSink(s).Format != "raw" {
+		t.Errorf("got %+v %+v %+v", generateOf(s), s.Batch, fileSink(s))
 	}
 }
 
@@ -405,10 +422,10 @@ func TestDecodeValues(t *testing.T) {
 		"    upsert-key: [id]",
 		"    create-table: true",
 	), noEnv)
-	if g := s.Source.Generate; g.Count != 1_000_000 || g.Partitions != 16 || g.Keys != 1000 {
+	if g := generateOf(s); g.Count != 1_000_000 || g.Partitions != 16 || g.Keys != 1000 {
 		t.Errorf("generate = %+v", g)
 	}
-	t0, t1 := s.Transforms[0], s.Transforms[1]
+	t0, t1 := step(s, 0), step(s, 1)
 	if t0.Plugin != "./bin/enrich" || t0.Workers != 3 || t0.Timeout.D() != 90*time.Second {
 		t.Errorf("transforms[0] = %+v", t0)
 	}
@@ -423,7 +440,7 @@ func TestDecodeValues(t *testing.T) {
 	if t1.Plugin != "jsonpath" || t1.Workers != 3 || t1.Settings["field"] != "user.id" {
 		t.Errorf("transforms[1] = %+v", t1)
 	}
-	pg := s.Sink.Postgres
+	pg := s.Sink.Config.(*postgres.Config)
 	if pg.Columns["body"] != "jsonb" || fmt.Sprint(pg.UpsertKey) != "[id]" || !pg.CreateTable {
 		t.Errorf("postgres = %+v", pg)
 	}
@@ -450,11 +467,11 @@ func TestEnvInterpolation(t *testing.T) {
 		got, want any
 	}{
 		{"name from default", s.Name, "env-test"},
-		{"count typed as a number", s.Source.Generate.Count, int64(250)},
-		{"partitions from default", s.Source.Generate.Partitions, int32(4)},
-		{"empty value takes :- default", s.Source.Generate.Topic, "t-x"},
+		{"count typed as a number", generateOf(s).Count, int64(250)},
+		{"partitions from default", generateOf(s).Partitions, int32(4)},
+		{"empty value takes :- default", generateOf(s).Topic, "t-x"},
 		{"duration from default", s.Batch.Interval.D(), 250 * time.Millisecond},
-		{"$$ escapes, lone $ kept, empty var expands to empty", s.Sink.File.Path, "/data/out/$HOME/end$"},
+		{"$$ escapes, lone $ kept, empty var expands to empty", fileSink(s).Path, "/data/out/$HOME/end$"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -502,13 +519,13 @@ func TestLoad(t *testing.T) {
 	if err := os.WriteFile(good, doc("version: 1", "name: t", "source: {generate: {}}", "sink: {file: {path: x}}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Load(good)
+	s, err := pipelines.Load(good, builtin)
 	if err != nil || s.File != good {
-		t.Fatalf("Load(good) = %+v, %v", s, err)
+		t.Fatalf("pipelines.Load(good, builtin) = %+v, %v", s, err)
 	}
 
 	big := filepath.Join(dir, "big.yaml")
-	if err := os.WriteFile(big, make([]byte, 3*MaxFileSize), 0o644); err != nil {
+	if err := os.WriteFile(big, make([]byte, 3*pipelines.MaxFileSize), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ path, msg string }{
@@ -516,71 +533,68 @@ func TestLoad(t *testing.T) {
 		{dir, "is a directory"},
 		{big, "larger than"},
 	} {
-		_, err := Load(tc.path)
-		var errs Errors
+		_, err := pipelines.Load(tc.path, builtin)
+		var errs pipelines.Errors
 		if !errors.As(err, &errs) || len(errs) != 1 || errs[0].File != tc.path || !strings.Contains(errs[0].Msg, tc.msg) {
-			t.Errorf("Load(%s) = %v, want one error containing %q", tc.path, err, tc.msg)
+			t.Errorf("pipelines.Load(%s, builtin) = %v, want one error containing %q", tc.path, err, tc.msg)
 		}
 	}
 }
 
 func TestValidateGoSpec(t *testing.T) {
-	s := &Spec{
+	s := &pipelines.Spec{
 		Version:  1,
 		Name:     "built",
-		Delivery: ExactlyOnce,
-		Source:   Source{Generate: &GenerateSource{Partitions: 0}},
-		Sink:     Sink{Stdout: &StdoutSink{Format: "raw"}},
-		Batch:    Batch{MaxRecordsPerPartition: 1},
+		Delivery: pipelines.ExactlyOnce,
+		Source:   pipelines.Component{Kind: "generate", Config: &generate.Config{Partitions: 0}},
+		Sink:     pipelines.Component{Kind: "stdout", Config: &stdout.Config{Format: "raw"}},
+		Batch:    pipelines.Batch{MaxRecordsPerPartition: 1},
 	}
-	err := s.Validate()
-	var errs Errors
+	err := s.Validate(builtin)
+	var errs pipelines.Errors
 	if !errors.As(err, &errs) || len(errs) != 2 {
 		t.Fatalf("Validate = %v, want 2 errors", err)
 	}
 	if got := err.Error(); !strings.Contains(got, "source.generate.partitions must be at least 1") || !strings.Contains(got, "impossible with the stdout sink") {
 		t.Errorf("Validate = %v", got)
 	}
-	s.Delivery, s.Source.Generate.Partitions = AtLeastOnce, 1
-	if err := s.Validate(); err != nil {
+	s.Delivery, generateOf(s).Partitions = pipelines.AtLeastOnce, 1
+	if err := s.Validate(builtin); err != nil {
 		t.Errorf("Validate(fixed) = %v", err)
 	}
 }
 
-// The default tags of FileRoll, which the loader and the README reference
+// The default tags of file.RollConfig, which the loader and the README reference
 // read, say what the named constants say.
 func TestRollDefaultTagsMatchConstants(t *testing.T) {
-	var r FileRoll
-	fs := fieldsOf(reflect.TypeFor[FileRoll]())
-	for i := range fs {
-		applyDefault(reflect.ValueOf(&r).Elem().Field(fs[i].index), &fs[i])
-	}
-	if r.Bytes != DefaultRollBytes || r.Interval.D() != DefaultRollInterval || r.PerEpoch {
-		t.Fatalf("FileRoll tag defaults = %+v, want bytes %d, interval %s, per-epoch false", r, DefaultRollBytes, DefaultRollInterval)
+	var r file.RollConfig
+	pipelines.SetDefaults(&r)
+	if r.Bytes != file.DefaultRollBytes || r.Interval.D() != file.DefaultRollInterval || r.PerEpoch {
+		t.Fatalf("file.RollConfig tag defaults = %+v, want bytes %d, interval %s, per-epoch false", r, file.DefaultRollBytes, file.DefaultRollInterval)
 	}
 }
 
 // A roll built in Go is checked like one read from a file: 0 is "no such
 // condition", so conflicts are non-zero values.
 func TestValidateGoRoll(t *testing.T) {
-	spec := func(r *FileRoll) *Spec {
-		return &Spec{Version: 1, Name: "built", Delivery: ExactlyOnce, Batch: Batch{MaxRecordsPerPartition: 1},
-			Source: Source{Generate: &GenerateSource{Partitions: 1}},
-			Sink:   Sink{File: &FileSink{Path: "x", Format: "raw", Roll: r}}}
+	spec := func(r *file.RollConfig) *pipelines.Spec {
+		return &pipelines.Spec{Version: 1, Name: "built", Delivery: pipelines.ExactlyOnce, Batch: pipelines.Batch{MaxRecordsPerPartition: 1},
+			Source: pipelines.Component{Kind: "generate", Config: &generate.Config{Partitions: 1}},
+			Sink:   pipelines.Component{Kind: "file", Config: &file.Config{Path: "x", Format: "raw", Roll: r}}}
 	}
 	for _, tc := range []struct {
-		roll *FileRoll
+		roll *file.RollConfig
 		want string // "" = valid
 	}{
 		{nil, ""},
-		{&FileRoll{PerEpoch: true}, ""},
-		{&FileRoll{Bytes: 1 << 20}, ""},
-		{&FileRoll{Interval: Duration(time.Second)}, ""},
-		{&FileRoll{}, "sink.file.roll has bytes: 0 and interval: 0"},
-		{&FileRoll{PerEpoch: true, Interval: Duration(time.Second)}, "sink.file.roll.interval has no effect with per-epoch: true"},
-		{&FileRoll{Bytes: -1}, "sink.file.roll.bytes must be at least 0"},
+		{&file.RollConfig{PerEpoch: true}, ""},
+		{&file.RollConfig{Bytes: 1 << 20}, ""},
+		{&file.RollConfig{Interval: pipelines.Duration(time.Second)}, ""},
+		{&file.RollConfig{}, "sink.file.roll has bytes: 0 and interval: 0"},
+		{&file.RollConfig{PerEpoch: true, Interval: pipelines.Duration(time.Second)}, "sink.file.roll.interval has no effect with per-epoch: true"},
+		{&file.RollConfig{Bytes: -1}, "sink.file.roll.bytes must be at least 0"},
 	} {
-		err := spec(tc.roll).Validate()
+		err := spec(tc.roll).Validate(builtin)
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("roll %+v: Validate = %v, want nil", tc.roll, err)
@@ -600,7 +614,7 @@ func TestSuggest(t *testing.T) {
 		{"foo", ""},
 		{"i", ""},
 	} {
-		if got := suggest(tc.word, keys); got != tc.want {
+		if got := pipelines.Suggest(tc.word, keys); got != tc.want {
 			t.Errorf("suggest(%q) = %q, want %q", tc.word, got, tc.want)
 		}
 	}
@@ -613,12 +627,13 @@ func TestExamplesAreValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	more, _ := filepath.Glob("../examples/*.yml")
-	files = append(files, more...)
+	plugins, _ := filepath.Glob("../examples/plugins/*.yaml")
+	files = append(append(files, more...), plugins...)
 	if len(files) == 0 {
 		t.Fatal("no examples/*.yaml found")
 	}
 	for _, f := range files {
-		if _, err := Load(f); err != nil {
+		if _, err := pipelines.Load(f, builtin); err != nil {
 			t.Errorf("%v", err)
 		}
 	}
@@ -639,8 +654,8 @@ func TestHostileInputsAreBounded(t *testing.T) {
 	for name, in := range inputs {
 		t.Run(name, func(t *testing.T) {
 			errs := parseErrs(t, []byte(in), noEnv)
-			if len(errs) > maxErrors+1 {
-				t.Errorf("%d error lines, want at most %d", len(errs), maxErrors+1)
+			if len(errs) > pipelines.MaxErrors+1 {
+				t.Errorf("%d error lines, want at most %d", len(errs), pipelines.MaxErrors+1)
 			}
 		})
 	}
@@ -653,7 +668,7 @@ func TestHostileInputsAreBounded(t *testing.T) {
 // Every default tag parses, and every block of the spec is documented.
 func TestReferenceCoversEveryBlock(t *testing.T) {
 	var paths []string
-	for _, b := range Reference() {
+	for _, b := range pipelines.Reference(builtin) {
 		paths = append(paths, b.Path)
 		for _, k := range b.Keys {
 			if k.Type == "" {
@@ -666,23 +681,18 @@ func TestReferenceCoversEveryBlock(t *testing.T) {
 		t.Errorf("blocks = %s\nwant     %s", got, want)
 	}
 	var md strings.Builder
-	if err := WriteReference(&md); err != nil {
+	if err := pipelines.WriteReference(&md, builtin); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(md.String(), "| `mode` | string | `direct` | one of direct, receiver |") {
 		t.Errorf("markdown reference lacks the mode row:\n%s", md.String())
 	}
-	// Applying every default to a zero spec must not panic.
-	s := &Spec{}
-	fs := fieldsOf(reflect.TypeFor[Spec]())
-	for i := range fs {
-		applyDefault(reflect.ValueOf(s).Elem().Field(fs[i].index), &fs[i])
-	}
-	for _, v := range []any{&GenerateSource{}, &KafkaSource{}, &Transform{}, &FileSink{}, &StdoutSink{}, &KafkaSink{}} {
-		rv := reflect.ValueOf(v).Elem()
-		fs := fieldsOf(rv.Type())
-		for i := range fs {
-			applyDefault(rv.Field(fs[i].index), &fs[i])
+	// Applying every default to a zero spec and to every kind's block must
+	// not panic.
+	pipelines.SetDefaults(&pipelines.Spec{})
+	for _, role := range [][]pipelines.Kind{builtin.Sources, builtin.Sinks, builtin.Steps} {
+		for _, k := range role {
+			pipelines.SetDefaults(k.Config())
 		}
 	}
 }
@@ -693,7 +703,7 @@ func BenchmarkParseExample(b *testing.B) {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		if _, err := Parse("x.yaml", data, noEnv); err != nil {
+		if _, err := pipelines.Parse("x.yaml", data, noEnv, builtin); err != nil {
 			b.Fatal(err)
 		}
 	}

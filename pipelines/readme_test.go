@@ -1,4 +1,4 @@
-package pipelines
+package pipelines_test
 
 import (
 	"bytes"
@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/pipelines"
 )
 
 var updateReadme = flag.Bool("update-readme", false, "rewrite the README's key reference from the spec types")
@@ -28,7 +30,7 @@ func TestREADMEReferenceIsCurrent(t *testing.T) {
 		t.Fatalf("README.md has no %q ... %q section", strings.TrimSpace(refStart), strings.TrimSpace(refEnd))
 	}
 	var ref bytes.Buffer
-	if err := WriteReference(&ref); err != nil {
+	if err := pipelines.WriteReference(&ref, builtin); err != nil {
 		t.Fatal(err)
 	}
 	current := readme[i+len(refStart) : j]

@@ -26,13 +26,25 @@ type Block struct {
 	Keys []Key
 }
 
-// Reference lists every block of a version 1 pipeline with its keys, from
-// the same struct tags the loader enforces, so documentation cannot drift
-// from what lint accepts.
-func Reference() []Block {
+// Reference lists every block of a version 1 pipeline with its keys, the
+// blocks of every kind in the table included, from the same struct tags
+// the loader enforces, so documentation cannot drift from what lint
+// accepts.
+func Reference(kinds *Kinds) []Block {
 	var out []Block
 	seen := map[string]bool{}
 	var walk func(path string, t reflect.Type)
+	// oneOf lists a source's or sink's kinds as the keys of its block.
+	oneOf := func(path string, ks []Kind) {
+		b := Block{Path: path}
+		for _, k := range ks {
+			b.Keys = append(b.Keys, Key{Name: k.Key, Type: typeName(reflect.TypeOf(k.Config()))})
+		}
+		out = append(out, b)
+		for _, k := range ks {
+			walk(join(path, k.Key), reflect.TypeOf(k.Config()).Elem())
+		}
+	}
 	walk = func(path string, t reflect.Type) {
 		if seen[path] {
 			return
@@ -50,6 +62,20 @@ func Reference() []Block {
 			}
 			b.Keys = append(b.Keys, k)
 			et, sub := indirect(f.typ), join(path, f.name)
+			switch {
+			case f.role == "step":
+				for _, k := range kinds.Steps {
+					p := sub + "[]"
+					if len(kinds.Steps) > 1 {
+						p += " (" + k.Key + ")"
+					}
+					nested = append(nested, func() { walk(p, reflect.TypeOf(k.Config()).Elem()) })
+				}
+				continue
+			case f.role != "":
+				nested = append(nested, func() { oneOf(sub, kinds.role(f.role)) })
+				continue
+			}
 			if et.Kind() == reflect.Slice && indirect(et.Elem()).Kind() == reflect.Struct {
 				et, sub = indirect(et.Elem()), sub+"[]"
 			}
@@ -68,9 +94,9 @@ func Reference() []Block {
 
 // WriteReference writes Reference as Markdown, one table per block, for
 // the README's YAML reference.
-func WriteReference(w io.Writer) error {
+func WriteReference(w io.Writer, kinds *Kinds) error {
 	var b strings.Builder
-	for _, blk := range Reference() {
+	for _, blk := range Reference(kinds) {
 		title := blk.Path
 		if title == "" {
 			title = "top level"

@@ -10,22 +10,19 @@ import (
 	"strings"
 )
 
-var (
-	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
-	sha256RE = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
-)
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 
-// Validate checks a spec against every rule of version 1: value ranges,
-// allowed values, and the rules that span keys (exactly one source and one
-// sink, delivery against the sink, topics or pattern, ...). Load and Parse
-// have already run it; call it on a Spec built in Go. The error is an
-// Errors.
-func (s *Spec) Validate() error {
+// Validate checks a spec against every rule of version 1 and the kinds of
+// the table: value ranges, allowed values, each block's own Validate, and
+// the rules that span blocks (a source and a sink of known kinds, delivery
+// against the sink's capabilities, dead letters, ...). Load and Parse have
+// already run it; call it on a Spec built in Go. The error is an Errors.
+func (s *Spec) Validate(kinds *Kinds) error {
 	var errs Errors
 	if s.where == nil {
 		errs = checkTags(s.File, "", reflect.ValueOf(s).Elem())
 	}
-	return append(errs, s.check()...).sort().err()
+	return append(errs, s.check(kinds)...).sort().err()
 }
 
 // checker reports problems at the position of a key path; a spec built in
@@ -90,7 +87,7 @@ func (c *checker) atKey(path, format string, args ...any) {
 }
 
 // check runs the rules that need more than one key.
-func (s *Spec) check() Errors {
+func (s *Spec) check(kinds *Kinds) Errors {
 	c := &checker{file: s.File, w: s.where}
 
 	if c.ok("version") && c.set("version") && s.Version != 1 {
@@ -104,130 +101,78 @@ func (s *Spec) check() Errors {
 			c.at("name", "bad name %q: it becomes a directory, group id and metric label; use lowercase letters, digits, '-', '_' and '.', starting with a letter or digit, e.g. name: %s", s.Name, suggestName(s.Name))
 		}
 	}
-	s.checkOneOf(c, "source", reflect.ValueOf(&s.Source).Elem())
-	s.checkOneOf(c, "sink", reflect.ValueOf(&s.Sink).Elem())
+	if c.set("source") {
+		checkOneOf(c, "source", s.Source, kinds.Sources)
+	}
+	if c.set("sink") {
+		checkOneOf(c, "sink", s.Sink, kinds.Sinks)
+	}
+	source, sink := kinds.Source(s.Source.Kind), kinds.Sink(s.Sink.Kind)
+	if source == nil || sink == nil {
+		// Reported above, or by the decoder; the rest needs both.
+		return c.errs
+	}
+	s.validate(c, "source."+s.Source.Kind, s.Source)
+	s.validate(c, "sink."+s.Sink.Kind, s.Sink)
+	for i, t := range s.Transforms {
+		s.validate(c, fmt.Sprintf("transforms[%d]", i), t)
+	}
 
-	if s.Sink.Stdout != nil && s.Delivery == ExactlyOnce && c.ok("delivery") {
-		p := c.pos("sink.stdout", true)
+	if !sink.Caps.Transactional && s.Delivery == ExactlyOnce && c.ok("delivery", "sink") {
+		p := c.pos("sink."+sink.Key, true)
 		how := "(the default) "
 		if c.w == nil || c.set("delivery") {
 			p, how = c.pos("delivery", false), ""
 		}
-		c.add(p, "delivery: exactly-once %sis impossible with the stdout sink: it cannot take back output it printed before a crash; write delivery: at-least-once, or use a transactional sink: file, postgres or kafka", how)
+		c.add(p, "delivery: exactly-once %sis impossible with the %s sink: it cannot take back output it wrote before a crash; write delivery: at-least-once, or use a transactional sink: %s", how, sink.Key, either(sinksWith(kinds, func(c Caps) bool { return c.Transactional })))
 	}
-
-	if k := s.Source.Kafka; k != nil && c.ok("source.kafka") {
-		s.checkKafka(c, k)
-	}
-	if k := s.Sink.Kafka; k != nil && c.ok("sink.kafka") {
-		checkBrokers(c, "sink.kafka", k.Brokers)
-		checkTopic(c, "sink.kafka.topic", k.Topic)
-		checkTopic(c, "sink.kafka.checkpoint-topic", k.CheckpointTopic)
-	}
-	if f := s.Sink.File; f != nil && f.Roll != nil && c.ok("sink.file", "sink.file.roll", "sink.file.roll.bytes", "sink.file.roll.interval", "sink.file.roll.per-epoch") {
-		checkRoll(c, f.Roll)
-	}
-	for i, t := range s.Transforms {
-		p := fmt.Sprintf("transforms[%d]", i)
-		if c.ok(p+".plugin") && strings.TrimSpace(t.Plugin) == "" {
-			c.at(p+".plugin", "%s.plugin is empty; write a built-in plugin name or the path of a plugin executable, e.g. plugin: jsonpath", p)
-		}
-		if c.ok(p+".sha256") && t.SHA256 != "" && !sha256RE.MatchString(t.SHA256) {
-			c.at(p+".sha256", "%s.sha256 must be 64 hex characters, got %d characters %q; write the output of sha256sum PLUGIN, or remove the key", p, len(t.SHA256), t.SHA256)
-		}
-	}
-	if dl := s.DeadLetter; dl != nil && c.ok("dead-letter", "dead-letter.topic", "dead-letter.file") {
-		switch {
-		case dl.Topic != "" && dl.File != "":
-			c.atKey("dead-letter.file", "dead-letter has both topic and file; keep exactly one: rejected records go to one place")
-		case dl.Topic == "" && dl.File == "":
-			c.at("dead-letter", "dead-letter needs a destination; write dead-letter: {topic: NAME} or {file: PATH}")
-		case s.Sink.Stdout != nil:
-			c.atKey("dead-letter", "the stdout sink cannot keep dead letters with its output; remove dead-letter, or use the file, postgres or kafka sink")
-		case dl.Topic != "" && s.Sink.Kafka == nil && s.Source.Kafka == nil:
-			c.atKey("dead-letter.topic", "dead-letter topics go to the pipeline's Kafka cluster, and this pipeline has no kafka source or sink; write dead-letter: {file: PATH}")
-		case dl.Topic != "":
-			checkTopic(c, "dead-letter.topic", dl.Topic)
-		case s.Sink.Kafka != nil:
-			c.atKey("dead-letter.file", "dead-letter: {file} cannot commit in the kafka sink's transaction; write dead-letter: {topic: NAME}")
-		}
+	if dl := s.DeadLetter; dl != nil && c.ok("dead-letter", "dead-letter.topic", "dead-letter.file", "sink") {
+		s.checkDeadLetter(c, dl, kinds, sink)
 	}
 	return c.errs
 }
 
-// checkOneOf enforces exactly one block in source or sink.
-func (s *Spec) checkOneOf(c *checker, path string, v reflect.Value) {
-	if !c.ok(path) || !c.set(path) {
-		return
-	}
-	valid := fieldNames(fieldsOf(v.Type()))
-	switch blocks := presentBlocks(v); len(blocks) {
-	case 0:
-		c.at(path, "%s has no block; write exactly one of: %s", path, strings.Join(valid, ", "))
-	case 1:
-	default:
-		// Point at the block written last: the first one is usually the
-		// intended one.
-		last := path + "." + blocks[0]
-		for _, b := range blocks[1:] {
-			if p, q := c.pos(path+"."+b, true), c.pos(last, true); p.Line > q.Line || (p.Line == q.Line && p.Col > q.Col) {
-				last = path + "." + b
-			}
-		}
-		c.atKey(last, "%s has %d blocks (%s); a pipeline has exactly one %s, keep one of them", path, len(blocks), strings.Join(blocks, ", "), path)
+// checkDeadLetter checks the dead-letter destination against what the
+// sink can do with it.
+func (s *Spec) checkDeadLetter(c *checker, dl *DeadLetter, kinds *Kinds, sink *Kind) {
+	switch {
+	case dl.Topic != "" && dl.File != "":
+		c.atKey("dead-letter.file", "dead-letter has both topic and file; keep exactly one: rejected records go to one place")
+	case dl.Topic == "" && dl.File == "":
+		c.at("dead-letter", "dead-letter needs a destination; write dead-letter: {topic: NAME} or {file: PATH}")
+	case sink.Caps.DeadLetters == NoDeadLetters:
+		c.atKey("dead-letter", "the %s sink cannot keep dead letters with its output; remove dead-letter, or use the %s sink", sink.Key,
+			either(sinksWith(kinds, func(c Caps) bool { return c.DeadLetters != NoDeadLetters })))
+	case dl.Topic != "" && sink.Caps.DeadLetters != DeadLettersInTopic && s.Cluster() == nil:
+		c.atKey("dead-letter.topic", "dead-letter topics go to the pipeline's Kafka cluster, and this pipeline has no source or sink on one; write dead-letter: {file: PATH}")
+	case dl.Topic != "":
+		checkTopic(c, "dead-letter.topic", dl.Topic)
+	case sink.Caps.DeadLetters == DeadLettersInTopic:
+		c.atKey("dead-letter.file", "dead-letter: {file} cannot commit in the %s sink's transaction; write dead-letter: {topic: NAME}", sink.Key)
 	}
 }
 
-func (s *Spec) checkKafka(c *checker, k *KafkaSource) {
-	const p = "source.kafka"
-	if c.ok(p+".topics", p+".pattern") {
-		switch {
-		case len(k.Topics) > 0 && k.Pattern != "":
-			c.atKey(p+".pattern", "kafka source has both topics and pattern; keep one: topics: [a, b] reads those topics, pattern: REGEX reads every matching topic")
-		case len(k.Topics) == 0 && k.Pattern == "":
-			c.at(p, "kafka source needs topics or pattern; write topics: [clicks] or pattern: \"clicks-.*\"")
+// Cluster returns the Kafka cluster dead-letter topics go to: the sink's,
+// or else the source's; nil when neither is on one.
+func (s *Spec) Cluster() *Cluster {
+	for _, b := range []Component{s.Sink, s.Source} {
+		if oc, ok := b.Config.(OnCluster); ok {
+			c := oc.Cluster()
+			return &c
 		}
 	}
-	if c.ok(p+".pattern") && k.Pattern != "" {
-		if _, err := regexp.Compile(k.Pattern); err != nil {
-			c.at(p+".pattern", "pattern %q is not a valid regular expression (%v); write a Go regexp such as \"clicks-.*\"", k.Pattern, err)
-		}
-	}
-	checkBrokers(c, p, k.Brokers)
-	if c.ok(p+".block-interval") && k.BlockInterval.D() < MinBlockInterval {
-		c.at(p+".block-interval", "block-interval %s is below the %s minimum: every block is fsynced to the write-ahead log; write block-interval: %s or more", k.BlockInterval.D(), MinBlockInterval, MinBlockInterval)
-	}
-	if c.ok(p+".wal", "delivery") && !k.WALEnabled() && s.Delivery == ExactlyOnce {
-		c.at(p+".wal", "wal: false is impossible with delivery: exactly-once: without the write-ahead log a receiver cannot replay a batch after a crash; remove wal: false, or write delivery: at-least-once or at-most-once")
-	}
+	return nil
 }
 
-// checkRoll rejects roll settings that contradict each other or would
-// keep committed output hidden until the pipeline stops.
-func checkRoll(c *checker, r *FileRoll) {
-	const p = "sink.file.roll"
-	// In a file, bytes and interval are set when written (absent ones hold
-	// their defaults); in a spec built in Go, when not zero.
-	written := func(key string, nonzero bool) bool {
-		if c.w == nil {
-			return nonzero
+// sinksWith lists the sink kinds whose capabilities pass has.
+func sinksWith(kinds *Kinds, has func(Caps) bool) []string {
+	var keys []string
+	for _, k := range kinds.Sinks {
+		if has(k.Caps) {
+			keys = append(keys, k.Key)
 		}
-		return c.set(p + "." + key)
 	}
-	if r.PerEpoch {
-		for _, k := range []struct {
-			key string
-			set bool
-		}{{"bytes", written("bytes", r.Bytes != 0)}, {"interval", written("interval", r.Interval != 0)}} {
-			if k.set {
-				c.atKey(p+"."+k.key, "%s.%s has no effect with per-epoch: true, which makes every epoch its own part file; remove %s, or remove per-epoch to roll by size and age", p, k.key, k.key)
-			}
-		}
-		return
-	}
-	if r.Bytes == 0 && r.Interval == 0 {
-		c.atKey(p, "%s has bytes: 0 and interval: 0, so committed output would stay hidden until the pipeline stops; set a limit such as interval: 1m or bytes: %d, or write per-epoch: true for one part file per epoch", p, DefaultRollBytes)
-	}
+	return keys
 }
 
 // topicRE is what Kafka accepts as a topic name.
@@ -250,9 +195,8 @@ func checkTopic(c *checker, p, topic string) {
 	}
 }
 
-// checkBrokers accepts [builtin] or a list of host:port addresses.
-func checkBrokers(c *checker, block string, brokers []string) {
-	p := block + ".brokers"
+// checkBrokers accepts [builtin] or a list of host:port addresses at p.
+func checkBrokers(c *checker, p string, brokers []string) {
 	if !c.ok(p) {
 		return
 	}
@@ -321,6 +265,16 @@ func checkTags(file, path string, v reflect.Value) Errors {
 		for _, f := range fieldsOf(v.Type()) {
 			fv, fp := v.Field(f.index), join(path, f.name)
 			switch {
+			case fv.Type() == componentType:
+				if b := fv.Interface().(Component); b.Config != nil {
+					errs = append(errs, checkTags(file, join(fp, b.Kind), reflect.ValueOf(b.Config))...)
+				}
+			case fv.Type().Kind() == reflect.Slice && fv.Type().Elem() == componentType:
+				for i := range fv.Len() {
+					if b := fv.Index(i).Interface().(Component); b.Config != nil {
+						errs = append(errs, checkTags(file, fmt.Sprintf("%s[%d]", fp, i), reflect.ValueOf(b.Config))...)
+					}
+				}
 			case f.enum != nil && fv.Kind() == reflect.String && !slices.Contains(f.enum, fv.String()):
 				add("bad value %q for %s; write one of: %s", fv.String(), fp, strings.Join(f.enum, ", "))
 			case f.hasMin && fv.CanInt() && fv.Int() < f.min:
@@ -333,11 +287,4 @@ func checkTags(file, path string, v reflect.Value) Errors {
 		}
 	}
 	return errs
-}
-
-// fill sets defaults that depend on other keys.
-func (s *Spec) fill() {
-	if k := s.Source.Kafka; k != nil && k.Group == "" {
-		k.Group = s.Name
-	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/internal/components"
 	"github.com/sluicehq/sluice/pipelines"
 )
 
@@ -21,7 +22,7 @@ func newLintCmd() *cobra.Command {
 			out := cmd.OutOrStdout()
 			invalid := 0
 			for _, file := range files {
-				_, err := pipelines.Load(file)
+				_, err := components.Builtin.Load(file)
 				if err == nil {
 					fmt.Fprintf(out, "%s: ok\n", file)
 					continue

@@ -14,8 +14,7 @@ import (
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/builtinbroker"
-	"github.com/sluicehq/sluice/internal/wire"
-	"github.com/sluicehq/sluice/pipelines"
+	"github.com/sluicehq/sluice/internal/components"
 	"github.com/sluicehq/sluice/sources/kafka"
 )
 
@@ -42,7 +41,7 @@ produce to it.`,
 			if idleExit < 0 {
 				return fmt.Errorf("--idle-exit %v: use a positive duration such as 5s, or 0 to run until stopped", idleExit)
 			}
-			spec, err := pipelines.Load(args[0])
+			spec, err := components.Builtin.Load(args[0])
 			if err != nil {
 				return err
 			}
@@ -53,7 +52,7 @@ produce to it.`,
 			builtin := &builtinBroker{dir: filepath.Join(dataDir, "broker"), listen: brokerListen}
 			defer builtin.close()
 			reg := prometheus.NewRegistry()
-			p, err := wire.Build(cmd.Context(), spec, wire.Options{
+			p, err := components.Build(cmd.Context(), spec, components.Options{
 				DataDir:       dataDir,
 				IdleExit:      idleExit,
 				Logger:        slog.Default(),

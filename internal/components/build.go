@@ -1,7 +1,10 @@
-// Package wire turns a pipeline spec into a running engine.Pipeline: it
-// picks the source, transforms and sink the YAML names and hands them to
-// the engine. It holds no logic of its own beyond that choice.
-package wire
+// Package components is where Sluice's component kinds meet: the table of
+// every source, sink and step kind (Builtin, one line per kind) and Build,
+// which turns a pipeline spec into a running engine.Pipeline by looking
+// each block's kind up in the table. It sits above every component
+// package; adding a kind is its package plus one line of the table
+// (ARCHITECTURE §3).
+package components
 
 import (
 	"context"
@@ -12,28 +15,25 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/pipelines"
-	"github.com/sluicehq/sluice/plugins/host"
 	"github.com/sluicehq/sluice/sinks"
-	"github.com/sluicehq/sluice/sinks/file"
 	kafkasink "github.com/sluicehq/sluice/sinks/kafka"
-	"github.com/sluicehq/sluice/sinks/postgres"
-	"github.com/sluicehq/sluice/sinks/stdout"
-	"github.com/sluicehq/sluice/sources/generate"
 	"github.com/sluicehq/sluice/sources/kafka"
 )
 
-// Builtin is the name that stands for the embedded broker in a brokers list.
-const Builtin = "builtin"
+// BuiltinBrokers is the name that stands for the embedded broker in a
+// brokers list.
+const BuiltinBrokers = "builtin"
 
 // Options are the process-wide settings a pipeline runs with.
 type Options struct {
+	// Kinds is the table the spec's kinds are looked up in; nil = Builtin.
+	Kinds *Table
 	// DataDir holds the pipeline's local state: checkpoints for the
 	// non-exactly-once modes, write-ahead logs, the built-in broker.
 	DataDir  string
@@ -50,12 +50,45 @@ type Options struct {
 	BuiltinBroker func() (string, error)
 }
 
+// Env is what a kind's build function gets besides its block.
+type Env struct {
+	Options
+	Spec *pipelines.Spec
+	// DeadLetter is where rejected records go (nil: nowhere). A sink takes
+	// what it can use: the file sink a folder, the kafka sink a topic;
+	// Build puts a forwarder in front of a sink that keeps dead letters
+	// when they go to a topic.
+	DeadLetter *pipelines.DeadLetter
+	// Step is the index of the transforms item being built.
+	Step int
+}
+
+// Brokers resolves a brokers list: [builtin] becomes the embedded
+// broker's address.
+func (e *Env) Brokers(list []string) ([]string, error) {
+	if !slices.Contains(list, BuiltinBrokers) {
+		return list, nil
+	}
+	if e.BuiltinBroker == nil {
+		return nil, errors.New("brokers: [builtin] needs the embedded broker, which this command does not start; list host:port addresses instead")
+	}
+	addr, err := e.BuiltinBroker()
+	if err != nil {
+		return nil, fmt.Errorf("start the built-in broker: %w", err)
+	}
+	return []string{addr}, nil
+}
+
 // Build assembles the pipeline spec describes. ctx bounds only the
 // building (starting plugin processes, connecting).
 func Build(ctx context.Context, spec *pipelines.Spec, opts Options) (_ *engine.Pipeline, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Kinds == nil {
+		opts.Kinds = &Builtin
+	}
+	env := &Env{Options: opts, Spec: spec, DeadLetter: spec.DeadLetter}
 	cfg := engine.Config{
 		Name:                   spec.Name,
 		Delivery:               engine.Delivery(spec.Delivery),
@@ -64,6 +97,7 @@ func Build(ctx context.Context, spec *pipelines.Spec, opts Options) (_ *engine.P
 		IdleExit:               opts.IdleExit,
 		Logger:                 opts.Logger,
 		Metrics:                opts.Metrics,
+		DeadLetters:            spec.DeadLetter != nil,
 	}
 	var closers []io.Closer
 	defer func() {
@@ -74,29 +108,22 @@ func Build(ctx context.Context, spec *pipelines.Spec, opts Options) (_ *engine.P
 		}
 	}()
 
-	if cfg.Source, err = buildSource(spec, opts); err != nil {
+	if cfg.Source, err = build(ctx, "source", opts.Kinds.Sources, spec.Source, env); err != nil {
 		return nil, err
 	}
 	closers = append(closers, cfg.Source)
-	if cfg.Sink, err = buildSink(spec, opts); err != nil {
+	if cfg.Sink, err = buildSink(ctx, env); err != nil {
 		return nil, err
 	}
 	closers = append(closers, cfg.Sink)
-	for i := range spec.Transforms {
-		t, err := buildTransform(ctx, spec, i, opts)
+	for i, step := range spec.Transforms {
+		env.Step = i
+		t, err := build(ctx, fmt.Sprintf("transforms[%d]", i), opts.Kinds.Steps, step, env)
 		if err != nil {
 			return nil, err
 		}
 		closers = append(closers, t)
 		cfg.Transforms = append(cfg.Transforms, t)
-	}
-	if dl := spec.DeadLetter; dl != nil {
-		sink, err := deadLetters(spec, dl, cfg.Sink, opts)
-		if err != nil {
-			return nil, err
-		}
-		closers[slices.Index(closers, io.Closer(cfg.Sink))] = sink // a forwarder closes the sink it wraps
-		cfg.Sink, cfg.DeadLetters = sink, true
 	}
 	if cfg.Delivery != engine.ExactlyOnce {
 		dir := filepath.Join(opts.DataDir, "checkpoints")
@@ -108,130 +135,49 @@ func Build(ctx context.Context, spec *pipelines.Spec, opts Options) (_ *engine.P
 	return engine.New(cfg)
 }
 
-func brokers(list []string, opts Options) ([]string, error) {
-	if !slices.Contains(list, Builtin) {
-		return list, nil
+// build looks c's kind up in kinds and builds it.
+func build[T any](ctx context.Context, path string, kinds []Kind[T], c pipelines.Component, env *Env) (T, error) {
+	k := find(kinds, c.Kind)
+	if k == nil {
+		var zero T
+		return zero, fmt.Errorf("%s: no kind %q in the table; lint the pipeline file", path, c.Kind)
 	}
-	if opts.BuiltinBroker == nil {
-		return nil, errors.New("brokers: [builtin] needs the embedded broker, which this command does not start; list host:port addresses instead")
+	t, err := k.Build(ctx, c.Config, env)
+	if err != nil && path != "source" && path != "sink" {
+		err = fmt.Errorf("%s (%s): %w", path, c.Kind, err)
 	}
-	addr, err := opts.BuiltinBroker()
+	return t, err
+}
+
+// buildSink builds the sink and, when dead letters go to a topic and the
+// sink keeps its own (an outbox), the forwarder in front of it that moves
+// them to the topic on the pipeline's Kafka cluster.
+func buildSink(ctx context.Context, env *Env) (engine.Sink, error) {
+	sink, err := build(ctx, "sink", env.Kinds.Sinks, env.Spec.Sink, env)
 	if err != nil {
-		return nil, fmt.Errorf("start the built-in broker: %w", err)
+		return nil, err
 	}
-	return []string{addr}, nil
-}
-
-func buildSource(spec *pipelines.Spec, opts Options) (engine.Source, error) {
-	switch {
-	case spec.Source.Generate != nil:
-		return generate.New(*spec.Source.Generate)
-	case spec.Source.Kafka != nil:
-		k := spec.Source.Kafka
-		addrs, err := brokers(k.Brokers, opts)
-		if err != nil {
-			return nil, err
-		}
-		conn := kafka.Connection{Brokers: addrs, TLS: k.TLS, SASL: k.SASL}
-		if k.Mode == "receiver" {
-			walDir := ""
-			if k.WALEnabled() {
-				walDir = filepath.Join(opts.DataDir, "wal", spec.Name)
-			}
-			return kafka.NewReceiver(kafka.ReceiverConfig{
-				Conn: conn, Topics: k.Topics, Pattern: k.Pattern, Start: k.Start, Group: k.Group,
-				BlockInterval: k.BlockInterval.D(), MaxRate: k.MaxRate, WALDir: walDir,
-				SkipLoss: k.OnDataLoss == "skip", Delivery: engine.Delivery(spec.Delivery), Pipeline: spec.Name,
-				Logger: opts.Logger, Metrics: opts.KafkaMetrics,
-			})
-		}
-		return kafka.NewDirect(kafka.DirectConfig{
-			Conn: conn, Topics: k.Topics, Pattern: k.Pattern, Start: k.Start, Group: k.Group,
-			MaxRate: k.MaxRate, SkipLoss: k.OnDataLoss == "skip", Pipeline: spec.Name,
-			Logger: opts.Logger, Metrics: opts.KafkaMetrics,
-		})
-	}
-	return nil, errors.New("the pipeline has no source block")
-}
-
-func buildSink(spec *pipelines.Spec, opts Options) (engine.Sink, error) {
-	switch {
-	case spec.Sink.File != nil:
-		return file.New(*spec.Sink.File)
-	case spec.Sink.Stdout != nil:
-		w := opts.Stdout
-		if w == nil {
-			w = os.Stdout
-		}
-		return stdout.New(*spec.Sink.Stdout, w), nil
-	case spec.Sink.Postgres != nil:
-		return postgres.New(*spec.Sink.Postgres)
-	case spec.Sink.Kafka != nil:
-		k := spec.Sink.Kafka
-		addrs, err := brokers(k.Brokers, opts)
-		if err != nil {
-			return nil, err
-		}
-		return kafkasink.New(kafkasink.Config{
-			Brokers: addrs, Topic: k.Topic, CheckpointTopic: k.CheckpointTopic,
-			TransactionalID: k.TransactionalID, Compression: k.Compression,
-			TLS: k.TLS, SASL: k.SASL, Logger: opts.Logger,
-		})
-	}
-	return nil, errors.New("the pipeline has no sink block")
-}
-
-func buildTransform(ctx context.Context, spec *pipelines.Spec, i int, opts Options) (engine.Transform, error) {
-	t := spec.Transforms[i]
-	plugin := t.Plugin
-	if strings.ContainsRune(plugin, '/') && !filepath.IsAbs(plugin) && spec.File != "" {
-		// A relative plugin path is relative to the pipeline file.
-		plugin = filepath.Join(filepath.Dir(spec.File), plugin)
-	}
-	tr, err := host.New(ctx, host.Config{
-		Pipeline: spec.Name, Name: fmt.Sprintf("%s#%d", filepath.Base(t.Plugin), i+1), Plugin: plugin,
-		Settings: t.Settings, Workers: t.Workers, SHA256: t.SHA256, Timeout: t.Timeout.D(),
-		Logger: opts.Logger, Registerer: opts.Registerer,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("transforms[%d] (plugin %s): %w", i, t.Plugin, err)
-	}
-	return tr, nil
-}
-
-// deadLetters points the sink's dead letters where the spec says. A topic
-// with a sink other than kafka wraps the sink in a forwarder, which is the
-// sink the engine then uses.
-func deadLetters(spec *pipelines.Spec, dl *pipelines.DeadLetter, sink engine.Sink, opts Options) (engine.Sink, error) {
-	if ks, ok := sink.(*kafkasink.Sink); ok {
-		if dl.Topic == "" {
-			return nil, errors.New("dead-letter: {file} cannot commit in the kafka sink's transaction; write dead-letter: {topic: NAME}")
-		}
-		ks.SetDeadLetterTopic(dl.Topic)
+	dl := env.DeadLetter
+	if dl == nil || dl.Topic == "" || find(env.Kinds.Sinks, env.Spec.Sink.Kind).Caps.DeadLetters != pipelines.DeadLettersKept {
 		return sink, nil
 	}
-	if dl.Topic != "" {
-		outbox, ok := sink.(sinks.Outbox)
-		k := spec.Source.Kafka
-		if !ok || k == nil {
-			return nil, fmt.Errorf("dead-letter topic needs the kafka sink, or a kafka source with the file or postgres sink (this pipeline has sink %s, source %s); write dead-letter: {file: PATH}", spec.SinkKind(), spec.SourceKind())
-		}
-		addrs, err := brokers(k.Brokers, opts)
-		if err != nil {
-			return nil, err
-		}
-		return kafkasink.NewForwarding(outbox, kafkasink.Config{
-			Brokers: addrs, Topic: dl.Topic, TLS: k.TLS, SASL: k.SASL, Logger: opts.Logger,
+	outbox, ok := sink.(sinks.Outbox)
+	cluster := env.Spec.Cluster()
+	if !ok || cluster == nil {
+		// The table or the spec contradicts what lint checked.
+		sink.Close()
+		return nil, fmt.Errorf("dead-letter topic: the %s sink (%T) cannot hand dead letters to a forwarder, or the pipeline has no Kafka cluster; lint the pipeline file", env.Spec.Sink.Kind, sink)
+	}
+	addrs, err := env.Brokers(cluster.Brokers)
+	if err == nil {
+		var fwd *kafkasink.Forwarding
+		fwd, err = kafkasink.NewForwarding(outbox, kafkasink.Config{
+			Brokers: addrs, Topic: dl.Topic, TLS: cluster.TLS, SASL: cluster.SASL, Logger: env.Logger,
 		})
+		if err == nil {
+			return fwd, nil // it closes the sink it wraps
+		}
 	}
-	if fs, ok := sink.(*file.Sink); ok {
-		fs.SetDeadLetterDir(dl.File)
-		return sink, nil
-	}
-	if _, ok := sink.(engine.DeadLetterSink); ok {
-		opts.Logger.Info("dead letters are kept by the sink, in the same commit as its output", "pipeline", spec.Name,
-			"sink", spec.SinkKind(), "unused", "dead-letter.file")
-		return sink, nil
-	}
-	return nil, fmt.Errorf("sink %s cannot take dead letters in the same commit as its output; remove dead-letter or use the file, postgres or kafka sink", spec.SinkKind())
+	sink.Close()
+	return nil, err
 }

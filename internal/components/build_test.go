@@ -1,6 +1,7 @@
-package wire
+package components
 
 import (
+	"context"
 	"log/slog"
 	"os"
 	"strings"
@@ -15,11 +16,18 @@ import (
 
 func parse(t *testing.T, yaml string) *pipelines.Spec {
 	t.Helper()
-	spec, err := pipelines.Parse("p.yaml", []byte(yaml), os.LookupEnv)
+	spec, err := Builtin.Parse("p.yaml", []byte(yaml), os.LookupEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return spec
+}
+
+func envFor(spec *pipelines.Spec, opts Options) *Env {
+	if opts.Kinds == nil {
+		opts.Kinds = &Builtin
+	}
+	return &Env{Options: opts, Spec: spec, DeadLetter: spec.DeadLetter}
 }
 
 // Each dead-letter destination ends up where the README says: in the kafka
@@ -30,50 +38,46 @@ func TestDeadLetterWiring(t *testing.T) {
 	cases := []struct {
 		name, yaml string
 		want       func(engine.Sink) bool
-		err        string
 	}{
 		{"topic with the kafka sink", `version: 1
 name: p
 source: {generate: {}}
 sink: {kafka: {topic: out}}
 dead-letter: {topic: dlq}
-`, func(s engine.Sink) bool { _, ok := s.(*kafkasink.Sink); return ok }, ""},
+`, func(s engine.Sink) bool { _, ok := s.(*kafkasink.Sink); return ok }},
 		{"topic with the file sink", `version: 1
 name: p
 source: {kafka: {topics: [in]}}
 sink: {file: {path: ` + t.TempDir() + `}}
 dead-letter: {topic: dlq}
-`, func(s engine.Sink) bool { _, ok := s.(*kafkasink.Forwarding); return ok }, ""},
+`, func(s engine.Sink) bool { _, ok := s.(*kafkasink.Forwarding); return ok }},
 		{"topic with the postgres sink", `version: 1
 name: p
 source: {kafka: {topics: [in]}}
 sink: {postgres: {dsn: "postgres://u@127.0.0.1:9/db", table: t}}
 dead-letter: {topic: dlq}
-`, func(s engine.Sink) bool { _, ok := s.(*kafkasink.Forwarding); return ok }, ""},
+`, func(s engine.Sink) bool { _, ok := s.(*kafkasink.Forwarding); return ok }},
 		{"file with the file sink", `version: 1
 name: p
 source: {generate: {}}
 sink: {file: {path: ` + t.TempDir() + `}}
 dead-letter: {file: ` + t.TempDir() + `}
-`, func(s engine.Sink) bool { _, ok := s.(*file.Sink); return ok }, ""},
+`, func(s engine.Sink) bool { _, ok := s.(*file.Sink); return ok }},
 		{"file with the postgres sink", `version: 1
 name: p
 source: {generate: {}}
 sink: {postgres: {dsn: "postgres://u@127.0.0.1:9/db", table: t}}
 dead-letter: {file: ./dlq}
-`, func(s engine.Sink) bool { _, ok := s.(*postgres.Sink); return ok }, ""},
+`, func(s engine.Sink) bool { _, ok := s.(*postgres.Sink); return ok }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := parse(t, tc.yaml)
-			sink, err := buildSink(spec, builtin)
+			got, err := buildSink(context.Background(), envFor(spec, builtin))
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := deadLetters(spec, spec.DeadLetter, sink, builtin)
-			if err != nil {
-				t.Fatal(err)
-			}
+			defer got.Close()
 			if !tc.want(got) {
 				t.Fatalf("dead letters wired to %T", got)
 			}
@@ -92,8 +96,23 @@ name: p
 source: {generate: {}}
 sink: {kafka: {topic: out}}
 `)
-	_, err := buildSink(spec, Options{})
+	_, err := buildSink(context.Background(), envFor(spec, Options{}))
 	if err == nil || !strings.Contains(err.Error(), "list host:port addresses instead") {
 		t.Fatalf("buildSink = %v; want brokers: [builtin] refused", err)
+	}
+}
+
+// Every kind in the table hands the loader a fresh block of its own type.
+func TestBuiltinTable(t *testing.T) {
+	k := Builtin.Kinds()
+	for _, role := range [][]pipelines.Kind{k.Sources, k.Sinks, k.Steps} {
+		for _, kind := range role {
+			if a, b := kind.Config(), kind.Config(); a == b {
+				t.Errorf("%s: Config returns the same block twice", kind.Key)
+			}
+		}
+	}
+	if k.Source("kafka") == nil || !k.Source("kafka").Caps.Tasks || k.Source("generate").Caps.Tasks {
+		t.Errorf("tasks capability: kafka source yes, generate no")
 	}
 }

@@ -2,17 +2,21 @@ package builtin
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/plugins/sdk"
 )
 
-// TestExamplePipelines loads each example pipeline of the built-ins and
-// runs the input its comment shows through its transform chain, in-process.
+// TestExamplePipelines reads the transforms of each example pipeline of
+// the built-ins and runs the input its comment shows through the chain,
+// in-process. (The table of kinds would import this package through the
+// plugin host; pipelines' TestExamplesAreValid lints the same files.)
 func TestExamplePipelines(t *testing.T) {
 	tests := []struct {
 		file     string
@@ -29,8 +33,17 @@ func TestExamplePipelines(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			spec, err := pipelines.Load(filepath.Join("..", "..", "examples", "plugins", tt.file))
+			data, err := os.ReadFile(filepath.Join("..", "..", "examples", "plugins", tt.file))
 			if err != nil {
+				t.Fatal(err)
+			}
+			var spec struct {
+				Transforms []struct {
+					Plugin   string
+					Settings map[string]any
+				}
+			}
+			if err := yaml.Unmarshal(data, &spec); err != nil {
 				t.Fatal(err)
 			}
 			var recs []engine.Record

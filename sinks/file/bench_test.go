@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sinks/sinktest"
 )
 
@@ -14,12 +13,12 @@ import (
 func BenchmarkCommit(b *testing.B) {
 	for _, roll := range []struct {
 		name string
-		roll *pipelines.FileRoll
-	}{{"default", nil}, {"per-epoch", &pipelines.FileRoll{PerEpoch: true}}} {
+		roll *RollConfig
+	}{{"default", nil}, {"per-epoch", &RollConfig{PerEpoch: true}}} {
 		for _, format := range []string{"jsonl", "raw"} {
 			b.Run("roll="+roll.name+"/format="+format, func(b *testing.B) {
 				sinktest.BenchmarkCommit(b, func(b *testing.B) engine.Sink {
-					s, err := New(pipelines.FileSink{Path: b.TempDir(), Format: format, Roll: roll.roll})
+					s, err := New(Config{Path: b.TempDir(), Format: format, Roll: roll.roll}, nil, "")
 					if err != nil {
 						b.Fatal(err)
 					}

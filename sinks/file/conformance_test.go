@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sinks/sinktest"
 )
 
@@ -23,10 +22,10 @@ import (
 func TestConformance(t *testing.T) {
 	for _, mode := range []struct {
 		name string
-		roll *pipelines.FileRoll
+		roll *RollConfig
 		read func(t *testing.T, dir, format string) []string
 	}{
-		{"per-epoch", &pipelines.FileRoll{PerEpoch: true}, visibleValuesOf},
+		{"per-epoch", &RollConfig{PerEpoch: true}, visibleValuesOf},
 		{"default roll", nil, committedValues},
 	} {
 		for _, format := range []string{"jsonl", "raw"} {
@@ -46,12 +45,12 @@ func visibleValuesOf(t *testing.T, dir, format string) []string {
 	return out
 }
 
-func conformance(t *testing.T, format string, roll *pipelines.FileRoll, read func(t *testing.T, dir, format string) []string) {
+func conformance(t *testing.T, format string, roll *RollConfig, read func(t *testing.T, dir, format string) []string) {
 	sinktest.Run(t, func(t *testing.T) sinktest.Harness {
 		dir := t.TempDir()
 		return sinktest.Harness{
 			New: func(t *testing.T) engine.Sink {
-				s, err := New(pipelines.FileSink{Path: dir, Format: format, Roll: roll})
+				s, err := New(Config{Path: dir, Format: format, Roll: roll}, nil, "")
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -205,8 +205,7 @@ func TestBadPipelineNames(t *testing.T) {
 func TestDeadLetterDir(t *testing.T) {
 	ctx := context.Background()
 	dir, dlq := t.TempDir(), t.TempDir()
-	s := newSink(t, dir, "jsonl")
-	s.SetDeadLetterDir(dlq)
+	s := newSinkDead(t, dir, "jsonl", dlq)
 	open(t, s, "p")
 	s.WriteRejected(ctx, 1, rejects("bad"))
 	if err := s.Commit(ctx, 1, pos(1)); err != nil {
@@ -221,8 +220,7 @@ func TestDeadLetterDir(t *testing.T) {
 	}
 	s.Commit(ctx, 2, pos(2))
 	crash(s)
-	s2 := newSink(t, dir, "jsonl")
-	s2.SetDeadLetterDir(dlq)
+	s2 := newSinkDead(t, dir, "jsonl", dlq)
 	if e, _ := open(t, s2, "p"); e != 1 {
 		t.Fatalf("Open = epoch %d, want 1", e)
 	}

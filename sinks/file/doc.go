@@ -12,7 +12,7 @@
 //	_dead-letters/<pipeline>/dead-<epoch>.jsonl rejected records, committed with their epoch
 //
 // Dead letters (engine.DeadLetterSink) are jsonl records with the reason,
-// plugin and source position in sluice.* headers; SetDeadLetterDir moves them
+// plugin and source position in sluice.* headers; New's deadLetterDir moves them
 // to a folder of the user's choice on the same file system.
 //
 // Readers take every file under the path whose name starts with neither '.'

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sinks/file"
 )
 
@@ -20,7 +19,7 @@ func Example() {
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
 
-	sink, err := file.New(pipelines.FileSink{Path: dir, Format: "raw"})
+	sink, err := file.New(file.Config{Path: dir, Format: "raw"}, nil, "")
 	if err != nil {
 		panic(err)
 	}
@@ -36,7 +35,7 @@ func Example() {
 		b, _ := os.ReadFile(p)
 		fmt.Printf("%s: %q\n", filepath.Base(p), b)
 	}
-	again, _ := file.New(pipelines.FileSink{Path: dir, Format: "raw"})
+	again, _ := file.New(file.Config{Path: dir, Format: "raw"}, nil, "")
 	epoch, at, _ = again.Open(ctx, "clicks")
 	fmt.Println("resume after epoch", epoch, "at", at)
 	again.Close()

@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/pipelines"
 )
 
 const (
@@ -33,11 +32,11 @@ func TestKillHelper(t *testing.T) {
 		t.Skip("helper process for TestSIGKILL")
 	}
 	ctx := context.Background()
-	roll := &pipelines.FileRoll{PerEpoch: true}
+	roll := &RollConfig{PerEpoch: true}
 	if os.Getenv("SLUICE_KILL_HELPER_ROLL") == "bytes" {
-		roll = &pipelines.FileRoll{Bytes: killRollBytes}
+		roll = &RollConfig{Bytes: killRollBytes}
 	}
-	s, err := New(pipelines.FileSink{Path: dir, Format: "raw", Roll: roll})
+	s, err := New(Config{Path: dir, Format: "raw", Roll: roll}, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,9 +18,9 @@ import (
 	"github.com/sluicehq/sluice/pipelines"
 )
 
-func newRolling(t *testing.T, dir string, roll *pipelines.FileRoll) *Sink {
+func newRolling(t *testing.T, dir string, roll *RollConfig) *Sink {
 	t.Helper()
-	s, err := New(pipelines.FileSink{Path: dir, Format: "raw", Roll: roll})
+	s, err := New(Config{Path: dir, Format: "raw", Roll: roll}, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func (c steps) hit(step string) error { c[step]++; return nil }
 func TestRollBySize(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s := newRolling(t, dir, &pipelines.FileRoll{Bytes: 15})
+	s := newRolling(t, dir, &RollConfig{Bytes: 15})
 	open(t, s, "p")
 	var want []string
 	for e := uint64(1); e <= 4; e++ {
@@ -136,7 +136,7 @@ func TestRollBySize(t *testing.T) {
 	// Epoch 4 is committed but waits in the next part file; a crash keeps
 	// it there (Close would roll it).
 	crash(s)
-	s2 := newRolling(t, dir, &pipelines.FileRoll{Bytes: 15})
+	s2 := newRolling(t, dir, &RollConfig{Bytes: 15})
 	if e, p := open(t, s2, "p"); e != 4 || !p.Equal(pos(4)) {
 		t.Fatalf("reopen = %d, %v; want 4, %v", e, p, pos(4))
 	}
@@ -156,7 +156,7 @@ func TestRollBySize(t *testing.T) {
 func TestRollByInterval(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s := newRolling(t, dir, &pipelines.FileRoll{Interval: pipelines.Duration(time.Minute)})
+	s := newRolling(t, dir, &RollConfig{Interval: pipelines.Duration(time.Minute)})
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	s.now = func() time.Time { return now }
 	open(t, s, "p")
@@ -295,8 +295,8 @@ func TestIdlePartFileRollsWhenOld(t *testing.T) {
 		t.Fatalf("rolled while epoch 2 was staged: %v", visible(t, dir))
 	}
 	s.Abort(ctx, 2)
-	if wait := s.rollWhenOld(); wait != pipelines.DefaultRollInterval {
-		t.Fatalf("next look in %s after a roll, want %s", wait, pipelines.DefaultRollInterval)
+	if wait := s.rollWhenOld(); wait != DefaultRollInterval {
+		t.Fatalf("next look in %s after a roll, want %s", wait, DefaultRollInterval)
 	}
 	if got := visibleValues(t, dir); !slices.Equal(got, []string{"1"}) {
 		t.Fatalf("visible = %q, want the idle part file rolled", got)
@@ -320,7 +320,7 @@ func TestIdlePartFileRollsWhenOld(t *testing.T) {
 func TestIdleRollerRunsByItself(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s := newRolling(t, dir, &pipelines.FileRoll{Interval: pipelines.Duration(20 * time.Millisecond)})
+	s := newRolling(t, dir, &RollConfig{Interval: pipelines.Duration(20 * time.Millisecond)})
 	// The commit sees a young part file whatever the machine's speed; the
 	// roller, which runs on its own timer, then sees it an hour old.
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -359,7 +359,7 @@ func TestIdleRollerRunsByItself(t *testing.T) {
 func TestPerEpochOption(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s := newRolling(t, dir, &pipelines.FileRoll{PerEpoch: true})
+	s := newRolling(t, dir, &RollConfig{PerEpoch: true})
 	open(t, s, "p")
 	if s.idleStop != nil {
 		t.Fatal("an idle roller runs with per-epoch part files")
@@ -418,7 +418,7 @@ func TestCloseRollsOpenPart(t *testing.T) {
 func TestRollCrashCarriesCommittedOutput(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	roll := &pipelines.FileRoll{Bytes: 1 << 20}
+	roll := &RollConfig{Bytes: 1 << 20}
 	s := newRolling(t, dir, roll)
 	open(t, s, "p")
 	for e := uint64(1); e <= 2; e++ {
@@ -714,17 +714,17 @@ func TestCloseRollAndOtherInstances(t *testing.T) {
 
 func TestRollConfig(t *testing.T) {
 	for _, tc := range []struct {
-		roll *pipelines.FileRoll
+		roll *RollConfig
 		want Roll
 		err  string
 	}{
 		{nil, DefaultRoll, ""},
-		{&pipelines.FileRoll{PerEpoch: true, Bytes: 5}, Roll{PerEpoch: true}, ""},
-		{&pipelines.FileRoll{Bytes: 5}, Roll{Bytes: 5}, ""},
-		{&pipelines.FileRoll{}, Roll{}, "neither bytes nor interval"},
-		{&pipelines.FileRoll{Bytes: -1}, Roll{}, "cannot be negative"},
+		{&RollConfig{PerEpoch: true, Bytes: 5}, Roll{PerEpoch: true}, ""},
+		{&RollConfig{Bytes: 5}, Roll{Bytes: 5}, ""},
+		{&RollConfig{}, Roll{}, "neither bytes nor interval"},
+		{&RollConfig{Bytes: -1}, Roll{}, "cannot be negative"},
 	} {
-		s, err := New(pipelines.FileSink{Path: t.TempDir(), Roll: tc.roll})
+		s, err := New(Config{Path: t.TempDir(), Roll: tc.roll}, nil, "")
 		switch {
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("New(roll %+v) = %v, want an error saying %q", tc.roll, err, tc.err)

@@ -21,7 +21,6 @@ import (
 
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/durable"
-	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sinks"
 	"github.com/sluicehq/sluice/sinks/internal/commit"
 	"github.com/sluicehq/sluice/sinks/internal/recordfmt"
@@ -60,8 +59,8 @@ type Roll struct {
 }
 
 // DefaultRoll is what a file sink without a roll setting does; the
-// constants in pipelines say why these numbers.
-var DefaultRoll = Roll{Bytes: pipelines.DefaultRollBytes, Interval: pipelines.DefaultRollInterval}
+// constants say why these numbers.
+var DefaultRoll = Roll{Bytes: DefaultRollBytes, Interval: DefaultRollInterval}
 
 func (r Roll) perEpoch() bool { return r.PerEpoch }
 
@@ -104,8 +103,13 @@ type Sink struct {
 	idleDone chan struct{}
 }
 
-// New returns a file sink writing into cfg.Path, created if missing.
-func New(cfg pipelines.FileSink) (*Sink, error) {
+// New returns a file sink writing into cfg.Path, created if missing,
+// logging to log (nil: slog.Default()). Dead letters go to
+// deadLetterDir/<pipeline>/dead-<epoch>.jsonl (the pipeline's
+// dead-letter: {file: DIR}); "" keeps them in the hidden _dead-letters
+// folder under cfg.Path. deadLetterDir must be on the same file system as
+// cfg.Path: the files are renamed into place.
+func New(cfg Config, log *slog.Logger, deadLetterDir string) (*Sink, error) {
 	if cfg.Path == "" {
 		return nil, errors.New("file sink: path is empty; write path: DIR, the directory that receives the part files")
 	}
@@ -130,13 +134,19 @@ func New(cfg pipelines.FileSink) (*Sink, error) {
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, fmt.Errorf("file sink: instance id: %w", err)
 	}
+	if log == nil {
+		log = slog.Default()
+	}
+	if deadLetterDir == "" {
+		deadLetterDir = filepath.Join(cfg.Path, deadDir)
+	}
 	return &Sink{
 		dir:      cfg.Path,
 		format:   f,
 		roll:     roll,
 		now:      time.Now,
-		base:     slog.Default().With("sink", "file", "path", cfg.Path),
-		deadRoot: filepath.Join(cfg.Path, deadDir),
+		base:     log.With("sink", "file", "path", cfg.Path),
+		deadRoot: deadLetterDir,
 		id:       hex.EncodeToString(id[:]),
 		staged:   commit.Staged{Sink: "file sink"},
 	}, nil
@@ -254,12 +264,6 @@ func (s *Sink) WriteRejected(ctx context.Context, epoch uint64, rejected []engin
 	}
 	return nil
 }
-
-// SetDeadLetterDir makes dead letters go to dir/<pipeline>/dead-<epoch>.jsonl
-// (the pipeline's dead-letter: {file: DIR}) instead of the hidden
-// _dead-letters folder under the sink's path. dir must be on the same file
-// system as the path: the files are renamed into place. Call before Open.
-func (s *Sink) SetDeadLetterDir(dir string) { s.deadRoot = dir }
 
 func (s *Sink) beginEpoch(ctx context.Context, epoch uint64) error {
 	if err := ctx.Err(); err != nil {

@@ -9,14 +9,19 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/pipelines"
 )
 
 // newSink returns a sink that makes every epoch its own part file, so
 // committed output is visible at once; roll_test.go covers rolling.
 func newSink(t *testing.T, dir, format string) *Sink {
 	t.Helper()
-	s, err := New(pipelines.FileSink{Path: dir, Format: format, Roll: &pipelines.FileRoll{PerEpoch: true}})
+	return newSinkDead(t, dir, format, "")
+}
+
+// newSinkDead is newSink with dead letters in deadDir.
+func newSinkDead(t *testing.T, dir, format, deadDir string) *Sink {
+	t.Helper()
+	s, err := New(Config{Path: dir, Format: format, Roll: &RollConfig{PerEpoch: true}}, nil, deadDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/kafkatest"
-	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sinks"
 	"github.com/sluicehq/sluice/sinks/file"
 	"github.com/sluicehq/sluice/sinks/file/filetest"
@@ -21,7 +20,7 @@ import (
 func newForwarding(t *testing.T, dir string, brokers []string) *Forwarding {
 	t.Helper()
 	// One part file per epoch: the suite reads output as visible at commit.
-	inner, err := file.New(pipelines.FileSink{Path: dir, Format: "raw", Roll: &pipelines.FileRoll{PerEpoch: true}})
+	inner, err := file.New(file.Config{Path: dir, Format: "raw", Roll: &file.RollConfig{PerEpoch: true}}, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}

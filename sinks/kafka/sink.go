@@ -66,10 +66,6 @@ func New(cfg Config) (*Sink, error) {
 	return &Sink{cfg: cfg, log: log, staged: commit.Staged{Sink: "kafka sink"}}, nil
 }
 
-// SetDeadLetterTopic makes WriteRejected produce dead letters to topic, in
-// the epoch's transaction. Call before Open.
-func (s *Sink) SetDeadLetterTopic(topic string) { s.cfg.DeadLetterTopic = topic }
-
 // Open connects, fences every older instance of the pipeline (a new
 // producer epoch for its transactional id: their open transaction is
 // aborted, one being committed is completed first), and reads the last

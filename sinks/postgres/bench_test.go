@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sinks/sinktest"
 )
 
@@ -14,7 +13,7 @@ import (
 func BenchmarkCommit(b *testing.B) {
 	sinktest.BenchmarkCommit(b, func(b *testing.B) engine.Sink {
 		dsn, schema, _ := freshSchema(b)
-		s, err := New(pipelines.PostgresSink{DSN: dsn, Table: schema + ".bench", CreateTable: true})
+		s, err := New(Config{DSN: dsn, Table: schema + ".bench", CreateTable: true}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

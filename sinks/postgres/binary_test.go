@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/pipelines"
 )
 
 // Round trips through a server: what the binary COPY writer sends must
@@ -20,10 +19,10 @@ import (
 // it replaces, kept for other types) writes from the same records.
 
 // openSink opens a sink on cfg (DSN filled in) for pipeline "p".
-func openSink(t *testing.T, dsn string, cfg pipelines.PostgresSink) *Sink {
+func openSink(t *testing.T, dsn string, cfg Config) *Sink {
 	t.Helper()
 	cfg.DSN = dsn
-	s, err := New(cfg)
+	s, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +78,7 @@ func TestBinaryRoundTripRecordParts(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			cfg := pipelines.PostgresSink{Table: schema + ".parts", Columns: map[string]string{
+			cfg := Config{Table: schema + ".parts", Columns: map[string]string{
 				"o": "offset", "o4": "offset", "o2": "offset", "k": "key", "v": "value", "tp": "topic", "tpv": "topic", "tpc": "topic",
 				"p2": "partition", "p4": "partition", "p8": "partition", "ts": "timestamp", "tsw": "timestamp"}}
 			if upsert {
@@ -175,7 +174,7 @@ func TestBinaryRoundTripTypedBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s := openSink(t, dsn, pipelines.PostgresSink{Table: schema + ".typed", Columns: map[string]string{
+	s := openSink(t, dsn, Config{Table: schema + ".typed", Columns: map[string]string{
 		"o": "offset", "kt": "key", "kv": "key", "kc": "key", "vj": "value", "vb": "value"}})
 	big := `{"s":"` + strings.Repeat("é", 1<<19) + `"}` // 1 MiB, borrowed
 	recs := []engine.Record{
@@ -222,7 +221,7 @@ func TestBinaryRoundTripJSONFields(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s := openSink(t, dsn, pipelines.PostgresSink{Table: schema + ".fields", Columns: map[string]string{
+	s := openSink(t, dsn, Config{Table: schema + ".fields", Columns: map[string]string{
 		"o": "offset", "f_text": "value.s", "f_varchar": "value.s", "f_char": "value.s", "f_bytea": "value.s", "f_bool": "value.b",
 		"f_int2": "value.i", "f_int4": "value.i", "f_int8": "value.i", "f_float4": "value.x", "f_float8": "value.x",
 		"f_numeric": "value.n", "f_json": "value.j", "f_jsonb": "value.j", "f_ts": "value.t", "f_tsw": "value.t", "f_nested": "value.u.id"}})
@@ -276,7 +275,7 @@ func TestPgxCopyForOtherTypes(t *testing.T) {
 	if _, err := db.Exec(ctx, fmt.Sprintf("CREATE TABLE %s.odd (id uuid, p numeric, v bytea)", schema)); err != nil {
 		t.Fatal(err)
 	}
-	s := openSink(t, dsn, pipelines.PostgresSink{Table: schema + ".odd", Columns: map[string]string{"id": "key", "p": "partition", "v": "value"}})
+	s := openSink(t, dsn, Config{Table: schema + ".odd", Columns: map[string]string{"id": "key", "p": "partition", "v": "value"}})
 	if s.binary {
 		t.Fatal("the sink chose its binary writer for uuid and numeric record parts")
 	}
@@ -298,7 +297,7 @@ func TestBinaryWriteFailureMidBatch(t *testing.T) {
 			if _, err := db.Exec(ctx, fmt.Sprintf("CREATE TABLE %s.narrow (o bigint UNIQUE, p smallint, v bytea)", schema)); err != nil {
 				t.Fatal(err)
 			}
-			cfg := pipelines.PostgresSink{Table: schema + ".narrow", Columns: map[string]string{"o": "offset", "p": "partition", "v": "value"}}
+			cfg := Config{Table: schema + ".narrow", Columns: map[string]string{"o": "offset", "p": "partition", "v": "value"}}
 			if upsert {
 				cfg.UpsertKey = []string{"o"}
 			}

@@ -17,7 +17,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sinks"
 	"github.com/sluicehq/sluice/sinks/internal/commit"
 )
@@ -60,8 +59,9 @@ type Sink struct {
 	copySegs []borrowed // and its list of borrowed payloads
 }
 
-// New checks cfg and returns a sink; it connects in Open.
-func New(cfg pipelines.PostgresSink) (*Sink, error) {
+// New checks cfg and returns a sink logging to log (nil: slog.Default());
+// it connects in Open.
+func New(cfg Config, log *slog.Logger) (*Sink, error) {
 	if cfg.DSN == "" {
 		return nil, errors.New("postgres sink: dsn is empty; write dsn: postgres://USER:PASSWORD@HOST:5432/DATABASE")
 	}
@@ -84,9 +84,12 @@ func New(cfg pipelines.PostgresSink) (*Sink, error) {
 			return nil, fmt.Errorf("postgres sink: upsert-key %q is not one of the columns; add it to columns or remove it from upsert-key", k)
 		}
 	}
+	if log == nil {
+		log = slog.Default()
+	}
 	s := &Sink{
 		dsn: cfg.DSN, table: table, cols: cols, keys: slices.Clone(cfg.UpsertKey), create: cfg.CreateTable,
-		log:    slog.Default().With("sink", "postgres", "table", cfg.Table),
+		log:    log.With("sink", "postgres", "table", cfg.Table),
 		staged: commit.Staged{Sink: "postgres sink"},
 	}
 	if len(table) == 2 {

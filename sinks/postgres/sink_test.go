@@ -18,7 +18,6 @@ import (
 
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/kafkatest"
-	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sinks"
 	kafkasink "github.com/sluicehq/sluice/sinks/kafka"
 	"github.com/sluicehq/sluice/sinks/sinktest"
@@ -59,14 +58,14 @@ func TestConformance(t *testing.T) {
 	testDSN(t)
 	modes := []struct {
 		name string
-		cfg  func(dsn, schema string) pipelines.PostgresSink
+		cfg  func(dsn, schema string) Config
 	}{
-		{"append", func(dsn, schema string) pipelines.PostgresSink {
-			return pipelines.PostgresSink{DSN: dsn, Table: schema + ".out", CreateTable: true}
+		{"append", func(dsn, schema string) Config {
+			return Config{DSN: dsn, Table: schema + ".out", CreateTable: true}
 		}},
-		{"upsert", func(dsn, schema string) pipelines.PostgresSink {
+		{"upsert", func(dsn, schema string) Config {
 			// Every suite value is unique, so upserting on it keeps them all.
-			return pipelines.PostgresSink{DSN: dsn, Table: schema + ".out", CreateTable: true,
+			return Config{DSN: dsn, Table: schema + ".out", CreateTable: true,
 				Columns: map[string]string{"v": "value", "k": "key", "off": "offset"}, UpsertKey: []string{"v"}}
 		}},
 	}
@@ -81,7 +80,7 @@ func TestConformance(t *testing.T) {
 				}
 				return sinktest.Harness{
 					New: func(t *testing.T) engine.Sink {
-						s, err := New(cfg)
+						s, err := New(cfg, nil)
 						if err != nil {
 							t.Fatal(err)
 						}
@@ -129,11 +128,11 @@ func TestColumnsMapping(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(pipelines.PostgresSink{DSN: dsn, Table: schema + ".clicks", Columns: map[string]string{
+	s, err := New(Config{DSN: dsn, Table: schema + ".clicks", Columns: map[string]string{
 		"user_id": "value.user.id", "name": "value.user.name", "score": "value.score", "ok": "value.ok",
 		"at": "value.at", "extra": "value.extra", "src": "topic", "part": "partition", "off": "offset",
 		"k": "key", "raw": "value", "ts": "timestamp",
-	}})
+	}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,8 +174,8 @@ func TestColumnsMapping(t *testing.T) {
 func TestUpsertLastRecordOfAKeyWins(t *testing.T) {
 	dsn, schema, db := freshSchema(t)
 	ctx := context.Background()
-	s, err := New(pipelines.PostgresSink{DSN: dsn, Table: schema + ".latest", CreateTable: true,
-		Columns: map[string]string{"id": "key", "v": "value"}, UpsertKey: []string{"id"}})
+	s, err := New(Config{DSN: dsn, Table: schema + ".latest", CreateTable: true,
+		Columns: map[string]string{"id": "key", "v": "value"}, UpsertKey: []string{"id"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,19 +208,19 @@ func TestUpsertLastRecordOfAKeyWins(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  pipelines.PostgresSink
+		cfg  Config
 		want string
 	}{
-		{"no dsn", pipelines.PostgresSink{Table: "t"}, "dsn is empty"},
-		{"no table", pipelines.PostgresSink{DSN: "postgres://localhost/db"}, "table is empty"},
-		{"bad table", pipelines.PostgresSink{DSN: "postgres://localhost/db", Table: "a.b.c"}, "SCHEMA.NAME"},
-		{"bad source", pipelines.PostgresSink{DSN: "postgres://localhost/db", Table: "t", Columns: map[string]string{"c": "body"}}, "not a record part"},
-		{"empty field", pipelines.PostgresSink{DSN: "postgres://localhost/db", Table: "t", Columns: map[string]string{"c": "value..x"}}, "not a record part"},
-		{"key not mapped", pipelines.PostgresSink{DSN: "postgres://localhost/db", Table: "t", UpsertKey: []string{"id"}}, "not one of the columns"},
+		{"no dsn", Config{Table: "t"}, "dsn is empty"},
+		{"no table", Config{DSN: "postgres://localhost/db"}, "table is empty"},
+		{"bad table", Config{DSN: "postgres://localhost/db", Table: "a.b.c"}, "SCHEMA.NAME"},
+		{"bad source", Config{DSN: "postgres://localhost/db", Table: "t", Columns: map[string]string{"c": "body"}}, "not a record part"},
+		{"empty field", Config{DSN: "postgres://localhost/db", Table: "t", Columns: map[string]string{"c": "value..x"}}, "not a record part"},
+		{"key not mapped", Config{DSN: "postgres://localhost/db", Table: "t", UpsertKey: []string{"id"}}, "not one of the columns"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(tt.cfg)
+			_, err := New(tt.cfg, nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("New = %v; want an error containing %q", err, tt.want)
 			}
@@ -237,18 +236,18 @@ func TestOpenErrors(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		cfg  pipelines.PostgresSink
+		cfg  Config
 		want string
 	}{
-		{"missing table", pipelines.PostgresSink{Table: schema + ".nope"}, "set create-table: true"},
-		{"missing column", pipelines.PostgresSink{Table: schema + ".narrow"}, `has no column "key"`},
-		{"no unique index", pipelines.PostgresSink{Table: schema + ".narrow", Columns: map[string]string{"id": "key"}, UpsertKey: []string{"id"}}, "CREATE UNIQUE INDEX"},
-		{"json field into bytea ok, into unsupported type", pipelines.PostgresSink{Table: schema + ".narrow", Columns: map[string]string{"id": "value.x"}}, ""},
+		{"missing table", Config{Table: schema + ".nope"}, "set create-table: true"},
+		{"missing column", Config{Table: schema + ".narrow"}, `has no column "key"`},
+		{"no unique index", Config{Table: schema + ".narrow", Columns: map[string]string{"id": "key"}, UpsertKey: []string{"id"}}, "CREATE UNIQUE INDEX"},
+		{"json field into bytea ok, into unsupported type", Config{Table: schema + ".narrow", Columns: map[string]string{"id": "value.x"}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.cfg.DSN = dsn
-			s, err := New(tt.cfg)
+			s, err := New(tt.cfg, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -269,7 +268,7 @@ func TestOpenErrors(t *testing.T) {
 
 func TestUnreachableIsRetryable(t *testing.T) {
 	// Port 1 on loopback: nothing listens there, the connection is refused.
-	s, err := New(pipelines.PostgresSink{DSN: "postgres://u@127.0.0.1:1/db?connect_timeout=5", Table: "t"})
+	s, err := New(Config{DSN: "postgres://u@127.0.0.1:1/db?connect_timeout=5", Table: "t"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +287,7 @@ func TestUnreachableIsRetryable(t *testing.T) {
 func TestConnectionLostBeforeCommit(t *testing.T) {
 	dsn, schema, db := freshSchema(t)
 	ctx := context.Background()
-	s, err := New(pipelines.PostgresSink{DSN: dsn, Table: schema + ".out", CreateTable: true})
+	s, err := New(Config{DSN: dsn, Table: schema + ".out", CreateTable: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +350,7 @@ func TestForwardingConformance(t *testing.T) {
 		})
 		return sinktest.Harness{
 			New: func(t *testing.T) engine.Sink {
-				s, err := New(pipelines.PostgresSink{DSN: dsn, Table: schema + ".out", CreateTable: true})
+				s, err := New(Config{DSN: dsn, Table: schema + ".out", CreateTable: true}, nil)
 				if err != nil {
 					t.Fatal(err)
 				}

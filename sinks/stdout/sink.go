@@ -7,7 +7,6 @@ import (
 	"io"
 
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sinks/internal/recordfmt"
 )
 
@@ -23,7 +22,7 @@ type Sink struct {
 
 // New returns a sink printing to w (os.Stdout in a pipeline). An unknown
 // format falls back to raw; the pipeline linter reports it before this runs.
-func New(cfg pipelines.StdoutSink, w io.Writer) *Sink {
+func New(cfg Config, w io.Writer) *Sink {
 	f, err := recordfmt.Parse(cfg.Format)
 	if err != nil || cfg.Format == "" {
 		f = recordfmt.Raw

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/pipelines"
 )
 
 func TestSink(t *testing.T) {
@@ -27,7 +26,7 @@ func TestSink(t *testing.T) {
 		t.Run("format="+tt.format, func(t *testing.T) {
 			ctx := context.Background()
 			var out bytes.Buffer
-			s := New(pipelines.StdoutSink{Format: tt.format}, &out)
+			s := New(Config{Format: tt.format}, &out)
 			if e, p, err := s.Open(ctx, "p"); e != 0 || p != nil || err != nil {
 				t.Fatalf("Open = %d, %v, %v; want 0, nil, nil", e, p, err)
 			}
@@ -50,7 +49,7 @@ func TestSink(t *testing.T) {
 func TestAbortDropsBuffered(t *testing.T) {
 	ctx := context.Background()
 	var out bytes.Buffer
-	s := New(pipelines.StdoutSink{}, &out)
+	s := New(Config{}, &out)
 	s.Write(ctx, 1, []engine.Record{{Value: []byte("dropped")}})
 	s.Abort(ctx, 1)
 	s.Write(ctx, 1, []engine.Record{{Value: []byte("kept")}})

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/pipelines"
 )
 
 // Source implements engine.Source.
@@ -31,7 +30,7 @@ type Source struct {
 }
 
 // New returns a generate source for cfg.
-func New(cfg pipelines.GenerateSource) (*Source, error) {
+func New(cfg Config) (*Source, error) {
 	if cfg.Partitions < 1 {
 		return nil, fmt.Errorf("generate: partitions is %d; use 1 or more", cfg.Partitions)
 	}

@@ -8,10 +8,9 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/pipelines"
 )
 
-func open(t *testing.T, cfg pipelines.GenerateSource, from engine.Positions) *Source {
+func open(t *testing.T, cfg Config, from engine.Positions) *Source {
 	t.Helper()
 	s, err := New(cfg)
 	if err != nil {
@@ -24,7 +23,7 @@ func open(t *testing.T, cfg pipelines.GenerateSource, from engine.Positions) *So
 }
 
 func TestValuesKeysPartitions(t *testing.T) {
-	s := open(t, pipelines.GenerateSource{Topic: "g", Count: 10, Partitions: 3, Keys: 4}, nil)
+	s := open(t, Config{Topic: "g", Count: 10, Partitions: 3, Keys: 4}, nil)
 	recs, until, err := s.Next(context.Background(), engine.Limits{})
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +48,7 @@ func TestValuesKeysPartitions(t *testing.T) {
 }
 
 func TestResumeAndCaps(t *testing.T) {
-	cfg := pipelines.GenerateSource{Topic: "g", Count: 100, Partitions: 2}
+	cfg := Config{Topic: "g", Count: 100, Partitions: 2}
 	s := open(t, cfg, nil)
 	recs, until, _ := s.Next(context.Background(), engine.Limits{MaxRecordsPerPartition: 5})
 	if len(recs) != 10 || until[engine.TopicPartition{Topic: "g", Partition: 0}] != 5 {
@@ -68,7 +67,7 @@ func TestResumeAndCaps(t *testing.T) {
 }
 
 func TestResumeRejectsForeignPositions(t *testing.T) {
-	s, _ := New(pipelines.GenerateSource{Topic: "g", Partitions: 2})
+	s, _ := New(Config{Topic: "g", Partitions: 2})
 	if err := s.Open(context.Background(), engine.Positions{{Topic: "other", Partition: 0}: 1}); err == nil {
 		t.Fatal("opening at another topic's positions must fail")
 	}
@@ -78,7 +77,7 @@ func TestResumeRejectsForeignPositions(t *testing.T) {
 }
 
 func TestRate(t *testing.T) {
-	s := open(t, pipelines.GenerateSource{Topic: "g", Partitions: 1, Rate: 1000}, nil)
+	s := open(t, Config{Topic: "g", Partitions: 1, Rate: 1000}, nil)
 	clock := s.opened
 	s.now = func() time.Time { return clock }
 	if recs, _, _ := s.Next(context.Background(), engine.Limits{}); len(recs) != 0 {
@@ -91,7 +90,7 @@ func TestRate(t *testing.T) {
 }
 
 func TestWaitReturnsWhenExhausted(t *testing.T) {
-	s := open(t, pipelines.GenerateSource{Topic: "g", Count: 1, Partitions: 1}, nil)
+	s := open(t, Config{Topic: "g", Count: 1, Partitions: 1}, nil)
 	s.Next(context.Background(), engine.Limits{})
 	start := time.Now()
 	recs, _, err := s.Next(context.Background(), engine.Limits{Wait: 30 * time.Millisecond})
@@ -107,7 +106,7 @@ func TestWaitReturnsWhenExhausted(t *testing.T) {
 
 func TestBacklog(t *testing.T) {
 	var _ engine.Backlogger = (*Source)(nil)
-	s, _ := New(pipelines.GenerateSource{Topic: "g", Count: 10, Partitions: 3})
+	s, _ := New(Config{Topic: "g", Count: 10, Partitions: 3})
 	if _, known := s.Backlog(); known {
 		t.Fatal("the backlog of an unopened source must be unknown")
 	}
@@ -124,12 +123,12 @@ func TestBacklog(t *testing.T) {
 		t.Fatalf("backlog of an exhausted source = %d, %v; want 0, true", n, known)
 	}
 
-	u := open(t, pipelines.GenerateSource{Topic: "g", Partitions: 2}, nil)
+	u := open(t, Config{Topic: "g", Partitions: 2}, nil)
 	if n, known := u.Backlog(); n != math.MaxInt64 || !known {
 		t.Fatalf("an unbounded source is always behind; got %d, %v", n, known)
 	}
 
-	r := open(t, pipelines.GenerateSource{Topic: "g", Count: 1000, Partitions: 1, Rate: 100}, nil)
+	r := open(t, Config{Topic: "g", Count: 1000, Partitions: 1, Rate: 100}, nil)
 	clock := r.opened
 	r.now = func() time.Time { return clock }
 	if n, _ := r.Backlog(); n != 0 {
@@ -142,7 +141,7 @@ func TestBacklog(t *testing.T) {
 }
 
 func BenchmarkNext(b *testing.B) {
-	s, _ := New(pipelines.GenerateSource{Topic: "g", Partitions: 4, Keys: 16})
+	s, _ := New(Config{Topic: "g", Partitions: 4, Keys: 16})
 	s.Open(context.Background(), nil)
 	b.ReportAllocs()
 	n := 0

@@ -15,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/engine"
-	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sinks/file"
 	"github.com/sluicehq/sluice/sinks/file/filetest"
 	"github.com/sluicehq/sluice/sources/kafka"
@@ -78,7 +77,7 @@ func runPipeline(t *testing.T, src engine.Source, out string, maxPerPartition in
 // runPipelineIdle is runPipeline with the idle time after which it stops.
 func runPipelineIdle(t *testing.T, src engine.Source, out string, maxPerPartition int, stopAfter uint64, idle time.Duration) {
 	t.Helper()
-	sink, err := file.New(pipelines.FileSink{Path: out, Format: "raw"})
+	sink, err := file.New(file.Config{Path: out, Format: "raw"}, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/wal"
-	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sinks/file"
 	"github.com/sluicehq/sluice/sinks/file/filetest"
 	"github.com/sluicehq/sluice/sources/kafka"
@@ -57,7 +56,7 @@ func lossReceiver(t *testing.T, brokers []string, walDir string, skip bool, maxR
 // pipeline ended.
 func runPipelineErr(t *testing.T, src engine.Source, out string) error {
 	t.Helper()
-	sink, err := file.New(pipelines.FileSink{Path: out, Format: "raw"})
+	sink, err := file.New(file.Config{Path: out, Format: "raw"}, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,8 @@
+package pipelines
+
+// What the external tests (package pipelines_test, which can import the
+// table of kinds) need of the package's insides.
+var (
+	Suggest   = suggest
+	MaxErrors = maxErrors
+)

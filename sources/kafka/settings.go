@@ -1,0 +1,58 @@
+package kafka
+
+import (
+	"regexp"
+
+	"github.com/sluicehq/sluice/pipelines"
+)
+
+// Settings is the kafka source block of a pipeline file: a Kafka topic
+// set, on the built-in broker or an external cluster.
+type Settings struct {
+	Brokers       []string           `yaml:"brokers" default:"[builtin]"`
+	Topics        []string           `yaml:"topics"`
+	Pattern       string             `yaml:"pattern"`
+	Mode          string             `yaml:"mode" default:"direct" enum:"direct|receiver"` // direct | receiver
+	Start         string             `yaml:"start" default:"earliest" enum:"earliest|latest"`
+	Group         string             `yaml:"group" doc:"default: the pipeline name"`
+	BlockInterval pipelines.Duration `yaml:"block-interval" default:"200ms"`
+	MaxRate       int64              `yaml:"max-rate" min:"0"` // records/s per partition; 0 = unlimited
+	WAL           *bool              `yaml:"wal" doc:"receiver mode; default true"`
+	OnDataLoss    string             `yaml:"on-data-loss" default:"fail" enum:"fail|skip"` // records retention deleted before they were read, in both modes: fail | skip
+	TLS           *pipelines.TLS     `yaml:"tls"`
+	SASL          *pipelines.SASL    `yaml:"sasl"`
+}
+
+// WALEnabled reports whether receiver mode writes blocks to the write-ahead
+// log; it does unless the file says wal: false.
+func (k *Settings) WALEnabled() bool { return k.WAL == nil || *k.WAL }
+
+// Cluster is where the source reads; dead-letter topics of a sink that
+// keeps its own go there too.
+func (k *Settings) Cluster() pipelines.Cluster {
+	return pipelines.Cluster{Brokers: k.Brokers, TLS: k.TLS, SASL: k.SASL}
+}
+
+// Validate checks the rules between keys.
+func (k *Settings) Validate(c *pipelines.Check) {
+	if c.OK("topics", "pattern") {
+		switch {
+		case len(k.Topics) > 0 && k.Pattern != "":
+			c.KeyErrorf("pattern", "kafka source has both topics and pattern; keep one: topics: [a, b] reads those topics, pattern: REGEX reads every matching topic")
+		case len(k.Topics) == 0 && k.Pattern == "":
+			c.Errorf("", "kafka source needs topics or pattern; write topics: [clicks] or pattern: \"clicks-.*\"")
+		}
+	}
+	if c.OK("pattern") && k.Pattern != "" {
+		if _, err := regexp.Compile(k.Pattern); err != nil {
+			c.Errorf("pattern", "pattern %q is not a valid regular expression (%v); write a Go regexp such as \"clicks-.*\"", k.Pattern, err)
+		}
+	}
+	c.Brokers("brokers", k.Brokers)
+	if c.OK("block-interval") && k.BlockInterval.D() < pipelines.MinBlockInterval {
+		c.Errorf("block-interval", "block-interval %s is below the %s minimum: every block is fsynced to the write-ahead log; write block-interval: %s or more", k.BlockInterval.D(), pipelines.MinBlockInterval, pipelines.MinBlockInterval)
+	}
+	if c.OK("wal") && !k.WALEnabled() && c.Delivery() == pipelines.ExactlyOnce {
+		c.Errorf("wal", "wal: false is impossible with delivery: exactly-once: without the write-ahead log a receiver cannot replay a batch after a crash; remove wal: false, or write delivery: at-least-once or at-most-once")
+	}
+}
