@@ -27,6 +27,12 @@ import (
 //     once. They overlap the intake's Source and Transform calls for the
 //     next batch.
 //
+// A pipeline split into tasks (tasks.go) calls TaskSource.OpenTasks and
+// TaskSink.OpenTasks where Open would be called and CommitTasks where
+// Commit would, by the same rules; after every OpenTasks the epochs Write,
+// CommitTasks and Abort are given are rounds counted from 1 again. The
+// Assigner is asked on the loop too.
+//
 // Today the intake calls the source and the transforms one after the
 // other, so Process never overlaps a Source call either; that is not
 // promised.
