@@ -21,7 +21,7 @@ import (
 // store runs on the poll loop (or its background store), one block at a
 // time, in order; skipped runs under gmu on the poll loop or a group
 // callback; the other methods run in the Source methods, which the engine
-// never calls concurrently, and close after the poll loop has ended.
+// never calls concurrently, and close while no poll loop runs.
 type handoff interface {
 	// store makes block b safe as the delivery needs, then lets Next hand
 	// it out (Receiver.handOver).
@@ -50,7 +50,9 @@ type handoff interface {
 // walHandoff keeps every block in the write-ahead log, fsynced before its
 // group offsets are committed and before Next may hand it out.
 type walHandoff struct {
-	r   *Receiver
+	r *Receiver
+	// log is safe for concurrent use: the poll loop appends while Next
+	// reads and Committed trims.
 	log *wal.WAL
 	// handed: batches handed out and not yet committed, in order. Owned
 	// by the Source methods.
