@@ -70,8 +70,8 @@ type Component struct {
 
 var componentType = reflect.TypeFor[Component]()
 
-// roles names the table of each role, as the `kind` tag of a Spec field
-// says it.
+// role returns the kinds of a role, named as the `kind` tag of a Spec
+// field names it.
 func (k *Kinds) role(role string) []Kind {
 	switch role {
 	case "source":

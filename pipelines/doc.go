@@ -9,4 +9,12 @@
 // Errors value, one "FILE:LINE:COL: what is wrong; what to write instead"
 // line each. ${VAR} and ${VAR:-default} are expanded in values, $$ is a
 // literal dollar.
+//
+// The blocks under source, sink and transforms belong to component kinds:
+// each kind's block type lives in its own package, and a table of kinds
+// (Kinds; sluice's is internal/components.Builtin) tells the loader which
+// keys name which block type and what each kind can do (Caps), so rules
+// that span blocks, such as exactly-once needing a transactional sink,
+// read capabilities rather than kind names. Each block's Validate adds the
+// rules between its own keys, reported through Check at their place.
 package pipelines

@@ -144,7 +144,7 @@ func build[T any](ctx context.Context, path string, kinds []Kind[T], c pipelines
 	}
 	t, err := k.Build(ctx, c.Config, env)
 	if err != nil && path != "source" && path != "sink" {
-		err = fmt.Errorf("%s (%s): %w", path, c.Kind, err)
+		err = fmt.Errorf("%s: %w", path, err) // a source or sink error names its sink already
 	}
 	return t, err
 }

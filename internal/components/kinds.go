@@ -187,9 +187,13 @@ func buildPlugin(ctx context.Context, s *host.Step, env *Env) (engine.Transform,
 		// A relative plugin path is relative to the pipeline file.
 		plugin = filepath.Join(filepath.Dir(env.Spec.File), plugin)
 	}
-	return host.New(ctx, host.Config{
+	t, err := host.New(ctx, host.Config{
 		Pipeline: env.Spec.Name, Name: fmt.Sprintf("%s#%d", filepath.Base(s.Plugin), env.Step+1), Plugin: plugin,
 		Settings: s.Settings, Workers: s.Workers, SHA256: s.SHA256, Timeout: s.Timeout.D(),
 		Logger: env.Logger, Registerer: env.Registerer,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: %w", s.Plugin, err)
+	}
+	return t, nil
 }
