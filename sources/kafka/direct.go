@@ -42,13 +42,17 @@ const (
 
 // DirectConfig configures a direct-mode source.
 type DirectConfig struct {
-	Conn     Connection
-	Topics   []string
-	Pattern  string // a regular expression over topic names, instead of Topics
-	Start    string // earliest | latest, when the sink has no positions
-	Group    string // positions are echoed here after each commit, for lag tools
-	MaxRate  int64  // records/s per partition; 0 = unlimited
-	SkipLoss bool   // on-data-loss: skip (true) or fail
+	Conn    Connection
+	Topics  []string
+	Pattern string // a regular expression over topic names, instead of Topics
+	Start   string // earliest | latest, when the sink has no positions
+	Group   string // positions are echoed here after each commit, for lag tools
+	// Tasks is this process's membership in the pipeline's task group,
+	// for a pipeline split into tasks (OpenTasks); positions are then
+	// echoed through it instead of to Group.
+	Tasks    *Group
+	MaxRate  int64 // records/s per partition; 0 = unlimited
+	SkipLoss bool  // on-data-loss: skip (true) or fail
 	Pipeline string
 	Logger   *slog.Logger
 	Metrics  *Metrics
@@ -81,6 +85,7 @@ type Direct struct {
 	adm *kadm.Client
 
 	parts     map[engine.TopicPartition]*partition // the partitions read
+	only      map[engine.Task]bool                 // the tasks read (OpenTasks); nil = every partition
 	pos       engine.Positions                     // next offset per partition, also of unsubscribed ones
 	listed    bool                                 // ends have been listed at least once since Open
 	refreshed time.Time                            // when partitions were last discovered
@@ -134,6 +139,24 @@ func NewDirect(cfg DirectConfig) (*Direct, error) {
 // Open implements engine.Source: it discovers the partitions and resumes
 // each at from, or at the start policy for partitions from does not name.
 func (d *Direct) Open(ctx context.Context, from engine.Positions) error {
+	d.only = nil
+	return d.open(ctx, from)
+}
+
+// OpenTasks implements engine.TaskSource: Open, reading only the
+// partitions of tasks.
+func (d *Direct) OpenTasks(ctx context.Context, tasks []engine.Task, from engine.Positions) error {
+	if d.cfg.Tasks == nil {
+		return errNoGroup
+	}
+	d.only = map[engine.Task]bool{}
+	for _, t := range tasks {
+		d.only[t] = true
+	}
+	return d.open(ctx, from)
+}
+
+func (d *Direct) open(ctx context.Context, from engine.Positions) error {
 	opts, err := d.cfg.Conn.kgoOpts("sluice-"+d.cfg.Pipeline, d.log)
 	if err != nil {
 		return err
@@ -179,7 +202,7 @@ func (d *Direct) refresh(ctx context.Context, start string) error {
 	for _, t := range topics {
 		for _, p := range t.partitions {
 			tp := engine.TopicPartition{Topic: t.topic, Partition: p}
-			if d.parts[tp] == nil {
+			if d.parts[tp] == nil && (d.only == nil || d.only[engine.TaskOf(tp)]) {
 				fresh = append(fresh, tp)
 			}
 		}
@@ -597,7 +620,10 @@ func (d *Direct) Committed(ctx context.Context, until engine.Positions) error {
 			d.cfg.Metrics.lag(d.cfg.Pipeline, tp, max(p.end-off, 0))
 		}
 	}
-	if d.cfg.Group == "" {
+	switch {
+	case d.only != nil:
+		return d.cfg.Tasks.Commit(ctx, until)
+	case d.cfg.Group == "":
 		return nil
 	}
 	return commitToGroup(ctx, d.adm, d.cfg.Group, until)
