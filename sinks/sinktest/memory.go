@@ -35,6 +35,17 @@ type memCommitted struct {
 // NewMemory returns an empty destination.
 func NewMemory() *Memory { return &Memory{pipelines: map[string]*memCommitted{}} }
 
+// entryLocked returns what pipeline has committed, made empty if nothing;
+// m.mu is held.
+func (m *Memory) entryLocked(pipeline string) *memCommitted {
+	c := m.pipelines[pipeline]
+	if c == nil {
+		c = &memCommitted{}
+		m.pipelines[pipeline] = c
+	}
+	return c
+}
+
 // NewSink returns a new, unopened sink instance writing to m.
 func (m *Memory) NewSink() *MemorySink {
 	return &MemorySink{m: m, staged: commit.Staged{Sink: "memory sink"}}
@@ -145,11 +156,7 @@ func (s *MemorySink) Commit(ctx context.Context, epoch uint64, until engine.Posi
 	}
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
-	c := s.m.pipelines[s.pipeline]
-	if c == nil {
-		c = &memCommitted{}
-		s.m.pipelines[s.pipeline] = c
-	}
+	c := s.m.entryLocked(s.pipeline)
 	switch commit.Check(epoch, until, c.epoch, c.at) {
 	case commit.Done:
 		s.known = epoch

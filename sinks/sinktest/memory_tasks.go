@@ -52,11 +52,7 @@ func (s *MemorySink) CommitTasks(ctx context.Context, round uint64, cps map[engi
 	}
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
-	c := s.m.pipelines[s.pipeline]
-	if c == nil {
-		c = &memCommitted{}
-		s.m.pipelines[s.pipeline] = c
-	}
+	c := s.m.entryLocked(s.pipeline)
 	switch v, t := commit.CheckTasks(cps, c.checkpoint); v {
 	case commit.Done:
 		s.drop()
