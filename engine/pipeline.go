@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"sync"
@@ -21,7 +22,8 @@ const (
 )
 
 // Config is everything a pipeline runs with. The pipeline owns Source,
-// Transforms and Sink and closes them when Run returns.
+// Transforms and Sink and closes them when Run returns, and Tasks too if
+// it is an io.Closer.
 type Config struct {
 	Name     string
 	Delivery Delivery
@@ -534,6 +536,10 @@ func (p *Pipeline) close() error {
 	if p.sourceOpen {
 		errs = append(errs, p.cfg.Source.Close())
 		p.sourceOpen = false
+	}
+	if c, ok := p.cfg.Tasks.(io.Closer); ok {
+		// After the source: leaving the group hands the tasks over.
+		errs = append(errs, c.Close())
 	}
 	for _, t := range p.cfg.Transforms {
 		errs = append(errs, t.Close())

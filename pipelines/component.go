@@ -35,8 +35,11 @@ type Caps struct {
 	Transactional bool
 	// DeadLetters: how a sink keeps rejected records.
 	DeadLetters DeadLetterSupport
-	// Tasks: a source whose input splits into independent parts that
-	// separate tasks can read (issue 12's scale-out builds on it).
+	// Tasks: a source whose input splits into tasks that several
+	// processes can share (its direct mode), or a sink that keeps a
+	// checkpoint per task (engine.TaskSink). A pipeline whose source and
+	// sink both can, delivering exactly-once, is split into tasks
+	// (ARCHITECTURE §9).
 	Tasks bool
 }
 

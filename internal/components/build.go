@@ -61,6 +61,18 @@ type Env struct {
 	DeadLetter *pipelines.DeadLetter
 	// Step is the index of the transforms item being built.
 	Step int
+	// Tasks is set by a source that joined its pipeline's task group: the
+	// pipeline is split into tasks (see SplitIntoTasks).
+	Tasks engine.Assigner
+}
+
+// SplitIntoTasks reports whether the pipeline's tasks are shared between
+// the processes that run it: its source and sink can (Caps.Tasks) and it
+// delivers exactly-once. The source kind decides whether the mode it is
+// configured in can (a Kafka source in direct mode).
+func (e *Env) SplitIntoTasks() bool {
+	sink := find(e.Kinds.Sinks, e.Spec.Sink.Kind)
+	return e.Spec.Delivery == string(engine.ExactlyOnce) && sink != nil && sink.Caps.Tasks
 }
 
 // Brokers resolves a brokers list: [builtin] becomes the embedded
@@ -112,6 +124,12 @@ func Build(ctx context.Context, spec *pipelines.Spec, opts Options) (_ *engine.P
 		return nil, err
 	}
 	closers = append(closers, cfg.Source)
+	if env.Tasks != nil {
+		cfg.Tasks = env.Tasks
+		if c, ok := env.Tasks.(io.Closer); ok {
+			closers = append(closers, c)
+		}
+	}
 	if cfg.Sink, err = buildSink(ctx, env); err != nil {
 		return nil, err
 	}

@@ -134,8 +134,16 @@ func buildKafkaSource(ctx context.Context, k *kafka.Settings, env *Env) (engine.
 			Logger: env.Logger, Metrics: env.KafkaMetrics,
 		})
 	}
+	var tasks *kafka.Group
+	if env.SplitIntoTasks() {
+		if tasks, err = kafka.JoinGroup(kafka.GroupConfig{Conn: conn, Group: group, Topics: k.Topics, Pattern: k.Pattern,
+			Pipeline: env.Spec.Name, Logger: env.Logger}); err != nil {
+			return nil, err
+		}
+		env.Tasks = tasks
+	}
 	return kafka.NewDirect(kafka.DirectConfig{
-		Conn: conn, Topics: k.Topics, Pattern: k.Pattern, Start: k.Start, Group: group,
+		Conn: conn, Topics: k.Topics, Pattern: k.Pattern, Start: k.Start, Group: group, Tasks: tasks,
 		MaxRate: k.MaxRate, SkipLoss: k.OnDataLoss == "skip", Pipeline: env.Spec.Name,
 		Logger: env.Logger, Metrics: env.KafkaMetrics,
 	})
