@@ -23,6 +23,9 @@ import (
 
 const (
 	checkpointTable = "sluice_checkpoints"
+	// taskTable holds one checkpoint row per task of a pipeline split into
+	// tasks (tasks.go).
+	taskTable       = "sluice_task_checkpoints"
 	deadLetterTable = "sluice_dead_letters"
 	// stageTable is the upsert mode's per-transaction temporary table.
 	stageTable = "sluice_stage"
@@ -53,6 +56,7 @@ type Sink struct {
 	hasDead  bool   // dead-letter table known to exist
 	deadInTx bool   // dead-letter table created or used in the open transaction
 	known    uint64 // the epoch this instance last saw stored
+	tasks    bool   // opened by OpenTasks: rounds commit with CommitTasks
 
 	binary   bool       // every column has an encoding: Write streams binary COPY itself
 	copyBuf  []byte     // the binary COPY writer's chunk, kept between Writes
@@ -107,13 +111,13 @@ func (s *Sink) ident(name string) string {
 // columns, and returns the pipeline's checkpoint. ctx bounds only this call.
 func (s *Sink) Open(ctx context.Context, pipeline string) (uint64, engine.Positions, error) {
 	s.rollback()
-	s.pipeline = pipeline
+	s.pipeline, s.tasks = pipeline, false
 	s.fence = commit.Fence{Sink: "postgres sink", Pipeline: pipeline, Where: s.ident(checkpointTable),
 		Advice: "run one instance of a pipeline per table, and do not edit its checkpoint row"}
 	if err := s.connect(ctx); err != nil {
 		return 0, nil, err
 	}
-	if err := s.ensureTables(ctx); err != nil {
+	if err := s.ensureTables(ctx, false); err != nil {
 		return 0, nil, s.classify(err, "prepare tables")
 	}
 	epoch, at, err := s.stored(ctx, s.conn)
@@ -137,12 +141,23 @@ func (s *Sink) connect(ctx context.Context) error {
 	return nil
 }
 
-func (s *Sink) ensureTables(ctx context.Context) error {
+// ensureTables creates what is missing: the checkpoint table, with tasks
+// the task checkpoint table, and with create-table the target.
+func (s *Sink) ensureTables(ctx context.Context, tasks bool) error {
 	ddl := []string{fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 		pipeline text PRIMARY KEY,
 		epoch bigint NOT NULL,
 		positions jsonb NOT NULL,
 		committed_at timestamptz NOT NULL DEFAULT now())`, s.ident(checkpointTable))}
+	if tasks {
+		ddl = append(ddl, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+		pipeline text NOT NULL,
+		task integer NOT NULL,
+		epoch bigint NOT NULL,
+		positions jsonb NOT NULL,
+		committed_at timestamptz NOT NULL DEFAULT now(),
+		PRIMARY KEY (pipeline, task))`, s.ident(taskTable)))
+	}
 	if s.create {
 		var defs []string
 		for _, c := range s.cols {
@@ -469,6 +484,9 @@ func headerJSON(hs []engine.Header) []header {
 // Commit stores the checkpoint guarded by the previous epoch and commits
 // the epoch's transaction.
 func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions) error {
+	if s.tasks {
+		return errors.New("postgres sink: Commit after OpenTasks; a pipeline split into tasks commits with CommitTasks")
+	}
 	if err := s.staged.CheckCommit(epoch); err != nil {
 		return err
 	}
@@ -507,22 +525,32 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 		}
 		return s.fence.Error(epoch, fmt.Sprintf("the table holds epoch %d", stored))
 	}
+	if err := s.finish(ctx, fmt.Sprintf("epoch %d", epoch)); err != nil {
+		return err
+	}
+	s.known = epoch
+	return nil
+}
+
+// finish merges the staged rows (upsert mode) and commits the open
+// transaction, whose checkpoints are stored; what names it in errors
+// ("epoch 7", or "round 3" split into tasks).
+func (s *Sink) finish(ctx context.Context, what string) error {
 	if s.hasStage {
 		if _, err := s.tx.Exec(ctx, s.mergeSQL()); err != nil {
 			return s.fail(err, "merge staged rows")
 		}
 	}
-	err = s.tx.Commit(ctx)
+	err := s.tx.Commit(ctx)
 	deadInTx := s.deadInTx
 	s.tx, s.staged.Epoch, s.deadInTx = nil, 0, false
 	if err == nil {
-		s.known = epoch
 		s.hasDead = s.hasDead || deadInTx
 		return nil
 	}
 	if s.conn.IsClosed() || isConnError(err) {
 		// COMMIT was sent; whether it took effect only Open can tell.
-		return engine.Retryable(fmt.Errorf("postgres sink: %w: epoch %d: %w", engine.ErrNotCommitted, epoch, err))
+		return engine.Retryable(fmt.Errorf("postgres sink: %w: %s: %w", engine.ErrNotCommitted, what, err))
 	}
 	return s.classify(err, "commit")
 }

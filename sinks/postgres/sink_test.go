@@ -71,7 +71,7 @@ func TestConformance(t *testing.T) {
 	}
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
-			sinktest.Run(t, func(t *testing.T) sinktest.Harness {
+			harness := func(t *testing.T) sinktest.Harness {
 				dsn, schema, db := freshSchema(t)
 				cfg := mode.cfg(dsn, schema)
 				valueCol := "value"
@@ -101,7 +101,9 @@ func TestConformance(t *testing.T) {
 					// back its transaction. Close without Abort does the same.
 					Crash: func(t *testing.T, s engine.Sink) { s.(*Sink).conn.Close(context.Background()) },
 				}
-			})
+			}
+			sinktest.Run(t, harness)
+			t.Run("tasks", func(t *testing.T) { sinktest.RunTasks(t, harness) })
 		})
 	}
 }
