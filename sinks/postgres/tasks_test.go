@@ -199,3 +199,45 @@ func TestTasksOverlappingCommitsFenceWithoutDeadlock(t *testing.T) {
 		})
 	}
 }
+
+// A task without a row of its own commits on top of the epoch it derived
+// from the pipeline's single-chain row, as that row is at commit time: a
+// single-chain commit that landed after OpenTasks fences the round.
+func TestTasksFirstCommitRereadsSingleChain(t *testing.T) {
+	dsn, schema, _ := freshSchema(t)
+	cfg := taskModes[0].cfg(dsn, schema)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	old, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { old.Close() })
+	if _, _, err := old.Open(ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	at := func(e int64) engine.Positions { return engine.Positions{{Topic: "in", Partition: 0}: e} }
+	if err := old.Commit(ctx, 1, at(1)); err != nil {
+		t.Fatal(err)
+	}
+	s, base := openTaskSink(t, cfg, []engine.Task{0})
+	if base[0].Epoch != 1 {
+		t.Fatalf("OpenTasks = %v; want task 0 at epoch 1", base)
+	}
+	if err := old.Commit(ctx, 2, at(2)); err != nil {
+		t.Fatal(err)
+	}
+	// Other positions than the single chain's: not the same epoch again.
+	err = s.CommitTasks(ctx, 1, map[engine.Task]engine.Checkpoint{0: {Epoch: 2, At: at(7)}})
+	if !errors.Is(err, engine.ErrFenced) {
+		t.Fatalf("CommitTasks on epoch 1 after the single chain reached 2 = %v; want ErrFenced", err)
+	}
+	// Reopened, the task derives epoch 2 and goes on from there.
+	s, base = openTaskSink(t, cfg, []engine.Task{0})
+	if base[0].Epoch != 2 {
+		t.Fatalf("OpenTasks = %v; want task 0 at epoch 2", base)
+	}
+	if err := s.CommitTasks(ctx, 1, map[engine.Task]engine.Checkpoint{0: {Epoch: 3, At: at(3)}}); err != nil {
+		t.Fatal(err)
+	}
+}
