@@ -28,7 +28,22 @@
 // are then merged with INSERT ... ON CONFLICT (upsert-key) DO UPDATE, the
 // last record of a key within the batch winning.
 //
-// The checkpoint table sluice_checkpoints(pipeline, epoch, positions jsonb)
-// and the dead-letter table sluice_dead_letters live in the target table's
-// schema; several pipelines may share them.
+// A pipeline split into tasks (engine.TaskSink, tasks.go) keeps one row per
+// task in sluice_task_checkpoints(pipeline, task, epoch, positions jsonb),
+// primary key (pipeline, task), created by OpenTasks. A task without a row
+// starts from the pipeline's sluice_checkpoints row: its epoch and its
+// positions of the task. CommitTasks writes every task's row in the round's
+// transaction with one INSERT ... ON CONFLICT DO UPDATE, in task order, each
+// row only on top of its epoch - 1 (a first row only if the single-chain row
+// still holds that epoch, and the primary key stops a second process
+// inserting it too); if fewer rows than tasks were written the round rolls
+// back, and is a no-op if every checkpoint was already stored, fenced
+// otherwise. Processes lock checkpoint rows in one order, so they do not
+// deadlock; a deadlock error all the same (a trigger on the target, say) is
+// retryable. A round costs that statement and COMMIT, whatever the number
+// of tasks (plus the merge in upsert mode).
+//
+// The checkpoint tables sluice_checkpoints(pipeline, epoch, positions jsonb)
+// and sluice_task_checkpoints and the dead-letter table sluice_dead_letters
+// live in the target table's schema; several pipelines may share them.
 package postgres
