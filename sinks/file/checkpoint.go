@@ -42,6 +42,11 @@ type checkpoint struct {
 	Sealed      *openPart `json:"sealed,omitempty"`
 	DeadLetters string    `json:"dead_letters,omitempty"` // the committed dead-letter file
 	Time        time.Time `json:"committed_at"`
+	// Tasks marks the chain's last checkpoint once the pipeline is split
+	// into tasks (markSplit, tasks.go): the chain ends here, tasks without a
+	// round record of their own start from it, and a process still
+	// committing the chain is fenced, since the checkpoint it knows changed.
+	Tasks bool `json:"tasks,omitempty"`
 
 	// from is the file the checkpoint was read from (a checkpoint file or
 	// a slot), for messages; not stored.
@@ -56,7 +61,7 @@ type openPart struct {
 
 // same reports whether c and d describe the same stored state.
 func (c checkpoint) same(d checkpoint) bool {
-	if c.Epoch != d.Epoch || !c.Positions.Equal(d.Positions) || (c.Open == nil) != (d.Open == nil) {
+	if c.Epoch != d.Epoch || !c.Positions.Equal(d.Positions) || (c.Open == nil) != (d.Open == nil) || c.Tasks != d.Tasks {
 		return false
 	}
 	return c.Open == nil || (c.Open.File == d.Open.File && c.Open.Bytes == d.Open.Bytes && c.Open.Since.Equal(d.Open.Since))
@@ -207,10 +212,14 @@ func (s *Sink) recover() (checkpoint, error) {
 	if err != nil {
 		return c, err
 	}
+	if c.Tasks && s.tasks == nil {
+		return c, fmt.Errorf("file sink: pipeline %q in %s is split into tasks (%s); it cannot go back to one chain: run it split into tasks, or write it to a new directory",
+			s.pipeline, s.dir, filepath.Join(s.meta, tasksDir))
+	}
 	if err := s.finishSeal(c); err != nil {
 		return c, err
 	}
-	if c.Epoch == 0 {
+	if c.Epoch == 0 && (s.tasks == nil || len(s.tasks.records) == 0) {
 		if err := s.noOrphanParts(); err != nil {
 			return c, err
 		}
@@ -259,7 +268,8 @@ func (s *Sink) noOrphanParts() error {
 	prefix := "part-" + s.pipeline + "-"
 	for _, e := range entries {
 		rest, ok := strings.CutPrefix(e.Name(), prefix)
-		if !ok || len(rest) < 21 || rest[20] != '.' {
+		// part-NAME-EPOCH.ext, or a task's part-NAME-EPOCH-tTASK.ext
+		if !ok || len(rest) < 21 || rest[20] != '.' && !strings.HasPrefix(rest[20:], "-t") {
 			continue
 		}
 		if _, err := strconv.ParseUint(rest[:20], 10, 64); err == nil {

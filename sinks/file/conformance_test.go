@@ -45,32 +45,58 @@ func visibleValuesOf(t *testing.T, dir, format string) []string {
 	return out
 }
 
+// TestTaskConformance runs the suite for a pipeline split into tasks on
+// the same harness. Task mode makes every round its own part file whatever
+// the roll; the roll still governs the single-chain epochs a task starts
+// from, whose open part file the first OpenTasks rolls.
+func TestTaskConformance(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		roll *RollConfig
+	}{
+		{"per-epoch", &RollConfig{PerEpoch: true}},
+		{"default roll", nil},
+	} {
+		for _, format := range []string{"jsonl", "raw"} {
+			t.Run(mode.name+"/"+format, func(t *testing.T) {
+				sinktest.RunTasks(t, func(t *testing.T) sinktest.Harness {
+					return harness(t.TempDir(), format, mode.roll, committedValues)
+				})
+			})
+		}
+	}
+}
+
 func conformance(t *testing.T, format string, roll *RollConfig, read func(t *testing.T, dir, format string) []string) {
 	sinktest.Run(t, func(t *testing.T) sinktest.Harness {
-		dir := t.TempDir()
-		return sinktest.Harness{
-			New: func(t *testing.T) engine.Sink {
-				s, err := New(Config{Path: dir, Format: format, Roll: roll}, nil, "")
-				if err != nil {
-					t.Fatal(err)
-				}
-				return s
-			},
-			Read:  func(t *testing.T) []string { return read(t, dir, format) },
-			Crash: func(t *testing.T, s engine.Sink) { crash(s.(*Sink)) },
-			ReadDeadLetters: func(t *testing.T) []string {
-				files, err := filepath.Glob(filepath.Join(dir, deadDir, "*", "dead-*.jsonl"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				var out []string
-				for _, f := range files {
-					out = append(out, readValues(t, f, "jsonl")...)
-				}
-				return out
-			},
-		}
+		return harness(t.TempDir(), format, roll, read)
 	})
+}
+
+// harness is the suite's view of a directory shared by the sinks it makes.
+func harness(dir, format string, roll *RollConfig, read func(t *testing.T, dir, format string) []string) sinktest.Harness {
+	return sinktest.Harness{
+		New: func(t *testing.T) engine.Sink {
+			s, err := New(Config{Path: dir, Format: format, Roll: roll}, nil, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		Read:  func(t *testing.T) []string { return read(t, dir, format) },
+		Crash: func(t *testing.T, s engine.Sink) { crash(s.(*Sink)) },
+		ReadDeadLetters: func(t *testing.T) []string {
+			files, err := filepath.Glob(filepath.Join(dir, deadDir, "*", "dead-*.jsonl"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, f := range files {
+				out = append(out, readValues(t, f, "jsonl")...)
+			}
+			return out
+		},
+	}
 }
 
 // readValues returns the record values in one output file.

@@ -8,6 +8,10 @@ import (
 	"syscall"
 )
 
+// locksWork: flock serialises the processes of a pipeline, so a
+// pipeline may be split into tasks.
+const locksWork = true
+
 // lockFile takes an exclusive advisory lock on f, waiting for it.
 func lockFile(f *os.File) error {
 	for {

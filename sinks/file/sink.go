@@ -91,6 +91,9 @@ type Sink struct {
 	fence    commit.Fence
 	out      *stage // output; with rolling it carries committed bytes across epochs
 	dead     *stage // dead letters of the staged epoch
+	// tasks is the state of a pipeline split into tasks, from OpenTasks
+	// on (tasks.go); nil when the sink was opened with Open.
+	tasks *taskState
 
 	// failpoint, set by tests, is called after each step of Commit; an error
 	// stops the commit there, as a crash would.
@@ -170,33 +173,13 @@ func (s *Sink) Open(ctx context.Context, pipeline string) (uint64, engine.Positi
 }
 
 func (s *Sink) open(pipeline string) (uint64, engine.Positions, error) {
-	if err := checkPipelineName(pipeline); err != nil {
+	if err := s.prepare(pipeline); err != nil {
 		return 0, nil, err
 	}
-	s.reset()
-	s.pipeline = pipeline
-	s.meta = filepath.Join(s.dir, metaDir, pipeline)
-	s.log = s.base.With("pipeline", pipeline)
-	s.fence = commit.Fence{Sink: "file sink", Pipeline: pipeline, Where: s.dir,
-		Advice: "run one instance of a pipeline per directory, and do not edit " + s.meta}
-	if err := os.MkdirAll(s.meta, 0o755); err != nil {
-		return 0, nil, fmt.Errorf("file sink: create %s: %w; the sink needs a writable directory", s.meta, err)
+	if err := lockFile(s.lock); err != nil {
+		return 0, nil, fmt.Errorf("file sink: lock %s: %w", s.lock.Name(), err)
 	}
-	// Make the directories themselves durable before anything in them counts.
-	for _, d := range []string{filepath.Dir(s.meta), s.dir} {
-		if err := durable.SyncDir(d); err != nil {
-			return 0, nil, fmt.Errorf("file sink: %w", err)
-		}
-	}
-	lock, err := os.OpenFile(filepath.Join(s.meta, lockName), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return 0, nil, fmt.Errorf("file sink: %w", err)
-	}
-	s.lock = lock
-	if err := lockFile(lock); err != nil {
-		return 0, nil, fmt.Errorf("file sink: lock %s: %w", lock.Name(), err)
-	}
-	defer unlockFile(lock)
+	defer unlockFile(s.lock)
 
 	c, err := s.recover()
 	if err != nil {
@@ -213,6 +196,35 @@ func (s *Sink) open(pipeline string) (uint64, engine.Positions, error) {
 		return 0, nil, nil
 	}
 	return c.Epoch, c.Positions.Clone(), nil
+}
+
+// prepare points the sink at pipeline's files, creating its directories,
+// and opens its commit lock without taking it. Anything staged is dropped.
+func (s *Sink) prepare(pipeline string) error {
+	if err := checkPipelineName(pipeline); err != nil {
+		return err
+	}
+	s.reset()
+	s.pipeline = pipeline
+	s.meta = filepath.Join(s.dir, metaDir, pipeline)
+	s.log = s.base.With("pipeline", pipeline)
+	s.fence = commit.Fence{Sink: "file sink", Pipeline: pipeline, Where: s.dir,
+		Advice: "run one instance of a pipeline per directory, and do not edit " + s.meta}
+	if err := os.MkdirAll(s.meta, 0o755); err != nil {
+		return fmt.Errorf("file sink: create %s: %w; the sink needs a writable directory", s.meta, err)
+	}
+	// Make the directories themselves durable before anything in them counts.
+	for _, d := range []string{filepath.Dir(s.meta), s.dir} {
+		if err := durable.SyncDir(d); err != nil {
+			return fmt.Errorf("file sink: %w", err)
+		}
+	}
+	lock, err := os.OpenFile(filepath.Join(s.meta, lockName), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("file sink: %w", err)
+	}
+	s.lock = lock
+	return nil
 }
 
 // Write stages records for epoch in a hidden staging file.
@@ -289,6 +301,9 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 	defer s.mu.Unlock()
 	if s.lock == nil {
 		return errors.New("file sink: Commit before Open")
+	}
+	if s.tasks != nil {
+		return errors.New("file sink: Commit after OpenTasks; a pipeline split into tasks commits with CommitTasks")
 	}
 	if err := s.staged.CheckCommit(epoch); err != nil {
 		return err
@@ -607,6 +622,7 @@ func (s *Sink) reset() {
 		s.lock = nil
 	}
 	s.known = checkpoint{}
+	s.tasks = nil
 }
 
 // dropStaged discards the staged epoch: dead letters entirely, output back
@@ -717,6 +733,12 @@ func (s *Sink) newStage(suffix string) (*stage, error) {
 // publishDead fsyncs the staged dead letters and renames them to their
 // committed name for epoch.
 func (s *Sink) publishDead(epoch uint64) (string, error) {
+	return s.publishDeadAs(epoch, deadName(epoch))
+}
+
+// publishDeadAs is publishDead under the given file name; it returns the
+// file's path.
+func (s *Sink) publishDeadAs(epoch uint64, name string) (string, error) {
 	dir := filepath.Join(s.deadRoot, s.pipeline)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("file sink: create %s: %w", dir, err)
@@ -724,7 +746,6 @@ func (s *Sink) publishDead(epoch uint64) (string, error) {
 	if err := s.dead.sync(); err != nil {
 		return "", fmt.Errorf("file sink: dead letters of epoch %d: %w", epoch, err)
 	}
-	name := deadName(epoch)
 	if err := os.Rename(s.dead.path(), filepath.Join(dir, name)); err != nil {
 		if errors.Is(err, syscall.EXDEV) {
 			return "", fmt.Errorf("file sink: dead letters of epoch %d: %s is on another file system than %s, so they cannot commit atomically with the output; put the dead-letter folder on the same file system", epoch, s.deadRoot, s.dir)
@@ -852,6 +873,9 @@ func (s *Sink) CommittedDeadLetters(ctx context.Context, after uint64) (uint64, 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.tasks != nil {
+		return 0, nil, errTaskOutbox
+	}
 	epochs, err := s.deadEpochs()
 	if err != nil {
 		return 0, nil, err
@@ -888,6 +912,9 @@ func (s *Sink) CommittedDeadLetters(ctx context.Context, after uint64) (uint64, 
 func (s *Sink) ForgetDeadLetters(ctx context.Context, through uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.tasks != nil {
+		return errTaskOutbox
+	}
 	epochs, err := s.deadEpochs()
 	if err != nil || len(epochs) == 0 {
 		return err
