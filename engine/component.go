@@ -69,6 +69,18 @@ type Source interface {
 	Close() error
 }
 
+// Recycler is the optional capability of a Source that reuses the slices
+// Next returns, so a pipeline does not allocate (and fault in, and have
+// the collector scan) a fresh slice of records per batch. The engine hands
+// a slice back once nothing reads it any more: its batch was written and
+// committed, and no transform held it (with transforms, the engine keeps
+// their output and hands nothing back). Like every Source method it is
+// never called concurrently with the others. The records in it may still
+// point at the bytes of the batch they held; the source overwrites them.
+type Recycler interface {
+	Recycle(records []Record)
+}
+
 // Backlogger is the optional capability of a Source that knows how much
 // input waits past what it has returned. The engine uses it to run batches
 // back to back while the pipeline is behind, instead of waiting for the

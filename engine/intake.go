@@ -8,7 +8,11 @@ import (
 
 // prepared is one batch read and transformed ahead of the batch loop.
 type prepared struct {
-	records  []Record // the transform chain's output
+	records []Record // the transform chain's output
+	// input is the slice Next returned when the chain kept it as its
+	// output (no transforms): the source may have it back once the batch
+	// is committed (Recycler).
+	input    []Record
 	rejected []Rejected
 	in       int // records the source returned
 	until    Positions
@@ -32,6 +36,7 @@ type prepared struct {
 type readRequest struct {
 	notBefore time.Time // the interval cadence; zero = at once
 	limits    Limits
+	recycle   []Record // a committed batch's input, for a Recycler source
 }
 
 // intake is the goroutine that owns the Source and the Transforms while the
@@ -131,6 +136,9 @@ func (in *intake) run(ctx context.Context) {
 				return
 			}
 			in.applyAck()
+			if rc, ok := in.p.cfg.Source.(Recycler); ok && r.recycle != nil {
+				rc.Recycle(r.recycle)
+			}
 			in.out <- in.read(ctx, r.limits) // room for one: never blocks
 		}
 	}
@@ -197,6 +205,9 @@ func (in *intake) read(ctx context.Context, l Limits) *prepared {
 		// Transforms map records (0..n outputs per input), so an empty
 		// read needs no round trip to the plugins.
 		b.records, b.rejected, b.procErr = in.p.process(ctx, recs)
+	}
+	if len(in.p.cfg.Transforms) == 0 {
+		b.input = recs
 	}
 	b.took = time.Since(b.start)
 	return b

@@ -72,6 +72,7 @@ type Pipeline struct {
 	chains     *taskChains // the tasks being run, when split into tasks
 	intake     *intake     // reads ahead while the source is open
 	cur        *prepared   // the batch in flight
+	spare      []Record    // a committed batch's input, for the next read (Recycler)
 	idleSince  time.Time   // start of the first of the idle reads since the last record; zero = not idle
 	lastAckErr string      // the last Committed error logged; used by whoever owns the source
 
@@ -335,6 +336,9 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 			// Next. Its failure is not a batch failure (the sink holds the
 			// positions), so the protocol hears Done either way.
 			p.intake.acknowledge(proto.Batch().Until)
+			if p.cur != nil {
+				p.spare = p.cur.input
+			}
 			p.cur = nil
 			proto.Done()
 
@@ -414,7 +418,8 @@ func (p *Pipeline) requestRead(last *prepared) {
 	r := readRequest{limits: Limits{
 		MaxRecordsPerPartition: p.cfg.MaxRecordsPerPartition,
 		MaxRecords:             p.rate.limit,
-	}}
+	}, recycle: p.spare}
+	p.spare = nil
 	if p.cfg.Interval > 0 {
 		if last != nil && !last.behind {
 			r.notBefore = last.start.Add(p.cfg.Interval)

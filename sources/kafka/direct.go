@@ -86,6 +86,7 @@ type Direct struct {
 
 	parts     map[engine.TopicPartition]*partition // the partitions read
 	only      map[engine.Task]bool                 // the tasks read (OpenTasks); nil = every partition
+	buf       recordBuffer                         // a slice the engine handed back, for the next batch
 	pos       engine.Positions                     // next offset per partition, also of unsubscribed ones
 	listed    bool                                 // ends have been listed at least once since Open
 	refreshed time.Time                            // when partitions were last discovered
@@ -358,8 +359,11 @@ func (d *Direct) Next(ctx context.Context, limits engine.Limits) ([]engine.Recor
 	if err := d.fill(ctx, b); err != nil {
 		return nil, nil, err
 	}
-	return b.records, d.pos.Clone(), nil
+	return trimmed(b.records), d.pos.Clone(), nil
 }
+
+// Recycle implements engine.Recycler.
+func (d *Direct) Recycle(records []engine.Record) { d.buf.put(records) }
 
 // cut is the batch being read.
 type cut struct {
@@ -397,7 +401,7 @@ func (d *Direct) plan(limits engine.Limits) *cut {
 		}
 		total = shrunk
 	}
-	b := &cut{planned: total, records: make([]engine.Record, 0, total)}
+	b := &cut{planned: total, records: d.buf.get(int(total))}
 	if total > 0 {
 		d.lastNext = now
 	}

@@ -182,6 +182,7 @@ type Receiver struct {
 	// lock.
 	next  engine.Positions // next Kafka offset per partition handed out
 	acked engine.Positions // next Kafka offset per partition committed (lag gauges)
+	buf   recordBuffer     // a slice the engine handed back, for the next batch
 }
 
 // NewReceiver returns a receiver-mode source; it starts reading on Open.
@@ -379,3 +380,6 @@ func (h *lastConnectError) get() error {
 	defer h.mu.Unlock()
 	return h.err
 }
+
+// Recycle implements engine.Recycler.
+func (r *Receiver) Recycle(records []engine.Record) { r.buf.put(records) }

@@ -151,7 +151,7 @@ func (r *Receiver) take(n int64) ([]engine.Record, engine.Positions, error) {
 		}
 	}
 	if int64(len(out)) < n {
-		out = append(make([]engine.Record, 0, n), out...)
+		out = append(r.buf.get(int(n)), out...)
 	}
 	for _, b := range blocks {
 		if int64(len(out)) == n {
@@ -175,7 +175,7 @@ func (r *Receiver) take(n int64) ([]engine.Record, engine.Positions, error) {
 	r.changed = make(chan struct{})
 	r.mu.Unlock()
 	r.noteNext(out)
-	return out, r.positions(), nil
+	return trimmed(out), r.positions(), nil
 }
 
 // noteNext moves the next Kafka offset per partition past recs. Records
