@@ -67,12 +67,14 @@ type Env struct {
 }
 
 // SplitIntoTasks reports whether the pipeline's tasks are shared between
-// the processes that run it: its source and sink can (Caps.Tasks) and it
-// delivers exactly-once. The source kind decides whether the mode it is
-// configured in can (a Kafka source in direct mode).
+// the processes that run it: its source and sink can (Caps.Tasks), it
+// delivers exactly-once and has no dead-letter destination (dead letters
+// are numbered by epoch, which tasks do not share yet). The source kind
+// decides whether the mode it is configured in can (a Kafka source in
+// direct mode).
 func (e *Env) SplitIntoTasks() bool {
 	sink := find(e.Kinds.Sinks, e.Spec.Sink.Kind)
-	return e.Spec.Delivery == string(engine.ExactlyOnce) && sink != nil && sink.Caps.Tasks
+	return e.Spec.Delivery == string(engine.ExactlyOnce) && e.Spec.DeadLetter == nil && sink != nil && sink.Caps.Tasks
 }
 
 // Brokers resolves a brokers list: [builtin] becomes the embedded

@@ -31,7 +31,7 @@ var Builtin = Table{
 	Sinks: []Kind[engine.Sink]{
 		NewKind("file", pipelines.Caps{Transactional: true, DeadLetters: pipelines.DeadLettersKept}, buildFile),
 		NewKind("stdout", pipelines.Caps{}, buildStdout),
-		NewKind("postgres", pipelines.Caps{Transactional: true, DeadLetters: pipelines.DeadLettersKept}, buildPostgres),
+		NewKind("postgres", pipelines.Caps{Transactional: true, DeadLetters: pipelines.DeadLettersKept, Tasks: true}, buildPostgres),
 		NewKind("kafka", pipelines.Caps{Transactional: true, DeadLetters: pipelines.DeadLettersInTopic}, buildKafkaSink),
 	},
 	Steps: []Kind[engine.Transform]{
@@ -137,7 +137,7 @@ func buildKafkaSource(ctx context.Context, k *kafka.Settings, env *Env) (engine.
 	var tasks *kafka.Group
 	if env.SplitIntoTasks() {
 		if tasks, err = kafka.JoinGroup(kafka.GroupConfig{Conn: conn, Group: group, Topics: k.Topics, Pattern: k.Pattern,
-			Pipeline: env.Spec.Name, Logger: env.Logger}); err != nil {
+			SessionTimeout: k.SessionTimeout.D(), Pipeline: env.Spec.Name, Logger: env.Logger}); err != nil {
 			return nil, err
 		}
 		env.Tasks = tasks

@@ -1,6 +1,8 @@
 package kafka
 
 import (
+	"time"
+
 	"regexp"
 
 	"github.com/sluicehq/sluice/pipelines"
@@ -19,8 +21,11 @@ type Settings struct {
 	MaxRate       int64              `yaml:"max-rate" min:"0"` // records/s per partition; 0 = unlimited
 	WAL           *bool              `yaml:"wal" doc:"receiver mode; default true"`
 	OnDataLoss    string             `yaml:"on-data-loss" default:"fail" enum:"fail|skip"` // records retention deleted before they were read, in both modes: fail | skip
-	TLS           *pipelines.TLS     `yaml:"tls"`
-	SASL          *pipelines.SASL    `yaml:"sasl"`
+	// SessionTimeout is how long the group waits for a silent process of a
+	// pipeline split into tasks before moving its tasks to the others.
+	SessionTimeout pipelines.Duration `yaml:"session-timeout" default:"45s" doc:"direct mode split into tasks: how long a silent process keeps its tasks"`
+	TLS            *pipelines.TLS     `yaml:"tls"`
+	SASL           *pipelines.SASL    `yaml:"sasl"`
 }
 
 // WALEnabled reports whether receiver mode writes blocks to the write-ahead
@@ -47,6 +52,9 @@ func (k *Settings) Validate(c *pipelines.Check) {
 		if _, err := regexp.Compile(k.Pattern); err != nil {
 			c.Errorf("pattern", "pattern %q is not a valid regular expression (%v); write a Go regexp such as \"clicks-.*\"", k.Pattern, err)
 		}
+	}
+	if c.OK("session-timeout") && (k.SessionTimeout.D() < time.Second || k.SessionTimeout.D() > 30*time.Minute) {
+		c.Errorf("session-timeout", "session-timeout %s is out of range; write a duration from 1s to 30m (Kafka's default is 45s)", k.SessionTimeout.D())
 	}
 	c.Brokers("brokers", k.Brokers)
 	if c.OK("block-interval") && k.BlockInterval.D() < pipelines.MinBlockInterval {

@@ -39,6 +39,9 @@ const TaskBalancerName = "sluice-tasks"
 type GroupConfig struct {
 	Conn     Connection
 	Group    string // the consumer group; the pipeline name by default
+	// SessionTimeout is how long the group waits for a silent member
+	// before moving its tasks; 0 = franz-go's default (45s).
+	SessionTimeout time.Duration
 	Topics   []string
 	Pattern  string
 	Pipeline string
@@ -93,6 +96,9 @@ func JoinGroup(cfg GroupConfig) (*Group, error) {
 		kgo.FetchMaxBytes(1),
 		kgo.FetchMaxPartitionBytes(1),
 	)
+	if cfg.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout))
+	}
 	if cfg.Pattern != "" {
 		opts = append(opts, kgo.ConsumeRegex(), kgo.ConsumeTopics("^(?:"+cfg.Pattern+")$"))
 	} else {
