@@ -37,15 +37,15 @@ const TaskBalancerName = "sluice-tasks"
 
 // GroupConfig configures a pipeline's task group.
 type GroupConfig struct {
-	Conn     Connection
-	Group    string // the consumer group; the pipeline name by default
+	Conn  Connection
+	Group string // the consumer group; the pipeline name by default
 	// SessionTimeout is how long the group waits for a silent member
 	// before moving its tasks; 0 = franz-go's default (45s).
 	SessionTimeout time.Duration
-	Topics   []string
-	Pattern  string
-	Pipeline string
-	Logger   *slog.Logger
+	Topics         []string
+	Pattern        string
+	Pipeline       string
+	Logger         *slog.Logger
 }
 
 // Group is one process's membership in its pipeline's task group. It
