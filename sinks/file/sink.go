@@ -262,7 +262,7 @@ func (s *Sink) WriteRejected(ctx context.Context, epoch uint64, rejected []engin
 		return nil
 	}
 	if s.dead == nil {
-		st, err := s.newStage(".dead")
+		st, err := s.newStage(s.stageDir(), ".dead")
 		if err != nil {
 			return err
 		}
@@ -669,7 +669,7 @@ func (s *Sink) stageOut() (*stage, error) {
 	if s.out != nil {
 		return s.out, nil
 	}
-	st, err := s.newStage("")
+	st, err := s.newStage(s.stageDir(), "")
 	if err != nil {
 		return nil, err
 	}
@@ -693,7 +693,7 @@ func (s *Sink) carry() error {
 			s.known.Epoch, o.File, err, s.known.from)
 	}
 	defer src.Close()
-	st, err := s.newStage("")
+	st, err := s.newStage(s.meta, "")
 	if err != nil {
 		return err
 	}
@@ -713,21 +713,48 @@ func (s *Sink) carry() error {
 	return nil
 }
 
-func (s *Sink) newStage(suffix string) (*stage, error) {
-	s.seq++
-	name := fmt.Sprintf("%s%s-%d%s", stagePref, s.id, s.seq, suffix)
-	f, err := os.OpenFile(filepath.Join(s.meta, name), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("file sink: create staging file: %w", err)
+// newStage creates a staging file in dir (the pipeline's meta directory,
+// or its tasks directory) and locks it: the lock is held while the file is
+// in use so that another instance's recovery can tell a live staging file
+// from one a crashed instance left behind, and deletes only those it can
+// lock. One it deleted between the creation and the lock is made again
+// under the next name.
+func (s *Sink) newStage(dir, suffix string) (*stage, error) {
+	for {
+		s.seq++
+		name := fmt.Sprintf("%s%s-%d%s", stagePref, s.id, s.seq, suffix)
+		path := filepath.Join(dir, name)
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("file sink: create staging file: %w", err)
+		}
+		err = lockFile(f)
+		if err == nil {
+			var fi, pi os.FileInfo
+			if fi, err = f.Stat(); err == nil {
+				pi, err = os.Lstat(path)
+				if errors.Is(err, os.ErrNotExist) || err == nil && !os.SameFile(fi, pi) {
+					f.Close()
+					continue
+				}
+			}
+		}
+		if err != nil {
+			f.Close()
+			os.Remove(path)
+			return nil, fmt.Errorf("file sink: lock staging file: %w", err)
+		}
+		return &stage{f: f, dir: dir, name: name, w: bufio.NewWriterSize(f, writeBuffer)}, nil
 	}
-	// Held while the file is in use so Open of another instance can tell a
-	// live staging file from one a crashed instance left behind.
-	if _, err := tryLockFile(f); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, fmt.Errorf("file sink: lock staging file: %w", err)
+}
+
+// stageDir is where staging files go: next to the checkpoints they are
+// named in, so one directory fsync makes both durable.
+func (s *Sink) stageDir() string {
+	if s.tasks != nil {
+		return s.tasks.dir
 	}
-	return &stage{f: f, dir: s.meta, name: name, w: bufio.NewWriterSize(f, writeBuffer)}, nil
+	return s.meta
 }
 
 // publishDead fsyncs the staged dead letters and renames them to their

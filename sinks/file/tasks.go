@@ -291,10 +291,6 @@ func (s *Sink) readTasks(cleanup bool) error {
 	for _, e := range entries {
 		name := e.Name()
 		if strings.HasPrefix(name, ".") {
-			if cleanup {
-				// Written only under the lock: a leftover of a crash.
-				os.Remove(filepath.Join(ts.dir, name))
-			}
 			continue
 		}
 		n, ok := strings.CutSuffix(name, ".json")
@@ -330,6 +326,19 @@ func (s *Sink) readTasks(cleanup bool) error {
 	if dropped {
 		if err := durable.SyncDir(ts.dir); err != nil {
 			return fmt.Errorf("file sink: %w", err)
+		}
+	}
+	// Only now, with no record naming them: staging files of dead
+	// instances, and temporary files, which are written under the lock.
+	for _, e := range entries {
+		switch name := e.Name(); {
+		case !cleanup:
+		case strings.HasPrefix(name, tmpPref):
+			os.Remove(filepath.Join(ts.dir, name))
+		case strings.HasPrefix(name, stagePref):
+			if removeIfDead(filepath.Join(ts.dir, name)) {
+				s.log.Debug("deleted a staging file of a round that did not commit", "file", name)
+			}
 		}
 	}
 	for name := range ts.records {
@@ -373,10 +382,24 @@ func (s *Sink) readRecord(name string, epoch uint64, task engine.Task) (taskReco
 	return r, nil
 }
 
-// roundCommitted reports whether r's commit point was reached; see
-// committed for the single chain.
+// roundCommitted reports whether r's commit point was reached, as
+// committed does for the single chain: its part file is there, or it had
+// none, or its staging file is gone too (renamed, then moved away by a
+// reader).
 func (s *Sink) roundCommitted(r taskRecord) (bool, error) {
-	return s.committed(checkpoint{Part: r.Part, Staged: r.Staged})
+	if r.Part == "" {
+		return true, nil
+	}
+	for _, p := range []string{filepath.Join(s.dir, r.Part), filepath.Join(s.tasks.dir, r.Staged)} {
+		_, err := os.Lstat(p)
+		if err == nil {
+			return p != filepath.Join(s.tasks.dir, r.Staged), nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return false, fmt.Errorf("file sink: %w", err)
+		}
+	}
+	return true, nil
 }
 
 // dropRecord deletes the record of a round that did not commit, and its
@@ -457,7 +480,7 @@ func (s *Sink) CommitTasks(ctx context.Context, round uint64, cps map[engine.Tas
 		s.dropStaged()
 		return nil
 	}
-	// The fsyncs of what was staged need no lock.
+	// The output's fsync needs no lock.
 	if s.out != nil {
 		if err := s.out.sync(); err != nil {
 			return fmt.Errorf("file sink: commit round %d: %w", round, err)
@@ -465,11 +488,6 @@ func (s *Sink) CommitTasks(ctx context.Context, round uint64, cps map[engine.Tas
 	}
 	if err := s.hit("tasks-staged-synced"); err != nil {
 		return err
-	}
-	if s.dead != nil && s.dead.records > 0 {
-		if err := s.dead.sync(); err != nil {
-			return fmt.Errorf("file sink: dead letters of round %d: %w", round, err)
-		}
 	}
 	if err := lockFile(s.lock); err != nil {
 		return fmt.Errorf("file sink: lock %s: %w", s.lock.Name(), err)
@@ -550,7 +568,8 @@ func (s *Sink) commitRound(cps map[engine.Task]engine.Checkpoint) error {
 		part := filepath.Join(s.dir, r.Part)
 		if err := os.Rename(s.out.path(), part); err != nil {
 			err = fmt.Errorf("file sink: commit epoch %d of task %d: %w", epoch, t, err)
-			if _, serr := os.Lstat(part); serr == nil {
+			_, serr := os.Lstat(s.out.path())
+			if _, perr := os.Lstat(part); perr == nil && errors.Is(serr, os.ErrNotExist) {
 				// It happened all the same (a network file system's retry).
 				return fmt.Errorf("%w: %w", engine.ErrNotCommitted, err)
 			}
