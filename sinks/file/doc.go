@@ -56,4 +56,57 @@
 // renames. Positions stay as they are, so the engine's view of what is
 // committed does not change; a crash between the two steps is finished by
 // Open.
+//
+// Tasks (engine.TaskSink, tasks.go). A pipeline split into tasks is run by
+// several processes, on one machine or on several sharing the directory;
+// each commits the tasks it runs in rounds, all or none. Besides the
+// single chain's files:
+//
+//	_sluice/<pipeline>/tasks/<epoch>-t<task>.json       round records: each task's new epoch and positions
+//	_sluice/<pipeline>/tasks/.stage-<id>                staged output of a round
+//	part-<pipeline>-<epoch>-t<task>.jsonl               a round's output (.txt for raw)
+//	_dead-letters/<pipeline>/dead-<epoch>-t<task>.jsonl its dead letters
+//
+// (epoch 20 digits, task 5.) A round's files are named by its lowest task
+// and that task's new epoch: a task's epoch commits once, so only one
+// round of one process can ever take the name. Staging names carry an
+// instance id drawn at every OpenTasks. A task's checkpoint is in the
+// newest committed record holding it; a task that none holds starts from
+// the chain's last checkpoint (its epoch, its positions of the task). The
+// first OpenTasks marks that checkpoint as split (Tasks), rolling its open
+// part file as seal does: from then on a process still committing the
+// chain is fenced, and Open refuses the pipeline.
+//
+// Commit of a round: fsync the staging file; take the .lock; read the
+// records and check that every task's stored epoch is its new one - 1
+// (commit.CheckTasks), or write nothing (ErrFenced); rename the dead
+// letters into place; write the record (temporary file, fsync, rename,
+// fsync of tasks/, which also makes the staging file's name durable);
+// rename the staging file to its part file, the commit point; fsync the
+// output directory. Without output the record's rename is the commit
+// point. Four fsyncs per round with output, two without, two more with
+// dead letters, whatever the number of tasks. After a crash or failure
+// between any two steps, a record whose part file is missing while its
+// staging file is there did not commit: it is ignored, and the next
+// OpenTasks deletes it (durably) before the staging file, so each task is
+// at its old or its new epoch, all of a round's tasks alike, and the
+// output is visible exactly when they moved. A record is deleted once
+// each of its tasks has a newer one and its dead letters are gone.
+//
+// The lock is held for the commit step only, so it serialises the
+// processes' commits, not their writes or the fsync of their output; a
+// zombie (a process whose task moved) checks under it and finds the newer
+// epoch. Task mode does not roll: every round with output is its own part
+// file.
+//
+// What the file system must guarantee to processes sharing it: rename
+// within a directory is atomic; fsync of a file, and of a directory, makes
+// its content and names durable; flock is exclusive between all clients
+// (NFSv4 with locking, not mounted nolock or with local_lock); and the
+// lock's holder sees every name an earlier holder made (NFS: mount with
+// actimeo=0,lookupcache=none, or a stale cached listing hides a round).
+// A client that loses its lock without knowing (a lease that expired
+// while it was cut off from the server) can commit beside the new holder:
+// the epoch check is only as good as the lock. On platforms without flock
+// OpenTasks refuses.
 package file

@@ -51,6 +51,8 @@ const (
 	taskDigits = 5
 )
 
+var _ engine.TaskSink = (*Sink)(nil)
+
 // errTaskOutbox refuses the sinks.Outbox calls of a pipeline split into
 // tasks: its dead-letter files are named by round, not by epoch.
 var errTaskOutbox = errors.New("file sink: dead letters of a pipeline split into tasks cannot be forwarded to a topic yet; keep them in files (dead-letter: {file: DIR})")
