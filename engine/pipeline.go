@@ -9,6 +9,8 @@ import (
 	"maps"
 	"sync"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/testhook"
 )
 
 const (
@@ -314,6 +316,9 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 
 		case ActCommit:
 			b := proto.Batch()
+			if testhook.BeforeCommit != nil {
+				testhook.BeforeCommit()
+			}
 			start := time.Now()
 			var err error
 			if p.chains != nil {

@@ -7,10 +7,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/testhook"
 	"github.com/sluicehq/sluice/sinks/file/filetest"
 )
 
@@ -18,10 +20,27 @@ import (
 // the test re-executes itself with SLUICE_TEST_MAIN=1.
 func TestMain(m *testing.M) {
 	if os.Getenv("SLUICE_TEST_MAIN") == "1" {
+		if marker := os.Getenv("SLUICE_TEST_FREEZE_BEFORE_COMMIT"); marker != "" {
+			freezeBeforeFirstCommit(marker)
+		}
 		main()
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// freezeBeforeFirstCommit makes the first commit of this process wait: it
+// creates the marker file, then sleeps long enough for the test that sees
+// the file to SIGSTOP the process right there, between a batch's write and
+// its commit.
+func freezeBeforeFirstCommit(marker string) {
+	var once sync.Once
+	testhook.BeforeCommit = func() {
+		once.Do(func() {
+			os.WriteFile(marker, nil, 0o644)
+			time.Sleep(2 * time.Second)
+		})
+	}
 }
 
 // sluice starts the sluice CLI as a child process.

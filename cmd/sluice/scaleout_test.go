@@ -40,9 +40,10 @@ type runner struct {
 
 var runningTasks = regexp.MustCompile(`msg="running tasks".* tasks="?\[([0-9 ]*)\]`)
 
-func startRunner(t *testing.T, name string, args ...string) *runner {
+func startRunner(t *testing.T, name string, env []string, args ...string) *runner {
 	t.Helper()
 	r := &runner{name: name, cmd: sluice(t, append([]string{"run", "--log-level", "info"}, args...)...), done: make(chan struct{})}
+	r.cmd.Env = append(r.cmd.Env, env...)
 	out, err := r.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -151,12 +152,22 @@ func produceRange(t *testing.T, cl *kgo.Client, from, to int) {
 	}
 }
 
-// TestScaleOutPostgres: three processes of one pipeline over a 12-partition
-// topic of a standalone broker, into PostgreSQL. Each gets tasks; one is
-// killed with SIGKILL mid-stream and restarted, a fourth joins, two stop
-// with SIGTERM, while a producer keeps writing; in the end every value is
-// in the table exactly once.
-func TestScaleOutPostgres(t *testing.T) {
+// scaleOut is a standalone broker with a 12-partition topic, a producer
+// and a pipeline file into a fresh PostgreSQL schema.
+type scaleOut struct {
+	t        *testing.T
+	dir      string
+	spec     string
+	cl       *kgo.Client
+	db       *pgx.Conn
+	schema   string
+	produced int
+}
+
+const scaleOutPartitions = 12
+
+func newScaleOut(t *testing.T) *scaleOut {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("runs several pipelines for a while")
 	}
@@ -164,10 +175,9 @@ func TestScaleOutPostgres(t *testing.T) {
 	if dsn == "" {
 		t.Skip(`SLUICE_TEST_PG_DSN is not set: run eval "$(.ci/postgres.sh)" first`)
 	}
-	const partitions = 12
-	dir := t.TempDir()
+	s := &scaleOut{t: t, dir: t.TempDir()}
 	addr := freeAddr(t)
-	broker := sluice(t, "broker", "--data", filepath.Join(dir, "broker"), "--listen", addr)
+	broker := sluice(t, "broker", "--data", filepath.Join(s.dir, "broker"), "--listen", addr)
 	if err := broker.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -178,85 +188,155 @@ func TestScaleOutPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	createTopic(t, cl, "events", partitions)
+	t.Cleanup(cl.Close)
+	s.cl = cl
+	createTopic(t, cl, "events", scaleOutPartitions)
 
 	ctx := context.Background()
-	db, err := pgx.Connect(ctx, dsn)
-	if err != nil {
+	if s.db, err = pgx.Connect(ctx, dsn); err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close(ctx)
 	var b [4]byte
 	rand.Read(b[:])
-	schema := "scale_" + hex.EncodeToString(b[:])
-	if _, err := db.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+	s.schema = "scale_" + hex.EncodeToString(b[:])
+	if _, err := s.db.Exec(ctx, "CREATE SCHEMA "+s.schema); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
-
-	spec := filepath.Join(dir, "p.yaml")
+	t.Cleanup(func() {
+		s.db.Exec(context.Background(), "DROP SCHEMA "+s.schema+" CASCADE")
+		s.db.Close(context.Background())
+	})
+	s.spec = filepath.Join(s.dir, "p.yaml")
 	// A short session: a killed process's tasks move after 6s, not 45s.
-	os.WriteFile(spec, fmt.Appendf(nil, `version: 1
+	os.WriteFile(s.spec, fmt.Appendf(nil, `version: 1
 name: scale
 source:
   kafka: {brokers: [%q], topics: [events], session-timeout: 6s}
 batch: {interval: 50ms, max-records-per-partition: 100}
 sink:
   postgres: {dsn: %q, table: %s.out, create-table: true, columns: {v: value}}
-`, addr, dsn, schema), 0o644)
-	start := func(name string) *runner {
-		return startRunner(t, name, spec, "--data", filepath.Join(dir, "data-"+name))
-	}
+`, addr, dsn, s.schema), 0o644)
+	return s
+}
 
-	produced := 0
-	write := func(n int) {
-		produceRange(t, cl, produced, produced+n)
-		produced += n
+func (s *scaleOut) start(name string, env ...string) *runner {
+	return startRunner(s.t, name, env, s.spec, "--data", filepath.Join(s.dir, "data-"+name))
+}
+
+func (s *scaleOut) write(n int) {
+	s.t.Helper()
+	produceRange(s.t, s.cl, s.produced, s.produced+n)
+	s.produced += n
+}
+
+// rows counts the table's rows.
+func (s *scaleOut) rows() int {
+	s.t.Helper()
+	var n int
+	if err := s.db.QueryRow(context.Background(), "SELECT count(*) FROM "+s.schema+".out").Scan(&n); err != nil {
+		s.t.Fatal(err)
 	}
-	write(3000)
-	a, b1, c := start("a"), start("b"), start("c")
-	awaitSplit(t, partitions, a, b1, c)
-	write(3000)
+	return n
+}
+
+// awaitAll waits until the table holds as many rows as were produced.
+func (s *scaleOut) awaitAll() {
+	s.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for s.rows() < s.produced && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkExactlyOnce asserts every produced value is in the table once.
+func (s *scaleOut) checkExactlyOnce() {
+	s.t.Helper()
+	var distinct, dups int
+	if err := s.db.QueryRow(context.Background(), "SELECT count(DISTINCT v), count(*) - count(DISTINCT v) FROM "+s.schema+".out").Scan(&distinct, &dups); err != nil {
+		s.t.Fatal(err)
+	}
+	if distinct != s.produced || dups != 0 {
+		s.t.Fatalf("%d distinct values of %d produced, %d duplicates", distinct, s.produced, dups)
+	}
+}
+
+// TestScaleOutPostgres: three processes of one pipeline over a 12-partition
+// topic of a standalone broker, into PostgreSQL. Each gets tasks; one is
+// killed with SIGKILL mid-stream and restarted, a fourth joins, two stop
+// with SIGTERM, while values keep coming; in the end every value is in the
+// table exactly once.
+func TestScaleOutPostgres(t *testing.T) {
+	s := newScaleOut(t)
+	s.write(3000)
+	a, b1, c := s.start("a"), s.start("b"), s.start("c")
+	awaitSplit(t, scaleOutPartitions, a, b1, c)
+	s.write(3000)
 
 	b1.stop(t, syscall.SIGKILL)
-	write(3000)
-	b2 := start("b-again")
-	d := start("d")
-	awaitSplit(t, partitions, a, b2, c, d)
-	write(3000)
+	s.write(3000)
+	b2, d := s.start("b-again"), s.start("d")
+	awaitSplit(t, scaleOutPartitions, a, b2, c, d)
+	s.write(3000)
 
 	a.stop(t, syscall.SIGTERM)
 	c.stop(t, syscall.SIGTERM)
-	awaitSplit(t, partitions, b2, d)
-	write(3000)
+	awaitSplit(t, scaleOutPartitions, b2, d)
+	s.write(3000)
 
-	// Everything lands, once.
-	deadline := time.Now().Add(2 * time.Minute)
-	var rows int
-	for {
-		if err := db.QueryRow(ctx, "SELECT count(*) FROM "+schema+".out").Scan(&rows); err != nil {
-			t.Fatal(err)
-		}
-		if rows >= produced || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	s.awaitAll()
 	b2.stop(t, syscall.SIGTERM)
 	d.stop(t, syscall.SIGTERM)
-	var distinct, dups int
-	if err := db.QueryRow(ctx, "SELECT count(DISTINCT v), count(*) - count(DISTINCT v) FROM "+schema+".out").Scan(&distinct, &dups); err != nil {
-		t.Fatal(err)
-	}
-	if distinct != produced || dups != 0 {
-		t.Fatalf("%d distinct values of %d produced, %d duplicates", distinct, produced, dups)
-	}
+	s.checkExactlyOnce()
 	var tasks int
-	if err := db.QueryRow(ctx, "SELECT count(*) FROM "+schema+".sluice_task_checkpoints WHERE pipeline = 'scale'").Scan(&tasks); err != nil {
+	if err := s.db.QueryRow(context.Background(), "SELECT count(*) FROM "+s.schema+".sluice_task_checkpoints WHERE pipeline = 'scale'").Scan(&tasks); err != nil {
 		t.Fatal(err)
 	}
-	if tasks != partitions {
-		t.Fatalf("%d task checkpoints, want %d", tasks, partitions)
+	if tasks != scaleOutPartitions {
+		t.Fatalf("%d task checkpoints, want %d", tasks, scaleOutPartitions)
 	}
+}
+
+// TestScaleOutZombie: a process is frozen (SIGSTOP) between writing a
+// batch and committing it, and stays frozen past its session timeout; the
+// other process takes all its tasks over and commits them. Thawed
+// (SIGCONT), the zombie goes on to commit its batch: the tasks' epochs
+// refuse it, so none of its late output becomes visible, and every value
+// is in the table once.
+func TestScaleOutZombie(t *testing.T) {
+	s := newScaleOut(t)
+	s.write(3000)
+	marker := filepath.Join(s.dir, "about-to-commit")
+	zombie := s.start("zombie", "SLUICE_TEST_FREEZE_BEFORE_COMMIT="+marker)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := os.Stat(marker); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first process never got to a commit")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	zombie.cmd.Process.Signal(syscall.SIGSTOP)
+	if n := s.rows(); n != 0 {
+		t.Fatalf("%d rows visible before the first commit", n)
+	}
+
+	b := s.start("b")
+	awaitSplit(t, scaleOutPartitions, b) // past the 6s session: b holds every task
+	s.write(3000)
+	s.awaitAll()
+	zombie.cmd.Process.Signal(syscall.SIGCONT)
+	deadline = time.Now().Add(time.Minute)
+	for !strings.Contains(zombie.logText(), "fenced: the sink holds") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the thawed process's commit was not refused:\n%s", zombie.logText())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.write(1000)
+	s.awaitAll()
+	zombie.stop(t, syscall.SIGTERM)
+	b.stop(t, syscall.SIGTERM)
+	s.checkExactlyOnce()
 }
