@@ -50,7 +50,7 @@ type Config struct {
 	DeadLetters bool
 
 	// Tasks, when set, makes the pipeline run only the tasks it assigns
-	// this process (docs/ARCHITECTURE.md §9): the sink must be a TaskSink,
+	// this process (docs/ARCHITECTURE.md §11): the sink must be a TaskSink,
 	// the source a TaskSource, and delivery exactly-once.
 	Tasks Assigner
 

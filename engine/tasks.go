@@ -8,7 +8,7 @@ import (
 )
 
 // Tasks split one pipeline over several processes (docs/ARCHITECTURE.md
-// §9). A task is a partition number: task p reads partition p of every
+// §11). A task is a partition number: task p reads partition p of every
 // topic of the pipeline. Each task has its own epoch chain in the sink, so
 // it can move from one process to another; a process commits all the tasks
 // it runs in one atomic sink step per batch (a round), each task guarded by

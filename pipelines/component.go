@@ -39,7 +39,7 @@ type Caps struct {
 	// processes can share (its direct mode), or a sink that keeps a
 	// checkpoint per task (engine.TaskSink). A pipeline whose source and
 	// sink both can, delivering exactly-once, is split into tasks
-	// (ARCHITECTURE §9).
+	// (ARCHITECTURE §11).
 	Tasks bool
 }
 

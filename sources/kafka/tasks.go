@@ -20,7 +20,7 @@ import (
 
 // Tasks: the processes running one direct-mode pipeline split its tasks
 // (partition numbers) through a consumer group on the source cluster
-// (docs/ARCHITECTURE.md §9). Group is the engine.Assigner: a group member
+// (docs/ARCHITECTURE.md §11). Group is the engine.Assigner: a group member
 // that only takes part in assignment; the Direct source reads the
 // partitions of the tasks it is given, at the positions the sink holds.
 
