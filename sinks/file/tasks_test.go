@@ -1,11 +1,14 @@
 package file
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -530,6 +533,157 @@ func TestTaskNames(t *testing.T) {
 	for _, bad := range []string{"", "00000000000000000001", "00000000000000000001-t", "00000000000000000001-x1", "0000000000000000000a-t1", "00000000000000000001-t-1"} {
 		if _, _, ok := parseTaskSuffix(bad); ok {
 			t.Errorf("parseTaskSuffix(%q) accepted", bad)
+		}
+	}
+}
+
+const (
+	killTasks     = 4    // partitions of the input, one task each
+	killTaskTotal = 3000 // records per task
+	killTaskBatch = 37   // records per task and round
+)
+
+// TestKillTasksHelper is not a test: TestSIGKILLTasks runs it in child
+// processes, each of which writes the sequence 0..killTaskTotal-1 of each
+// of its tasks through the sink, resuming from what the directory says and
+// starting again from it whenever another process fences it, and prints a
+// line after every commit.
+func TestKillTasksHelper(t *testing.T) {
+	dir := os.Getenv("SLUICE_KILL_TASKS_DIR")
+	if dir == "" {
+		t.Skip("helper process for TestSIGKILLTasks")
+	}
+	var tasks []engine.Task
+	for _, f := range strings.Split(os.Getenv("SLUICE_KILL_TASKS"), ",") {
+		var n int
+		fmt.Sscan(f, &n)
+		tasks = append(tasks, engine.Task(n))
+	}
+	ctx := context.Background()
+	s, err := New(Config{Path: dir, Format: "raw"}, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		base, err := s.OpenTasks(ctx, "seq", tasks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := map[engine.Task]int64{}
+		for _, task := range tasks {
+			next[task] = base[task].At[engine.TopicPartition{Topic: "seq", Partition: int32(task)}]
+		}
+		for round := uint64(1); ; round++ {
+			cps := map[engine.Task]engine.Checkpoint{}
+			left := false
+			for _, task := range tasks {
+				tp := engine.TopicPartition{Topic: "seq", Partition: int32(task)}
+				n := min(killTaskBatch, killTaskTotal-next[task])
+				recs := make([]engine.Record, n)
+				for i := range recs {
+					recs[i] = engine.Record{Topic: "seq", Partition: tp.Partition, Offset: next[task] + int64(i),
+						Value: fmt.Appendf(nil, "%d:%d", task, next[task]+int64(i))}
+				}
+				if err := s.Write(ctx, round, recs); err != nil {
+					t.Fatal(err)
+				}
+				left = left || next[task]+n < killTaskTotal
+				cps[task] = engine.Checkpoint{Epoch: base[task].Epoch + round, At: engine.Positions{tp: next[task] + n}}
+			}
+			err := s.CommitTasks(ctx, round, cps)
+			if errors.Is(err, engine.ErrFenced) {
+				s.Abort(ctx, round)
+				break // start again from the directory, as the engine does
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Printf("committed %d\n", round)
+			for task, c := range cps {
+				next[task] = c.At[engine.TopicPartition{Topic: "seq", Partition: int32(task)}]
+			}
+			if !left {
+				s.Close()
+				return
+			}
+		}
+	}
+}
+
+// TestSIGKILLTasks runs three writer processes at once on one directory,
+// two with disjoint tasks and one overlapping both, kills them at
+// arbitrary points and restarts them: in the end every task's sequence is
+// there exactly once, and OpenTasks agrees with it.
+func TestSIGKILLTasks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dir := t.TempDir()
+	sets := []string{"0,1", "2,3", "1,2"}
+	run := func(set string, killAfter int) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKillTasksHelper$")
+		cmd.Env = append(os.Environ(), "SLUICE_KILL_TASKS_DIR="+dir, "SLUICE_KILL_TASKS="+set)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Error(err)
+			return
+		}
+		sc := bufio.NewScanner(out)
+		seen := 0
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "committed ") {
+				seen++
+			}
+			if killAfter > 0 && seen == killAfter {
+				cmd.Process.Kill()
+				break
+			}
+		}
+		io.Copy(io.Discard, out)
+		if err := cmd.Wait(); killAfter == 0 && err != nil {
+			t.Errorf("helper for tasks %s: %v\n%s", set, err, stderr.String())
+		}
+	}
+	for _, kills := range [][]int{{3, 5, 4}, {11, 1, 7}, {2, 20, 9}, {0, 0, 0}} {
+		var wg sync.WaitGroup
+		for i, set := range sets {
+			wg.Go(func() { run(set, kills[i]) })
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+	}
+	count := map[string]int{}
+	for _, f := range visible(t, dir) {
+		for _, v := range readValues(t, filepath.Join(dir, f), "raw") {
+			count[v]++
+		}
+	}
+	for task := range killTasks {
+		for off := range killTaskTotal {
+			if n := count[fmt.Sprintf("%d:%d", task, off)]; n != 1 {
+				t.Fatalf("task %d, offset %d appears %d times; want once", task, off, n)
+			}
+		}
+	}
+	if len(count) != killTasks*killTaskTotal {
+		t.Fatalf("%d distinct values visible; want %d", len(count), killTasks*killTaskTotal)
+	}
+	s := newSink(t, dir, "raw")
+	cps, err := s.OpenTasks(context.Background(), "seq", []engine.Task{0, 1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for task := range engine.Task(killTasks) {
+		if at := cps[task].At[engine.TopicPartition{Topic: "seq", Partition: int32(task)}]; at != killTaskTotal {
+			t.Fatalf("OpenTasks: task %d at %v; want %d", task, cps[task], killTaskTotal)
 		}
 	}
 }
