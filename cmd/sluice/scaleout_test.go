@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -166,7 +167,10 @@ type scaleOut struct {
 
 const scaleOutPartitions = 12
 
-func newScaleOut(t *testing.T) *scaleOut {
+// newScaleOut starts the built-in broker as its own process, or with
+// kfake, franz-go's independent Kafka, in the test process (an external
+// cluster to the pipelines).
+func newScaleOut(t *testing.T, kfakeCluster bool) *scaleOut {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs several pipelines for a while")
@@ -176,13 +180,23 @@ func newScaleOut(t *testing.T) *scaleOut {
 		t.Skip(`SLUICE_TEST_PG_DSN is not set: run eval "$(.ci/postgres.sh)" first`)
 	}
 	s := &scaleOut{t: t, dir: t.TempDir()}
-	addr := freeAddr(t)
-	broker := sluice(t, "broker", "--data", filepath.Join(s.dir, "broker"), "--listen", addr)
-	if err := broker.Start(); err != nil {
-		t.Fatal(err)
+	var addr string
+	if kfakeCluster {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(scaleOutPartitions, "events"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		addr = c.ListenAddrs()[0]
+	} else {
+		addr = freeAddr(t)
+		broker := sluice(t, "broker", "--data", filepath.Join(s.dir, "broker"), "--listen", addr)
+		if err := broker.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { broker.Process.Kill(); broker.Wait() })
+		waitForBroker(t, addr)
 	}
-	t.Cleanup(func() { broker.Process.Kill(); broker.Wait() })
-	waitForBroker(t, addr)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("events"),
 		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.RequiredAcks(kgo.AllISRAcks()))
 	if err != nil {
@@ -266,7 +280,12 @@ func (s *scaleOut) checkExactlyOnce() {
 // with SIGTERM, while values keep coming; in the end every value is in the
 // table exactly once.
 func TestScaleOutPostgres(t *testing.T) {
-	s := newScaleOut(t)
+	for name, kfakeCluster := range map[string]bool{"builtin": false, "kfake": true} {
+		t.Run(name, func(t *testing.T) { testScaleOut(t, newScaleOut(t, kfakeCluster)) })
+	}
+}
+
+func testScaleOut(t *testing.T, s *scaleOut) {
 	s.write(3000)
 	a, b1, c := s.start("a"), s.start("b"), s.start("c")
 	awaitSplit(t, scaleOutPartitions, a, b1, c)
@@ -303,7 +322,7 @@ func TestScaleOutPostgres(t *testing.T) {
 // refuse it, so none of its late output becomes visible, and every value
 // is in the table once.
 func TestScaleOutZombie(t *testing.T) {
-	s := newScaleOut(t)
+	s := newScaleOut(t, false)
 	s.write(3000)
 	marker := filepath.Join(s.dir, "about-to-commit")
 	zombie := s.start("zombie", "SLUICE_TEST_FREEZE_BEFORE_COMMIT="+marker)
