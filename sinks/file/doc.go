@@ -96,8 +96,10 @@
 // The lock is held for the commit step only, so it serialises the
 // processes' commits, not their writes or the fsync of their output; a
 // zombie (a process whose task moved) checks under it and finds the newer
-// epoch. Task mode does not roll: every round with output is its own part
-// file.
+// epoch. A process stopped while it holds the lock (SIGSTOP mid-commit)
+// holds up every commit and OpenTasks of the pipeline until it continues,
+// finishing a commit that was valid when checked, or dies. Task mode does
+// not roll: every round with output is its own part file.
 //
 // What the file system must guarantee to processes sharing it: rename
 // within a directory is atomic; fsync of a file, and of a directory, makes

@@ -20,29 +20,15 @@ import (
 	"github.com/sluicehq/sluice/sinks/internal/commit"
 )
 
-// A pipeline split into tasks (engine.TaskSink) keeps one round record per
-// committed round: _sluice/<pipeline>/tasks/<epoch>-t<task>.json, named by
-// the round's lowest task and that task's new epoch. A task's epoch is
-// committed once, so the name is taken by one round only, whichever
-// process commits it; the round's part file and dead letters carry the same
-// pair. A task's checkpoint is the one in the newest committed record that
-// holds it; a task no record holds starts from the pipeline's single-chain
-// checkpoint (its epoch, its positions of the task).
-//
-// A round commits, in this order: fsync the staged output (before the
-// lock, which is then held only for the commit step); take the pipeline's
-// lock; read the records and check every task's epoch (commit.CheckTasks);
-// rename the dead letters into place; write the record (temporary file,
-// fsync, rename, fsync of the tasks directory); rename the staging file to
-// the part file (the commit point) and fsync the output directory. A round
-// without output has no part file: the record's rename is its commit
-// point. As in the single chain (see doc.go), a record whose part file is
-// missing while its staging file is there did not commit; under the lock
-// only a process that crashed or failed can leave one, and it is ignored,
-// then deleted by the next OpenTasks. Four fsyncs per round, whatever the
-// number of tasks; dead letters add two.
-//
-// Task mode does not roll: every round with output is its own part file.
+// A pipeline split into tasks (engine.TaskSink): the layout, the steps of
+// a round's commit, their fsyncs and what the file system must give are in
+// the package comment (doc.go). The rules the code keeps:
+//   - only the holder of the pipeline's lock reads records to decide a
+//     commit, writes them or deletes them;
+//   - a task's checkpoint is in the newest committed record holding it,
+//     else derived from the chain's marked checkpoint (taskState.stored);
+//   - a record of a round that did not commit is deleted, durably, before
+//     its staging file, which would otherwise make it look committed.
 
 const (
 	tasksDir = "tasks" // under _sluice/<pipeline>: the round records
@@ -454,8 +440,8 @@ func (s *Sink) dropOrphanTaskDead() error {
 }
 
 // CommitTasks makes round's staged output visible and stores the tasks'
-// checkpoints, all or none, each on top of its previous epoch; see the
-// comment at the top of this file for the steps. It implements
+// checkpoints, all or none, each on top of its previous epoch; the package
+// comment lists the steps. It implements
 // engine.TaskSink. ctx is only checked on entry.
 func (s *Sink) CommitTasks(ctx context.Context, round uint64, cps map[engine.Task]engine.Checkpoint) error {
 	if err := ctx.Err(); err != nil {
