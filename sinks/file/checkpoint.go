@@ -268,8 +268,13 @@ func (s *Sink) noOrphanParts() error {
 	prefix := "part-" + s.pipeline + "-"
 	for _, e := range entries {
 		rest, ok := strings.CutPrefix(e.Name(), prefix)
-		// part-NAME-EPOCH.ext, or a task's part-NAME-EPOCH-tTASK.ext
-		if !ok || len(rest) < 21 || rest[20] != '.' && !strings.HasPrefix(rest[20:], "-t") {
+		if !ok {
+			continue
+		}
+		// part-NAME-EPOCH.ext, or a round's part-NAME-EPOCH-tTASK.ext
+		stem, _, _ := strings.Cut(rest, ".")
+		_, _, round := parseTaskSuffix(stem)
+		if !round && (len(rest) < 21 || rest[20] != '.') {
 			continue
 		}
 		if _, err := strconv.ParseUint(rest[:20], 10, 64); err == nil {

@@ -519,6 +519,21 @@ func TestTaskOpenRefusesPartsWithoutRecords(t *testing.T) {
 	}
 }
 
+// The check for part files without checkpoints reads names exactly: a
+// neighbour pipeline's parts that merely start like a round's are not p's.
+func TestOrphanPartsOfANeighbour(t *testing.T) {
+	dir := t.TempDir()
+	// Pipeline "p-00000000000000000001-tom", epoch 1.
+	neighbour := "part-p-00000000000000000001-tom-00000000000000000001.txt"
+	if err := os.WriteFile(filepath.Join(dir, neighbour), []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := open(t, newSink(t, dir, "raw"), "p"); e != 0 {
+		t.Fatalf("Open = epoch %d; want a fresh start", e)
+	}
+	openTasks(t, newSink(t, dir, "raw"), 0)
+}
+
 func TestTaskNames(t *testing.T) {
 	for _, tc := range []struct {
 		epoch uint64
