@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -173,6 +175,63 @@ type Info struct {
 	Epoch      uint64           `json:"epoch"`
 	Positions  engine.Positions `json:"positions"`
 	LastCommit *time.Time       `json:"last_commit,omitempty"`
+	// Tasks lists the tasks this process runs, for a pipeline split into
+	// tasks (empty if it runs none); absent otherwise.
+	Tasks []TaskInfo `json:"tasks,omitzero"`
+}
+
+// TaskInfo is one task of a pipeline split into tasks: its committed
+// checkpoint in the sink and how far it is behind its partitions' ends.
+type TaskInfo struct {
+	Task      engine.Task      `json:"task"`
+	Epoch     uint64           `json:"epoch"`
+	Positions engine.Positions `json:"positions"`
+	// Lag is the records between the positions and the ends of the
+	// task's partitions, summed; absent until every partition the source
+	// reads for the task has a committed position and a known end.
+	Lag *int64 `json:"lag,omitempty"`
+}
+
+// taskInfos lists st's tasks in order, nil if the pipeline is not split
+// into tasks.
+func taskInfos(st engine.Status) []TaskInfo {
+	if st.Tasks == nil {
+		return nil
+	}
+	out := make([]TaskInfo, 0, len(st.Tasks))
+	for _, t := range slices.Sorted(maps.Keys(st.Tasks)) {
+		cp := st.Tasks[t]
+		ti := TaskInfo{Task: t, Epoch: cp.Epoch, Positions: cp.At}
+		if ti.Positions == nil {
+			ti.Positions = engine.Positions{}
+		}
+		ti.Lag = taskLag(t, cp.At, st.Ends)
+		out = append(out, ti)
+	}
+	return out
+}
+
+// taskLag sums, over the partitions of task t the source reads, their end
+// minus the committed position; nil if the source knows no end of the
+// task's partitions or one of them has no committed position yet.
+func taskLag(t engine.Task, at, ends engine.Positions) *int64 {
+	var lag int64
+	known := false
+	for tp, end := range ends {
+		if engine.TaskOf(tp) != t {
+			continue
+		}
+		off, ok := at[tp]
+		if !ok {
+			return nil
+		}
+		lag += max(end-off, 0)
+		known = true
+	}
+	if !known {
+		return nil
+	}
+	return &lag
 }
 
 func (m *managed) info() Info {
@@ -198,6 +257,7 @@ func (m *managed) info() Info {
 		if st.Retrying != nil {
 			in.Retrying = st.Retrying.Error()
 		}
+		in.Tasks = taskInfos(st)
 	}
 	return in
 }

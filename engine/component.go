@@ -94,6 +94,18 @@ type Backlogger interface {
 	Backlog() (records int64, known bool)
 }
 
+// Ender is the optional capability of a Source that knows where its
+// partitions end, so the lag of what is committed can be told (per task,
+// for the daemon's API). Like Backlog it does no I/O, and like every Source
+// method it is never called concurrently with the others; the engine calls
+// it after each Next.
+type Ender interface {
+	// Ends returns the end (next offset to be written, as of the source's
+	// latest listing or fetch) of each partition it reads; a partition
+	// whose end is unknown is missing.
+	Ends() Positions
+}
+
 // Transform maps whole batches. One interface, two transports: in-process
 // and a go-plugin subprocess.
 //

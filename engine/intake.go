@@ -175,8 +175,8 @@ func (in *intake) applyAck() {
 	}
 }
 
-// read calls Next, asks a Backlogger how much waits, and runs the
-// transforms.
+// read calls Next, asks a Backlogger how much waits and an Ender where
+// its partitions end, and runs the transforms.
 func (in *intake) read(ctx context.Context, l Limits) *prepared {
 	src := in.p.cfg.Source
 	b := &prepared{start: time.Now()}
@@ -201,6 +201,9 @@ func (in *intake) read(ctx context.Context, l Limits) *prepared {
 		b.behind = hitLimit(recs, l)
 	}
 	b.idle = len(recs) == 0 && (!isBacklogger || known && backlog == 0)
+	if e, ok := src.(Ender); ok {
+		in.p.setEnds(e.Ends())
+	}
 	if len(recs) > 0 {
 		// Transforms map records (0..n outputs per input), so an empty
 		// read needs no round trip to the plugins.

@@ -11,7 +11,11 @@ type Metrics struct {
 	BatchDuration   *prometheus.HistogramVec
 	CommitDuration  *prometheus.HistogramVec
 	CommittedEpoch  *prometheus.GaugeVec
-	Retries         *prometheus.CounterVec
+	// TaskCommittedEpoch is each task's last committed epoch, for a
+	// pipeline split into tasks: only the tasks this process runs have a
+	// series (docs/ARCHITECTURE.md §8).
+	TaskCommittedEpoch *prometheus.GaugeVec
+	Retries            *prometheus.CounterVec
 }
 
 // NewMetrics creates the engine's collectors and registers them with reg
@@ -38,13 +42,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		CommittedEpoch: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_committed_epoch", Help: "The last epoch committed to the sink.",
 		}, []string{"pipeline"}),
+		TaskCommittedEpoch: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_task_committed_epoch",
+			Help: "The last epoch committed to the sink for each task this process runs (pipelines split into tasks).",
+		}, []string{"pipeline", "task"}),
 		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_batch_retries_total", Help: "Batches retried after a transient failure.",
 		}, []string{"pipeline"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.RecordsIn, m.RecordsOut, m.RecordsRejected, m.BatchDuration,
-			m.CommitDuration, m.CommittedEpoch, m.Retries)
+			m.CommitDuration, m.CommittedEpoch, m.TaskCommittedEpoch, m.Retries)
 	}
 	return m
 }

@@ -77,6 +77,9 @@ type Pipeline struct {
 	spare      []Record    // a committed batch's input, for the next read (Recycler)
 	idleSince  time.Time   // start of the first of the idle reads since the last record; zero = not idle
 	lastAckErr string      // the last Committed error logged; used by whoever owns the source
+	// gauged holds the tasks whose TaskCommittedEpoch series this
+	// pipeline set and has not deleted. Owned by the batch loop.
+	gauged map[Task]bool
 
 	statusMu sync.Mutex
 	status   Status
@@ -141,7 +144,10 @@ type Status struct {
 	Positions Positions // where the next batch starts
 	// Tasks holds the checkpoint of each task this process runs, when the
 	// pipeline is split into tasks; nil otherwise.
-	Tasks      map[Task]Checkpoint
+	Tasks map[Task]Checkpoint
+	// Ends holds where each partition the source reads ends, as of the
+	// latest read, for a source that knows (Ender); nil otherwise.
+	Ends       Positions
 	LastCommit time.Time // zero before the first commit of this run
 	Retrying   error     // the failure being retried, nil when healthy
 }
@@ -153,7 +159,15 @@ func (p *Pipeline) Status() Status {
 	s := p.status
 	s.Positions = s.Positions.Clone()
 	s.Tasks = maps.Clone(s.Tasks)
+	s.Ends = s.Ends.Clone()
 	return s
+}
+
+// setEnds records where the source's partitions end. The intake calls it.
+func (p *Pipeline) setEnds(ends Positions) {
+	p.statusMu.Lock()
+	defer p.statusMu.Unlock()
+	p.status.Ends = ends.Clone()
 }
 
 // Committed returns the last committed epoch and positions.
@@ -162,18 +176,41 @@ func (p *Pipeline) Committed() (uint64, Positions) {
 	return s.Epoch, s.Positions
 }
 
-// publish copies the protocol's committed state into the status snapshot.
+// publish copies the protocol's committed state into the status snapshot
+// and, split into tasks, into the tasks' epoch gauges.
 func (p *Pipeline) publish(commit bool, retrying error) {
 	epoch, at := p.proto.Committed()
+	var tasks map[Task]Checkpoint
+	if p.chains != nil {
+		tasks = p.chains.checkpoints(epoch, at)
+		p.gaugeTasks(tasks)
+	}
 	p.statusMu.Lock()
 	defer p.statusMu.Unlock()
 	p.status.Epoch, p.status.Positions, p.status.Retrying = epoch, at.Clone(), retrying
-	p.status.Tasks = nil
-	if p.chains != nil {
-		p.status.Tasks = p.chains.checkpoints(epoch, at)
-	}
+	p.status.Tasks = tasks
 	if commit {
 		p.status.LastCommit = time.Now()
+	}
+}
+
+// gaugeTasks sets the epoch gauge of every task in cps and deletes the
+// series of the tasks this pipeline no longer runs (moved to another
+// process, or the pipeline stopped: nil), so no process reports a task it
+// does not hold.
+func (p *Pipeline) gaugeTasks(cps map[Task]Checkpoint) {
+	for t := range p.gauged {
+		if _, ok := cps[t]; !ok {
+			p.m.TaskCommittedEpoch.DeleteLabelValues(p.cfg.Name, t.String())
+			delete(p.gauged, t)
+		}
+	}
+	if p.gauged == nil && len(cps) > 0 {
+		p.gauged = map[Task]bool{}
+	}
+	for t, cp := range cps {
+		p.m.TaskCommittedEpoch.WithLabelValues(p.cfg.Name, t.String()).Set(float64(cp.Epoch))
+		p.gauged[t] = true
 	}
 }
 
@@ -261,6 +298,13 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 				err = p.cfg.Source.Open(opCtx, at)
 			}
 			p.sourceOpen = err == nil
+			// The ends of what the source reads now (the intake, not
+			// started yet, updates them after every read).
+			var ends Positions
+			if e, ok := p.cfg.Source.(Ender); ok && err == nil {
+				ends = e.Ends()
+			}
+			p.setEnds(ends)
 			// Idleness counts afresh: after a retry the records of the
 			// failed batch are read again.
 			p.idleSince = time.Time{}
@@ -547,6 +591,7 @@ func (p *Pipeline) close() error {
 		errs = append(errs, p.cfg.Source.Close())
 		p.sourceOpen = false
 	}
+	p.gaugeTasks(nil)
 	if c, ok := p.cfg.Tasks.(io.Closer); ok {
 		// After the source: leaving the group hands the tasks over.
 		errs = append(errs, c.Close())

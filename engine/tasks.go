@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 )
 
 // Tasks split one pipeline over several processes (docs/ARCHITECTURE.md
@@ -16,6 +17,9 @@ import (
 
 // Task is one partition number of a pipeline's input.
 type Task int32
+
+// String returns the task's number, as metrics label it.
+func (t Task) String() string { return strconv.Itoa(int(t)) }
 
 // TaskOf returns the task that reads tp.
 func TaskOf(tp TopicPartition) Task { return Task(tp.Partition) }

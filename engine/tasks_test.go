@@ -3,10 +3,14 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sluicehq/sluice/engine"
 )
@@ -330,4 +334,92 @@ func TestZombieTaskIsFenced(t *testing.T) {
 	stopA()
 	stopB()
 	store.check(t, partitions, perPart)
+}
+
+// TestTaskMetricsAndStatusFollowTheAssignment: the per-task epoch gauge
+// and Status follow the tasks the process runs: set on every commit, the
+// series of a task that moved away deleted, and none left once the
+// pipeline stops.
+func TestTaskMetricsAndStatusFollowTheAssignment(t *testing.T) {
+	const partitions, perPart = 4, 200
+	store, g := newTaskStore(), &taskGroup{}
+	a := g.member("a", 0, 1, 2, 3)
+	m := engine.NewMetrics(nil)
+	p, err := engine.New(engine.Config{
+		Name: "tasks", Delivery: engine.ExactlyOnce, Tasks: a, Metrics: m,
+		Source: &endsSource{taskSource{partitions: partitions, perPart: perPart}}, Sink: &taskSink{store: store},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+
+	// gauged returns the tasks with a series and their values.
+	gauged := func() map[string]float64 {
+		out := map[string]float64{}
+		ch := make(chan prometheus.Metric, 16)
+		m.TaskCommittedEpoch.Collect(ch)
+		close(ch)
+		for metric := range ch {
+			var pb dto.Metric
+			metric.Write(&pb)
+			for _, l := range pb.GetLabel() {
+				if l.GetName() == "task" {
+					out[l.GetValue()] = pb.GetGauge().GetValue()
+				}
+			}
+		}
+		return out
+	}
+	// matches reports whether the gauges hold the store's epochs of
+	// exactly tasks, and Status the same checkpoints.
+	matches := func(tasks ...engine.Task) bool {
+		st, got := p.Status(), gauged()
+		if len(got) != len(tasks) || len(st.Tasks) != len(tasks) {
+			return false
+		}
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		for _, task := range tasks {
+			cp := store.cps[task]
+			if got[task.String()] != float64(cp.Epoch) || st.Tasks[task].Epoch != cp.Epoch || !maps.Equal(st.Tasks[task].At, cp.At) {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(t, "every task read to its end", func() bool { return store.done(partitions, perPart) })
+	waitFor(t, "gauges and status of tasks 0-3", func() bool { return matches(0, 1, 2, 3) })
+	ends := p.Status().Ends
+	for part := range int32(partitions) {
+		if end := ends[engine.TopicPartition{Topic: fakeTopic, Partition: part}]; end != perPart {
+			t.Fatalf("Status().Ends = %v, want %d for every partition", ends, perPart)
+		}
+	}
+
+	a.set(0, 1)
+	a.released(t)
+	waitFor(t, "the series of tasks 2 and 3 deleted", func() bool { return matches(0, 1) })
+	waitFor(t, "Status().Ends of partitions 0 and 1 only", func() bool { return len(p.Status().Ends) == 2 })
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := gauged(); len(got) != 0 {
+		t.Fatalf("task series left after the pipeline stopped: %v", got)
+	}
+}
+
+// endsSource is a taskSource that knows where its partitions end.
+type endsSource struct{ taskSource }
+
+func (s *endsSource) Ends() engine.Positions {
+	out := engine.Positions{}
+	for tp := range s.next {
+		out[tp] = s.perPart
+	}
+	return out
 }

@@ -86,11 +86,13 @@ type Direct struct {
 
 	parts     map[engine.TopicPartition]*partition // the partitions read
 	only      map[engine.Task]bool                 // the tasks read (OpenTasks); nil = every partition
+	partial   bool                                 // some partition of the topics belongs to a task not read here
 	buf       recordBuffer                         // a slice the engine handed back, for the next batch
 	pos       engine.Positions                     // next offset per partition, also of unsubscribed ones
 	listed    bool                                 // ends have been listed at least once since Open
 	refreshed time.Time                            // when partitions were last discovered
 	lastNext  time.Time                            // when the last batch with records was planned (max-rate)
+	gauged    map[engine.TopicPartition]bool       // partitions with a lag series set by this source
 	// aheadLimit is how many records a partition keeps fetched ahead
 	// before its fetching pauses: one batch's share, so what is fetched
 	// ahead stays within the batch settings whatever the volume.
@@ -154,6 +156,14 @@ func (d *Direct) OpenTasks(ctx context.Context, tasks []engine.Task, from engine
 	for _, t := range tasks {
 		d.only[t] = true
 	}
+	// A partition of a task that moved to another process is that
+	// process's to report.
+	for tp := range d.gauged {
+		if !d.only[engine.TaskOf(tp)] {
+			d.cfg.Metrics.forget(d.cfg.Pipeline, tp)
+			delete(d.gauged, tp)
+		}
+	}
 	return d.open(ctx, from)
 }
 
@@ -200,10 +210,15 @@ func (d *Direct) refresh(ctx context.Context, start string) error {
 		return err
 	}
 	var fresh []engine.TopicPartition
+	d.partial = false
 	for _, t := range topics {
 		for _, p := range t.partitions {
 			tp := engine.TopicPartition{Topic: t.topic, Partition: p}
-			if d.parts[tp] == nil && (d.only == nil || d.only[engine.TaskOf(tp)]) {
+			if d.only != nil && !d.only[engine.TaskOf(tp)] {
+				d.partial = true
+				continue
+			}
+			if d.parts[tp] == nil {
 				fresh = append(fresh, tp)
 			}
 		}
@@ -608,11 +623,28 @@ func (d *Direct) backlog() int64 {
 
 // Backlog implements engine.Backlogger: the records known to wait past the
 // positions the last Next returned, as of the ends last listed or fetched.
+//
+// Split into tasks, the backlog is known only while this process runs
+// every task: what waits in the others' is theirs to report, and a task
+// whose process died waits for the group to move it here or elsewhere.
 func (d *Direct) Backlog() (int64, bool) {
-	if d.cl == nil || !d.listed {
+	if d.cl == nil || !d.listed || d.partial {
 		return 0, false
 	}
 	return d.backlog(), true
+}
+
+// Ends implements engine.Ender: each partition's end as last listed or
+// fetched.
+func (d *Direct) Ends() engine.Positions {
+	if d.cl == nil || !d.listed {
+		return nil
+	}
+	out := make(engine.Positions, len(d.parts))
+	for tp, p := range d.parts {
+		out[tp] = p.end
+	}
+	return out
 }
 
 // Committed implements engine.Source: it echoes until to the consumer
@@ -622,6 +654,10 @@ func (d *Direct) Committed(ctx context.Context, until engine.Positions) error {
 	for tp, off := range until {
 		if p := d.parts[tp]; p != nil {
 			d.cfg.Metrics.lag(d.cfg.Pipeline, tp, max(p.end-off, 0))
+			if d.gauged == nil {
+				d.gauged = map[engine.TopicPartition]bool{}
+			}
+			d.gauged[tp] = true
 		}
 	}
 	switch {

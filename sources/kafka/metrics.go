@@ -40,6 +40,13 @@ func (m *Metrics) lag(pipeline string, tp engine.TopicPartition, n int64) {
 	}
 }
 
+// forget deletes tp's lag series: the pipeline reads it no more here.
+func (m *Metrics) forget(pipeline string, tp engine.TopicPartition) {
+	if m != nil {
+		m.Lag.DeleteLabelValues(pipeline, tp.Topic, strconv.Itoa(int(tp.Partition)))
+	}
+}
+
 func (m *Metrics) lost(pipeline string, tp engine.TopicPartition, n int64) {
 	if m != nil {
 		m.Lost.WithLabelValues(pipeline, tp.Topic, strconv.Itoa(int(tp.Partition))).Add(float64(n))

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -216,5 +217,64 @@ func TestTasksSplitAcrossProcesses(t *testing.T) {
 	}
 	if len(seen) != 1800 {
 		t.Fatalf("%d distinct values committed, want 1800", len(seen))
+	}
+}
+
+// TestDirectEndsAndLagSeriesFollowTasks: Ends says where the partitions of
+// the tasks read end, and reopened with fewer tasks, Direct deletes the lag
+// series of the partitions it reads no more (another process reports
+// them).
+func TestDirectEndsAndLagSeriesFollowTasks(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "events", "audit"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	produceTopics(t, brokers, 0, 40) // 10 per partition of each topic
+	conn := Connection{Brokers: brokers}
+	g, err := JoinGroup(GroupConfig{Conn: conn, Topics: []string{"events"}, Pipeline: "ends", Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	m := NewMetrics(nil)
+	d, err := NewDirect(DirectConfig{Conn: conn, Topics: []string{"events"}, Start: "earliest", Tasks: g,
+		Pipeline: "ends", Logger: quietLog, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := d.OpenTasks(ctx, []engine.Task{0, 1, 2, 3}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ends := d.Ends()
+	for p := range int32(4) {
+		if end := ends[engine.TopicPartition{Topic: "events", Partition: p}]; end != 10 {
+			t.Fatalf("Ends() = %v, want 10 for each partition of events", ends)
+		}
+	}
+	_, until, err := d.Next(ctx, engine.Limits{MaxRecordsPerPartition: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Committed(ctx, until) // the echo to the group may fail: not a member yet
+	if n := testutil.CollectAndCount(m.Lag); n != 4 {
+		t.Fatalf("%d lag series, want 4", n)
+	}
+	if lag := testutil.ToFloat64(m.Lag.WithLabelValues("ends", "events", "2")); lag != 6 {
+		t.Fatalf("lag of events/2 = %v, want 6", lag)
+	}
+	d.Close()
+
+	if err := d.OpenTasks(ctx, []engine.Task{2}, until); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if ends := d.Ends(); len(ends) != 1 || ends[engine.TopicPartition{Topic: "events", Partition: 2}] != 10 {
+		t.Fatalf("Ends() = %v with task 2 only", ends)
+	}
+	if n := testutil.CollectAndCount(m.Lag); n != 1 {
+		t.Fatalf("%d lag series after tasks 0, 1 and 3 moved away, want 1", n)
 	}
 }
