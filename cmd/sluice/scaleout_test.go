@@ -21,6 +21,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/sinks/file/filetest"
 )
 
 // Scaling out (docs/ARCHITECTURE.md §11): several `sluice run` processes of
@@ -153,15 +155,16 @@ func produceRange(t *testing.T, cl *kgo.Client, from, to int) {
 	}
 }
 
-// scaleOut is a standalone broker with a 12-partition topic, a producer
-// and a pipeline file into a fresh PostgreSQL schema.
+// scaleOut is a broker with a 12-partition topic, a producer and a
+// pipeline file into a fresh PostgreSQL schema or a fresh directory.
 type scaleOut struct {
 	t        *testing.T
 	dir      string
 	spec     string
 	cl       *kgo.Client
-	db       *pgx.Conn
+	db       *pgx.Conn // postgres
 	schema   string
+	out      string // file sink directory
 	produced int
 }
 
@@ -169,14 +172,14 @@ const scaleOutPartitions = 12
 
 // newScaleOut starts the built-in broker as its own process, or with
 // kfake, franz-go's independent Kafka, in the test process (an external
-// cluster to the pipelines).
-func newScaleOut(t *testing.T, kfakeCluster bool) *scaleOut {
+// cluster to the pipelines); sink is postgres or file.
+func newScaleOut(t *testing.T, kfakeCluster bool, sink string) *scaleOut {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs several pipelines for a while")
 	}
 	dsn := os.Getenv("SLUICE_TEST_PG_DSN")
-	if dsn == "" {
+	if dsn == "" && sink == "postgres" {
 		t.Skip(`SLUICE_TEST_PG_DSN is not set: run eval "$(.ci/postgres.sh)" first`)
 	}
 	s := &scaleOut{t: t, dir: t.TempDir()}
@@ -206,20 +209,27 @@ func newScaleOut(t *testing.T, kfakeCluster bool) *scaleOut {
 	s.cl = cl
 	createTopic(t, cl, "events", scaleOutPartitions)
 
-	ctx := context.Background()
-	if s.db, err = pgx.Connect(ctx, dsn); err != nil {
-		t.Fatal(err)
+	var sinkBlock string
+	if sink == "postgres" {
+		ctx := context.Background()
+		if s.db, err = pgx.Connect(ctx, dsn); err != nil {
+			t.Fatal(err)
+		}
+		var b [4]byte
+		rand.Read(b[:])
+		s.schema = "scale_" + hex.EncodeToString(b[:])
+		if _, err := s.db.Exec(ctx, "CREATE SCHEMA "+s.schema); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			s.db.Exec(context.Background(), "DROP SCHEMA "+s.schema+" CASCADE")
+			s.db.Close(context.Background())
+		})
+		sinkBlock = fmt.Sprintf("postgres: {dsn: %q, table: %s.out, create-table: true, columns: {v: value}}", dsn, s.schema)
+	} else {
+		s.out = filepath.Join(s.dir, "out")
+		sinkBlock = fmt.Sprintf("file: {path: %q, format: raw}", s.out)
 	}
-	var b [4]byte
-	rand.Read(b[:])
-	s.schema = "scale_" + hex.EncodeToString(b[:])
-	if _, err := s.db.Exec(ctx, "CREATE SCHEMA "+s.schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		s.db.Exec(context.Background(), "DROP SCHEMA "+s.schema+" CASCADE")
-		s.db.Close(context.Background())
-	})
 	s.spec = filepath.Join(s.dir, "p.yaml")
 	// A short session: a killed process's tasks move after 6s, not 45s.
 	os.WriteFile(s.spec, fmt.Appendf(nil, `version: 1
@@ -228,8 +238,8 @@ source:
   kafka: {brokers: [%q], topics: [events], session-timeout: 6s}
 batch: {interval: 50ms, max-records-per-partition: 100}
 sink:
-  postgres: {dsn: %q, table: %s.out, create-table: true, columns: {v: value}}
-`, addr, dsn, s.schema), 0o644)
+  %s
+`, addr, sinkBlock), 0o644)
 	return s
 }
 
@@ -243,15 +253,25 @@ func (s *scaleOut) write(n int) {
 	s.produced += n
 }
 
-// rows counts the table's rows.
-func (s *scaleOut) rows() int {
+// values returns every value in the output, in any order.
+func (s *scaleOut) values() []string {
 	s.t.Helper()
-	var n int
-	if err := s.db.QueryRow(context.Background(), "SELECT count(*) FROM "+s.schema+".out").Scan(&n); err != nil {
+	if s.db == nil {
+		return filetest.Lines(s.t, s.out)
+	}
+	rows, err := s.db.Query(context.Background(), "SELECT convert_from(v, 'UTF8') FROM "+s.schema+".out")
+	if err != nil {
 		s.t.Fatal(err)
 	}
-	return n
+	vs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return vs
 }
+
+// rows counts the output's records.
+func (s *scaleOut) rows() int { return len(s.values()) }
 
 // awaitAll waits until the table holds as many rows as were produced.
 func (s *scaleOut) awaitAll() {
@@ -262,26 +282,22 @@ func (s *scaleOut) awaitAll() {
 	}
 }
 
-// checkExactlyOnce asserts every produced value is in the table once.
+// checkExactlyOnce asserts every produced value is in the output once.
 func (s *scaleOut) checkExactlyOnce() {
 	s.t.Helper()
-	var distinct, dups int
-	if err := s.db.QueryRow(context.Background(), "SELECT count(DISTINCT v), count(*) - count(DISTINCT v) FROM "+s.schema+".out").Scan(&distinct, &dups); err != nil {
-		s.t.Fatal(err)
-	}
-	if distinct != s.produced || dups != 0 {
-		s.t.Fatalf("%d distinct values of %d produced, %d duplicates", distinct, s.produced, dups)
-	}
+	checkExactlyOnce(s.t, s.values(), s.produced, true)
 }
 
-// TestScaleOutPostgres: three processes of one pipeline over a 12-partition
-// topic of a standalone broker, into PostgreSQL. Each gets tasks; one is
+// TestScaleOut: three processes of one pipeline over a 12-partition topic,
+// into PostgreSQL or one directory. Each gets tasks; one is
 // killed with SIGKILL mid-stream and restarted, a fourth joins, two stop
 // with SIGTERM, while values keep coming; in the end every value is in the
 // table exactly once.
-func TestScaleOutPostgres(t *testing.T) {
-	for name, kfakeCluster := range map[string]bool{"builtin": false, "kfake": true} {
-		t.Run(name, func(t *testing.T) { testScaleOut(t, newScaleOut(t, kfakeCluster)) })
+func TestScaleOut(t *testing.T) {
+	for _, sink := range []string{"postgres", "file"} {
+		for name, kfakeCluster := range map[string]bool{"builtin": false, "kfake": true} {
+			t.Run(sink+"/"+name, func(t *testing.T) { testScaleOut(t, newScaleOut(t, kfakeCluster, sink)) })
+		}
 	}
 }
 
@@ -306,12 +322,14 @@ func testScaleOut(t *testing.T, s *scaleOut) {
 	b2.stop(t, syscall.SIGTERM)
 	d.stop(t, syscall.SIGTERM)
 	s.checkExactlyOnce()
-	var tasks int
-	if err := s.db.QueryRow(context.Background(), "SELECT count(*) FROM "+s.schema+".sluice_task_checkpoints WHERE pipeline = 'scale'").Scan(&tasks); err != nil {
-		t.Fatal(err)
-	}
-	if tasks != scaleOutPartitions {
-		t.Fatalf("%d task checkpoints, want %d", tasks, scaleOutPartitions)
+	if s.db != nil {
+		var tasks int
+		if err := s.db.QueryRow(context.Background(), "SELECT count(*) FROM "+s.schema+".sluice_task_checkpoints WHERE pipeline = 'scale'").Scan(&tasks); err != nil {
+			t.Fatal(err)
+		}
+		if tasks != scaleOutPartitions {
+			t.Fatalf("%d task checkpoints, want %d", tasks, scaleOutPartitions)
+		}
 	}
 }
 
@@ -322,7 +340,12 @@ func testScaleOut(t *testing.T, s *scaleOut) {
 // refuse it, so none of its late output becomes visible, and every value
 // is in the table once.
 func TestScaleOutZombie(t *testing.T) {
-	s := newScaleOut(t, false)
+	for _, sink := range []string{"postgres", "file"} {
+		t.Run(sink, func(t *testing.T) { testScaleOutZombie(t, newScaleOut(t, false, sink)) })
+	}
+}
+
+func testScaleOutZombie(t *testing.T, s *scaleOut) {
 	s.write(3000)
 	marker := filepath.Join(s.dir, "about-to-commit")
 	zombie := s.start("zombie", "SLUICE_TEST_FREEZE_BEFORE_COMMIT="+marker)

@@ -29,7 +29,7 @@ var Builtin = Table{
 		NewKind("kafka", pipelines.Caps{Tasks: true}, buildKafkaSource),
 	},
 	Sinks: []Kind[engine.Sink]{
-		NewKind("file", pipelines.Caps{Transactional: true, DeadLetters: pipelines.DeadLettersKept}, buildFile),
+		NewKind("file", pipelines.Caps{Transactional: true, DeadLetters: pipelines.DeadLettersKept, Tasks: true}, buildFile),
 		NewKind("stdout", pipelines.Caps{}, buildStdout),
 		NewKind("postgres", pipelines.Caps{Transactional: true, DeadLetters: pipelines.DeadLettersKept, Tasks: true}, buildPostgres),
 		NewKind("kafka", pipelines.Caps{Transactional: true, DeadLetters: pipelines.DeadLettersInTopic}, buildKafkaSink),
@@ -137,7 +137,8 @@ func buildKafkaSource(ctx context.Context, k *kafka.Settings, env *Env) (engine.
 	var tasks *kafka.Group
 	if env.SplitIntoTasks() {
 		if tasks, err = kafka.JoinGroup(kafka.GroupConfig{Conn: conn, Group: group, Topics: k.Topics, Pattern: k.Pattern,
-			SessionTimeout: k.SessionTimeout.D(), Pipeline: env.Spec.Name, Logger: env.Logger}); err != nil {
+			SessionTimeout: k.SessionTimeout.D(), MemberDir: filepath.Join(env.DataDir, "members"),
+			Pipeline: env.Spec.Name, Logger: env.Logger}); err != nil {
 			return nil, err
 		}
 		env.Tasks = tasks

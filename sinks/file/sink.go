@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/durable"
+	"github.com/sluicehq/sluice/internal/flock"
 	"github.com/sluicehq/sluice/sinks"
 	"github.com/sluicehq/sluice/sinks/internal/commit"
 	"github.com/sluicehq/sluice/sinks/internal/recordfmt"
@@ -176,10 +177,10 @@ func (s *Sink) open(pipeline string) (uint64, engine.Positions, error) {
 	if err := s.prepare(pipeline); err != nil {
 		return 0, nil, err
 	}
-	if err := lockFile(s.lock); err != nil {
+	if err := flock.Lock(s.lock); err != nil {
 		return 0, nil, fmt.Errorf("file sink: lock %s: %w", s.lock.Name(), err)
 	}
-	defer unlockFile(s.lock)
+	defer flock.Unlock(s.lock)
 
 	c, err := s.recover()
 	if err != nil {
@@ -308,10 +309,10 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 	if err := s.staged.CheckCommit(epoch); err != nil {
 		return err
 	}
-	if err := lockFile(s.lock); err != nil {
+	if err := flock.Lock(s.lock); err != nil {
 		return fmt.Errorf("file sink: lock %s: %w", s.lock.Name(), err)
 	}
-	defer unlockFile(s.lock)
+	defer flock.Unlock(s.lock)
 
 	stored, err := s.newestCommitted(false)
 	if err != nil {
@@ -453,10 +454,10 @@ func (s *Sink) seal() error {
 	if s.out == nil || s.out.committed == 0 || s.known.Open == nil {
 		return nil
 	}
-	if err := lockFile(s.lock); err != nil {
+	if err := flock.Lock(s.lock); err != nil {
 		return fmt.Errorf("file sink: lock %s: %w", s.lock.Name(), err)
 	}
-	defer unlockFile(s.lock)
+	defer flock.Unlock(s.lock)
 	// With cleanup: a commit of this instance that failed after storing a
 	// rolling checkpoint (naming this staging file as the one to rename)
 	// and before the rename must not outlive the seal, or the renamed file
@@ -728,7 +729,7 @@ func (s *Sink) newStage(dir, suffix string) (*stage, error) {
 		if err != nil {
 			return nil, fmt.Errorf("file sink: create staging file: %w", err)
 		}
-		err = lockFile(f)
+		err = flock.Lock(f)
 		if err == nil {
 			var fi, pi os.FileInfo
 			if fi, err = f.Stat(); err == nil {
@@ -837,7 +838,7 @@ func removeIfDead(path string) bool {
 		return false
 	}
 	defer f.Close()
-	if ok, _ := tryLockFile(f); !ok {
+	if ok, _ := flock.TryLock(f); !ok {
 		return false
 	}
 	return os.Remove(path) == nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/durable"
+	"github.com/sluicehq/sluice/internal/flock"
 	"github.com/sluicehq/sluice/sinks/internal/commit"
 )
 
@@ -131,7 +132,7 @@ func (s *Sink) OpenTasks(ctx context.Context, pipeline string, tasks []engine.Ta
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if !locksWork {
+	if !flock.Works {
 		return nil, errors.New("file sink: a pipeline split into tasks needs file locks (flock), which this platform lacks; run the pipeline in one process")
 	}
 	s.stopIdleRoller() // task mode does not roll
@@ -163,10 +164,10 @@ func (s *Sink) openTasks(pipeline string, tasks []engine.Task) (map[engine.Task]
 		return nil, fmt.Errorf("file sink: create %s: %w", ts.dir, err)
 	}
 	s.tasks = ts
-	if err := lockFile(s.lock); err != nil {
+	if err := flock.Lock(s.lock); err != nil {
 		return nil, fmt.Errorf("file sink: lock %s: %w", s.lock.Name(), err)
 	}
-	defer unlockFile(s.lock)
+	defer flock.Unlock(s.lock)
 
 	// Records first: an uncommitted one must be gone, durably, before its
 	// staging file is (recover deletes those), or it would look committed
@@ -477,10 +478,10 @@ func (s *Sink) CommitTasks(ctx context.Context, round uint64, cps map[engine.Tas
 	if err := s.hit("tasks-staged-synced"); err != nil {
 		return err
 	}
-	if err := lockFile(s.lock); err != nil {
+	if err := flock.Lock(s.lock); err != nil {
 		return fmt.Errorf("file sink: lock %s: %w", s.lock.Name(), err)
 	}
-	defer unlockFile(s.lock)
+	defer flock.Unlock(s.lock)
 
 	if err := s.readTasks(false); err != nil {
 		return err

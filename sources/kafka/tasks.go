@@ -1,12 +1,18 @@
 package kafka
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -16,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/flock"
 )
 
 // Tasks: the processes running one direct-mode pipeline split its tasks
@@ -42,10 +49,16 @@ type GroupConfig struct {
 	// SessionTimeout is how long the group waits for a silent member
 	// before moving its tasks; 0 = franz-go's default (45s).
 	SessionTimeout time.Duration
-	Topics         []string
-	Pattern        string
-	Pipeline       string
-	Logger         *slog.Logger
+	// MemberDir keeps this process's identity in the group (static
+	// membership, KIP-345): a process restarted after a crash takes its
+	// tasks back at once instead of after the session timeout. The
+	// identity file is locked while the group is joined, so two live
+	// processes cannot share it. "" = a new identity at every join.
+	MemberDir string
+	Topics    []string
+	Pattern   string
+	Pipeline  string
+	Logger    *slog.Logger
 }
 
 // Group is one process's membership in its pipeline's task group. It
@@ -69,6 +82,9 @@ type Group struct {
 	ready chan struct{}
 	// closing: Close was called; revocations do not wait.
 	closing bool
+
+	instanceID string   // static membership; "" = dynamic
+	idFile     *os.File // holds the identity's lock while joined
 }
 
 // JoinGroup joins the task group of a pipeline; Assigned waits for its
@@ -82,6 +98,14 @@ func JoinGroup(cfg GroupConfig) (*Group, error) {
 	opts, err := cfg.Conn.kgoOpts("sluice-"+cfg.Pipeline, g.log)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.MemberDir != "" {
+		id, f, err := memberIdentity(cfg.MemberDir, cfg.Pipeline)
+		if err != nil {
+			return nil, err
+		}
+		g.instanceID, g.idFile = "sluice-"+cfg.Pipeline+"-"+id, f
+		opts = append(opts, kgo.InstanceID(g.instanceID))
 	}
 	opts = append(opts,
 		kgo.ConsumerGroup(cfg.Group),
@@ -106,10 +130,47 @@ func JoinGroup(cfg GroupConfig) (*Group, error) {
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
+		if g.idFile != nil {
+			g.idFile.Close()
+		}
 		return nil, fmt.Errorf("kafka group %s: %w", cfg.Group, err)
 	}
 	g.cl = cl
 	return g, nil
+}
+
+// memberIdentity returns the process's identity in pipeline's group,
+// made once and kept in dir, and the open file holding its lock.
+func memberIdentity(dir, pipeline string) (string, *os.File, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", nil, fmt.Errorf("data directory: %w; pass --data with a writable directory", err)
+	}
+	path := filepath.Join(dir, pipeline+".member")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return "", nil, fmt.Errorf("group identity: %w", err)
+	}
+	ok, err := flock.TryLock(f)
+	if err == nil && !ok {
+		err = fmt.Errorf("another process of pipeline %s uses this data directory (%s is locked); give each process its own --data directory", pipeline, path)
+	}
+	var id []byte
+	if err == nil {
+		id, err = io.ReadAll(f)
+	}
+	if err == nil && len(id) == 0 {
+		var b [8]byte
+		rand.Read(b[:])
+		id = []byte(hex.EncodeToString(b[:]))
+		if _, err = f.Write(id); err == nil {
+			err = f.Sync()
+		}
+	}
+	if err != nil {
+		f.Close()
+		return "", nil, err
+	}
+	return string(bytes.TrimSpace(id)), f, nil
 }
 
 // Assigned implements engine.Assigner.
@@ -184,6 +245,43 @@ func (g *Group) Close() error {
 	g.closing = true
 	g.mu.Unlock()
 	g.cl.Close()
+	if g.instanceID == "" {
+		return nil
+	}
+	// A static member does not leave when its client closes (so that a
+	// restart finds its tasks waiting): leave on its behalf, since this
+	// is a stop, not a restart.
+	defer g.idFile.Close()
+	return g.leave()
+}
+
+// leaveTimeout bounds the LeaveGroup of a stopping static member.
+const leaveTimeout = 5 * time.Second
+
+func (g *Group) leave() error {
+	opts, err := g.cfg.Conn.kgoOpts("sluice-"+g.cfg.Pipeline, g.log)
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+	defer cancel()
+	req := kmsg.NewPtrLeaveGroupRequest()
+	req.Group = g.cfg.Group
+	m := kmsg.NewLeaveGroupRequestMember()
+	m.InstanceID = kmsg.StringPtr(g.instanceID)
+	req.Members = append(req.Members, m)
+	resp, err := req.RequestWith(ctx, cl)
+	if err == nil {
+		err = kerr.ErrorForCode(resp.ErrorCode)
+	}
+	if err != nil {
+		g.log.Warn("leaving the task group failed; its tasks move once the session times out", "err", err)
+	}
 	return nil
 }
 

@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/sinks/sinktest"
 )
@@ -277,4 +280,98 @@ func TestDirectEndsAndLagSeriesFollowTasks(t *testing.T) {
 	if n := testutil.CollectAndCount(m.Lag); n != 1 {
 		t.Fatalf("%d lag series after tasks 0, 1 and 3 moved away, want 1", n)
 	}
+}
+
+// builtinBroker starts the built-in broker in-process with topic "events"
+// of partitions partitions.
+func builtinBroker(t *testing.T, partitions int32) []string {
+	t.Helper()
+	b, err := broker.Open(t.TempDir(), broker.Options{Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	l, err := b.Listen("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go b.Serve(l)
+	addrs := []string{l.Addr().String()}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, nil, "events"); err != nil {
+		t.Fatal(err)
+	}
+	return addrs
+}
+
+// awaitTasks waits until g holds want tasks, failing after within.
+func awaitGroupTasks(t *testing.T, g *Group, want int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for len(tasksOf(g.Owned())) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("holds tasks %v after %s; want %d", tasksOf(g.Owned()), within, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A process keeps its identity in the group in its data directory: killed
+// and restarted, it takes its tasks back at once, not after its session
+// (30s here) times out; stopped, it leaves, and the others take its tasks
+// at once; and two live processes cannot share the identity.
+func TestGroupStaticMembership(t *testing.T) {
+	brokers := builtinBroker(t, 4)
+	join := func(dir string) (*Group, error) {
+		return JoinGroup(GroupConfig{Conn: Connection{Brokers: brokers}, Topics: []string{"events"}, Pipeline: "static",
+			SessionTimeout: 30 * time.Second, MemberDir: dir, Logger: quietLog})
+	}
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a, err := join(dirA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	awaitGroupTasks(t, a, 4, 10*time.Second)
+	if _, err := join(dirA); err == nil || !strings.Contains(err.Error(), "uses this data directory") {
+		t.Fatalf("a second member on the same identity: %v", err)
+	}
+
+	// Killed: its client stops, nobody leaves, the lock goes with it.
+	a.cl.Close()
+	a.idFile.Close()
+	a, err = join(dirA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	awaitGroupTasks(t, a, 4, 10*time.Second)
+
+	// a lets go of revoked tasks as the engine would.
+	stop := make(chan struct{})
+	defer close(stop)
+	for _, g := range []*Group{a} {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-g.Changed():
+					g.Assigned(context.Background())
+				}
+			}
+		}()
+	}
+	b, err := join(dirB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	awaitGroupTasks(t, b, 2, 20*time.Second)
+	a.Close()
+	awaitGroupTasks(t, b, 4, 10*time.Second)
 }
