@@ -295,7 +295,9 @@ func (g *Group) assigned(_ context.Context, cl *kgo.Client, added map[string][]i
 	for t, ps := range added {
 		g.owned[t] = sortedUnion(g.owned[t], ps)
 	}
-	g.log.Info("tasks assigned", "tasks", tasksOf(added), "partitions", added)
+	if len(added) > 0 { // a cooperative rebalance often adds nothing
+		g.log.Info("tasks assigned", "tasks", tasksOf(added), "partitions", added)
+	}
 	g.noteLocked()
 	if !g.told {
 		g.told = true
