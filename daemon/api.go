@@ -11,7 +11,7 @@ import (
 // handler is the HTTP API:
 //
 //	GET  /pipelines                      every pipeline's status
-//	GET  /pipelines/{name}               one pipeline's status
+//	GET  /pipelines/{name}               one pipeline's status (split into tasks: with the tasks this process runs)
 //	POST /pipelines/{name}/pause         drain and stop until resumed
 //	POST /pipelines/{name}/resume
 //	POST /pipelines/{name}/restart       drain, commit and start again

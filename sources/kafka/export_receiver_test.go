@@ -83,3 +83,11 @@ func AwaitReceiverBacklogKnown(r *Receiver, timeout time.Duration) bool {
 		}
 	}
 }
+
+// SkipJoinCheck makes r skip the check for another write-ahead log before
+// joining its group, so a test reaches the one at its first assignment.
+func SkipJoinCheck(r *Receiver) { r.skipJoinCheck = true }
+
+// ShareGroup makes r skip both checks for another write-ahead log in its
+// group, so a test can make two receivers hand partitions to each other.
+func ShareGroup(r *Receiver) { r.skipJoinCheck, r.skipAssignCheck = true, true }

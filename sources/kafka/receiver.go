@@ -15,13 +15,14 @@ import (
 	"github.com/sluicehq/sluice/engine"
 )
 
-// The receiver is in five files: this one (configuration, Open, Close),
+// The receiver is in six files: this one (configuration, Open, Close),
 // receiver_group.go (group membership: where assigned partitions start,
-// group commits, rebalances), receiver_loop.go (the poll loop that cuts
-// blocks), receiver_handoff.go (what a stored block goes through: the
-// write-ahead log or the in-memory queue) and receiver_batches.go (what
-// Next hands out, Backlog, Committed). loss.go holds on-data-loss for both
-// modes.
+// group commits, rebalances), receiver_alone.go (one process per pipeline:
+// the check that no other write-ahead log is in the group),
+// receiver_loop.go (the poll loop that cuts blocks), receiver_handoff.go
+// (what a stored block goes through: the write-ahead log or the in-memory
+// queue) and receiver_batches.go (what Next hands out, Backlog,
+// Committed). loss.go holds on-data-loss for both modes.
 //
 // Goroutines: the engine's calls (Open, Next, Backlog, Committed, Close;
 // never concurrent), the poll loop and the background store it starts for
@@ -122,6 +123,14 @@ type Receiver struct {
 	// fetchBytes and partitionFetchBytes are readerMaxFetchBytes and
 	// readerMaxBytes, but for tests.
 	fetchBytes, partitionFetchBytes int32
+	// skipJoinCheck and skipAssignCheck skip the checks for another
+	// write-ahead log in the group (receiver_alone.go) before joining and
+	// at the first assignment, for tests.
+	skipJoinCheck, skipAssignCheck bool
+
+	// walID is the write-ahead log's identity (receiver_alone.go), set by
+	// the first Open with a log; read-only afterwards.
+	walID string
 
 	// Set by Open before the poll loop starts and cleared by Close after
 	// it has ended (and the client has left the group); read-only in
@@ -153,6 +162,9 @@ type Receiver struct {
 	loggedSeq, groupSeq int64
 	committing          bool // an asynchronous group commit is in flight
 	checked             bool
+	// alone: the first assignment since Open found no other log in the
+	// group (receiver_alone.go).
+	alone bool
 	// others is the lag of each subscribed partition this member does not
 	// hold, as listLags last listed it for assignment othersGen; assignGen
 	// counts assignment changes, so Backlog knows whether others is
@@ -220,7 +232,7 @@ func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
 func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) {
 	r.next, r.acked = engine.Positions{}, engine.Positions{}
 	r.gmu.Lock()
-	r.parts, r.polled = map[engine.TopicPartition]*recvPartition{}, 0
+	r.parts, r.polled, r.alone = map[engine.TopicPartition]*recvPartition{}, 0, false
 	// Nothing listed for the assignment to come.
 	r.others, r.othersGen, r.assignGen = nil, -1, 0
 	r.gmu.Unlock()
@@ -229,6 +241,20 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) 
 	r.err, r.mem, r.waiting, r.interrupt = nil, nil, false, nil
 	r.pos, r.readable, r.readAhead = 0, 0, readAheadUncapped
 	r.mu.Unlock()
+	if r.cfg.WALDir != "" && r.walID == "" {
+		if r.walID, err = walIdentity(r.cfg.WALDir); err != nil {
+			return err
+		}
+	}
+	opts, err := r.cfg.Conn.kgoOpts(r.clientID(), r.log)
+	if err != nil {
+		return err
+	}
+	if r.walID != "" && !r.skipJoinCheck {
+		if err := r.aloneBeforeJoin(ctx, opts); err != nil {
+			return err
+		}
+	}
 	if r.cfg.WALDir != "" {
 		h, pos, end, err := openWAL(r, from)
 		if err != nil {
@@ -247,10 +273,6 @@ func (r *Receiver) Open(ctx context.Context, from engine.Positions) (err error) 
 			r.h = nil
 		}
 	}()
-	opts, err := r.cfg.Conn.kgoOpts("sluice-"+r.cfg.Pipeline, r.log)
-	if err != nil {
-		return err
-	}
 	start := kgo.NewOffset().AtStart()
 	if r.cfg.Start == "latest" {
 		start = kgo.NewOffset().AtEnd()

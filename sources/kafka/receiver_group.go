@@ -92,6 +92,9 @@ func (r *Receiver) checkTopics(ctx context.Context) error {
 // retention, and on-data-loss decides: fail leaves it unread and fails the
 // receiver, skip starts it at the log start.
 func (r *Receiver) startPositions(ctx context.Context, cl *kgo.Client, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	if err := r.aloneAtFirstAssignment(ctx, cl); err != nil {
+		return nil, err
+	}
 	resume := engine.Positions{}
 	r.gmu.Lock()
 	r.checked = true
@@ -133,6 +136,32 @@ func (r *Receiver) startPositions(ctx context.Context, cl *kgo.Client, offsets m
 		return nil, err
 	}
 	return offsets, nil
+}
+
+// aloneAtFirstAssignment checks, at the first assignment since Open and
+// before anything is read, that no other process's log joined the group
+// meanwhile (receiver_alone.go). If one did, the receiver fails, and the
+// error ends the session before any partition is read or committed.
+func (r *Receiver) aloneAtFirstAssignment(ctx context.Context, cl *kgo.Client) error {
+	r.gmu.Lock()
+	first := r.walID != "" && !r.alone && !r.skipAssignCheck
+	r.gmu.Unlock()
+	if !first {
+		return nil
+	}
+	err := r.otherLog(ctx, cl)
+	switch {
+	case errors.Is(err, errNotAlone):
+		r.fail(err)
+		return err
+	case err != nil:
+		// Checked before joining: reading goes on.
+		r.log.Warn("group not described at the first assignment; not checked for another process", "group", r.cfg.Group, "err", err)
+	}
+	r.gmu.Lock()
+	r.alone = true
+	r.gmu.Unlock()
+	return nil
 }
 
 // skipped records that tp goes on at start after a loss; the handoff

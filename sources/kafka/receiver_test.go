@@ -324,11 +324,15 @@ func drain(t *testing.T, src engine.Source, deadline time.Time, take func(batch 
 // the first to it mid-stream, and later it leaves and they move back.
 // Across both handovers every record is logged by exactly one of them: the
 // member giving a partition up has committed what its log holds and holds
-// nothing polled but not logged.
+// nothing polled but not logged. (Two logs in a group are refused,
+// receiver_alone.go; the test lets them share it to check the handover
+// itself, which any rebalance goes through.)
 func TestReceiverRebalanceHandsOverExactlyWhatTheLogHolds(t *testing.T) {
 	brokers := fakeCluster(t, 4)
 	a := receiverSource(t, brokers, filepath.Join(t.TempDir(), "wal-a"))
 	b := receiverSource(t, brokers, filepath.Join(t.TempDir(), "wal-b"))
+	kafka.ShareGroup(a)
+	kafka.ShareGroup(b)
 	ctx := context.Background()
 	deadline := time.Now().Add(60 * time.Second)
 
