@@ -143,7 +143,8 @@ type Status struct {
 	Epoch     uint64    // last committed epoch (split into tasks: the round since the last open)
 	Positions Positions // where the next batch starts
 	// Tasks holds the checkpoint of each task this process runs, when the
-	// pipeline is split into tasks; nil otherwise.
+	// pipeline is split into tasks (none once Run has returned); nil
+	// otherwise.
 	Tasks map[Task]Checkpoint
 	// Ends holds where each partition the source reads ends, as of the
 	// latest read, for a source that knows (Ender); nil otherwise.
@@ -591,7 +592,14 @@ func (p *Pipeline) close() error {
 		errs = append(errs, p.cfg.Source.Close())
 		p.sourceOpen = false
 	}
+	// Stopped, the process runs no task: the group gives them to others.
 	p.gaugeTasks(nil)
+	p.statusMu.Lock()
+	if p.status.Tasks != nil {
+		p.status.Tasks = map[Task]Checkpoint{}
+	}
+	p.status.Ends = nil
+	p.statusMu.Unlock()
 	if c, ok := p.cfg.Tasks.(io.Closer); ok {
 		// After the source: leaving the group hands the tasks over.
 		errs = append(errs, c.Close())

@@ -411,6 +411,9 @@ func TestTaskMetricsAndStatusFollowTheAssignment(t *testing.T) {
 	if got := gauged(); len(got) != 0 {
 		t.Fatalf("task series left after the pipeline stopped: %v", got)
 	}
+	if st := p.Status(); st.Tasks == nil || len(st.Tasks) != 0 || st.Ends != nil {
+		t.Fatalf("stopped, Status() has tasks %v and ends %v; want none (but still split into tasks)", st.Tasks, st.Ends)
+	}
 }
 
 // endsSource is a taskSource that knows where its partitions end.
