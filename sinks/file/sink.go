@@ -381,8 +381,15 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 	}
 	if rolling {
 		// The commit point.
-		if err := os.Rename(s.out.path(), filepath.Join(s.dir, c.Part)); err != nil {
-			return fmt.Errorf("file sink: commit epoch %d: %w", epoch, err)
+		part := filepath.Join(s.dir, c.Part)
+		if err := os.Rename(s.out.path(), part); err != nil {
+			err = fmt.Errorf("file sink: commit epoch %d: %w", epoch, err)
+			_, serr := os.Lstat(s.out.path())
+			if _, perr := os.Lstat(part); perr == nil && errors.Is(serr, os.ErrNotExist) {
+				// It happened all the same (a network file system's retry).
+				return fmt.Errorf("%w: %w", engine.ErrNotCommitted, err)
+			}
+			return s.unstoreCheckpoint(c, err)
 		}
 		s.out.close()
 		s.out = nil
@@ -408,6 +415,24 @@ func (s *Sink) hit(step string) error {
 		return nil
 	}
 	return s.failpoint(step)
+}
+
+// unstoreCheckpoint takes back the checkpoint of an epoch whose part
+// rename failed, durably, before anything may drop its staging file: left
+// in place, it would name a part file that never appeared and Open would
+// count the epoch as committed without its output. If it cannot be taken
+// back, the staging file is kept for Open to settle, and cause returned.
+func (s *Sink) unstoreCheckpoint(c checkpoint, cause error) error {
+	err := os.Remove(c.from)
+	if err == nil {
+		err = durable.SyncDir(s.meta)
+	}
+	if err != nil {
+		s.log.Warn("cannot delete the checkpoint of an epoch that failed to commit; the next Open settles it", "file", c.from, "err", err)
+		s.out.close()
+		s.out = nil
+	}
+	return cause
 }
 
 // Abort discards what is staged for epoch (and, with rolling, only the bytes

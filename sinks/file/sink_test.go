@@ -91,3 +91,37 @@ func TestRawCommitAndReopen(t *testing.T) {
 		t.Fatalf("Commit(3) after 1 = %v, want ErrFenced", err)
 	}
 }
+
+// A part rename that fails for real (not a crash) must not leave the
+// epoch looking committed: its checkpoint is taken back before the engine's
+// Abort drops the staging file, and the epoch commits again once the way
+// is clear.
+func TestFailedPartRenameIsNotCommitted(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := newSink(t, dir, "raw")
+	open(t, s, "p")
+	s.Write(ctx, 1, recs("x"))
+	obstacle := filepath.Join(dir, partName("p", 1, s.format))
+	if err := os.MkdirAll(filepath.Join(obstacle, "in-the-way"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Commit(ctx, 1, pos(1))
+	if err == nil || errors.Is(err, engine.ErrFenced) || errors.Is(err, engine.ErrNotCommitted) {
+		t.Fatalf("Commit onto a directory = %v; want a plain failure", err)
+	}
+	if err := s.Abort(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(obstacle)
+	if e, _ := open(t, s, "p"); e != 0 {
+		t.Fatalf("Open after the failed commit = epoch %d; want 0, nothing committed", e)
+	}
+	s.Write(ctx, 1, recs("x"))
+	if err := s.Commit(ctx, 1, pos(1)); err != nil {
+		t.Fatal(err)
+	}
+	if got := visibleValuesOf(t, dir, "raw"); !slices.Equal(got, []string{"x"}) {
+		t.Fatalf("visible = %q, want [x]", got)
+	}
+}
