@@ -18,6 +18,9 @@ import (
 //	GET  /metrics                        Prometheus
 //	GET  /healthz                        the process is up
 //	GET  /readyz                         every valid pipeline is running or paused
+//
+// Run serves it behind guard: the Host check, and the origin, body and
+// token checks of POSTs.
 func (d *Daemon) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /pipelines", func(w http.ResponseWriter, _ *http.Request) {
@@ -102,6 +105,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
+// writeError answers {"error": msg} on one line.
 func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]string{"error": msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }

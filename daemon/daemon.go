@@ -46,6 +46,12 @@ type Config struct {
 	PipelinesDir string
 	DataDir      string
 	HTTPAddr     string // "" = no HTTP server
+	// TokenFile holds the bearer token of mutating API requests; generated
+	// if absent. "" = TokenFileName in DataDir.
+	TokenFile string
+	// AllowedHosts are Host names the API answers besides its listen
+	// address and localhost (NAME: any port, NAME:PORT: that port).
+	AllowedHosts []string
 	BrokerAddr   string // the embedded broker's listen address
 	Version      string
 	Logger       *slog.Logger
@@ -62,6 +68,7 @@ type Daemon struct {
 	broker *broker.Broker
 	addr   string // where the broker listens
 	http   net.Listener
+	token  *token // with http
 
 	mu        sync.Mutex
 	pipelines map[string]*managed // by file path
@@ -120,13 +127,48 @@ func (d *Daemon) Listen() error {
 	d.broker, d.addr = b, addr
 	d.reg.MustRegister(b.Metrics().Collectors()...)
 	if d.cfg.HTTPAddr != "" {
-		if d.http, err = net.Listen("tcp", d.cfg.HTTPAddr); err != nil {
+		if err := d.listenHTTP(); err != nil {
 			b.Close()
-			return fmt.Errorf("--http %s: %w", d.cfg.HTTPAddr, err)
+			return err
 		}
-		d.log.Info("HTTP API listening", "addr", d.http.Addr().String())
 	}
 	return nil
+}
+
+// listenHTTP loads or generates the API token, then listens. Beyond
+// loopback it refuses a token file every user can read: the token is
+// then no secret from anyone on this machine.
+func (d *Daemon) listenHTTP() error {
+	path := d.TokenFile()
+	tok, generated, err := loadToken(path)
+	if err != nil {
+		return err
+	}
+	if generated {
+		d.log.Info("generated the HTTP API token", "token_file", path)
+	}
+	l, err := net.Listen("tcp", d.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("--http %s: %w", d.cfg.HTTPAddr, err)
+	}
+	if loopback := l.Addr().(*net.TCPAddr).IP.IsLoopback(); tok.othersCanRead() {
+		if !loopback {
+			l.Close()
+			return fmt.Errorf("--http %s listens beyond this machine, but the token file %s is readable by every user (mode %04o): run chmod 600 %s, or listen on 127.0.0.1", d.cfg.HTTPAddr, path, tok.mode, shellQuote(path))
+		}
+		d.log.Warn("the HTTP API token file is readable by every user, who can then pause and restart pipelines; chmod 600 it", "token_file", path, "mode", fmt.Sprintf("%04o", tok.mode))
+	}
+	d.http, d.token = l, tok
+	d.log.Info("HTTP API listening", "addr", l.Addr().String(), "token_file", path)
+	return nil
+}
+
+// TokenFile is the path of the HTTP API's token file.
+func (d *Daemon) TokenFile() string {
+	if d.cfg.TokenFile != "" {
+		return d.cfg.TokenFile
+	}
+	return filepath.Join(d.cfg.DataDir, TokenFileName)
 }
 
 // Run runs every pipeline until ctx ends, then drains them (each commits
@@ -139,7 +181,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	var srv *http.Server
 	if d.http != nil {
-		srv = &http.Server{Handler: d.handler(), ReadHeaderTimeout: 10 * time.Second}
+		srv = &http.Server{Handler: newGuard(d.handler(), d.token, d.http.Addr().(*net.TCPAddr), d.cfg.AllowedHosts), ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(d.http)
 	}
 	d.scan(ctx)

@@ -38,24 +38,35 @@ type testDaemon struct {
 	dir    string // pipelines
 	out    string
 	base   string // http://addr
+	token  string // the API token
 	cancel context.CancelFunc
 	done   chan error
 }
 
-func startDaemon(t *testing.T) *testDaemon {
+// startDaemon starts a daemon on loopback port 0; opts change its
+// configuration first.
+func startDaemon(t *testing.T, opts ...func(*Config)) *testDaemon {
 	t.Helper()
 	root := t.TempDir()
 	td := &testDaemon{t: t, dir: filepath.Join(root, "pipelines"), out: filepath.Join(root, "out"), done: make(chan error, 1)}
 	os.MkdirAll(td.dir, 0o755)
-	d, err := New(Config{PipelinesDir: td.dir, DataDir: filepath.Join(root, "data"), HTTPAddr: "127.0.0.1:0",
-		BrokerAddr: "127.0.0.1:0", Version: "test", Logger: slog.New(slog.DiscardHandler), ScanInterval: 50 * time.Millisecond})
+	cfg := Config{PipelinesDir: td.dir, DataDir: filepath.Join(root, "data"), HTTPAddr: "127.0.0.1:0",
+		BrokerAddr: "127.0.0.1:0", Version: "test", Logger: slog.New(slog.DiscardHandler), ScanInterval: 50 * time.Millisecond}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	d, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	td.d, td.base = d, "http://"+d.HTTPAddr()
+	token, err := os.ReadFile(d.TokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	td.d, td.base, td.token = d, "http://"+d.HTTPAddr(), strings.TrimSpace(string(token))
 	ctx, cancel := context.WithCancel(context.Background())
 	td.cancel = cancel
 	go func() { td.done <- d.Run(ctx) }()
@@ -94,14 +105,41 @@ func (td *testDaemon) get(path string, v any) int {
 	return resp.StatusCode
 }
 
+// post sends an empty POST with the token, as the README's curl does.
 func (td *testDaemon) post(path string) int {
 	td.t.Helper()
-	resp, err := http.Post(td.base+path, "", nil)
+	code, _, err := td.do("POST", path, "", map[string]string{"Authorization": "Bearer " + td.token})
 	if err != nil {
 		td.t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	return code
+}
+
+// do sends a request with a body (if not "") and headers ("Host" sets
+// the Host header) and returns the answer.
+func (td *testDaemon) do(method, path, body string, header map[string]string) (int, string, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, td.base+path, rd)
+	if err != nil {
+		return 0, "", err
+	}
+	for k, v := range header {
+		if k == "Host" {
+			req.Host = v
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }
 
 // waitFor polls cond until it holds.
@@ -290,12 +328,10 @@ func TestDaemonStateUnderConcurrentChanges(t *testing.T) {
 	}
 	wg.Go(func() {
 		for _, action := range []string{"pause", "resume", "restart", "pause", "resume", "restart"} {
-			resp, err := http.Post(td.base+"/pipelines/steady/"+action, "", nil)
-			if err != nil {
+			if _, _, err := td.do("POST", "/pipelines/steady/"+action, "", map[string]string{"Authorization": "Bearer " + td.token}); err != nil {
 				t.Error(err)
 				return
 			}
-			resp.Body.Close()
 			time.Sleep(100 * time.Millisecond)
 		}
 	})

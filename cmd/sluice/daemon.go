@@ -20,6 +20,13 @@ pipeline; an invalid file is reported and skipped until fixed.
 
 HTTP (--http): GET /pipelines, GET /pipelines/{name},
 POST /pipelines/{name}/pause|resume|restart, GET /metrics, /healthz, /readyz.
+A POST needs the token in --http-token-file (generated on first start):
+  curl -X POST -H "Authorization: Bearer $(cat DATA/http-token)" URL
+Requests are answered only for Host localhost, 127.0.0.1, [::1] or the
+listen address (with its port) or a --http-allowed-host name, and a POST
+from another origin (browser Origin or Sec-Fetch-Site) or with a body
+that is not application/json is refused. /metrics, /healthz and /readyz
+need no token and also answer any IP address as Host.
 SIGTERM or Ctrl-C drains every pipeline and exits 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -35,6 +42,8 @@ SIGTERM or Ctrl-C drains every pipeline and exits 0.`,
 	f.StringVar(&cfg.PipelinesDir, "pipelines", "", "directory of pipeline files (required)")
 	f.StringVar(&cfg.DataDir, "data", "./data", "directory for local state and the built-in broker")
 	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "HTTP API and /metrics address (empty: off)")
+	f.StringVar(&cfg.TokenFile, "http-token-file", "", "bearer token of POST requests; generated (mode 0600) if absent (default DATA/"+daemon.TokenFileName+")")
+	f.StringArrayVar(&cfg.AllowedHosts, "http-allowed-host", nil, "a Host name the API also answers, NAME (any port) or NAME:PORT (repeatable)")
 	f.StringVar(&cfg.BrokerAddr, "broker-listen", "127.0.0.1:9092", "where the built-in broker listens")
 	return cmd
 }
