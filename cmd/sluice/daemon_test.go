@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,8 +20,10 @@ import (
 )
 
 // TestDaemonSubprocess runs `sluice daemon` on a directory with a Kafka
-// pipeline, produces to its embedded broker, reads the API, and stops it
-// with SIGTERM: it exits 0 with every record written once.
+// pipeline, produces to its embedded broker, reads the API, pauses and
+// resumes the pipeline with the token it generated, and stops it with
+// SIGTERM: it exits 0 with every record written once, having logged where
+// the token is and never the token.
 func TestDaemonSubprocess(t *testing.T) {
 	dir := t.TempDir()
 	pdir := filepath.Join(dir, "pipelines")
@@ -36,6 +40,8 @@ sink:
 	brokerAddr, httpAddr := freeAddr(t), freeAddr(t)
 	cmd := sluice(t, "daemon", "--pipelines", pdir, "--data", filepath.Join(dir, "data"),
 		"--broker-listen", brokerAddr, "--http", httpAddr)
+	var stderr bytes.Buffer // read once it exited
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -77,9 +83,38 @@ sink:
 	if info.State != "running" || info.Epoch == 0 {
 		t.Fatalf("GET /pipelines/events-to-file: %+v", info)
 	}
+
+	tokenFile := filepath.Join(dir, "data", "http-token")
+	token, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(action, token string) int {
+		req, _ := http.NewRequest("POST", "http://"+httpAddr+"/pipelines/events-to-file/"+action, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("pause", ""); code != http.StatusUnauthorized {
+		t.Fatalf("pause without the token: %d, want 401", code)
+	}
+	for _, action := range []string{"pause", "resume"} {
+		if code := post(action, strings.TrimSpace(string(token))); code != http.StatusAccepted {
+			t.Fatalf("%s with the token: %d, want 202", action, code)
+		}
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("sluice daemon must exit 0 on SIGTERM: %v", err)
+		t.Fatalf("sluice daemon must exit 0 on SIGTERM: %v\n%s", err, stderr.String())
+	}
+	if log := stderr.String(); !strings.Contains(log, tokenFile) || strings.Contains(log, strings.TrimSpace(string(token))) {
+		t.Fatalf("the log must name the token file %s and never hold the token:\n%s", tokenFile, log)
 	}
 	checkExactlyOnce(t, filetest.Lines(t, out), 1000, true)
 }
