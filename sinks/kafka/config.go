@@ -41,6 +41,10 @@ type Config struct {
 	TLS             *pipelines.TLS
 	SASL            *pipelines.SASL
 	Logger          *slog.Logger
+	// Tasks is the source's task group, for a pipeline split into tasks
+	// on the sink's own cluster (OpenTasks, CommitTasks): positions are
+	// then the group's offsets, committed in the sink's transactions.
+	Tasks TaskGroup
 }
 
 func (c Config) check() error {

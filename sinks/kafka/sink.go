@@ -48,7 +48,9 @@ type Sink struct {
 	known    checkpoint    // what this instance last read or committed
 	staged   commit.Staged // epoch with an open transaction
 	fence    commit.Fence
-	mem      arena // the staged epoch's records
+	mem      arena  // the staged epoch's records
+	txnID    string // the producer's transactional id
+	task     taskState
 
 	mu      sync.Mutex
 	failure error // first asynchronous produce failure of the staged epoch
@@ -62,6 +64,11 @@ func New(cfg Config) (*Sink, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if cfg.Tasks != nil {
+		// Positions are the group's offsets, committed in the sink's
+		// transactions: the source must not echo over them.
+		cfg.Tasks.SinkCommitsOffsets()
 	}
 	return &Sink{cfg: cfg, log: log, staged: commit.Staged{Sink: "kafka sink"}}, nil
 }
@@ -77,6 +84,7 @@ func (s *Sink) Open(ctx context.Context, pipeline string) (uint64, engine.Positi
 	}
 	// A fresh arena: the old client may not have let go of the old one.
 	s.pipeline, s.staged.Epoch, s.failure, s.mem = pipeline, 0, nil, arena{}
+	s.task, s.txnID = taskState{}, s.cfg.transactionalID(pipeline)
 	s.fence = commit.Fence{Sink: "kafka sink", Pipeline: pipeline, Where: "topic " + s.cfg.checkpointTopic(pipeline),
 		Advice: "run one instance of a pipeline per transactional id, and do not write to its checkpoint topic"}
 	opts, err := s.cfg.clientOptions("sluice-sink-" + pipeline)

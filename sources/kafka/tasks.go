@@ -85,6 +85,11 @@ type Group struct {
 
 	instanceID string   // static membership; "" = dynamic
 	idFile     *os.File // holds the identity's lock while joined
+
+	// sinkOffsets: the sink commits the group's offsets in its own
+	// transactions (the kafka sink on this cluster); Commit echoes
+	// nothing, so it cannot overwrite them.
+	sinkOffsets bool
 }
 
 // JoinGroup joins the task group of a pipeline; Assigned waits for its
@@ -207,9 +212,41 @@ func (g *Group) Owned() map[string][]int32 {
 	return out
 }
 
+// Name returns the consumer group's id.
+func (g *Group) Name() string { return g.cfg.Group }
+
+// Identity returns the process's stable identity in the group, kept in
+// the member directory (it survives restarts), or "" when the group has
+// none (GroupConfig.MemberDir unset).
+func (g *Group) Identity() string { return g.instanceID }
+
+// Member returns this member's id, generation (-1 before it joined) and
+// instance id ("" for a dynamic member), as a transactional offset commit
+// names them (KIP-447).
+func (g *Group) Member() (memberID string, generation int32, instanceID string) {
+	id, gen := g.cl.GroupMetadata()
+	return id, gen, g.instanceID
+}
+
+// SinkCommitsOffsets says the sink commits the group's offsets itself,
+// inside its transactions (the kafka sink on the source's cluster): from
+// then on Commit does nothing, so the echo never overwrites them.
+func (g *Group) SinkCommitsOffsets() {
+	g.mu.Lock()
+	g.sinkOffsets = true
+	g.mu.Unlock()
+}
+
 // Commit records positions as the group's offsets, as this member (lag
-// tools read them; the sink holds the positions that count).
+// tools read them; the sink holds the positions that count). It does
+// nothing once SinkCommitsOffsets was called.
 func (g *Group) Commit(ctx context.Context, at engine.Positions) error {
+	g.mu.Lock()
+	off := g.sinkOffsets
+	g.mu.Unlock()
+	if off {
+		return nil
+	}
 	offsets := map[string]map[int32]kgo.EpochOffset{}
 	for tp, off := range at {
 		if offsets[tp.Topic] == nil {
