@@ -181,7 +181,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	var srv *http.Server
 	if d.http != nil {
-		srv = &http.Server{Handler: newGuard(d.handler(), d.token, d.http.Addr().(*net.TCPAddr), d.cfg.AllowedHosts), ReadHeaderTimeout: 10 * time.Second}
+		srv = &http.Server{Handler: newGuard(d.handler(), d.token, d.http.Addr().(*net.TCPAddr), d.cfg.HTTPAddr, d.cfg.AllowedHosts), ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(d.http)
 	}
 	d.scan(ctx)

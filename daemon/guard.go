@@ -11,8 +11,9 @@ import (
 
 // guard checks every request before the API sees it (README, Operating it):
 //
-//   - Host: the listen address, localhost, 127.0.0.1 or [::1] with the
-//     listen port, or a name given with --http-allowed-host; else 421. A
+//   - Host: the listen address (its IP, or the name given in --http),
+//     localhost, 127.0.0.1 or [::1] with the listen port, or a name given
+//     with --http-allowed-host; else 421. A
 //     page that rebinds its own name to this address sends that name, so
 //     it is refused. /metrics, /healthz and /readyz also take any IP
 //     address (Prometheus and probes scrape by IP, and an IP cannot be
@@ -31,12 +32,17 @@ type guard struct {
 	exact map[string]bool // --http-allowed-host HOST:PORT
 }
 
-func newGuard(next http.Handler, tok *token, listen *net.TCPAddr, allowed []string) *guard {
+// newGuard guards next; listen is where the API listens, flag the --http
+// it was given (whose name, if it has one, is allowed too).
+func newGuard(next http.Handler, tok *token, listen *net.TCPAddr, flag string, allowed []string) *guard {
 	g := &guard{next: next, tok: tok, port: strconv.Itoa(listen.Port),
 		hosts: map[string]bool{"localhost": true, "127.0.0.1": true, "::1": true},
 		names: map[string]bool{}, exact: map[string]bool{}}
 	if !listen.IP.IsUnspecified() {
 		g.hosts[listen.IP.String()] = true
+	}
+	if h, _, err := net.SplitHostPort(flag); err == nil && h != "" && net.ParseIP(h) == nil {
+		g.hosts[normHost(h)] = true
 	}
 	for _, a := range allowed {
 		if h, p, err := net.SplitHostPort(a); err == nil {

@@ -246,7 +246,7 @@ func TestTokenReadableByOthers(t *testing.T) {
 }
 
 func TestGuardHosts(t *testing.T) {
-	g := newGuard(nil, nil, &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 8080}, []string{"a.example", "b.example:9000", "[2001:db8::2]:8080"})
+	g := newGuard(nil, nil, &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 8080}, "host.lan:8080", []string{"a.example", "b.example:9000", "[2001:db8::2]:8080"})
 	for _, c := range []struct {
 		host  string
 		anyIP bool
@@ -256,6 +256,8 @@ func TestGuardHosts(t *testing.T) {
 		{"192.0.2.1:80", false, false},
 		{"192.0.2.1", false, false}, // port 80
 		{"localhost:8080", false, true},
+		{"host.lan:8080", false, true}, // named in --http
+		{"host.lan:9000", false, false},
 		{"LOCALHOST.:8080", false, true},
 		{"127.0.0.1:8080", false, true},
 		{"[::1]:8080", false, true},
@@ -279,7 +281,7 @@ func TestGuardHosts(t *testing.T) {
 		}
 	}
 	// A wildcard listener adds no address of its own.
-	g = newGuard(nil, nil, &net.TCPAddr{IP: net.IPv4zero, Port: 8080}, nil)
+	g = newGuard(nil, nil, &net.TCPAddr{IP: net.IPv4zero, Port: 8080}, ":8080", nil)
 	if g.hostAllowed("0.0.0.0:8080", "80", false) || !g.hostAllowed("localhost:8080", "80", false) {
 		t.Error("a wildcard listener: only localhost and allowed names")
 	}
