@@ -18,22 +18,27 @@ import (
 // does not give columns, and a lint run must report every problem with its
 // place.
 
-var durationType = reflect.TypeFor[Duration]()
+var (
+	durationType = reflect.TypeFor[Duration]()
+	sizeType     = reflect.TypeFor[ByteSize]()
+)
 
 // field is one YAML key of a block, read from the struct tags once.
 type field struct {
-	name     string
-	index    int
-	typ      reflect.Type
-	def      string
-	hasDef   bool
-	required bool
-	enum     []string
-	min      int64
-	hasMin   bool
-	example  string
-	doc      string // a short note for the reference (the doc tag)
-	role     string // the kind tag: "source", "sink" or "step" for blocks of a kind
+	name           string
+	index          int
+	typ            reflect.Type
+	def            string
+	hasDef         bool
+	required       bool
+	enum           []string
+	min, max       int64 // bounds of an integer, a duration (ns) or a size (bytes)
+	hasMin, hasMax bool
+	minText        string // the bounds as the tags write them ("24h", "1TiB")
+	maxText        string
+	example        string
+	doc            string // a short note for the reference (the doc tag)
+	role           string // the kind tag: "source", "sink" or "step" for blocks of a kind
 }
 
 var fieldCache sync.Map // reflect.Type → []field
@@ -56,16 +61,41 @@ func fieldsOf(t reflect.Type) []field {
 			f.enum = strings.Split(e, "|")
 		}
 		if m, ok := sf.Tag.Lookup("min"); ok {
-			v, err := strconv.ParseInt(m, 10, 64)
-			if err != nil {
-				panic(fmt.Sprintf("pipelines: bad min tag on %s.%s: %v", t.Name(), sf.Name, err))
-			}
-			f.min, f.hasMin = v, true
+			f.min, f.hasMin, f.minText = parseBound(t, sf, "min", m), true, m
+		}
+		if m, ok := sf.Tag.Lookup("max"); ok {
+			f.max, f.hasMax, f.maxText = parseBound(t, sf, "max", m), true, m
 		}
 		fs = append(fs, f)
 	}
 	fieldCache.Store(t, fs)
 	return fs
+}
+
+// parseBound reads a min or max tag as the field's values are written: a
+// duration for a Duration, a size for a ByteSize, else an integer
+// (underscores allowed: 1_000_000).
+func parseBound(t reflect.Type, sf reflect.StructField, tag, s string) int64 {
+	var (
+		v   int64
+		err error
+	)
+	switch indirect(sf.Type) {
+	case durationType:
+		var d time.Duration
+		d, err = time.ParseDuration(s)
+		v = int64(d)
+	case sizeType:
+		var b ByteSize
+		b, err = ParseByteSize(s)
+		v = int64(b)
+	default:
+		v, err = strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 10, 64)
+	}
+	if err != nil {
+		panic(fmt.Sprintf("pipelines: bad %s tag on %s.%s: %v", tag, t.Name(), sf.Name, err))
+	}
+	return v
 }
 
 func fieldNames(fs []field) []string {
@@ -94,6 +124,8 @@ type decoder struct {
 	values   int
 	tooMany  bool
 	tooDeep  bool
+	room     int  // how many bytes ${VAR} expansion may still add to the file
+	overflow bool // expansion passed MaxExpandedSize: nothing else is read
 }
 
 func newDecoder(kinds *Kinds, file string, env func(string) (string, bool)) *decoder {
@@ -225,6 +257,8 @@ func (d *decoder) value(path string, f *field, n *yaml.Node, v reflect.Value) bo
 	switch t {
 	case durationType:
 		return d.duration(path, f, n, v)
+	case sizeType:
+		return d.size(path, f, n, v)
 	case componentType:
 		if f.role == "step" {
 			return d.step(path, d.kinds.Steps, n, v)
@@ -616,21 +650,37 @@ func (d *decoder) integer(path string, f *field, n *yaml.Node, v reflect.Value) 
 	case "!!int":
 		var err error
 		if i, err = parseInt(n.Value); err != nil {
-			d.errorf(n, "%s: %s is out of range; write a number between %d and %d", path, n.Value, minOf(v.Type()), maxOf(v.Type()))
+			lo, hi := boundsOf(f, v.Type())
+			d.errorf(n, "%s: %s is out of range; write a number between %d and %d", path, n.Value, lo, hi)
 			return false
 		}
 	case "!!float":
 		// 1e6 is a fine way to write a million records.
 		fl, ok := parseFloat(n.Value)
-		if !ok || fl != math.Trunc(fl) || math.Abs(fl) > 1<<62 {
+		if !ok || fl != math.Trunc(fl) {
 			return d.wrongType(path, f, n, v.Type())
+		}
+		if math.Abs(fl) > 1<<62 {
+			// A whole number past int64, which YAML reads as a float.
+			lo, hi := boundsOf(f, v.Type())
+			if f != nil && f.hasMax && fl > 0 {
+				d.errorf(n, "%s must be at most %s, got %s; write %s: %s or less%s", path, f.maxText, n.Value, f.name, f.maxText, maxNote(f))
+			} else {
+				d.errorf(n, "%s: %s is out of range; write a number between %d and %d", path, n.Value, lo, hi)
+			}
+			return false
 		}
 		i = int64(fl)
 	default:
 		return d.wrongType(path, f, n, v.Type())
 	}
+	if f != nil && f.hasMax && i > f.max {
+		d.errorf(n, "%s must be at most %s, got %d; write %s: %s or less%s", path, f.maxText, i, f.name, f.maxText, maxNote(f))
+		return false
+	}
 	if v.OverflowInt(i) {
-		d.errorf(n, "%s: %d is out of range; write a number between %d and %d", path, i, minOf(v.Type()), maxOf(v.Type()))
+		lo, hi := boundsOf(f, v.Type())
+		d.errorf(n, "%s: %d is out of range; write a number between %d and %d", path, i, lo, hi)
 		return false
 	}
 	if f != nil && f.hasMin && i < f.min {
@@ -638,6 +688,63 @@ func (d *decoder) integer(path string, f *field, n *yaml.Node, v reflect.Value) 
 		return false
 	}
 	v.SetInt(i)
+	return true
+}
+
+// boundsOf is the range a message suggests for an integer key: its tags,
+// else what its Go type holds.
+func boundsOf(f *field, t reflect.Type) (lo, hi int64) {
+	lo, hi = minOf(t), maxOf(t)
+	if f != nil && f.hasMin {
+		lo = f.min
+	}
+	if f != nil && f.hasMax {
+		hi = f.max
+	}
+	return lo, hi
+}
+
+// maxNote says what a key's doc says about its values ("0 = unlimited"),
+// so the user who wrote a huge number meaning "no limit" finds how to say it.
+func maxNote(f *field) string {
+	if f.hasMin && f.min == 0 && strings.Contains(f.doc, "0 =") {
+		return fmt.Sprintf(" (%s)", f.doc)
+	}
+	return ""
+}
+
+// size decodes a ByteSize: a whole number of bytes or a number with a unit.
+func (d *decoder) size(path string, f *field, n *yaml.Node, v reflect.Value) bool {
+	if n.Kind != yaml.ScalarNode || isNull(n) {
+		return d.wrongType(path, f, n, v.Type())
+	}
+	key := lastKey(path, f)
+	b, err := ParseByteSize(n.Value)
+	if err != nil {
+		d.errorf(n, "%s: %v; write a size such as %s: 256MiB (units B, KiB, MiB, GiB, TiB, or KB, MB, GB, TB)", path, err, key)
+		return false
+	}
+	if !d.inBounds(path, f, n, int64(b), ByteSize(b).String()) {
+		return false
+	}
+	v.SetInt(int64(b))
+	return true
+}
+
+// inBounds checks a duration or a size against its min and max tags; shown
+// is the value as a message writes it.
+func (d *decoder) inBounds(path string, f *field, n *yaml.Node, x int64, shown string) bool {
+	if f == nil {
+		return true
+	}
+	if f.hasMax && x > f.max {
+		d.errorf(n, "%s must be at most %s, got %s; write %s: %s or less", path, f.maxText, shown, f.name, f.maxText)
+		return false
+	}
+	if f.hasMin && x < f.min {
+		d.errorf(n, "%s must be at least %s, got %s; write %s: %s or more", path, f.minText, shown, f.name, f.minText)
+		return false
+	}
 	return true
 }
 
@@ -672,6 +779,9 @@ func (d *decoder) duration(path string, f *field, n *yaml.Node, v reflect.Value)
 	}
 	if dd < 0 {
 		d.errorf(n, "%s: duration %s is negative; write 0 or a positive duration such as %s: %s", path, n.Value, key, strings.TrimPrefix(n.Value, "-"))
+		return false
+	}
+	if !d.inBounds(path, f, n, int64(dd), n.Value) {
 		return false
 	}
 	v.SetInt(int64(dd))

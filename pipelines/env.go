@@ -10,8 +10,13 @@ import (
 
 // interpolate expands ${VAR}, ${VAR:-default} and $$ in every scalar value
 // of the tree, in place, before decoding, so that positions still point
-// into the file. Keys are left alone: a key is a name, not data.
+// into the file. Keys are left alone: a key is a name, not data. The file
+// may grow by d.room bytes (MaxExpandedSize less its size); past that,
+// expansion stops at once with one error and d.overflow set.
 func (d *decoder) interpolate(n *yaml.Node) {
+	if d.overflow {
+		return
+	}
 	switch n.Kind {
 	case yaml.DocumentNode, yaml.SequenceNode:
 		for _, c := range n.Content {
@@ -30,7 +35,15 @@ func (d *decoder) interpolateScalar(n *yaml.Node) {
 	if !strings.Contains(n.Value, "$") {
 		return
 	}
-	out, problems := expand(n.Value, d.env)
+	// The scalar's own bytes are already counted in the file's size.
+	out, problems, over := expand(n.Value, d.env, d.room+len(n.Value))
+	if over {
+		d.overflow = true
+		d.errs = append(d.errs[:0], &Error{File: d.file, Line: n.Line, Col: n.Column, Msg: fmt.Sprintf(
+			"with its ${VAR} references expanded the file passes %d bytes (1 MiB), the cap for a pipeline; refer to fewer or smaller variables (data a step needs belongs in a file it reads)", MaxExpandedSize)})
+		return
+	}
+	d.room -= len(out) - len(n.Value)
 	for _, p := range problems {
 		d.errs = append(d.errs, &Error{File: d.file, Line: n.Line, Col: scalarCol(n, p.offset), Msg: p.msg})
 	}
@@ -72,10 +85,14 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // expand performs the substitution on one value. A "$" that does not start
 // "${" or "$$" is kept, so regular expressions like "clicks-.*$" need no
 // escaping. Like the shell, ":-" also applies when VAR is set but empty.
-func expand(s string, env func(string) (string, bool)) (string, []envProblem) {
+// over reports that the result would pass limit bytes; expand stops there,
+// without building it.
+func expand(s string, env func(string) (string, bool), limit int) (out string, problems []envProblem, over bool) {
 	var b strings.Builder
-	var problems []envProblem
 	for i := 0; i < len(s); {
+		if b.Len() > limit {
+			return "", nil, true
+		}
 		c := s[i]
 		if c != '$' || i+1 >= len(s) || (s[i+1] != '$' && s[i+1] != '{') {
 			b.WriteByte(c)
@@ -101,6 +118,9 @@ func expand(s string, env func(string) (string, bool)) (string, []envProblem) {
 			v, ok := env(name)
 			switch {
 			case ok && (v != "" || !hasDef):
+				if b.Len()+len(v) > limit {
+					return "", nil, true
+				}
 				b.WriteString(v)
 			case hasDef:
 				b.WriteString(def)
@@ -110,7 +130,10 @@ func expand(s string, env func(string) (string, bool)) (string, []envProblem) {
 		}
 		i += end + 1
 	}
-	return b.String(), problems
+	if b.Len() > limit {
+		return "", nil, true
+	}
+	return b.String(), problems, false
 }
 
 var (

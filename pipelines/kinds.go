@@ -13,6 +13,7 @@ type valueKind int
 const (
 	kindOther valueKind = iota
 	kindDuration
+	kindSize
 	kindString
 	kindBool
 	kindInt
@@ -23,8 +24,11 @@ const (
 
 func kindOf(t reflect.Type) valueKind {
 	t = indirect(t)
-	if t == durationType {
+	switch t {
+	case durationType:
 		return kindDuration
+	case sizeType:
+		return kindSize
 	}
 	switch t.Kind() {
 	case reflect.String:
@@ -56,6 +60,7 @@ var kinds = [...]struct{ tag, desc, sample, name string }{
 	kindOther: {"", "a value", "...", ""},
 	// Duration is an int64 underneath, and its tag has always followed.
 	kindDuration: {"!!int", "a duration", "1s", "duration"},
+	kindSize:     {"", "a size", "256MiB", "size"},
 	kindString:   {"", "a string", "text", "string"},
 	kindBool:     {"!!bool", "true or false", "true", "bool"},
 	kindInt:      {"!!int", "a whole number", "1", "integer"},

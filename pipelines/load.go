@@ -68,7 +68,11 @@ func Parse(name string, data []byte, env func(string) (string, bool), kinds *Kin
 	}
 
 	d := newDecoder(kinds, name, env)
+	d.room = MaxExpandedSize - len(data)
 	d.interpolate(root)
+	if d.overflow {
+		return nil, d.errs
+	}
 	spec = &Spec{File: name, where: d.where}
 	d.value("", nil, body, reflect.ValueOf(spec).Elem())
 	d.errs = append(d.errs, spec.check(kinds)...)

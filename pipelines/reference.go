@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"strconv"
 	"strings"
 )
 
@@ -15,7 +14,8 @@ type Key struct {
 	Default  string // "" when there is none
 	Required bool
 	Values   []string // the accepted values, when the key is an enumeration
-	Min      string   // the smallest accepted integer, or ""
+	Min      string   // the smallest accepted value, or ""
+	Max      string   // the largest accepted value, or ""
 	Doc      string   // what the default means or how the key is used, or ""
 }
 
@@ -58,7 +58,10 @@ func Reference(kinds *Kinds) []Block {
 				k.Default = f.def
 			}
 			if f.hasMin {
-				k.Min = strconv.FormatInt(f.min, 10)
+				k.Min = f.minText
+			}
+			if f.hasMax {
+				k.Max = f.maxText
 			}
 			b.Keys = append(b.Keys, k)
 			et, sub := indirect(f.typ), join(path, f.name)
@@ -110,8 +113,13 @@ func WriteReference(w io.Writer, kinds *Kinds) error {
 			if k.Values != nil {
 				notes = append(notes, "one of "+strings.Join(k.Values, ", "))
 			}
-			if k.Min != "" {
+			switch {
+			case k.Min != "" && k.Max != "":
+				notes = append(notes, k.Min+" to "+k.Max)
+			case k.Min != "":
 				notes = append(notes, "at least "+k.Min)
+			case k.Max != "":
+				notes = append(notes, "at most "+k.Max)
 			}
 			if k.Doc != "" {
 				notes = append(notes, k.Doc)

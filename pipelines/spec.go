@@ -7,8 +7,9 @@ import "time"
 // absent, `required` marks keys that must be present. The loader walks the
 // YAML node tree against these types, so unknown keys and wrong types are
 // reported with FILE:LINE:COL. `enum` lists the accepted values of a
-// string key, `min` the smallest accepted integer, `example` what a lint
-// message suggests writing for a missing required key. Source, sink and
+// string key; `min` and `max` the smallest and largest accepted number,
+// duration or size, written as the key's values are; `example` what a
+// lint message suggests writing for a missing required key. Source, sink and
 // transforms hold blocks of the kinds in the table the file is read with
 // (`kind` names the role; see Kinds).
 type Spec struct {
@@ -33,8 +34,10 @@ type Spec struct {
 type Batch struct {
 	// Interval between batch starts; 0 = continuous (the next batch starts
 	// when the previous one commits).
-	Interval               Duration `yaml:"interval" default:"1s"`
-	MaxRecordsPerPartition int      `yaml:"max-records-per-partition" default:"50000" min:"1"`
+	// The max tags repeat MaxBatchInterval and MaxRecordsPerPartition (a
+	// test keeps them equal).
+	Interval               Duration `yaml:"interval" default:"1s" max:"24h"`
+	MaxRecordsPerPartition int      `yaml:"max-records-per-partition" default:"50000" min:"1" max:"1_000_000"`
 }
 
 // TLS configures a client connection to an external cluster.

@@ -240,7 +240,15 @@ func suggestName(s string) string {
 	return out
 }
 
-// checkTags applies the enum and min tags to a Spec built in Go; for a file
+// shown writes an integer, duration or size field's value for a message.
+func shown(v reflect.Value) string {
+	if s, ok := v.Interface().(fmt.Stringer); ok {
+		return s.String()
+	}
+	return strconv.FormatInt(v.Int(), 10)
+}
+
+// checkTags applies the enum, min and max tags to a Spec built in Go; for a file
 // the decoder checks them as it reads each value.
 func checkTags(file, path string, v reflect.Value) Errors {
 	var errs Errors
@@ -278,7 +286,9 @@ func checkTags(file, path string, v reflect.Value) Errors {
 			case f.enum != nil && fv.Kind() == reflect.String && !slices.Contains(f.enum, fv.String()):
 				add("bad value %q for %s; write one of: %s", fv.String(), fp, strings.Join(f.enum, ", "))
 			case f.hasMin && fv.CanInt() && fv.Int() < f.min:
-				add("%s must be at least %d, got %d", fp, f.min, fv.Int())
+				add("%s must be at least %s, got %s", fp, f.minText, shown(fv))
+			case f.hasMax && fv.CanInt() && fv.Int() > f.max:
+				add("%s must be at most %s, got %s; write %s or less", fp, f.maxText, shown(fv), f.maxText)
 			case fv.Type() == durationType && fv.Int() < 0:
 				add("%s: duration %s is negative; write 0 or a positive duration", fp, fv.Interface().(Duration).D())
 			default:

@@ -33,6 +33,14 @@ const (
 	MaxConsecutiveFailures = 5
 	// MaxWorkers caps workers: each is a process with its own memory.
 	MaxWorkers = 64
+	// MaxTimeout caps timeout: a call that may take an hour is a job of
+	// its own, not a step of a batch.
+	MaxTimeout = time.Hour
+	// MinMemory is the smallest memory limit: a Go plugin's runtime and
+	// gRPC server need about 10 MiB before the first record.
+	MinMemory = 32 << 20
+	// MaxMemory caps memory: above a TiB the limit is no limit.
+	MaxMemory = 1 << 40
 	// restartBackoffMin and restartBackoffMax bound the wait before a
 	// crashed or hung plugin is started again; it doubles per failure.
 	restartBackoffMin = 100 * time.Millisecond

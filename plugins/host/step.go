@@ -12,11 +12,14 @@ import (
 // and metrics added.
 type Step struct {
 	// Plugin is a built-in plugin name or a path to an executable.
-	Plugin   string             `yaml:"plugin" required:"true" example:"jsonpath"`
-	Settings map[string]any     `yaml:"settings"`
-	Workers  int                `yaml:"workers" default:"1" min:"1"`
-	SHA256   string             `yaml:"sha256"`
-	Timeout  pipelines.Duration `yaml:"timeout" default:"30s"` // per call
+	Plugin   string         `yaml:"plugin" required:"true" example:"jsonpath"`
+	Settings map[string]any `yaml:"settings"`
+	// The max tags repeat MaxWorkers, MaxTimeout and MaxMemory, the min tag
+	// MinMemory (a test keeps them equal).
+	Workers int                `yaml:"workers" default:"1" min:"1" max:"64" doc:"plugin processes"`
+	SHA256  string             `yaml:"sha256"`
+	Timeout pipelines.Duration `yaml:"timeout" default:"30s" max:"1h" doc:"per call"`
+	Memory  pipelines.ByteSize `yaml:"memory" min:"32MiB" max:"1TiB" doc:"per plugin process (and each process it starts); absent: no limit"`
 }
 
 var sha256RE = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)

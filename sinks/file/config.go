@@ -31,6 +31,14 @@ const (
 	// data about as fresh as a per-minute batch job would; Flink's file
 	// sink chose the same.
 	DefaultRollInterval = time.Minute
+
+	// MaxRollBytes bounds roll.bytes (64 GiB): a part file is one unit a
+	// reader takes whole, and the bytes of a part not yet rolled are
+	// rewritten after a crash.
+	MaxRollBytes = 64 << 30
+	// MaxRollInterval bounds roll.interval: committed output hidden for
+	// more than a day is a mistake, not a setting.
+	MaxRollInterval = 24 * time.Hour
 )
 
 // RollConfig says when the part file that committed epochs are appended
@@ -43,8 +51,9 @@ const (
 // built in Go, 0 means "no such condition". Neither condition and no
 // per-epoch is an error: the file would never roll while the pipeline runs.
 type RollConfig struct {
-	Bytes    int64              `yaml:"bytes" default:"134217728" min:"0" doc:"128 MiB; 0 = no size condition"`
-	Interval pipelines.Duration `yaml:"interval" default:"1m" doc:"0 = no age condition"`
+	// The max tags repeat MaxRollBytes and MaxRollInterval.
+	Bytes    int64              `yaml:"bytes" default:"134217728" min:"0" max:"68_719_476_736" doc:"128 MiB; 0 = no size condition; at most 64 GiB"`
+	Interval pipelines.Duration `yaml:"interval" default:"1m" max:"24h" doc:"0 = no age condition"`
 	PerEpoch bool               `yaml:"per-epoch" doc:"one part file per epoch, visible at its commit; without bytes and interval"`
 }
 

@@ -31,11 +31,15 @@ type Source struct {
 
 // New returns a generate source for cfg.
 func New(cfg Config) (*Source, error) {
-	if cfg.Partitions < 1 {
-		return nil, fmt.Errorf("generate: partitions is %d; use 1 or more", cfg.Partitions)
+	// The same bounds as lint's, for a Config built in Go.
+	if cfg.Partitions < 1 || cfg.Partitions > MaxPartitions {
+		return nil, fmt.Errorf("generate: partitions is %d; use 1 to %d", cfg.Partitions, MaxPartitions)
 	}
 	if cfg.Count < 0 || cfg.Keys < 0 || cfg.Rate < 0 {
 		return nil, fmt.Errorf("generate: count, keys and rate must not be negative")
+	}
+	if cfg.Count > MaxCount || cfg.Keys > MaxKeys || cfg.Rate > MaxRate {
+		return nil, fmt.Errorf("generate: count, keys or rate is above its maximum (%d, %d, %d); write 0 for unbounded count or unlimited rate", MaxCount, MaxKeys, MaxRate)
 	}
 	return &Source{
 		topic:      cfg.Topic,

@@ -17,8 +17,8 @@ type Settings struct {
 	Mode          string             `yaml:"mode" default:"direct" enum:"direct|receiver"` // direct | receiver
 	Start         string             `yaml:"start" default:"earliest" enum:"earliest|latest"`
 	Group         string             `yaml:"group" doc:"default: the pipeline name"`
-	BlockInterval pipelines.Duration `yaml:"block-interval" default:"200ms"`
-	MaxRate       int64              `yaml:"max-rate" min:"0"` // records/s per partition; 0 = unlimited
+	BlockInterval pipelines.Duration `yaml:"block-interval" default:"200ms" max:"1m"`
+	MaxRate       int64              `yaml:"max-rate" min:"0" max:"1_000_000_000" doc:"records/s per partition; 0 = unlimited"`
 	WAL           *bool              `yaml:"wal" doc:"receiver mode; default true"`
 	OnDataLoss    string             `yaml:"on-data-loss" default:"fail" enum:"fail|skip"` // records retention deleted before they were read, in both modes: fail | skip
 	// SessionTimeout is how long the group waits for a silent process of a
