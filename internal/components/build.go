@@ -69,12 +69,28 @@ type Env struct {
 // SplitIntoTasks reports whether the pipeline's tasks are shared between
 // the processes that run it: its source and sink can (Caps.Tasks), it
 // delivers exactly-once and has no dead-letter destination (dead letters
-// are numbered by epoch, which tasks do not share yet). The source kind
-// decides whether the mode it is configured in can (a Kafka source in
-// direct mode).
+// are numbered by epoch, which tasks do not share yet). A sink on a Kafka
+// cluster keeps the tasks' positions as the offsets of the source's
+// group, in its transactions, so it splits only on the source's cluster.
+// The source kind decides whether the mode it is configured in can (a
+// Kafka source in direct mode).
 func (e *Env) SplitIntoTasks() bool {
 	sink := find(e.Kinds.Sinks, e.Spec.Sink.Kind)
+	if sc, ok := e.Spec.Sink.Config.(pipelines.OnCluster); ok {
+		src, ok := e.Spec.Source.Config.(pipelines.OnCluster)
+		if !ok || !sameCluster(src.Cluster(), sc.Cluster()) {
+			return false
+		}
+	}
 	return e.Spec.Delivery == string(engine.ExactlyOnce) && e.Spec.DeadLetter == nil && sink != nil && sink.Caps.Tasks
+}
+
+// sameCluster reports whether a and b list the same brokers, in any order.
+func sameCluster(a, b pipelines.Cluster) bool {
+	x, y := slices.Clone(a.Brokers), slices.Clone(b.Brokers)
+	slices.Sort(x)
+	slices.Sort(y)
+	return slices.Equal(slices.Compact(x), slices.Compact(y))
 }
 
 // Brokers resolves a brokers list: [builtin] becomes the embedded

@@ -187,6 +187,15 @@ func buildKafkaSink(ctx context.Context, k *kafkasink.Settings, env *Env) (engin
 	if env.DeadLetter != nil {
 		cfg.DeadLetterTopic = env.DeadLetter.Topic
 	}
+	if env.Tasks != nil {
+		// Split into tasks (on the source's cluster, SplitIntoTasks): the
+		// sink commits the positions as the source group's offsets.
+		g, ok := env.Tasks.(kafkasink.TaskGroup)
+		if !ok {
+			return nil, fmt.Errorf("kafka sink: the pipeline is split into tasks by a %T, which is not a Kafka group", env.Tasks)
+		}
+		cfg.Tasks = g
+	}
 	return kafkasink.New(cfg)
 }
 

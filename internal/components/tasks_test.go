@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/kafkatest"
 	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sinks/sinktest"
 )
@@ -110,5 +111,100 @@ sink: {mem: {label: x}}
 	}
 	if epoch, _ := mem.Committed("split-alo"); epoch == 0 || p.Status().Tasks != nil || len(mem.Records("split-alo")) != n {
 		t.Fatalf("at-least-once: epoch %d, tasks %v, %d records; want one chain with all %d", epoch, p.Status().Tasks, len(mem.Records("split-alo")), n)
+	}
+}
+
+// A kafka sink splits into tasks only on the source's cluster, where the
+// source's group holds the tasks' positions: two pipelines built from one
+// file share the partitions and the output holds every record once. On
+// another cluster the pipeline runs as one chain.
+func TestKafkaSinkSplitsOnTheSourceCluster(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	table := Builtin
+	table.Sinks = slices.Clone(Builtin.Sinks)
+	for i := range table.Sinks {
+		if table.Sinks[i].Key == "kafka" {
+			table.Sinks[i].Caps.Tasks = true
+		}
+	}
+	addr := c.ListenAddrs()[0]
+	parse := func(sinkBrokers string) *pipelines.Spec {
+		spec, err := table.Parse("p.yaml", fmt.Appendf(nil, `version: 1
+name: split
+source: {kafka: {brokers: [%s], topics: [in], mode: direct}}
+batch: {interval: 0}
+sink: {kafka: {brokers: [%s], topic: out}}
+`, addr, sinkBrokers), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return spec
+	}
+	if env := (&Env{Options: Options{Kinds: &table}, Spec: parse("127.0.0.1:1")}); env.SplitIntoTasks() {
+		t.Fatal("a kafka sink on another cluster splits into tasks")
+	}
+	spec := parse(addr)
+	if env := (&Env{Options: Options{Kinds: &table}, Spec: spec}); !env.SplitIntoTasks() {
+		t.Fatal("a kafka sink on the source's cluster does not split into tasks")
+	}
+
+	log := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var done []chan error
+	var pipes []*engine.Pipeline
+	for range 2 {
+		p, err := Build(ctx, spec, Options{Kinds: &table, DataDir: t.TempDir(), Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch := make(chan error, 1)
+		go func() { ch <- p.Run(ctx) }()
+		done, pipes = append(done, ch), append(pipes, p)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(pipes[0].Status().Tasks) != 2 || len(pipes[1].Status().Tasks) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("tasks not split: %v and %v", pipes[0].Status().Tasks, pipes[1].Status().Tasks)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("in"),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const n = 2000
+	for i := range n {
+		cl.Produce(ctx, &kgo.Record{Value: fmt.Appendf(nil, "v%d", i)}, nil)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	deadline = time.Now().Add(time.Minute)
+	for len(out) < n && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		out = kafkatest.Values(kafkatest.ReadCommitted(t, []string{addr}, "out"))
+	}
+	cancel()
+	for _, ch := range done {
+		if err := <-ch; err != nil {
+			t.Error(err)
+		}
+	}
+	seen := map[string]int{}
+	for _, v := range out {
+		seen[v]++
+	}
+	for i := range n {
+		if v := fmt.Sprintf("v%d", i); seen[v] != 1 {
+			t.Fatalf("%s is in the output %d times", v, seen[v])
+		}
 	}
 }

@@ -26,11 +26,11 @@ const taskPartitions = 4
 
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// taskBroker starts the built-in broker with topic "events" of
+// taskBroker starts the built-in broker or kfake with topic "events" of
 // taskPartitions partitions, the source's topic.
-func taskBroker(t *testing.T) []string {
+func taskBroker(t *testing.T, start func(testing.TB) []string) []string {
 	t.Helper()
-	brokers := builtinBroker(t)
+	brokers := start(t)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +99,13 @@ func checkOpened(t *testing.T, got map[engine.Task]engine.Checkpoint, want map[e
 	}
 }
 
+// onBrokers runs test against the built-in broker and kfake.
+func onBrokers(t *testing.T, test func(t *testing.T, brokers []string)) {
+	for name, start := range map[string]func(testing.TB) []string{"builtin": builtinBroker, "kfake": kfakeCluster} {
+		t.Run(name, func(t *testing.T) { test(t, taskBroker(t, start)) })
+	}
+}
+
 func allTasks() []engine.Task {
 	var ts []engine.Task
 	for p := range engine.Task(taskPartitions) {
@@ -110,8 +117,9 @@ func allTasks() []engine.Task {
 // Tasks reopen with the epochs and positions their rounds committed, in a
 // new sink of the same process; a round already stored is a no-op; the
 // source's echo of positions is off.
-func TestTasksReopen(t *testing.T) {
-	brokers := taskBroker(t)
+func TestTasksReopen(t *testing.T) { onBrokers(t, testTasksReopen) }
+
+func testTasksReopen(t *testing.T, brokers []string) {
 	ctx := context.Background()
 	g, tasks := joinTasks(t, brokers, t.TempDir())
 	if !slices.Equal(tasks, allTasks()) {
@@ -170,8 +178,9 @@ func sortedValues(t *testing.T, brokers []string) []string {
 // A round committed under a generation the group has left is fenced: the
 // broker refuses its offsets, the transaction is aborted, and nothing of
 // it becomes visible to a read_committed consumer.
-func TestTasksStaleGenerationFenced(t *testing.T) {
-	brokers := taskBroker(t)
+func TestTasksStaleGenerationFenced(t *testing.T) { onBrokers(t, testTasksStaleGenerationFenced) }
+
+func testTasksStaleGenerationFenced(t *testing.T, brokers []string) {
 	ctx := context.Background()
 	a, tasks := joinTasks(t, brokers, t.TempDir())
 	s := newTaskSink(t, brokers, a)
@@ -234,8 +243,9 @@ func TestTasksStaleGenerationFenced(t *testing.T) {
 // A process restarted with the same identity (its member file) fences its
 // predecessor at once: the transaction it left open, offsets included, is
 // aborted when the new one initialises, not at the transaction timeout.
-func TestTasksRestartAbortsPredecessor(t *testing.T) {
-	brokers := taskBroker(t)
+func TestTasksRestartAbortsPredecessor(t *testing.T) { onBrokers(t, testTasksRestartAbortsPredecessor) }
+
+func testTasksRestartAbortsPredecessor(t *testing.T, brokers []string) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	g, tasks := joinTasks(t, brokers, dir)
@@ -283,8 +293,9 @@ func TestTasksRestartAbortsPredecessor(t *testing.T) {
 // A pipeline that ran as one chain moves to tasks: each task starts from
 // the chain's checkpoint (its epoch, its positions of the task), and once
 // committed reopens from the group's offsets.
-func TestTasksFromSingleChain(t *testing.T) {
-	brokers := taskBroker(t)
+func TestTasksFromSingleChain(t *testing.T) { onBrokers(t, testTasksFromSingleChain) }
+
+func testTasksFromSingleChain(t *testing.T, brokers []string) {
 	ctx := context.Background()
 	chain, err := New(Config{Brokers: brokers, Topic: "out", Logger: quietLog})
 	if err != nil {
