@@ -1,15 +1,21 @@
 package broker
 
 import (
+	"bytes"
+	"compress/gzip"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -198,5 +204,86 @@ func TestCorruptBatchIsRejected(t *testing.T) {
 				t.Fatalf("end offset %d, want %d", end, c.end)
 			}
 		})
+	}
+}
+
+// rebatch rebuilds batch b around records recs with compression attribute
+// codec and a fresh CRC: the batch passes every check of its header and
+// only what is inside is wrong.
+func rebatch(b []byte, codec int16, recs []byte) []byte {
+	out := append(append([]byte(nil), b[:61]...), recs...)
+	binary.BigEndian.PutUint32(out[8:], uint32(len(out)-12))
+	binary.BigEndian.PutUint16(out[21:], uint16(codec))
+	binary.BigEndian.PutUint32(out[17:], crc32.Checksum(out[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return out
+}
+
+// TestMalformedRecordsAreRefused is issue 13's probe: batches whose CRC is
+// right but whose records do not decode are refused for their partition
+// with nothing stored, and a read_committed consumer reads the good batches
+// on either side.
+func TestMalformedRecordsAreRefused(t *testing.T) {
+	b, addr := testBroker(t, Options{})
+	cl := newKgo(t, addr)
+	createTopic(t, cl, "hostile", 1)
+	good := testBatch("x", "y", "z")
+	recs := good[61:]
+	first := 1 + int(recs[0]>>1) // the first record's length varint and body
+	var gz bytes.Buffer
+	w := gzip.NewWriter(&gz)
+	w.Write(recs)
+	w.Close()
+	badGzip := append([]byte(nil), gz.Bytes()...)
+	badGzip[len(badGzip)/2] ^= 0xff
+	count := append([]byte(nil), good...)
+	binary.BigEndian.PutUint32(count[57:], 2) // 2 records, last offset delta 2
+	count = rebatch(count, 0, recs)
+	cases := []struct {
+		name  string
+		batch []byte
+		code  int16
+	}{
+		{"varint that never ends", rebatch(good, 0, append(append([]byte(nil), recs[:first]...), bytes.Repeat([]byte{0xff}, 11)...)), kerr.CorruptMessage.Code},
+		{"truncated record", rebatch(good, 0, recs[:len(recs)-1]), kerr.CorruptMessage.Code},
+		{"bad gzip payload", rebatch(good, 1, badGzip), kerr.CorruptMessage.Code},
+		{"fewer records than counted", rebatch(good, 0, recs[:first]), kerr.CorruptMessage.Code},
+		{"count disagrees with offsets", count, kerr.InvalidRecord.Code},
+	}
+	if rp := produceRaw(t, cl, "hostile", testBatch("before")); rp.ErrorCode != 0 {
+		t.Fatalf("good batch: error %d", rp.ErrorCode)
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rp := produceRaw(t, cl, "hostile", c.batch)
+			if rp.ErrorCode != c.code {
+				t.Fatalf("error code %d, want %d", rp.ErrorCode, c.code)
+			}
+			if rp.ErrorMessage == nil || *rp.ErrorMessage == "" {
+				t.Fatal("no error message")
+			}
+			if end := b.topics.partition("hostile", 0).EndOffset(); end != 1 {
+				t.Fatalf("end offset %d: something of the batch was stored", end)
+			}
+		})
+	}
+	var gzGood bytes.Buffer
+	w = gzip.NewWriter(&gzGood)
+	w.Write(recs)
+	w.Close()
+	if rp := produceRaw(t, cl, "hostile", rebatch(good, 1, gzGood.Bytes())); rp.ErrorCode != 0 {
+		t.Fatalf("good gzip batch: error %d", rp.ErrorCode)
+	}
+	cons := newKgo(t, addr, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"hostile": {0: kgo.NewOffset().At(0)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(200*time.Millisecond))
+	var got []string
+	for len(got) < 4 {
+		fs := cons.PollFetches(ctxT(t))
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("consume: %v", err)
+		}
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, fmt.Sprintf("%d:%s", r.Offset, r.Value)) })
+	}
+	if want := "0:before 1:x 2:y 3:z"; strings.Join(got, " ") != want {
+		t.Fatalf("consumed %q, want %q", got, want)
 	}
 }

@@ -16,15 +16,15 @@ import (
 // records; `go run ./bench/broker` prints the full table with kafka-go and
 // the disk's own rate.
 
-func benchProduce(b *testing.B, acks kgo.Acks) {
+func benchProduce(b *testing.B, acks kgo.Acks, codec ...kgo.CompressionCodec) {
 	_, addr := testBroker(b, Options{})
 	createTopic(b, newKgo(b, addr), "bench", 4)
 	cl := newKgo(b, addr, kgo.DefaultProduceTopic("bench"), kgo.RequiredAcks(acks), kgo.DisableIdempotentWrite(),
 		kgo.ProducerLinger(0), kgo.MaxBufferedRecords(1<<20), kgo.ProducerBatchMaxBytes(1<<20),
 		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.MaxProduceRequestsInflightPerBroker(8),
-		kgo.ProducerBatchCompression(kgo.NoCompression()))
+		kgo.ProducerBatchCompression(append(codec, kgo.NoCompression())...))
 	value := make([]byte, 100)
-	rand.Read(value)
+	rand.Read(value[:50]) // half random, half zeros: compressible as real values are
 	var wg sync.WaitGroup
 	var once sync.Once
 	var firstErr error
@@ -50,6 +50,11 @@ func benchProduce(b *testing.B, acks kgo.Acks) {
 
 func BenchmarkProduceAcks1(b *testing.B)   { benchProduce(b, kgo.LeaderAck()) }
 func BenchmarkProduceAcksAll(b *testing.B) { benchProduce(b, kgo.AllISRAcks()) }
+
+// Compressed batches are decompressed on append to be validated.
+func BenchmarkProduceAcks1Gzip(b *testing.B) { benchProduce(b, kgo.LeaderAck(), kgo.GzipCompression()) }
+func BenchmarkProduceAcks1Lz4(b *testing.B)  { benchProduce(b, kgo.LeaderAck(), kgo.Lz4Compression()) }
+func BenchmarkProduceAcks1Zstd(b *testing.B) { benchProduce(b, kgo.LeaderAck(), kgo.ZstdCompression()) }
 
 func BenchmarkConsume(b *testing.B) {
 	_, addr := testBroker(b, Options{})

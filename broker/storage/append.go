@@ -26,8 +26,9 @@ type AppendResult struct {
 	Duplicate bool
 }
 
-// AppendBatches validates every batch in b (magic v2, lengths, CRC-32C, and
-// the sequence of an idempotent producer's batch), assigns offsets from the
+// AppendBatches validates every batch in b (magic v2, lengths, CRC-32C,
+// every record decoded (checkRecords), and the sequence of an idempotent
+// producer's batch), assigns offsets from the
 // log end, patches them into b and writes b to the active segment. Nothing
 // is stored unless every batch is valid. The data is in the page cache on
 // return; call Sync(Next) for durability, also after a duplicate, whose
@@ -39,12 +40,23 @@ func (p *Partition) AppendBatches(b []byte, now time.Time) (AppendResult, error)
 	var hs []header
 	var hbuf [8]header
 	hs = hbuf[:0]
+	limit := -1 // what a compressed batch may inflate to; read once, if needed
 	for rest := b; len(rest) > 0; {
 		h, err := checkBatch(rest, true)
 		if err != nil {
 			return AppendResult{}, err
 		}
 		if err := checkClientBatch(h); err != nil {
+			return AppendResult{}, err
+		}
+		if h.compressed() && limit < 0 {
+			p.mu.RLock()
+			limit = inflateLimit(p.cfg.MaxBatchBytes)
+			p.mu.RUnlock()
+		}
+		// Outside the lock: appends to other partitions, and reads of
+		// this one, do not wait for a decompression.
+		if err := checkRecords(rest, h, limit); err != nil {
 			return AppendResult{}, err
 		}
 		hs = append(hs, h)

@@ -25,6 +25,18 @@ const (
 	// corrupt length field cannot make us allocate gigabytes.
 	maxBatchBytes = 64 << 20
 
+	// maxInflation bounds what a compressed batch may decompress to when
+	// an append validates its records: this many times the topic's
+	// max.message.bytes (Kafka's default 1 MiB gives 32 MiB). Text and JSON
+	// compress 3 to 10 times; a decompression bomb (a gigabyte of zeros in
+	// a megabyte) is refused after this much output, and never stored for
+	// consumers to inflate.
+	maxInflation = 32
+
+	// maxUncompressedBatchBytes caps maxInflation's bound for topics with a
+	// large max.message.bytes; franz-go consumers refuse batches over 1 GiB.
+	maxUncompressedBatchBytes = 256 << 20
+
 	// recoveryReadBytes is the read buffer used when scanning a segment.
 	recoveryReadBytes = 1 << 20
 )

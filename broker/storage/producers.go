@@ -177,6 +177,9 @@ func checkClientBatch(h header) error {
 	switch {
 	case h.control():
 		return fmt.Errorf("%w: control batches are written by the broker, not by clients", ErrInvalidRecord)
+	case h.recordCount != h.lastOffsetDelta+1:
+		// As Kafka's LogValidator: a producer's batch has no gaps.
+		return fmt.Errorf("%w: %d records with last offset delta %d; a producer's batch holds one record per offset", ErrInvalidRecord, h.recordCount, h.lastOffsetDelta)
 	case h.transactional() && !h.idempotent():
 		return fmt.Errorf("%w: a transactional batch needs a producer id from InitProducerId", ErrInvalidRecord)
 	case h.idempotent() && (h.producerEpoch < 0 || h.baseSequence < 0):
