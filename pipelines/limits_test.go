@@ -84,7 +84,7 @@ func TestUpperBounds(t *testing.T) {
 		{"workers past int64", step("workers: 92233720368547758070"), "transforms[0].workers must be at most 64, got 92233720368547758070; write workers: 64 or less"},
 		{"timeout", step("timeout: 100h"), "transforms[0].timeout must be at most 1h, got 100h; write timeout: 1h or less"},
 		{"memory too large", step("memory: 2TiB"), "transforms[0].memory must be at most 1TiB, got 2TiB; write memory: 1TiB or less"},
-		{"memory too small", step("memory: 1MiB"), "transforms[0].memory must be at least 32MiB, got 1MiB; write memory: 32MiB or more"},
+		{"memory too small", step("memory: 1MiB"), "transforms[0].memory must be at least 128MiB, got 1MiB; write memory: 128MiB or more"},
 		{"memory bad unit", step("memory: 256 megs"), `transforms[0].memory: bad size "256 megs"; write a size such as memory: 256MiB`},
 		{"memory overflow", step("memory: 99999999999TiB"), `transforms[0].memory: size "99999999999TiB" is too large`},
 		{"max-records-per-partition", base("{generate: {}}", "batch: {max-records-per-partition: 1e9}"), "batch.max-records-per-partition must be at most 1_000_000, got 1000000000"},

@@ -130,7 +130,7 @@ func buildKafkaSource(ctx context.Context, k *kafka.Settings, env *Env) (engine.
 		return kafka.NewReceiver(kafka.ReceiverConfig{
 			Conn: conn, Topics: k.Topics, Pattern: k.Pattern, Start: k.Start, Group: group,
 			BlockInterval: k.BlockInterval.D(), MaxRate: k.MaxRate, WALDir: walDir,
-			SkipLoss: k.OnDataLoss == "skip", Delivery: engine.Delivery(env.Spec.Delivery), Pipeline: env.Spec.Name,
+			SkipLoss: k.OnDataLoss == "skip", SkipCorrupt: k.OnCorrupt == "skip", Delivery: engine.Delivery(env.Spec.Delivery), Pipeline: env.Spec.Name,
 			Logger: env.Logger, Metrics: env.KafkaMetrics,
 		})
 	}
@@ -145,7 +145,7 @@ func buildKafkaSource(ctx context.Context, k *kafka.Settings, env *Env) (engine.
 	}
 	return kafka.NewDirect(kafka.DirectConfig{
 		Conn: conn, Topics: k.Topics, Pattern: k.Pattern, Start: k.Start, Group: group, Tasks: tasks,
-		MaxRate: k.MaxRate, SkipLoss: k.OnDataLoss == "skip", Pipeline: env.Spec.Name,
+		MaxRate: k.MaxRate, SkipLoss: k.OnDataLoss == "skip", SkipCorrupt: k.OnCorrupt == "skip", Pipeline: env.Spec.Name,
 		Logger: env.Logger, Metrics: env.KafkaMetrics,
 	})
 }
@@ -207,7 +207,7 @@ func buildPlugin(ctx context.Context, s *host.Step, env *Env) (engine.Transform,
 	}
 	t, err := host.New(ctx, host.Config{
 		Pipeline: env.Spec.Name, Name: fmt.Sprintf("%s#%d", filepath.Base(s.Plugin), env.Step+1), Plugin: plugin,
-		Settings: s.Settings, Workers: s.Workers, SHA256: s.SHA256, Timeout: s.Timeout.D(),
+		Settings: s.Settings, Workers: s.Workers, SHA256: s.SHA256, Timeout: s.Timeout.D(), Memory: int64(s.Memory),
 		Logger: env.Logger, Registerer: env.Registerer,
 	})
 	if err != nil {

@@ -12,7 +12,17 @@
 // never committed). After MaxConsecutiveFailures in a row the error is
 // final and carries the plugin's last stderr lines.
 //
-// Plugin processes never outlive the host: they run in their own process
-// group with a parent-death signal (Linux), and the SDK also exits when its
-// parent process changes.
+// Plugin processes never outlive the host: each runs in its own process
+// group with the parent-death signal SIGKILL (Linux; forked from a thread
+// that lives as long as the host, see plugins/internal/proc), and the SDK
+// also exits when its parent process changes. What a plugin starts dies
+// with it: stopping a plugin kills its whole group, and the SDK's guard
+// kills the group when the plugin dies any other way (see package sdk).
+//
+// Config.Memory caps each plugin process with RLIMIT_DATA (private writable
+// memory: heap and anonymous mappings, not the shared-memory batches),
+// inherited by what it starts; a plugin that dies saying an allocation was
+// refused fails with an error naming the step and the limit. A cgroup v2
+// child group (memory.max, resident memory) would be the better mechanism
+// but needs a delegated cgroup; it is not used yet.
 package host

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/plugins/builtin"
 )
 
@@ -36,9 +37,14 @@ const (
 	// MaxTimeout caps timeout: a call that may take an hour is a job of
 	// its own, not a step of a batch.
 	MaxTimeout = time.Hour
-	// MinMemory is the smallest memory limit: a Go plugin's runtime and
-	// gRPC server need about 10 MiB before the first record.
-	MinMemory = 32 << 20
+	// MinMemory is the smallest memory limit. The limit counts private
+	// writable address space, not resident memory, and a Go runtime maps
+	// about 80 MiB of it (mostly untouched) before the plugin's first
+	// record; a plugin built with cgo adds 8 MiB of stack per thread.
+	MinMemory = 128 << 20
+	// goRuntimeReserve is what a Go plugin's GOMEMLIMIT leaves of its
+	// memory limit for what the runtime maps besides the heap.
+	goRuntimeReserve = 96 << 20
 	// MaxMemory caps memory: above a TiB the limit is no limit.
 	MaxMemory = 1 << 40
 	// restartBackoffMin and restartBackoffMax bound the wait before a
@@ -66,6 +72,10 @@ type Config struct {
 	SHA256 string
 	// Timeout bounds one Process call (default DefaultTimeout).
 	Timeout time.Duration
+	// Memory caps each plugin process's memory, in bytes (0: no limit):
+	// RLIMIT_DATA on Linux, inherited by what the plugin starts; a plugin
+	// that runs out fails with an error naming the limit. Linux only.
+	Memory int64
 	// Logger receives the host's and the plugin's log lines (default
 	// slog.Default()).
 	Logger *slog.Logger
@@ -105,6 +115,12 @@ func New(ctx context.Context, cfg Config) (*Transform, error) {
 	}
 	if cfg.Workers < 0 || cfg.Workers > MaxWorkers {
 		return nil, fmt.Errorf("transform %s: workers: %d is out of range; use 1 to %d", cfg.Name, cfg.Workers, MaxWorkers)
+	}
+	if cfg.Memory < 0 || cfg.Memory > 0 && (cfg.Memory < MinMemory || cfg.Memory > MaxMemory) {
+		return nil, fmt.Errorf("transform %s: memory: %s is out of range; use %s to %s", cfg.Name, pipelines.ByteSize(cfg.Memory), pipelines.ByteSize(MinMemory), pipelines.ByteSize(MaxMemory))
+	}
+	if cfg.Memory > 0 && !memoryLimitSupported {
+		return nil, fmt.Errorf("transform %s: %w", cfg.Name, errMemoryLinuxOnly)
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout

@@ -35,6 +35,9 @@ func TestMain(m *testing.M) {
 const (
 	testPluginName = "sluice-test-plugin"
 	testHostEnv    = "SLUICE_TEST_HOST"
+	// The orphan test's host runs this plugin with this pidfile setting.
+	testHostPluginEnv  = "SLUICE_TEST_HOST_PLUGIN"
+	testHostPIDFileEnv = "SLUICE_TEST_HOST_PIDFILE"
 )
 
 type testSettings struct {
@@ -81,7 +84,12 @@ func runTestHost() {
 		// Drop the parent-death signal to prove the SDK's fallback.
 		isolate = func(cmd *exec.Cmd) { isolateGroupOnly(cmd) }
 	}
-	t, err := New(context.Background(), Config{Pipeline: "p", Plugin: "uppercase"})
+	cfg := Config{Pipeline: "p", Plugin: "uppercase"}
+	if p := os.Getenv(testHostPluginEnv); p != "" {
+		// The hostile plugin, which starts a child of its own.
+		cfg.Plugin, cfg.Settings = p, map[string]any{"pidfile": os.Getenv(testHostPIDFileEnv)}
+	}
+	t, err := New(context.Background(), cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

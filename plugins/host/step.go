@@ -19,7 +19,7 @@ type Step struct {
 	Workers int                `yaml:"workers" default:"1" min:"1" max:"64" doc:"plugin processes"`
 	SHA256  string             `yaml:"sha256"`
 	Timeout pipelines.Duration `yaml:"timeout" default:"30s" max:"1h" doc:"per call"`
-	Memory  pipelines.ByteSize `yaml:"memory" min:"32MiB" max:"1TiB" doc:"per plugin process (and each process it starts); absent: no limit"`
+	Memory  pipelines.ByteSize `yaml:"memory" min:"128MiB" max:"1TiB" doc:"per plugin process and each process it starts (RLIMIT_DATA, Linux); absent: no limit"`
 }
 
 var sha256RE = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)

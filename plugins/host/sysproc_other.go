@@ -18,3 +18,8 @@ func killGroup(pid int) {
 }
 
 func isolateGroupOnly(cmd *exec.Cmd) { isolate(cmd) }
+
+// limitMemory: memory: is enforced on Linux only; New refuses it elsewhere.
+func limitMemory(int, int64) error { return errMemoryLinuxOnly }
+
+const memoryLimitSupported = false

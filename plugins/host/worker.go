@@ -2,24 +2,28 @@ package host
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/backoff"
+	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/plugins/internal/shm"
 	"github.com/sluicehq/sluice/plugins/internal/wire"
 	pluginpb "github.com/sluicehq/sluice/plugins/proto"
@@ -81,9 +85,26 @@ func (w *worker) start(ctx context.Context) error {
 		}
 	}
 	cfg := w.t.cfg
+	if w.launch.sha256 != nil {
+		// Checked here rather than by go-plugin (SecureConfig), which
+		// checks only a Cmd it starts itself.
+		if got := fileSHA256(w.launch.path); got != hex.EncodeToString(w.launch.sha256) {
+			// The binary changed under us: never run it.
+			w.fatal = fmt.Errorf("plugin %s: its sha256 is %s, not %s as the pipeline says; if you rebuilt it on purpose, update sha256:",
+				w.launch.display, got, cfg.SHA256)
+			return w.fatal
+		}
+	}
 	cmd := exec.Command(w.launch.path)
-	cmd.Env = append(os.Environ(), w.launch.env...)
-	cmd.Env = append(cmd.Env, sdk.ParentPIDEnv+"="+strconv.Itoa(os.Getpid()))
+	// Appended to the environment go-plugin prepares (see newRunner).
+	cmd.Env = append(slices.Clip(w.launch.env), sdk.ParentPIDEnv+"="+strconv.Itoa(os.Getpid()))
+	if cfg.Memory > 0 {
+		if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+			// A Go plugin collects harder as it nears its limit instead
+			// of running into it.
+			cmd.Env = append(cmd.Env, "GOMEMLIMIT="+strconv.FormatInt(max(cfg.Memory-goRuntimeReserve, cfg.Memory/2), 10))
+		}
+	}
 	isolate(cmd)
 	var memFile *os.File
 	if !w.t.cfg.NoSharedMemory {
@@ -103,10 +124,15 @@ func (w *worker) start(ctx context.Context) error {
 		}
 	}()
 	w.stderr = &tail{}
+	var run *procRunner
 	cc := &plugin.ClientConfig{
-		HandshakeConfig:  pluginpb.Handshake,
-		Plugins:          plugin.PluginSet{pluginpb.PluginName: &pluginpb.GoPlugin{}},
-		Cmd:              cmd,
+		HandshakeConfig: pluginpb.Handshake,
+		Plugins:         plugin.PluginSet{pluginpb.PluginName: &pluginpb.GoPlugin{}},
+		RunnerFunc: func(_ hclog.Logger, base *exec.Cmd, _ string) (runner.Runner, error) {
+			r, err := newRunner(cmd, base, cfg.Memory)
+			run = r
+			return r, err
+		},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Logger:           newHCLog(w.t.log.With("worker", w.index)),
@@ -117,9 +143,6 @@ func (w *worker) start(ctx context.Context) error {
 		GRPCDialOptions: pluginpb.DialOptions(),
 		StartTimeout:    startTimeout,
 	}
-	if w.launch.sha256 != nil {
-		cc.SecureConfig = &plugin.SecureConfig{Checksum: w.launch.sha256, Hash: sha256.New()}
-	}
 	client := plugin.NewClient(cc)
 	w.starts++
 	if w.starts > 1 {
@@ -129,23 +152,24 @@ func (w *worker) start(ctx context.Context) error {
 	rpcClient, err := client.Client()
 	if err != nil {
 		client.Kill()
+		if run != nil && run.pid > 0 {
+			killGroup(run.pid)
+		}
 		w.dropRegion()
-		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
-			// The binary changed under us: never run it.
-			w.fatal = fmt.Errorf("plugin %s: its sha256 is %s, not %s as the pipeline says; if you rebuilt it on purpose, update sha256:",
-				w.launch.display, fileSHA256(w.launch.path), cfg.SHA256)
-			return w.fatal
+		if w.outOfMemory() {
+			return w.memoryError()
 		}
 		return fmt.Errorf("start plugin %s: %w; its stderr:\n%s", w.launch.display, err, w.stderr)
 	}
 	raw, err := rpcClient.Dispense(pluginpb.PluginName)
 	if err != nil {
 		client.Kill()
+		killGroup(run.pid)
 		w.dropRegion()
 		return fmt.Errorf("plugin %s does not serve a Sluice transform: %w", w.launch.display, err)
 	}
 	w.client, w.rpc = client, raw.(pluginpb.TransformClient)
-	w.procID = client.ReattachConfig().Pid
+	w.procID = run.pid
 
 	cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
@@ -206,7 +230,10 @@ func (w *worker) stop() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.client != nil {
-		w.client.Kill()
+		w.client.Kill() // gracefully if it answers
+		// Then whatever it started: its group outlives it while a member
+		// lives, so the id is still the group's.
+		killGroup(w.procID)
 		w.client, w.rpc, w.procID = nil, nil, 0
 	}
 	w.dropRegion()
@@ -456,9 +483,36 @@ func (w *worker) callFailed(ctx context.Context, err error) error {
 		w.kill()
 		return w.failed(fmt.Errorf("transform %s: no answer within its timeout of %s; raise timeout: if batches are legitimately slow", w.t.name, w.t.cfg.Timeout))
 	default:
-		w.kill()
+		w.kill() // waits for its stderr, which says why it died
+		if w.outOfMemory() {
+			return w.failed(w.memoryError())
+		}
 		return w.failed(fmt.Errorf("transform %s: plugin process failed: %s", w.t.name, st.Message()))
 	}
+}
+
+// outOfMemoryLines are what runtimes print when an allocation is refused:
+// Go, C and C++, Python, the JVM.
+var outOfMemoryLines = []string{"out of memory", "cannot allocate memory", "std::bad_alloc", "MemoryError", "OutOfMemoryError"}
+
+// outOfMemory reports whether the plugin, run under a memory limit, died
+// saying an allocation was refused. Called with mu held, after kill.
+func (w *worker) outOfMemory() bool {
+	if w.t.cfg.Memory <= 0 {
+		return false
+	}
+	text := w.stderr.String()
+	for _, s := range outOfMemoryLines {
+		if strings.Contains(text, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *worker) memoryError() error {
+	return fmt.Errorf("transform %s: plugin %s ran out of memory: it needed more than its limit, memory: %s; raise memory: or send it smaller batches (batch.max-records-per-partition)",
+		w.t.name, w.launch.display, pipelines.ByteSize(w.t.cfg.Memory))
 }
 
 // failed counts a failure: retryable with backoff until the limit, then

@@ -10,4 +10,13 @@
 // pipeline's dead-letter destination); FailBatch fails the whole batch.
 //
 // Local runs the same Transform in-process, for tests and benchmarks.
+//
+// On Linux, Serve also starts a guard: the plugin binary again (recognised
+// in this package's init, before the plugin's own code runs), in the
+// plugin's process group, which kills that group when the plugin dies. So
+// processes a plugin starts end with it, even when the host was killed by
+// SIGKILL and took the plugin along through its parent-death signal; a
+// plugin need not do anything for its children. A plugin not built with
+// this SDK must give its children a parent-death signal itself
+// (PR_SET_PDEATHSIG), or they outlive a killed host.
 package sdk

@@ -51,6 +51,7 @@ const parentPollInterval = 200 * time.Millisecond
 // prints a message saying so and exits with status 1.
 func Serve(t Transform) {
 	watchParent()
+	startGuard()
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(pluginGCPercent)
 	}

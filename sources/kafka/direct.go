@@ -53,9 +53,11 @@ type DirectConfig struct {
 	Tasks    *Group
 	MaxRate  int64 // records/s per partition; 0 = unlimited
 	SkipLoss bool  // on-data-loss: skip (true) or fail
-	Pipeline string
-	Logger   *slog.Logger
-	Metrics  *Metrics
+	// SkipCorrupt is on-corrupt: skip (true) or fail.
+	SkipCorrupt bool
+	Pipeline    string
+	Logger      *slog.Logger
+	Metrics     *Metrics
 }
 
 // Direct is the direct-mode source (engine.Source), as in Spark Streaming's
@@ -76,6 +78,7 @@ type Direct struct {
 	pattern      *regexp.Regexp
 	log          *slog.Logger
 	refreshEvery time.Duration
+	stallAfter   time.Duration // stallTimeout; tests shorten it
 
 	// Everything below is owned by the Source methods, which the engine
 	// never calls concurrently, so no field has a lock. Direct starts no
@@ -93,6 +96,9 @@ type Direct struct {
 	refreshed time.Time                            // when partitions were last discovered
 	lastNext  time.Time                            // when the last batch with records was planned (max-rate)
 	gauged    map[engine.TopicPartition]bool       // partitions with a lag series set by this source
+	// skips are batches on-corrupt: skip stepped over during a poll,
+	// passed over once the poll's records are absorbed.
+	skips []skipTo
 	// aheadLimit is how many records a partition keeps fetched ahead
 	// before its fetching pauses: one batch's share, so what is fetched
 	// ahead stays within the batch settings whatever the volume.
@@ -118,11 +124,14 @@ type partition struct {
 type fetched struct {
 	rec     engine.Record
 	control bool
+	// skipTo marks a batch on-corrupt: skip stepped over, from rec.Offset
+	// up to skipTo: it only moves the position (corrupt.go).
+	skipTo int64
 }
 
 // NewDirect returns a direct-mode source; it connects on Open.
 func NewDirect(cfg DirectConfig) (*Direct, error) {
-	d := &Direct{cfg: cfg, log: cfg.Logger, refreshEvery: metadataRefresh}
+	d := &Direct{cfg: cfg, log: cfg.Logger, refreshEvery: metadataRefresh, stallAfter: stallTimeout}
 	if d.log == nil {
 		d.log = slog.Default()
 	}
@@ -455,7 +464,7 @@ func (d *Direct) take(b *cut, p *partition, f *fetched) {
 	if f.rec.Offset >= d.pos[p.tp] {
 		// Past offsets the client stepped over (aborted records,
 		// compacted gaps) too.
-		d.pos[p.tp] = f.rec.Offset + 1
+		d.pos[p.tp] = max(f.rec.Offset+1, f.skipTo)
 	}
 }
 
@@ -471,7 +480,7 @@ func (d *Direct) wanted() int64 {
 
 // fill polls until every partition reached its target.
 func (d *Direct) fill(ctx context.Context, b *cut) error {
-	deadline := time.Now().Add(stallTimeout)
+	deadline := time.Now().Add(d.stallAfter)
 	for wanted := d.wanted(); wanted > 0; wanted = d.wanted() {
 		wait := time.Until(deadline)
 		if wait <= 0 {
@@ -480,10 +489,21 @@ func (d *Direct) fill(ctx context.Context, b *cut) error {
 			if err := d.listEnds(ctx); err != nil {
 				return err
 			}
-			if stalled := d.stalled(); len(stalled) > 0 {
-				return engine.Retryable(fmt.Errorf("kafka: no records arrived for %v in %v although the brokers list them; check the brokers' logs", stalled, stallTimeout))
+			stalled := d.stalled()
+			if len(stalled) == 0 {
+				return nil
 			}
-			return nil
+			// A batch whose records stop decoding part-way stalls its
+			// partition without an error (corrupt.go).
+			skipped, err := d.probeStalled(ctx, b)
+			if err != nil {
+				return err
+			}
+			if !skipped {
+				return engine.Retryable(fmt.Errorf("kafka: no records arrived for %v in %v although the brokers list them; check the brokers' logs", stalled, d.stallAfter))
+			}
+			deadline = time.Now().Add(d.stallAfter)
+			continue
 		}
 		fetches, err := d.poll(ctx, wait)
 		if err != nil {
@@ -491,7 +511,7 @@ func (d *Direct) fill(ctx context.Context, b *cut) error {
 		}
 		d.absorb(b, fetches)
 		if d.wanted() < wanted {
-			deadline = time.Now().Add(stallTimeout)
+			deadline = time.Now().Add(d.stallAfter)
 		}
 	}
 	return nil
@@ -557,6 +577,14 @@ func (d *Direct) fetchErrors(ctx context.Context, fetches kgo.Fetches) error {
 			if err := d.outOfRange(ctx, tp); err != nil {
 				return err
 			}
+		case suspect(fe.Err) && d.parts[tp] != nil:
+			found, err := d.corruptAt(ctx, tp, max(d.fetchedTo(d.parts[tp]), lastFetched(fetches, tp)+1))
+			if err != nil {
+				return err
+			}
+			if !found {
+				errs = append(errs, fmt.Errorf("kafka fetch %s: %w", tp, fe.Err))
+			}
 		default:
 			errs = append(errs, fmt.Errorf("kafka fetch %s: %w", tp, fe.Err))
 		}
@@ -595,6 +623,13 @@ func (d *Direct) absorb(b *cut, fetches kgo.Fetches) {
 			d.cl.PauseFetchPartitions(map[string][]int32{tp.Topic: {tp.Partition}})
 		}
 	})
+	// Batches skipped (on-corrupt) come after this poll's records.
+	for _, sk := range d.skips {
+		if p := d.parts[sk.tp]; p != nil {
+			d.passOver(b, p, sk)
+		}
+	}
+	d.skips = d.skips[:0]
 }
 
 // toRecord converts without copying: key and value stay in the fetch

@@ -11,8 +11,9 @@ import (
 // Metrics are the Kafka sources' collectors, shared by every pipeline of a
 // process. A nil *Metrics records nothing.
 type Metrics struct {
-	Lag  *prometheus.GaugeVec
-	Lost *prometheus.CounterVec
+	Lag     *prometheus.GaugeVec
+	Lost    *prometheus.CounterVec
+	Corrupt *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -27,9 +28,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sluice_records_lost_total",
 			Help: "Records deleted by retention before the pipeline read them (on-data-loss: skip).",
 		}, []string{"pipeline", "topic", "partition"}),
+		Corrupt: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_records_corrupt_total",
+			Help: "Offsets of record batches that could not be decoded and were skipped (on-corrupt: skip).",
+		}, []string{"pipeline", "topic", "partition"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Lag, m.Lost)
+		reg.MustRegister(m.Lag, m.Lost, m.Corrupt)
 	}
 	return m
 }
@@ -50,5 +55,11 @@ func (m *Metrics) forget(pipeline string, tp engine.TopicPartition) {
 func (m *Metrics) lost(pipeline string, tp engine.TopicPartition, n int64) {
 	if m != nil {
 		m.Lost.WithLabelValues(pipeline, tp.Topic, strconv.Itoa(int(tp.Partition))).Add(float64(n))
+	}
+}
+
+func (m *Metrics) corrupt(pipeline string, tp engine.TopicPartition, n int64) {
+	if m != nil {
+		m.Corrupt.WithLabelValues(pipeline, tp.Topic, strconv.Itoa(int(tp.Partition))).Add(float64(n))
 	}
 }

@@ -81,10 +81,12 @@ type ReceiverConfig struct {
 	// (at-least-once or at-most-once only).
 	WALDir   string
 	SkipLoss bool // on-data-loss: skip (true) or fail
-	Delivery engine.Delivery
-	Pipeline string
-	Logger   *slog.Logger
-	Metrics  *Metrics
+	// SkipCorrupt is on-corrupt: skip (true) or fail.
+	SkipCorrupt bool
+	Delivery    engine.Delivery
+	Pipeline    string
+	Logger      *slog.Logger
+	Metrics     *Metrics
 }
 
 // Receiver is the receiver-mode source (engine.Source and
@@ -143,6 +145,9 @@ type Receiver struct {
 	h       handoff // the write-ahead log or the in-memory queue
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// skips are batches on-corrupt: skip stepped over in the latest poll
+	// (corrupt.go). Only the poll loop touches it.
+	skips []skipTo
 
 	// gmu guards what the poll loop shares with franz-go's group callbacks,
 	// Next, Backlog and Committed: what is known of each partition, and

@@ -132,7 +132,7 @@ func (r *Receiver) loop(ctx context.Context) {
 				// more is logged or committed.
 				return
 			}
-			if err := r.fetchError(ctx, fetches); err != nil {
+			if err := r.fetchError(ctx, fetches, b); err != nil {
 				if errors.Is(err, ErrDataLoss) {
 					// What was polled before the gap is read: logged and
 					// committed, the group resumes where the error's
@@ -151,6 +151,7 @@ func (r *Receiver) loop(ctx context.Context) {
 				return
 			}
 			headers = r.absorb(b, fetches, &rate, headers)
+			r.passOver(b)
 			full := b.enc.Len() >= maxBlockRecords || storingN+int64(b.enc.Len()) >= r.room()
 			if !full && time.Now().Before(cut) && !r.cutEarly(b) {
 				continue
@@ -388,7 +389,10 @@ func (r *Receiver) readableEnd() int64 {
 // fetchError returns what a poll reports that the receiver cannot go on
 // from; the rest franz-go recovers from itself and is logged, and a
 // partition that fell behind retention goes by on-data-loss.
-func (r *Receiver) fetchError(ctx context.Context, fetches kgo.Fetches) error {
+//
+// A partition erring with something other than a Kafka error code may be
+// stopped at a batch that does not decode: on-corrupt (corrupt.go) decides.
+func (r *Receiver) fetchError(ctx context.Context, fetches kgo.Fetches, b *block) error {
 	var behind []engine.TopicPartition
 	for _, fe := range fetches.Errors() {
 		var session *kgo.ErrGroupSession
@@ -404,6 +408,15 @@ func (r *Receiver) fetchError(ctx context.Context, fetches kgo.Fetches) error {
 			r.log.Warn("records lost, reading on from where the broker has them", "partition", fmt.Sprintf("%s/%d", fe.Topic, fe.Partition), "err", fe.Err)
 		case errors.As(fe.Err, &session):
 			r.log.Warn("consumer group session ended; rejoining", "group", r.cfg.Group, "err", fe.Err)
+		case suspect(fe.Err):
+			tp := engine.TopicPartition{Topic: fe.Topic, Partition: fe.Partition}
+			found, err := r.corruptAt(ctx, tp, r.fetchedTo(tp, fetches, b))
+			if err != nil {
+				return err
+			}
+			if !found {
+				return engine.Retryable(fmt.Errorf("kafka receiver %s/%d: %w", fe.Topic, fe.Partition, fe.Err))
+			}
 		default:
 			return engine.Retryable(fmt.Errorf("kafka receiver %s/%d: %w", fe.Topic, fe.Partition, fe.Err))
 		}

@@ -21,6 +21,7 @@ type Settings struct {
 	MaxRate       int64              `yaml:"max-rate" min:"0" max:"1_000_000_000" doc:"records/s per partition; 0 = unlimited"`
 	WAL           *bool              `yaml:"wal" doc:"receiver mode; default true"`
 	OnDataLoss    string             `yaml:"on-data-loss" default:"fail" enum:"fail|skip"` // records retention deleted before they were read, in both modes: fail | skip
+	OnCorrupt     string             `yaml:"on-corrupt" default:"fail" enum:"fail|skip"`   // a record batch that cannot be decoded, in both modes: fail | skip (logged, counted in sluice_records_corrupt_total)
 	// SessionTimeout is how long the group waits for a silent process of a
 	// pipeline split into tasks before moving its tasks to the others.
 	SessionTimeout pipelines.Duration `yaml:"session-timeout" default:"45s" doc:"direct mode split into tasks: how long a silent process keeps its tasks"`
