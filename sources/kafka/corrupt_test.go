@@ -7,18 +7,22 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
 
+	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/sinks/file/filetest"
 	"github.com/sluicehq/sluice/sources/kafka"
@@ -88,13 +92,24 @@ func corruptTopic(t *testing.T, bad []byte) (brokers []string, tail func()) {
 	}
 	t.Cleanup(c.Close)
 	brokers = c.ListenAddrs()
+	produce := rawProducer(t, brokers)
+	produce(rawBatch("v0", "v1", "v2", "v3", "v4"))
+	produce(bad)
+	return brokers, func() { produce(rawBatch("v5", "v6", "v7", "v8", "v9")) }
+}
+
+// rawProducer returns a function that produces one batch, as given, to
+// partition 0 of "events".
+func rawProducer(t *testing.T, brokers []string) func(batch []byte) {
+	t.Helper()
 	// Produce v13 names topics by ID; an older version names them.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.MaxVersions(kversion.V3_6_0()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	produce := func(batch []byte) {
+	return func(batch []byte) {
+		t.Helper()
 		req := kmsg.NewPtrProduceRequest()
 		req.Acks, req.TimeoutMillis = -1, 5000
 		rt := kmsg.NewProduceRequestTopic()
@@ -108,9 +123,6 @@ func corruptTopic(t *testing.T, bad []byte) (brokers []string, tail func()) {
 			t.Fatalf("produce: %v %+v", err, resp)
 		}
 	}
-	produce(rawBatch("v0", "v1", "v2", "v3", "v4"))
-	produce(bad)
-	return brokers, func() { produce(rawBatch("v5", "v6", "v7", "v8", "v9")) }
 }
 
 // readValues calls Next until want records arrived, or an error.
@@ -224,5 +236,86 @@ func TestReceiverOnCorrupt(t *testing.T) {
 	exactlyOnce(t, filetest.Lines(t, out), 10)
 	if n := testutil.ToFloat64(m.Corrupt.WithLabelValues("p", "events", "0")); n != 3 {
 		t.Fatalf("after a restart sluice_records_corrupt_total %v, want 3", n)
+	}
+}
+
+// startBroker runs the built-in broker on dir until the test ends or stop
+// is called.
+func startBroker(t *testing.T, dir string) (brokers []string, stop func()) {
+	t.Helper()
+	b, err := broker.Open(dir, broker.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() { once.Do(func() { b.Close() }) }
+	t.Cleanup(stop)
+	l, err := b.Listen("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go b.Serve(l)
+	return []string{l.Addr().String()}, stop
+}
+
+// TestDirectOnCorruptSegment flips a byte of a batch in a built-in
+// broker's segment after a clean stop: the broker serves it, franz-go
+// fails the partition's fetches on its CRC; fail stops with the batch's
+// offsets, skip delivers the batches around it.
+func TestDirectOnCorruptSegment(t *testing.T) {
+	dir := t.TempDir()
+	brokers, stop := startBroker(t, dir)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "events"); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	produce := rawProducer(t, brokers)
+	first := rawBatch("v0", "v1", "v2", "v3", "v4")
+	produce(first)
+	produce(rawBatch("c0", "c1", "c2"))
+	produce(rawBatch("v5", "v6", "v7", "v8", "v9"))
+	stop()
+	seg := filepath.Join(dir, "topics", "events", "0", "00000000000000000000.log")
+	data, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(first)+len(rawBatch("c0", "c1", "c2"))-2] ^= 0x01 // in c2's value
+	if err := os.WriteFile(seg, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	brokers, _ = startBroker(t, dir)
+	at0 := engine.Positions{{Topic: "events", Partition: 0}: 0}
+
+	fail, _ := kafka.NewDirect(kafka.DirectConfig{Conn: kafka.Connection{Brokers: brokers}, Topics: []string{"events"},
+		Pipeline: "p", Logger: quiet})
+	if err := fail.Open(context.Background(), at0); err != nil {
+		t.Fatal(err)
+	}
+	defer fail.Close()
+	if _, err := readValues(t, fail, 13); !errors.Is(err, kafka.ErrCorrupt) || !strings.Contains(err.Error(), "events/0: offsets 5..7") ||
+		!strings.Contains(err.Error(), "CRC") {
+		t.Fatalf("on-corrupt fail: %v", err)
+	}
+
+	m := kafka.NewMetrics(nil)
+	skip, _ := kafka.NewDirect(kafka.DirectConfig{Conn: kafka.Connection{Brokers: brokers}, Topics: []string{"events"},
+		SkipCorrupt: true, Pipeline: "p", Logger: quiet, Metrics: m})
+	if err := skip.Open(context.Background(), at0); err != nil {
+		t.Fatal(err)
+	}
+	defer skip.Close()
+	got, err := readValues(t, skip, 10)
+	if want := "v0 v1 v2 v3 v4 v5 v6 v7 v8 v9"; err != nil || strings.Join(got, " ") != want {
+		t.Fatalf("on-corrupt skip read %q (%v), want %q", got, err, want)
+	}
+	if n := testutil.ToFloat64(m.Corrupt.WithLabelValues("p", "events", "0")); n != 3 {
+		t.Fatalf("sluice_records_corrupt_total %v, want 3", n)
 	}
 }
