@@ -83,9 +83,15 @@ func (td *testDaemon) stop() error {
 	return <-td.done
 }
 
+// write replaces a pipeline file at once (a dot file renamed into place),
+// so a scan never reads it half written.
 func (td *testDaemon) write(file, content string) {
 	td.t.Helper()
-	if err := os.WriteFile(filepath.Join(td.dir, file), []byte(content), 0o644); err != nil {
+	tmp := filepath.Join(td.dir, "."+file)
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		td.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(td.dir, file)); err != nil {
 		td.t.Fatal(err)
 	}
 }
@@ -350,9 +356,12 @@ func TestDaemonStateUnderConcurrentChanges(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	if in := td.info("failing"); in.Restarts < 10 || !strings.Contains(in.Error, "blocker") {
-		t.Fatalf("the failing pipeline did not keep failing and restarting: %+v", in)
-	}
+	// Between two runs (state starting) the error is cleared: wait for a
+	// failed one.
+	td.waitFor("the failing pipeline to keep failing and restarting", func() bool {
+		in := td.info("failing")
+		return in.Restarts >= 10 && strings.Contains(in.Error, "blocker")
+	})
 	if err := td.stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
