@@ -136,8 +136,8 @@ func (d *Daemon) Listen() error {
 }
 
 // listenHTTP loads or generates the API token, then listens. Beyond
-// loopback it refuses a token file every user can read: the token is
-// then no secret from anyone on this machine.
+// loopback it refuses a token file every user can read or write: the
+// token is then no secret from anyone on this machine.
 func (d *Daemon) listenHTTP() error {
 	path := d.TokenFile()
 	tok, generated, err := loadToken(path)
@@ -151,12 +151,12 @@ func (d *Daemon) listenHTTP() error {
 	if err != nil {
 		return fmt.Errorf("--http %s: %w", d.cfg.HTTPAddr, err)
 	}
-	if loopback := l.Addr().(*net.TCPAddr).IP.IsLoopback(); tok.othersCanRead() {
+	if loopback := l.Addr().(*net.TCPAddr).IP.IsLoopback(); tok.openToOthers() {
 		if !loopback {
 			l.Close()
-			return fmt.Errorf("--http %s listens beyond this machine, but the token file %s is readable by every user (mode %04o): run chmod 600 %s, or listen on 127.0.0.1", d.cfg.HTTPAddr, path, tok.mode, shellQuote(path))
+			return fmt.Errorf("--http %s listens beyond this machine, but the token file %s is readable or writable by every user (mode %04o): run chmod 600 %s, or listen on 127.0.0.1", d.cfg.HTTPAddr, path, tok.mode, shellQuote(path))
 		}
-		d.log.Warn("the HTTP API token file is readable by every user, who can then pause and restart pipelines; chmod 600 it", "token_file", path, "mode", fmt.Sprintf("%04o", tok.mode))
+		d.log.Warn("the HTTP API token file is readable or writable by every user, who can then pause and restart pipelines; chmod 600 it", "token_file", path, "mode", fmt.Sprintf("%04o", tok.mode))
 	}
 	d.http, d.token = l, tok
 	d.log.Info("HTTP API listening", "addr", l.Addr().String(), "token_file", path)

@@ -206,7 +206,7 @@ func TestTokenFile(t *testing.T) {
 }
 
 // TestTokenReadableByOthers: beyond loopback the daemon refuses to start
-// with a token file every user can read; on loopback it warns.
+// with a token file every user can read or write; on loopback it warns.
 func TestTokenReadableByOthers(t *testing.T) {
 	for _, c := range []struct {
 		addr string
@@ -214,7 +214,8 @@ func TestTokenReadableByOthers(t *testing.T) {
 		err  string
 		warn bool
 	}{
-		{"0.0.0.0:0", 0o644, "readable by every user (mode 0644): run chmod 600", false},
+		{"0.0.0.0:0", 0o644, "readable or writable by every user (mode 0644): run chmod 600", false},
+		{"0.0.0.0:0", 0o602, "readable or writable by every user (mode 0602): run chmod 600", false},
 		{"0.0.0.0:0", 0o640, "", false},
 		{"0.0.0.0:0", 0o600, "", false},
 		{"127.0.0.1:0", 0o604, "", true},
@@ -239,7 +240,7 @@ func TestTokenReadableByOthers(t *testing.T) {
 		if c.err == "" && err != nil || c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err) || !strings.Contains(err.Error(), cfg.TokenFile)) {
 			t.Errorf("%s, mode %04o: err = %v, want %q", c.addr, c.mode, err, c.err)
 		}
-		if warned := strings.Contains(logs.String(), "readable by every user"); warned != c.warn {
+		if warned := strings.Contains(logs.String(), "readable or writable by every user"); warned != c.warn {
 			t.Errorf("%s, mode %04o: warned %v, want %v:\n%s", c.addr, c.mode, warned, c.warn, logs.String())
 		}
 	}

@@ -99,6 +99,7 @@ func (t *token) matches(sent string) bool {
 	return subtle.ConstantTimeCompare(sum[:], t.sum[:]) == 1
 }
 
-// othersCanRead reports whether users other than the owner and group can
-// read the token file.
-func (t *token) othersCanRead() bool { return t.mode&0o004 != 0 }
+// openToOthers reports whether users other than the owner and group can
+// read the token file, or write one of their own into it (taken at the
+// next start).
+func (t *token) openToOthers() bool { return t.mode&0o006 != 0 }
