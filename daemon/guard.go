@@ -13,11 +13,10 @@ import (
 //
 //   - Host: the listen address (its IP, or the name given in --http),
 //     localhost, 127.0.0.1 or [::1] with the listen port, or a name given
-//     with --http-allowed-host; else 421. A
-//     page that rebinds its own name to this address sends that name, so
-//     it is refused. /metrics, /healthz and /readyz also take any IP
-//     address (Prometheus and probes scrape by IP, and an IP cannot be
-//     rebound).
+//     with --http-allowed-host; else 421. A page that rebinds its own name
+//     to this address sends that name, so it is refused. /metrics,
+//     /healthz and /readyz also take any IP address (Prometheus and probes
+//     scrape by IP, and an IP cannot be rebound).
 //   - every method but GET and HEAD is mutating: refused with 403 if it
 //     comes from another origin (an Origin header not http(s):// an allowed
 //     host, or Sec-Fetch-Site cross-site or same-site), with 415 if it has
