@@ -487,6 +487,11 @@ func (w *worker) callFailed(ctx context.Context, err error) error {
 		if w.outOfMemory() {
 			return w.failed(w.memoryError())
 		}
+		if m := w.t.cfg.Memory; m > 0 {
+			// A Go runtime whose allocation is refused inside its
+			// collector may crash without saying why.
+			return w.failed(fmt.Errorf("transform %s: plugin process failed: %s; it runs under memory: %s and may have run out of it (raise memory: to see)", w.t.name, st.Message(), pipelines.ByteSize(m)))
+		}
 		return w.failed(fmt.Errorf("transform %s: plugin process failed: %s", w.t.name, st.Message()))
 	}
 }
