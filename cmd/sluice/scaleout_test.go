@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/internal/kafkatest"
 	"github.com/sluicehq/sluice/sinks/file/filetest"
 )
 
@@ -156,7 +157,8 @@ func produceRange(t *testing.T, cl *kgo.Client, from, to int) {
 }
 
 // scaleOut is a broker with a 12-partition topic, a producer and a
-// pipeline file into a fresh PostgreSQL schema or a fresh directory.
+// pipeline file into a fresh PostgreSQL schema, a fresh directory or
+// topic "out" on the same broker.
 type scaleOut struct {
 	t        *testing.T
 	dir      string
@@ -164,7 +166,8 @@ type scaleOut struct {
 	cl       *kgo.Client
 	db       *pgx.Conn // postgres
 	schema   string
-	out      string // file sink directory
+	out      string   // file sink directory
+	kafka    []string // kafka sink: the broker, read read_committed
 	produced int
 }
 
@@ -172,7 +175,7 @@ const scaleOutPartitions = 12
 
 // newScaleOut starts the built-in broker as its own process, or with
 // kfake, franz-go's independent Kafka, in the test process (an external
-// cluster to the pipelines); sink is postgres or file.
+// cluster to the pipelines); sink is postgres, file or kafka.
 func newScaleOut(t *testing.T, kfakeCluster bool, sink string) *scaleOut {
 	t.Helper()
 	if testing.Short() {
@@ -226,6 +229,10 @@ func newScaleOut(t *testing.T, kfakeCluster bool, sink string) *scaleOut {
 			s.db.Close(context.Background())
 		})
 		sinkBlock = fmt.Sprintf("postgres: {dsn: %q, table: %s.out, create-table: true, columns: {v: value}}", dsn, s.schema)
+	} else if sink == "kafka" {
+		// On the source's cluster: split into tasks, KIP-447 style.
+		s.kafka = []string{addr}
+		sinkBlock = fmt.Sprintf("kafka: {brokers: [%q], topic: out}", addr)
 	} else {
 		s.out = filepath.Join(s.dir, "out")
 		sinkBlock = fmt.Sprintf("file: {path: %q, format: raw}", s.out)
@@ -256,6 +263,9 @@ func (s *scaleOut) write(n int) {
 // values returns every value in the output, in any order.
 func (s *scaleOut) values() []string {
 	s.t.Helper()
+	if s.kafka != nil {
+		return kafkatest.Values(kafkatest.ReadCommitted(s.t, s.kafka, "out"))
+	}
 	if s.db == nil {
 		return filetest.Lines(s.t, s.out)
 	}
@@ -289,12 +299,12 @@ func (s *scaleOut) checkExactlyOnce() {
 }
 
 // TestScaleOut: three processes of one pipeline over a 12-partition topic,
-// into PostgreSQL or one directory. Each gets tasks; one is
+// into PostgreSQL, one directory or a topic. Each gets tasks; one is
 // killed with SIGKILL mid-stream and restarted, a fourth joins, two stop
 // with SIGTERM, while values keep coming; in the end every value is in the
 // table exactly once.
 func TestScaleOut(t *testing.T) {
-	for _, sink := range []string{"postgres", "file"} {
+	for _, sink := range []string{"postgres", "file", "kafka"} {
 		for name, kfakeCluster := range map[string]bool{"builtin": false, "kfake": true} {
 			t.Run(sink+"/"+name, func(t *testing.T) { testScaleOut(t, newScaleOut(t, kfakeCluster, sink)) })
 		}
@@ -340,9 +350,12 @@ func testScaleOut(t *testing.T, s *scaleOut) {
 // refuse it, so none of its late output becomes visible, and every value
 // is in the table once.
 func TestScaleOutZombie(t *testing.T) {
-	for _, sink := range []string{"postgres", "file"} {
+	for _, sink := range []string{"postgres", "file", "kafka"} {
 		t.Run(sink, func(t *testing.T) { testScaleOutZombie(t, newScaleOut(t, false, sink)) })
 	}
+	// The kafka sink's fence is the group's (KIP-447): check it on
+	// another implementation of the group coordinator too.
+	t.Run("kafka-kfake", func(t *testing.T) { testScaleOutZombie(t, newScaleOut(t, true, "kafka")) })
 }
 
 func testScaleOutZombie(t *testing.T, s *scaleOut) {
@@ -367,7 +380,12 @@ func testScaleOutZombie(t *testing.T, s *scaleOut) {
 	b := s.start("b")
 	awaitSplit(t, scaleOutPartitions, b) // past the 6s session: b holds every task
 	s.write(3000)
-	s.awaitAll()
+	if s.kafka == nil {
+		s.awaitAll()
+	}
+	// Into Kafka the zombie's open transaction holds b's output back from
+	// read_committed readers until it ends: thawed, the zombie's offsets
+	// name a member the group dropped, and its round is aborted.
 	zombie.cmd.Process.Signal(syscall.SIGCONT)
 	deadline = time.Now().Add(time.Minute)
 	for !strings.Contains(zombie.logText(), "fenced: the sink holds") {
@@ -375,6 +393,9 @@ func testScaleOutZombie(t *testing.T, s *scaleOut) {
 			t.Fatalf("the thawed process's commit was not refused:\n%s", zombie.logText())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if s.kafka != nil && !strings.Contains(zombie.logText(), "the group moved on from generation") {
+		t.Fatalf("the thawed process's round was not refused for its stale group membership:\n%s", zombie.logText())
 	}
 	s.write(1000)
 	s.awaitAll()

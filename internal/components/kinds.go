@@ -32,7 +32,7 @@ var Builtin = Table{
 		NewKind("file", pipelines.Caps{Transactional: true, DeadLetters: pipelines.DeadLettersKept, Tasks: true}, buildFile),
 		NewKind("stdout", pipelines.Caps{}, buildStdout),
 		NewKind("postgres", pipelines.Caps{Transactional: true, DeadLetters: pipelines.DeadLettersKept, Tasks: true}, buildPostgres),
-		NewKind("kafka", pipelines.Caps{Transactional: true, DeadLetters: pipelines.DeadLettersInTopic}, buildKafkaSink),
+		NewKind("kafka", pipelines.Caps{Transactional: true, DeadLetters: pipelines.DeadLettersInTopic, Tasks: true}, buildKafkaSink),
 	},
 	Steps: []Kind[engine.Transform]{
 		NewKind("plugin", pipelines.Caps{}, buildPlugin),

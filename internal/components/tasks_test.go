@@ -125,12 +125,6 @@ func TestKafkaSinkSplitsOnTheSourceCluster(t *testing.T) {
 	}
 	defer c.Close()
 	table := Builtin
-	table.Sinks = slices.Clone(Builtin.Sinks)
-	for i := range table.Sinks {
-		if table.Sinks[i].Key == "kafka" {
-			table.Sinks[i].Caps.Tasks = true
-		}
-	}
 	addr := c.ListenAddrs()[0]
 	parse := func(sinkBrokers string) *pipelines.Spec {
 		spec, err := table.Parse("p.yaml", fmt.Appendf(nil, `version: 1

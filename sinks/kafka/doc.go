@@ -13,6 +13,12 @@
 // instance read or wrote last, so an epoch is never skipped or committed
 // twice.
 //
+// Split into tasks (ARCHITECTURE §11; only on the source's cluster), the
+// sink keeps no chain of its own: each round's transaction commits the
+// tasks' positions as the source group's offsets under the group
+// membership the tasks were opened in (KIP-447), and OpenTasks reads them
+// back require_stable; see tasks.go.
+//
 // Open reads the checkpoint read_committed, backwards from the checkpoint
 // partition's last stable offset, so an aborted epoch's checkpoint is never
 // taken. Against the built-in broker the checkpoint topic keeps every

@@ -115,8 +115,8 @@ func (s *Sink) taskTransactionalID(pipeline string) string {
 	return s.cfg.transactionalID(pipeline) + "." + id
 }
 
-// OpenTasks connects (once; after that it aborts whatever is staged),
-// fencing this identity's predecessor, and returns the committed
+// OpenTasks connects, fencing this identity's predecessor (or this
+// process's own open transaction), and returns the committed
 // checkpoint of each of tasks: its offsets in the group, read
 // require_stable, with the epoch in their metadata; for a task with none,
 // the single chain's checkpoint. The group membership it finds is the one
@@ -125,18 +125,21 @@ func (s *Sink) OpenTasks(ctx context.Context, pipeline string, tasks []engine.Ta
 	if s.cfg.Tasks == nil {
 		return nil, errors.New("kafka sink: a pipeline split into tasks needs its task group (Config.Tasks); run it in one process")
 	}
-	if s.cl != nil && s.pipeline != pipeline {
-		s.Close()
+	// A new producer at every open: its initialisation aborts whatever
+	// this process left open, and a producer the broker fenced (a
+	// transaction past its timeout) is not reused.
+	chain := s.task.chain
+	if s.pipeline != pipeline {
+		chain = nil
 	}
-	if s.cl == nil {
-		if err := s.connectTasks(ctx, pipeline); err != nil {
-			return nil, err
-		}
-	} else if err := s.abort(ctx); err != nil {
-		s.Close() // reconnecting fences whatever is left open
+	if s.cl != nil {
+		s.cl.Close() // the new producer's initialisation aborts what it left
+		s.cl = nil
+	}
+	if err := s.connectTasks(ctx, pipeline); err != nil {
 		return nil, err
 	}
-	s.task.known = nil
+	s.task.chain = chain
 	member, gen, inst := s.cfg.Tasks.Member()
 	if gen < 0 || member == "" {
 		return nil, engine.Retryable(fmt.Errorf("kafka sink: not a member of group %s yet", s.cfg.Tasks.Name()))
