@@ -51,6 +51,8 @@ type TaskGroup interface {
 	// SinkCommitsOffsets turns off the source's echo of positions to the
 	// group: the sink's transactions hold them.
 	SinkCommitsOffsets()
+	// Topics returns the topics the group reads (those a pattern matches).
+	Topics() []string
 }
 
 const (
@@ -144,7 +146,7 @@ func (s *Sink) OpenTasks(ctx context.Context, pipeline string, tasks []engine.Ta
 	if gen < 0 || member == "" {
 		return nil, engine.Retryable(fmt.Errorf("kafka sink: not a member of group %s yet", s.cfg.Tasks.Name()))
 	}
-	offsets, err := s.stableOffsets(ctx)
+	offsets, err := s.stableOffsets(ctx, tasks)
 	if err != nil {
 		return nil, err
 	}
@@ -242,35 +244,65 @@ func (s *Sink) chainCheckpoint(ctx context.Context, pipeline string) (checkpoint
 	return c, nil
 }
 
-// stableOffsets fetches the group's committed offsets, waiting while a
-// transaction holding some of them is undecided (UNSTABLE_OFFSET_COMMIT).
-func (s *Sink) stableOffsets(ctx context.Context) (kadm.OffsetResponses, error) {
-	adm := kadm.NewClient(s.cl)
+// committed is a partition's committed offset in the group.
+type committed struct {
+	at   int64
+	meta string
+}
+
+// stableOffsets fetches the group's committed offsets of the tasks'
+// partitions, waiting while a transaction holding some of them is
+// undecided (UNSTABLE_OFFSET_COMMIT). The partitions are named: a broker
+// reports a pending offset only for a partition asked for (a fetch of the
+// whole group lists only those already committed).
+func (s *Sink) stableOffsets(ctx context.Context, tasks []engine.Task) (map[engine.TopicPartition]committed, error) {
+	group := s.cfg.Tasks.Name()
+	topics := slices.Sorted(slices.Values(s.cfg.Tasks.Topics()))
+	out := map[engine.TopicPartition]committed{}
+	if len(topics) == 0 || len(tasks) == 0 {
+		return out, nil
+	}
+	details, err := kadm.NewClient(s.cl).ListTopics(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka sink: list topics: %w", classify(err))
+	}
+	names := map[[16]byte]string{}
+	rg := kmsg.NewOffsetFetchRequestGroup()
+	rg.Group = group
+	for _, topic := range topics {
+		d, ok := details[topic]
+		if !ok || d.Err != nil {
+			continue // gone since the group matched it
+		}
+		names[d.ID] = topic
+		rt := kmsg.NewOffsetFetchRequestGroupTopic()
+		rt.Topic, rt.TopicID = topic, d.ID
+		for _, t := range tasks {
+			if _, ok := d.Partitions[int32(t)]; ok {
+				rt.Partitions = append(rt.Partitions, int32(t))
+			}
+		}
+		if len(rt.Partitions) > 0 {
+			rg.Topics = append(rg.Topics, rt)
+		}
+	}
+	if len(rg.Topics) == 0 {
+		return out, nil
+	}
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.RequireStable, req.Groups = true, []kmsg.OffsetFetchRequestGroup{rg}
 	deadline := time.Now().Add(stableWait)
 	for n := 0; ; n++ {
-		resp, err := adm.FetchOffsets(kadm.RequireStable(ctx), s.cfg.Tasks.Name())
-		unstable := false
-		if err == nil {
-			resp.Each(func(o kadm.OffsetResponse) {
-				switch {
-				case errors.Is(o.Err, kerr.UnstableOffsetCommit):
-					unstable = true
-				case o.Err != nil && err == nil:
-					err = fmt.Errorf("%s/%d: %w", o.Topic, o.Partition, o.Err)
-				}
-			})
-		}
-		if errors.Is(err, kerr.GroupIDNotFound) {
-			return kadm.OffsetResponses{}, nil
-		}
+		clear(out)
+		unstable, err := fetchOffsets(ctx, s.cl, req, names, out)
 		if err != nil {
-			return nil, fmt.Errorf("kafka sink: read the offsets of group %s: %w", s.cfg.Tasks.Name(), classify(err))
+			return nil, fmt.Errorf("kafka sink: read the offsets of group %s: %w", group, classify(err))
 		}
 		if !unstable {
-			return resp, nil
+			return out, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, engine.Retryable(fmt.Errorf("kafka sink: offsets of group %s are still held by an undecided transaction after %s", s.cfg.Tasks.Name(), stableWait))
+			return nil, engine.Retryable(fmt.Errorf("kafka sink: offsets of group %s are still held by an undecided transaction after %s", group, stableWait))
 		}
 		select {
 		case <-ctx.Done():
@@ -280,23 +312,76 @@ func (s *Sink) stableOffsets(ctx context.Context) (kadm.OffsetResponses, error) 
 	}
 }
 
+// fetchOffsets sends req once and adds what it finds to out; unstable
+// says a transaction holds some of the offsets undecided.
+func fetchOffsets(ctx context.Context, cl *kgo.Client, req *kmsg.OffsetFetchRequest, names map[[16]byte]string, out map[engine.TopicPartition]committed) (unstable bool, err error) {
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return false, err
+	}
+	groups := resp.Groups
+	if len(groups) == 0 { // answered in the form before v8
+		g := kmsg.NewOffsetFetchResponseGroup()
+		g.ErrorCode = resp.ErrorCode
+		for _, t := range resp.Topics {
+			gt := kmsg.NewOffsetFetchResponseGroupTopic()
+			gt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				gp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
+				gp.Partition, gp.Offset, gp.Metadata, gp.ErrorCode = p.Partition, p.Offset, p.Metadata, p.ErrorCode
+				gt.Partitions = append(gt.Partitions, gp)
+			}
+			g.Topics = append(g.Topics, gt)
+		}
+		groups = append(groups, g)
+	}
+	for _, g := range groups {
+		switch err := kerr.ErrorForCode(g.ErrorCode); {
+		case errors.Is(err, kerr.GroupIDNotFound):
+			continue // nothing committed yet
+		case err != nil:
+			return false, err
+		}
+		for _, t := range g.Topics {
+			topic := t.Topic
+			if topic == "" {
+				topic = names[t.TopicID]
+			}
+			for _, p := range t.Partitions {
+				switch err := kerr.ErrorForCode(p.ErrorCode); {
+				case errors.Is(err, kerr.UnstableOffsetCommit):
+					unstable = true
+					continue
+				case errors.Is(err, kerr.UnknownTopicOrPartition), errors.Is(err, kerr.UnknownTopicID):
+					continue
+				case err != nil:
+					return false, fmt.Errorf("%s/%d: %w", topic, p.Partition, err)
+				}
+				if p.Offset >= 0 && p.Metadata != nil {
+					out[engine.TopicPartition{Topic: topic, Partition: p.Partition}] = committed{at: p.Offset, meta: *p.Metadata}
+				}
+			}
+		}
+	}
+	return unstable, nil
+}
+
 // taskCheckpoint returns task t's checkpoint from the group's offsets:
 // the offsets of its partitions that a round committed (their metadata
 // names an epoch), and the highest such epoch. Offsets without it (an
 // echo, another tool's commit) do not count.
-func taskCheckpoint(offsets kadm.OffsetResponses, t engine.Task) (engine.Checkpoint, bool, error) {
+func taskCheckpoint(offsets map[engine.TopicPartition]committed, t engine.Task) (engine.Checkpoint, bool, error) {
 	cp := engine.Checkpoint{At: engine.Positions{}}
 	found := false
-	for topic, ps := range offsets {
-		o, ok := ps[int32(t)]
-		if !ok || o.Err != nil || !strings.HasPrefix(o.Metadata, taskMetadataPrefix) {
+	for tp, o := range offsets {
+		if engine.TaskOf(tp) != t || !strings.HasPrefix(o.meta, taskMetadataPrefix) {
 			continue
 		}
-		epoch, err := strconv.ParseUint(strings.TrimPrefix(o.Metadata, taskMetadataPrefix), 10, 64)
+		epoch, err := strconv.ParseUint(strings.TrimPrefix(o.meta, taskMetadataPrefix), 10, 64)
 		if err != nil {
-			return cp, false, fmt.Errorf("kafka sink: offset of %s/%d has metadata %q, which is not a sluice epoch; was the group's offset set by another tool?", topic, t, o.Metadata)
+			return cp, false, fmt.Errorf("kafka sink: offset of %s/%d has metadata %q, which is not a sluice epoch; was the group's offset set by another tool?", tp.Topic, tp.Partition, o.meta)
 		}
-		cp.At[engine.TopicPartition{Topic: topic, Partition: int32(t)}] = o.At
+		cp.At[tp] = o.at
 		cp.Epoch, found = max(cp.Epoch, epoch), true
 	}
 	return cp, found, nil

@@ -347,3 +347,57 @@ func testTasksFromSingleChain(t *testing.T, brokers []string) {
 		t.Fatalf("output %v; want the chain's 3 values and one per task", vs)
 	}
 }
+
+// otherProcess is the task group of a with another identity: a second
+// process's sink, as far as transactional ids go.
+type otherProcess struct{ *srckafka.Group }
+
+func (otherProcess) Identity() string { return "other" }
+
+// A task's first offsets, sent in a transaction not yet decided, hold up
+// another process's OpenTasks (require_stable) until the transaction
+// ends, even though the group has no offset of the task committed yet.
+func TestTasksOpenWaitsForPendingOffsets(t *testing.T) { onBrokers(t, testOpenWaitsForPendingOffsets) }
+
+func testOpenWaitsForPendingOffsets(t *testing.T, brokers []string) {
+	ctx := context.Background()
+	g, tasks := joinTasks(t, brokers, t.TempDir())
+	s := newTaskSink(t, brokers, g)
+	if _, err := s.OpenTasks(ctx, "p", tasks); err != nil {
+		t.Fatal(err)
+	}
+	cps := writeRound(t, s, 1, tasks, func(engine.Task) uint64 { return 1 }, 3, "a")
+	if err := s.cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.commitOffsets(ctx, cps); err != nil {
+		t.Fatal(err)
+	}
+	other := newTaskSink(t, brokers, otherProcess{g})
+	type opened struct {
+		cps map[engine.Task]engine.Checkpoint
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		cps, err := other.OpenTasks(ctx, "p", tasks)
+		done <- opened{cps, err}
+	}()
+	select {
+	case o := <-done:
+		t.Fatalf("OpenTasks returned %v, %v while the offsets were undecided", o.cps, o.err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if err := s.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case o := <-done:
+		if o.err != nil {
+			t.Fatal(o.err)
+		}
+		checkOpened(t, o.cps, cps)
+	case <-time.After(30 * time.Second):
+		t.Fatal("OpenTasks still waiting 30s after the transaction committed")
+	}
+}

@@ -228,6 +228,15 @@ func (g *Group) Member() (memberID string, generation int32, instanceID string) 
 	return id, gen, g.instanceID
 }
 
+// Topics returns the topics the group reads: those its pattern matches
+// now, or the listed ones.
+func (g *Group) Topics() []string {
+	if ts := g.cl.GetConsumeTopics(); len(ts) > 0 {
+		return ts
+	}
+	return slices.Clone(g.cfg.Topics)
+}
+
 // SinkCommitsOffsets says the sink commits the group's offsets itself,
 // inside its transactions (the kafka sink on the source's cluster): from
 // then on Commit does nothing, so the echo never overwrites them.
