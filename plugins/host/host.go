@@ -125,6 +125,9 @@ func New(ctx context.Context, cfg Config) (*Transform, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	if cfg.Timeout > MaxTimeout {
+		return nil, fmt.Errorf("transform %s: timeout: %s is out of range; use at most %s", cfg.Name, cfg.Timeout, MaxTimeout)
+	}
 	if cfg.MaxFailures <= 0 {
 		cfg.MaxFailures = MaxConsecutiveFailures
 	}

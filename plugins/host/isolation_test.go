@@ -175,3 +175,11 @@ func TestMemoryOutOfRange(t *testing.T) {
 		}
 	}
 }
+
+// A Config built in Go is held to the bounds lint applies to a file.
+func TestTimeoutOutOfRange(t *testing.T) {
+	_, err := New(context.Background(), Config{Plugin: "uppercase", Timeout: 2 * time.Hour})
+	if err == nil || !strings.Contains(err.Error(), "timeout: 2h0m0s is out of range; use at most 1h0m0s") {
+		t.Errorf("New = %v", err)
+	}
+}
