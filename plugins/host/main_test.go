@@ -29,7 +29,11 @@ func TestMain(m *testing.M) {
 	if os.Getenv(testHostEnv) != "" {
 		runTestHost()
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if hostilePath != "" {
+		os.RemoveAll(filepath.Dir(hostilePath)) // built once for all tests
+	}
+	os.Exit(code)
 }
 
 const (
