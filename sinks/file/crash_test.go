@@ -28,6 +28,9 @@ func crash(s *Sink) {
 	if s.lock != nil {
 		s.lock.Close()
 	}
+	if s.tasks != nil {
+		s.tasks.closeSlots()
+	}
 	*s = Sink{}
 }
 
