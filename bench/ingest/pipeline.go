@@ -303,7 +303,7 @@ func countPostgres(dsn, table string) (int64, error) {
 	return n, err
 }
 
-// dropPostgres removes a run's table and its pipeline's checkpoint row.
+// dropPostgres removes a run's table and its pipeline's checkpoint rows.
 func dropPostgres(dsn, table, pipelineName string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -316,10 +316,15 @@ func dropPostgres(dsn, table, pipelineName string) {
 	if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{table}.Sanitize()); err != nil {
 		log.Printf("postgres: drop %s: %v", table, err)
 	}
-	var exists bool
-	if conn.QueryRow(ctx, "SELECT to_regclass('sluice_checkpoints') IS NOT NULL").Scan(&exists); exists {
-		if _, err := conn.Exec(ctx, "DELETE FROM sluice_checkpoints WHERE pipeline = $1", pipelineName); err != nil {
-			log.Printf("postgres: delete the checkpoint of %s: %v", pipelineName, err)
+	// The single chain's row, and the tasks' rows of a pipeline split
+	// into tasks: a row left over would start the next run where this one
+	// ended, on a topic of another broker.
+	for _, cps := range []string{"sluice_checkpoints", "sluice_task_checkpoints"} {
+		var exists bool
+		if conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", cps).Scan(&exists); exists {
+			if _, err := conn.Exec(ctx, "DELETE FROM "+cps+" WHERE pipeline = $1", pipelineName); err != nil {
+				log.Printf("postgres: delete the checkpoints of %s from %s: %v", pipelineName, cps, err)
+			}
 		}
 	}
 }
