@@ -219,7 +219,7 @@ func (s *Sink) recover() (checkpoint, error) {
 	if err := s.finishSeal(c); err != nil {
 		return c, err
 	}
-	if c.Epoch == 0 && (s.tasks == nil || len(s.tasks.records) == 0 && !s.tasks.anySlot()) {
+	if c.Epoch == 0 && (s.tasks == nil || len(s.tasks.records) == 0) {
 		if err := s.noOrphanParts(); err != nil {
 			return c, err
 		}

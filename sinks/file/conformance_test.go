@@ -46,10 +46,9 @@ func visibleValuesOf(t *testing.T, dir, format string) []string {
 }
 
 // TestTaskConformance runs the suite for a pipeline split into tasks on
-// the same harness, per epoch and rolling (committed output is then read
-// from the instances' open part files too); the roll also governs the
-// single-chain epochs a task starts from, whose open part file the first
-// OpenTasks rolls.
+// the same harness. Task mode makes every round its own part file whatever
+// the roll; the roll still governs the single-chain epochs a task starts
+// from, whose open part file the first OpenTasks rolls.
 func TestTaskConformance(t *testing.T) {
 	for _, mode := range []struct {
 		name string

@@ -28,9 +28,6 @@ func crash(s *Sink) {
 	if s.lock != nil {
 		s.lock.Close()
 	}
-	if s.tasks != nil {
-		s.tasks.closeSlots()
-	}
 	*s = Sink{}
 }
 

@@ -63,70 +63,50 @@
 // single chain's files:
 //
 //	_sluice/<pipeline>/tasks/<epoch>-t<task>.json       round records: each task's new epoch and positions
-//	_sluice/<pipeline>/tasks/slot-<id>-0, slot-<id>-1   an instance's checkpoints of rounds that did not roll
-//	_sluice/<pipeline>/tasks/.stage-<id>                an instance's open part file, or staged output
-//	part-<pipeline>-<epoch>-t<task>.jsonl               visible output (.txt for raw)
-//	_dead-letters/<pipeline>/dead-<epoch>-t<task>.jsonl a round's dead letters
+//	_sluice/<pipeline>/tasks/.stage-<id>                staged output of a round
+//	part-<pipeline>-<epoch>-t<task>.jsonl               a round's output (.txt for raw)
+//	_dead-letters/<pipeline>/dead-<epoch>-t<task>.jsonl its dead letters
 //
-// (epoch 20 digits, task 5.) Files are named by a round's lowest task and
-// that task's new epoch: a task's epoch commits once, so only one round of
-// one process can ever take the name. Staging and slot names carry an
-// instance id drawn at every OpenTasks. A task's checkpoint is the newest
-// of the committed records and the instances' slots holding it; a task
-// that none holds starts from the chain's last checkpoint (its epoch, its
-// positions of the task). The first OpenTasks marks that checkpoint as
-// split (Tasks), rolling its open part file as seal does: from then on a
-// process still committing the chain is fenced, and Open refuses the
-// pipeline.
+// (epoch 20 digits, task 5.) A round's files are named by its lowest task
+// and that task's new epoch: a task's epoch commits once, so only one
+// round of one process can ever take the name. Staging names carry an
+// instance id drawn at every OpenTasks. A task's checkpoint is in the
+// newest committed record holding it; a task that none holds starts from
+// the chain's last checkpoint (its epoch, its positions of the task). The
+// first OpenTasks marks that checkpoint as split (Tasks), rolling its open
+// part file as seal does: from then on a process still committing the
+// chain is fenced, and Open refuses the pipeline.
 //
-// Task mode rolls as the chain does, per instance (taskslot.go): each
-// instance appends its rounds to its own open part file. Commit of a
-// round: fsync the staging file; take the .lock; read the records and
-// slots and check that every task's stored epoch is its new one - 1
-// (commit.CheckTasks), or write nothing (ErrFenced). Then, for a round
-// that does not roll (the common case): if the round starts the open
-// file, fsync tasks/ so its name lasts; overwrite the instance's slot
-// round%2 in place with every task the instance committed, the open
-// file's committed length and the name it takes when sealed (this
-// round's), and fsync it: the commit point, two fsyncs per round. The
-// output is committed but hidden until the roll. A round that rolls (the
-// file reached Roll.Bytes or Roll.Interval, always with Roll.PerEpoch) or
-// has dead letters instead renames the dead letters into place; writes
-// the record (temporary file, fsync, rename, fsync of tasks/); renames the
-// staging file to its part file, the commit point; fsyncs the output
-// directory. Without output the record's rename is the commit point.
-//
-// After a crash or failure between any two steps, a record whose part file
-// is missing while its staging file is there did not commit: the next
-// OpenTasks deletes it (durably) before anything touches the staging file,
-// and a torn slot fails its checksum, leaving the slot before. So each
-// task is at its old or its new epoch, all of a round's tasks alike. An
-// open file missing from tasks/ was rolled or sealed. Sealing renames an
-// open file, cut to its slot's committed length, to the slot's seal name:
-// Close and the idle roller seal the instance's own; OpenTasks seals those
-// of instances that let go of theirs (dead: its flock is free; a live
-// instance, a zombie too, holds it), so a killed instance's committed
-// output stays hidden until another opens. A record is deleted once each
-// of its tasks has a newer checkpoint and its dead letters are gone, a
-// dead instance's slots once that holds for their tasks and their open
-// file is gone.
+// Commit of a round: fsync the staging file; take the .lock; read the
+// records and check that every task's stored epoch is its new one - 1
+// (commit.CheckTasks), or write nothing (ErrFenced); rename the dead
+// letters into place; write the record (temporary file, fsync, rename,
+// fsync of tasks/, which also makes the staging file's name durable);
+// rename the staging file to its part file, the commit point; fsync the
+// output directory. Without output the record's rename is the commit
+// point. Four fsyncs per round with output, two without, two more with
+// dead letters, whatever the number of tasks. After a crash or failure
+// between any two steps, a record whose part file is missing while its
+// staging file is there did not commit: it is ignored, and the next
+// OpenTasks deletes it (durably) before the staging file, so each task is
+// at its old or its new epoch, all of a round's tasks alike, and the
+// output is visible exactly when they moved. A record is deleted once
+// each of its tasks has a newer one and its dead letters are gone.
 //
 // The lock is held for the commit step only, so it serialises the
 // processes' commits, not their writes or the fsync of their output; a
 // zombie (a process whose task moved) checks under it and finds the newer
-// epoch, so nothing of its round is committed or visible; its Close seals
-// only its committed rounds. A process stopped while it holds the lock
-// (SIGSTOP mid-commit) holds up every commit and OpenTasks of the pipeline
-// until it continues, finishing a commit that was valid when checked, or
-// dies.
+// epoch. A process stopped while it holds the lock (SIGSTOP mid-commit)
+// holds up every commit and OpenTasks of the pipeline until it continues,
+// finishing a commit that was valid when checked, or dies. Task mode does
+// not roll: every round with output is its own part file.
 //
 // What the file system must guarantee to processes sharing it: rename
 // within a directory is atomic; fsync of a file, and of a directory, makes
 // its content and names durable; flock is exclusive between all clients
 // (NFSv4 with locking, not mounted nolock or with local_lock); and the
-// lock's holder sees every name and every fsynced byte an earlier holder
-// made (NFS: mount with actimeo=0,lookupcache=none, or a stale cached
-// listing or slot hides a round).
+// lock's holder sees every name an earlier holder made (NFS: mount with
+// actimeo=0,lookupcache=none, or a stale cached listing hides a round).
 // A client that loses its lock without knowing (a lease that expired
 // while it was cut off from the server) can commit beside the new holder:
 // the epoch check is only as good as the lock. On platforms without flock

@@ -76,7 +76,6 @@ func committedValues(t *testing.T, dir, format string) []string {
 	}
 	for _, m := range metas {
 		r := &Sink{dir: dir, pipeline: m.Name(), meta: filepath.Join(dir, metaDir, m.Name()), log: slog.New(slog.DiscardHandler)}
-		out = append(out, openTaskValues(t, r, format)...)
 		c, err := r.newestCommitted(false)
 		if err != nil {
 			t.Fatal(err)
@@ -96,47 +95,6 @@ func committedValues(t *testing.T, dir, format string) []string {
 			t.Fatalf("the checkpoint of epoch %d names %s: %v", c.Epoch, part.File, err)
 		}
 		out = append(out, parseValues(t, part.File, io.LimitReader(f, part.Bytes), format)...)
-		f.Close()
-	}
-	return out
-}
-
-// openTaskValues reads the committed bytes of the open part files that
-// the task slots of r's pipeline name and that are still in place.
-func openTaskValues(t *testing.T, r *Sink, format string) []string {
-	t.Helper()
-	r.tasks = &taskState{dir: filepath.Join(r.meta, tasksDir)}
-	defer func() { r.tasks = nil }()
-	entries, err := os.ReadDir(r.tasks.dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	seen := map[string]bool{}
-	for _, e := range entries {
-		id, ok := parseTaskSlotName(e.Name())
-		if !ok || seen[id] {
-			continue
-		}
-		seen[id] = true
-		sl, err := r.readTaskSlot(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if sl.Open == nil {
-			continue
-		}
-		f, err := os.Open(filepath.Join(r.tasks.dir, sl.Open.File))
-		if errors.Is(err, os.ErrNotExist) {
-			continue // rolled or sealed: read as visible
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, parseValues(t, sl.Open.File, io.LimitReader(f, sl.Open.Bytes), format)...)
 		f.Close()
 	}
 	return out

@@ -476,9 +476,6 @@ func (s *Sink) Close() error {
 // knows (or, once the other rolls, no longer names this file), and seal
 // leaves it. Sealing in turn fences such an instance, as a commit would.
 func (s *Sink) seal() error {
-	if s.tasks != nil {
-		return s.sealTasks()
-	}
 	if s.out == nil || s.out.committed == 0 || s.known.Open == nil {
 		return nil
 	}
@@ -651,9 +648,6 @@ func (s *Sink) reset() {
 		s.lock = nil
 	}
 	s.known = checkpoint{}
-	if s.tasks != nil {
-		s.tasks.closeSlots()
-	}
 	s.tasks = nil
 }
 
@@ -673,10 +667,6 @@ func (s *Sink) dropStaged() {
 		return
 	}
 	if err := s.out.truncate(); err != nil {
-		if s.tasks != nil {
-			s.breakTasks(fmt.Errorf("file sink: cut the staging file back to its committed length: %w", err))
-			return
-		}
 		s.log.Warn("cannot cut the staging file back to its committed length; starting a new one", "file", s.out.path(), "err", err)
 		s.out.close() // it stays referenced by the checkpoint; carry copies the committed part
 		s.out = nil
@@ -888,7 +878,6 @@ type stage struct {
 	committed int64     // bytes that belong to committed epochs (rolling)
 	records   int64     // records of the staged epoch
 	since     time.Time // when its first epoch was staged (roll interval)
-	named     bool      // its name is durable (task slots)
 }
 
 func (st *stage) path() string { return filepath.Join(st.dir, st.name) }

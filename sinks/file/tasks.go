@@ -29,10 +29,7 @@ import (
 //   - a task's checkpoint is in the newest committed record holding it,
 //     else derived from the chain's marked checkpoint (taskState.stored);
 //   - a record of a round that did not commit is deleted, durably, before
-//     its staging file is deleted or sealed, which would otherwise make it
-//     look committed;
-//   - an open part file is sealed only by its instance, or by the lock's
-//     holder once the file's flock is free (taskslot.go).
+//     its staging file, which would otherwise make it look committed.
 
 const (
 	tasksDir = "tasks" // under _sluice/<pipeline>: the round records
@@ -59,15 +56,7 @@ type taskState struct {
 	// records holds the committed round records by file name; a committed
 	// record never changes, so each is read once.
 	records map[string]taskRecord
-	heads   map[engine.Task]engine.Checkpoint // each task's newest checkpoint in records and slots
-
-	// Rolling (taskslot.go); unused with Roll.PerEpoch.
-	slots     map[string]taskSlot // each instance's newest slot, by id, read afresh under the lock
-	slotFiles [slotCount]*os.File // this instance's; slot 0 is locked while it lives
-	seq       uint64              // this instance's newest slot
-	mine      map[engine.Task]taskCheckpoint
-	seal      string // the name this instance's open file takes when sealed
-	broken    error  // set by breakTasks: commits are refused until OpenTasks
+	heads   map[engine.Task]engine.Checkpoint // each task's newest checkpoint in records
 }
 
 // taskRecord is one committed round: the new checkpoint of each of its
@@ -136,10 +125,9 @@ func low(cps map[engine.Task]engine.Checkpoint) (engine.Task, uint64) {
 // first OpenTasks of a pipeline that ran as one chain marks the chain's
 // last checkpoint as split (making its open part file visible), so a
 // process still committing the chain is fenced from then on. Anything
-// staged is dropped, and the open part files of instances that stopped
-// (this sink's previous one too) are sealed; staging and slot files are
-// named by an instance id drawn afresh at every OpenTasks. It implements
-// engine.TaskSink. ctx is only checked on entry.
+// staged is dropped; staging files are named by an instance id drawn
+// afresh at every OpenTasks. It implements engine.TaskSink. ctx is only
+// checked on entry.
 func (s *Sink) OpenTasks(ctx context.Context, pipeline string, tasks []engine.Task) (map[engine.Task]engine.Checkpoint, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -147,18 +135,14 @@ func (s *Sink) OpenTasks(ctx context.Context, pipeline string, tasks []engine.Ta
 	if !flock.Works {
 		return nil, errors.New("file sink: a pipeline split into tasks needs file locks (flock), which this platform lacks; run the pipeline in one process")
 	}
+	s.stopIdleRoller() // task mode does not roll
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cps, err := s.openTasks(pipeline, tasks)
 	if err != nil {
-		if s.tasks != nil {
-			s.tasks.closeSlots()
-		}
 		s.tasks = nil // Write and CommitTasks refuse until an OpenTasks succeeds
-		return nil, err
 	}
-	s.startIdleRoller()
-	return cps, nil
+	return cps, err
 }
 
 func (s *Sink) openTasks(pipeline string, tasks []engine.Task) (map[engine.Task]engine.Checkpoint, error) {
@@ -171,8 +155,7 @@ func (s *Sink) openTasks(pipeline string, tasks []engine.Task) (map[engine.Task]
 		return nil, fmt.Errorf("file sink: instance id: %w", err)
 	}
 	s.id = hex.EncodeToString(id[:])
-	ts := &taskState{dir: filepath.Join(s.meta, tasksDir), owned: slices.Clone(tasks), records: map[string]taskRecord{},
-		mine: map[engine.Task]taskCheckpoint{}}
+	ts := &taskState{dir: filepath.Join(s.meta, tasksDir), owned: slices.Clone(tasks), records: map[string]taskRecord{}}
 	if err := os.Mkdir(ts.dir, 0o755); err == nil {
 		if err := durable.SyncDir(s.meta); err != nil {
 			return nil, fmt.Errorf("file sink: %w", err)
@@ -201,11 +184,6 @@ func (s *Sink) openTasks(pipeline string, tasks []engine.Task) (map[engine.Task]
 	}
 	if err := s.dropOrphanTaskDead(); err != nil {
 		return nil, err
-	}
-	if !s.roll.perEpoch() {
-		if err := s.makeTaskSlots(); err != nil {
-			return nil, err
-		}
 	}
 	out := map[engine.Task]engine.Checkpoint{}
 	for _, t := range tasks {
@@ -299,20 +277,9 @@ func (s *Sink) readTasks(cleanup bool) error {
 	}
 	listed := map[string]bool{}
 	dropped := false
-	ts.slots = map[string]taskSlot{}
 	for _, e := range entries {
 		name := e.Name()
 		if strings.HasPrefix(name, ".") {
-			continue
-		}
-		if id, ok := parseTaskSlotName(name); ok {
-			if _, ok := ts.slots[id]; !ok {
-				sl, err := s.readTaskSlot(id)
-				if err != nil {
-					return err
-				}
-				ts.slots[id] = sl
-			}
 			continue
 		}
 		n, ok := strings.CutSuffix(name, ".json")
@@ -350,17 +317,8 @@ func (s *Sink) readTasks(cleanup bool) error {
 			return fmt.Errorf("file sink: %w", err)
 		}
 	}
-	// Only now, with no record of a round that did not commit naming
-	// them: open files of dead instances are sealed, then other staging
-	// files of dead instances and temporary files (written under the lock)
-	// deleted.
-	if cleanup {
-		for _, sl := range ts.slots {
-			if err := s.sealDead(sl); err != nil {
-				return err
-			}
-		}
-	}
+	// Only now, with no record naming them: staging files of dead
+	// instances, and temporary files, which are written under the lock.
 	for _, e := range entries {
 		switch name := e.Name(); {
 		case !cleanup:
@@ -381,22 +339,7 @@ func (s *Sink) readTasks(cleanup bool) error {
 	for _, r := range ts.records {
 		ts.add(r)
 	}
-	for _, sl := range ts.slots {
-		ts.addSlot(sl)
-	}
-	if cleanup {
-		s.pruneTaskSlots()
-	}
 	return nil
-}
-
-// addSlot notes an instance's slot.
-func (ts *taskState) addSlot(sl taskSlot) {
-	for t, c := range sl.Tasks {
-		if h, ok := ts.heads[t]; !ok || c.Epoch > h.Epoch {
-			ts.heads[t] = engine.Checkpoint{Epoch: c.Epoch, At: c.Positions}
-		}
-	}
 }
 
 func (s *Sink) readRecord(name string, epoch uint64, task engine.Task) (taskRecord, error) {
@@ -511,9 +454,6 @@ func (s *Sink) CommitTasks(ctx context.Context, round uint64, cps map[engine.Tas
 	if ts == nil {
 		return errors.New("file sink: CommitTasks before OpenTasks")
 	}
-	if ts.broken != nil {
-		return fmt.Errorf("file sink: CommitTasks after a failure that needs OpenTasks again: %w", ts.broken)
-	}
 	if err := s.staged.CheckCommit(round); err != nil {
 		return err
 	}
@@ -523,7 +463,7 @@ func (s *Sink) CommitTasks(ctx context.Context, round uint64, cps map[engine.Tas
 		}
 	}
 	if len(cps) == 0 {
-		if s.out != nil && s.out.size > s.out.committed || s.dead != nil && s.dead.records > 0 {
+		if s.out != nil && s.out.size > 0 || s.dead != nil && s.dead.records > 0 {
 			return fmt.Errorf("file sink: round %d staged output but commits no task", round)
 		}
 		s.dropStaged()
@@ -560,9 +500,6 @@ func (s *Sink) CommitTasks(ctx context.Context, round uint64, cps map[engine.Tas
 // commitRound writes a checked round; the caller holds the commit lock.
 func (s *Sink) commitRound(cps map[engine.Task]engine.Checkpoint) error {
 	t, epoch := low(cps)
-	if !s.roll.perEpoch() && !s.taskRolls() && (s.dead == nil || s.dead.records == 0) {
-		return s.commitRoundSlot(cps, t, epoch)
-	}
 	r := taskRecord{Pipeline: s.pipeline, Tasks: make(map[engine.Task]taskCheckpoint, len(cps)),
 		Time: s.now().UTC(), name: recordName(epoch, t)}
 	for t, c := range cps {
@@ -623,8 +560,6 @@ func (s *Sink) commitRound(cps map[engine.Task]engine.Checkpoint) error {
 			_, serr := os.Lstat(s.out.path())
 			if _, perr := os.Lstat(part); perr == nil && errors.Is(serr, os.ErrNotExist) {
 				// It happened all the same (a network file system's retry).
-				s.out.close()
-				s.out = nil
 				return fmt.Errorf("%w: %w", engine.ErrNotCommitted, err)
 			}
 			return s.unstore(r, err)
@@ -642,70 +577,6 @@ func (s *Sink) commitRound(cps map[engine.Task]engine.Checkpoint) error {
 	}
 	s.staged.Epoch = 0
 	s.tasks.add(r)
-	for t, c := range r.Tasks {
-		s.tasks.mine[t] = c
-	}
-	s.tasks.seal = ""
-	s.pruneRecords()
-	return nil
-}
-
-// taskRolls reports whether the round being committed rolls the open part
-// file: it is Roll.Bytes big or Roll.Interval old.
-func (s *Sink) taskRolls() bool {
-	if s.out == nil || s.out.size == 0 {
-		return false
-	}
-	return (s.roll.Bytes > 0 && s.out.size >= s.roll.Bytes) ||
-		(s.roll.Interval > 0 && s.now().Sub(s.out.since) >= s.roll.Interval)
-}
-
-// commitRoundSlot commits a checked round that does not roll: its output
-// stays in the open part file, and its checkpoints go to this instance's
-// slot, whose fsync is the commit point (taskslot.go). The caller holds
-// the commit lock.
-func (s *Sink) commitRoundSlot(cps map[engine.Task]engine.Checkpoint, t engine.Task, epoch uint64) error {
-	ts := s.tasks
-	if err := os.Remove(filepath.Join(s.deadRoot, s.pipeline, taskDeadName(epoch, t))); err != nil && !errors.Is(err, os.ErrNotExist) {
-		// Left by an earlier attempt at this round that failed.
-		return fmt.Errorf("file sink: remove dead letters of an earlier attempt at epoch %d of task %d: %w", epoch, t, err)
-	}
-	if s.out != nil && s.out.size == 0 {
-		s.dropOut()
-	}
-	mine := maps.Clone(ts.mine)
-	for t, c := range cps {
-		mine[t] = taskCheckpoint{Epoch: c.Epoch, Positions: c.At.Clone()}
-	}
-	sl := taskSlot{Pipeline: s.pipeline, Instance: s.id, Seq: ts.seq + 1, Tasks: mine, Time: s.now().UTC()}
-	if s.out != nil {
-		if !s.out.named {
-			// Before a slot names it, the new open file's name must last.
-			if err := durable.SyncDir(ts.dir); err != nil {
-				return fmt.Errorf("file sink: commit epoch %d of task %d: %w", epoch, t, err)
-			}
-			s.out.named = true
-			if err := s.hit("tasks-stage-named"); err != nil {
-				return err
-			}
-		}
-		sl.Open = &openPart{File: s.out.name, Bytes: s.out.size, Since: s.out.since}
-		sl.Seal = taskPartName(s.pipeline, epoch, t, s.format.Ext())
-	}
-	if err := s.writeTaskSlot(sl); err != nil {
-		return err
-	}
-	if err := s.hit("tasks-slot-stored"); err != nil {
-		return err
-	}
-	ts.seq, ts.mine, ts.seal = sl.Seq, mine, sl.Seal
-	ts.slots[s.id] = sl
-	ts.addSlot(sl)
-	if s.out != nil {
-		s.out.committed = s.out.size
-		s.out.records = 0
-	}
-	s.staged.Epoch = 0
 	s.pruneRecords()
 	return nil
 }
@@ -747,11 +618,6 @@ func (s *Sink) unstore(r taskRecord, cause error) error {
 	}
 	if err != nil {
 		s.log.Warn("cannot delete the record of a round that failed; the next OpenTasks does", "file", r.name, "err", err)
-		if !s.roll.perEpoch() {
-			// The open file holds committed rounds: the next OpenTasks
-			// seals it, after deleting the record.
-			return s.breakTasks(cause)
-		}
 		s.out.close()
 		s.out = nil
 	}
@@ -785,8 +651,5 @@ func (s *Sink) pruneRecords() {
 			continue
 		}
 		delete(ts.records, name)
-	}
-	if !s.roll.perEpoch() {
-		s.pruneTaskSlots()
 	}
 }
