@@ -40,7 +40,9 @@ func (p *Partition) AppendBatches(b []byte, now time.Time) (AppendResult, error)
 	var hs []header
 	var hbuf [8]header
 	hs = hbuf[:0]
-	limit := -1 // what a compressed batch may inflate to; read once, if needed
+	p.mu.RLock()
+	maxBatch := p.cfg.MaxBatchBytes
+	p.mu.RUnlock()
 	for rest := b; len(rest) > 0; {
 		h, err := checkBatch(rest, true)
 		if err != nil {
@@ -49,14 +51,13 @@ func (p *Partition) AppendBatches(b []byte, now time.Time) (AppendResult, error)
 		if err := checkClientBatch(h); err != nil {
 			return AppendResult{}, err
 		}
-		if h.compressed() && limit < 0 {
-			p.mu.RLock()
-			limit = inflateLimit(p.cfg.MaxBatchBytes)
-			p.mu.RUnlock()
+		// Before decoding: a batch the topic refuses is not decompressed.
+		if maxBatch > 0 && int64(h.size()) > maxBatch {
+			return AppendResult{}, fmt.Errorf("%w: batch of %d bytes, the topic allows %d (max.message.bytes)", ErrTooLarge, h.size(), maxBatch)
 		}
 		// Outside the lock: appends to other partitions, and reads of
 		// this one, do not wait for a decompression.
-		if err := checkRecords(rest, h, limit); err != nil {
+		if err := checkRecords(rest, h, inflateLimit(maxBatch)); err != nil {
 			return AppendResult{}, err
 		}
 		hs = append(hs, h)
@@ -78,13 +79,6 @@ func (p *Partition) AppendBatches(b []byte, now time.Time) (AppendResult, error)
 	defer p.mu.Unlock()
 	if p.closed {
 		return AppendResult{}, ErrClosed
-	}
-	if limit := p.cfg.MaxBatchBytes; limit > 0 {
-		for _, h := range hs {
-			if h.size() > limit {
-				return AppendResult{}, fmt.Errorf("%w: batch of %d bytes, the topic allows %d (max.message.bytes)", ErrTooLarge, h.size(), limit)
-			}
-		}
 	}
 	if idem {
 		dup, isDup, err := p.producers.check(hs[0])

@@ -24,6 +24,12 @@ import (
 // records are decompressed into a pooled buffer, at most limit bytes.
 // Nothing is allocated per record.
 func checkRecords(b []byte, h header, limit int) error {
+	return decodeRecords(b, h, limit, true)
+}
+
+// decodeRecords decompresses the records of batch b (header h) within
+// limit bytes and walks them (walkRecords).
+func decodeRecords(b []byte, h header, limit int, sequential bool) error {
 	recs := b[batchHeaderLen:h.size()]
 	if codec := h.attributes & 0x7; codec != 0 {
 		in := inflaters.Get().(*inflater)
@@ -34,7 +40,7 @@ func checkRecords(b []byte, h header, limit int) error {
 		}
 		recs = out
 	}
-	return walkRecords(recs, h.recordCount, true)
+	return walkRecords(recs, h.recordCount, sequential)
 }
 
 // CheckFetched checks the record batch at the start of b (which may hold
@@ -52,17 +58,7 @@ func CheckFetched(b []byte) (first, last int64, err error) {
 		return h.baseOffset, -1, err
 	}
 	first, last = h.baseOffset, h.nextOffset()-1
-	recs := b[batchHeaderLen:h.size()]
-	if codec := h.attributes & 0x7; codec != 0 {
-		in := inflaters.Get().(*inflater)
-		defer in.put()
-		out, err := in.inflate(codec, recs, maxUncompressedBatchBytes)
-		if err != nil {
-			return first, last, err
-		}
-		recs = out
-	}
-	return first, last, walkRecords(recs, h.recordCount, false)
+	return first, last, decodeRecords(b, h, maxUncompressedBatchBytes, false)
 }
 
 // walkRecords checks that in holds exactly count magic v2 records, each
