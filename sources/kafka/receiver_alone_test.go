@@ -11,8 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/kafkatest"
 	"github.com/sluicehq/sluice/sinks/sinktest"
 	"github.com/sluicehq/sluice/sources/kafka"
 )
@@ -202,28 +202,8 @@ func awaitGroup(t *testing.T, cl *kgo.Client, what string, cond func(kadm.Descri
 	}
 }
 
-// builtinCluster starts the built-in broker in-process with topic "events"
-// of partitions partitions.
+// builtinCluster starts the built-in broker in-process with topic "events" of
+// partitions partitions.
 func builtinCluster(t *testing.T, partitions int32) []string {
-	t.Helper()
-	b, err := broker.Open(t.TempDir(), broker.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	l, err := b.Listen("127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go b.Serve(l)
-	addrs := []string{l.Addr().String()}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), partitions, 1, nil, "events"); err != nil {
-		t.Fatal(err)
-	}
-	return addrs
+	return kafkatest.Builtin(t, "events", partitions)
 }

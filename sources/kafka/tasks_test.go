@@ -11,12 +11,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/kafkatest"
 	"github.com/sluicehq/sluice/sinks/sinktest"
 )
 
@@ -282,32 +281,10 @@ func TestDirectEndsAndLagSeriesFollowTasks(t *testing.T) {
 	}
 }
 
-// builtinBroker starts the built-in broker in-process with topic "events"
-// of partitions partitions.
+// builtinBroker starts the built-in broker in-process with topic "events" of
+// partitions partitions.
 func builtinBroker(t *testing.T, partitions int32) []string {
-	t.Helper()
-	b, err := broker.Open(t.TempDir(), broker.Options{Logger: quietLog})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	l, err := b.Listen("127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go b.Serve(l)
-	addrs := []string{l.Addr().String()}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, nil, "events"); err != nil {
-		t.Fatal(err)
-	}
-	return addrs
+	return kafkatest.Builtin(t, "events", partitions)
 }
 
 // awaitTasks waits until g holds want tasks, failing after within.
