@@ -45,41 +45,10 @@ sink: {mem: {label: x}}
 	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var done []chan error
-	var pipes []*engine.Pipeline
-	for range 2 {
-		p, err := Build(ctx, spec, Options{Kinds: &table, DataDir: t.TempDir(), Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ch := make(chan error, 1)
-		go func() { ch <- p.Run(ctx) }()
-		done, pipes = append(done, ch), append(pipes, p)
-	}
-
-	// Both hold tasks before anything is produced: the work is split.
-	deadline := time.Now().Add(30 * time.Second)
-	for len(pipes[0].Status().Tasks) != 2 || len(pipes[1].Status().Tasks) != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("tasks not split: %v and %v", pipes[0].Status().Tasks, pipes[1].Status().Tasks)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("in"),
-		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	done := startSplit(t, ctx, spec, &table)
 	const n = 2000
-	for i := range n {
-		cl.Produce(ctx, &kgo.Record{Value: fmt.Appendf(nil, "v%d", i)}, nil)
-	}
-	if err := cl.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	deadline = time.Now().Add(time.Minute)
+	produceValues(t, ctx, c.ListenAddrs()[0], n)
+	deadline := time.Now().Add(time.Minute)
 	for len(mem.Records("split")) < n && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -146,42 +115,13 @@ sink: {kafka: {brokers: [%s], topic: out}}
 		t.Fatal("a kafka sink on the source's cluster does not split into tasks")
 	}
 
-	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var done []chan error
-	var pipes []*engine.Pipeline
-	for range 2 {
-		p, err := Build(ctx, spec, Options{Kinds: &table, DataDir: t.TempDir(), Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ch := make(chan error, 1)
-		go func() { ch <- p.Run(ctx) }()
-		done, pipes = append(done, ch), append(pipes, p)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for len(pipes[0].Status().Tasks) != 2 || len(pipes[1].Status().Tasks) != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("tasks not split: %v and %v", pipes[0].Status().Tasks, pipes[1].Status().Tasks)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("in"),
-		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	done := startSplit(t, ctx, spec, &table)
 	const n = 2000
-	for i := range n {
-		cl.Produce(ctx, &kgo.Record{Value: fmt.Appendf(nil, "v%d", i)}, nil)
-	}
-	if err := cl.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	produceValues(t, ctx, addr, n)
 	var out []string
-	deadline = time.Now().Add(time.Minute)
+	deadline := time.Now().Add(time.Minute)
 	for len(out) < n && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 		out = kafkatest.Values(kafkatest.ReadCommitted(t, []string{addr}, "out"))
@@ -200,5 +140,48 @@ sink: {kafka: {brokers: [%s], topic: out}}
 		if v := fmt.Sprintf("v%d", i); seen[v] != 1 {
 			t.Fatalf("%s is in the output %d times", v, seen[v])
 		}
+	}
+}
+
+// startSplit builds and runs two pipelines from spec and waits until each
+// runs two of the topic's four tasks: the work is split before anything is
+// produced. It returns the channels their Run results arrive on.
+func startSplit(t *testing.T, ctx context.Context, spec *pipelines.Spec, table *Table) []chan error {
+	t.Helper()
+	var done []chan error
+	var pipes []*engine.Pipeline
+	for range 2 {
+		p, err := Build(ctx, spec, Options{Kinds: table, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch := make(chan error, 1)
+		go func() { ch <- p.Run(ctx) }()
+		done, pipes = append(done, ch), append(pipes, p)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(pipes[0].Status().Tasks) != 2 || len(pipes[1].Status().Tasks) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("tasks not split: %v and %v", pipes[0].Status().Tasks, pipes[1].Status().Tasks)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return done
+}
+
+// produceValues writes v0..v(n-1) round-robin into topic in at addr.
+func produceValues(t *testing.T, ctx context.Context, addr string, n int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("in"),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i := range n {
+		cl.Produce(ctx, &kgo.Record{Value: fmt.Appendf(nil, "v%d", i)}, nil)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
