@@ -44,7 +44,15 @@ type conn struct {
 	ctx    context.Context // ends when the connection or the broker closes
 	cancel context.CancelFunc
 	queue  chan queued
+	// principal is who the client proved to be, in Kafka's "User:NAME"
+	// form: anonymousPrincipal until SASL or a TLS client certificate says
+	// otherwise. The authorizer decides on it.
+	principal string
 }
+
+// anonymousPrincipal is the principal of a client that did not
+// authenticate, as Kafka names it.
+const anonymousPrincipal = "User:ANONYMOUS"
 
 type queued struct {
 	req   *request
@@ -69,7 +77,7 @@ func newConn(b *Broker, nc net.Conn) *conn {
 	// the listener is on 0.0.0.0.
 	return &conn{b: b, nc: nc, local: nc.LocalAddr(), ctx: ctx, cancel: cancel,
 		log:   b.log.With("remote", nc.RemoteAddr().String()),
-		queue: make(chan queued, MaxInFlightPerConn)}
+		queue: make(chan queued, MaxInFlightPerConn), principal: anonymousPrincipal}
 }
 
 func (c *conn) close() {
