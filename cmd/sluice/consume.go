@@ -12,7 +12,8 @@ import (
 
 func newConsumeCmd() *cobra.Command {
 	var (
-		bootstrap, topic, group string
+		topic, group            string
+		conn                    *kafkaFlags
 		isolation               string
 		fromBeginning, printKey bool
 		maxMessages             int
@@ -70,7 +71,7 @@ transactions; Kafka's console consumer defaults to read_uncommitted).`,
 			default:
 				opts = append(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(start))
 			}
-			cl, err := newKafkaClient(bootstrap, opts...)
+			cl, err := conn.client(cmd.Context(), opts...)
 			if err != nil {
 				return err
 			}
@@ -136,7 +137,7 @@ transactions; Kafka's console consumer defaults to read_uncommitted).`,
 			return nil
 		},
 	}
-	addBootstrapFlag(cmd, &bootstrap)
+	conn = addKafkaFlags(cmd)
 	f := cmd.Flags()
 	f.StringVar(&topic, "topic", "", "topic to read (required)")
 	f.StringVar(&group, "group", "", "consume as a member of this consumer group, committing what is printed")

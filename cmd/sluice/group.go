@@ -15,26 +15,18 @@ import (
 // kafka-consumer-groups.sh. It works against any Kafka (kadm, franz-go's
 // admin client, does the requests and the lag arithmetic).
 func newGroupCmd() *cobra.Command {
-	var bootstrap string
 	cmd := &cobra.Command{
 		Use:   "group",
 		Short: "List, describe and delete consumer groups",
 	}
-	addBootstrapFlag(cmd, &bootstrap)
-	admin := func() (*kadm.Client, func(), error) {
-		cl, err := newKafkaClient(bootstrap)
-		if err != nil {
-			return nil, nil, err
-		}
-		return kadm.NewClient(cl), cl.Close, nil
-	}
+	conn := addKafkaFlags(cmd)
 
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List consumer groups with their state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			adm, done, err := admin()
+			adm, done, err := conn.admin(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -57,7 +49,7 @@ func newGroupCmd() *cobra.Command {
 		Short: "Show a group's state, members, assignments, committed offsets and lag",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			adm, done, err := admin()
+			adm, done, err := conn.admin(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -115,7 +107,7 @@ func newGroupCmd() *cobra.Command {
 		Short: "Delete empty consumer groups and their committed offsets",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			adm, done, err := admin()
+			adm, done, err := conn.admin(cmd.Context())
 			if err != nil {
 				return err
 			}

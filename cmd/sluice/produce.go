@@ -19,7 +19,8 @@ import (
 const maxLineBytes = 1 << 20
 
 func newProduceCmd() *cobra.Command {
-	var bootstrap, topic, keySep, acks string
+	var topic, keySep, acks string
+	var conn *kafkaFlags
 	cmd := &cobra.Command{
 		Use:   "produce --topic T",
 		Short: "Produce lines from stdin as records",
@@ -43,7 +44,7 @@ spread over the partitions a batch at a time (Kafka's sticky partitioning).`,
 			default:
 				return fmt.Errorf("--acks %q: use 0, 1 or all", acks)
 			}
-			cl, err := newKafkaClient(bootstrap,
+			cl, err := conn.client(cmd.Context(),
 				kgo.RequiredAcks(ack),
 				// Idempotence needs acks=all and producer ids, which the
 				// console producer does not rely on.
@@ -96,7 +97,7 @@ spread over the partitions a batch at a time (Kafka's sticky partitioning).`,
 			return nil
 		},
 	}
-	addBootstrapFlag(cmd, &bootstrap)
+	conn = addKafkaFlags(cmd)
 	cmd.Flags().StringVar(&topic, "topic", "", "topic to produce to (required)")
 	cmd.Flags().StringVar(&keySep, "key-separator", "", "split each line into key and value at the first SEP")
 	cmd.Flags().StringVar(&acks, "acks", "all", "acknowledgement: 0, 1 or all")

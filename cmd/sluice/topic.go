@@ -12,12 +12,11 @@ import (
 )
 
 func newTopicCmd() *cobra.Command {
-	var bootstrap string
 	cmd := &cobra.Command{
 		Use:   "topic",
 		Short: "Create, list, describe and delete Kafka topics",
 	}
-	addBootstrapFlag(cmd, &bootstrap)
+	conn := addKafkaFlags(cmd)
 
 	var partitions int32
 	var rf int16
@@ -27,7 +26,7 @@ func newTopicCmd() *cobra.Command {
 		Short: "Create a topic",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := newKafkaClient(bootstrap)
+			cl, err := conn.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -68,7 +67,7 @@ func newTopicCmd() *cobra.Command {
 		Short: "List topics",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := newKafkaClient(bootstrap)
+			cl, err := conn.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -96,7 +95,7 @@ func newTopicCmd() *cobra.Command {
 		Short: "Show a topic's partitions, leaders and offsets",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := newKafkaClient(bootstrap)
+			cl, err := conn.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -155,7 +154,7 @@ func newTopicCmd() *cobra.Command {
 		Short: "Delete a topic and its data",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := newKafkaClient(bootstrap)
+			cl, err := conn.client(cmd.Context())
 			if err != nil {
 				return err
 			}
