@@ -174,6 +174,18 @@ func (k *Check) KeyErrorf(key, format string, args ...any) {
 	k.c.atKey(k.Path(key), format, args...)
 }
 
+// Warnf reports, at the value of key, something that may still be fine
+// when the pipeline runs (a plugin not built yet): lint prints it as a
+// warning and fails on it only with --strict; loading succeeds.
+func (k *Check) Warnf(key, format string, args ...any) {
+	p := k.c.pos(k.Path(key), false)
+	k.c.warns = append(k.c.warns, &Error{File: k.c.file, Line: p.Line, Col: p.Col, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Resolve returns a path written in the file as the pipeline uses it:
+// relative to the pipeline file's folder (Spec.Resolve).
+func (k *Check) Resolve(p string) string { return k.spec.Resolve(p) }
+
 // Delivery returns the pipeline's delivery mode (ExactlyOnce, ...), or ""
 // when the delivery key has a problem of its own.
 func (k *Check) Delivery() string {

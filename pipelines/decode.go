@@ -547,6 +547,7 @@ func (d *decoder) mapping(path string, f *field, n *yaml.Node, v reflect.Value) 
 	m := reflect.MakeMap(v.Type())
 	for _, p := range d.pairs(path, n, 0) {
 		key := deref(p.key).Value
+		d.remember(join(path, key), p)
 		e := reflect.New(v.Type().Elem()).Elem()
 		if !d.value(join(path, key), nil, p.val, e) {
 			d.where.bad[join(path, key)] = true
@@ -556,6 +557,15 @@ func (d *decoder) mapping(path string, f *field, n *yaml.Node, v reflect.Value) 
 	}
 	v.Set(m)
 	return true
+}
+
+// remember records where a mapping's key and value are, so a block's
+// Validate can point at a key of free-form settings.
+func (d *decoder) remember(path string, p pair) {
+	d.where.key[path] = Pos{p.key.Line, p.key.Column}
+	if dv := deref(p.val); dv != nil {
+		d.where.val[path] = Pos{dv.Line, dv.Column}
+	}
 }
 
 // anyValue decodes free-form settings into plain Go values: map[string]any,
@@ -582,6 +592,7 @@ func (d *decoder) anyValue(path string, n *yaml.Node, depth int) (any, bool) {
 		ok := true
 		for _, p := range d.pairs(path, n, depth) {
 			key := deref(p.key).Value
+			d.remember(join(path, key), p)
 			x, good := d.anyValue(join(path, key), p.val, depth+1)
 			ok = ok && good
 			m[key] = x

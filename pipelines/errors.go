@@ -109,6 +109,10 @@ func editDistance(a, b string) int {
 	return prev[len(rb)]
 }
 
+// Suggest returns the candidate closest to word, or "" when none is close
+// enough to be a likely typo: what a "did you mean" in a message names.
+func Suggest(word string, candidates []string) string { return suggest(word, candidates) }
+
 // didYouMean renders the suggestion part of a message, or "".
 func didYouMean(word string, candidates []string) string {
 	if s := suggest(word, candidates); s != "" {

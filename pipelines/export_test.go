@@ -2,7 +2,4 @@ package pipelines
 
 // What the external tests (package pipelines_test, which can import the
 // table of kinds) need of the package's insides.
-var (
-	Suggest   = suggest
-	MaxErrors = maxErrors
-)
+var MaxErrors = maxErrors

@@ -30,7 +30,7 @@ func FuzzParse(f *testing.F) {
 		"version: 1\n---\nversion: 2\n",
 		"- a\n- b\n",
 		"a: &a [*a]\n",
-		"transforms: [{plugin: p, settings: &s {x: *s}}]\n",
+		"transforms: [{plugin: ./p, settings: &s {x: *s}}]\n",
 		"source: {generate: {<<: [*x]}}\n",
 		"source: {generate: {<<: {count: 1}, count: 2}}\nsource: {}\n",
 		"batch: {interval: -1s, max-records-per-partition: 1e30}\n",

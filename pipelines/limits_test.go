@@ -71,7 +71,7 @@ func TestUpperBounds(t *testing.T) {
 		return doc(append([]string{"version: 1", "name: t", "source: " + source, "sink: {file: {path: x}}"}, lines...)...)
 	}
 	gen := func(kv string) []byte { return base("{generate: {" + kv + "}}") }
-	step := func(kv string) []byte { return base("{generate: {}}", "transforms: [{plugin: p, "+kv+"}]") }
+	step := func(kv string) []byte { return base("{generate: {}}", "transforms: [{plugin: ./p, "+kv+"}]") }
 	for _, tc := range []struct {
 		name string
 		data []byte
@@ -137,8 +137,8 @@ func TestExpansionIsBounded(t *testing.T) {
 		fmt.Fprintf(&settings, "      k%d: ${BIG}\n", i)
 	}
 	inputs := map[string]string{
-		"many scalars": "version: 1\nname: t\nsource: {generate: {}}\nsink: {file: {path: x}}\ntransforms:\n  - plugin: p\n    settings:\n" + settings.String(),
-		"one scalar":   "version: 1\nname: t\nsource: {generate: {}}\nsink: {file: {path: x}}\ntransforms:\n  - plugin: p\n    settings: {v: \"" + strings.Repeat("${BIG}", 16_000) + "\"}\n",
+		"many scalars": "version: 1\nname: t\nsource: {generate: {}}\nsink: {file: {path: x}}\ntransforms:\n  - plugin: ./p\n    settings:\n" + settings.String(),
+		"one scalar":   "version: 1\nname: t\nsource: {generate: {}}\nsink: {file: {path: x}}\ntransforms:\n  - plugin: ./p\n    settings: {v: \"" + strings.Repeat("${BIG}", 16_000) + "\"}\n",
 	}
 	for name, in := range inputs {
 		t.Run(name, func(t *testing.T) {
@@ -154,5 +154,5 @@ func TestExpansionIsBounded(t *testing.T) {
 	for i := range 30 {
 		fmt.Fprintf(&ok, "      k%d: ${BIG}\n", i)
 	}
-	mustParse(t, []byte("version: 1\nname: t\nsource: {generate: {}}\nsink: {file: {path: x}}\ntransforms:\n  - plugin: p\n    settings:\n"+ok.String()), env)
+	mustParse(t, []byte("version: 1\nname: t\nsource: {generate: {}}\nsink: {file: {path: x}}\ntransforms:\n  - plugin: ./p\n    settings:\n"+ok.String()), env)
 }

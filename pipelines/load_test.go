@@ -109,7 +109,7 @@ func TestParseErrors(t *testing.T) {
 			`source.generate.partitions must be at most 10000, got 3000000000; write partitions: 10000 or less`},
 		{"past int64", doc("version: 1", "name: t", "source:", "  generate: {count: 99999999999999999999}", "sink: {file: {path: x}}"), nil, 4, 21,
 			`source.generate.count must be at most 1_000_000_000_000_000, got 99999999999999999999; write count: 1_000_000_000_000_000 or less (0 = unbounded)`},
-		{"below min", with("transforms:", "  - {plugin: p, workers: 0}"), nil, 8, 26,
+		{"below min", with("transforms:", "  - {plugin: ./p, workers: 0}"), nil, 8, 28,
 			`transforms[0].workers must be at least 1, got 0; write workers: 1`},
 		{"negative count", doc("version: 1", "name: t", "source:", "  generate: {count: -1}", "sink: {file: {path: x}}"), nil, 4, 21,
 			`source.generate.count must be at least 0, got -1; write count: 1 or count: 0`},
@@ -123,7 +123,7 @@ func TestParseErrors(t *testing.T) {
 			`batch.interval: bad duration "1 sec"; write a Go duration such as interval: 200ms, 1s or 1m30s`},
 		{"duration without unit", with("batch: {interval: 5}"), nil, 7, 19,
 			`batch.interval: 5 has no unit; write interval: 5s (or ms, m, h)`},
-		{"negative duration", with("transforms: [{plugin: p, timeout: -2s}]"), nil, 7, 35,
+		{"negative duration", with("transforms: [{plugin: ./p, timeout: -2s}]"), nil, 7, 37,
 			`transforms[0].timeout: duration -2s is negative`},
 		{"bad delivery", with("delivery: exactly_once"), nil, 7, 11,
 			`bad value "exactly_once" for delivery; did you mean "exactly-once"? write one of: exactly-once, at-least-once, at-most-once`},
@@ -189,7 +189,7 @@ func TestParseErrors(t *testing.T) {
 			`block-interval 20ms is below the 50ms minimum`},
 		{"wal false exactly-once", kafka("    topics: [a]", "    mode: receiver", "    wal: false"), nil, 7, 10,
 			`wal: false is impossible with delivery: exactly-once: without the write-ahead log a receiver cannot replay a batch`},
-		{"sha256", with("transforms:", "  - plugin: p", "    sha256: deadbeef"), nil, 9, 13,
+		{"sha256", with("transforms:", "  - plugin: ./p", "    sha256: deadbeef"), nil, 9, 13,
 			`transforms[0].sha256 must be 64 hex characters, got 8 characters "deadbeef"`},
 		{"empty plugin", with("transforms:", `  - plugin: ""`), nil, 8, 13,
 			`transforms[0].plugin is empty`},
@@ -324,7 +324,7 @@ func TestDefaults(t *testing.T) {
 		"source:",
 		"  kafka: {topics: [clicks]}",
 		"transforms:",
-		"  - plugin: jsonpath",
+		"  - plugin: ./jsonpath",
 		"sink:",
 		"  file: {path: out}",
 	), noEnv)
@@ -415,7 +415,7 @@ func TestDecodeValues(t *testing.T) {
 		"      none: ~",
 		"      list: [a, 1, {b: c}]",
 		"  - <<: *first",
-		"    plugin: jsonpath",
+		"    plugin: ./jsonpath",
 		"sink:",
 		"  postgres:",
 		"    dsn: postgres://localhost/db",
@@ -439,7 +439,7 @@ func TestDecodeValues(t *testing.T) {
 		t.Errorf("settings.n is %T, want int", t0.Settings["n"])
 	}
 	// The merge brings workers and settings; the transform's own plugin wins.
-	if t1.Plugin != "jsonpath" || t1.Workers != 3 || t1.Settings["field"] != "user.id" {
+	if t1.Plugin != "./jsonpath" || t1.Workers != 3 || t1.Settings["field"] != "user.id" {
 		t.Errorf("transforms[1] = %+v", t1)
 	}
 	pg := s.Sink.Config.(*postgres.Config)
@@ -500,7 +500,7 @@ func TestEnvInterpolation(t *testing.T) {
 
 // An alias bomb stops at the value budget with one line.
 func TestAliasBomb(t *testing.T) {
-	lines := []string{"version: 1", "name: t", "source: {generate: {}}", "sink: {file: {path: x}}", "transforms:", "  - plugin: p", "    settings:", "      a0: &a0 [x, x, x, x, x, x, x, x, x, x]"}
+	lines := []string{"version: 1", "name: t", "source: {generate: {}}", "sink: {file: {path: x}}", "transforms:", "  - plugin: ./p", "    settings:", "      a0: &a0 [x, x, x, x, x, x, x, x, x, x]"}
 	for i := 1; i < 9; i++ {
 		lines = append(lines, fmt.Sprintf("      a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]", i, i, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1))
 	}
@@ -509,7 +509,7 @@ func TestAliasBomb(t *testing.T) {
 		t.Errorf("got %v", errs)
 	}
 	// A mapping that merges itself must not recurse forever.
-	errs = parseErrs(t, doc("version: 1", "name: t", "source: {generate: {}}", "sink: {file: {path: x}}", "transforms:", "  - plugin: p", "    settings: &s {a: 1, b: *s}"), noEnv)
+	errs = parseErrs(t, doc("version: 1", "name: t", "source: {generate: {}}", "sink: {file: {path: x}}", "transforms:", "  - plugin: ./p", "    settings: &s {a: 1, b: *s}"), noEnv)
 	if len(errs) != 1 || !strings.Contains(errs[0].Msg, "nested more than") {
 		t.Errorf("self-referencing alias: %v", errs)
 	}
@@ -649,8 +649,8 @@ func TestHostileInputsAreBounded(t *testing.T) {
 	}
 	inputs := map[string]string{
 		"thousands of unknown keys": many.String(),
-		"deep settings":             "transforms: [{plugin: p, settings: " + strings.Repeat("{a: ", 5000) + "1" + strings.Repeat("}", 5000) + "}]\n",
-		"self-referencing settings": "transforms:\n  - plugin: p\n    settings: &s {a: *s, b: *s, c: *s, d: *s}\n",
+		"deep settings":             "transforms: [{plugin: ./p, settings: " + strings.Repeat("{a: ", 5000) + "1" + strings.Repeat("}", 5000) + "}]\n",
+		"self-referencing settings": "transforms:\n  - plugin: ./p\n    settings: &s {a: *s, b: *s, c: *s, d: *s}\n",
 		"long list":                 strings.Repeat("- x\n", 50_000),
 	}
 	for name, in := range inputs {

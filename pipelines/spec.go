@@ -1,6 +1,9 @@
 package pipelines
 
-import "time"
+import (
+	"path/filepath"
+	"time"
+)
 
 // Spec is one pipeline file, version 1. Every block is one Go struct; the
 // `yaml` tag names the key, `default` gives the value used when the key is
@@ -28,6 +31,26 @@ type Spec struct {
 	// where remembers the position of every key the file set, so checks
 	// that run after decoding still report FILE:LINE:COL.
 	where *positions
+	// warnings are what validation found that may still be fine when the
+	// pipeline runs (a plugin executable not built yet).
+	warnings Errors
+}
+
+// Warnings lists what validation found that does not stop the pipeline
+// from loading but may stop it from running (a plugin executable not built
+// yet); lint prints them, and with --strict fails on them.
+func (s *Spec) Warnings() Errors { return s.warnings }
+
+// Resolve returns a path written in the pipeline file as the pipeline uses
+// it: a relative path is relative to the folder of the pipeline file, so a
+// pipeline means the same files whatever the current directory is. An
+// absolute path, and any path of a spec built in Go (no file), is
+// returned as written.
+func (s *Spec) Resolve(p string) string {
+	if p == "" || filepath.IsAbs(p) || s.File == "" {
+		return p
+	}
+	return filepath.Join(filepath.Dir(s.File), p)
 }
 
 // Batch sets how batches are cut.

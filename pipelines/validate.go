@@ -28,9 +28,10 @@ func (s *Spec) Validate(kinds *Kinds) error {
 // checker reports problems at the position of a key path; a spec built in
 // Go has no positions and its problems carry only the file name.
 type checker struct {
-	file string
-	w    *positions
-	errs Errors
+	file  string
+	w     *positions
+	errs  Errors
+	warns Errors
 }
 
 // ok reports whether none of paths already had a problem, so one mistake
@@ -86,9 +87,17 @@ func (c *checker) atKey(path, format string, args ...any) {
 	c.add(c.pos(path, true), format, args...)
 }
 
-// check runs the rules that need more than one key.
+// check runs the rules that need more than one key. Warnings (what may be
+// fine by the time the pipeline runs, such as a plugin not built yet) are
+// kept on the spec for lint.
 func (s *Spec) check(kinds *Kinds) Errors {
 	c := &checker{file: s.File, w: s.where}
+	s.checkAll(c, kinds)
+	s.warnings = c.warns.sort()
+	return c.errs
+}
+
+func (s *Spec) checkAll(c *checker, kinds *Kinds) {
 
 	if c.ok("version") && c.set("version") && s.Version != 1 {
 		c.at("version", "unsupported version %d; write version: 1 (the only version this sluice reads)", s.Version)
@@ -110,7 +119,7 @@ func (s *Spec) check(kinds *Kinds) Errors {
 	source, sink := kinds.Source(s.Source.Kind), kinds.Sink(s.Sink.Kind)
 	if source == nil || sink == nil {
 		// Reported above, or by the decoder; the rest needs both.
-		return c.errs
+		return
 	}
 	s.validate(c, "source."+s.Source.Kind, s.Source)
 	s.validate(c, "sink."+s.Sink.Kind, s.Sink)
@@ -129,7 +138,6 @@ func (s *Spec) check(kinds *Kinds) Errors {
 	if dl := s.DeadLetter; dl != nil && c.ok("dead-letter", "dead-letter.topic", "dead-letter.file", "sink") {
 		s.checkDeadLetter(c, dl, kinds, sink)
 	}
-	return c.errs
 }
 
 // checkDeadLetter checks the dead-letter destination against what the

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/pipelines"
@@ -201,9 +200,8 @@ func buildKafkaSink(ctx context.Context, k *kafkasink.Settings, env *Env) (engin
 
 func buildPlugin(ctx context.Context, s *host.Step, env *Env) (engine.Transform, error) {
 	plugin := s.Plugin
-	if strings.ContainsRune(plugin, '/') && !filepath.IsAbs(plugin) && env.Spec.File != "" {
-		// A relative plugin path is relative to the pipeline file.
-		plugin = filepath.Join(filepath.Dir(env.Spec.File), plugin)
+	if !host.IsBuiltinName(plugin) {
+		plugin = env.Spec.Resolve(plugin)
 	}
 	t, err := host.New(ctx, host.Config{
 		Pipeline: env.Spec.Name, Name: fmt.Sprintf("%s#%d", filepath.Base(s.Plugin), env.Step+1), Plugin: plugin,

@@ -13,16 +13,16 @@ import (
 type ExtractSettings struct {
 	// Fields are dot-separated paths into the JSON value ("user.id"; a
 	// number picks a list element: "items.0.sku").
-	Fields []string `json:"fields"`
+	Fields []string `json:"fields" required:"true" example:"[user.id, event]" doc:"dot-separated paths into the JSON value"`
 	// Unwrap, with exactly one field, makes the value that field itself
 	// (a string without its quotes) instead of an object holding it.
-	Unwrap bool `json:"unwrap"`
+	Unwrap bool `json:"unwrap" doc:"with one field: the value is that field itself"`
 	// Key, if set, is a path whose value becomes the record key (strings
 	// without quotes), e.g. to partition downstream by user.
-	Key string `json:"key"`
+	Key string `json:"key" example:"user.id" doc:"a path whose value becomes the record key"`
 	// Missing says what to do when a field is absent: "reject" (default:
 	// the record goes to the dead-letter destination) or "null".
-	Missing string `json:"missing"`
+	Missing string `json:"missing" default:"reject" enum:"reject|null" doc:"an absent field rejects the record, or reads as null"`
 }
 
 // Extract replaces each JSON value with an object of the chosen fields,

@@ -16,7 +16,7 @@ type FilterSettings struct {
 	// yield a bool; records for which it is true are kept. It sees key,
 	// value (strings), headers (a map of strings), topic, partition and
 	// offset; fromJSON(value) parses a JSON value.
-	Expr string `json:"expr"`
+	Expr string `json:"expr" required:"true" example:"'value contains \"error\"'" doc:"expr-lang expression yielding a bool; true keeps the record"`
 }
 
 // filterEnv is what a filter expression sees.

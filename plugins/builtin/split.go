@@ -10,9 +10,9 @@ import (
 type SplitSettings struct {
 	// Delimiter separates the pieces; empty (the default) splits on runs of
 	// white space, giving one record per word.
-	Delimiter string `json:"delimiter"`
+	Delimiter string `json:"delimiter" example:"\",\"" doc:"separator; absent: runs of white space"`
 	// KeepEmpty keeps empty pieces (only with a delimiter: "a,,b").
-	KeepEmpty bool `json:"keep-empty"`
+	KeepEmpty bool `json:"keep-empty" doc:"keep empty pieces (with a delimiter)"`
 }
 
 // Split is a flat-map: each record becomes one record per piece of its
