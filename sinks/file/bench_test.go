@@ -28,3 +28,19 @@ func BenchmarkCommit(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCommitTasks is BenchmarkCommit split into four tasks, all held
+// by one process: go test -run XXX -bench 'Commit(Tasks)?$' ./sinks/file/
+func BenchmarkCommitTasks(b *testing.B) {
+	for _, format := range []string{"jsonl", "raw"} {
+		b.Run("format="+format, func(b *testing.B) {
+			sinktest.BenchmarkCommitTasks(b, func(b *testing.B) engine.TaskSink {
+				s, err := New(Config{Path: b.TempDir(), Format: format}, nil, "")
+				if err != nil {
+					b.Fatal(err)
+				}
+				return s
+			})
+		})
+	}
+}
