@@ -40,7 +40,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"pipeline"}),
 		CommittedEpoch: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "sluice_committed_epoch", Help: "The last epoch committed to the sink.",
+			Name: "sluice_committed_epoch", Help: "The last epoch committed to the sink (a pipeline in one chain; split into tasks, see sluice_task_committed_epoch).",
 		}, []string{"pipeline"}),
 		TaskCommittedEpoch: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_task_committed_epoch",

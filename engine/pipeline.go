@@ -195,6 +195,17 @@ func (p *Pipeline) publish(commit bool, retrying error) {
 	}
 }
 
+// gaugeEpoch sets the pipeline's epoch gauge. A pipeline split into tasks
+// has no one epoch (the engine's is the round since the tasks were last
+// opened, which means nothing across processes): it reports each task's in
+// sluice_task_committed_epoch instead.
+func (p *Pipeline) gaugeEpoch(epoch uint64) {
+	if p.cfg.Tasks != nil {
+		return
+	}
+	p.m.CommittedEpoch.WithLabelValues(p.cfg.Name).Set(float64(epoch))
+}
+
 // gaugeTasks sets the epoch gauge of every task in cps and deletes the
 // series of the tasks this pipeline no longer runs (moved to another
 // process, or the pipeline stopped: nil), so no process reports a task it
@@ -280,7 +291,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 			proto.Opened(sinkEpoch, sinkAt, cpEpoch, cpAt)
 			p.publish(false, nil)
 			epoch, at := proto.Committed()
-			p.m.CommittedEpoch.WithLabelValues(p.cfg.Name).Set(float64(epoch))
+			p.gaugeEpoch(epoch)
 			p.log.Info("resuming", "epoch", epoch, "positions", at.String())
 
 		case ActFillGap:
@@ -546,7 +557,7 @@ func (p *Pipeline) committed(b Batch) {
 	}
 	took := time.Since(cur.start)
 	p.m.BatchDuration.WithLabelValues(name).Observe(took.Seconds())
-	p.m.CommittedEpoch.WithLabelValues(name).Set(float64(b.Epoch))
+	p.gaugeEpoch(b.Epoch)
 	// The rate controller sees the work the batch cost, not the time it
 	// waited, read ahead, for the batch before it to commit.
 	p.rate.observe(cur.in, cur.took+time.Since(cur.handed))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sluicehq/sluice/engine"
@@ -392,6 +393,11 @@ func TestTaskMetricsAndStatusFollowTheAssignment(t *testing.T) {
 	}
 	waitFor(t, "every task read to its end", func() bool { return store.done(partitions, perPart) })
 	waitFor(t, "gauges and status of tasks 0-3", func() bool { return matches(0, 1, 2, 3) })
+	// The pipeline-wide epoch gauge would show the round number, which
+	// means nothing across processes: a split pipeline has no series.
+	if n := testutil.CollectAndCount(m.CommittedEpoch); n != 0 {
+		t.Fatalf("sluice_committed_epoch has %d series for a pipeline split into tasks, want none", n)
+	}
 	ends := p.Status().Ends
 	for part := range int32(partitions) {
 		if end := ends[engine.TopicPartition{Topic: fakeTopic, Partition: part}]; end != perPart {
