@@ -64,6 +64,12 @@ func init() {
 		{kmsg.ListGroups, 0, 4, handleListGroups},
 		{kmsg.DescribeGroups, 0, 5, handleDescribeGroups},
 		{kmsg.DeleteGroups, 0, 2, handleDeleteGroups},
+		// ACLs (handle_acl.go): v1 adds PREFIXED patterns (KIP-290), v2
+		// flexible versions; v3 (USER resources, KIP-554) is what current
+		// kafka-acls.sh, kadm and librdkafka negotiate to or below.
+		{kmsg.DescribeACLs, 0, 3, handleDescribeACLs},
+		{kmsg.CreateACLs, 0, 3, handleCreateACLs},
+		{kmsg.DeleteACLs, 0, 3, handleDeleteACLs},
 	}
 	apis = make(map[int16]*api, len(apiTable))
 	for i := range apiTable {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/broker/acl"
 	"github.com/sluicehq/sluice/broker/group"
 	"github.com/sluicehq/sluice/broker/txn"
 	"github.com/sluicehq/sluice/internal/backoff"
@@ -48,6 +49,17 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics, if set, receives the broker's measurements; see NewMetrics.
 	Metrics *Metrics
+	// ACL turns authorization on: every request is checked against the
+	// ACLs kept in the data directory (package broker/acl), which
+	// CreateAcls, DescribeAcls and DeleteAcls manage (kafka-acls.sh, sluice
+	// acl). Without it every client may do anything, and those requests
+	// answer SECURITY_DISABLED.
+	ACL bool
+	// SuperUsers are principals ("User:admin") the ACLs do not apply to.
+	SuperUsers []string
+	// AllowIfNoACL allows an operation on a resource no ACL names, as
+	// Kafka's allow.everyone.if.no.acl.found; by default it is denied.
+	AllowIfNoACL bool
 }
 
 func (o Options) withDefaults() Options {
@@ -78,6 +90,9 @@ type Broker struct {
 	producerIDs *producerIDs
 	txns        *txn.Coordinator
 	txnErrors   logLimiter // of failed completions and timeout checks
+	// authz decides requests when Options.ACL is set; nil otherwise.
+	authz     *acl.Authorizer
+	deniedLog logLimiter // of requests denied by ACLs
 
 	ctx    context.Context // cancelled by Close: ends long-polls and loops
 	cancel context.CancelFunc
@@ -163,6 +178,11 @@ func Open(dir string, opts Options) (_ *Broker, err error) {
 	}
 	if b.clusterID, err = loadClusterID(dir); err != nil {
 		return nil, err
+	}
+	if opts.ACL {
+		if b.authz, err = acl.Open(dir, acl.Options{SuperUsers: opts.SuperUsers, AllowIfNoACL: opts.AllowIfNoACL}); err != nil {
+			return nil, err
+		}
 	}
 	b.metrics = opts.Metrics
 	if b.metrics == nil {

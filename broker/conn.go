@@ -48,6 +48,8 @@ type conn struct {
 	// form: anonymousPrincipal until SASL or a TLS client certificate says
 	// otherwise. The authorizer decides on it.
 	principal string
+	// host is the client's IP address, which ACL hosts name.
+	host string
 }
 
 // anonymousPrincipal is the principal of a client that did not
@@ -77,7 +79,8 @@ func newConn(b *Broker, nc net.Conn) *conn {
 	// the listener is on 0.0.0.0.
 	return &conn{b: b, nc: nc, local: nc.LocalAddr(), ctx: ctx, cancel: cancel,
 		log:   b.log.With("remote", nc.RemoteAddr().String()),
-		queue: make(chan queued, MaxInFlightPerConn), principal: anonymousPrincipal}
+		queue: make(chan queued, MaxInFlightPerConn), principal: anonymousPrincipal,
+		host: hostOf(nc.RemoteAddr())}
 }
 
 func (c *conn) close() {

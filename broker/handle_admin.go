@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice/broker/acl"
 )
 
 func handleCreateTopics(r *request) reply {
@@ -15,12 +17,22 @@ func handleCreateTopics(r *request) reply {
 	for _, rt := range req.Topics {
 		seen[rt.Topic]++
 	}
+	mayCreateAll := b.authz == nil || r.may(opCreate, resCluster, acl.ClusterName)
 	for _, rt := range req.Topics {
 		st := kmsg.NewCreateTopicsResponseTopic()
 		st.Topic = rt.Topic
-		err := b.createTopic(rt, req.ValidateOnly, seen[rt.Topic] > 1)
+		var err error
+		if seen[rt.Topic] == 1 && !mayCreateAll && !r.authorized(opCreate, resTopic, rt.Topic) {
+			err = errorf(kerr.TopicAuthorizationFailed, "creating topic %s needs CREATE on it or on the cluster", rt.Topic)
+		} else {
+			err = b.createTopic(rt, req.ValidateOnly, seen[rt.Topic] > 1)
+		}
 		st.ErrorCode, st.ErrorMessage = codeOf(err)
-		if err == nil {
+		if err == nil && !r.may(opDescribeConfigs, resTopic, rt.Topic) {
+			// Created, but its configs are not the client's to see.
+			st.ConfigErrorCode = kerr.TopicAuthorizationFailed.Code
+			st.NumPartitions, st.ReplicationFactor = -1, -1
+		} else if err == nil {
 			st.NumPartitions = rt.NumPartitions
 			if st.NumPartitions == -1 {
 				st.NumPartitions = b.opts.DefaultPartitions
@@ -81,7 +93,16 @@ func handleDeleteTopics(r *request) reply {
 	for _, name := range req.TopicNames {
 		st := kmsg.NewDeleteTopicsResponseTopic()
 		st.Topic = kmsg.StringPtr(name)
-		st.ErrorCode, st.ErrorMessage = codeOf(b.topics.delete(name))
+		// As Kafka: whether the topic exists is told only to a client that
+		// may describe it.
+		switch {
+		case !r.authorized(opDescribe, resTopic, name):
+			st.ErrorCode = kerr.TopicAuthorizationFailed.Code
+		case b.topics.get(name) != nil && !r.authorized(opDelete, resTopic, name):
+			st.ErrorCode = kerr.TopicAuthorizationFailed.Code
+		default:
+			st.ErrorCode, st.ErrorMessage = codeOf(b.topics.delete(name))
+		}
 		resp.Topics = append(resp.Topics, st)
 	}
 	return respond(resp)
@@ -96,6 +117,10 @@ func handleDescribeConfigs(r *request) reply {
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
 		switch rr.ResourceType {
 		case kmsg.ConfigResourceTypeTopic:
+			if !r.authorized(opDescribeConfigs, resTopic, rr.ResourceName) {
+				sr.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				break
+			}
 			t := b.topics.get(rr.ResourceName)
 			if t == nil {
 				sr.ErrorCode = kerr.UnknownTopicOrPartition.Code
@@ -104,6 +129,10 @@ func handleDescribeConfigs(r *request) reply {
 			}
 			sr.Configs = b.describeTopicConfigs(t, rr.ConfigNames)
 		case kmsg.ConfigResourceTypeBroker:
+			if !r.authorizedCluster(opDescribeConfigs) {
+				sr.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+				break
+			}
 			// No broker configs are exposed yet; an empty list is a valid
 			// answer and keeps admin tools that ask for them working.
 		default:

@@ -13,10 +13,21 @@ import (
 // response must follow the ones before it anyway.
 func handleFetch(r *request) reply {
 	req := r.msg.(*kmsg.FetchRequest)
-	return func() *outgoing { return r.c.fetch(req) }
+	// Decided here, on the reader, once for all the long-poll's rounds.
+	var denied []bool
+	if r.c.b.authz != nil {
+		denied = make([]bool, len(req.Topics))
+		d := r.topicDecisions()
+		for i, rt := range req.Topics {
+			denied[i] = !d.allowed(r, opRead, rt.Topic, false)
+		}
+	}
+	return func() *outgoing { return r.c.fetch(req, denied) }
 }
 
-func (c *conn) fetch(req *kmsg.FetchRequest) *outgoing {
+// fetch answers req; denied, when not nil, marks the topics (by index) the
+// client may not read.
+func (c *conn) fetch(req *kmsg.FetchRequest, denied []bool) *outgoing {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	// Fetch sessions (KIP-227) are declined: session id 0 tells the client
 	// to keep sending full fetches. Epoch 0 (open a session) and -1 (no
@@ -32,7 +43,7 @@ func (c *conn) fetch(req *kmsg.FetchRequest) *outgoing {
 	var timer *time.Timer
 	var wake chan struct{}
 	for {
-		out, bytes, ends := c.fetchOnce(req)
+		out, bytes, ends := c.fetchOnce(req, denied)
 		if bytes >= int64(req.MinBytes) || ends == nil || c.ctx.Err() != nil || !time.Now().Before(until) {
 			return out
 		}
@@ -85,7 +96,7 @@ type logEnd struct {
 // fetchOnce builds a response from what the logs hold now. It reports the
 // bytes found and the end offsets it saw, or nil ends when waiting cannot
 // help (a partition errored).
-func (c *conn) fetchOnce(req *kmsg.FetchRequest) (*outgoing, int64, []logEnd) {
+func (c *conn) fetchOnce(req *kmsg.FetchRequest, denied []bool) (*outgoing, int64, []logEnd) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	out := &outgoing{resp: resp}
 	remaining := int64(req.MaxBytes)
@@ -97,7 +108,7 @@ func (c *conn) fetchOnce(req *kmsg.FetchRequest) (*outgoing, int64, []logEnd) {
 	var ends []logEnd
 	waitable := true
 	committed := req.IsolationLevel == 1
-	for _, rt := range req.Topics {
+	for ti, rt := range req.Topics {
 		st := kmsg.NewFetchResponseTopic()
 		st.Topic = rt.Topic
 		t := c.b.topics.get(rt.Topic)
@@ -106,6 +117,13 @@ func (c *conn) fetchOnce(req *kmsg.FetchRequest) (*outgoing, int64, []logEnd) {
 			sp.Partition = rp.Partition
 			// Empty, not null: librdkafka rejects a null record set.
 			sp.RecordBatches = []byte{}
+			if denied != nil && denied[ti] {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				sp.HighWatermark = -1
+				waitable = false
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			if t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.parts) {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				sp.HighWatermark = -1

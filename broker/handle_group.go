@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluicehq/sluice/broker/acl"
 	"github.com/sluicehq/sluice/broker/group"
 )
 
@@ -41,10 +42,16 @@ func handleFindCoordinator(r *request) reply {
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	host, port := r.c.advertised()
 	node := r.c.b.opts.NodeID
-	// Groups (type 0) and transactions (type 1) are both coordinated here.
+	// Groups (type 0) and transactions (type 1) are both coordinated here;
+	// finding one needs DESCRIBE on it.
 	var errMsg *string
-	errFor := func(typ int8) int16 {
-		if typ != 0 && typ != 1 {
+	errFor := func(typ int8, key string) int16 {
+		switch {
+		case typ == 0 && !r.authorized(opDescribe, resGroup, key):
+			return kerr.GroupAuthorizationFailed.Code
+		case typ == 1 && !r.authorized(opDescribe, resTxnID, key):
+			return kerr.TransactionalIDAuthorizationFailed.Code
+		case typ != 0 && typ != 1:
 			errMsg = kmsg.StringPtr("coordinator type must be 0 (group) or 1 (transaction)")
 			return kerr.InvalidRequest.Code
 		}
@@ -54,15 +61,21 @@ func handleFindCoordinator(r *request) reply {
 		for _, key := range req.CoordinatorKeys {
 			c := kmsg.NewFindCoordinatorResponseCoordinator()
 			c.Key, c.NodeID, c.Host, c.Port = key, node, host, port
-			c.ErrorCode = errFor(req.CoordinatorType)
+			c.ErrorCode = errFor(req.CoordinatorType, key)
 			c.ErrorMessage = errMsg
+			if c.ErrorCode != 0 {
+				c.NodeID, c.Host, c.Port = -1, "", -1
+			}
 			resp.Coordinators = append(resp.Coordinators, c)
 		}
 		return respond(resp)
 	}
 	resp.NodeID, resp.Host, resp.Port = node, host, port
-	resp.ErrorCode = errFor(req.CoordinatorType)
+	resp.ErrorCode = errFor(req.CoordinatorType, req.CoordinatorKey)
 	resp.ErrorMessage = errMsg
+	if resp.ErrorCode != 0 {
+		resp.NodeID, resp.Host, resp.Port = -1, "", -1
+	}
 	return respond(resp)
 }
 
@@ -75,6 +88,14 @@ func clientHost(r *request) string {
 
 func handleJoinGroup(r *request) reply {
 	req := r.msg.(*kmsg.JoinGroupRequest)
+	if !r.authorized(opRead, resGroup, req.Group) {
+		resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
+		resp.ErrorCode, resp.Generation = kerr.GroupAuthorizationFailed.Code, -1
+		if req.Version < 7 {
+			resp.Protocol = kmsg.StringPtr("") // nullable from v7 only
+		}
+		return respond(resp)
+	}
 	jr := group.JoinRequest{
 		Group: req.Group, MemberID: req.MemberID, InstanceID: str(req.InstanceID),
 		ClientID: r.clientID, ClientHost: clientHost(r), ProtocolType: req.ProtocolType,
@@ -113,6 +134,11 @@ func handleJoinGroup(r *request) reply {
 
 func handleSyncGroup(r *request) reply {
 	req := r.msg.(*kmsg.SyncGroupRequest)
+	if !r.authorized(opRead, resGroup, req.Group) {
+		resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return respond(resp)
+	}
 	sr := group.SyncRequest{Group: req.Group, MemberID: req.MemberID, InstanceID: str(req.InstanceID),
 		Generation: req.Generation, ProtocolType: str(req.ProtocolType), Protocol: str(req.Protocol),
 		Assignments: map[string][]byte{}}
@@ -138,6 +164,10 @@ func handleSyncGroup(r *request) reply {
 func handleHeartbeat(r *request) reply {
 	req := r.msg.(*kmsg.HeartbeatRequest)
 	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
+	if !r.authorized(opRead, resGroup, req.Group) {
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return respond(resp)
+	}
 	resp.ErrorCode = code(r.c.b.groups.Heartbeat(req.Group, req.MemberID, str(req.InstanceID), req.Generation))
 	return respond(resp)
 }
@@ -145,6 +175,10 @@ func handleHeartbeat(r *request) reply {
 func handleLeaveGroup(r *request) reply {
 	req := r.msg.(*kmsg.LeaveGroupRequest)
 	resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
+	if !r.authorized(opRead, resGroup, req.Group) {
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return respond(resp)
+	}
 	if req.Version < 3 {
 		errs := r.c.b.groups.Leave(req.Group, []string{req.MemberID}, nil)
 		resp.ErrorCode = code(errs[0])
@@ -172,15 +206,35 @@ func handleOffsetCommit(r *request) reply {
 	if req.Version == 0 {
 		cr.Generation = -1
 	}
-	// Offsets for partitions that do not exist are refused one by one, as
-	// Kafka does; the rest commit together.
-	unknown := map[group.TopicPartition]bool{}
+	if !r.authorized(opRead, resGroup, req.Group) {
+		for _, t := range req.Topics {
+			rt := kmsg.NewOffsetCommitResponseTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewOffsetCommitResponseTopicPartition()
+				rp.Partition, rp.ErrorCode = p.Partition, kerr.GroupAuthorizationFailed.Code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return respond(resp)
+	}
+	// Offsets for partitions the client may not read or that do not
+	// exist are refused one by one, as Kafka does; the rest commit
+	// together.
+	refused := map[group.TopicPartition]int16{}
+	d := r.topicDecisions()
 	for _, t := range req.Topics {
 		tp := r.c.b.topics.get(t.Topic)
+		allowed := d.allowed(r, opRead, t.Topic, false)
 		for _, p := range t.Partitions {
 			key := group.TopicPartition{Topic: t.Topic, Partition: p.Partition}
+			if !allowed {
+				refused[key] = kerr.TopicAuthorizationFailed.Code
+				continue
+			}
 			if tp == nil || p.Partition < 0 || int(p.Partition) >= len(tp.parts) {
-				unknown[key] = true
+				refused[key] = kerr.UnknownTopicOrPartition.Code
 				continue
 			}
 			le := int32(-1)
@@ -199,8 +253,8 @@ func handleOffsetCommit(r *request) reply {
 			rp := kmsg.NewOffsetCommitResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.ErrorCode = code(err)
-			if unknown[group.TopicPartition{Topic: t.Topic, Partition: p.Partition}] {
-				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			if c, ok := refused[group.TopicPartition{Topic: t.Topic, Partition: p.Partition}]; ok {
+				rp.ErrorCode = c
 			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}
@@ -212,6 +266,27 @@ func handleOffsetCommit(r *request) reply {
 func handleOffsetFetch(r *request) reply {
 	req := r.msg.(*kmsg.OffsetFetchRequest)
 	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
+	if !r.authorized(opDescribe, resGroup, req.Group) {
+		if req.Version >= 2 {
+			resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+			return respond(resp)
+		}
+		// v0 and v1 have no top-level error: each partition asked says it.
+		for _, t := range req.Topics {
+			rt := kmsg.NewOffsetFetchResponseTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewOffsetFetchResponseTopicPartition()
+				rp.Partition, rp.Offset, rp.ErrorCode = p, -1, kerr.GroupAuthorizationFailed.Code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return respond(resp)
+	}
+	// Topics the client may not describe: named, their partitions say
+	// so; asked for all, they are left out (as Kafka).
+	d := r.topicDecisions()
 	var parts []group.TopicPartition
 	if req.Topics != nil {
 		parts = []group.TopicPartition{}
@@ -224,6 +299,10 @@ func handleOffsetFetch(r *request) reply {
 	offsets := r.c.b.groups.Fetch(req.Group, parts)
 	byTopic := map[string]int{}
 	for _, o := range offsets {
+		allowed := d.allowed(r, opDescribe, o.Topic, req.Topics == nil)
+		if !allowed && req.Topics == nil {
+			continue
+		}
 		i, ok := byTopic[o.Topic]
 		if !ok {
 			i = len(resp.Topics)
@@ -235,7 +314,10 @@ func handleOffsetFetch(r *request) reply {
 		rp := kmsg.NewOffsetFetchResponseTopicPartition()
 		rp.Partition, rp.Offset, rp.LeaderEpoch = o.Partition, o.Offset, o.LeaderEpoch
 		rp.Metadata = kmsg.StringPtr(o.Metadata)
-		if req.RequireStable && r.c.b.txns.PendingOffset(req.Group, o.TopicPartition) {
+		if !allowed {
+			rp.Offset, rp.LeaderEpoch, rp.Metadata = -1, -1, kmsg.StringPtr("")
+			rp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+		} else if req.RequireStable && r.c.b.txns.PendingOffset(req.Group, o.TopicPartition) {
 			// A transaction holds an offset for it that is not decided
 			// yet (KIP-447); the client retries.
 			rp.ErrorCode = kerr.UnstableOffsetCommit.Code
@@ -252,8 +334,14 @@ func handleListGroups(r *request) reply {
 	for _, s := range req.StatesFilter {
 		want[s] = true
 	}
+	// DESCRIBE on the cluster lists every group; else those the client
+	// may describe.
+	all := r.c.b.authz == nil || r.may(opDescribe, resCluster, acl.ClusterName)
 	for _, g := range r.c.b.groups.List() {
 		if len(want) > 0 && !want[string(g.State)] {
+			continue
+		}
+		if !all && !r.may(opDescribe, resGroup, g.Group) {
 			continue
 		}
 		rg := kmsg.NewListGroupsResponseGroup()
@@ -267,6 +355,12 @@ func handleDescribeGroups(r *request) reply {
 	req := r.msg.(*kmsg.DescribeGroupsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)
 	for _, name := range req.Groups {
+		if !r.authorized(opDescribe, resGroup, name) {
+			rg := kmsg.NewDescribeGroupsResponseGroup()
+			rg.Group, rg.ErrorCode = name, kerr.GroupAuthorizationFailed.Code
+			resp.Groups = append(resp.Groups, rg)
+			continue
+		}
 		d, _ := r.c.b.groups.Describe(name)
 		rg := kmsg.NewDescribeGroupsResponseGroup()
 		rg.Group, rg.State, rg.ProtocolType, rg.Protocol = name, string(d.State), d.ProtocolType, d.Protocol
@@ -286,7 +380,12 @@ func handleDeleteGroups(r *request) reply {
 	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
 	for _, name := range req.Groups {
 		rg := kmsg.NewDeleteGroupsResponseGroup()
-		rg.Group, rg.ErrorCode = name, code(r.c.b.groups.Delete(name))
+		rg.Group = name
+		if !r.authorized(opDelete, resGroup, name) {
+			rg.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		} else {
+			rg.ErrorCode = code(r.c.b.groups.Delete(name))
+		}
 		resp.Groups = append(resp.Groups, rg)
 	}
 	return respond(resp)

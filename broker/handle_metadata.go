@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"slices"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -21,6 +23,10 @@ func handleMetadata(r *request) reply {
 	// v0 asks for all topics with an empty list; v1+ with null.
 	if req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0) {
 		topics = b.topics.list()
+		if b.authz != nil {
+			// Those the client may not describe are left out, silently.
+			topics = slices.DeleteFunc(topics, func(t *topic) bool { return !r.may(opDescribe, resTopic, t.meta.Name) })
+		}
 	} else {
 		// Before v4 there was no flag and Kafka auto-created when enabled.
 		allowAuto := req.Version < 4 || req.AllowAutoTopicCreation
@@ -28,7 +34,15 @@ func handleMetadata(r *request) reply {
 			if rt.Topic == nil {
 				continue
 			}
+			if !r.authorized(opDescribe, resTopic, *rt.Topic) {
+				resp.Topics = append(resp.Topics, deniedTopic(*rt.Topic))
+				continue
+			}
 			t := b.topics.get(*rt.Topic)
+			if t == nil && allowAuto && b.opts.AutoCreateTopics && !r.mayCreateTopic(*rt.Topic) {
+				resp.Topics = append(resp.Topics, deniedTopic(*rt.Topic))
+				continue
+			}
 			if t == nil && allowAuto && b.opts.AutoCreateTopics {
 				var err error
 				t, err = b.topics.create(*rt.Topic, -1, nil, false)
@@ -75,5 +89,14 @@ func (b *Broker) topicMetadata(t *topic) kmsg.MetadataResponseTopic {
 		p.ISR = []int32{b.opts.NodeID}
 		mt.Partitions = append(mt.Partitions, p)
 	}
+	return mt
+}
+
+// deniedTopic is a metadata answer for a topic the client may not describe
+// (or not auto-create), as Kafka gives it: the error, nothing else.
+func deniedTopic(name string) kmsg.MetadataResponseTopic {
+	mt := kmsg.NewMetadataResponseTopic()
+	mt.Topic = kmsg.StringPtr(name)
+	mt.ErrorCode = kerr.TopicAuthorizationFailed.Code
 	return mt
 }

@@ -28,11 +28,15 @@ func handleProduce(r *request) reply {
 	}
 	var toSync []pending
 	ackErr := req.Acks != 0 && req.Acks != 1 && req.Acks != -1
+	if b.authz != nil && !ackErr && !produceAuthorizedTxn(r, req) {
+		return failProduce(req, resp, kerr.TransactionalIDAuthorizationFailed.Code)
+	}
 	for _, rt := range req.Topics {
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
+		allowed := ackErr || r.authorized(opWrite, resTopic, rt.Topic)
 		t := b.topics.get(rt.Topic)
-		if t == nil && !ackErr && b.opts.AutoCreateTopics {
+		if t == nil && !ackErr && allowed && b.opts.AutoCreateTopics && r.mayCreateTopic(rt.Topic) {
 			b.topics.create(rt.Topic, -1, nil, false)
 			t = b.topics.get(rt.Topic)
 		}
@@ -42,6 +46,8 @@ func handleProduce(r *request) reply {
 			switch {
 			case ackErr:
 				sp.ErrorCode = kerr.InvalidRequiredAcks.Code
+			case !allowed:
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			case t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.parts):
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			default:
@@ -108,4 +114,36 @@ func handleProduce(r *request) reply {
 		wg.Wait()
 		return &outgoing{resp: resp}
 	}
+}
+
+// produceAuthorizedTxn is Kafka's check before a produce: a request
+// carrying transactional batches needs WRITE on its transactional id.
+func produceAuthorizedTxn(r *request, req *kmsg.ProduceRequest) bool {
+	for _, rt := range req.Topics {
+		for _, rp := range rt.Partitions {
+			if _, _, txnl, ok := storage.BatchProducer(rp.Records); ok && txnl {
+				return req.TransactionID != nil && r.authorized(opWrite, resTxnID, *req.TransactionID)
+			}
+		}
+	}
+	return true
+}
+
+// failProduce answers every partition of a produce with one error, as
+// Kafka answers a request refused whole.
+func failProduce(req *kmsg.ProduceRequest, resp *kmsg.ProduceResponse, code int16) reply {
+	if req.Acks == 0 {
+		return func() *outgoing { return nil }
+	}
+	for _, rt := range req.Topics {
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewProduceResponseTopicPartition()
+			sp.Partition, sp.ErrorCode = rp.Partition, code
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return respond(resp)
 }

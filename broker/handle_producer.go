@@ -3,6 +3,8 @@ package broker
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice/broker/acl"
 )
 
 // handleInitProducerID gives an idempotent producer a fresh id at epoch 0.
@@ -13,11 +15,22 @@ import (
 // transaction coordinator answers (handle_txn.go).
 func handleInitProducerID(r *request) reply {
 	req := r.msg.(*kmsg.InitProducerIDRequest)
-	if req.TransactionalID != nil {
-		return initTransactional(r, req)
-	}
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	b := r.c.b
+	if req.TransactionalID != nil {
+		if !r.authorized(opWrite, resTxnID, *req.TransactionalID) {
+			resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+			return respond(resp)
+		}
+		return initTransactional(r, req)
+	}
+	// An idempotent producer: IDEMPOTENT_WRITE on the cluster, or, since
+	// Kafka 3.0 (KIP-679), WRITE on any topic.
+	if b.authz != nil && !r.may(opIdempotentWrite, resCluster, acl.ClusterName) &&
+		!b.authz.AuthorizeAny(r.c.principal, r.c.host, opWrite, resTopic) && !r.authorizedCluster(opIdempotentWrite) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return respond(resp)
+	}
 	id, err := b.producerIDs.allocate()
 	if err != nil {
 		b.log.Error("cannot allocate a producer id", "err", err)

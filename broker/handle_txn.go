@@ -163,36 +163,58 @@ func initTransactional(r *request, req *kmsg.InitProducerIDRequest) reply {
 func handleAddPartitionsToTxn(r *request) reply {
 	req := r.msg.(*kmsg.AddPartitionsToTxnRequest)
 	b := r.c.b
+	txnAllowed := r.authorized(opWrite, resTxnID, req.TransactionalID)
+	var denied []bool // by topic index
+	if b.authz != nil && txnAllowed {
+		denied = make([]bool, len(req.Topics))
+		d := r.topicDecisions()
+		for i, rt := range req.Topics {
+			denied[i] = !d.allowed(r, opWrite, rt.Topic, false)
+		}
+	}
 	return func() *outgoing {
 		resp := req.ResponseKind().(*kmsg.AddPartitionsToTxnResponse)
+		// partErr is why a partition cannot be added: the client may not
+		// write the topic, or it does not exist.
+		partErr := func(ti int, t *topic, p int32) int16 {
+			switch {
+			case !txnAllowed:
+				return kerr.TransactionalIDAuthorizationFailed.Code
+			case denied != nil && denied[ti]:
+				return kerr.TopicAuthorizationFailed.Code
+			case t == nil || p < 0 || int(p) >= len(t.parts):
+				return kerr.UnknownTopicOrPartition.Code
+			}
+			return 0
+		}
 		var parts []group.TopicPartition
-		unknown := false
-		for _, rt := range req.Topics {
+		failed := false
+		for ti, rt := range req.Topics {
 			t := b.topics.get(rt.Topic)
 			for _, p := range rt.Partitions {
-				if t == nil || p < 0 || int(p) >= len(t.parts) {
-					unknown = true
+				if partErr(ti, t, p) != 0 {
+					failed = true
 				}
 				parts = append(parts, group.TopicPartition{Topic: rt.Topic, Partition: p})
 			}
 		}
 		var errCode int16
-		if !unknown {
+		if !failed {
 			errCode = fenced(b.txns.AddPartitions(req.TransactionalID, req.ProducerID, req.ProducerEpoch, parts), req.Version, 2)
 		}
-		for _, rt := range req.Topics {
+		for ti, rt := range req.Topics {
 			st := kmsg.NewAddPartitionsToTxnResponseTopic()
 			st.Topic = rt.Topic
 			t := b.topics.get(rt.Topic)
 			for _, p := range rt.Partitions {
 				sp := kmsg.NewAddPartitionsToTxnResponseTopicPartition()
 				sp.Partition, sp.ErrorCode = p, errCode
-				if unknown {
-					// As Kafka: the unknown ones say why, the rest were
+				if failed {
+					// As Kafka: the failed ones say why, the rest were
 					// not attempted.
 					sp.ErrorCode = kerr.OperationNotAttempted.Code
-					if t == nil || p < 0 || int(p) >= len(t.parts) {
-						sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+					if code := partErr(ti, t, p); code != 0 {
+						sp.ErrorCode = code
 					}
 				}
 				st.Partitions = append(st.Partitions, sp)
@@ -206,6 +228,16 @@ func handleAddPartitionsToTxn(r *request) reply {
 func handleAddOffsetsToTxn(r *request) reply {
 	req := r.msg.(*kmsg.AddOffsetsToTxnRequest)
 	b := r.c.b
+	switch {
+	case !r.authorized(opWrite, resTxnID, req.TransactionalID):
+		resp := req.ResponseKind().(*kmsg.AddOffsetsToTxnResponse)
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		return respond(resp)
+	case !r.authorized(opRead, resGroup, req.Group):
+		resp := req.ResponseKind().(*kmsg.AddOffsetsToTxnResponse)
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return respond(resp)
+	}
 	return func() *outgoing {
 		resp := req.ResponseKind().(*kmsg.AddOffsetsToTxnResponse)
 		if req.Group == "" {
@@ -220,8 +252,38 @@ func handleAddOffsetsToTxn(r *request) reply {
 func handleTxnOffsetCommit(r *request) reply {
 	req := r.msg.(*kmsg.TxnOffsetCommitRequest)
 	b := r.c.b
+	// As Kafka: the transactional id, then the group, refuse the whole
+	// request; a topic the client may not read refuses its partitions.
+	var refused *kerr.Error
+	switch {
+	case !r.authorized(opWrite, resTxnID, req.TransactionalID):
+		refused = kerr.TransactionalIDAuthorizationFailed
+	case !r.authorized(opRead, resGroup, req.Group):
+		refused = kerr.GroupAuthorizationFailed
+	}
+	var denied []bool // by topic index
+	if b.authz != nil && refused == nil {
+		denied = make([]bool, len(req.Topics))
+		d := r.topicDecisions()
+		for i, rt := range req.Topics {
+			denied[i] = !d.allowed(r, opRead, rt.Topic, false)
+		}
+	}
 	return func() *outgoing {
 		resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+		if refused != nil {
+			for _, rt := range req.Topics {
+				st := kmsg.NewTxnOffsetCommitResponseTopic()
+				st.Topic = rt.Topic
+				for _, p := range rt.Partitions {
+					sp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+					sp.Partition, sp.ErrorCode = p.Partition, refused.Code
+					st.Partitions = append(st.Partitions, sp)
+				}
+				resp.Topics = append(resp.Topics, st)
+			}
+			return &outgoing{resp: resp}
+		}
 		var err *kerr.Error
 		if req.Version >= 3 {
 			err = b.groups.CheckMember(req.Group, req.MemberID, str(req.InstanceID), req.Generation)
@@ -230,11 +292,13 @@ func handleTxnOffsetCommit(r *request) reply {
 		}
 		unknown := map[group.TopicPartition]*kerr.Error{}
 		var offs []group.Offset
-		for _, rt := range req.Topics {
+		for ti, rt := range req.Topics {
 			t := b.topics.get(rt.Topic)
 			for _, p := range rt.Partitions {
 				tp := group.TopicPartition{Topic: rt.Topic, Partition: p.Partition}
 				switch {
+				case denied != nil && denied[ti]:
+					unknown[tp] = kerr.TopicAuthorizationFailed
 				case t == nil || p.Partition < 0 || int(p.Partition) >= len(t.parts):
 					unknown[tp] = kerr.UnknownTopicOrPartition
 				case len(str(p.Metadata)) > group.MaxOffsetMetadata:
@@ -272,6 +336,11 @@ func handleTxnOffsetCommit(r *request) reply {
 func handleEndTxn(r *request) reply {
 	req := r.msg.(*kmsg.EndTxnRequest)
 	b := r.c.b
+	if !r.authorized(opWrite, resTxnID, req.TransactionalID) {
+		resp := req.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		return respond(resp)
+	}
 	return func() *outgoing {
 		resp := req.ResponseKind().(*kmsg.EndTxnResponse)
 		comp, err := b.txns.EndTxn(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit)
@@ -303,6 +372,8 @@ func handleListTransactions(r *request) reply {
 	now := time.Now()
 	for _, d := range r.c.b.txns.List() {
 		switch {
+		case !r.may(opDescribe, resTxnID, d.TransactionalID):
+			continue
 		case len(req.StateFilters) > 0 && !states[string(d.State)]:
 			continue
 		case len(req.ProducerIDFilters) > 0 && !slices.Contains(req.ProducerIDFilters, d.ProducerID):
@@ -324,6 +395,11 @@ func handleDescribeTransactions(r *request) reply {
 	for _, id := range req.TransactionalIDs {
 		st := kmsg.NewDescribeTransactionsResponseTransactionState()
 		st.TransactionalID = id
+		if !r.authorized(opDescribe, resTxnID, id) {
+			st.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+			resp.TransactionStates = append(resp.TransactionStates, st)
+			continue
+		}
 		d, ok := r.c.b.txns.Describe(id)
 		if !ok {
 			st.ErrorCode = kerr.TransactionalIDNotFound.Code
@@ -336,6 +412,9 @@ func handleDescribeTransactions(r *request) reply {
 			st.StartTimestamp = d.Started.UnixMilli()
 		}
 		for _, tp := range d.Partitions {
+			if !r.may(opDescribe, resTopic, tp.Topic) {
+				continue // as Kafka: the topics the client may not describe are left out
+			}
 			if n := len(st.Topics); n == 0 || st.Topics[n-1].Topic != tp.Topic {
 				t := kmsg.NewDescribeTransactionsResponseTransactionStateTopic()
 				t.Topic = tp.Topic
@@ -354,9 +433,15 @@ func handleDescribeProducers(r *request) reply {
 	for _, rt := range req.Topics {
 		st := kmsg.NewDescribeProducersResponseTopic()
 		st.Topic = rt.Topic
+		allowed := r.authorized(opRead, resTopic, rt.Topic)
 		for _, part := range rt.Partitions {
 			sp := kmsg.NewDescribeProducersResponseTopicPartition()
 			sp.Partition = part
+			if !allowed {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			p := r.c.b.topics.partition(rt.Topic, part)
 			if p == nil {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
