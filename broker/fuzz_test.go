@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice/broker/acl"
 )
 
 // discardConn stands in for a client connection: responses go nowhere.
@@ -226,6 +228,90 @@ func FuzzRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) < 8 || len(data) > 1<<20 {
 			return // the frame reader rejects these before dispatch
+		}
+		req, rep, err := c.dispatch(data)
+		if err != nil {
+			return
+		}
+		out := rep()
+		if out == nil {
+			return
+		}
+		defer out.release()
+		if _, err := w.write(req, out); err != nil {
+			t.Fatalf("encode response: %v", err)
+		}
+	})
+}
+
+// aclSeedRequests are CreateAcls, DescribeAcls and DeleteAcls requests of
+// every version served, with literal, prefixed, ANY and MATCH patterns.
+func aclSeedRequests() []kmsg.Request {
+	var reqs []kmsg.Request
+	for v := int16(0); v <= 3; v++ {
+		pattern := kmsg.ACLResourcePatternTypePrefixed
+		if v == 0 {
+			pattern = kmsg.ACLResourcePatternTypeLiteral
+		}
+		cr := kmsg.NewPtrCreateACLsRequest()
+		cr.Version = v
+		for _, rt := range []kmsg.ACLResourceType{kmsg.ACLResourceTypeTopic, kmsg.ACLResourceTypeGroup, kmsg.ACLResourceTypeCluster} {
+			c := kmsg.NewCreateACLsRequestCreation()
+			c.ResourceType, c.ResourceName, c.ResourcePatternType = rt, "fuzz", pattern
+			c.Principal, c.Host, c.Operation, c.PermissionType = "User:fuzz", "*", kmsg.ACLOperationRead, kmsg.ACLPermissionTypeAllow
+			cr.Creations = append(cr.Creations, c)
+		}
+		dr := kmsg.NewPtrDescribeACLsRequest()
+		dr.Version, dr.ResourceType, dr.ResourcePatternType = v, kmsg.ACLResourceTypeAny, kmsg.ACLResourcePatternTypeAny
+		dr.Operation, dr.PermissionType = kmsg.ACLOperationAny, kmsg.ACLPermissionTypeAny
+		dm := kmsg.NewPtrDescribeACLsRequest()
+		dm.Version, dm.ResourceType, dm.ResourceName, dm.ResourcePatternType = v, kmsg.ACLResourceTypeTopic, kmsg.StringPtr("fuzz-1"), kmsg.ACLResourcePatternTypeMatch
+		dm.Principal, dm.Host = kmsg.StringPtr("User:fuzz"), kmsg.StringPtr("*")
+		dm.Operation, dm.PermissionType = kmsg.ACLOperationRead, kmsg.ACLPermissionTypeAllow
+		del := kmsg.NewPtrDeleteACLsRequest()
+		del.Version = v
+		f := kmsg.NewDeleteACLsRequestFilter()
+		f.ResourceType, f.ResourcePatternType, f.Operation, f.PermissionType = kmsg.ACLResourceTypeGroup, kmsg.ACLResourcePatternTypeAny,
+			kmsg.ACLOperationAny, kmsg.ACLPermissionTypeAny
+		del.Filters = append(del.Filters, f)
+		reqs = append(reqs, cr, dr, dm, del)
+	}
+	return reqs
+}
+
+// FuzzACLRequest is FuzzRequest with the authorizer on: the ACL requests
+// with arbitrary filters and bindings, and every other request through its
+// checks. Nothing may panic, and every response must encode.
+func FuzzACLRequest(f *testing.F) {
+	fm := kmsg.NewRequestFormatter(kmsg.FormatterClientID("fuzz-client"))
+	for i, r := range aclSeedRequests() {
+		f.Add(fm.AppendRequest(nil, r, int32(i))[4:])
+	}
+	for _, s := range seedRequests() {
+		f.Add(s)
+	}
+	b, err := Open(f.TempDir(), Options{Logger: testLogger(f), AutoCreateTopics: true, ACL: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { b.Close() })
+	// The fuzzing client may change ACLs and reads the topics whose name
+	// starts with fuzz; others it may not.
+	for _, e := range b.authz.Create([]acl.Binding{
+		allowB(resCluster, acl.ClusterName, anonymousPrincipal, "*", kmsg.ACLOperationAll),
+		prefixed(allowB(resTopic, "fuzz", anonymousPrincipal, "*", opRead)),
+		denied(allowB(resGroup, "*", anonymousPrincipal, "*", opDelete)),
+	}) {
+		if e != nil {
+			f.Fatal(e)
+		}
+	}
+	c := newConn(b, discardConn{})
+	c.cancel()
+	w := newResponseWriter(discardConn{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) < 8 || len(data) > 1<<20 {
+			return
 		}
 		req, rep, err := c.dispatch(data)
 		if err != nil {
