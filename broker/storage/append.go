@@ -78,7 +78,7 @@ func (p *Partition) AppendBatches(b []byte, now time.Time) (AppendResult, error)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return AppendResult{}, ErrClosed
+		return AppendResult{}, p.closedErr()
 	}
 	if idem {
 		dup, isDup, err := p.producers.check(hs[0])
@@ -197,7 +197,7 @@ func (p *Partition) Sync(upto int64) error {
 		p.mu.RLock()
 		if p.closed {
 			p.mu.RUnlock()
-			return 0, ErrClosed
+			return 0, p.closedErr()
 		}
 		target := p.end
 		seg := p.segs[len(p.segs)-1]

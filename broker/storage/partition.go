@@ -3,6 +3,7 @@ package storage
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/broker/internal/groupsync"
@@ -31,6 +32,9 @@ type Config struct {
 	IndexIntervalBytes int64
 	// Logger receives recovery and retention messages (default slog.Default).
 	Logger *slog.Logger
+	// Name is how log lines name the partition ("orders-3"; default: its
+	// directory).
+	Name string
 }
 
 func (c Config) withDefaults() Config {
@@ -94,11 +98,20 @@ type Partition struct {
 	// Group commit: one fsync at a time; callers that arrive while one runs
 	// wait for the next, which covers all of them.
 	synced groupsync.Syncer // how far the log is fsynced
+
+	// offline is set at open, never changed: why the partition serves
+	// nothing (see corrupt.go). An offline partition is closed from the start.
+	offline error
+	// corruptFound counts the corrupt batches reads met (corrupt.go).
+	corruptFound atomic.Int64
 }
 
 // SetConfig replaces the partition's retention and roll settings.
 func (p *Partition) SetConfig(cfg Config) {
 	p.mu.Lock()
+	if cfg.Name == "" {
+		cfg.Name = p.cfg.Name
+	}
 	p.cfg = cfg.withDefaults()
 	p.mu.Unlock()
 }

@@ -42,7 +42,7 @@ func (p *Partition) ReadUpTo(offset, maxBytes, upto int64) (Section, error) {
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()
-		return Section{}, ErrClosed
+		return Section{}, p.closedErr()
 	}
 	if offset < p.segs[0].base || offset > p.end {
 		p.mu.RUnlock()
@@ -67,7 +67,7 @@ func (p *Partition) ReadUpTo(offset, maxBytes, upto int64) (Section, error) {
 	if upto >= next {
 		upto = -1 // the whole segment is below it
 	}
-	sec, err := seg.read(offset, maxBytes, size, index, next, upto)
+	sec, err := p.readChecked(seg, offset, maxBytes, size, index, next, upto)
 	if err != nil || sec.Len == 0 {
 		seg.release()
 		return Section{}, err
@@ -84,7 +84,7 @@ func (p *Partition) OffsetForTime(ts int64) (offset, timestamp int64, err error)
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()
-		return -1, -1, ErrClosed
+		return -1, -1, p.closedErr()
 	}
 	var seg *segment
 	var size int64
@@ -112,6 +112,10 @@ func (p *Partition) OffsetForTime(ts int64) (offset, timestamp int64, err error)
 		h, err := seg.readHeader(pos)
 		if err != nil {
 			return -1, -1, err
+		}
+		if err := checkHeader(h, size-pos); err != nil {
+			// A damaged length would send the walk anywhere.
+			return -1, -1, &CorruptError{Segment: seg.path(), Offset: h.baseOffset, Pos: pos, Reason: err}
 		}
 		if h.maxTimestamp < ts {
 			pos += h.size()

@@ -1,10 +1,12 @@
 package storage
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/durable"
@@ -12,8 +14,13 @@ import (
 
 // OpenPartition opens or creates the log in dir. clean says the previous
 // process closed the log properly; otherwise the active segment is re-checked
-// batch by batch (CRC-32C) and cut at the first torn or corrupt batch.
-// Sealed segments were fsynced when they were rolled.
+// batch by batch (CRC-32C) and cut at the first torn or corrupt batch. After
+// a clean stop only its last activeTailCheckBytes are checked so, and cut
+// the same way if damaged. Sealed segments were fsynced when they were
+// rolled; their index files are checked against the batch headers, and a
+// segment without usable ones is scanned with CRCs. A sealed segment found
+// damaged does not fail the open: the partition opens offline (Offline
+// says why) and the error is logged.
 func OpenPartition(dir string, cfg Config, clean bool) (*Partition, error) {
 	cfg = cfg.withDefaults()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -30,6 +37,14 @@ func OpenPartition(dir string, cfg Config, clean bool) (*Partition, error) {
 	}
 	for i, base := range bases {
 		seg, err := p.openSegment(base, i == len(bases)-1, clean, nextBase(bases, i))
+		var damage *DamagedError
+		if errors.As(err, &damage) {
+			p.closeSegments()
+			off := offlinePartition(dir, cfg, damage)
+			cfg.Logger.Error("partition offline: a sealed segment of its log is damaged",
+				"partition", off.name(), "file", damage.Segment, "offset", damage.Offset, "position", damage.Pos, "err", off.offline)
+			return off, nil
+		}
 		if err != nil {
 			p.closeSegments()
 			return nil, err
@@ -78,17 +93,29 @@ func (p *Partition) openSegment(base int64, active, clean bool, next int64) (*se
 	}
 	// Sealed segments keep their index files; the active one's are written
 	// by Close, so after a clean shutdown they spare reading the segment.
-	if (!active || clean) && seg.loadIndexFiles(fi.Size(), next, p.cfg.IndexIntervalBytes) {
-		if !active {
-			if err := seg.loadTxnIndex(); err != nil {
-				f.Close()
-				return nil, err
-			}
-			return seg, nil
+	indexed := (!active || clean) && seg.loadIndexFiles(fi.Size(), next, p.cfg.IndexIntervalBytes)
+	if indexed && !active {
+		if err := seg.loadTxnIndex(); err != nil {
+			f.Close()
+			return nil, err
 		}
-	} else if err := p.recoverSegment(seg, fi.Size(), active, clean, next); err != nil {
-		f.Close()
-		return nil, err
+		return seg, nil
+	}
+	if indexed {
+		intact, err := seg.checkTail()
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		// A damaged tail is cut as after an unclean stop: from the first
+		// batch that fails, found by a scan from the start.
+		indexed = intact
+	}
+	if !indexed {
+		if err := p.recoverSegment(seg, fi.Size(), active, next); err != nil {
+			f.Close()
+			return nil, err
+		}
 	}
 	if err := seg.loadTxnIndex(); err != nil {
 		f.Close()
@@ -106,19 +133,22 @@ func (p *Partition) openSegment(base int64, active, clean bool, next int64) (*se
 	return seg, nil
 }
 
-// recoverSegment rebuilds a segment's index by reading it, checking CRCs of
-// the active segment after an unclean stop and cutting a torn tail there.
-func (p *Partition) recoverSegment(seg *segment, fileSize int64, active, clean bool, next int64) error {
+// recoverSegment rebuilds a segment's index by reading it, checking every
+// batch's CRC (the scan reads every byte anyway). A damaged active segment
+// is cut at the first batch that fails; a damaged sealed one is a
+// *DamagedError.
+func (p *Partition) recoverSegment(seg *segment, fileSize int64, active bool, next int64) error {
 	path := segmentName(p.dir, seg.base, logSuffix)
-	validEnd, reason, err := seg.scan(fileSize, active && !clean, p.cfg.IndexIntervalBytes)
+	validEnd, reason, err := seg.scan(fileSize, true, p.cfg.IndexIntervalBytes)
 	if err != nil {
 		return fmt.Errorf("read segment %s: %w", path, err)
 	}
 	if reason != nil || validEnd != fileSize {
 		if !active {
-			return fmt.Errorf("sealed segment %s is damaged (%v); restore it from a backup or remove it and the segments after it", path, reason)
+			return &DamagedError{Segment: path, Offset: seg.next, Pos: validEnd, Reason: reason}
 		}
-		p.cfg.Logger.Warn("truncating torn tail of partition log", "segment", path, "from", validEnd, "size", fileSize, "reason", reason)
+		p.cfg.Logger.Warn("truncating torn or corrupt tail of partition log; offsets from here on will be written again",
+			"partition", p.name(), "offset", seg.next, "file", path, "position", validEnd, "size", fileSize, "reason", reason)
 		if err := seg.f.Truncate(validEnd); err != nil {
 			return fmt.Errorf("truncate torn tail of %s: %w", path, err)
 		}
@@ -127,14 +157,44 @@ func (p *Partition) recoverSegment(seg *segment, fileSize int64, active, clean b
 		}
 	}
 	if !active && (next >= 0 && seg.next != next) {
-		return fmt.Errorf("sealed segment %s ends at offset %d but the next segment starts at %d; the log directory is damaged", path, seg.next, next)
+		return &DamagedError{Segment: path, Offset: seg.next, Pos: seg.size,
+			Reason: fmt.Errorf("it ends at offset %d but the next segment starts at %d", seg.next, next)}
 	}
+	seg.vd = verified{from: 0, to: seg.size, toOff: seg.next}
 	if !active {
 		if err := seg.writeIndexFiles(); err != nil {
 			return fmt.Errorf("rewrite index of %s: %w", path, err)
 		}
 	}
 	return nil
+}
+
+// activeTailCheckBytes is how much of the active segment's end is checked
+// (headers, offsets, CRC-32C) at every open after a clean stop: one
+// consumer fetch's worth (Kafka's default max.partition.fetch.bytes), read
+// with one pread per partition, so a restart costs the same however large
+// the segment. It covers the newest batches, which appends continue after
+// and consumers at the head read first; the read path checks every other
+// batch before serving it (corrupt.go), so nothing beyond it is served
+// unchecked either. After an unclean stop the whole segment is checked.
+const activeTailCheckBytes = verifyChunkBytes
+
+// checkTail checks the last activeTailCheckBytes of the active segment,
+// whose index loadIndexFiles restored; intact is false if a batch there is
+// damaged.
+func (s *segment) checkTail() (intact bool, err error) {
+	if s.size == 0 {
+		return true, nil
+	}
+	k := sort.Search(len(s.index), func(k int) bool { return int64(s.index[k].pos) > s.size-activeTailCheckBytes }) - 1
+	k = max(k, 0)
+	from, off := int64(s.index[k].pos), s.base+int64(s.index[k].rel)
+	_, _, bad, err := s.verifyBatches(from, s.size, off)
+	if err != nil || bad != nil {
+		return false, err
+	}
+	s.vd = verified{from: from, to: s.size, toOff: s.next}
+	return true, nil
 }
 
 func firstTimestamp(f *os.File) int64 {

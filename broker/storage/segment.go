@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -63,6 +64,9 @@ type segment struct {
 	// txnIndexBad says the .txnindex file could not be read; the open
 	// rebuilds it from the log.
 	txnIndexBad bool
+	// vmu guards vd, what reads learnt of the bytes' integrity (corrupt.go).
+	vmu sync.Mutex
+	vd  verified
 }
 
 func segmentName(dir string, base int64, suffix string) string {
@@ -288,82 +292,94 @@ func (s *segment) readHeader(pos int64) (header, error) {
 	return parseHeader(hdr[:]), nil
 }
 
+// walkHeader reads the header of the batch at pos, which the offset
+// sequence says starts at offset want, and checks it enough to step over
+// it: magic, lengths inside the segment's size, record count, base offset.
+func (s *segment) walkHeader(pos, size, want int64) (header, error) {
+	h, err := s.readHeader(pos)
+	if err != nil {
+		return h, err
+	}
+	var reason error
+	if h.baseOffset != want {
+		reason = fmt.Errorf("base offset %d where %d was expected", h.baseOffset, want)
+	} else {
+		reason = checkHeader(h, size-pos)
+	}
+	if reason != nil {
+		return h, &CorruptError{Segment: s.path(), Offset: want, Pos: pos, Reason: reason}
+	}
+	return h, nil
+}
+
 // read finds offset in the segment using a snapshot (size, index, next)
 // taken under the partition lock, stopping before the batch at upto unless
-// it is -1.
-func (s *segment) read(offset, maxBytes, size int64, index []indexEntry, next, upto int64) (Section, error) {
+// it is -1. It returns the section and the offset its first batch starts
+// at. Every header it steps over is checked (walkHeader): a damaged one
+// before offset fails the read with a *CorruptError, one after the first
+// batch ends the section before it, so the next read meets it. Batch
+// contents are checked by the caller (readChecked).
+func (s *segment) read(offset, maxBytes, size int64, index []indexEntry, next, upto int64) (Section, int64, error) {
 	rel := offset - s.base
 	j := sort.Search(len(index), func(j int) bool { return int64(index[j].rel) > rel }) - 1
-	pos := int64(0)
+	pos, want := int64(0), s.base
 	if j >= 0 {
-		pos = int64(index[j].pos)
+		pos, want = int64(index[j].pos), s.base+int64(index[j].rel)
 	}
 	var first header
 	for {
 		if pos >= size {
-			return Section{}, nil
+			return Section{}, 0, nil
 		}
-		h, err := s.readHeader(pos)
+		h, err := s.walkHeader(pos, size, want)
 		if err != nil {
-			return Section{}, err
+			return Section{}, 0, err
 		}
 		if h.nextOffset() > offset {
 			first = h
 			break
 		}
-		pos += h.size()
+		pos, want = pos+h.size(), h.nextOffset()
 	}
 	if upto >= 0 && first.baseOffset >= upto {
-		return Section{}, nil
+		return Section{}, 0, nil
 	}
-	start, end := pos, pos+first.size()
+	// end is where the section stops and endOff the offset starting there.
+	start, end, endOff := pos, pos+first.size(), first.nextOffset()
 	limit := start + maxBytes
 	if size <= limit {
-		end = size
+		end, endOff = size, next
 	} else {
 		// Jump with the index to the last indexed batch that still fits,
 		// then walk batch headers up to the limit.
 		k := sort.Search(len(index), func(k int) bool { return int64(index[k].pos) > limit }) - 1
 		if k >= 0 && int64(index[k].pos) > end {
-			end = int64(index[k].pos)
+			end, endOff = int64(index[k].pos), s.base+int64(index[k].rel)
 		}
 		for end < size {
-			h, err := s.readHeader(end)
-			if err != nil {
-				return Section{}, err
-			}
-			if end+h.size() > limit {
+			h, err := s.walkHeader(end, size, endOff)
+			if err != nil || end+h.size() > limit {
 				break
 			}
-			end += h.size()
+			end, endOff = end+h.size(), h.nextOffset()
 		}
 	}
 	if upto >= 0 {
 		// Find the first batch at or past upto in the chosen range,
 		// walking from the last indexed batch before it.
-		pos := start + first.size()
+		pos, off := start+first.size(), first.nextOffset()
 		k := sort.Search(len(index), func(k int) bool { return s.base+int64(index[k].rel) >= upto }) - 1
-		if k >= 0 {
-			pos = max(pos, int64(index[k].pos))
+		if k >= 0 && int64(index[k].pos) > pos {
+			pos, off = int64(index[k].pos), s.base+int64(index[k].rel)
 		}
 		for pos < end {
-			h, err := s.readHeader(pos)
-			if err != nil {
-				return Section{}, err
-			}
-			if h.baseOffset >= upto {
-				end = pos
+			h, err := s.walkHeader(pos, size, off)
+			if err != nil || h.baseOffset >= upto {
+				end, endOff = pos, off
 				break
 			}
-			pos += h.size()
+			pos, off = pos+h.size(), h.nextOffset()
 		}
 	}
-	if end < size {
-		h, err := s.readHeader(end)
-		if err != nil {
-			return Section{}, err
-		}
-		next = h.baseOffset
-	}
-	return Section{File: s.f, Pos: start, Len: end - start, Next: next}, nil
+	return Section{File: s.f, Pos: start, Len: end - start, Next: endOff}, first.baseOffset, nil
 }

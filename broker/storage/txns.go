@@ -137,7 +137,7 @@ func (p *Partition) AppendMarker(m Marker, now time.Time) (next int64, err error
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return 0, ErrClosed
+		return 0, p.closedErr()
 	}
 	oldLSO := p.lso()
 	seg, err := p.activeFor(int64(len(b)), now)

@@ -1,0 +1,317 @@
+package storage
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// logBuf collects a partition's log lines.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func loggedConfig(c Config, l *logBuf) Config {
+	c.Logger = slog.New(slog.NewTextHandler(l, nil))
+	c.Name = "t-0"
+	return c
+}
+
+// fill appends n one-record batches and returns each batch's position.
+func fill(t *testing.T, p *Partition, n int) []int64 {
+	t.Helper()
+	var pos []int64
+	size := int64(0)
+	for i := range n {
+		b := makeBatch(int64(1000+i), fmt.Sprintf("value-%03d", i))
+		pos = append(pos, size)
+		size += int64(len(b))
+		if _, _, err := p.Append(b, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return pos
+}
+
+// readFrom reads like a consumer from off until the log end or an error,
+// checking every byte served, and returns the offsets served and the error.
+func readFrom(t *testing.T, p *Partition, off int64) ([]int64, error) {
+	t.Helper()
+	var got []int64
+	for off < p.EndOffset() {
+		sec, err := p.Read(off, 1<<20)
+		if err != nil {
+			return got, err
+		}
+		buf := make([]byte, sec.Len)
+		if _, err := sec.File.ReadAt(buf, sec.Pos); err != nil {
+			t.Fatal(err)
+		}
+		sec.Release()
+		for len(buf) > 0 {
+			h, err := checkBatch(buf, true)
+			if err != nil {
+				t.Fatalf("served a corrupt batch at offset %d: %v", off, err)
+			}
+			got = append(got, h.baseOffset)
+			off = h.nextOffset()
+			buf = buf[h.size():]
+		}
+		if sec.Next != off {
+			t.Fatalf("section says it ends at %d, its batches end at %d", sec.Next, off)
+		}
+	}
+	return got, nil
+}
+
+func TestReadNeverServesCorruptBatch(t *testing.T) {
+	cases := []struct {
+		name string
+		// damage changes the batch at pos.
+		damage func(t *testing.T, path string, pos int64)
+		// after says a read past the batch still works (its length is intact).
+		after bool
+	}{
+		{"payload byte", func(t *testing.T, path string, pos int64) { flipByte(pos+70)(t, path, 0) }, true},
+		{"crc field", func(t *testing.T, path string, pos int64) { flipByte(pos+18)(t, path, 0) }, true},
+		{"length field", func(t *testing.T, path string, pos int64) { flipByte(pos+10)(t, path, 0) }, false},
+		{"base offset", func(t *testing.T, path string, pos int64) { flipByte(pos+7)(t, path, 0) }, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var logs logBuf
+			// One index entry per batch or so, so a read past the damage can
+			// start from the index.
+			p, err := OpenPartition(dir, loggedConfig(Config{IndexIntervalBytes: 64}, &logs), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			pos := fill(t, p, 20)
+			// The damage appears under the running broker, before anything
+			// was read.
+			c.damage(t, segmentName(dir, 0, logSuffix), pos[12])
+			for range 3 {
+				got, err := readFrom(t, p, 0)
+				if len(got) != 12 || got[11] != 11 {
+					t.Fatalf("served offsets %v, want 0..11 (everything before the damage)", got)
+				}
+				var ce *CorruptError
+				if !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) || ce.Offset != 12 {
+					t.Fatalf("read at the damage: %v, want a CorruptError at offset 12", err)
+				}
+			}
+			if n := strings.Count(logs.String(), `msg="corrupt record batch`); n != 1 {
+				t.Fatalf("logged %d times, want once:\n%s", n, logs.String())
+			}
+			if !strings.Contains(logs.String(), "partition=t-0 offset=12") {
+				t.Fatalf("log line does not name the partition and offset:\n%s", logs.String())
+			}
+			if p.CorruptBatches() != 1 {
+				t.Fatalf("counted %d corrupt batches, want 1", p.CorruptBatches())
+			}
+			// A consumer that skips the batch reads on: the index has an
+			// entry for the next one (a damaged length hides the batches up
+			// to the next entry).
+			if got, err := readFrom(t, p, 13); err != nil || len(got) != 7 {
+				t.Fatalf("read past the damage: %v %v", got, err)
+			}
+			// Appends go on; the new batches are served.
+			if _, _, err := p.Append(makeBatch(2000, "new"), time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := readFrom(t, p, 20); err != nil || len(got) != 1 {
+				t.Fatalf("read of a new batch: %v %v", got, err)
+			}
+		})
+	}
+}
+
+func TestReadChecksOnceAndSeesLaterDamageAfterIt(t *testing.T) {
+	dir := t.TempDir()
+	p := openT(t, dir, Config{}, true)
+	fill(t, p, 10)
+	if got, err := readFrom(t, p, 0); err != nil || len(got) != 10 {
+		t.Fatalf("first read: %v %v", got, err)
+	}
+	p.segs[0].vmu.Lock()
+	vd := p.segs[0].vd
+	p.segs[0].vmu.Unlock()
+	if vd.from != 0 || vd.to != p.segs[0].size || vd.toOff != 10 {
+		t.Fatalf("checked run after a full read: %+v, want 0..%d", vd, p.segs[0].size)
+	}
+	// Batches appended later are checked when first read, so damage to
+	// them is caught even though the ones before were checked already.
+	more := fill(t, p, 10)
+	flipByte(vd.to+more[3]+70)(t, segmentName(dir, 0, logSuffix), 0)
+	got, err := readFrom(t, p, 0)
+	if len(got) != 13 || !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("read: %d batches, %v; want 13 and the damage at offset 13", len(got), err)
+	}
+}
+
+func TestCleanOpenCutsDamagedActiveTail(t *testing.T) {
+	batch := makeBatch(1000, "0123456789", "abcdefghij")
+	n := int64(len(batch))
+	cases := []struct {
+		name    string
+		damage  func(t *testing.T, path string, size int64)
+		wantEnd int64
+	}{
+		{"intact", func(*testing.T, string, int64) {}, 20},
+		{"bit flip in last batch", flipByte(10*n - 1), 18},
+		{"bit flip in seventh batch", flipByte(6*n + 70), 12},
+		{"zeros after the end", appendBytes(make([]byte, 100)), 20},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p, err := OpenPartition(dir, quietConfig(Config{}), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 10 {
+				if _, _, err := p.Append(append([]byte(nil), batch...), time.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			c.damage(t, segmentName(dir, 0, logSuffix), 10*n)
+			var logs logBuf
+			p2, err := OpenPartition(dir, loggedConfig(Config{}, &logs), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p2.Close()
+			if got := p2.EndOffset(); got != c.wantEnd {
+				t.Fatalf("end offset %d, want %d", got, c.wantEnd)
+			}
+			if c.wantEnd < 20 && !strings.Contains(logs.String(), fmt.Sprintf("partition=t-0 offset=%d", c.wantEnd)) {
+				t.Fatalf("the cut is not logged with the partition and offset:\n%s", logs.String())
+			}
+			if got, err := readFrom(t, p2, 0); err != nil || int64(len(got)) != c.wantEnd/2 {
+				t.Fatalf("served %v, %v; want %d batches", got, err, c.wantEnd/2)
+			}
+			if base, _, err := p2.Append(append([]byte(nil), batch...), time.Now()); err != nil || base != c.wantEnd {
+				t.Fatalf("append after the cut: base %d, %v", base, err)
+			}
+		})
+	}
+}
+
+func TestDamagedSealedSegmentTakesPartitionOffline(t *testing.T) {
+	cases := []struct {
+		name   string
+		damage func(t *testing.T, dir string, seg1 int64, size int64)
+	}{
+		{"torn", func(t *testing.T, dir string, seg1, size int64) {
+			truncateTo(size-10)(t, segmentName(dir, seg1, logSuffix), 0)
+		}},
+		{"torn without index files", func(t *testing.T, dir string, seg1, size int64) {
+			os.Remove(segmentName(dir, seg1, indexSuffix))
+			truncateTo(size-10)(t, segmentName(dir, seg1, logSuffix), 0)
+		}},
+		{"bad CRC, index rebuilt", func(t *testing.T, dir string, seg1, _ int64) {
+			os.Remove(segmentName(dir, seg1, timeIndexSuffix))
+			flipByte(100)(t, segmentName(dir, seg1, logSuffix), 0)
+		}},
+		{"header offset", func(t *testing.T, dir string, seg1, _ int64) {
+			flipByte(7)(t, segmentName(dir, seg1, logSuffix), 0)
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := Config{SegmentBytes: 2048, IndexIntervalBytes: 1 << 20}
+			p, err := OpenPartition(dir, quietConfig(cfg), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fill(t, p, 100)
+			if len(p.segs) < 3 {
+				t.Fatalf("want several segments, got %d", len(p.segs))
+			}
+			seg1, size := p.segs[1].base, p.segs[1].size
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			c.damage(t, dir, seg1, size)
+			before, _ := os.ReadDir(dir)
+			var logs logBuf
+			for _, clean := range []bool{true, false} {
+				p2, err := OpenPartition(dir, loggedConfig(cfg, &logs), clean)
+				if err != nil {
+					t.Fatalf("open failed instead of taking the partition offline: %v", err)
+				}
+				off := p2.Offline()
+				if !errors.Is(off, ErrOffline) || !strings.Contains(off.Error(), segmentName(dir, seg1, logSuffix)) {
+					t.Fatalf("Offline() = %v, want ErrOffline naming the segment", off)
+				}
+				if _, err := p2.Read(0, 1<<20); !errors.Is(err, ErrOffline) {
+					t.Fatalf("read of an offline partition: %v", err)
+				}
+				if _, _, err := p2.Append(makeBatch(1, "x"), time.Now()); !errors.Is(err, ErrOffline) {
+					t.Fatalf("append to an offline partition: %v", err)
+				}
+				if _, _, err := p2.OffsetForTime(0); !errors.Is(err, ErrOffline) {
+					t.Fatalf("offset for time of an offline partition: %v", err)
+				}
+				if err := p2.Sync(1); !errors.Is(err, ErrOffline) {
+					t.Fatalf("sync of an offline partition: %v", err)
+				}
+				// Everything else answers without touching the files.
+				p2.Offsets()
+				p2.Size()
+				p2.LastStableOffset()
+				p2.AbortedTxns(0, 10)
+				p2.ActiveProducers()
+				p2.MaxProducerID()
+				p2.ExpireProducers(time.Now())
+				if n, err := p2.EnforceRetention(time.Now().Add(1000 * time.Hour)); n != 0 || err != nil {
+					t.Fatalf("retention on an offline partition: %d %v", n, err)
+				}
+				if err := p2.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !strings.Contains(logs.String(), "partition offline") || !strings.Contains(logs.String(), "partition=t-0") {
+				t.Fatalf("no log line naming the partition:\n%s", logs.String())
+			}
+			// Nothing was changed or removed: the operator decides.
+			after, _ := os.ReadDir(dir)
+			if fmt.Sprint(names(before)) != fmt.Sprint(names(after)) {
+				t.Fatalf("files changed: %v -> %v", names(before), names(after))
+			}
+		})
+	}
+}
+
+func names(ents []os.DirEntry) []string {
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
