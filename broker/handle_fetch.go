@@ -132,6 +132,13 @@ func (c *conn) fetchOnce(req *kmsg.FetchRequest, denied []bool) (*outgoing, int6
 				continue
 			}
 			p := t.parts[rp.Partition]
+			if err := p.Offline(); err != nil {
+				sp.ErrorCode, _ = codeOf(err)
+				sp.HighWatermark = -1
+				waitable = false
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			start, end := p.Offsets()
 			lso := p.LastStableOffset()
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = end, lso, start

@@ -80,13 +80,22 @@ func handleMetadata(r *request) reply {
 func (b *Broker) topicMetadata(t *topic) kmsg.MetadataResponseTopic {
 	mt := kmsg.NewMetadataResponseTopic()
 	mt.Topic = kmsg.StringPtr(t.meta.Name)
-	for i := range t.parts {
+	for i, part := range t.parts {
 		p := kmsg.NewMetadataResponseTopicPartition()
 		p.Partition = int32(i)
 		p.Leader = b.opts.NodeID
 		p.LeaderEpoch = 0
 		p.Replicas = []int32{b.opts.NodeID}
 		p.ISR = []int32{b.opts.NodeID}
+		if part.Offline() != nil {
+			// As Kafka reports a partition whose only replica's log
+			// directory failed: no leader, the replica listed offline.
+			// Clients then neither produce to it nor fetch from it.
+			p.ErrorCode = kerr.LeaderNotAvailable.Code
+			p.Leader = -1
+			p.ISR = []int32{}
+			p.OfflineReplicas = []int32{b.opts.NodeID}
+		}
 		mt.Partitions = append(mt.Partitions, p)
 	}
 	return mt

@@ -30,6 +30,8 @@ func handleListOffsets(r *request) reply {
 				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			case p == nil:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case p.Offline() != nil:
+				sp.ErrorCode, _ = codeOf(p.Offline())
 			case rp.Timestamp == latestTimestamp && req.IsolationLevel == 1:
 				sp.Offset = p.LastStableOffset()
 			case rp.Timestamp == latestTimestamp:

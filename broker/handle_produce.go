@@ -50,6 +50,9 @@ func handleProduce(r *request) reply {
 				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			case t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.parts):
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case t.parts[rp.Partition].Offline() != nil:
+				// Logged when it went offline, not at every produce.
+				sp.ErrorCode, sp.ErrorMessage = codeOf(t.parts[rp.Partition].Offline())
 			default:
 				if pid, epoch, txnl, ok := storage.BatchProducer(rp.Records); ok && txnl {
 					// Only into a partition added to the producer's open

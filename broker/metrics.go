@@ -34,6 +34,8 @@ type Metrics struct {
 	txnEnded    *prometheus.CounterVec
 	openTxns    *partitionGauge
 	unstable    *partitionGauge
+	corrupt     *partitionGauge
+	offline     *partitionGauge
 }
 
 // NewMetrics creates the broker's collectors, unregistered.
@@ -106,13 +108,21 @@ func NewMetrics() *Metrics {
 				n := p.EndOffset() - p.LastStableOffset()
 				return float64(n), n > 0
 			}},
+		// Only partitions where reads met one (ARCHITECTURE §9).
+		corrupt: &partitionGauge{typ: prometheus.CounterValue, desc: prometheus.NewDesc("sluice_broker_corrupt_batches_total",
+			"Distinct record batches found corrupt on disk by reads since the broker started; fetches stop before them and answer CORRUPT_MESSAGE.", []string{"topic", "partition"}, nil),
+			value: func(p *storage.Partition) (float64, bool) { n := p.CorruptBatches(); return float64(n), n > 0 }},
+		offline: &partitionGauge{desc: prometheus.NewDesc("sluice_broker_offline_partitions",
+			"1 for a partition taken offline at start because a sealed segment of its log is damaged (the log says which and what to do).", []string{"topic", "partition"}, nil),
+			value: func(p *storage.Partition) (float64, bool) { return 1, p.Offline() != nil }},
 	}
 }
 
 // Collectors returns every collector, to register with a registry.
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.producedB, m.connections, m.logEnd,
-		m.producerIDs, m.duplicates, m.producers, m.groups, m.rebalances, m.txnStates, m.txnEnded, m.openTxns, m.unstable}
+		m.producerIDs, m.duplicates, m.producers, m.groups, m.rebalances, m.txnStates, m.txnEnded, m.openTxns, m.unstable,
+		m.corrupt, m.offline}
 }
 
 // Metrics returns the broker's collectors.
@@ -125,6 +135,8 @@ func (m *Metrics) attach(b *Broker) {
 	m.txnStates.set(b)
 	m.openTxns.set(b)
 	m.unstable.set(b)
+	m.corrupt.set(b)
+	m.offline.set(b)
 	b.groups.OnRebalance = func(g string) { m.rebalances.WithLabelValues(g).Inc() }
 	b.txns.OnEnd = func(r txn.Result) { m.txnEnded.WithLabelValues(string(r)).Inc() }
 }
@@ -227,6 +239,7 @@ type partitionGauge struct {
 	brokerRef
 	desc  *prometheus.Desc
 	value func(*storage.Partition) (float64, bool)
+	typ   prometheus.ValueType // GaugeValue if zero
 }
 
 func (c *partitionGauge) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
@@ -239,7 +252,11 @@ func (c *partitionGauge) Collect(ch chan<- prometheus.Metric) {
 	for _, t := range b.topics.list() {
 		for i, p := range t.parts {
 			if v, ok := c.value(p); ok {
-				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, t.meta.Name, strconv.Itoa(i))
+				typ := c.typ
+				if typ == 0 {
+					typ = prometheus.GaugeValue
+				}
+				ch <- prometheus.MustNewConstMetric(c.desc, typ, v, t.meta.Name, strconv.Itoa(i))
 			}
 		}
 	}

@@ -46,6 +46,8 @@ func codeOf(err error) (int16, *string) {
 		return kerr.MessageTooLarge.Code, &msg
 	case errors.Is(err, storage.ErrOffsetOutOfRange):
 		return kerr.OffsetOutOfRange.Code, &msg
+	case errors.Is(err, storage.ErrOffline):
+		return kerr.KafkaStorageError.Code, &msg
 	case errors.Is(err, storage.ErrClosed):
 		return kerr.UnknownTopicOrPartition.Code, &msg
 	case errors.Is(err, storage.ErrOutOfOrderSequence):
@@ -238,6 +240,7 @@ func (ts *topicSet) openTopic(dir string, clean bool) (*topic, error) {
 	}
 	cfg := t.storageConfig(ts.opts, ts.log)
 	for i := range t.meta.Partitions {
+		cfg.Name = fmt.Sprintf("%s-%d", t.meta.Name, i) // Kafka's name for it, in log lines
 		p, err := storage.OpenPartition(filepath.Join(dir, strconv.Itoa(int(i))), cfg, clean)
 		if err != nil {
 			for _, p := range t.parts {
