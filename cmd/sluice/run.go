@@ -21,7 +21,7 @@ import (
 func newRunCmd() *cobra.Command {
 	var (
 		dataDir, brokerListen string
-		idleExit              time.Duration
+		idleExit, openTimeout time.Duration
 		memLimit              memoryLimit
 	)
 	cmd := &cobra.Command{
@@ -41,6 +41,9 @@ produce to it.`,
 			if idleExit < 0 {
 				return fmt.Errorf("--idle-exit %v: use a positive duration such as 5s, or 0 to run until stopped", idleExit)
 			}
+			if openTimeout < 0 {
+				return fmt.Errorf("--open-timeout %v: use a positive duration such as 30s", openTimeout)
+			}
 			spec, err := components.Builtin.Load(args[0])
 			if err != nil {
 				return err
@@ -52,7 +55,7 @@ produce to it.`,
 			builtin := &builtinBroker{dir: filepath.Join(dataDir, "broker"), listen: brokerListen}
 			defer builtin.close()
 			reg := prometheus.NewRegistry()
-			p, err := components.Build(cmd.Context(), spec, components.Options{
+			opts := components.Options{
 				DataDir:       dataDir,
 				IdleExit:      idleExit,
 				Logger:        slog.Default(),
@@ -61,7 +64,21 @@ produce to it.`,
 				KafkaMetrics:  kafka.NewMetrics(reg),
 				Stdout:        cmd.OutOrStdout(),
 				BuiltinBroker: builtin.start,
-			})
+			}
+			// Wait for the source here, reported once, rather than as a
+			// failed batch per retry; only a run that ends by itself
+			// (--idle-exit) gives up.
+			wait := time.Duration(0)
+			if idleExit > 0 {
+				wait = openTimeout
+			}
+			if err := components.AwaitSource(cmd.Context(), spec, opts, wait); err != nil {
+				if cmd.Context().Err() != nil {
+					return nil // stopped while waiting
+				}
+				return err
+			}
+			p, err := components.Build(cmd.Context(), spec, opts)
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
@@ -73,6 +90,7 @@ produce to it.`,
 	}
 	cmd.Flags().StringVar(&dataDir, "data", "./data", "directory for local state (checkpoints, write-ahead logs, the built-in broker)")
 	cmd.Flags().DurationVar(&idleExit, "idle-exit", 0, "exit 0 once no batch is in flight, everything read is committed, reads have returned no records for this long (counted from the first empty read) and a source that can count its backlog reports none (0 = run until stopped)")
+	cmd.Flags().DurationVar(&openTimeout, "open-timeout", components.DefaultOpenTimeout, "with --idle-exit: exit 1 if the source cannot be opened (brokers unreachable, a topic missing) for this long, naming the setting to check; without --idle-exit run waits for the source until stopped")
 	cmd.Flags().Var(&memLimit, "memory-limit", "soft limit on the process's memory: the Go collector runs earlier as the heap nears it. auto: 192MiB, or 1.5 x what the pipeline holds if that is more; GOMEMLIMIT if that is set; 0 = none")
 	cmd.Flags().StringVar(&brokerListen, "broker-listen", "127.0.0.1:9092", "where the built-in broker listens, for pipelines with brokers: [builtin]")
 	return cmd
