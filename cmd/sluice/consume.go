@@ -16,6 +16,7 @@ func newConsumeCmd() *cobra.Command {
 		conn                    *kafkaFlags
 		isolation               string
 		fromBeginning, printKey bool
+		printHeaders            bool
 		maxMessages             int
 		partition               int32
 		offset                  int64
@@ -24,7 +25,10 @@ func newConsumeCmd() *cobra.Command {
 		Use:   "consume --topic T",
 		Short: "Print records of a topic, one value per line",
 		Long: `Print the records of a topic, one value per line (key, a tab, then the value with
---print-key). Reads every partition from the end (or the beginning with
+--print-key; with --print-headers the headers come first, as
+name:value pairs separated by commas, or NO_HEADERS, and a tab, the way
+kafka-console-consumer.sh prints them: dead letters carry their reason in the
+sluice.reason header). Reads every partition from the end (or the beginning with
 --from-beginning), or one partition from an offset with --partition and --offset.
 With --group G it joins consumer group G: partitions are shared with the
 group's other members, reading resumes at the group's committed offsets
@@ -116,6 +120,10 @@ transactions; Kafka's console consumer defaults to read_uncommitted).`,
 						return
 					}
 					printed = append(printed, r)
+					if printHeaders {
+						writeHeaders(w, r.Headers)
+						w.WriteByte('\t')
+					}
 					if printKey {
 						w.Write(r.Key)
 						w.WriteByte('\t')
@@ -146,6 +154,24 @@ transactions; Kafka's console consumer defaults to read_uncommitted).`,
 	f.Int32Var(&partition, "partition", 0, "read only this partition")
 	f.Int64Var(&offset, "offset", 0, "start offset within --partition")
 	f.BoolVar(&printKey, "print-key", false, "print the key and a tab before each value")
+	f.BoolVar(&printHeaders, "print-headers", false, "print the headers (name:value,name:value, or NO_HEADERS) and a tab first; dead letters' sluice.reason says why they were rejected")
 	f.StringVar(&isolation, "isolation-level", "read_committed", "read_committed: only records of committed transactions; read_uncommitted: everything written")
 	return cmd
+}
+
+// writeHeaders prints headers as kafka-console-consumer.sh does:
+// name:value pairs joined by commas, NO_HEADERS when there are none.
+func writeHeaders(w *bufio.Writer, hs []kgo.RecordHeader) {
+	if len(hs) == 0 {
+		w.WriteString("NO_HEADERS")
+		return
+	}
+	for i, h := range hs {
+		if i > 0 {
+			w.WriteByte(',')
+		}
+		w.WriteString(h.Key)
+		w.WriteByte(':')
+		w.Write(h.Value)
+	}
 }

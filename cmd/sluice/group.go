@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // newGroupCmd is `sluice group list|describe|delete`, in the spirit of
@@ -105,6 +106,15 @@ func newGroupCmd() *cobra.Command {
 	del := &cobra.Command{
 		Use:   "delete GROUP...",
 		Short: "Delete empty consumer groups and their committed offsets",
+		Long: `Delete consumer groups that have no members, with their committed offsets,
+as Kafka does: a group with members (a running consumer, or a pipeline in
+receiver mode or split into tasks) is refused with NON_EMPTY_GROUP, and a
+group that does not exist with GROUP_ID_NOT_FOUND.
+
+A pipeline resumes from its sink, never from these offsets: for a pipeline
+they are an echo for lag tools. A direct-mode pipeline that is not split into
+tasks reads without joining its group, so its group has no members while it
+runs; deleting it loses nothing, and its next commit writes the offsets again.`,
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			adm, done, err := conn.admin(cmd.Context())
@@ -122,8 +132,12 @@ func newGroupCmd() *cobra.Command {
 				switch {
 				case !ok:
 					errs = append(errs, fmt.Errorf("group %s: no answer", g))
+				case errors.Is(r.Err, kerr.GroupIDNotFound):
+					errs = append(errs, fmt.Errorf("group %s does not exist; sluice group list shows the groups", g))
+				case errors.Is(r.Err, kerr.NonEmptyGroup):
+					errs = append(errs, fmt.Errorf("group %s has members (a running pipeline or consumer; sluice group describe %s names them); stop them, then delete", g, g))
 				case r.Err != nil:
-					errs = append(errs, fmt.Errorf("group %s: %w (a group with members cannot be deleted: stop its consumers first)", g, r.Err))
+					errs = append(errs, fmt.Errorf("group %s: %w", g, r.Err))
 				default:
 					fmt.Fprintf(cmd.OutOrStdout(), "deleted group %s\n", g)
 				}
