@@ -115,7 +115,7 @@ A pipeline resumes from its sink, never from these offsets: for a pipeline
 they are an echo for lag tools. A direct-mode pipeline that is not split into
 tasks reads without joining its group, so its group has no members while it
 runs; deleting it loses nothing, and its next commit writes the offsets again.`,
-		Args:  cobra.MinimumNArgs(1),
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			adm, done, err := conn.admin(cmd.Context())
 			if err != nil {
