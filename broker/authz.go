@@ -10,7 +10,7 @@ import (
 	"github.com/sluicehq/sluice/broker/acl"
 )
 
-// Authorization (ARCHITECTURE §13). With Options.ACL the broker holds an
+// Authorization (ARCHITECTURE §12). With Options.ACL the broker holds an
 // acl.Authorizer and every handler checks its request as Kafka's KafkaApis
 // does, answering Kafka's *_AUTHORIZATION_FAILED codes for what is denied;
 // without it b.authz is nil and each check is one nil test.

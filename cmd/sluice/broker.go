@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,7 +21,8 @@ import (
 func newBrokerCmd() *cobra.Command {
 	var (
 		data, listen, tlsListen, tlsCert, tlsKey, advertised, metricsAddr string
-		autoCreate                                                        bool
+		authorizer, superUsers                                            string
+		autoCreate, allowIfNoACL                                          bool
 		partitions                                                        int32
 		retention                                                         time.Duration
 		retentionBytes, segmentBytes                                      int64
@@ -38,6 +40,13 @@ consume from it. Data lives under --data; SIGTERM or Ctrl-C syncs it and exits.`
 			if (tlsCert == "") != (tlsKey == "") {
 				return errors.New("give both --tls-cert and --tls-key, or neither")
 			}
+			if authorizer != "" && authorizer != "acl" {
+				return fmt.Errorf("--authorizer %q: the one authorizer is acl (or leave it out to let every client do anything)", authorizer)
+			}
+			if authorizer == "" && (superUsers != "" || allowIfNoACL) {
+				return errors.New("--super-users and --allow-everyone-if-no-acl-found need --authorizer acl")
+			}
+			supers := strings.FieldsFunc(superUsers, func(r rune) bool { return r == ';' || r == ',' })
 			b, err := broker.Open(data, broker.Options{
 				AdvertisedAddr:    advertised,
 				AutoCreateTopics:  autoCreate,
@@ -46,6 +55,9 @@ consume from it. Data lives under --data; SIGTERM or Ctrl-C syncs it and exits.`
 				RetentionBytes:    retentionBytes,
 				SegmentBytes:      segmentBytes,
 				Logger:            slog.Default(),
+				ACL:               authorizer == "acl",
+				SuperUsers:        supers,
+				AllowIfNoACL:      allowIfNoACL,
 			})
 			if err != nil {
 				return err
@@ -118,5 +130,8 @@ consume from it. Data lives under --data; SIGTERM or Ctrl-C syncs it and exits.`
 	f.DurationVar(&retention, "retention", 168*time.Hour, "default retention by time (negative keeps forever)")
 	f.Int64Var(&retentionBytes, "retention-bytes", -1, "default retention by size per partition (-1: unlimited)")
 	f.Int64Var(&segmentBytes, "segment-bytes", 1<<30, "default segment file size")
+	f.StringVar(&authorizer, "authorizer", "", `"acl" checks every request against the ACLs kept in --data (managed with sluice acl or kafka-acls.sh); without it every client may do anything`)
+	f.StringVar(&superUsers, "super-users", "", `principals the ACLs do not apply to, separated by ';', e.g. "User:admin;User:ops"`)
+	f.BoolVar(&allowIfNoACL, "allow-everyone-if-no-acl-found", false, "with --authorizer acl, allow what no ACL names a resource for (Kafka's allow.everyone.if.no.acl.found); by default it is denied")
 	return cmd
 }

@@ -12,11 +12,12 @@ import (
 	"time"
 )
 
-// startBroker runs `sluice broker` as a child process on a kernel-chosen
-// port and returns its address; the test stops it with SIGTERM.
-func startBroker(t *testing.T, data string) (addr string, stop func() error) {
+// startBroker runs `sluice broker` (with the extra flags given) as a child
+// process on a kernel-chosen port and returns its address; the test stops
+// it with SIGTERM.
+func startBroker(t *testing.T, data string, extra ...string) (addr string, stop func() error) {
 	t.Helper()
-	cmd := sluice(t, "broker", "--data", data, "--listen", "127.0.0.1:0")
+	cmd := sluice(t, append([]string{"broker", "--data", data, "--listen", "127.0.0.1:0"}, extra...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

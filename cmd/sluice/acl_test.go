@@ -1,0 +1,82 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// sluice acl create, list and delete against `sluice broker --authorizer
+// acl`, whose ACLs outlive a restart. The tool's client is the super user
+// (it does not authenticate, so it is User:ANONYMOUS).
+func TestACLTool(t *testing.T) {
+	data := t.TempDir()
+	broker := []string{"--authorizer", "acl", "--super-users", "User:ANONYMOUS;User:ops"}
+	addr, stop := startBroker(t, data, broker...)
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := runTool(t, addr, "", append([]string{"acl"}, args...)...)
+		if err != nil {
+			t.Fatalf("sluice acl %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	out := run("create", "--allow-principal", "User:alice", "--operation", "Read", "--operation", "Describe", "--topic", "orders")
+	if strings.Count(out, "created User:alice * ALLOW") != 2 || !strings.Contains(out, "TOPIC:LITERAL:orders") {
+		t.Fatalf("create:\n%s", out)
+	}
+	run("create", "--allow-principal", "User:bob", "--allow-host", "10.0.0.1", "--operation", "write", "--topic", "logs-",
+		"--resource-pattern-type", "prefixed")
+	run("create", "--deny-principal", "User:*", "--operation", "All", "--group", "secret")
+	run("create", "--allow-principal", "User:alice", "--operation", "Read", "--group", "pipeline", "--transactional-id", "tx")
+
+	lines := func(out string) []string { return strings.Split(strings.TrimSpace(out), "\n")[1:] } // after the header
+	if got := lines(run("list")); len(got) != 6 {
+		t.Fatalf("list: %d ACLs, want 6:\n%s", len(got), strings.Join(got, "\n"))
+	}
+	// MATCH: every ACL that applies to topic logs-app.
+	if got := run("list", "--topic", "logs-app", "--resource-pattern-type", "match"); !strings.Contains(got, "User:bob") ||
+		strings.Contains(got, "User:alice") {
+		t.Fatalf("list --topic logs-app --resource-pattern-type match:\n%s", got)
+	}
+	if got := lines(run("list", "--principal", "User:alice")); len(got) != 4 {
+		t.Fatalf("list --principal User:alice:\n%s", strings.Join(got, "\n"))
+	}
+	if got := lines(run("list", "--deny-principal", "User:*")); len(got) != 1 || !strings.Contains(got[0], "GROUP:LITERAL:secret") {
+		t.Fatalf("list --deny-principal User:*:\n%s", strings.Join(got, "\n"))
+	}
+	if out := run("delete", "--topic", "orders", "--allow-principal", "User:alice", "--operation", "Read"); strings.Count(out, "deleted") != 1 {
+		t.Fatalf("delete:\n%s", out)
+	}
+	if out := run("delete", "--topic", "nothing"); !strings.Contains(out, "no ACL matched") {
+		t.Fatalf("delete of nothing:\n%s", out)
+	}
+
+	// The tool refuses what kafka-acls.sh refuses, before connecting.
+	for _, args := range [][]string{
+		{"create", "--operation", "Read", "--topic", "t"},                                   // no principal
+		{"create", "--allow-principal", "alice", "--operation", "Read", "--topic", "t"},     // no type
+		{"create", "--allow-principal", "User:alice", "--operation", "Read"},                // no resource
+		{"create", "--allow-principal", "User:alice", "--operation", "Fly", "--topic", "t"}, // no such operation
+		{"create", "--allow-principal", "User:a", "--operation", "Read", "--topic", "t", "--resource-pattern-type", "match"},
+		{"delete", "--allow-principal", "User:alice"}, // no resource
+	} {
+		if out, err := runTool(t, addr, "", append([]string{"acl"}, args...)...); err == nil {
+			t.Errorf("sluice acl %v succeeded:\n%s", args, out)
+		}
+	}
+
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	addr, _ = startBroker(t, data, broker...)
+	if got := lines(run("list")); len(got) != 5 {
+		t.Fatalf("after a restart, list: %d ACLs, want 5:\n%s", len(got), strings.Join(got, "\n"))
+	}
+
+	// A broker without an authorizer says how to get one.
+	plain, _ := startBroker(t, t.TempDir())
+	_, err := runTool(t, plain, "", "acl", "list")
+	if err == nil || !strings.Contains(err.Error(), "--authorizer acl") {
+		t.Fatalf("sluice acl list against a broker without an authorizer: %v", err)
+	}
+}
