@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os/exec"
 	"slices"
@@ -602,4 +603,24 @@ func TestACLKcat(t *testing.T) {
 	if err != nil || out != "a\nb\n" {
 		t.Fatalf("kcat consume with an ACL: %v\n%q", err, out)
 	}
+}
+
+// BenchmarkProduceAcks1ACL is BenchmarkProduceAcks1 with the authorizer on
+// and the producer allowed by a prefixed ACL among a thousand others: the
+// cost of the checks on the hot path.
+func BenchmarkProduceAcks1ACL(b *testing.B) {
+	br, addr := testBroker(b, Options{ACL: true})
+	bs := []acl.Binding{
+		allowB(resCluster, acl.ClusterName, anon, "*", opCreate),
+		prefixed(allowB(resTopic, "ben", anon, "*", opWrite)),
+	}
+	for i := range 1000 {
+		bs = append(bs, allowB(resTopic, fmt.Sprintf("other-%d", i), "User:someone", "*", opWrite))
+	}
+	for _, err := range br.authz.Create(bs) {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	benchProduceTo(b, addr, kgo.LeaderAck())
 }

@@ -18,6 +18,10 @@ import (
 
 func benchProduce(b *testing.B, acks kgo.Acks, codec ...kgo.CompressionCodec) {
 	_, addr := testBroker(b, Options{})
+	benchProduceTo(b, addr, acks, codec...)
+}
+
+func benchProduceTo(b *testing.B, addr string, acks kgo.Acks, codec ...kgo.CompressionCodec) {
 	createTopic(b, newKgo(b, addr), "bench", 4)
 	cl := newKgo(b, addr, kgo.DefaultProduceTopic("bench"), kgo.RequiredAcks(acks), kgo.DisableIdempotentWrite(),
 		kgo.ProducerLinger(0), kgo.MaxBufferedRecords(1<<20), kgo.ProducerBatchMaxBytes(1<<20),
