@@ -54,6 +54,10 @@ const (
 	// on (sinks.Outbox), so dead-letter: {topic} works through a
 	// forwarder.
 	DeadLettersKept
+	// DeadLettersInTable: as DeadLettersKept, but the sink keeps them in
+	// a table of its database (dead-letter: {table}); {file} is refused,
+	// since nothing would be written there.
+	DeadLettersInTable
 	// DeadLettersInTopic: the sink writes dead letters to a topic in its
 	// own transaction; dead-letter: {file} is refused.
 	DeadLettersInTopic

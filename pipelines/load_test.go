@@ -196,7 +196,17 @@ func TestParseErrors(t *testing.T) {
 		{"dead-letter both", with("dead-letter:", "  topic: dlq", "  file: ./dlq"), nil, 9, 3,
 			`dead-letter has both topic and file; keep exactly one`},
 		{"dead-letter neither", with("dead-letter: {}"), nil, 7, 14,
-			`dead-letter needs a destination; write dead-letter: {topic: NAME} or {file: PATH}`},
+			`dead-letter needs a destination; write dead-letter: {topic: NAME}, {file: PATH} (file sink) or {table: NAME} (postgres sink)`},
+		{"dead-letter file with postgres sink", doc("version: 1", "name: t", "source: {generate: {}}", "sink: {postgres: {dsn: x, table: t}}", "dead-letter: {file: ./dlq}"), nil, 5, 15,
+			`the postgres sink keeps dead letters in a table of its database, in the batch's transaction, never in files; write dead-letter: {table: sluice_dead_letters}, or {topic: NAME} to forward them to Kafka`},
+		{"dead-letter table with file sink", with("dead-letter: {table: dl}"), nil, 7, 15,
+			`the file sink keeps dead letters in files, not in a table; write dead-letter: {file: PATH}`},
+		{"dead-letter table with schema", doc("version: 1", "name: t", "source: {generate: {}}", "sink: {postgres: {dsn: x, table: t}}", "dead-letter: {table: s.dl}"), nil, 5, 22,
+			`dead-letter.table "s.dl" names a schema`},
+		{"dead-letter table and topic", doc("version: 1", "name: t", "source: {generate: {}}", "sink: {postgres: {dsn: x, table: t}}", "dead-letter: {topic: d, table: dl}"), nil, 5, 25,
+			`dead-letter has both topic and table; keep exactly one`},
+		{"postgres column cast", doc("version: 1", "name: t", "source: {generate: {}}", "sink: {postgres: {dsn: x, table: t, columns: {a: value.a::money}}}"), nil, 4, 50,
+			`sink.postgres.columns: a: "money" after :: is not a type a column can take here`},
 		{"unset variable", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  file: {path: \"/data/${OUT_DIR}/x\"}"), nil, 5, 23,
 			`environment variable OUT_DIR is not set; set it, or give a default with ${OUT_DIR:-VALUE}`},
 		{"bad variable name", doc("version: 1", "name: t", "source: {generate: {}}", "sink:", "  file:", "    path: a${1X}"), nil, 6, 12,
@@ -420,7 +430,7 @@ func TestDecodeValues(t *testing.T) {
 		"  postgres:",
 		"    dsn: postgres://localhost/db",
 		"    table: clicks",
-		"    columns: {id: bigint, body: jsonb}",
+		"    columns: {id: key, body: value::jsonb}",
 		"    upsert-key: [id]",
 		"    create-table: true",
 	), noEnv)
@@ -443,7 +453,7 @@ func TestDecodeValues(t *testing.T) {
 		t.Errorf("transforms[1] = %+v", t1)
 	}
 	pg := s.Sink.Config.(*postgres.Config)
-	if pg.Columns["body"] != "jsonb" || fmt.Sprint(pg.UpsertKey) != "[id]" || !pg.CreateTable {
+	if pg.Columns["body"] != "value::jsonb" || fmt.Sprint(pg.UpsertKey) != "[id]" || !pg.CreateTable {
 		t.Errorf("postgres = %+v", pg)
 	}
 }

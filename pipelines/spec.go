@@ -78,11 +78,14 @@ type SASL struct {
 	Password  string `yaml:"password" required:"true" example:"${KAFKA_PASSWORD}"`
 }
 
-// DeadLetter says where rejected records go: exactly one of Topic or File.
-// A topic lives on the kafka sink's cluster, or else on the kafka source's.
+// DeadLetter says where rejected records go: exactly one of Topic, File
+// or Table. A topic lives on the kafka sink's cluster, or else on the kafka
+// source's; File and Table are where a sink that keeps dead letters with
+// its output keeps them (Caps.DeadLetters).
 type DeadLetter struct {
 	Topic string `yaml:"topic" doc:"on the kafka sink's cluster, else the kafka source's"`
-	File  string `yaml:"file" doc:"a folder; with the file or postgres sink"`
+	File  string `yaml:"file" doc:"a folder; with the file sink"`
+	Table string `yaml:"table" doc:"with the postgres sink: a table in the target table's schema, such as sluice_dead_letters"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("1s", "200ms").

@@ -135,7 +135,7 @@ func (s *Spec) checkAll(c *checker, kinds *Kinds) {
 		}
 		c.add(p, "delivery: exactly-once %sis impossible with the %s sink: it cannot take back output it wrote before a crash; write delivery: at-least-once, or use a transactional sink: %s", how, sink.Key, either(sinksWith(kinds, func(c Caps) bool { return c.Transactional })))
 	}
-	if dl := s.DeadLetter; dl != nil && c.ok("dead-letter", "dead-letter.topic", "dead-letter.file", "sink") {
+	if dl := s.DeadLetter; dl != nil && c.ok("dead-letter", "dead-letter.topic", "dead-letter.file", "dead-letter.table", "sink") {
 		s.checkDeadLetter(c, dl, kinds, sink)
 	}
 }
@@ -143,11 +143,17 @@ func (s *Spec) checkAll(c *checker, kinds *Kinds) {
 // checkDeadLetter checks the dead-letter destination against what the
 // sink can do with it.
 func (s *Spec) checkDeadLetter(c *checker, dl *DeadLetter, kinds *Kinds, sink *Kind) {
+	var set []string
+	for _, k := range []struct{ key, v string }{{"topic", dl.Topic}, {"file", dl.File}, {"table", dl.Table}} {
+		if k.v != "" {
+			set = append(set, k.key)
+		}
+	}
 	switch {
-	case dl.Topic != "" && dl.File != "":
-		c.atKey("dead-letter.file", "dead-letter has both topic and file; keep exactly one: rejected records go to one place")
-	case dl.Topic == "" && dl.File == "":
-		c.at("dead-letter", "dead-letter needs a destination; write dead-letter: {topic: NAME} or {file: PATH}")
+	case len(set) > 1:
+		c.atKey("dead-letter."+set[1], "dead-letter has both %s and %s; keep exactly one: rejected records go to one place", set[0], set[1])
+	case len(set) == 0:
+		c.at("dead-letter", "dead-letter needs a destination; write dead-letter: {topic: NAME}, {file: PATH} (file sink) or {table: NAME} (postgres sink)")
 	case sink.Caps.DeadLetters == NoDeadLetters:
 		c.atKey("dead-letter", "the %s sink cannot keep dead letters with its output; remove dead-letter, or use the %s sink", sink.Key,
 			either(sinksWith(kinds, func(c Caps) bool { return c.DeadLetters != NoDeadLetters })))
@@ -156,7 +162,28 @@ func (s *Spec) checkDeadLetter(c *checker, dl *DeadLetter, kinds *Kinds, sink *K
 	case dl.Topic != "":
 		checkTopic(c, "dead-letter.topic", dl.Topic)
 	case sink.Caps.DeadLetters == DeadLettersInTopic:
-		c.atKey("dead-letter.file", "dead-letter: {file} cannot commit in the %s sink's transaction; write dead-letter: {topic: NAME}", sink.Key)
+		c.atKey("dead-letter."+set[0], "dead-letter: {%s} cannot commit in the %s sink's transaction; write dead-letter: {topic: NAME}", set[0], sink.Key)
+	case dl.File != "" && sink.Caps.DeadLetters == DeadLettersInTable:
+		c.atKey("dead-letter.file", "the %s sink keeps dead letters in a table of its database, in the batch's transaction, never in files; write dead-letter: {table: sluice_dead_letters}, or {topic: NAME} to forward them to Kafka", sink.Key)
+	case dl.Table != "" && sink.Caps.DeadLetters != DeadLettersInTable:
+		c.atKey("dead-letter.table", "the %s sink keeps dead letters in files, not in a table; write dead-letter: {file: PATH}, or {topic: NAME} to forward them to Kafka", sink.Key)
+	case dl.Table != "":
+		checkIdentifier(c, "dead-letter.table", dl.Table)
+	}
+}
+
+// maxIdentifier is PostgreSQL's NAMEDATALEN - 1: a longer table name is
+// silently truncated by the server, so two pipelines' names could meet.
+const maxIdentifier = 63
+
+// checkIdentifier accepts a table name without a schema: the dead-letter
+// table lives in the target table's schema, beside the checkpoints.
+func checkIdentifier(c *checker, p, name string) {
+	switch {
+	case strings.Contains(name, "."):
+		c.at(p, "dead-letter.table %q names a schema; write the table's name alone: it lives in the schema of the sink's table", name)
+	case len(name) > maxIdentifier:
+		c.at(p, "dead-letter.table is %d bytes, longer than PostgreSQL's %d; shorten it", len(name), maxIdentifier)
 	}
 }
 

@@ -185,6 +185,12 @@ func build[T any](ctx context.Context, path string, kinds []Kind[T], c pipelines
 	return t, err
 }
 
+// keeps reports whether a sink keeps dead letters with its output, in files
+// or a table, and so can hand them to a forwarder.
+func keeps(d pipelines.DeadLetterSupport) bool {
+	return d == pipelines.DeadLettersKept || d == pipelines.DeadLettersInTable
+}
+
 // buildSink builds the sink and, when dead letters go to a topic and the
 // sink keeps its own (an outbox), the forwarder in front of it that moves
 // them to the topic on the pipeline's Kafka cluster.
@@ -194,7 +200,7 @@ func buildSink(ctx context.Context, env *Env) (engine.Sink, error) {
 		return nil, err
 	}
 	dl := env.DeadLetter
-	if dl == nil || dl.Topic == "" || find(env.Kinds.Sinks, env.Spec.Sink.Kind).Caps.DeadLetters != pipelines.DeadLettersKept {
+	if dl == nil || dl.Topic == "" || !keeps(find(env.Kinds.Sinks, env.Spec.Sink.Kind).Caps.DeadLetters) {
 		return sink, nil
 	}
 	outbox, ok := sink.(sinks.Outbox)

@@ -63,11 +63,11 @@ source: {generate: {}}
 sink: {file: {path: ` + t.TempDir() + `}}
 dead-letter: {file: ` + t.TempDir() + `}
 `, func(s engine.Sink) bool { _, ok := s.(*file.Sink); return ok }},
-		{"file with the postgres sink", `version: 1
+		{"table with the postgres sink", `version: 1
 name: p
 source: {generate: {}}
 sink: {postgres: {dsn: "postgres://u@127.0.0.1:9/db", table: t}}
-dead-letter: {file: ./dlq}
+dead-letter: {table: rejected}
 `, func(s engine.Sink) bool { _, ok := s.(*postgres.Sink); return ok }},
 	}
 	for _, tc := range cases {

@@ -30,7 +30,7 @@ var Builtin = Table{
 	Sinks: []Kind[engine.Sink]{
 		NewKind("file", pipelines.Caps{Transactional: true, DeadLetters: pipelines.DeadLettersKept, Tasks: true}, buildFile),
 		NewKind("stdout", pipelines.Caps{}, buildStdout),
-		NewKind("postgres", pipelines.Caps{Transactional: true, DeadLetters: pipelines.DeadLettersKept, Tasks: true}, buildPostgres),
+		NewKind("postgres", pipelines.Caps{Transactional: true, DeadLetters: pipelines.DeadLettersInTable, Tasks: true}, buildPostgres),
 		NewKind("kafka", pipelines.Caps{Transactional: true, DeadLetters: pipelines.DeadLettersInTopic, Tasks: true}, buildKafkaSink),
 	},
 	Steps: []Kind[engine.Transform]{
@@ -166,11 +166,11 @@ func buildStdout(ctx context.Context, cfg *stdout.Config, env *Env) (engine.Sink
 }
 
 func buildPostgres(ctx context.Context, cfg *postgres.Config, env *Env) (engine.Sink, error) {
-	if dl := env.DeadLetter; dl != nil && dl.File != "" {
-		env.Logger.Info("dead letters are kept by the sink, in the same commit as its output", "pipeline", env.Spec.Name,
-			"sink", "postgres", "unused", "dead-letter.file")
+	var table string
+	if env.DeadLetter != nil {
+		table = env.DeadLetter.Table
 	}
-	return postgres.New(*cfg, env.Logger)
+	return postgres.New(*cfg, env.Logger, postgres.DeadLetterTable(table))
 }
 
 func buildKafkaSink(ctx context.Context, k *kafkasink.Settings, env *Env) (engine.Sink, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,6 +46,7 @@ type column struct {
 	name string
 	part string   // a record part, or "" for a JSON field of the value
 	path []string // the JSON field path under the value
+	cast *cast    // the type written after ::, or nil
 	oid  uint32   // the column's type in the table, learnt at Open
 	typ  string   // its name, for messages
 
@@ -61,8 +63,58 @@ func (c *column) source() string {
 	return "value." + strings.Join(c.path, ".")
 }
 
+// cast is a column's type as the pipeline wrote it (SOURCE::TYPE): the
+// type create-table gives the column, and the one an existing column must
+// have.
+type cast struct {
+	ddl string // as written, lower-cased: it goes into CREATE TABLE
+	oid uint32
+}
+
+// castTypes are the types a cast may name, by their PostgreSQL names and
+// aliases: the ones a JSON field converts into (fromJSON). Anything else
+// is refused, so what goes into CREATE TABLE is one of these words.
+var castTypes = map[string]uint32{
+	"text": oidText, "varchar": oidVarchar, "character varying": oidVarchar,
+	"smallint": oidInt2, "int2": oidInt2, "integer": oidInt4, "int": oidInt4, "int4": oidInt4,
+	"bigint": oidInt8, "int8": oidInt8, "real": oidFloat4, "float4": oidFloat4,
+	"double precision": oidFloat8, "float8": oidFloat8, "numeric": oidNumeric, "decimal": oidNumeric,
+	"boolean": oidBool, "bool": oidBool, "json": oidJSON, "jsonb": oidJSONB, "bytea": oidBytea,
+	"timestamptz": oidTimestamptz, "timestamp with time zone": oidTimestamptz,
+	"timestamp": oidTimestamp, "timestamp without time zone": oidTimestamp,
+}
+
+// partCasts are the casts a record part takes: those the binary COPY
+// writer encodes for it (planEncoding), so a cast never makes the sink
+// slower or a row fail that the default type would have taken.
+var partCasts = map[string][]uint32{
+	partKey:       {oidBytea, oidText, oidVarchar, oidJSON, oidJSONB},
+	partValue:     {oidBytea, oidText, oidVarchar, oidJSON, oidJSONB},
+	partTopic:     {oidText, oidVarchar},
+	partPartition: {oidInt4, oidInt8},
+	partOffset:    {oidInt8},
+	partTimestamp: {oidTimestamptz, oidTimestamp},
+}
+
+// typeModifier is the (N) or (P, S) a varchar or numeric may carry.
+var typeModifier = regexp.MustCompile(`^\(\s*[0-9]{1,4}\s*(,\s*[0-9]{1,4}\s*)?\)$`)
+
+// parseCast reads the TYPE of SOURCE::TYPE.
+func parseCast(name, src, typ string) (*cast, error) {
+	t := strings.Join(strings.Fields(strings.ToLower(typ)), " ")
+	base, mod := t, ""
+	if i := strings.IndexByte(t, '('); i >= 0 {
+		base, mod = strings.TrimSpace(t[:i]), t[i:]
+	}
+	oid, ok := castTypes[base]
+	if !ok || (mod != "" && (!typeModifier.MatchString(mod) || (oid != oidVarchar && oid != oidNumeric))) {
+		return nil, fmt.Errorf("columns: %s: %q after :: is not a type a column can take here; write one of text, varchar, smallint, integer, bigint, real, double precision, numeric, numeric(P,S), boolean, json, jsonb, timestamptz, timestamp or bytea, e.g. %s::numeric", name, typ, src)
+	}
+	return &cast{ddl: t, oid: oid}, nil
+}
+
 // parseColumns turns the pipeline's columns block into columns sorted by
-// name, so COPY column order is stable.
+// name, so COPY column order is stable. A source may end in ::TYPE.
 func parseColumns(m map[string]string) ([]column, error) {
 	if len(m) == 0 {
 		m = defaultColumns
@@ -73,15 +125,27 @@ func parseColumns(m map[string]string) ([]column, error) {
 			return nil, fmt.Errorf("columns: a column name is empty")
 		}
 		c := column{name: name}
+		src, typ, hasCast := strings.Cut(strings.TrimSpace(src), "::")
+		src = strings.TrimSpace(src)
 		switch src {
 		case partKey, partValue, partTopic, partPartition, partOffset, partTimestamp:
 			c.part = src
 		default:
 			rest, ok := strings.CutPrefix(src, "value.")
 			if !ok || rest == "" || slices.Contains(strings.Split(rest, "."), "") {
-				return nil, fmt.Errorf("columns: %s: %q is not a record part; write one of key, value, topic, partition, offset, timestamp, or a JSON field of the value such as value.user.id", name, src)
+				return nil, fmt.Errorf("columns: %s: %q is not a record part; write one of key, value, topic, partition, offset, timestamp, or a JSON field of the value such as value.user.id, optionally with a type: value.amount::numeric", name, src)
 			}
 			c.path = strings.Split(rest, ".")
+		}
+		if hasCast {
+			ct, err := parseCast(name, src, typ)
+			if err != nil {
+				return nil, err
+			}
+			if ok := partCasts[c.part]; c.part != "" && !slices.Contains(ok, ct.oid) {
+				return nil, fmt.Errorf("columns: %s: %s cannot be stored as %s; give %s one of: %s", name, src, ct.ddl, src, castNames(ok))
+			}
+			c.cast = ct
 		}
 		cols = append(cols, c)
 	}
@@ -89,12 +153,44 @@ func parseColumns(m map[string]string) ([]column, error) {
 	return cols, nil
 }
 
-// createType is the column type create-table uses for c.
+// castNames lists the first name of each type, for messages.
+func castNames(oids []uint32) string {
+	var names []string
+	for _, oid := range oids {
+		names = append(names, typeName[oid])
+	}
+	return strings.Join(names, ", ")
+}
+
+// typeName is the name messages use for a type.
+var typeName = map[uint32]string{
+	oidBool: "boolean", oidBytea: "bytea", oidInt2: "smallint", oidInt4: "integer", oidInt8: "bigint",
+	oidText: "text", oidJSON: "json", oidFloat4: "real", oidFloat8: "double precision", oidVarchar: "varchar",
+	oidTimestamp: "timestamp", oidTimestamptz: "timestamptz", oidNumeric: "numeric", oidJSONB: "jsonb",
+}
+
+// createType is the column type create-table uses for c: its cast, or
+// else jsonb for a JSON field (it holds any JSON value) and the record
+// part's own type.
 func (c *column) createType() string {
+	if c.cast != nil {
+		return c.cast.ddl
+	}
 	if c.part == "" {
 		return "jsonb"
 	}
 	return createTypes[c.part]
+}
+
+// checkCast rejects, at Open, a column whose type in the table is not the
+// one its cast names: the cast says what the user expects the column to
+// hold (a numeric for min()), and the table would silently hold another.
+func (c *column) checkCast() error {
+	if c.cast == nil || c.cast.oid == c.oid {
+		return nil
+	}
+	return fmt.Errorf("column %s is %s in the table, but columns gives it %s::%s; change the column's type (ALTER TABLE ... ALTER COLUMN %s TYPE %s) or the cast",
+		c.name, c.typ, c.source(), c.cast.ddl, c.name, c.cast.ddl)
 }
 
 // Type OIDs the JSON-field conversion knows (pg_type.oid, stable across

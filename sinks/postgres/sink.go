@@ -25,8 +25,10 @@ const (
 	checkpointTable = "sluice_checkpoints"
 	// taskTable holds one checkpoint row per task of a pipeline split into
 	// tasks (tasks.go).
-	taskTable       = "sluice_task_checkpoints"
-	deadLetterTable = "sluice_dead_letters"
+	taskTable = "sluice_task_checkpoints"
+	// defaultDeadLetterTable keeps dead letters when dead-letter names no
+	// table: {topic} uses it as the forwarder's outbox.
+	defaultDeadLetterTable = "sluice_dead_letters"
 	// stageTable is the upsert mode's per-transaction temporary table.
 	stageTable = "sluice_stage"
 	// seqColumn orders staged rows so the last record of a key wins.
@@ -44,6 +46,7 @@ type Sink struct {
 	cols   []column
 	keys   []string // upsert-key; empty = append
 	create bool
+	dead   string // the dead-letter table's name, in schema
 	log    *slog.Logger
 
 	conn     *pgx.Conn
@@ -63,9 +66,23 @@ type Sink struct {
 	copySegs []borrowed // and its list of borrowed payloads
 }
 
+// Option changes a sink New makes.
+type Option func(*Sink)
+
+// DeadLetterTable names the table dead letters go to, in the target
+// table's schema (dead-letter: {table: NAME}); "" keeps
+// sluice_dead_letters.
+func DeadLetterTable(name string) Option {
+	return func(s *Sink) {
+		if name != "" {
+			s.dead = name
+		}
+	}
+}
+
 // New checks cfg and returns a sink logging to log (nil: slog.Default());
 // it connects in Open.
-func New(cfg Config, log *slog.Logger) (*Sink, error) {
+func New(cfg Config, log *slog.Logger, opts ...Option) (*Sink, error) {
 	if cfg.DSN == "" {
 		return nil, errors.New("postgres sink: dsn is empty; write dsn: postgres://USER:PASSWORD@HOST:5432/DATABASE")
 	}
@@ -92,12 +109,15 @@ func New(cfg Config, log *slog.Logger) (*Sink, error) {
 		log = slog.Default()
 	}
 	s := &Sink{
-		dsn: cfg.DSN, table: table, cols: cols, keys: slices.Clone(cfg.UpsertKey), create: cfg.CreateTable,
+		dsn: cfg.DSN, table: table, cols: cols, keys: slices.Clone(cfg.UpsertKey), create: cfg.CreateTable, dead: defaultDeadLetterTable,
 		log:    log.With("sink", "postgres", "table", cfg.Table),
 		staged: commit.Staged{Sink: "postgres sink"},
 	}
 	if len(table) == 2 {
 		s.schema = table[:1]
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	return s, nil
 }
@@ -221,6 +241,9 @@ func (s *Sink) describe(ctx context.Context) error {
 			return fmt.Errorf("table %s has no column %q (mapped from %s); add the column or change columns", s.table.Sanitize(), c.name, c.source())
 		}
 		c.oid, c.typ = in.oid, in.typ
+		if err := c.checkCast(); err != nil {
+			return err
+		}
 		if err := c.checkType(); err != nil {
 			return err
 		}
@@ -415,7 +438,7 @@ func (r *rowSource) Next() bool {
 func (r *rowSource) Values() ([]any, error) { return r.row, nil }
 func (r *rowSource) Err() error             { return r.err }
 
-// WriteRejected COPYs dead letters into sluice_dead_letters inside the
+// WriteRejected COPYs dead letters into the dead-letter table inside the
 // epoch's transaction, so they commit with the batch. It implements
 // engine.DeadLetterSink.
 func (s *Sink) WriteRejected(ctx context.Context, epoch uint64, rejected []engine.Rejected) error {
@@ -431,9 +454,9 @@ func (s *Sink) WriteRejected(ctx context.Context, epoch uint64, rejected []engin
 			pipeline text NOT NULL, epoch bigint NOT NULL,
 			topic text, "partition" integer, "offset" bigint,
 			key bytea, value bytea, headers jsonb, "timestamp" timestamptz,
-			reason text, plugin text, rejected_at timestamptz NOT NULL DEFAULT now())`, s.ident(deadLetterTable)))
+			reason text, plugin text, rejected_at timestamptz NOT NULL DEFAULT now())`, s.ident(s.dead)))
 		if err != nil {
-			return s.fail(err, "create "+deadLetterTable)
+			return s.fail(err, "create "+s.dead)
 		}
 	}
 	rows := make([][]any, len(rejected))
@@ -449,7 +472,7 @@ func (s *Sink) WriteRejected(ctx context.Context, epoch uint64, rejected []engin
 		}
 		rows[i] = []any{s.pipeline, int64(epoch), rec.Topic, rec.Partition, rec.Offset, rec.Key, rec.Value, headers, ts, r.Reason, r.Plugin}
 	}
-	_, err := s.tx.CopyFrom(ctx, append(slices.Clone(s.schema), deadLetterTable),
+	_, err := s.tx.CopyFrom(ctx, append(slices.Clone(s.schema), s.dead),
 		[]string{"pipeline", "epoch", "topic", "partition", "offset", "key", "value", "headers", "timestamp", "reason", "plugin"},
 		pgx.CopyFromRows(rows))
 	if err != nil {
@@ -658,15 +681,15 @@ func (s *Sink) CommittedDeadLetters(ctx context.Context, after uint64) (uint64, 
 		return 0, nil, fmt.Errorf("postgres sink: dead letters read while epoch %d is staged", s.staged.Epoch)
 	}
 	var exists bool
-	if err := s.conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", s.ident(deadLetterTable)).Scan(&exists); err != nil {
-		return 0, nil, s.classify(err, "look for "+deadLetterTable)
+	if err := s.conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", s.ident(s.dead)).Scan(&exists); err != nil {
+		return 0, nil, s.classify(err, "look for "+s.dead)
 	}
 	if !exists {
 		return 0, nil, nil
 	}
 	var epoch int64
 	err := s.conn.QueryRow(ctx, fmt.Sprintf(`SELECT coalesce(min(epoch), 0) FROM %s WHERE pipeline = $1 AND epoch > $2 AND epoch <= $3`,
-		s.ident(deadLetterTable)), s.pipeline, int64(after), int64(s.known)).Scan(&epoch)
+		s.ident(s.dead)), s.pipeline, int64(after), int64(s.known)).Scan(&epoch)
 	if err != nil {
 		return 0, nil, s.classify(err, "find dead letters")
 	}
@@ -677,7 +700,7 @@ func (s *Sink) CommittedDeadLetters(ctx context.Context, after uint64) (uint64, 
 	// only appended, which is all the sink does; order is a courtesy, not
 	// something exactly-once depends on.
 	rows, err := s.conn.Query(ctx, fmt.Sprintf(`SELECT topic, "partition", "offset", key, value, headers, "timestamp"
-		FROM %s WHERE pipeline = $1 AND epoch = $2 ORDER BY ctid`, s.ident(deadLetterTable)), s.pipeline, epoch)
+		FROM %s WHERE pipeline = $1 AND epoch = $2 ORDER BY ctid`, s.ident(s.dead)), s.pipeline, epoch)
 	if err != nil {
 		return 0, nil, s.classify(err, "read dead letters")
 	}
@@ -728,7 +751,7 @@ func (s *Sink) ForgetDeadLetters(ctx context.Context, through uint64) error {
 	if s.conn == nil {
 		return errors.New("postgres sink: dead letters deleted before Open")
 	}
-	_, err := s.conn.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE pipeline = $1 AND epoch <= $2`, s.ident(deadLetterTable)),
+	_, err := s.conn.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE pipeline = $1 AND epoch <= $2`, s.ident(s.dead)),
 		s.pipeline, int64(min(through, s.known)))
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table: nothing was ever rejected

@@ -91,11 +91,11 @@ func TestConformance(t *testing.T) {
 					},
 					ReadDeadLetters: func(t *testing.T) []string {
 						var n int
-						db.QueryRow(context.Background(), "SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename = $2", schema, deadLetterTable).Scan(&n)
+						db.QueryRow(context.Background(), "SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename = $2", schema, defaultDeadLetterTable).Scan(&n)
 						if n == 0 {
 							return nil
 						}
-						return readStrings(t, db, fmt.Sprintf("SELECT convert_from(value, 'UTF8') FROM %s.%s", schema, deadLetterTable))
+						return readStrings(t, db, fmt.Sprintf("SELECT convert_from(value, 'UTF8') FROM %s.%s", schema, defaultDeadLetterTable))
 					},
 					// A killed process's connection drops: the server rolls
 					// back its transaction. Close without Abort does the same.
@@ -345,9 +345,9 @@ func TestForwardingConformance(t *testing.T) {
 		brokers := c.ListenAddrs()
 		t.Cleanup(func() {
 			var n int
-			db.QueryRow(context.Background(), fmt.Sprintf("SELECT count(*) FROM %s.%s", schema, deadLetterTable)).Scan(&n)
+			db.QueryRow(context.Background(), fmt.Sprintf("SELECT count(*) FROM %s.%s", schema, defaultDeadLetterTable)).Scan(&n)
 			if n != 0 {
-				t.Errorf("%d forwarded dead letters are still in %s", n, deadLetterTable)
+				t.Errorf("%d forwarded dead letters are still in %s", n, defaultDeadLetterTable)
 			}
 		})
 		return sinktest.Harness{
