@@ -158,7 +158,11 @@ func (s *Spec) checkDeadLetter(c *checker, dl *DeadLetter, kinds *Kinds, sink *K
 		c.atKey("dead-letter", "the %s sink cannot keep dead letters with its output; remove dead-letter, or use the %s sink", sink.Key,
 			either(sinksWith(kinds, func(c Caps) bool { return c.DeadLetters != NoDeadLetters })))
 	case dl.Topic != "" && sink.Caps.DeadLetters != DeadLettersInTopic && s.Cluster() == nil:
-		c.atKey("dead-letter.topic", "dead-letter topics go to the pipeline's Kafka cluster, and this pipeline has no source or sink on one; write dead-letter: {file: PATH}")
+		instead := "{file: PATH}"
+		if sink.Caps.DeadLetters == DeadLettersInTable {
+			instead = "{table: sluice_dead_letters}"
+		}
+		c.atKey("dead-letter.topic", "dead-letter topics go to the pipeline's Kafka cluster, and this pipeline has no source or sink on one; write dead-letter: %s", instead)
 	case dl.Topic != "":
 		checkTopic(c, "dead-letter.topic", dl.Topic)
 	case sink.Caps.DeadLetters == DeadLettersInTopic:
