@@ -51,14 +51,20 @@ type testSettings struct {
 }
 
 // testPlugin upper-cases values, and misbehaves on request: the value
-// "crash" exits the process, "hang" never answers, "reject" is rejected,
+// "crash" exits the process, "panic" panics in Map, "hang" never answers, "reject" is rejected,
 // "fail" fails the batch, "retry" fails it retryably.
 func testPlugin() sdk.Transform {
 	return sdk.WithSettings(func(s testSettings) (sdk.Transform, error) {
 		return sdk.Map(func(r sdk.Record) (sdk.Record, error) {
 			switch string(r.Value) {
 			case "crash":
-				panic("boom: crashing on purpose")
+				// On a goroutine of its own: the SDK recovers a panic in
+				// Map itself (it rejects the record), not one elsewhere.
+				go panic("boom: crashing on purpose")
+				select {}
+			case "panic":
+				var none []int
+				_ = none[len(r.Value)] // an index out of range, as a bug would be
 			case "crash-once":
 				if _, err := os.Stat(s.CrashOnceMarker); err != nil {
 					_ = os.WriteFile(s.CrashOnceMarker, nil, 0o600)

@@ -3,6 +3,10 @@ package sdk
 import (
 	"context"
 	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"strings"
 
 	"github.com/sluicehq/sluice/internal/record"
 )
@@ -72,7 +76,7 @@ func (p perRecord) Process(_ context.Context, in []Record) ([]Record, []Rejected
 	var rejected []Rejected
 	for i := range in {
 		var err error
-		out, err = p.f(out, &in[i])
+		out, err = p.call(out, &in[i])
 		if err != nil {
 			var be *batchError
 			if errors.As(err, &be) {
@@ -84,8 +88,44 @@ func (p perRecord) Process(_ context.Context, in []Record) ([]Record, []Rejected
 	return out, rejected, nil
 }
 
+// call runs the per-record function on r. A panic rejects r, its reason
+// naming the panic and where it happened, instead of killing the plugin
+// process: one bad record costs one dead letter, not a batch retried until
+// the pipeline stops.
+func (p perRecord) call(out []Record, r *Record) (res []Record, err error) {
+	n := len(out)
+	defer func() {
+		if v := recover(); v != nil {
+			res, err = out[:n], panicError(v)
+		}
+	}()
+	return p.f(out, r)
+}
+
+// panicError turns a recovered panic into one line: its value and the
+// function, file and line that panicked. Call it from the deferred
+// function that recovered.
+func panicError(v any) error {
+	var pcs [32]uintptr
+	n := runtime.Callers(3, pcs[:]) // above panicError and the deferred function
+	frames := runtime.CallersFrames(pcs[:n])
+	for {
+		f, more := frames.Next()
+		// The first frame outside the runtime is the one that panicked
+		// (runtime.gopanic and, for an index error, runtime.panicIndex
+		// come before it).
+		if f.Function != "" && !strings.HasPrefix(f.Function, "runtime.") {
+			return fmt.Errorf("panic: %v (at %s:%d in %s)", v, filepath.Base(f.File), f.Line, f.Function)
+		}
+		if !more {
+			return fmt.Errorf("panic: %v", v)
+		}
+	}
+}
+
 // Map makes a Transform that maps each record to one record. An error
-// rejects the input record with the error's text as the reason.
+// rejects the input record with the error's text as the reason; so does a
+// panic, with "panic: VALUE (at FILE:LINE in FUNC)" as the reason.
 func Map(f func(Record) (Record, error)) Transform {
 	return perRecord{func(out []Record, r *Record) ([]Record, error) {
 		m, err := f(*r)

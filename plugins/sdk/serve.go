@@ -169,6 +169,22 @@ func (s *server) Configure(ctx context.Context, req *pluginpb.ConfigureRequest) 
 	return resp, nil
 }
 
+// process calls the Transform under the lock. A panic in a whole-batch
+// Transform (a per-record one rejects the record itself) fails the batch
+// with one line naming it, rather than crashing the process into a
+// restart, a stack trace on the host's log and the same panic again.
+func (s *server) process(ctx context.Context, in []Record) (out []Record, rejected []Rejected, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer func() {
+		if v := recover(); v != nil {
+			out, rejected, err = nil, nil, panicError(v)
+			Logger().Error("the transform panicked; failing the batch", "err", err, "stack", string(debug.Stack()))
+		}
+	}()
+	return s.t.Process(ctx, in)
+}
+
 func (s *server) Process(ctx context.Context, req *pluginpb.ProcessRequest) (*pluginpb.ProcessResponse, error) {
 	// Decoding and encoding happen outside the lock, so with two calls in
 	// flight they overlap the other call's processing.
@@ -192,9 +208,7 @@ func (s *server) Process(ctx context.Context, req *pluginpb.ProcessRequest) (*pl
 		return nil, status.Errorf(codes.InvalidArgument, "decode request: %v", err)
 	}
 	*pooled = in[:0]
-	s.mu.Lock()
-	out, rejected, err := s.t.Process(ctx, in)
-	s.mu.Unlock()
+	out, rejected, err := s.process(ctx, in)
 	if err != nil {
 		code := codes.FailedPrecondition
 		if record.IsRetryable(err) {
