@@ -28,7 +28,9 @@ func newPluginNewCmd() *cobra.Command {
 		Short: "Scaffold a transform plugin: main.go, a test, a README and go.mod",
 		Long: "new writes a plugin project into --dir (default ./NAME). Inside a Sluice\n" +
 			"checkout (or with --replace) its go.mod builds against that checkout, and\n" +
-			"go mod tidy is run so that `go build` works at once.",
+			"go mod tidy is run so that `go build` works at once. Outside a checkout give\n" +
+			"--replace /path/to/sluice (or --no-tidy to write the files only). A run that\n" +
+			"fails leaves nothing behind, so it can simply be run again.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Name = args[0]

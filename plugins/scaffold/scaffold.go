@@ -42,8 +42,10 @@ type Result struct {
 }
 
 // New writes the plugin project. It refuses a Dir that exists and is not
-// empty, so it never overwrites anyone's work.
-func New(o Options) (Result, error) {
+// empty, so it never overwrites anyone's work, and it checks everything it
+// can before writing anything; if writing fails part way it removes what it
+// wrote, so the same command can simply be run again.
+func New(o Options) (res Result, err error) {
 	if !validName.MatchString(o.Name) {
 		return Result{}, fmt.Errorf("plugin name %q: use lower-case letters, digits, - and _, starting with a letter", o.Name)
 	}
@@ -66,12 +68,32 @@ func New(o Options) (Result, error) {
 		}
 	} else if o.Replace, err = filepath.Abs(o.Replace); err != nil {
 		return Result{}, err
+	} else if FindCheckout(o.Replace) != o.Replace {
+		return Result{}, fmt.Errorf("--replace %s: no go.mod of %s there; give the folder of a Sluice checkout (where its go.mod is)", o.Replace, ModulePath)
 	}
+	if o.Tidy && o.Replace == "" {
+		return Result{}, errors.New("no Sluice checkout found above the plugin's folder or the working directory to build against, and no published version to require yet; give --replace /path/to/sluice (a checkout), or --no-tidy to write the files only")
+	}
+	_, statErr := os.Stat(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Result{}, err
 	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		// Leave nothing half-written behind: the folder if New made it,
+		// else the files it wrote into the empty folder it was given.
+		if os.IsNotExist(statErr) {
+			os.RemoveAll(dir)
+			return
+		}
+		for _, f := range res.Files {
+			os.Remove(filepath.Join(dir, f))
+		}
+	}()
 	data := struct{ Name, Replace string }{o.Name, o.Replace}
-	res := Result{Dir: dir, Replace: o.Replace}
+	res = Result{Dir: dir, Replace: o.Replace}
 	for _, f := range []string{"main.go", "main_test.go", "README.md"} {
 		// [[ ]] because Go composite literals in the templates contain {{.
 		tmpl, err := template.New(f+".tmpl").Delims("[[", "]]").ParseFS(templates, "template/"+f+".tmpl")
@@ -96,15 +118,12 @@ func New(o Options) (Result, error) {
 	}
 	res.Files = append(res.Files, "go.mod")
 	if o.Tidy {
-		if o.Replace == "" {
-			return res, errors.New("no local Sluice checkout found to build against and no published version to require yet; give --replace /path/to/sluice")
-		}
 		cmd := exec.Command("go", "mod", "tidy")
 		cmd.Dir = dir
+		res.Files = append(res.Files, "go.sum") // removed with the rest if tidy fails
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return res, fmt.Errorf("go mod tidy in %s: %w\n%s", o.Dir, err, out)
 		}
-		res.Files = append(res.Files, "go.sum")
 	}
 	return res, nil
 }
