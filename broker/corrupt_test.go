@@ -309,47 +309,64 @@ func listOffsetErr(t *testing.T, cl *kgo.Client, topic string, partition int32) 
 	return resp.Topics[0].Partitions[0].ErrorCode
 }
 
-// TestDamagedActiveTailAfterCleanStop flips a byte of the newest batch
-// while the broker is stopped: the restart cuts it, logs where, and serves
-// everything before it.
+// TestDamagedActiveTailAfterCleanStop damages the newest batch while the
+// broker is stopped: a torn one is cut at the restart, one whose CRC fails
+// is kept but never served; either way everything before it is served and
+// the restart logs the partition and offset.
 func TestDamagedActiveTailAfterCleanStop(t *testing.T) {
-	dir := t.TempDir()
-	b, addr := testBrokerDir(t, dir, Options{})
-	cl := newKgo(t, addr, kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	createTopic(t, cl, "tail", 1)
-	produceRounds(t, cl, "tail", []int32{0}, 10, 4)
-	cl.Close()
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	files := segmentFiles(t, dir, "tail", 0)
-	batches := segmentBatches(t, files[len(files)-1])
-	last := batches[len(batches)-1]
-	flipAt(t, files[len(files)-1], last.pos+65)
+	for _, torn := range []bool{true, false} {
+		t.Run(map[bool]string{true: "torn", false: "flipped byte"}[torn], func(t *testing.T) {
+			dir := t.TempDir()
+			b, addr := testBrokerDir(t, dir, Options{})
+			cl := newKgo(t, addr, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+			createTopic(t, cl, "tail", 1)
+			produceRounds(t, cl, "tail", []int32{0}, 10, 4)
+			cl.Close()
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+			files := segmentFiles(t, dir, "tail", 0)
+			path := files[len(files)-1]
+			batches := segmentBatches(t, path)
+			last := batches[len(batches)-1]
+			if torn {
+				fi, _ := os.Stat(path)
+				if err := os.Truncate(path, fi.Size()-5); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				flipAt(t, path, last.pos+65)
+			}
 
-	var logs lockedBuf
-	b2, err := Open(dir, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
+			var logs lockedBuf
+			b2, err := Open(dir, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { b2.Close() })
+			l, err := b2.Listen("127.0.0.1:0", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(logs.String(), fmt.Sprintf("partition=tail-0 offset=%d", last.base)) {
+				t.Fatalf("not logged with partition and offset:\n%s", logs.String())
+			}
+			addr = l.Addr().String()
+			cl = newKgo(t, addr)
+			wantEnd := last.next
+			if torn {
+				wantEnd = last.base
+			}
+			if end := listOffset(t, cl, "tail", 0, -1); end != wantEnd {
+				t.Fatalf("log end %d, want %d", end, wantEnd)
+			}
+			got, err := consumeUntil(t, addr, "tail", 0, int(wantEnd))
+			if torn && err != nil || !torn && !errors.Is(err, kerr.CorruptMessage) || int64(len(got)) != last.base {
+				t.Fatalf("%d records then %v; want %d", len(got), err, last.base)
+			}
+			checkValues(t, got, 0)
+		})
 	}
-	t.Cleanup(func() { b2.Close() })
-	l, err := b2.Listen("127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(logs.String(), fmt.Sprintf("partition=tail-0 offset=%d", last.base)) {
-		t.Fatalf("the cut is not logged with partition and offset:\n%s", logs.String())
-	}
-	addr = l.Addr().String()
-	cl = newKgo(t, addr)
-	if end := listOffset(t, cl, "tail", 0, -1); end != last.base {
-		t.Fatalf("log end %d, want %d (the damaged batch cut)", end, last.base)
-	}
-	got, err := consumeUntil(t, addr, "tail", 0, int(last.base))
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkValues(t, got, 0)
 }
 
 // TestCorruptionUnderRunningBroker flips a byte of a batch already written

@@ -25,6 +25,10 @@ type CorruptError struct {
 	Offset  int64  // the batch's first offset (as the offset sequence says)
 	Pos     int64  // its position in the file
 	Reason  error
+	// framed says only the CRC failed: the header is sound, so the batch
+	// ends at end and the next one starts at offset next.
+	framed    bool
+	end, next int64
 }
 
 func (e *CorruptError) Error() string {
@@ -127,6 +131,11 @@ func (s *segment) verifyBatches(from, end, off int64) (int64, int64, *CorruptErr
 	bad := func(reason error) (int64, int64, *CorruptError, error) {
 		return pos, off, &CorruptError{Segment: s.path(), Offset: off, Pos: pos, Reason: reason}, nil
 	}
+	badCRC := func(h header, got uint32) (int64, int64, *CorruptError, error) {
+		return pos, off, &CorruptError{Segment: s.path(), Offset: off, Pos: pos,
+			Reason: fmt.Errorf("%w: CRC-32C is %08x, header says %08x", ErrCorrupt, got, h.crc),
+			framed: true, end: pos + h.size(), next: h.nextOffset()}, nil
+	}
 	for pos < end {
 		n := min(int64(len(buf)), end-pos)
 		if n < batchHeaderLen {
@@ -154,14 +163,14 @@ func (s *segment) verifyBatches(from, end, off int64) (int64, int64, *CorruptErr
 					return pos, off, nil, err
 				}
 				if sum != h.crc {
-					return bad(fmt.Errorf("%w: CRC-32C is %08x, header says %08x", ErrCorrupt, sum, h.crc))
+					return badCRC(h, sum)
 				}
 				pos, off = pos+h.size(), h.nextOffset()
 				chunk = nil
 				break
 			}
 			if got := crc32.Checksum(chunk[21:h.size()], castagnoli); got != h.crc {
-				return bad(fmt.Errorf("%w: CRC-32C is %08x, header says %08x", ErrCorrupt, got, h.crc))
+				return badCRC(h, got)
 			}
 			chunk = chunk[h.size():]
 			pos, off = pos+h.size(), h.nextOffset()

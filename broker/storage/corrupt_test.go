@@ -170,18 +170,26 @@ func TestReadChecksOnceAndSeesLaterDamageAfterIt(t *testing.T) {
 	}
 }
 
-func TestCleanOpenCutsDamagedActiveTail(t *testing.T) {
+// TestCleanOpenChecksActiveTail damages the active segment after a clean
+// stop. A torn tail (batches that no longer follow each other) is cut; a
+// batch whose CRC alone fails is kept but never served, so the intact
+// batches after it keep their offsets.
+func TestCleanOpenChecksActiveTail(t *testing.T) {
 	batch := makeBatch(1000, "0123456789", "abcdefghij")
 	n := int64(len(batch))
 	cases := []struct {
 		name    string
 		damage  func(t *testing.T, path string, size int64)
-		wantEnd int64
+		wantEnd int64 // log end after the open
+		served  int   // batches served from offset 0
+		logged  string
 	}{
-		{"intact", func(*testing.T, string, int64) {}, 20},
-		{"bit flip in last batch", flipByte(10*n - 1), 18},
-		{"bit flip in seventh batch", flipByte(6*n + 70), 12},
-		{"zeros after the end", appendBytes(make([]byte, 100)), 20},
+		{"intact", func(*testing.T, string, int64) {}, 20, 10, ""},
+		{"zeros after the end", appendBytes(make([]byte, 100)), 20, 10, "offset=20"},
+		{"torn last batch", truncateTo(10*n - 5), 18, 9, "offset=18"},
+		{"length of seventh batch", flipByte(6*n + 10), 12, 6, "offset=12"},
+		{"bit flip in last batch", flipByte(10*n - 1), 20, 9, "offset=18"},
+		{"bit flip in seventh batch", flipByte(6*n + 70), 20, 6, "offset=12"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -208,14 +216,21 @@ func TestCleanOpenCutsDamagedActiveTail(t *testing.T) {
 			if got := p2.EndOffset(); got != c.wantEnd {
 				t.Fatalf("end offset %d, want %d", got, c.wantEnd)
 			}
-			if c.wantEnd < 20 && !strings.Contains(logs.String(), fmt.Sprintf("partition=t-0 offset=%d", c.wantEnd)) {
-				t.Fatalf("the cut is not logged with the partition and offset:\n%s", logs.String())
+			if c.logged != "" && !strings.Contains(logs.String(), "partition=t-0 "+c.logged) {
+				t.Fatalf("not logged with the partition and %s:\n%s", c.logged, logs.String())
 			}
-			if got, err := readFrom(t, p2, 0); err != nil || int64(len(got)) != c.wantEnd/2 {
-				t.Fatalf("served %v, %v; want %d batches", got, err, c.wantEnd/2)
+			got, err := readFrom(t, p2, 0)
+			if len(got) != c.served || (c.served*2 < int(c.wantEnd)) != errors.Is(err, ErrCorrupt) {
+				t.Fatalf("served %v, %v; want %d batches", got, err, c.served)
+			}
+			if c.served*2 < int(c.wantEnd) {
+				// The batches after a kept corrupt one are served.
+				if after, err := readFrom(t, p2, int64(c.served*2+2)); err != nil || len(after) != 10-c.served-1 {
+					t.Fatalf("after the corrupt batch: %v %v", after, err)
+				}
 			}
 			if base, _, err := p2.Append(append([]byte(nil), batch...), time.Now()); err != nil || base != c.wantEnd {
-				t.Fatalf("append after the cut: base %d, %v", base, err)
+				t.Fatalf("append after the open: base %d, %v", base, err)
 			}
 		})
 	}

@@ -102,7 +102,7 @@ func (p *Partition) openSegment(base int64, active, clean bool, next int64) (*se
 		return seg, nil
 	}
 	if indexed {
-		intact, err := seg.checkTail()
+		intact, err := p.checkTail(seg)
 		if err != nil {
 			f.Close()
 			return nil, err
@@ -112,7 +112,7 @@ func (p *Partition) openSegment(base int64, active, clean bool, next int64) (*se
 		indexed = intact
 	}
 	if !indexed {
-		if err := p.recoverSegment(seg, fi.Size(), active, next); err != nil {
+		if err := p.recoverSegment(seg, fi.Size(), active, clean, next); err != nil {
 			f.Close()
 			return nil, err
 		}
@@ -137,9 +137,16 @@ func (p *Partition) openSegment(base int64, active, clean bool, next int64) (*se
 // batch's CRC (the scan reads every byte anyway). A damaged active segment
 // is cut at the first batch that fails; a damaged sealed one is a
 // *DamagedError.
-func (p *Partition) recoverSegment(seg *segment, fileSize int64, active bool, next int64) error {
+func (p *Partition) recoverSegment(seg *segment, fileSize int64, active, clean bool, next int64) error {
 	path := segmentName(p.dir, seg.base, logSuffix)
-	validEnd, reason, err := seg.scan(fileSize, true, p.cfg.IndexIntervalBytes)
+	// After a clean stop a batch whose CRC alone fails is kept (keepCorrupt);
+	// after an unclean one it is taken for a torn write and cut, as Kafka's
+	// recovery does.
+	var keep func(*CorruptError)
+	if active && clean {
+		keep = func(bad *CorruptError) { p.keepCorrupt(seg, bad) }
+	}
+	validEnd, reason, err := seg.scan(fileSize, keep, p.cfg.IndexIntervalBytes)
 	if err != nil {
 		return fmt.Errorf("read segment %s: %w", path, err)
 	}
@@ -160,7 +167,7 @@ func (p *Partition) recoverSegment(seg *segment, fileSize int64, active bool, ne
 		return &DamagedError{Segment: path, Offset: seg.next, Pos: seg.size,
 			Reason: fmt.Errorf("it ends at offset %d but the next segment starts at %d", seg.next, next)}
 	}
-	seg.vd = verified{from: 0, to: seg.size, toOff: seg.next}
+	seg.vd.from, seg.vd.to, seg.vd.toOff = 0, seg.size, seg.next
 	if !active {
 		if err := seg.writeIndexFiles(); err != nil {
 			return fmt.Errorf("rewrite index of %s: %w", path, err)
@@ -180,21 +187,45 @@ func (p *Partition) recoverSegment(seg *segment, fileSize int64, active bool, ne
 const activeTailCheckBytes = verifyChunkBytes
 
 // checkTail checks the last activeTailCheckBytes of the active segment,
-// whose index loadIndexFiles restored; intact is false if a batch there is
-// damaged.
-func (s *segment) checkTail() (intact bool, err error) {
+// whose index loadIndexFiles restored. intact is false if the batches
+// there do not follow each other to the end (a torn tail, cut by a scan).
+// A batch whose CRC alone fails is kept (keepCorrupt).
+func (p *Partition) checkTail(s *segment) (intact bool, err error) {
 	if s.size == 0 {
 		return true, nil
 	}
 	k := sort.Search(len(s.index), func(k int) bool { return int64(s.index[k].pos) > s.size-activeTailCheckBytes }) - 1
 	k = max(k, 0)
 	from, off := int64(s.index[k].pos), s.base+int64(s.index[k].rel)
-	_, _, bad, err := s.verifyBatches(from, s.size, off)
-	if err != nil || bad != nil {
-		return false, err
+	for pos := from; pos < s.size; {
+		_, _, bad, err := s.verifyBatches(pos, s.size, off)
+		if err != nil {
+			return false, err
+		}
+		if bad == nil {
+			break
+		}
+		if !bad.framed {
+			return false, nil
+		}
+		p.keepCorrupt(s, bad)
+		pos, off = bad.end, bad.next
 	}
-	s.vd = verified{from: from, to: s.size, toOff: s.next}
+	s.vd.from, s.vd.to, s.vd.toOff = from, s.size, s.next
 	return true, nil
+}
+
+// keepCorrupt records a batch whose CRC fails but whose header is sound,
+// found at open after a clean stop. It is kept rather than cut: the stop
+// was clean, so this is not a torn write, and cutting it would drop the
+// intact batches after it and give their offsets to new records. Reads
+// refuse it (CORRUPT_MESSAGE) like one they find themselves.
+func (p *Partition) keepCorrupt(s *segment, bad *CorruptError) {
+	if s.vd.bad == nil {
+		s.vd.bad = map[int64]*CorruptError{}
+	}
+	s.vd.bad[bad.Pos] = bad
+	p.reportCorrupt(s, bad)
 }
 
 func firstTimestamp(f *os.File) int64 {

@@ -117,11 +117,12 @@ func (s *segment) maybeIndex(h header, pos int64, indexInterval int64) {
 }
 
 // scan reads the batches of the segment file from position 0 and rebuilds
-// the in-memory index, size, next offset and max timestamp. With verify it
-// checks every batch's CRC-32C. It stops at the first batch that is torn,
-// corrupt or out of sequence and returns the position of that stop: the file
-// holds valid data only before it.
-func (s *segment) scan(fileSize int64, verify bool, indexInterval int64) (validEnd int64, reason error, err error) {
+// the in-memory index, size, next offset and max timestamp, checking every
+// batch's CRC-32C. It stops at the first batch that is torn, corrupt or out
+// of sequence and returns the position of that stop: the file holds valid
+// data only before it. With keep, a batch whose CRC alone fails (its header
+// is sound) is handed to keep and the scan goes on after it.
+func (s *segment) scan(fileSize int64, keep func(*CorruptError), indexInterval int64) (validEnd int64, reason error, err error) {
 	s.index, s.sinceIndex, s.maxTs, s.next, s.size = nil, 0, -1, s.base, 0
 	r := bufio.NewReaderSize(io.NewSectionReader(s.f, 0, 1<<62), recoveryReadBytes)
 	var hdr [batchHeaderLen]byte
@@ -149,32 +150,23 @@ func (s *segment) scan(fileSize int64, verify bool, indexInterval int64) (validE
 		if h.baseOffset != s.next {
 			return pos, fmt.Errorf("batch at position %d has base offset %d, expected %d", pos, h.baseOffset, s.next), nil
 		}
-		rest := int(h.size()) - batchHeaderLen
-		if verify {
-			if cap(body) < int(h.size()) {
-				body = make([]byte, h.size())
+		if cap(body) < int(h.size()) {
+			body = make([]byte, h.size())
+		}
+		body = body[:h.size()]
+		copy(body, hdr[:])
+		if _, err := io.ReadFull(r, body[batchHeaderLen:]); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return pos, fmt.Errorf("torn batch at position %d", pos), nil
 			}
-			body = body[:h.size()]
-			copy(body, hdr[:])
-			if _, err := io.ReadFull(r, body[batchHeaderLen:]); err != nil {
-				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-					return pos, fmt.Errorf("torn batch at position %d", pos), nil
-				}
-				return pos, nil, err
-			}
-			if _, cerr := checkBatch(body, true); cerr != nil {
+			return pos, nil, err
+		}
+		if _, cerr := checkBatch(body, true); cerr != nil {
+			if keep == nil || checkHeader(h, h.size()) != nil {
 				return pos, fmt.Errorf("batch at position %d: %w", pos, cerr), nil
 			}
-		} else {
-			if n, err := r.Discard(rest); n < rest {
-				if err == io.EOF {
-					return pos, fmt.Errorf("torn batch at position %d", pos), nil
-				}
-				return pos, nil, err
-			}
-			if cerr := checkHeader(h, h.size()); cerr != nil {
-				return pos, fmt.Errorf("batch at position %d: %w", pos, cerr), nil
-			}
+			keep(&CorruptError{Segment: s.path(), Offset: h.baseOffset, Pos: pos, Reason: cerr,
+				framed: true, end: pos + h.size(), next: h.nextOffset()})
 		}
 		s.maybeIndex(h, pos, indexInterval)
 		pos += h.size()
