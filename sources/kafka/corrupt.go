@@ -100,6 +100,24 @@ func probeBatch(ctx context.Context, cl *kgo.Client, tp engine.TopicPartition, a
 	if leader < 0 {
 		return nil, fmt.Errorf("kafka %s: no leader known", tp)
 	}
+	p, err := fetchAt(ctx, cl, leader, topicID, tp, at)
+	if err != nil {
+		return nil, err
+	}
+	if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+		if errors.Is(err, kerr.CorruptMessage) {
+			// The broker found the batch corrupt and does not serve it
+			// (the built-in broker checks CRCs on read): where it ends is
+			// where fetches are answered again.
+			return &corruptBatch{tp: tp, from: at, to: corruptEnd(ctx, cl, leader, topicID, tp, at, p.HighWatermark), reason: err}, nil
+		}
+		return nil, fmt.Errorf("kafka fetch %s at %d: %w", tp, at, err)
+	}
+	return findCorrupt(tp, p.RecordBatches, at), nil
+}
+
+// fetchAt fetches, raw, tp's batches from at at its leader.
+func fetchAt(ctx context.Context, cl *kgo.Client, leader int32, topicID [16]byte, tp engine.TopicPartition, at int64) (kmsg.FetchResponseTopicPartition, error) {
 	req := kmsg.NewPtrFetchRequest()
 	req.MaxBytes, req.MinBytes, req.MaxWaitMillis = probeMaxBytes, 1, 0
 	req.IsolationLevel = 1 // read_committed, as the sources read
@@ -113,19 +131,63 @@ func probeBatch(ctx context.Context, cl *kgo.Client, tp engine.TopicPartition, a
 	req.Topics = append(req.Topics, rt)
 	resp, err := req.RequestWith(ctx, cl.Broker(int(leader)))
 	if err != nil {
-		return nil, fmt.Errorf("kafka fetch %s at %d: %w", tp, at, err)
+		return kmsg.FetchResponseTopicPartition{}, fmt.Errorf("kafka fetch %s at %d: %w", tp, at, err)
 	}
 	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
-		return nil, fmt.Errorf("kafka fetch %s at %d: answer for %d topics", tp, at, len(resp.Topics))
+		return kmsg.FetchResponseTopicPartition{}, fmt.Errorf("kafka fetch %s at %d: answer for %d topics", tp, at, len(resp.Topics))
 	}
-	p := resp.Topics[0].Partitions[0]
-	if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-		if errors.Is(err, kerr.CorruptMessage) {
-			return &corruptBatch{tp: tp, from: at, to: -1, reason: err}, nil
+	return resp.Topics[0].Partitions[0], nil
+}
+
+// corruptEnd finds the last offset of the batch at `at` that the broker
+// answers CORRUPT_MESSAGE for: fetches inside it fail, fetches past it are
+// answered, so it searches for the first offset answered, doubling the
+// step and then halving (about 2·log₂ of the batch's records in fetches).
+// It returns -1 if it cannot tell (hwm unknown, or an answer that is
+// neither), which on-corrupt: skip refuses.
+func corruptEnd(ctx context.Context, cl *kgo.Client, leader int32, topicID [16]byte, tp engine.TopicPartition, at, hwm int64) int64 {
+	answered := func(off int64) (ok bool, known bool) {
+		p, err := fetchAt(ctx, cl, leader, topicID, tp, off)
+		if err != nil {
+			return false, false
 		}
-		return nil, fmt.Errorf("kafka fetch %s at %d: %w", tp, at, err)
+		switch code := kerr.ErrorForCode(p.ErrorCode); {
+		case code == nil:
+			return true, true
+		case errors.Is(code, kerr.CorruptMessage):
+			return false, true
+		}
+		return false, false
 	}
-	return findCorrupt(tp, p.RecordBatches, at), nil
+	if hwm <= at {
+		return -1
+	}
+	// lo is answered CORRUPT_MESSAGE, hi answered (the log end always is).
+	lo, hi := at, hwm
+	for step := int64(1); lo+step < hi; step *= 2 {
+		ok, known := answered(lo + step)
+		if !known {
+			return -1
+		}
+		if ok {
+			hi = lo + step
+			break
+		}
+		lo += step
+	}
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		ok, known := answered(mid)
+		if !known {
+			return -1
+		}
+		if ok {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi - 1
 }
 
 // findCorrupt decodes the batch of raw (a fetch answer's record batches)

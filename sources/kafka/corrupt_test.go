@@ -259,9 +259,10 @@ func startBroker(t *testing.T, dir string) (brokers []string, stop func()) {
 }
 
 // TestDirectOnCorruptSegment flips a byte of a batch in a built-in
-// broker's segment after a clean stop: the broker serves it, franz-go
-// fails the partition's fetches on its CRC; fail stops with the batch's
-// offsets, skip delivers the batches around it.
+// broker's segment after a clean stop: the broker checks it on read and
+// answers CORRUPT_MESSAGE instead of serving it, which franz-go retries
+// without a word, so the partition stalls and the source probes it; fail
+// stops with the batch's offsets, skip delivers the batches around it.
 func TestDirectOnCorruptSegment(t *testing.T) {
 	dir := t.TempDir()
 	brokers, stop := startBroker(t, dir)
@@ -295,6 +296,7 @@ func TestDirectOnCorruptSegment(t *testing.T) {
 
 	fail, _ := kafka.NewDirect(kafka.DirectConfig{Conn: kafka.Connection{Brokers: brokers}, Topics: []string{"events"},
 		Pipeline: "p", Logger: quiet})
+	kafka.SetStallTimeout(fail, 300*time.Millisecond)
 	if err := fail.Open(context.Background(), at0); err != nil {
 		t.Fatal(err)
 	}
@@ -307,6 +309,7 @@ func TestDirectOnCorruptSegment(t *testing.T) {
 	m := kafka.NewMetrics(nil)
 	skip, _ := kafka.NewDirect(kafka.DirectConfig{Conn: kafka.Connection{Brokers: brokers}, Topics: []string{"events"},
 		SkipCorrupt: true, Pipeline: "p", Logger: quiet, Metrics: m})
+	kafka.SetStallTimeout(skip, 300*time.Millisecond)
 	if err := skip.Open(context.Background(), at0); err != nil {
 		t.Fatal(err)
 	}
