@@ -70,6 +70,13 @@ func init() {
 		{kmsg.DescribeACLs, 0, 3, handleDescribeACLs},
 		{kmsg.CreateACLs, 0, 3, handleCreateACLs},
 		{kmsg.DeleteACLs, 0, 3, handleDeleteACLs},
+		// Authentication (sasl.go). SaslHandshake v0 (raw SASL tokens
+		// after it, without Kafka framing) is not served: every client
+		// of this broker's era uses v1 and SaslAuthenticate.
+		{kmsg.SASLHandshake, 1, 1, handleSASLHandshake},
+		{kmsg.SASLAuthenticate, 0, 2, handleSASLAuthenticate},
+		{kmsg.DescribeUserSCRAMCredentials, 0, 0, handleDescribeUserSCRAMCredentials},
+		{kmsg.AlterUserSCRAMCredentials, 0, 0, handleAlterUserSCRAMCredentials},
 	}
 	apis = make(map[int16]*api, len(apiTable))
 	for i := range apiTable {

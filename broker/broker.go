@@ -60,6 +60,13 @@ type Options struct {
 	// AllowIfNoACL allows an operation on a resource no ACL names, as
 	// Kafka's allow.everyone.if.no.acl.found; by default it is denied.
 	AllowIfNoACL bool
+	// UsersFile, if set, is a YAML list of SASL users ({name, password,
+	// mechanisms}; see ReadUsersFile) applied at every Open: the users it
+	// names get its passwords, users it made before and no longer names
+	// are removed, and users added with AlterUserScramCredentials that it
+	// does not name stay. Credentials are kept salted in the data
+	// directory (users.json), never the passwords.
+	UsersFile string
 }
 
 func (o Options) withDefaults() Options {
@@ -92,7 +99,12 @@ type Broker struct {
 	txnErrors   logLimiter // of failed completions and timeout checks
 	// authz decides requests when Options.ACL is set; nil otherwise.
 	authz     *acl.Authorizer
-	deniedLog logLimiter // of requests denied by ACLs
+	deniedLog logLimiter  // of requests denied by ACLs
+	users     *userStore  // SASL users
+	authLog   authLimiter // of failed logins
+	// testHookLogin, set by tests before listening, sees each
+	// connection's principal once it is known (TLS or SASL).
+	testHookLogin func(principal string)
 
 	ctx    context.Context // cancelled by Close: ends long-polls and loops
 	cancel context.CancelFunc
@@ -179,6 +191,9 @@ func Open(dir string, opts Options) (_ *Broker, err error) {
 	if b.clusterID, err = loadClusterID(dir); err != nil {
 		return nil, err
 	}
+	if b.users, err = openUsers(dir, opts.UsersFile); err != nil {
+		return nil, err
+	}
 	if opts.ACL {
 		if b.authz, err = acl.Open(dir, acl.Options{SuperUsers: opts.SuperUsers, AllowIfNoACL: opts.AllowIfNoACL}); err != nil {
 			return nil, err
@@ -255,37 +270,28 @@ func loadClusterID(dir string) (string, error) {
 
 // Listen opens a TCP listener on addr ("127.0.0.1:0" picks a port) and
 // serves it in the background; the returned listener's Addr tells where.
-// With tlsConfig non-nil, connections are TLS.
+// With tlsConfig non-nil, connections are TLS (an SSL listener). ListenWith
+// opens the other kinds.
 func (b *Broker) Listen(addr string, tlsConfig *tls.Config) (net.Listener, error) {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", addr, err)
-	}
+	cfg := ListenerConfig{Addr: addr, Security: Plaintext, TLS: tlsConfig}
 	if tlsConfig != nil {
-		l = tls.NewListener(l, tlsConfig)
+		cfg.Security = SSL
 	}
-	// Registered before returning, so Addr and Close see it at once.
-	if err := b.register(l); err != nil {
-		return nil, err
-	}
-	go func() {
-		if err := b.accept(l); err != nil && !errors.Is(err, ErrClosed) {
-			b.log.Error("listener stopped", "addr", l.Addr().String(), "err", err)
-		}
-	}()
-	return l, nil
+	return b.ListenWith(cfg)
 }
 
 // Serve accepts connections on l until Close. It returns ErrClosed after
 // Close, or the accept error that stopped it.
+// A listener from tls.NewListener serves as SSL; SASL listeners are opened
+// with ListenWith.
 func (b *Broker) Serve(l net.Listener) error {
-	if err := b.register(l); err != nil {
+	if err := b.register(l, Plaintext); err != nil {
 		return err
 	}
-	return b.accept(l)
+	return b.accept(l, Plaintext)
 }
 
-func (b *Broker) register(l net.Listener) error {
+func (b *Broker) register(l net.Listener, security SecurityProtocol) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -296,14 +302,14 @@ func (b *Broker) register(l net.Listener) error {
 	if b.firstAddr == "" {
 		b.firstAddr = l.Addr().String()
 	}
-	b.log.Info("listening on " + l.Addr().String())
+	b.log.Info("listening on "+l.Addr().String(), "security", string(security))
 	return nil
 }
 
 // acceptBackoff spaces out retries of a failing Accept.
 var acceptBackoff = backoff.Policy{Min: 5 * time.Millisecond, Max: time.Second}
 
-func (b *Broker) accept(l net.Listener) error {
+func (b *Broker) accept(l net.Listener, security SecurityProtocol) error {
 	failures := 0 // in a row
 	for {
 		nc, err := l.Accept()
@@ -329,7 +335,7 @@ func (b *Broker) accept(l net.Listener) error {
 			continue
 		}
 		failures = 0
-		c := newConn(b, nc)
+		c := newConn(b, nc, security)
 		b.mu.Lock()
 		if b.closed {
 			b.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -50,6 +51,16 @@ type conn struct {
 	principal string
 	// host is the client's IP address, which ACL hosts name.
 	host string
+	// security is the kind of listener the client came through.
+	security SecurityProtocol
+	// The login state, touched only by the reader (handlers run there):
+	// authenticated once SASL succeeded; sasl is the exchange a
+	// SaslHandshake started; closeAfterReply, when set, says why the
+	// connection closes once the reply just queued is written (a failed
+	// login, a handshake out of sequence), as Kafka closes it.
+	authenticated   bool
+	sasl            *saslSession
+	closeAfterReply string
 }
 
 // anonymousPrincipal is the principal of a client that did not
@@ -73,14 +84,14 @@ var placeholder = func() []byte {
 	return p
 }()
 
-func newConn(b *Broker, nc net.Conn) *conn {
+func newConn(b *Broker, nc net.Conn, security SecurityProtocol) *conn {
 	ctx, cancel := context.WithCancel(b.ctx)
 	// The address the client reached us on, which works for it even when
 	// the listener is on 0.0.0.0.
 	return &conn{b: b, nc: nc, local: nc.LocalAddr(), ctx: ctx, cancel: cancel,
 		log:   b.log.With("remote", nc.RemoteAddr().String()),
 		queue: make(chan queued, MaxInFlightPerConn), principal: anonymousPrincipal,
-		host: hostOf(nc.RemoteAddr())}
+		host: hostOf(nc.RemoteAddr()), security: security}
 }
 
 func (c *conn) close() {
@@ -105,6 +116,15 @@ func (c *conn) advertised() (string, int32) {
 func (c *conn) serve() {
 	c.b.metrics.connections.Inc()
 	defer c.b.metrics.connections.Dec()
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		if err := c.handshakeTLS(tc); err != nil {
+			// A client refused by mTLS fails here (no certificate, or one
+			// from another CA); so do port scanners and plain clients.
+			c.b.authFailed(c, "TLS", "", "TLS handshake: "+err.Error())
+			c.close()
+			return
+		}
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -146,6 +166,9 @@ func (c *conn) readLoop() error {
 		if size < 8 || size > MaxFrameBytes {
 			return fmt.Errorf("request frame of %d bytes is outside 8..%d (is this a Kafka client? a TLS client on the plain port?)", size, MaxFrameBytes)
 		}
+		if size > maxSASLReceiveBytes && c.needsLogin() {
+			return fmt.Errorf("request frame of %d bytes before SASL login, over the %d allowed", size, maxSASLReceiveBytes)
+		}
 		// Produce frames are only read while dispatching (the batches go
 		// to the log before dispatch returns), so they reuse one buffer
 		// per connection instead of allocating and zeroing a megabyte a
@@ -177,6 +200,10 @@ func (c *conn) readLoop() error {
 		case <-c.ctx.Done():
 			return nil
 		}
+		if c.closeAfterReply != "" {
+			c.log.Debug("closing connection after the reply", "reason", c.closeAfterReply)
+			return nil
+		}
 	}
 }
 
@@ -186,6 +213,11 @@ func (c *conn) dispatch(frame []byte) (*request, reply, error) {
 		key:     int16(binary.BigEndian.Uint16(frame[0:])),
 		version: int16(binary.BigEndian.Uint16(frame[2:])),
 		corr:    int32(binary.BigEndian.Uint32(frame[4:])),
+	}
+	if c.needsLogin() && !preAuthAPI(r.key) {
+		// Kafka closes such a connection too; nothing of the request is
+		// decoded or run.
+		return nil, nil, fmt.Errorf("%s request before SASL authentication on a %s listener", kmsg.NameForKey(r.key), c.security)
 	}
 	a := apis[r.key]
 	if a == nil {

@@ -222,7 +222,7 @@ func FuzzRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { b.Close() })
-	c := newConn(b, discardConn{})
+	c := newConn(b, discardConn{}, Plaintext)
 	c.cancel() // fetches answer at once instead of long-polling
 	w := newResponseWriter(discardConn{})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -306,7 +306,7 @@ func FuzzACLRequest(f *testing.F) {
 			f.Fatal(e)
 		}
 	}
-	c := newConn(b, discardConn{})
+	c := newConn(b, discardConn{}, Plaintext)
 	c.cancel()
 	w := newResponseWriter(discardConn{})
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -36,6 +36,9 @@ type Metrics struct {
 	unstable    *partitionGauge
 	corrupt     *partitionGauge
 	offline     *partitionGauge
+	// authentications counts logins by mechanism (PLAIN, SCRAM-SHA-256,
+	// SCRAM-SHA-512, TLS for refused handshakes, other) and result.
+	authentications *prometheus.CounterVec
 }
 
 // NewMetrics creates the broker's collectors, unregistered.
@@ -102,6 +105,10 @@ func NewMetrics() *Metrics {
 		openTxns: &partitionGauge{desc: prometheus.NewDesc("sluice_broker_open_transactions",
 			"Transactions open on a partition; the oldest holds its last stable offset back.", []string{"topic", "partition"}, nil),
 			value: func(p *storage.Partition) (float64, bool) { n := p.OpenTxns(); return float64(n), n > 0 }},
+		authentications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_broker_authentications_total",
+			Help: "Client logins, by mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; TLS for a refused TLS handshake, such as a missing or untrusted client certificate) and result (ok, failed).",
+		}, []string{"mechanism", "result"}),
 		unstable: &partitionGauge{desc: prometheus.NewDesc("sluice_broker_unstable_records",
 			"Records between a partition's last stable offset and its end, held back from read_committed consumers by open transactions.", []string{"topic", "partition"}, nil),
 			value: func(p *storage.Partition) (float64, bool) {
@@ -122,7 +129,7 @@ func NewMetrics() *Metrics {
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.producedB, m.connections, m.logEnd,
 		m.producerIDs, m.duplicates, m.producers, m.groups, m.rebalances, m.txnStates, m.txnEnded, m.openTxns, m.unstable,
-		m.corrupt, m.offline}
+		m.corrupt, m.offline, m.authentications}
 }
 
 // Metrics returns the broker's collectors.

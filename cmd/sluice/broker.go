@@ -18,10 +18,15 @@ import (
 	"github.com/sluicehq/sluice/broker"
 )
 
+// listenOff switches a listener off. An empty address is refused rather
+// than read as off, since it used to mean every interface.
+const listenOff = "off"
+
 func newBrokerCmd() *cobra.Command {
 	var (
 		data, listen, tlsListen, tlsCert, tlsKey, advertised, metricsAddr string
 		authorizer, superUsers                                            string
+		saslListen, saslSSLListen, usersFile, tlsClientCA                 string
 		autoCreate, allowIfNoACL                                          bool
 		partitions                                                        int32
 		retention                                                         time.Duration
@@ -31,7 +36,26 @@ func newBrokerCmd() *cobra.Command {
 		Use:   "broker",
 		Short: "Run the built-in single-node Kafka broker",
 		Long: `Run the built-in single-node Kafka broker. Any Kafka client can produce to and
-consume from it. Data lives under --data; SIGTERM or Ctrl-C syncs it and exits.`,
+consume from it. Data lives under --data; SIGTERM or Ctrl-C syncs it and exits.
+
+Listeners (each takes host:port, or "off"; the host is never implied, so
+write 0.0.0.0:9092 to listen on every interface):
+  --listen           PLAINTEXT: anyone who connects, as User:ANONYMOUS
+  --tls-listen       SSL, with --tls-cert/--tls-key; with --tls-client-ca
+                     clients need a certificate from that CA and are
+                     "User:" + its subject (e.g. User:CN=alice,O=Example)
+  --sasl-listen      SASL_PLAINTEXT: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+  --sasl-ssl-listen  SASL_SSL, with --tls-cert/--tls-key
+
+SASL users come from --sasl-users, a YAML list:
+  - name: alice
+    password: s3cret
+    mechanisms: [SCRAM-SHA-512]   # default: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+and from AlterUserScramCredentials (sluice user set, kafka-configs.sh).
+Only salted SCRAM credentials are stored, in the data directory. At every
+start the file sets the passwords of the users it names and removes the
+users it made earlier and no longer names; users added through the API and
+not in the file stay.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if data == "" {
@@ -47,6 +71,47 @@ consume from it. Data lives under --data; SIGTERM or Ctrl-C syncs it and exits.`
 				return errors.New("--super-users and --allow-everyone-if-no-acl-found need --authorizer acl")
 			}
 			supers := strings.FieldsFunc(superUsers, func(r rune) bool { return r == ';' || r == ',' })
+			if tlsClientCA != "" && tlsCert == "" {
+				return errors.New("--tls-client-ca needs --tls-cert and --tls-key: client certificates are checked on TLS listeners only")
+			}
+			if tlsCert == "" {
+				tlsListen = listenOff // the TLS listener runs only with a certificate
+				if saslSSLListen != listenOff {
+					return errors.New("--sasl-ssl-listen needs --tls-cert and --tls-key")
+				}
+			}
+			listeners := []struct {
+				flag, addr string
+				security   broker.SecurityProtocol
+			}{
+				{"--listen", listen, broker.Plaintext},
+				{"--tls-listen", tlsListen, broker.SSL},
+				{"--sasl-listen", saslListen, broker.SASLPlaintext},
+				{"--sasl-ssl-listen", saslSSLListen, broker.SASLSSL},
+			}
+			var configs []broker.ListenerConfig
+			for _, l := range listeners {
+				if l.addr == listenOff {
+					continue
+				}
+				if l.addr == "" {
+					return fmt.Errorf("%s is empty: write %s to switch that listener off, or an address such as 127.0.0.1:9092", l.flag, listenOff)
+				}
+				if err := broker.CheckListenAddr(l.addr); err != nil {
+					return fmt.Errorf("%s: %w", l.flag, err)
+				}
+				configs = append(configs, broker.ListenerConfig{Addr: l.addr, Security: l.security})
+			}
+			if len(configs) == 0 {
+				return errors.New("every listener is off: keep --listen, or give --sasl-listen, or --tls-cert and --tls-key")
+			}
+			var tlsConfig *tls.Config
+			if tlsCert != "" {
+				var err error
+				if tlsConfig, err = broker.ServerTLS(tlsCert, tlsKey, tlsClientCA); err != nil {
+					return err
+				}
+			}
 			b, err := broker.Open(data, broker.Options{
 				AdvertisedAddr:    advertised,
 				AutoCreateTopics:  autoCreate,
@@ -58,32 +123,19 @@ consume from it. Data lives under --data; SIGTERM or Ctrl-C syncs it and exits.`
 				ACL:               authorizer == "acl",
 				SuperUsers:        supers,
 				AllowIfNoACL:      allowIfNoACL,
+				UsersFile:         usersFile,
 			})
 			if err != nil {
 				return err
 			}
-			serveErr := make(chan error, 3)
-			serve := func(l net.Listener) {
-				go func() { serveErr <- b.Serve(l) }()
-			}
-			l, err := net.Listen("tcp", listen)
-			if err != nil {
-				b.Close()
-				return fmt.Errorf("--listen %s: %w", listen, err)
-			}
-			serve(l)
-			if tlsCert != "" {
-				cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
-				if err != nil {
-					b.Close()
-					return fmt.Errorf("load --tls-cert/--tls-key: %w", err)
+			for _, cfg := range configs {
+				if cfg.Security == broker.SSL || cfg.Security == broker.SASLSSL {
+					cfg.TLS = tlsConfig
 				}
-				tl, err := net.Listen("tcp", tlsListen)
-				if err != nil {
+				if _, err := b.ListenWith(cfg); err != nil {
 					b.Close()
-					return fmt.Errorf("--tls-listen %s: %w", tlsListen, err)
+					return err
 				}
-				serve(tls.NewListener(tl, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
 			}
 			var srv *http.Server
 			if metricsAddr != "" {
@@ -100,12 +152,8 @@ consume from it. Data lives under --data; SIGTERM or Ctrl-C syncs it and exits.`
 				go srv.Serve(ml)
 				slog.Info("metrics on http://" + ml.Addr().String() + "/metrics")
 			}
-			select {
-			case <-cmd.Context().Done():
-				slog.Info("shutting down")
-			case err := <-serveErr:
-				slog.Error("listener failed", "err", err)
-			}
+			<-cmd.Context().Done()
+			slog.Info("shutting down")
 			if srv != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				srv.Shutdown(ctx)
@@ -119,8 +167,12 @@ consume from it. Data lives under --data; SIGTERM or Ctrl-C syncs it and exits.`
 	}
 	f := cmd.Flags()
 	f.StringVar(&data, "data", "", "data directory (required)")
-	f.StringVar(&listen, "listen", "127.0.0.1:9092", "plain Kafka listener address")
-	f.StringVar(&tlsListen, "tls-listen", "127.0.0.1:9093", "TLS listener address, used with --tls-cert and --tls-key")
+	f.StringVar(&listen, "listen", "127.0.0.1:9092", "PLAINTEXT listener address, or off")
+	f.StringVar(&tlsListen, "tls-listen", "127.0.0.1:9093", "SSL listener address, or off; used with --tls-cert and --tls-key")
+	f.StringVar(&saslListen, "sasl-listen", listenOff, "SASL_PLAINTEXT listener address (needs --sasl-users or stored users), or off")
+	f.StringVar(&saslSSLListen, "sasl-ssl-listen", listenOff, "SASL_SSL listener address (needs --tls-cert, --tls-key and users), or off")
+	f.StringVar(&usersFile, "sasl-users", "", "YAML file of SASL users: a list of {name, password, mechanisms}")
+	f.StringVar(&tlsClientCA, "tls-client-ca", "", "PEM CA file: TLS listeners require client certificates signed by it (mTLS)")
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate file; enables the TLS listener")
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key file for --tls-cert")
 	f.StringVar(&advertised, "advertised-addr", "", "host:port clients are told to connect to (default: the address they connected to)")
