@@ -39,6 +39,7 @@ type field struct {
 	example        string
 	doc            string // a short note for the reference (the doc tag)
 	role           string // the kind tag: "source", "sink" or "step" for blocks of a kind
+	path           bool   // path:"true": a file or folder, relative to the pipeline file's folder
 }
 
 var fieldCache sync.Map // reflect.Type → []field
@@ -57,6 +58,7 @@ func fieldsOf(t reflect.Type) []field {
 		}
 		f := field{name: name, index: i, typ: sf.Type, required: sf.Tag.Get("required") == "true", example: sf.Tag.Get("example"), doc: sf.Tag.Get("doc"), role: sf.Tag.Get("kind")}
 		f.def, f.hasDef = sf.Tag.Lookup("default")
+		f.path = sf.Tag.Get("path") == "true"
 		if e := sf.Tag.Get("enum"); e != "" {
 			f.enum = strings.Split(e, "|")
 		}

@@ -79,7 +79,38 @@ func Parse(name string, data []byte, env func(string) (string, bool), kinds *Kin
 	if len(d.errs) > 0 {
 		return nil, d.errs.sort()
 	}
+	resolvePaths(spec, reflect.ValueOf(spec).Elem())
 	return spec, nil
+}
+
+// resolvePaths makes every relative path:"true" key of a loaded file
+// relative to the file's folder (Spec.Resolve), so a pipeline writes to the
+// same place whatever the current directory of run or the daemon is. It
+// runs after validation, so messages show paths as the file wrote them.
+func resolvePaths(spec *Spec, v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			resolvePaths(spec, v.Elem())
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			resolvePaths(spec, v.Index(i))
+		}
+	case reflect.Struct:
+		if v.Type() == componentType {
+			resolvePaths(spec, v.Field(1)) // Config
+			return
+		}
+		for _, f := range fieldsOf(v.Type()) {
+			fv := v.Field(f.index)
+			if f.path && fv.Kind() == reflect.String && fv.CanSet() {
+				fv.SetString(spec.Resolve(fv.String()))
+				continue
+			}
+			resolvePaths(spec, fv)
+		}
+	}
 }
 
 // syntaxError is a problem found before there is a node tree.

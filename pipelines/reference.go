@@ -17,6 +17,7 @@ type Key struct {
 	Min      string   // the smallest accepted value, or ""
 	Max      string   // the largest accepted value, or ""
 	Doc      string   // what the default means or how the key is used, or ""
+	Path     bool     // a file or folder, relative to the pipeline file's folder
 }
 
 // Block is one YAML block ("" is the top level, then "source.kafka",
@@ -53,7 +54,7 @@ func Reference(kinds *Kinds) []Block {
 		b := Block{Path: path}
 		var nested []func()
 		for _, f := range fieldsOf(t) {
-			k := Key{Name: f.name, Type: typeName(f.typ), Required: f.required, Values: f.enum, Doc: f.doc}
+			k := Key{Name: f.name, Type: typeName(f.typ), Required: f.required, Values: f.enum, Doc: f.doc, Path: f.path}
 			if f.hasDef {
 				k.Default = f.def
 			}
@@ -120,6 +121,9 @@ func WriteReference(w io.Writer, kinds *Kinds) error {
 				notes = append(notes, "at least "+k.Min)
 			case k.Max != "":
 				notes = append(notes, "at most "+k.Max)
+			}
+			if k.Path {
+				notes = append(notes, "relative to the pipeline file's folder")
 			}
 			if k.Doc != "" {
 				notes = append(notes, k.Doc)

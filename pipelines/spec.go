@@ -47,8 +47,8 @@ func (s *Spec) Warnings() Errors { return s.warnings }
 // absolute path, and any path of a spec built in Go (no file), is
 // returned as written.
 func (s *Spec) Resolve(p string) string {
-	if p == "" || filepath.IsAbs(p) || s.File == "" {
-		return p
+	if p == "" || filepath.IsAbs(p) || s.File == "" || filepath.Dir(s.File) == "." {
+		return p // a file in the current directory: the same path either way
 	}
 	return filepath.Join(filepath.Dir(s.File), p)
 }
@@ -65,9 +65,9 @@ type Batch struct {
 
 // TLS configures a client connection to an external cluster.
 type TLS struct {
-	CA         string `yaml:"ca"`
-	Cert       string `yaml:"cert"`
-	Key        string `yaml:"key"`
+	CA         string `yaml:"ca" path:"true"`
+	Cert       string `yaml:"cert" path:"true"`
+	Key        string `yaml:"key" path:"true"`
 	SkipVerify bool   `yaml:"skip-verify"`
 }
 
@@ -84,7 +84,7 @@ type SASL struct {
 // its output keeps them (Caps.DeadLetters).
 type DeadLetter struct {
 	Topic string `yaml:"topic" doc:"on the kafka sink's cluster, else the kafka source's"`
-	File  string `yaml:"file" doc:"a folder; with the file sink"`
+	File  string `yaml:"file" path:"true" doc:"a folder; with the file sink"`
 	Table string `yaml:"table" doc:"with the postgres sink: a table in the target table's schema, such as sluice_dead_letters"`
 }
 

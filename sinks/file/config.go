@@ -9,7 +9,7 @@ import (
 // Config is the file sink block of a pipeline file: part files written
 // into a directory, atomically per epoch.
 type Config struct {
-	Path   string `yaml:"path" required:"true" example:"./out"`
+	Path   string `yaml:"path" required:"true" path:"true" example:"./out"`
 	Format string `yaml:"format" default:"jsonl" enum:"jsonl|raw"` // jsonl | raw
 	// Roll says when a part file becomes visible. Absent (nil, also in a
 	// Config built in Go) means DefaultRoll: DefaultRollBytes or
