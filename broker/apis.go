@@ -77,6 +77,13 @@ func init() {
 		{kmsg.SASLAuthenticate, 0, 2, handleSASLAuthenticate},
 		{kmsg.DescribeUserSCRAMCredentials, 0, 0, handleDescribeUserSCRAMCredentials},
 		{kmsg.AlterUserSCRAMCredentials, 0, 0, handleAlterUserSCRAMCredentials},
+		// The cluster APIs of a one-node cluster (handle_cluster.go).
+		// DescribeCluster v2 adds fenced brokers, which a single node never
+		// has; ElectLeaders v1 adds the election type.
+		{kmsg.DescribeCluster, 0, 2, handleDescribeCluster},
+		{kmsg.ElectLeaders, 0, 2, handleElectLeaders},
+		{kmsg.AlterPartitionAssignments, 0, 1, handleAlterPartitionAssignments},
+		{kmsg.ListPartitionReassignments, 0, 0, handleListPartitionReassignments},
 	}
 	apis = make(map[int16]*api, len(apiTable))
 	for i := range apiTable {

@@ -202,6 +202,27 @@ func seedRequests() [][]byte {
 		dp.Topics = append(dp.Topics, dpt)
 		reqs = append(reqs, lt, dt, dp)
 	}
+	{
+		// The cluster APIs of a one-node cluster.
+		dc := kmsg.NewPtrDescribeClusterRequest()
+		dc.Version, dc.EndpointType, dc.IncludeClusterAuthorizedOperations = 1, 1, true
+		el := kmsg.NewPtrElectLeadersRequest()
+		el.Version = 2
+		elt := kmsg.NewElectLeadersRequestTopic()
+		elt.Topic, elt.Partitions = "fuzz", []int32{0, 0, 1}
+		el.Topics = append(el.Topics, elt)
+		ap := kmsg.NewPtrAlterPartitionAssignmentsRequest()
+		apt := kmsg.NewAlterPartitionAssignmentsRequestTopic()
+		apt.Topic = "fuzz"
+		for _, replicas := range [][]int32{{0}, nil, {}, {0, 0}, {1}} {
+			app := kmsg.NewAlterPartitionAssignmentsRequestTopicPartition()
+			app.Replicas = replicas
+			apt.Partitions = append(apt.Partitions, app)
+		}
+		ap.Topics = append(ap.Topics, apt)
+		lr := kmsg.NewPtrListPartitionReassignmentsRequest()
+		reqs = append(reqs, dc, el, ap, lr)
+	}
 	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("fuzz-client"))
 	var out [][]byte
 	for i, r := range reqs {
