@@ -152,6 +152,9 @@ func (b *Broker) every(interval time.Duration, fn func(now time.Time)) {
 // directory lock is released and the directory can be opened again at once.
 func Open(dir string, opts Options) (_ *Broker, err error) {
 	opts = opts.withDefaults()
+	if opts.NodeID < 0 {
+		return nil, fmt.Errorf("node id %d: use 0 or more, as Kafka's node.id", opts.NodeID)
+	}
 	if opts.AdvertisedAddr != "" {
 		if _, port, err := net.SplitHostPort(opts.AdvertisedAddr); err != nil || port == "" {
 			return nil, fmt.Errorf("advertised address %q: use host:port, e.g. kafka.example.com:9092", opts.AdvertisedAddr)

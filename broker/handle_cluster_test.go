@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 
 	kafka "github.com/segmentio/kafka-go"
@@ -44,6 +45,23 @@ func TestDescribeCluster(t *testing.T) {
 		if resp.ClusterAuthorizedOperations != want {
 			t.Fatalf("v%d: authorized operations %b, want %b", v, resp.ClusterAuthorizedOperations, want)
 		}
+	}
+	// Metadata and the leader of every partition name the same node.
+	createTopic(t, cl, "led", 2)
+	md, err := kadm.NewClient(cl).Metadata(ctxT(t), "led")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(md.Brokers) != 1 || md.Brokers[0].NodeID != 7 || md.Controller != 7 {
+		t.Fatalf("metadata brokers %+v, controller %d; want node 7", md.Brokers, md.Controller)
+	}
+	for _, p := range md.Topics["led"].Partitions {
+		if p.Leader != 7 || len(p.Replicas) != 1 || p.Replicas[0] != 7 {
+			t.Fatalf("partition %+v: want leader and replica 7", p)
+		}
+	}
+	if _, err := Open(t.TempDir(), Options{NodeID: -1}); err == nil || !strings.Contains(err.Error(), "0 or more") {
+		t.Fatalf("node id -1: %v, want a refusal", err)
 	}
 	req := kmsg.NewPtrDescribeClusterRequest()
 	req.Version, req.EndpointType = 1, 2

@@ -28,7 +28,7 @@ func newBrokerCmd() *cobra.Command {
 		authorizer, superUsers                                            string
 		saslListen, saslSSLListen, usersFile, tlsClientCA                 string
 		autoCreate, allowIfNoACL                                          bool
-		partitions                                                        int32
+		partitions, nodeID                                                int32
 		retention                                                         time.Duration
 		retentionBytes, segmentBytes                                      int64
 	)
@@ -113,6 +113,7 @@ not in the file stay.`,
 				}
 			}
 			b, err := broker.Open(data, broker.Options{
+				NodeID:            nodeID,
 				AdvertisedAddr:    advertised,
 				AutoCreateTopics:  autoCreate,
 				DefaultPartitions: partitions,
@@ -175,6 +176,7 @@ not in the file stay.`,
 	f.StringVar(&tlsClientCA, "tls-client-ca", "", "PEM CA file: TLS listeners require client certificates signed by it (mTLS)")
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate file; enables the TLS listener")
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key file for --tls-cert")
+	f.Int32Var(&nodeID, "node-id", 0, "the broker's node id in metadata (Kafka's node.id), 0 or more")
 	f.StringVar(&advertised, "advertised-addr", "", "host:port clients are told to connect to (default: the address they connected to)")
 	f.StringVar(&metricsAddr, "metrics", "", "serve Prometheus /metrics on this address (off by default)")
 	f.BoolVar(&autoCreate, "auto-create-topics", false, "create unknown topics on first produce or metadata request")
