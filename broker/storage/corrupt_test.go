@@ -319,6 +319,25 @@ func TestDamagedSealedSegmentTakesPartitionOffline(t *testing.T) {
 			if fmt.Sprint(names(before)) != fmt.Sprint(names(after)) {
 				t.Fatalf("files changed: %v -> %v", names(before), names(after))
 			}
+			// What the error tells the operator works: without the damaged
+			// segment and the older ones the partition opens, starting after
+			// them, with every later record.
+			bases, _ := listSegments(dir)
+			for _, b := range bases {
+				if b <= seg1 {
+					os.Remove(segmentName(dir, b, logSuffix))
+				}
+			}
+			p3 := openT(t, dir, cfg, true)
+			if p3.Offline() != nil {
+				t.Fatalf("still offline: %v", p3.Offline())
+			}
+			if start, end := p3.Offsets(); start <= seg1 || end != 100 {
+				t.Fatalf("offsets %d..%d after the repair, want after %d up to 100", start, end, seg1)
+			}
+			if got, err := readFrom(t, p3, p3.StartOffset()); err != nil || int64(len(got)) != 100-p3.StartOffset() {
+				t.Fatalf("after the repair: %d batches, %v", len(got), err)
+			}
 		})
 	}
 }
