@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -139,4 +142,45 @@ sink:
 		t.Fatalf("second run: %v", err)
 	}
 	checkExactlyOnce(t, filetest.Lines(t, out), total, true)
+}
+
+// --wait lets a console tool start before its broker, as a script that
+// starts both does; without it, or past it, nothing listening is one line.
+func TestConsoleToolWaitsForBroker(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+
+	out, err := sluice(t, "topic", "list", "--bootstrap", addr).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "nothing listens at "+addr) {
+		t.Fatalf("topic list without a broker = %v:\n%s\nwant it to fail at once saying nothing listens", err, out)
+	}
+	out, err = sluice(t, "topic", "list", "--bootstrap", addr, "--wait", "300ms").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no broker within --wait 300ms: nothing listens at "+addr) {
+		t.Fatalf("topic list --wait 300ms without a broker = %v:\n%s", err, out)
+	}
+
+	create := sluice(t, "topic", "create", "waited", "--partitions", "2", "--bootstrap", addr, "--wait", "60s")
+	stderr, err := create.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout strings.Builder
+	create.Stdout = &stdout
+	if err := create.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { create.Process.Kill() })
+	// The broker starts only once the tool says it waits for one.
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() && !strings.Contains(sc.Text(), "waiting for a broker to listen") {
+	}
+	go io.Copy(io.Discard, stderr)
+	broker := sluice(t, "broker", "--data", filepath.Join(dir, "broker"), "--listen", addr)
+	if err := broker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { broker.Process.Signal(syscall.SIGTERM); broker.Wait() })
+	if err := create.Wait(); err != nil || stdout.String() != "created topic waited\n" {
+		t.Fatalf("topic create --wait = %v, output %q; want the topic created once the broker listened", err, stdout.String())
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluicehq/sluice/internal/backoff"
 	"github.com/sluicehq/sluice/internal/kafkaconn"
 	"github.com/sluicehq/sluice/pipelines"
 )
@@ -32,6 +33,16 @@ const defaultBootstrap = "127.0.0.1:9092"
 // seconds with a reason instead of being retried until Ctrl-C. Ten seconds
 // is kafkaconn.DialTimeout plus room for the TLS and SASL exchanges.
 const connectTimeout = 15 * time.Second
+
+// waitRetry is how a tool given --wait tries again a broker that refused
+// the connection: a broker starts in well under a second, so the first
+// tries come a tenth of a second apart, and a broker that takes longer is
+// tried once a second.
+var waitRetry = backoff.Policy{Min: 100 * time.Millisecond, Max: time.Second}
+
+// maxWait bounds --wait: it is for a broker starting beside the tool (a
+// script that starts both), not for waiting on an outage.
+const maxWait = 10 * time.Minute
 
 // maxSecretBytes caps a password read from a file or stdin: a password is
 // a line, and a larger input is a wrong file, not a password.
@@ -47,6 +58,7 @@ type kafkaFlags struct {
 	saslMechanism, saslUser, saslPasswordFile string
 	tls                                       bool
 	tlsCA, tlsCert, tlsKey                    string
+	wait                                      time.Duration
 }
 
 // addKafkaFlags adds the connection flags to cmd and its subcommands.
@@ -61,6 +73,7 @@ func addKafkaFlags(cmd *cobra.Command) *kafkaFlags {
 	f.StringVar(&k.tlsCA, "tls-ca", os.Getenv("SLUICE_TLS_CA"), "PEM file of the CA(s) that signed the broker's certificate (env SLUICE_TLS_CA)")
 	f.StringVar(&k.tlsCert, "tls-cert", os.Getenv("SLUICE_TLS_CERT"), "PEM client certificate, for brokers that authenticate clients by certificate (env SLUICE_TLS_CERT)")
 	f.StringVar(&k.tlsKey, "tls-key", os.Getenv("SLUICE_TLS_KEY"), "PEM private key of --tls-cert (env SLUICE_TLS_KEY)")
+	f.DurationVar(&k.wait, "wait", 0, "while nothing listens at --bootstrap yet (a broker still starting), try again for up to this long, e.g. 30s; 0 fails at once")
 	return k
 }
 
@@ -141,20 +154,45 @@ func (k *kafkaFlags) client(ctx context.Context, opts ...kgo.Opt) (*kgo.Client, 
 	if err != nil {
 		return nil, fmt.Errorf("--bootstrap: %w", err)
 	}
-	cl, err := kgo.NewClient(append(base, opts...)...)
-	if err != nil {
-		return nil, fmt.Errorf("kafka client for %s: %w", k.bootstrap, err)
+	if k.wait < 0 || k.wait > maxWait {
+		return nil, fmt.Errorf("--wait %s: give 0 to %s", k.wait, maxWait)
 	}
-	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
-	defer cancel()
-	if err := cl.Ping(pctx); err != nil {
+	deadline := time.Now().Add(k.wait)
+	for tries := 1; ; tries++ {
+		waited := tries > 1
+		cl, err := kgo.NewClient(append(base, opts...)...)
+		if err != nil {
+			return nil, fmt.Errorf("kafka client for %s: %w", k.bootstrap, err)
+		}
+		pctx, cancel := context.WithTimeout(ctx, connectTimeout)
+		err = cl.Ping(pctx)
+		cancel()
+		if err == nil {
+			return cl, nil
+		}
 		cl.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, k.explain(err)
+		// Only a refused connection is worth waiting for: a broker not
+		// listening yet. Anything else (TLS, SASL, a timeout) would fail
+		// the same way again.
+		retryIn := waitRetry.Delay(tries)
+		if !errors.Is(err, syscall.ECONNREFUSED) || time.Now().Add(retryIn).After(deadline) {
+			if waited {
+				return nil, fmt.Errorf("no broker within --wait %s: %w", k.wait, k.explain(err))
+			}
+			return nil, k.explain(err)
+		}
+		if !waited {
+			slog.Info("waiting for a broker to listen", "bootstrap", k.bootstrap, "wait", k.wait)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(retryIn):
+		}
 	}
-	return cl, nil
 }
 
 // admin is client wrapped in franz-go's admin client; done closes both.
