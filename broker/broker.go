@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/broker/acl"
+	"golang.org/x/sync/semaphore"
+
 	"github.com/sluicehq/sluice/broker/group"
 	"github.com/sluicehq/sluice/broker/txn"
 	"github.com/sluicehq/sluice/internal/backoff"
@@ -67,6 +69,30 @@ type Options struct {
 	// does not name stay. Credentials are kept salted in the data
 	// directory (users.json), never the passwords.
 	UsersFile string
+
+	// Resource limits (see limits.go for why each default is what it is).
+	// IdleTimeout closes a connection that sends nothing and waits for
+	// nothing (default DefaultIdleTimeout); RequestTimeout closes one that
+	// starts a request frame and does not finish it in time (default
+	// DefaultRequestTimeout).
+	IdleTimeout    time.Duration
+	RequestTimeout time.Duration
+	// MaxRequestBytes bounds the bytes of requests in flight across all
+	// connections, MaxConnRequestBytes those of one connection (defaults
+	// DefaultRequestBytes, DefaultConnRequestBytes). Over either, the
+	// connection is not read until responses go out.
+	MaxRequestBytes     int64
+	MaxConnRequestBytes int64
+	// MaxConnections caps open connections (default DefaultMaxConnections,
+	// lowered to a quarter of the open-file limit); MaxConnectionsPerIP
+	// caps those from one client address (default 0: no cap). Connections
+	// over either are closed at once.
+	MaxConnections      int
+	MaxConnectionsPerIP int
+	// MaxPartitions caps the partitions of all topics together (default:
+	// what the open-file limit leaves after connections, fdsPerPartition
+	// descriptors each).
+	MaxPartitions int
 }
 
 func (o Options) withDefaults() Options {
@@ -79,7 +105,7 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return o
+	return o.resourceDefaults(fdLimit())
 }
 
 // Broker is a single-node Kafka broker serving topics stored under one
@@ -106,6 +132,15 @@ type Broker struct {
 	// connection's principal once it is known (TLS or SASL).
 	testHookLogin func(principal string)
 
+	// requestBytes is the budget of request bytes in flight across all
+	// connections (Options.MaxRequestBytes).
+	requestBytes *semaphore.Weighted
+	// largeRequestBytes is the part of it frames over frameChunkBytes may
+	// hold (1/largeFrameShare).
+	largeRequestBytes *semaphore.Weighted
+	refusals          everyLimiter // log lines of refused connections
+	connErrors        everyLimiter // log lines of connections closed for errors
+
 	ctx    context.Context // cancelled by Close: ends long-polls and loops
 	cancel context.CancelFunc
 
@@ -113,6 +148,7 @@ type Broker struct {
 	listeners map[net.Listener]struct{}
 	firstAddr string
 	conns     map[*conn]struct{}
+	connsByIP map[string]int // open connections per client address
 	closed    bool
 	wg        sync.WaitGroup // connections and background loops
 }
@@ -168,7 +204,11 @@ func Open(dir string, opts Options) (_ *Broker, err error) {
 		return nil, err
 	}
 	b := &Broker{dir: dir, opts: opts, log: opts.Logger,
-		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
+		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, connsByIP: map[string]int{},
+		requestBytes:      semaphore.NewWeighted(opts.MaxRequestBytes),
+		largeRequestBytes: semaphore.NewWeighted(max(opts.MaxRequestBytes/largeFrameShare, frameChunkBytes)),
+		refusals:          everyLimiter{interval: refusalLogInterval},
+		connErrors:        everyLimiter{interval: refusalLogInterval}}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	// The one undo path: whatever was opened before a failure is closed
 	// here, the lock last.
@@ -338,14 +378,27 @@ func (b *Broker) accept(l net.Listener, security SecurityProtocol) error {
 			continue
 		}
 		failures = 0
-		c := newConn(b, nc, security)
+		ip := remoteIP(nc)
 		b.mu.Lock()
 		if b.closed {
 			b.mu.Unlock()
 			nc.Close()
 			return ErrClosed
 		}
+		if refusal := b.overConnLimit(ip); refusal != "" {
+			b.mu.Unlock()
+			// Closed at once, before any buffer or goroutine: the
+			// descriptor is back and the clients already served go on.
+			nc.Close()
+			b.metrics.connectionsRefused.Inc()
+			if ok, dropped := b.refusals.allow(time.Now()); ok {
+				b.log.Warn("refused connection: "+refusal, "remote", nc.RemoteAddr().String(), "refused_since_last_log", dropped)
+			}
+			continue
+		}
+		c := newConn(b, nc, security)
 		b.conns[c] = struct{}{}
+		b.connsByIP[ip]++
 		b.wg.Add(1)
 		b.mu.Unlock()
 		go func() {
@@ -353,9 +406,34 @@ func (b *Broker) accept(l net.Listener, security SecurityProtocol) error {
 			c.serve()
 			b.mu.Lock()
 			delete(b.conns, c)
+			if b.connsByIP[ip]--; b.connsByIP[ip] <= 0 {
+				delete(b.connsByIP, ip)
+			}
 			b.mu.Unlock()
 		}()
 	}
+}
+
+// overConnLimit says why a new connection from ip must be refused, or "".
+// b.mu is held.
+func (b *Broker) overConnLimit(ip string) string {
+	if n := len(b.conns); n >= b.opts.MaxConnections {
+		return fmt.Sprintf("%d connections open, the limit (raise --max-connections, or the open-file limit it is derived from)", n)
+	}
+	if max := b.opts.MaxConnectionsPerIP; max > 0 && b.connsByIP[ip] >= max {
+		return fmt.Sprintf("%d connections open from %s, the per-address limit (raise --max-connections-per-ip)", b.connsByIP[ip], ip)
+	}
+	return ""
+}
+
+// remoteIP is the client address without the port, the key of the
+// per-address connection limit.
+func remoteIP(nc net.Conn) string {
+	addr := nc.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
 }
 
 // Close stops the listeners, closes every connection, syncs and closes all

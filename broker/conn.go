@@ -13,12 +13,16 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/sluicehq/sluice/broker/storage"
 )
@@ -45,6 +49,11 @@ type conn struct {
 	ctx    context.Context // ends when the connection or the broker closes
 	cancel context.CancelFunc
 	queue  chan queued
+	// budget is this connection's share of request bytes in flight
+	// (Options.MaxConnRequestBytes); inFlight is what it holds of it (and
+	// of the broker's), released as responses are written.
+	budget   *semaphore.Weighted
+	inFlight atomic.Int64
 	// principal is who the client proved to be, in Kafka's "User:NAME"
 	// form: anonymousPrincipal until SASL or a TLS client certificate says
 	// otherwise. The authorizer decides on it.
@@ -74,6 +83,7 @@ type queued struct {
 	// buffered before it are flushed first so they are not held up.
 	mayBlock bool
 	read     time.Time // when the request was read, for latency
+	bytes    int64     // of the request budgets, released when written
 }
 
 // placeholder marks RecordBatches in an encoded fetch response where file
@@ -91,7 +101,8 @@ func newConn(b *Broker, nc net.Conn, security SecurityProtocol) *conn {
 	return &conn{b: b, nc: nc, local: nc.LocalAddr(), ctx: ctx, cancel: cancel,
 		log:   b.log.With("remote", nc.RemoteAddr().String()),
 		queue: make(chan queued, MaxInFlightPerConn), principal: anonymousPrincipal,
-		host: hostOf(nc.RemoteAddr()), security: security}
+		host: hostOf(nc.RemoteAddr()), security: security,
+		budget: semaphore.NewWeighted(b.opts.MaxConnRequestBytes)}
 }
 
 func (c *conn) close() {
@@ -136,7 +147,10 @@ func (c *conn) serve() {
 	// MaxWait; their responses still go out if the socket takes them.
 	c.cancel()
 	if err != nil {
-		c.log.Warn("closing connection", "err", err)
+		// Rate-limited: a flood of bad clients must not flood the log.
+		if ok, dropped := c.b.connErrors.allow(time.Now()); ok {
+			c.log.Warn("closing connection", "err", err, "similar_since_last_log", dropped)
+		}
 		c.close()
 	}
 	<-done
@@ -147,57 +161,81 @@ func (c *conn) serve() {
 // or sends something the broker cannot answer (an error to log).
 func (c *conn) readLoop() error {
 	br := bufio.NewReaderSize(c.nc, readBufferBytes)
+	opts := &c.b.opts
+	limit, setting := int64(MaxFrameBytes), "nothing: it is the protocol server's hard cap"
+	if opts.MaxConnRequestBytes < limit {
+		limit, setting = opts.MaxConnRequestBytes, "--max-connection-request-bytes"
+	}
+	if large := max(opts.MaxRequestBytes/largeFrameShare, frameChunkBytes); large < limit {
+		limit, setting = large, "--max-request-bytes (frames may take half of it)"
+	}
 	var sizeBuf [4]byte
-	var produceBuf []byte
 	for {
-		c.nc.SetReadDeadline(time.Now().Add(MaxIdle))
+		if err := c.awaitRequest(br); err != nil {
+			return c.readError("wait for a request", err)
+		}
+		// From its first byte on, a frame must arrive in RequestTimeout.
+		c.nc.SetReadDeadline(time.Now().Add(opts.RequestTimeout))
 		if _, err := io.ReadFull(br, sizeBuf[:]); err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || c.ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				c.log.Debug("closing idle connection", "idle", MaxIdle)
-				return nil
-			}
-			return fmt.Errorf("read request size: %w", err)
+			return c.readError("read request size", err)
 		}
 		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
 		// The smallest valid header is key, version and correlation id.
-		if size < 8 || size > MaxFrameBytes {
-			return fmt.Errorf("request frame of %d bytes is outside 8..%d (is this a Kafka client? a TLS client on the plain port?)", size, MaxFrameBytes)
+		if size < 8 {
+			return fmt.Errorf("request frame of %d bytes is under the 8 of a request header (is this a Kafka client? a TLS client on the plain port?)", size)
 		}
 		if size > maxSASLReceiveBytes && c.needsLogin() {
 			return fmt.Errorf("request frame of %d bytes before SASL login, over the %d allowed", size, maxSASLReceiveBytes)
 		}
-		// Produce frames are only read while dispatching (the batches go
-		// to the log before dispatch returns), so they reuse one buffer
-		// per connection instead of allocating and zeroing a megabyte a
-		// request. Other requests may keep slices of their frame.
-		var frame []byte
-		if key, err := br.Peek(2); err == nil && int16(binary.BigEndian.Uint16(key)) == int16(kmsg.Produce) && size <= maxReusedFrameBytes {
-			if cap(produceBuf) < int(size) {
-				produceBuf = make([]byte, size)
-			}
-			frame = produceBuf[:size]
-		} else {
-			frame = make([]byte, size)
+		if int64(size) > limit {
+			return errFrameTooLarge(size, limit, setting)
 		}
-		if _, err := io.ReadFull(br, frame); err != nil {
-			return fmt.Errorf("read request of %d bytes: %w", size, err)
+		// The frame's bytes are reserved before it is read: when the
+		// connection's or the broker's budget is used up, this connection
+		// is not read (its client waits on TCP) until responses go out.
+		if err := c.reserve(int64(size)); err != nil {
+			return nil // the connection or the broker is closing
+		}
+		c.nc.SetReadDeadline(time.Now().Add(opts.RequestTimeout))
+		// Produce frames are only read while dispatching (the batches go
+		// to the log before dispatch returns), so their buffers go back to
+		// a pool. Other requests may keep slices of their frame.
+		var pooled *[]byte
+		var buf []byte
+		produce := false
+		if key, err := br.Peek(2); err == nil && int16(binary.BigEndian.Uint16(key)) == int16(kmsg.Produce) && size <= maxPooledFrameBytes {
+			produce = true
+			if pooled, _ = framePool.Get().(*[]byte); pooled != nil {
+				buf = *pooled
+			}
+		}
+		frame, err := readFrameBody(br, int(size), buf)
+		if err != nil {
+			c.release(int64(size))
+			return c.readError(fmt.Sprintf("read request of %d bytes", size), err)
 		}
 		c.b.metrics.bytesIn.Add(float64(size + 4))
 		started := time.Now()
 		req, rep, err := c.dispatch(frame)
+		if produce {
+			if pooled == nil {
+				pooled = new([]byte)
+			}
+			*pooled = frame[:0]
+			framePool.Put(pooled)
+		}
 		if err != nil {
+			c.release(int64(size))
 			return err
 		}
-		q := queued{req: req, reply: rep, mayBlock: mayBlock(req.msg), read: started}
+		q := queued{req: req, reply: rep, mayBlock: mayBlock(req.msg), read: started, bytes: int64(size)}
 		// Produce batches alias the frame; drop the request so the frame
 		// can be collected while the reply waits.
 		req.msg = nil
 		select {
 		case c.queue <- q:
 		case <-c.ctx.Done():
+			c.release(q.bytes)
 			return nil
 		}
 		if c.closeAfterReply != "" {
@@ -205,6 +243,98 @@ func (c *conn) readLoop() error {
 			return nil
 		}
 	}
+}
+
+// framePool keeps produce frame buffers between requests; the garbage
+// collector empties it when they go unused, so memory is given back.
+var framePool sync.Pool
+
+// awaitRequest waits for the first byte of the next request as long as the
+// connection may idle. A connection with responses outstanding (a
+// long-poll, an fsync) is waiting, not idle.
+func (c *conn) awaitRequest(br *bufio.Reader) error {
+	for {
+		c.nc.SetReadDeadline(time.Now().Add(c.b.opts.IdleTimeout))
+		_, err := br.Peek(1)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if c.inFlight.Load() > 0 {
+				continue
+			}
+			c.log.Debug("closing idle connection", "idle", c.b.opts.IdleTimeout)
+			return io.EOF
+		}
+		return err
+	}
+}
+
+// readError turns a read failure into nil (the client went away, the
+// connection or broker is closing, it idled out) or an error to log.
+func (c *conn) readError(what string, err error) error {
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || c.ctx.Err() != nil:
+		return nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("%s: the client did not send its request within %s of starting it (slow or stalled client; raise --request-timeout for slow links)", what, c.b.opts.RequestTimeout)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// reserve takes n bytes of the connection's and the broker's request
+// budgets, waiting until responses give them back.
+func (c *conn) reserve(n int64) error {
+	if err := c.budget.Acquire(c.ctx, n); err != nil {
+		return err
+	}
+	if n > frameChunkBytes {
+		if err := c.b.largeRequestBytes.Acquire(c.ctx, n); err != nil {
+			c.budget.Release(n)
+			return err
+		}
+	}
+	if err := c.b.requestBytes.Acquire(c.ctx, n); err != nil {
+		if n > frameChunkBytes {
+			c.b.largeRequestBytes.Release(n)
+		}
+		c.budget.Release(n)
+		return err
+	}
+	c.inFlight.Add(n)
+	return nil
+}
+
+func (c *conn) release(n int64) {
+	c.inFlight.Add(-n)
+	c.b.requestBytes.Release(n)
+	if n > frameChunkBytes {
+		c.b.largeRequestBytes.Release(n)
+	}
+	c.budget.Release(n)
+}
+
+// readFrameBody reads a frame of size bytes into buf if it is large enough,
+// else into a buffer that grows as the bytes arrive, so a client that
+// announces a large frame and stalls does not get it allocated.
+func readFrameBody(r io.Reader, size int, buf []byte) ([]byte, error) {
+	if cap(buf) >= size {
+		buf = buf[:size]
+		_, err := io.ReadFull(r, buf)
+		return buf, err
+	}
+	buf = make([]byte, 0, min(size, frameChunkBytes))
+	for len(buf) < size {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(len(buf), size-len(buf)))
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), size)])
+		buf = buf[:len(buf)+n]
+		if err != nil && len(buf) < size {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	return buf, nil
 }
 
 // dispatch decodes one frame and runs the synchronous part of its handler.
@@ -302,15 +432,18 @@ func (c *conn) writeLoop() {
 		out := q.reply()
 		if out == nil {
 			c.b.metrics.request(q.req.key, 0, time.Since(q.read))
+			c.release(q.bytes)
 			continue
 		}
 		c.b.metrics.request(q.req.key, errorCode(out.resp), time.Since(q.read))
 		if failed {
 			out.release()
+			c.release(q.bytes)
 			continue
 		}
 		n, err := w.write(q.req, out)
 		out.release()
+		c.release(q.bytes)
 		c.b.metrics.bytesOut.Add(float64(n))
 		if err == nil && len(c.queue) == 0 {
 			err = w.flush()

@@ -39,6 +39,10 @@ type Metrics struct {
 	// authentications counts logins by mechanism (PLAIN, SCRAM-SHA-256,
 	// SCRAM-SHA-512, TLS for refused handshakes, other) and result.
 	authentications *prometheus.CounterVec
+
+	// connectionsRefused counts connections closed at accept because a
+	// connection limit was reached.
+	connectionsRefused prometheus.Counter
 }
 
 // NewMetrics creates the broker's collectors, unregistered.
@@ -68,6 +72,10 @@ func NewMetrics() *Metrics {
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sluice_broker_connections",
 			Help: "Open client connections.",
+		}),
+		connectionsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_broker_connections_refused_total",
+			Help: "Connections closed at accept because --max-connections or --max-connections-per-ip was reached.",
 		}),
 		logEnd: &partitionGauge{desc: prometheus.NewDesc("sluice_broker_log_end_offset",
 			"Log end offset (the next offset to be written) per partition.", []string{"topic", "partition"}, nil),
@@ -127,7 +135,7 @@ func NewMetrics() *Metrics {
 
 // Collectors returns every collector, to register with a registry.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.producedB, m.connections, m.logEnd,
+	return []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.producedB, m.connections, m.connectionsRefused, m.logEnd,
 		m.producerIDs, m.duplicates, m.producers, m.groups, m.rebalances, m.txnStates, m.txnEnded, m.openTxns, m.unstable,
 		m.corrupt, m.offline, m.authentications}
 }

@@ -31,6 +31,7 @@ func newBrokerCmd() *cobra.Command {
 		partitions, nodeID                                                int32
 		retention                                                         time.Duration
 		retentionBytes, segmentBytes                                      int64
+		lim                                                               broker.Options
 	)
 	cmd := &cobra.Command{
 		Use:   "broker",
@@ -125,6 +126,14 @@ not in the file stay.`,
 				SuperUsers:        supers,
 				AllowIfNoACL:      allowIfNoACL,
 				UsersFile:         usersFile,
+
+				IdleTimeout:         lim.IdleTimeout,
+				RequestTimeout:      lim.RequestTimeout,
+				MaxRequestBytes:     lim.MaxRequestBytes,
+				MaxConnRequestBytes: lim.MaxConnRequestBytes,
+				MaxConnections:      lim.MaxConnections,
+				MaxConnectionsPerIP: lim.MaxConnectionsPerIP,
+				MaxPartitions:       lim.MaxPartitions,
 			})
 			if err != nil {
 				return err
@@ -187,5 +196,12 @@ not in the file stay.`,
 	f.StringVar(&authorizer, "authorizer", "", `"acl" checks every request against the ACLs kept in --data (managed with sluice acl or kafka-acls.sh); without it every client may do anything`)
 	f.StringVar(&superUsers, "super-users", "", `principals the ACLs do not apply to, separated by ';', e.g. "User:admin;User:ops"`)
 	f.BoolVar(&allowIfNoACL, "allow-everyone-if-no-acl-found", false, "with --authorizer acl, allow what no ACL names a resource for (Kafka's allow.everyone.if.no.acl.found); by default it is denied")
+	f.DurationVar(&lim.IdleTimeout, "idle-timeout", broker.DefaultIdleTimeout, "close a connection that sends nothing and waits for nothing this long")
+	f.DurationVar(&lim.RequestTimeout, "request-timeout", broker.DefaultRequestTimeout, "close a connection that starts a request and does not finish sending it within this time")
+	f.Int64Var(&lim.MaxRequestBytes, "max-request-bytes", broker.DefaultRequestBytes, "bytes of requests in flight across all connections; over it, connections are not read until responses go out")
+	f.Int64Var(&lim.MaxConnRequestBytes, "max-connection-request-bytes", broker.DefaultConnRequestBytes, "bytes of requests in flight on one connection (also the largest request accepted)")
+	f.IntVar(&lim.MaxConnections, "max-connections", 0, fmt.Sprintf("open connections; more are closed at once (0: %d, or a quarter of the open-file limit if lower)", broker.DefaultMaxConnections))
+	f.IntVar(&lim.MaxConnectionsPerIP, "max-connections-per-ip", 0, "open connections from one client address (0: no per-address cap)")
+	f.IntVar(&lim.MaxPartitions, "max-partitions", 0, "partitions of all topics together (0: what the open-file limit allows after connections)")
 	return cmd
 }
