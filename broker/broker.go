@@ -14,9 +14,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sluicehq/sluice/broker/acl"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/sluicehq/sluice/broker/acl"
 	"github.com/sluicehq/sluice/broker/group"
 	"github.com/sluicehq/sluice/broker/txn"
 	"github.com/sluicehq/sluice/internal/backoff"
@@ -378,7 +378,7 @@ func (b *Broker) accept(l net.Listener, security SecurityProtocol) error {
 			continue
 		}
 		failures = 0
-		ip := remoteIP(nc)
+		ip := hostOf(nc.RemoteAddr())
 		b.mu.Lock()
 		if b.closed {
 			b.mu.Unlock()
@@ -424,16 +424,6 @@ func (b *Broker) overConnLimit(ip string) string {
 		return fmt.Sprintf("%d connections open from %s, the per-address limit (raise --max-connections-per-ip)", b.connsByIP[ip], ip)
 	}
 	return ""
-}
-
-// remoteIP is the client address without the port, the key of the
-// per-address connection limit.
-func remoteIP(nc net.Conn) string {
-	addr := nc.RemoteAddr().String()
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		return host
-	}
-	return addr
 }
 
 // Close stops the listeners, closes every connection, syncs and closes all

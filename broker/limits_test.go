@@ -341,4 +341,3 @@ func TestResourceDefaultsFollowTheFileLimit(t *testing.T) {
 		t.Errorf("defaults with a large limit: %+v", o)
 	}
 }
-
