@@ -249,6 +249,15 @@ func Open(dir string, opts Options) (_ *Broker, err error) {
 	if b.topics, err = openTopics(dir, opts, clean, lock); err != nil {
 		return nil, err
 	}
+	b.topics.openConns = func() int {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.conns)
+	}
+	if n := b.topics.partitionCount(); n > opts.MaxPartitions {
+		b.log.Warn("more partitions than the limit; creating topics is refused until some are deleted or --max-partitions (or ulimit -n) is raised",
+			"partitions", n, "max_partitions", opts.MaxPartitions)
+	}
 	b.txns, err = txn.Open(filepath.Join(dir, txnsDir), func() (int64, error) { return b.producerIDs.allocate() }, nil)
 	if err != nil {
 		return nil, fmt.Errorf("open transaction state: %w", err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -42,6 +43,14 @@ const (
 // n-th marker of a committing transaction.
 const crashMarkerEnv = "SLUICE_BROKER_CRASH_BEFORE_MARKER"
 
+// crashNofileEnv sets the child broker's open-file limit; crashCreateEnv
+// ("topic:N") makes it SIGKILL itself opening partition N of a topic it
+// creates.
+const (
+	crashNofileEnv = "SLUICE_BROKER_CRASH_NOFILE"
+	crashCreateEnv = "SLUICE_BROKER_CRASH_CREATE_AT"
+)
+
 func runCrashChild(dir string) {
 	if n, err := strconv.Atoi(os.Getenv(crashMarkerEnv)); err == nil {
 		testHookMarker = func(comp *txn.Completion, i int) {
@@ -49,6 +58,22 @@ func runCrashChild(dir string) {
 				syscall.Kill(os.Getpid(), syscall.SIGKILL)
 				select {}
 			}
+		}
+	}
+	if n, err := strconv.ParseUint(os.Getenv(crashNofileEnv), 10, 64); err == nil {
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: n, Max: n}); err != nil {
+			fmt.Fprintln(os.Stderr, "child: setrlimit:", err)
+			os.Exit(2)
+		}
+	}
+	if topic, at, ok := strings.Cut(os.Getenv(crashCreateEnv), ":"); ok {
+		n, _ := strconv.Atoi(at)
+		testHookOpenPartition = func(name string, i int32) error {
+			if name == topic && int(i) == n {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {}
+			}
+			return nil
 		}
 	}
 	b, err := Open(dir, Options{AdvertisedAddr: os.Getenv(crashAdvertiseEnv),

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -194,6 +195,10 @@ type topicSet struct {
 	log   *slog.Logger
 	lock  *os.File
 
+	// openConns tells how many client connections are open, for the
+	// descriptors checkCapacity keeps for more; nil in tests of the set.
+	openConns func() int
+
 	opMu sync.Mutex // serialises create and delete, which move directories
 	mu   sync.RWMutex
 	m    map[string]*topic
@@ -241,7 +246,16 @@ func (ts *topicSet) openTopic(dir string, clean bool) (*topic, error) {
 	cfg := t.storageConfig(ts.opts, ts.log)
 	for i := range t.meta.Partitions {
 		cfg.Name = fmt.Sprintf("%s-%d", t.meta.Name, i) // Kafka's name for it, in log lines
-		p, err := storage.OpenPartition(filepath.Join(dir, strconv.Itoa(int(i))), cfg, clean)
+		var p *storage.Partition
+		if testHookOpenPartition != nil {
+			err = testHookOpenPartition(t.meta.Name, i)
+		}
+		if err == nil {
+			p, err = storage.OpenPartition(filepath.Join(dir, strconv.Itoa(int(i))), cfg, clean)
+		}
+		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+			err = fmt.Errorf("%w: the open-file limit %d is too low for the partitions of this broker (raise ulimit -n; each partition keeps a file per segment open)", err, fdLimit())
+		}
 		if err != nil {
 			for _, p := range t.parts {
 				p.Close()
@@ -252,6 +266,10 @@ func (ts *topicSet) openTopic(dir string, clean bool) (*topic, error) {
 	}
 	return t, nil
 }
+
+// testHookOpenPartition, when set by a test, runs before each partition of
+// a topic is opened; an error it returns fails the open as a real one would.
+var testHookOpenPartition func(topic string, partition int32) error
 
 func (ts *topicSet) get(name string) *topic {
 	ts.mu.RLock()
@@ -318,8 +336,11 @@ func checkConfigs(configs map[string]string) error {
 	return nil
 }
 
-// create makes a topic. The directory is built aside and renamed into
-// place, so a crash never leaves half a topic.
+// create makes a topic. Everything that can refuse it is checked before
+// anything is written; then the directory is built under a temporary name
+// in the trash, synced and renamed into place, so a crash leaves the topic
+// whole or absent (the trash is emptied on open), and a failure opening its
+// partitions moves it back out, so the same topic can be created again.
 func (ts *topicSet) create(name string, partitions int32, configs map[string]string, validateOnly bool) (*topic, error) {
 	if err := validTopicName(name); err != nil {
 		return nil, err
@@ -328,7 +349,7 @@ func (ts *topicSet) create(name string, partitions int32, configs map[string]str
 		partitions = ts.opts.DefaultPartitions
 	}
 	if partitions < 1 || partitions > MaxPartitionsPerTopic {
-		return nil, errorf(kerr.InvalidPartitions, "%d partitions: use 1 to %d", partitions, MaxPartitionsPerTopic)
+		return nil, errorf(kerr.InvalidPartitions, "%d partitions: use 1 to %d, the per-topic limit of the built-in broker", partitions, MaxPartitionsPerTopic)
 	}
 	if err := checkConfigs(configs); err != nil {
 		return nil, err
@@ -338,6 +359,9 @@ func (ts *topicSet) create(name string, partitions int32, configs map[string]str
 	if ts.get(name) != nil {
 		return nil, errorf(kerr.TopicAlreadyExists, "topic %s already exists", name)
 	}
+	if err := ts.checkCapacity(partitions); err != nil {
+		return nil, err
+	}
 	if validateOnly {
 		return nil, nil
 	}
@@ -346,31 +370,113 @@ func (ts *topicSet) create(name string, partitions int32, configs map[string]str
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(ts.trash, "create-")
-	if err != nil {
-		return nil, err
-	}
-	if err := durable.WriteFile(filepath.Join(tmp, "topic.json"), data); err != nil {
-		os.RemoveAll(tmp)
-		return nil, fmt.Errorf("write topic metadata: %w", err)
-	}
 	dir := filepath.Join(ts.dir, name)
-	if err := os.Rename(tmp, dir); err != nil {
-		os.RemoveAll(tmp)
-		return nil, fmt.Errorf("create topic directory: %w", err)
+	if _, err := os.Lstat(dir); err == nil {
+		return nil, errorf(kerr.KafkaStorageError, "cannot create topic %s: %s exists but is not a topic the broker opened; move it away", name, dir)
 	}
-	if err := durable.SyncDir(ts.dir); err != nil {
-		return nil, err
+	if err := ts.build(dir, data, partitions); err != nil {
+		return nil, fmt.Errorf("create topic %s: %w", name, err)
 	}
 	t, err := ts.openTopic(dir, true)
 	if err != nil {
-		return nil, err
+		// Out of descriptors, a disk error: take it back out, so nothing is
+		// left behind and the topic can be created again.
+		if derr := ts.discard(dir); derr != nil {
+			return nil, fmt.Errorf("create topic %s: %w (and removing it again failed: %v)", name, err, derr)
+		}
+		return nil, fmt.Errorf("create topic %s: %w; nothing was kept", name, err)
 	}
 	ts.mu.Lock()
 	ts.m[name] = t
 	ts.mu.Unlock()
 	ts.log.Info("created topic", "topic", name, "partitions", partitions)
 	return t, nil
+}
+
+// build writes a topic's metadata and partition directories under a
+// temporary name in the trash and renames it to dir. The partitions' first
+// segments are made when the topic is opened: building them here too would
+// double the files and fsyncs of a large topic, and one reopened after a
+// crash makes any still missing the same way.
+func (ts *topicSet) build(dir string, meta []byte, partitions int32) error {
+	tmp, err := os.MkdirTemp(ts.trash, "create-")
+	if err != nil {
+		return err
+	}
+	err = durable.WriteFile(filepath.Join(tmp, "topic.json"), meta)
+	for i := range partitions {
+		if err != nil {
+			break
+		}
+		err = os.Mkdir(filepath.Join(tmp, strconv.Itoa(int(i))), 0o755)
+	}
+	if err == nil {
+		err = durable.SyncDir(tmp)
+	}
+	if err == nil {
+		err = os.Rename(tmp, dir)
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	if err := durable.SyncDir(ts.dir); err != nil {
+		ts.discard(dir)
+		return err
+	}
+	return nil
+}
+
+// discard moves a topic directory to the trash and removes it there; the
+// rename is what counts, a crash before the removal is finished on open.
+func (ts *topicSet) discard(dir string) error {
+	dead := filepath.Join(ts.trash, fmt.Sprintf("deleted-%d", time.Now().UnixNano()))
+	if err := os.Rename(dir, dead); err != nil {
+		return err
+	}
+	err := durable.SyncDir(ts.dir)
+	return errors.Join(err, os.RemoveAll(dead))
+}
+
+// partitionCount is the partitions of all topics.
+func (ts *topicSet) partitionCount() int {
+	ts.mu.RLock()
+	defer ts.mu.RUnlock()
+	n := 0
+	for _, t := range ts.m {
+		n += len(t.parts)
+	}
+	return n
+}
+
+// checkCapacity refuses partitions the broker could not keep open: over
+// Options.MaxPartitions in all, or more than the open-file limit has left.
+// Partitions hold their descriptors for good, and a broker out of them
+// cannot accept clients, roll segments or even reopen its data after a
+// restart.
+func (ts *topicSet) checkCapacity(n int32) error {
+	have := ts.partitionCount()
+	if have+int(n) > ts.opts.MaxPartitions {
+		return errorf(kerr.PolicyViolation, "%d more partitions would make %d on this broker, over its limit of %d (--max-partitions; by default what the open-file limit allows, %d descriptors each after connections: raise ulimit -n)",
+			n, have+int(n), ts.opts.MaxPartitions, fdsPerPartition)
+	}
+	limit, open := fdLimit(), openFDs()
+	if limit == 0 || open < 0 {
+		return nil
+	}
+	// Partitions with many segments hold more than fdsPerPartition, so
+	// the descriptors actually open are checked too, keeping those that
+	// connections may still take and the reserve.
+	conns := 0
+	if ts.openConns != nil {
+		conns = ts.openConns()
+	}
+	free := int64(limit) - int64(open) - fdReserve - int64(max(ts.opts.MaxConnections-conns, 0))
+	if int64(n) > free {
+		return errorf(kerr.PolicyViolation, "%d partitions need %d more open files; of the open-file limit %d, %d are open and %d kept for connections (--max-connections) and the broker, leaving %d: raise ulimit -n or create fewer partitions",
+			n, n, limit, open, fdReserve+max(ts.opts.MaxConnections-conns, 0), max(free, 0))
+	}
+	return nil
 }
 
 // delete removes a topic and its data from disk.
