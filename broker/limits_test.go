@@ -341,3 +341,31 @@ func TestResourceDefaultsFollowTheFileLimit(t *testing.T) {
 		t.Errorf("defaults with a large limit: %+v", o)
 	}
 }
+
+// FuzzReadLoop feeds arbitrary bytes to a connection's read loop: whatever
+// they are, it must neither panic nor keep any of the request budget once
+// the connection is gone.
+func FuzzReadLoop(f *testing.F) {
+	api := kmsg.NewPtrApiVersionsRequest()
+	api.SetVersion(0)
+	f.Add(kmsg.NewRequestFormatter().AppendRequest(nil, api, 1))
+	f.Add(append(binary.BigEndian.AppendUint32(nil, 3<<20), header(int16(kmsg.Produce), 7, 1)...))
+	f.Add(append(binary.BigEndian.AppendUint32(nil, 100), header(int16(kmsg.Metadata), 1, 1)...))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	const budget = 8 << 20
+	b, _ := testBroker(f, Options{MaxRequestBytes: budget, RequestTimeout: time.Second, IdleTimeout: time.Second})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		client, server := net.Pipe()
+		c := newConn(b, server)
+		done := make(chan struct{})
+		go func() { c.serve(); close(done) }()
+		go io.Copy(io.Discard, client)
+		client.Write(in)
+		client.Close()
+		<-done
+		if !b.requestBytes.TryAcquire(budget) {
+			t.Fatal("request budget not given back after the connection closed")
+		}
+		b.requestBytes.Release(budget)
+	})
+}
