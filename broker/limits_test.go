@@ -356,7 +356,7 @@ func FuzzReadLoop(f *testing.F) {
 	b, _ := testBroker(f, Options{MaxRequestBytes: budget, RequestTimeout: time.Second, IdleTimeout: time.Second})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		client, server := net.Pipe()
-		c := newConn(b, server)
+		c := newConn(b, server, Plaintext)
 		done := make(chan struct{})
 		go func() { c.serve(); close(done) }()
 		go io.Copy(io.Discard, client)
