@@ -172,3 +172,44 @@ func TestCrashMidCreateRestartsClean(t *testing.T) {
 	}
 	produceAndConsume(t, addr, "killed", 24)
 }
+
+// The probe: running out of file descriptors locked out new
+// clients. In a broker process with a 256-file limit, a flood of
+// connections is cut at the connection limit derived from it, so the
+// broker keeps descriptors for what it must do: the client connected
+// before the flood produces and consumes, and topics can still be created.
+func TestConnectionFloodLeavesDescriptors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a broker process")
+	}
+	const nofile = 256
+	addr, _ := startChild(t, t.TempDir(), crashNofileEnv+"=256")
+	cl := newKgo(t, addr)
+	adm := kadm.NewClient(cl)
+	if err, msg := createWith(t, adm, "before", 4); err != nil {
+		t.Fatalf("%v: %s", err, msg)
+	}
+	prod := newKgo(t, addr, kgo.DefaultProduceTopic("before"))
+	if err := prod.ProduceSync(ctxT(t), kgo.StringRecord("warm")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	answered := 0
+	for i := range nofile {
+		if dialRawFrom(t, "127.0.0.5", addr).answered() {
+			answered++
+		} else if i < 10 {
+			t.Fatalf("connection %d refused; the limit should leave room for more", i+1)
+		}
+	}
+	if answered >= nofile-fdReserve {
+		t.Fatalf("%d of %d flood connections accepted under a %d-file limit: nothing is kept for partitions", answered, nofile, nofile)
+	}
+	t.Logf("%d of %d flood connections accepted", answered, nofile)
+	if err := prod.ProduceSync(ctxT(t), kgo.StringRecord("during the flood")).FirstErr(); err != nil {
+		t.Fatalf("connected client not served during the flood: %v", err)
+	}
+	if err, msg := createWith(t, adm, "during", 8); err != nil {
+		t.Fatalf("creating a topic during the flood: %v: %s", err, msg)
+	}
+}
