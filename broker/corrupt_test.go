@@ -281,7 +281,8 @@ func TestDamagedSealedSegmentAfterCleanStop(t *testing.T) {
 		t.Fatalf("fetch past the corrupt batch: error %d, %d bytes", fp.ErrorCode, len(fp.RecordBatches))
 	}
 
-	// librdkafka sees the offline partition the same way.
+	// librdkafka sees the offline partition the same way, and stops at the
+	// corrupt batch with the error rather than looping.
 	if kcat, err := exec.LookPath("kcat"); err == nil {
 		out, err := exec.CommandContext(ctxT(t), kcat, "-b", addr, "-L", "-t", "dmg").CombinedOutput()
 		if err != nil {
@@ -289,6 +290,16 @@ func TestDamagedSealedSegmentAfterCleanStop(t *testing.T) {
 		}
 		if !strings.Contains(string(out), "partition 1, leader -1") || !strings.Contains(string(out), "Leader not available") {
 			t.Fatalf("kcat -L does not show partition 1 offline:\n%s", out)
+		}
+		cmd := exec.CommandContext(ctxT(t), kcat, "-b", addr, "-C", "-t", "dmg", "-p", "2", "-o", "beginning", "-e", "-f", "%s\n")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		// librdkafka calls CORRUPT_MESSAGE (2) "Invalid message".
+		if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "Invalid message") {
+			t.Fatalf("kcat consuming partition 2: %v, want it to stop on CORRUPT_MESSAGE:\n%s", err, stderr.String())
+		}
+		if lines := strings.Split(strings.TrimSpace(stdout.String()), "\n"); int64(len(lines)) != bad.base || lines[0] != "p2-0" {
+			t.Fatalf("kcat consumed %d records before the error, want %d:\n%s", len(lines), bad.base, stdout.String())
 		}
 	}
 }
