@@ -70,6 +70,8 @@ type Daemon struct {
 	http   net.Listener
 	token  *token // with http
 
+	api       *api
+
 	mu        sync.Mutex
 	pipelines map[string]*managed // by file path
 }
@@ -103,6 +105,7 @@ func New(cfg Config) (*Daemon, error) {
 		KafkaMetrics:  kafka.NewMetrics(reg),
 		BuiltinBroker: func() (string, error) { return d.addr, nil },
 	}
+	d.api = &api{all: d.all, reg: reg, version: cfg.Version, mode: "daemon", actions: true}
 	return d, nil
 }
 
@@ -181,9 +184,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	var srv *http.Server
 	if d.http != nil {
-		srv = &http.Server{Handler: newGuard(d.handler(), d.token, d.http.Addr().(*net.TCPAddr), d.cfg.HTTPAddr, d.cfg.AllowedHosts), ReadHeaderTimeout: 10 * time.Second}
+		srv = &http.Server{Handler: newGuard(d.api.handler(), d.token, d.http.Addr().(*net.TCPAddr), d.cfg.HTTPAddr, d.cfg.AllowedHosts), ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(d.http)
 	}
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	defer stopSampling()
+	go d.api.sampleEvery(sampleCtx, sampleInterval)
 	d.scan(ctx)
 	tick := time.NewTicker(d.cfg.ScanInterval)
 	defer tick.Stop()
@@ -197,12 +203,7 @@ loop:
 		}
 	}
 	d.log.Info("stopping: draining every pipeline")
-	d.mu.Lock()
-	all := make([]*managed, 0, len(d.pipelines))
-	for _, m := range d.pipelines {
-		all = append(all, m)
-	}
-	d.mu.Unlock()
+	all := d.all()
 	var wg sync.WaitGroup
 	for _, m := range all {
 		wg.Add(1)
@@ -214,7 +215,24 @@ loop:
 		srv.Shutdown(sctx)
 		cancel()
 	}
-	return d.broker.Close()
+	err := d.broker.Close()
+	if err != nil {
+		d.log.Error("stopped; closing the broker failed", "err", err)
+	} else {
+		d.log.Info("stopped", "pipelines", len(all))
+	}
+	return err
+}
+
+// all returns the pipelines, in no order.
+func (d *Daemon) all() []*managed {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	all := make([]*managed, 0, len(d.pipelines))
+	for _, m := range d.pipelines {
+		all = append(all, m)
+	}
+	return all
 }
 
 // scan starts pipelines for new files, restarts those whose file changed
@@ -287,7 +305,7 @@ func pipelineFiles(dir string) ([]string, error) {
 // manage parses a pipeline file and, if it is valid and its name is free,
 // starts supervising it.
 func (d *Daemon) manage(ctx context.Context, path string, data []byte, sum [32]byte) *managed {
-	m := &managed{file: path, sum: sum, log: d.log, resume: make(chan struct{}, 1), done: make(chan struct{})}
+	m := &managed{file: path, sum: sum, log: d.log, metrics: d.opts.Metrics, resume: make(chan struct{}, 1), done: make(chan struct{})}
 	spec, err := components.Builtin.Parse(path, data, os.LookupEnv)
 	if err != nil {
 		m.state, m.err = StateInvalid, err

@@ -35,6 +35,8 @@ type managed struct {
 	sum   [32]byte
 	log   *slog.Logger
 	build func(context.Context) (*engine.Pipeline, error) // nil: invalid
+	// metrics are the counters the pipeline's records are counted in.
+	metrics *engine.Metrics
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -48,6 +50,7 @@ type managed struct {
 	p        *engine.Pipeline
 	paused   bool
 	runStop  context.CancelFunc // stops the current run (pause, restart)
+	meter    meter
 }
 
 // supervise runs the pipeline until ctx ends.
@@ -175,6 +178,20 @@ type Info struct {
 	Epoch      uint64           `json:"epoch"`
 	Positions  engine.Positions `json:"positions"`
 	LastCommit *time.Time       `json:"last_commit,omitempty"`
+	// Records counted since this process started, over every run of the
+	// pipeline (the Prometheus counters' values).
+	RecordsIn       uint64 `json:"records_in"`
+	RecordsOut      uint64 `json:"records_out"`
+	RecordsRejected uint64 `json:"records_rejected"`
+	// InPerSec and OutPerSec are records per second read and written,
+	// over the last few seconds (rateSamples).
+	InPerSec  float64 `json:"in_per_sec"`
+	OutPerSec float64 `json:"out_per_sec"`
+	// Lag lists each partition the source knows the end of, with the
+	// committed position and the records between them.
+	Lag []PartitionLag `json:"lag,omitempty"`
+	// Plugins lists the plugin steps and their processes' ids.
+	Plugins []PluginInfo `json:"plugins,omitempty"`
 	// Tasks lists the tasks this process runs, for a pipeline split into
 	// tasks (empty if it runs none); absent otherwise.
 	Tasks []TaskInfo `json:"tasks,omitzero"`
@@ -190,6 +207,63 @@ type TaskInfo struct {
 	// task's partitions, summed; absent until every partition the source
 	// reads for the task has a committed position and a known end.
 	Lag *int64 `json:"lag,omitempty"`
+}
+
+// PartitionLag is how far a pipeline is behind one partition's end.
+type PartitionLag struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	// Position is the committed position, absent before the first commit
+	// that covers the partition; Lag is then absent too.
+	Position *int64 `json:"position,omitempty"`
+	End      int64  `json:"end"`
+	Lag      *int64 `json:"lag,omitempty"`
+}
+
+// PluginInfo is one plugin step and its processes.
+type PluginInfo struct {
+	Name string `json:"name"`
+	// PIDs has one entry per worker; 0 for a worker between restarts.
+	PIDs []int `json:"pids"`
+}
+
+// processes is what a plugin step (plugins/host.Transform) tells about
+// its processes.
+type processes interface {
+	Name() string
+	PIDs() []int
+}
+
+// partitionLags lists, in partition order, each partition of ends with its
+// committed position in at (split into tasks: the tasks' positions).
+func partitionLags(st engine.Status) []PartitionLag {
+	if len(st.Ends) == 0 {
+		return nil
+	}
+	at := st.Positions
+	for _, cp := range st.Tasks {
+		at = at.Merge(cp.At)
+	}
+	out := make([]PartitionLag, 0, len(st.Ends))
+	for _, tp := range st.Ends.Sorted() {
+		pl := PartitionLag{Topic: tp.Topic, Partition: tp.Partition, End: st.Ends[tp]}
+		if off, ok := at[tp]; ok {
+			lag := max(pl.End-off, 0)
+			pl.Position, pl.Lag = &off, &lag
+		}
+		out = append(out, pl)
+	}
+	return out
+}
+
+func pluginInfos(ts []engine.Transform) []PluginInfo {
+	var out []PluginInfo
+	for _, t := range ts {
+		if p, ok := t.(processes); ok {
+			out = append(out, PluginInfo{Name: p.Name(), PIDs: p.PIDs()})
+		}
+	}
+	return out
 }
 
 // taskInfos lists st's tasks in order, nil if the pipeline is not split
@@ -258,6 +332,15 @@ func (m *managed) info() Info {
 			in.Retrying = st.Retrying.Error()
 		}
 		in.Tasks = taskInfos(st)
+		in.Lag = partitionLags(st)
+		if m.state == StateRunning {
+			in.Plugins = pluginInfos(m.p.Transforms())
+		}
+	}
+	if m.metrics != nil {
+		t := m.metrics.Totals(m.name)
+		in.RecordsIn, in.RecordsOut, in.RecordsRejected = t.In, t.Out, t.Rejected
+		in.InPerSec, in.OutPerSec = m.meter.rates()
 	}
 	return in
 }

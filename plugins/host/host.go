@@ -346,3 +346,7 @@ func (t *Transform) PIDs() []int {
 	}
 	return pids
 }
+
+// Name is the step's name in logs and metrics: the plugin and its position
+// in the pipeline ("uppercase#1").
+func (t *Transform) Name() string { return t.name }
