@@ -36,6 +36,9 @@ const (
 	ScanInterval = 2 * time.Second
 	// shutdownTimeout bounds the HTTP server's shutdown.
 	shutdownTimeout = 5 * time.Second
+	// readHeaderTimeout bounds a request's header, so a client that
+	// never finishes one cannot hold a connection.
+	readHeaderTimeout = 10 * time.Second
 )
 
 // restartBackoff bounds the wait before a failed pipeline is started again.
@@ -184,7 +187,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	var srv *http.Server
 	if d.http != nil {
-		srv = &http.Server{Handler: newGuard(d.api.handler(), d.token, d.http.Addr().(*net.TCPAddr), d.cfg.HTTPAddr, d.cfg.AllowedHosts), ReadHeaderTimeout: 10 * time.Second}
+		srv = &http.Server{Handler: newGuard(d.api.handler(), d.token, d.http.Addr().(*net.TCPAddr), d.cfg.HTTPAddr, d.cfg.AllowedHosts), ReadHeaderTimeout: readHeaderTimeout}
 		go srv.Serve(d.http)
 	}
 	sampleCtx, stopSampling := context.WithCancel(ctx)

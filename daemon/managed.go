@@ -50,7 +50,7 @@ type managed struct {
 	p        *engine.Pipeline
 	paused   bool
 	runStop  context.CancelFunc // stops the current run (pause, restart)
-	meter    meter
+	meter    *engine.Meter // nil until sampled
 }
 
 // supervise runs the pipeline until ctx ends.
@@ -340,7 +340,9 @@ func (m *managed) info() Info {
 	if m.metrics != nil {
 		t := m.metrics.Totals(m.name)
 		in.RecordsIn, in.RecordsOut, in.RecordsRejected = t.In, t.Out, t.Rejected
-		in.InPerSec, in.OutPerSec = m.meter.rates()
+		if m.meter != nil {
+			in.InPerSec, in.OutPerSec = m.meter.Rates()
+		}
 	}
 	return in
 }

@@ -19,46 +19,6 @@ const (
 	rateSamples = 6
 )
 
-// sample is a pipeline's record counters at one moment.
-type sample struct {
-	at time.Time
-	engine.Totals
-}
-
-// meter keeps a pipeline's latest samples, oldest first. Guarded by the
-// managed's mu.
-type meter struct {
-	samples []sample
-}
-
-func (r *meter) add(s sample) {
-	if len(r.samples) == rateSamples {
-		r.samples = append(r.samples[:0], r.samples[1:]...)
-	}
-	r.samples = append(r.samples, s)
-}
-
-// rates returns records per second in and out between the oldest and the
-// newest sample; 0 with fewer than two. A counter that went back (it
-// never does; guarded anyway) counts as 0.
-func (r *meter) rates() (in, out float64) {
-	if len(r.samples) < 2 {
-		return 0, 0
-	}
-	first, last := r.samples[0], r.samples[len(r.samples)-1]
-	secs := last.at.Sub(first.at).Seconds()
-	if secs <= 0 {
-		return 0, 0
-	}
-	if last.In >= first.In {
-		in = float64(last.In-first.In) / secs
-	}
-	if last.Out >= first.Out {
-		out = float64(last.Out-first.Out) / secs
-	}
-	return in, out
-}
-
 // sampleEvery samples every pipeline of a each interval until ctx ends.
 func (a *api) sampleEvery(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
@@ -78,9 +38,12 @@ func (a *api) sample(now time.Time) {
 		if !m.valid() {
 			continue
 		}
-		s := sample{at: now, Totals: m.metrics.Totals(m.name)}
+		t := m.metrics.Totals(m.name)
 		m.mu.Lock()
-		m.meter.add(s)
+		if m.meter == nil {
+			m.meter = engine.NewMeter(rateSamples)
+		}
+		m.meter.Add(now, t)
 		m.mu.Unlock()
 	}
 }

@@ -292,7 +292,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 			p.publish(false, nil)
 			epoch, at := proto.Committed()
 			p.gaugeEpoch(epoch)
-			p.log.Info("resuming", "epoch", epoch, "positions", at.String())
+			p.log.Info("resuming", "epoch", epoch, "positions", at)
 
 		case ActFillGap:
 			b := proto.Batch()
@@ -449,7 +449,7 @@ func (p *Pipeline) openTasks(ctx, opCtx context.Context, proto *Protocol) bool {
 	}
 	proto.Opened(0, p.chains.at(), 0, nil)
 	p.publish(false, nil)
-	p.log.Info("running tasks", "tasks", tasks, "positions", p.chains.at().String())
+	p.log.Info("running tasks", "tasks", tasks, "positions", p.chains.at())
 	return true
 }
 

@@ -109,6 +109,10 @@ func (p Positions) String() string {
 	return b.String()
 }
 
+// MarshalText is String: a text log shows positions as String does, while
+// a JSON log (which prefers MarshalJSON) gets them structured.
+func (p Positions) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
 type positionJSON struct {
 	Topic     string `json:"topic"`
 	Partition int32  `json:"partition"`

@@ -23,7 +23,7 @@ import (
 // pipeline, produces to its embedded broker, reads the API, pauses and
 // resumes the pipeline with the token it generated, and stops it with
 // SIGTERM: it exits 0 with every record written once, having logged where
-// the token is and never the token.
+// the token is and never the token, and last that it stopped.
 func TestDaemonSubprocess(t *testing.T) {
 	dir := t.TempDir()
 	pdir := filepath.Join(dir, "pipelines")
@@ -115,6 +115,9 @@ sink:
 	}
 	if log := stderr.String(); !strings.Contains(log, tokenFile) || strings.Contains(log, strings.TrimSpace(string(token))) {
 		t.Fatalf("the log must name the token file %s and never hold the token:\n%s", tokenFile, log)
+	}
+	if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); !strings.Contains(lines[len(lines)-1], "msg=stopped") {
+		t.Fatalf("the daemon's last log line must say it stopped, not %q", lines[len(lines)-1])
 	}
 	checkExactlyOnce(t, filetest.Lines(t, out), 1000, true)
 }

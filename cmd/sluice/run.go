@@ -23,6 +23,7 @@ func newRunCmd() *cobra.Command {
 		dataDir, brokerListen string
 		idleExit, openTimeout time.Duration
 		memLimit              memoryLimit
+		status                runStatus
 	)
 	cmd := &cobra.Command{
 		Use:   "run FILE",
@@ -36,7 +37,12 @@ visible. Run it again and it resumes where the sink says it stopped.
 A pipeline whose brokers are [builtin] starts the embedded broker on the
 data directory, listening on --broker-listen so other Kafka clients can
 produce to it.`,
-		Args: cobra.ExactArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return fmt.Errorf("give one pipeline file, not %d arguments: %s (sluice run --help lists the flags)", len(args), cmd.UseLine())
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if idleExit < 0 {
 				return fmt.Errorf("--idle-exit %v: use a positive duration such as 5s, or 0 to run until stopped", idleExit)
@@ -52,15 +58,20 @@ produce to it.`,
 			defer stopWatch()
 			limit, mode := memLimit.apply()
 			go watchMemory(watchCtx, limit, mode)
+			if err := status.setup(cmd); err != nil {
+				return err
+			}
+			defer status.stop(nil)
 			builtin := &builtinBroker{dir: filepath.Join(dataDir, "broker"), listen: brokerListen}
 			defer builtin.close()
 			reg := prometheus.NewRegistry()
+			metrics := engine.NewMetrics(reg)
 			opts := components.Options{
 				DataDir:       dataDir,
 				IdleExit:      idleExit,
 				Logger:        slog.Default(),
 				Registerer:    reg,
-				Metrics:       engine.NewMetrics(reg),
+				Metrics:       metrics,
 				KafkaMetrics:  kafka.NewMetrics(reg),
 				Stdout:        cmd.OutOrStdout(),
 				BuiltinBroker: builtin.start,
@@ -82,9 +93,13 @@ produce to it.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
+			if err := status.start(spec.Name, args[0], p, reg, metrics); err != nil {
+				return err
+			}
 			err = p.Run(cmd.Context())
+			summary := status.stop(err)
 			epoch, at := p.Committed()
-			slog.Info("stopped", "pipeline", spec.Name, "epoch", epoch, "positions", at.String())
+			slog.Info("stopped", append([]any{"pipeline", spec.Name, "epoch", epoch, "positions", at}, summary...)...)
 			return err
 		},
 	}
@@ -92,6 +107,7 @@ produce to it.`,
 	cmd.Flags().DurationVar(&idleExit, "idle-exit", 0, "exit 0 once no batch is in flight, everything read is committed, reads have returned no records for this long (counted from the first empty read) and a source that can count its backlog reports none (0 = run until stopped)")
 	cmd.Flags().DurationVar(&openTimeout, "open-timeout", components.DefaultOpenTimeout, "with --idle-exit: exit 1 if the source cannot be opened (brokers unreachable, a topic missing) for this long, naming the setting to check; without --idle-exit run waits for the source until stopped")
 	cmd.Flags().Var(&memLimit, "memory-limit", "soft limit on the process's memory: the Go collector runs earlier as the heap nears it. auto: 192MiB, or 1.5 x what the pipeline holds if that is more; GOMEMLIMIT if that is set; 0 = none")
+	status.register(cmd.Flags())
 	cmd.Flags().StringVar(&brokerListen, "broker-listen", "127.0.0.1:9092", "where the built-in broker listens, for pipelines with brokers: [builtin]")
 	return cmd
 }
