@@ -18,7 +18,7 @@ A pipeline that stops with an error is restarted with backoff; a file that
 changes is reloaded (drain, commit, restart); a removed file stops its
 pipeline; an invalid file is reported and skipped until fixed.
 
-HTTP (--http): GET /pipelines, GET /pipelines/{name},
+HTTP (--http): the status page at /, GET /pipelines, GET /pipelines/{name},
 POST /pipelines/{name}/pause|resume|restart, GET /metrics, /healthz, /readyz.
 A POST needs the token in --http-token-file (generated on first start):
   curl -X POST -H "Authorization: Bearer $(cat DATA/http-token)" URL
