@@ -73,7 +73,7 @@ type Daemon struct {
 	http   net.Listener
 	token  *token // with http
 
-	api       *api
+	api *api
 
 	mu        sync.Mutex
 	pipelines map[string]*managed // by file path

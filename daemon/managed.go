@@ -50,7 +50,7 @@ type managed struct {
 	p        *engine.Pipeline
 	paused   bool
 	runStop  context.CancelFunc // stops the current run (pause, restart)
-	meter    *engine.Meter // nil until sampled
+	meter    *engine.Meter      // nil until sampled
 }
 
 // supervise runs the pipeline until ctx ends.
