@@ -34,6 +34,8 @@ func init() {
 		{kmsg.CreateTopics, 0, 6, handleCreateTopics},
 		{kmsg.DeleteTopics, 0, 5, handleDeleteTopics},
 		{kmsg.DescribeConfigs, 0, 4, handleDescribeConfigs},
+		{kmsg.AlterConfigs, 0, 2, handleAlterConfigs},
+		{kmsg.IncrementalAlterConfigs, 0, 1, handleIncrementalAlterConfigs},
 		// v4 is the newest before KIP-890's transaction version 2; franz-go,
 		// sarama and librdkafka all negotiate down to it.
 		{kmsg.InitProducerID, 0, 4, handleInitProducerID},

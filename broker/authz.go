@@ -33,6 +33,7 @@ const (
 	opAlter           = kmsg.ACLOperationAlter
 	opDescribe        = kmsg.ACLOperationDescribe
 	opDescribeConfigs = kmsg.ACLOperationDescribeConfigs
+	opAlterConfigs    = kmsg.ACLOperationAlterConfigs
 	opIdempotentWrite = kmsg.ACLOperationIdempotentWrite
 )
 

@@ -93,6 +93,10 @@ type Options struct {
 	// what the open-file limit leaves after connections, fdsPerPartition
 	// descriptors each).
 	MaxPartitions int
+
+	// dynamic holds the broker configs AlterConfigs changed (configs.go);
+	// set by Open, it is shared by every copy of the options.
+	dynamic *dynamicConfigs
 }
 
 func (o Options) withDefaults() Options {
@@ -246,6 +250,10 @@ func Open(dir string, opts Options) (_ *Broker, err error) {
 	if b.metrics == nil {
 		b.metrics = NewMetrics()
 	}
+	if opts.dynamic, err = loadDynamicConfigs(dir); err != nil {
+		return nil, err
+	}
+	b.opts = opts
 	if b.topics, err = openTopics(dir, opts, clean, lock); err != nil {
 		return nil, err
 	}

@@ -223,6 +223,33 @@ func seedRequests() [][]byte {
 		lr := kmsg.NewPtrListPartitionReassignmentsRequest()
 		reqs = append(reqs, dc, el, ap, lr)
 	}
+	{
+		// Config changes, of a topic and of the broker.
+		ac := kmsg.NewPtrAlterConfigsRequest()
+		ac.Version = 2
+		acr := kmsg.NewAlterConfigsRequestResource()
+		acr.ResourceType, acr.ResourceName = kmsg.ConfigResourceTypeTopic, "fuzz"
+		acc := kmsg.NewAlterConfigsRequestResourceConfig()
+		acc.Name, acc.Value = "retention.ms", kmsg.StringPtr("60000")
+		acr.Configs = append(acr.Configs, acc)
+		ac.Resources = append(ac.Resources, acr)
+		ic := kmsg.NewPtrIncrementalAlterConfigsRequest()
+		ic.Version, ic.ValidateOnly = 1, true
+		for _, res := range []struct {
+			typ  kmsg.ConfigResourceType
+			name string
+		}{{kmsg.ConfigResourceTypeTopic, "fuzz"}, {kmsg.ConfigResourceTypeBroker, ""}, {kmsg.ConfigResourceTypeBroker, "0"}} {
+			icr := kmsg.NewIncrementalAlterConfigsRequestResource()
+			icr.ResourceType, icr.ResourceName = res.typ, res.name
+			for op, name := range []string{"max.message.bytes", "segment.bytes", "cleanup.policy", "cleanup.policy"} {
+				icc := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+				icc.Name, icc.Op, icc.Value = name, kmsg.IncrementalAlterConfigOp(op), kmsg.StringPtr("4096")
+				icr.Configs = append(icr.Configs, icc)
+			}
+			ic.Resources = append(ic.Resources, icr)
+		}
+		reqs = append(reqs, ac, ic)
+	}
 	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("fuzz-client"))
 	var out [][]byte
 	for i, r := range reqs {

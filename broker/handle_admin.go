@@ -2,6 +2,9 @@ package broker
 
 import (
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -133,8 +136,25 @@ func handleDescribeConfigs(r *request) reply {
 				sr.ErrorCode = kerr.ClusterAuthorizationFailed.Code
 				break
 			}
-			// No broker configs are exposed yet; an empty list is a valid
-			// answer and keeps admin tools that ask for them working.
+			switch rr.ResourceName {
+			case strconv.Itoa(int(b.opts.NodeID)):
+				sr.Configs = b.describeBrokerConfigs(rr.ConfigNames)
+			case "":
+				// The cluster-wide defaults: only those set.
+				for name, v := range b.opts.dynamic.scope(false) {
+					if rr.ConfigNames != nil && !contains(rr.ConfigNames, name) {
+						continue
+					}
+					c := kmsg.NewDescribeConfigsResponseResourceConfig()
+					c.Name, c.Value, c.Source = name, kmsg.StringPtr(v), kmsg.ConfigSourceDynamicDefaultBrokerConfig
+					c.ConfigType = kmsg.ConfigType(brokerDef(name).typ)
+					sr.Configs = append(sr.Configs, c)
+				}
+				slices.SortFunc(sr.Configs, func(a, b kmsg.DescribeConfigsResponseResourceConfig) int { return strings.Compare(a.Name, b.Name) })
+			default:
+				sr.ErrorCode = kerr.InvalidRequest.Code
+				sr.ErrorMessage = kmsg.StringPtr(fmt.Sprintf("broker %q: this is node %d; name it, or \"\" for the cluster-wide defaults", rr.ResourceName, b.opts.NodeID))
+			}
 		default:
 			sr.ErrorCode = kerr.InvalidRequest.Code
 			sr.ErrorMessage = kmsg.StringPtr(fmt.Sprintf("describing configs of resource type %d is not supported by the built-in broker; topics are", rr.ResourceType))
@@ -160,6 +180,8 @@ func (b *Broker) describeTopicConfigs(t *topic, names []string) []kmsg.DescribeC
 		c.Source = kmsg.ConfigSourceDefaultConfig
 		if set {
 			c.Source = kmsg.ConfigSourceDynamicTopicConfig
+		} else if _, src, ok := b.opts.dynamic.get(def.broker); ok {
+			c.Source, c.IsDefault = src, false
 		}
 		c.ConfigType = kmsg.ConfigType(def.typ)
 		out = append(out, c)

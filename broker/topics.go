@@ -70,6 +70,9 @@ type topicConfigDef struct {
 	check func(v string) error
 	apply func(c *storage.Config, v string)
 	typ   int8 // kmsg.ConfigType: 5 LONG, 2 STRING
+	// broker is Kafka's name of the broker config that is the default of
+	// this one (log.retention.ms for retention.ms), dynamic (configs.go).
+	broker string
 }
 
 func parseLong(lo, hi int64) func(string) error {
@@ -87,7 +90,7 @@ func atoi(v string) int64 { n, _ := strconv.ParseInt(v, 10, 64); return n }
 func msOf(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
 
 var topicConfigDefs = []topicConfigDef{
-	{name: "cleanup.policy", typ: 2,
+	{name: "cleanup.policy", broker: "log.cleanup.policy", typ: 2,
 		def: func(Options) string { return "delete" },
 		check: func(v string) error {
 			if v != "delete" {
@@ -96,11 +99,11 @@ var topicConfigDefs = []topicConfigDef{
 			return nil
 		},
 		apply: func(*storage.Config, string) {}},
-	{name: "max.message.bytes", typ: 5,
+	{name: "max.message.bytes", broker: "message.max.bytes", typ: 5,
 		def:   func(Options) string { return strconv.Itoa(DefaultMaxMessageBytes) },
 		check: parseLong(0, MaxFrameBytes),
 		apply: func(c *storage.Config, v string) { c.MaxBatchBytes = atoi(v) }},
-	{name: "retention.bytes", typ: 5,
+	{name: "retention.bytes", broker: "log.retention.bytes", typ: 5,
 		def: func(o Options) string {
 			if o.RetentionBytes > 0 {
 				return strconv.FormatInt(o.RetentionBytes, 10)
@@ -109,7 +112,7 @@ var topicConfigDefs = []topicConfigDef{
 		},
 		check: parseLong(-1, 1<<62),
 		apply: func(c *storage.Config, v string) { c.RetentionBytes = atoi(v) }},
-	{name: "retention.ms", typ: 5,
+	{name: "retention.ms", broker: "log.retention.ms", typ: 5,
 		def: func(o Options) string {
 			switch {
 			case o.RetentionAge < 0:
@@ -127,7 +130,7 @@ var topicConfigDefs = []topicConfigDef{
 				c.RetentionAge = max(time.Duration(n)*time.Millisecond, time.Millisecond)
 			}
 		}},
-	{name: "segment.bytes", typ: 5,
+	{name: "segment.bytes", broker: "log.segment.bytes", typ: 5,
 		def: func(o Options) string {
 			if o.SegmentBytes > 0 {
 				return strconv.FormatInt(o.SegmentBytes, 10)
@@ -136,7 +139,7 @@ var topicConfigDefs = []topicConfigDef{
 		},
 		check: parseLong(1024, storage.MaxSegmentBytes),
 		apply: func(c *storage.Config, v string) { c.SegmentBytes = atoi(v) }},
-	{name: "segment.ms", typ: 5,
+	{name: "segment.ms", broker: "log.roll.ms", typ: 5,
 		def: func(o Options) string {
 			if o.SegmentAge > 0 {
 				return msOf(o.SegmentAge)
@@ -172,8 +175,14 @@ type topic struct {
 // value returns the effective value of a config and whether it was set on
 // the topic.
 func (t *topic) value(def *topicConfigDef, o Options) (string, bool) {
-	if v, ok := t.meta.Configs[def.name]; ok {
+	topicConfigsMu.RLock()
+	v, ok := t.meta.Configs[def.name]
+	topicConfigsMu.RUnlock()
+	if ok {
 		return v, true
+	}
+	if v, _, ok := o.dynamic.get(def.broker); ok {
+		return v, false
 	}
 	return def.def(o), false
 }
