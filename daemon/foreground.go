@@ -42,6 +42,9 @@ type Foreground struct {
 
 // ServeForeground listens on cfg.Addr and serves p's status until Close.
 func ServeForeground(cfg ForegroundConfig, name, file string, p *engine.Pipeline) (*Foreground, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	addr := LoopbackByDefault(cfg.Addr)
 	l, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -67,12 +67,15 @@ func (rs *runStatus) register(f *pflag.FlagSet) {
 
 // setup runs before the pipeline is built: on a terminal, the log goes
 // through the progress line so a log record never lands in its middle.
-func (rs *runStatus) setup(cmd *cobra.Command) error {
+// A pipeline whose sink writes records to the terminal (stdout) gets the
+// progress log lines instead: a line redrawn among its output would
+// garble it.
+func (rs *runStatus) setup(cmd *cobra.Command, sinkToStdout bool) error {
 	if rs.every <= 0 {
 		return fmt.Errorf("--progress-every %v: use a positive duration such as 10s", rs.every)
 	}
 	w := cmd.ErrOrStderr()
-	if rs.quiet || !drawsInPlace(w) {
+	if rs.quiet || !drawsInPlace(w) || sinkToStdout && drawsInPlace(cmd.OutOrStdout()) {
 		return nil
 	}
 	rs.term = &termLine{w: w}

@@ -231,3 +231,32 @@ func TestRunHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRunProgressBesideStdoutSink: a pipeline writing its records to the
+// terminal gets progress log lines, not a line redrawn among its output.
+func TestRunProgressBesideStdoutSink(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "p.yaml")
+	spec := "version: 1\nname: to-screen\nsource:\n  generate: {count: 2000, rate: 2000}\nbatch: {interval: 50ms}\ndelivery: at-least-once\nsink:\n  stdout: {}\n"
+	if err := os.WriteFile(path, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := sluice(t, "run", path, "--data", filepath.Join(dir, "data"), "--idle-exit", "300ms", "--progress-every", "200ms")
+	cmd.Env = append(cmd.Env, "TERM=xterm")
+	tty, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var out bytes.Buffer
+	if _, err := io.Copy(&out, tty); err != nil && !errors.Is(err, syscall.EIO) {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("sluice run: %v\n%q", err, out.String())
+	}
+	s := out.String()
+	if strings.Contains(s, clearEOL) || !strings.Contains(s, "msg=progress pipeline=to-screen") {
+		t.Fatalf("want progress log lines and no line redrawn: %q", s)
+	}
+}

@@ -58,7 +58,7 @@ produce to it.`,
 			defer stopWatch()
 			limit, mode := memLimit.apply()
 			go watchMemory(watchCtx, limit, mode)
-			if err := status.setup(cmd); err != nil {
+			if err := status.setup(cmd, spec.Sink.Kind == "stdout"); err != nil {
 				return err
 			}
 			defer status.stop(nil)

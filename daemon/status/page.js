@@ -56,7 +56,9 @@
 
   async function refresh() {
     try {
-      const r = await fetch("/pipelines", { headers: { Accept: "application/json" }, cache: "no-store" });
+      // Relative, so the page also works behind a proxy that serves it
+      // under a path of its own.
+      const r = await fetch("pipelines", { headers: { Accept: "application/json" }, cache: "no-store" });
       if (!r.ok) throw new Error("HTTP " + r.status);
       const list = await r.json();
       main.replaceChildren(...(list.length ? list.map(pipeline) : [h("p", { class: "empty" }, "No pipelines yet.")]));
