@@ -7,12 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // artifactsEnv names the directory the browser test writes its screenshot
@@ -41,9 +43,10 @@ func chromium(t *testing.T) string {
 }
 
 // TestStatusPageInBrowser loads the status page of a real `sluice daemon`
-// in headless Chromium: both pipelines' names show, the numbers of the
+// in headless Chromium: the pipelines' names show, the numbers of a
 // running one change without a reload (the page's script polls the API),
-// and a screenshot is written as a test artefact.
+// the script draws a Kafka pipeline's lag per partition and plugin
+// process, and a screenshot is written as a test artefact.
 func TestStatusPageInBrowser(t *testing.T) {
 	browser := chromium(t)
 	dir := t.TempDir()
@@ -66,13 +69,44 @@ sink:
 			t.Fatal(err)
 		}
 	}
-	httpAddr := freeAddr(t)
+	// A Kafka pipeline through a plugin, for the lag per partition and
+	// the plugin process.
+	const words, partitions = 200, 2
+	spec := fmt.Sprintf(`version: 1
+name: shout
+source:
+  kafka: {brokers: [builtin], topics: [words]}
+batch: {interval: 50ms}
+transforms:
+  - plugin: uppercase
+sink:
+  file: {path: %s, format: raw}
+`, filepath.Join(dir, "out", "shout"))
+	if err := os.WriteFile(filepath.Join(pdir, "shout.yaml"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	httpAddr, brokerAddr := freeAddr(t), freeAddr(t)
 	cmd := sluice(t, "daemon", "--pipelines", pdir, "--data", filepath.Join(dir, "data"),
-		"--broker-listen", freeAddr(t), "--http", httpAddr)
+		"--broker-listen", brokerAddr, "--http", httpAddr)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	waitForBroker(t, brokerAddr)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokerAddr), kgo.DefaultProduceTopic("words"),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	createTopic(t, cl, "words", partitions)
+	var recs []*kgo.Record
+	for i := range words {
+		recs = append(recs, &kgo.Record{Value: []byte("word" + strconv.Itoa(i))})
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
 	base := "http://" + httpAddr + "/"
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -125,6 +159,20 @@ sink:
 		t.Fatalf("the records-in number of clicks never changed from %s: %v", first, err)
 	}
 	second, updated2 := text(clicksIn), text("#updated")
+	// From here the script has redrawn the page: the Kafka pipeline's lag
+	// table and plugin process are its rendering.
+	const shout = `section.pipeline[data-name="shout"]`
+	caughtUp := fmt.Sprintf(`(() => {
+		const rows = [...document.querySelectorAll(%[1]q)];
+		const out = document.querySelector(%[2]q);
+		return rows.length === %[3]d && rows.every((r) => r.lastElementChild.textContent === "0") && out && out.textContent === "%[4]d";
+	})()`, shout+" table.lag tbody tr", shout+` [data-field="records_out"]`, partitions, words)
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](caughtUp, chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
+		t.Fatalf("the page never showed shout caught up on %d partitions with %d records out: %v", partitions, words, err)
+	}
+	if plugin := text(shout + " .plugins li"); !regexp.MustCompile(`^uppercase#1 pid [1-9][0-9]*$`).MatchString(plugin) {
+		t.Fatalf("shout's plugin process shows as %q, want uppercase#1 pid N", plugin)
+	}
 	a, errA := strconv.ParseUint(first, 10, 64)
 	b, errB := strconv.ParseUint(second, 10, 64)
 	if errA != nil || errB != nil || b <= a {
