@@ -72,10 +72,10 @@ func init() {
 		{kmsg.DescribeACLs, 0, 3, handleDescribeACLs},
 		{kmsg.CreateACLs, 0, 3, handleCreateACLs},
 		{kmsg.DeleteACLs, 0, 3, handleDeleteACLs},
-		// Authentication (sasl.go). SaslHandshake v0 (raw SASL tokens
-		// after it, without Kafka framing) is not served: every client
-		// of this broker's era uses v1 and SaslAuthenticate.
-		{kmsg.SASLHandshake, 1, 1, handleSASLHandshake},
+		// Authentication (sasl.go). librdkafka needs v0 listed to use
+		// SASL at all; after a v0 handshake the client sends bare SASL
+		// tokens instead of SaslAuthenticate (conn.readLoop).
+		{kmsg.SASLHandshake, 0, 1, handleSASLHandshake},
 		{kmsg.SASLAuthenticate, 0, 2, handleSASLAuthenticate},
 		{kmsg.DescribeUserSCRAMCredentials, 0, 0, handleDescribeUserSCRAMCredentials},
 		{kmsg.AlterUserSCRAMCredentials, 0, 0, handleAlterUserSCRAMCredentials},
@@ -107,6 +107,10 @@ type reply func() *outgoing
 type outgoing struct {
 	resp     kmsg.Response
 	sections []section
+	// raw sends token alone, length-prefixed without a response header:
+	// a SASL token after SaslHandshake v0.
+	raw   bool
+	token []byte
 }
 
 func respond(resp kmsg.Response) reply {

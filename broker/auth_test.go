@@ -5,11 +5,14 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/pem"
 	"errors"
@@ -17,6 +20,7 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -607,5 +611,241 @@ func TestSASLWithACLs(t *testing.T) {
 	err := prod.ProduceSync(ctxT(t), &kgo.Record{Value: []byte("x")}).FirstErr()
 	if !errors.Is(err, kerr.TopicAuthorizationFailed) {
 		t.Fatalf("eve producing without an ACL: %v; want TOPIC_AUTHORIZATION_FAILED", err)
+	}
+}
+
+// kcatRun runs kcat (librdkafka) with args and returns its combined output
+// and error. Skips the test where kcat is not installed.
+func kcatRun(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		t.Skip("kcat not installed")
+	}
+	cmd := exec.CommandContext(ctxT(t), kcat, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// kcatMetadataTimeout bounds how long kcat waits for metadata when a login
+// is refused (it keeps retrying until then); long enough for a loaded CI
+// machine to log in when the password is right.
+const kcatMetadataTimeout = "5"
+
+// TestSASLKcat logs in with librdkafka for each mechanism: the right
+// password lists metadata and produces and consumes; a wrong password and
+// an unknown user are refused.
+func TestSASLKcat(t *testing.T) {
+	users := writeFile(t, t.TempDir(), "users.yaml", testUsers)
+	_, seen, addrs := authBroker(t, t.TempDir(), users, ListenerConfig{Addr: "127.0.0.1:0", Security: SASLPlaintext})
+	admin := newKgo(t, addrs[0], kgo.SASL(mechanism(MechSCRAMSHA512, "alice", "alice-secret")))
+	createTopic(t, admin, "rd", 1)
+	sasl := func(mech, user, pass string) []string {
+		return []string{"-b", addrs[0], "-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=" + mech,
+			"-X", "sasl.username=" + user, "-X", "sasl.password=" + pass}
+	}
+	for _, mech := range Mechanisms {
+		t.Run(mech, func(t *testing.T) {
+			args := sasl(mech, "alice", "alice-secret")
+			if out, err := kcatRun(t, mech+"\n", append(args, "-t", "rd", "-P", "-X", "acks=all")...); err != nil {
+				t.Fatalf("kcat produce with %s: %v\n%s", mech, err, out)
+			}
+			out, err := kcatRun(t, "", append(args, "-t", "rd", "-C", "-e", "-q")...)
+			if err != nil || !strings.Contains(out, mech+"\n") {
+				t.Fatalf("kcat consume with %s: %v\n%s", mech, err, out)
+			}
+			// Both at once: kcat waits out its metadata timeout when refused.
+			var wg sync.WaitGroup
+			for _, bad := range []struct{ user, pass string }{{"alice", "wrong"}, {"nobody", "alice-secret"}} {
+				wg.Go(func() {
+					out, err := kcatRun(t, "", append(sasl(mech, bad.user, bad.pass), "-L", "-m", kcatMetadataTimeout)...)
+					if err == nil || !strings.Contains(out, "Authentication failed") {
+						t.Errorf("kcat as %s/%s with %s: %v\n%s\nwant a refused login", bad.user, bad.pass, mech, err, out)
+					}
+				})
+			}
+			wg.Wait()
+		})
+	}
+	if !seen.has("User:alice") {
+		t.Fatalf("principals %v lack User:alice", seen.seen)
+	}
+}
+
+// TestMTLSKcat: librdkafka with a certificate from the client CA is served
+// (and named by its subject); without one, or with one from another CA,
+// the handshake fails.
+func TestMTLSKcat(t *testing.T) {
+	s := newMTLS(t)
+	tlsArgs := func(cert [2]string) []string {
+		args := []string{"-b", s.ssl, "-X", "security.protocol=SSL", "-X", "ssl.ca.location=" + s.caFile}
+		if cert[0] != "" {
+			args = append(args, "-X", "ssl.certificate.location="+cert[0], "-X", "ssl.key.location="+cert[1])
+		}
+		return args
+	}
+	out, err := kcatRun(t, "", append(tlsArgs(s.alice), "-L", "-m", kcatMetadataTimeout)...)
+	if err != nil || !strings.Contains(out, "broker") {
+		t.Fatalf("kcat with alice's certificate: %v\n%s", err, out)
+	}
+	if !s.seen.has(s.aliceDN) {
+		t.Fatalf("principals %v lack %s", s.seen.seen, s.aliceDN)
+	}
+	var wg sync.WaitGroup
+	for name, cert := range map[string][2]string{"no certificate": {}, "another CA": s.mallory} {
+		wg.Go(func() {
+			if out, err := kcatRun(t, "", append(tlsArgs(cert), "-L", "-m", kcatMetadataTimeout)...); err == nil {
+				t.Errorf("kcat with %s listed metadata:\n%s", name, out)
+			}
+		})
+	}
+	wg.Wait()
+	// SASL_SSL: the certificate and a SCRAM login; the SASL user wins.
+	out, err = kcatRun(t, "", "-b", s.saslSSL, "-X", "security.protocol=SASL_SSL", "-X", "ssl.ca.location="+s.caFile,
+		"-X", "ssl.certificate.location="+s.alice[0], "-X", "ssl.key.location="+s.alice[1],
+		"-X", "sasl.mechanisms=SCRAM-SHA-512", "-X", "sasl.username=bob", "-X", "sasl.password=bob-secret", "-L", "-m", kcatMetadataTimeout)
+	if err != nil || !s.seen.has("User:bob") {
+		t.Fatalf("kcat over SASL_SSL as bob: %v (principals %v)\n%s", err, s.seen.seen, out)
+	}
+}
+
+// TestSCRAMDoubledNonce: the client-final message of librdkafka before
+// 2.6.1 (client nonce repeated before the combined nonce) logs in with the
+// right password only, and a nonce missing the server's part never does.
+func TestSCRAMDoubledNonce(t *testing.T) {
+	dir := t.TempDir()
+	users, err := openUsers(dir, writeFile(t, dir, "users.yaml", testUsers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := func(nonce func(cnonce, combined string) string, pw string) (*saslSession, error) {
+		s := newSASLSession(users, MechSCRAMSHA256)
+		const cnonce = "{=EVbtIJ<pvtRPgR7>2mC]ISGKdfFH/8" // librdkafka's alphabet includes '='
+		c1b := "n=alice,r=" + cnonce
+		s1, err := s.step([]byte("n,," + c1b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		combined, _ := scramField(string(s1), "r")
+		salt64, _ := scramField(string(s1), "s")
+		salt, _ := base64.StdEncoding.DecodeString(salt64)
+		salted, err := saltPassword(MechSCRAMSHA256, pw, salt, seedIterations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wop := "c=biws,r=" + nonce(cnonce, combined)
+		mac := hmac.New(sha256.New, salted)
+		mac.Write([]byte("Client Key"))
+		clientKey := mac.Sum(nil)
+		stored := sha256.Sum256(clientKey)
+		mac = hmac.New(sha256.New, stored[:])
+		mac.Write([]byte(c1b + "," + string(s1) + "," + wop))
+		proof := mac.Sum(nil)
+		for i := range proof {
+			proof[i] ^= clientKey[i]
+		}
+		_, err = s.step([]byte(wop + ",p=" + base64.StdEncoding.EncodeToString(proof)))
+		return s, err
+	}
+	doubled := func(c, comb string) string { return c + comb }
+	if s, err := final(doubled, "alice-secret"); err != nil || !s.done {
+		t.Fatalf("librdkafka's doubled nonce with the right password: %v", err)
+	}
+	if _, err := final(doubled, "wrong"); err == nil {
+		t.Fatal("doubled nonce with a wrong password logged in")
+	}
+	if _, err := final(func(c, _ string) string { return c + c }, "alice-secret"); err == nil {
+		t.Fatal("a nonce without the server's part logged in")
+	}
+	if s, err := final(func(_, comb string) string { return comb }, "alice-secret"); err != nil || !s.done {
+		t.Fatalf("the standard nonce: %v", err)
+	}
+}
+
+// readTokenFrame reads one length-prefixed frame, waiting at most 10s.
+func readTokenFrame(nc net.Conn) ([]byte, error) {
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var size [4]byte
+	if _, err := io.ReadFull(nc, size[:]); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, binary.BigEndian.Uint32(size[:]))
+	_, err := io.ReadFull(nc, buf)
+	return buf, err
+}
+
+// legacyLogin logs in as old clients do: SaslHandshake v0, then bare SASL
+// tokens without Kafka framing.
+func legacyLogin(t *testing.T, addr string, mech sasl.Mechanism) (net.Conn, error) {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	var f kmsg.RequestFormatter
+	hs := kmsg.NewPtrSASLHandshakeRequest()
+	hs.Version, hs.Mechanism = 0, mech.Name()
+	if _, err := nc.Write(f.AppendRequest(nil, hs, 1)); err != nil {
+		t.Fatal(err)
+	}
+	frame, err := readTokenFrame(nc)
+	if err != nil {
+		t.Fatalf("SaslHandshake v0: %v", err)
+	}
+	resp := kmsg.NewPtrSASLHandshakeResponse()
+	if err := resp.ReadFrom(frame[4:]); err != nil || resp.ErrorCode != 0 {
+		t.Fatalf("SaslHandshake v0 answered %v, code %d", err, resp.ErrorCode)
+	}
+	sess, msg, err := mech.Authenticate(ctxT(t), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := nc.Write(binary.BigEndian.AppendUint32(nil, uint32(len(msg)))); err != nil {
+			return nc, err
+		}
+		if _, err := nc.Write(msg); err != nil {
+			return nc, err
+		}
+		token, err := readTokenFrame(nc)
+		if err != nil {
+			return nc, err
+		}
+		done, next, err := sess.Challenge(token)
+		if err != nil || done {
+			return nc, err
+		}
+		msg = next
+	}
+}
+
+// TestSASLHandshakeV0 logs in with SaslHandshake v0's bare tokens (PLAIN
+// and SCRAM), is then served, and is closed without a reply after a wrong
+// password.
+func TestSASLHandshakeV0(t *testing.T) {
+	users := writeFile(t, t.TempDir(), "users.yaml", testUsers)
+	_, seen, addrs := authBroker(t, t.TempDir(), users, ListenerConfig{Addr: "127.0.0.1:0", Security: SASLPlaintext})
+	for _, mech := range Mechanisms {
+		nc, err := legacyLogin(t, addrs[0], mechanism(mech, "alice", "alice-secret"))
+		if err != nil {
+			t.Fatalf("%s v0 login: %v", mech, err)
+		}
+		var f kmsg.RequestFormatter
+		md := kmsg.NewPtrMetadataRequest()
+		md.Version = 1
+		if _, err := nc.Write(f.AppendRequest(nil, md, 2)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readTokenFrame(nc); err != nil {
+			t.Fatalf("metadata after a %s v0 login: %v", mech, err)
+		}
+		if _, err := legacyLogin(t, addrs[0], mechanism(mech, "alice", "wrong")); err == nil {
+			t.Fatalf("%s v0 login with a wrong password succeeded", mech)
+		}
+	}
+	if !seen.has("User:alice") {
+		t.Fatalf("principals %v lack User:alice", seen.seen)
 	}
 }

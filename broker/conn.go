@@ -131,7 +131,9 @@ func (c *conn) serve() {
 		if err := c.handshakeTLS(tc); err != nil {
 			// A client refused by mTLS fails here (no certificate, or one
 			// from another CA); so do port scanners and plain clients.
-			c.b.authFailed(c, "TLS", "", "TLS handshake: "+err.Error())
+			if c.ctx.Err() == nil { // not the broker closing
+				c.b.authFailed(c, "TLS", "", "TLS handshake: "+err.Error())
+			}
 			c.close()
 			return
 		}
@@ -180,6 +182,27 @@ func (c *conn) readLoop() error {
 			return c.readError("read request size", err)
 		}
 		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
+		if c.sasl != nil && c.sasl.legacy && !c.authenticated {
+			// After SaslHandshake v0 the client sends bare SASL tokens,
+			// without a Kafka header, until the login completes.
+			if size < 0 || size > maxSASLReceiveBytes {
+				return fmt.Errorf("SASL token of %d bytes is outside 0..%d", size, maxSASLReceiveBytes)
+			}
+			token := make([]byte, size)
+			if _, err := io.ReadFull(br, token); err != nil {
+				return fmt.Errorf("read SASL token of %d bytes: %w", size, err)
+			}
+			q, ok := c.legacyToken(token)
+			if !ok {
+				return nil // a failed v0 login is closed without a reply, as Kafka does
+			}
+			select {
+			case c.queue <- q:
+			case <-c.ctx.Done():
+				return nil
+			}
+			continue
+		}
 		// The smallest valid header is key, version and correlation id.
 		if size < 8 {
 			return fmt.Errorf("request frame of %d bytes is under the 8 of a request header (is this a Kafka client? a TLS client on the plain port?)", size)
@@ -435,7 +458,11 @@ func (c *conn) writeLoop() {
 			c.release(q.bytes)
 			continue
 		}
-		c.b.metrics.request(q.req.key, errorCode(out.resp), time.Since(q.read))
+		code := int16(0)
+		if !out.raw {
+			code = errorCode(out.resp)
+		}
+		c.b.metrics.request(q.req.key, code, time.Since(q.read))
 		if failed {
 			out.release()
 			c.release(q.bytes)
@@ -508,6 +535,13 @@ func (w *responseWriter) flush() error { return w.bw.Flush() }
 // write encodes out with kmsg and writes it, splicing file sections in
 // place of the placeholders. It returns the bytes written.
 func (w *responseWriter) write(r *request, out *outgoing) (int64, error) {
+	if out.raw {
+		b := binary.BigEndian.AppendUint32(w.buf[:0], uint32(len(out.token)))
+		b = append(b, out.token...)
+		w.buf = b
+		_, err := w.bw.Write(b)
+		return int64(len(b)), err
+	}
 	resp := out.resp
 	resp.SetVersion(r.version)
 	b := append(w.buf[:0], 0, 0, 0, 0)

@@ -2,8 +2,11 @@ package broker
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +51,11 @@ type saslSession struct {
 	user  string
 	done  bool
 	steps int // messages taken
+	// legacy: the handshake was v0, so tokens come bare (conn.readLoop).
+	legacy bool
+	// c1 and s1 are the SCRAM client-first and server-first messages,
+	// for doubledNonce.
+	c1, s1 string
 }
 
 func newSASLSession(users *userStore, mech string) *saslSession {
@@ -98,9 +106,14 @@ func (s *saslSession) step(in []byte) (out []byte, err error) {
 		if first {
 			return nil, failure("Authentication failed: invalid SCRAM client-first message", "malformed SCRAM client-first message: %v", err)
 		}
+		if v, ok := s.doubledNonce(string(in)); ok {
+			s.done = true
+			return []byte(v), nil
+		}
 		return nil, failure("Authentication failed during authentication due to invalid credentials with SASL mechanism "+s.mech, "%v", err)
 	}
 	if first {
+		s.c1, s.s1 = string(in), resp
 		if az := s.conv.AuthzID(); az != "" && az != s.user {
 			return nil, failure("Authentication failed: Client requested an authorization id that is different from username",
 				"authorization id %q differs from the user name", az)
@@ -171,6 +184,7 @@ func handleSASLHandshake(r *request) reply {
 		c.closeAfterReply = "unsupported SASL mechanism"
 	default:
 		c.sasl = newSASLSession(c.b.users, req.Mechanism)
+		c.sasl.legacy = req.Version == 0
 	}
 	return respond(resp)
 }
@@ -179,7 +193,7 @@ func handleSASLAuthenticate(r *request) reply {
 	req := r.msg.(*kmsg.SASLAuthenticateRequest)
 	resp := req.ResponseKind().(*kmsg.SASLAuthenticateResponse)
 	c := r.c
-	if !c.needsLogin() || c.sasl == nil {
+	if !c.needsLogin() || c.sasl == nil || c.sasl.legacy {
 		resp.ErrorCode = kerr.IllegalSaslState.Code
 		msg := "SaslAuthenticate is only expected after a SaslHandshake v1 on a SASL listener, before login"
 		resp.ErrorMessage = &msg
@@ -203,6 +217,22 @@ func handleSASLAuthenticate(r *request) reply {
 		c.loggedIn()
 	}
 	return respond(resp)
+}
+
+// legacyToken takes a bare SASL token sent after SaslHandshake v0 and
+// returns the bare reply to queue; false means the login failed and the
+// connection closes without a reply.
+func (c *conn) legacyToken(token []byte) (queued, bool) {
+	out, err := c.sasl.step(token)
+	if err != nil {
+		c.b.authFailed(c, c.sasl.mech, c.sasl.user, err.Error())
+		return queued{}, false
+	}
+	if c.sasl.done {
+		c.loggedIn()
+	}
+	req := &request{c: c, key: int16(kmsg.SASLAuthenticate)}
+	return queued{req: req, reply: func() *outgoing { return &outgoing{raw: true, token: out} }, read: time.Now()}, true
 }
 
 // loggedIn makes the SASL identity the connection's principal.
@@ -259,4 +289,76 @@ func metricMechanism(mech string) string {
 		return mech
 	}
 	return "other"
+}
+
+// doubledNonce accepts the client-final message of librdkafka before 2.6.1
+// (Debian and Ubuntu ship 2.0 to 2.3), which repeats its own nonce in
+// front of the combined nonce the server sent: r = client nonce + client
+// nonce + server nonce. Kafka 3.x accepted that; so does this broker, and
+// only that: the server's nonce must be there whole (the replay protection
+// RFC 5802 asks for), and the proof is checked over the message as sent.
+// It returns the server-final message.
+func (s *saslSession) doubledNonce(c2 string) (string, bool) {
+	gs2, c1b, ok := splitGS2(s.c1)
+	if !ok {
+		return "", false
+	}
+	cnonce, ok1 := scramField(c1b, "r")
+	combined, ok2 := scramField(s.s1, "r")
+	p := strings.LastIndex(c2, ",p=")
+	if !ok1 || !ok2 || p < 0 {
+		return "", false
+	}
+	wop, proofB64 := c2[:p], c2[p+len(",p="):]
+	fields := strings.Split(wop, ",")
+	if len(fields) != 2 || fields[0] != "c="+base64.StdEncoding.EncodeToString([]byte(gs2)) || fields[1] != "r="+cnonce+combined {
+		return "", false
+	}
+	proof, err := base64.StdEncoding.DecodeString(proofB64)
+	if err != nil {
+		return "", false
+	}
+	cred, known := s.users.scram(s.mech, s.user)
+	h := scramHash(s.mech)
+	authMsg := []byte(c1b + "," + s.s1 + "," + wop)
+	mac := hmac.New(h, cred.StoredKey)
+	mac.Write(authMsg)
+	sig := mac.Sum(nil)
+	if len(proof) != len(sig) {
+		return "", false
+	}
+	for i := range sig {
+		sig[i] ^= proof[i] // now the client key
+	}
+	sum := h()
+	sum.Write(sig)
+	if !hmac.Equal(sum.Sum(nil), cred.StoredKey) || !known {
+		return "", false
+	}
+	mac = hmac.New(h, cred.ServerKey)
+	mac.Write(authMsg)
+	return "v=" + base64.StdEncoding.EncodeToString(mac.Sum(nil)), true
+}
+
+// splitGS2 splits a SCRAM client-first message into its GS2 header
+// ("n,," or "n,a=NAME,", channel binding "n" only) and the bare message.
+func splitGS2(c1 string) (gs2, bare string, ok bool) {
+	if !strings.HasPrefix(c1, "n,") {
+		return "", "", false
+	}
+	i := strings.IndexByte(c1[2:], ',')
+	if i < 0 {
+		return "", "", false
+	}
+	return c1[:2+i+1], c1[2+i+1:], true
+}
+
+// scramField returns the value of the attribute key in a SCRAM message.
+func scramField(msg, key string) (string, bool) {
+	for _, f := range strings.Split(msg, ",") {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
 }
