@@ -445,8 +445,14 @@ func skipTags(b []byte) ([]byte, error) {
 func (c *conn) writeLoop() {
 	w := newResponseWriter(c.nc)
 	failed := false
+	// A client must take each response within RequestTimeout, as its own
+	// request timeout expects: one that stops reading would otherwise hold
+	// its requests' budget and this goroutine for ever (it is not idle
+	// while responses are outstanding).
+	deadline := func() { c.nc.SetWriteDeadline(time.Now().Add(c.b.opts.RequestTimeout)) }
 	for q := range c.queue {
 		if q.mayBlock && !failed {
+			deadline()
 			if err := w.flush(); err != nil {
 				failed = true
 				c.close()
@@ -468,6 +474,7 @@ func (c *conn) writeLoop() {
 			c.release(q.bytes)
 			continue
 		}
+		deadline()
 		n, err := w.write(q.req, out)
 		out.release()
 		c.release(q.bytes)
@@ -482,6 +489,11 @@ func (c *conn) writeLoop() {
 				// The client left with requests outstanding: normal for
 				// a consumer that stops while a fetch long-polls.
 				c.log.Debug("client went away before its response", "err", err)
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				if ok, dropped := c.b.connErrors.allow(time.Now()); ok {
+					c.log.Warn("closing connection: the client did not take a response within the request timeout (raise --request-timeout for slow links)",
+						"timeout", c.b.opts.RequestTimeout, "similar_since_last_log", dropped)
+				}
 			default:
 				c.log.Warn("write response failed; closing connection", "err", err)
 			}
@@ -490,6 +502,7 @@ func (c *conn) writeLoop() {
 		}
 	}
 	if !failed {
+		deadline()
 		w.flush()
 	}
 }

@@ -369,3 +369,58 @@ func FuzzReadLoop(f *testing.F) {
 		b.requestBytes.Release(budget)
 	})
 }
+
+// A client that sends requests and stops reading the responses is closed
+// after RequestTimeout, giving back its request budget: it is never idle
+// (responses are outstanding), so without a write deadline it would hold
+// both for ever.
+func TestClientThatStopsReadingIsClosed(t *testing.T) {
+	b, addr := testBroker(t, Options{RequestTimeout: 500 * time.Millisecond})
+	admin := newKgo(t, addr)
+	createTopic(t, admin, "big", 1)
+	prod := newKgo(t, addr, kgo.DefaultProduceTopic("big"), kgo.ProducerBatchMaxBytes(1<<20))
+	value := make([]byte, 512<<10)
+	for range 16 {
+		if err := prod.ProduceSync(ctxT(t), &kgo.Record{Value: value}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	const from = "127.0.0.6"
+	c := dialRawFrom(t, from, addr)
+	c.nc.(*net.TCPConn).SetReadBuffer(4 << 10)
+	for i := range 20 {
+		req := kmsg.NewPtrFetchRequest()
+		req.SetVersion(11)
+		req.MaxBytes = 16 << 20
+		ft := kmsg.NewFetchRequestTopic()
+		ft.Topic = "big"
+		fp := kmsg.NewFetchRequestTopicPartition()
+		fp.PartitionMaxBytes = 16 << 20
+		ft.Partitions = append(ft.Partitions, fp)
+		req.Topics = append(req.Topics, ft)
+		if err := c.send(req, int32(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Never read: the broker must close the connection and give back
+	// what it held.
+	ctx := ctxT(t)
+	for {
+		b.mu.Lock()
+		n := b.connsByIP[from]
+		b.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("a client that stopped reading responses is still connected")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !b.requestBytes.TryAcquire(b.opts.MaxRequestBytes) {
+		t.Fatal("the closed connection's request budget was not given back")
+	}
+	b.requestBytes.Release(b.opts.MaxRequestBytes)
+	produceAndConsume(t, addr, "big", 5)
+}

@@ -197,7 +197,7 @@ not in the file stay.`,
 	f.StringVar(&superUsers, "super-users", "", `principals the ACLs do not apply to, separated by ';', e.g. "User:admin;User:ops"`)
 	f.BoolVar(&allowIfNoACL, "allow-everyone-if-no-acl-found", false, "with --authorizer acl, allow what no ACL names a resource for (Kafka's allow.everyone.if.no.acl.found); by default it is denied")
 	f.DurationVar(&lim.IdleTimeout, "idle-timeout", broker.DefaultIdleTimeout, "close a connection that sends nothing and waits for nothing this long")
-	f.DurationVar(&lim.RequestTimeout, "request-timeout", broker.DefaultRequestTimeout, "close a connection that starts a request and does not finish sending it within this time")
+	f.DurationVar(&lim.RequestTimeout, "request-timeout", broker.DefaultRequestTimeout, "close a connection that takes longer than this to send a request it started, or to read a response")
 	f.Int64Var(&lim.MaxRequestBytes, "max-request-bytes", broker.DefaultRequestBytes, "bytes of requests in flight across all connections; over it, connections are not read until responses go out")
 	f.Int64Var(&lim.MaxConnRequestBytes, "max-connection-request-bytes", broker.DefaultConnRequestBytes, "bytes of requests in flight on one connection (also the largest request accepted)")
 	f.IntVar(&lim.MaxConnections, "max-connections", 0, fmt.Sprintf("open connections; more are closed at once (0: %d, or a quarter of the open-file limit if lower)", broker.DefaultMaxConnections))
