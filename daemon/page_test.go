@@ -107,6 +107,7 @@ sink:
 		`<td>ev</td><td>0</td><td>150</td><td>150</td><td>0</td>`, // topic, partition, position, end, lag
 		`<td>ev</td><td>1</td><td>150</td><td>150</td><td>0</td>`,
 		`tasks this process runs`,
+		`<noscript><meta http-equiv="refresh" content="5"></noscript>`, // without JavaScript it reloads
 		`<span class="plugin">uppercase#1</span> pid `,
 		`unknown key &#34;generat&#34; in source`, // the invalid file's error, escaped
 	} {
@@ -172,5 +173,19 @@ func TestAPIErrorsAreJSON(t *testing.T) {
 	resp.Body.Close()
 	if got := resp.Header.Get("Allow"); got != "GET, HEAD" || resp.Header.Get("Content-Type") != "application/json" {
 		t.Errorf("405: Allow %q, Content-Type %q", got, resp.Header.Get("Content-Type"))
+	}
+}
+
+func TestLoopbackByDefault(t *testing.T) {
+	for in, want := range map[string]string{
+		"8080":           "127.0.0.1:8080",
+		":8080":          "127.0.0.1:8080",
+		"0.0.0.0:8080":   "0.0.0.0:8080",
+		"[::1]:8080":     "[::1]:8080",
+		"example.org:80": "example.org:80",
+	} {
+		if got := LoopbackByDefault(in); got != want {
+			t.Errorf("LoopbackByDefault(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
