@@ -37,6 +37,10 @@ func FuzzParse(f *testing.F) {
 		"? [a]\n: b\n",
 		"name: !!binary aGVsbG8=\nversion: !custom 1\n",
 		"sink:\n  file:\n    path: |\n      ${A}\n      x\n",
+		// Built-in plugins' settings, checked by the step's Validate and
+		// the plugin's own Configure (a filter expression is compiled).
+		"version: 1\nname: t\nsource: {generate: {}}\nsink: {file: {path: x}}\ntransforms:\n  - {plugin: filter, settings: {expr: 'value contains \"e\" && fromJSON(value).n > 1'}}\n",
+		"version: 1\nname: t\nsource: {generate: {}}\nsink: {file: {path: x}}\ntransforms:\n  - {plugin: extract, settings: {fields: [a.0, b], missing: null, unwrap: true}}\n  - {plugin: splt, settings: {delimter: 1}}\n",
 	} {
 		f.Add([]byte(s))
 	}
