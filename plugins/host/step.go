@@ -51,6 +51,9 @@ func (s *Step) Validate(c *pipelines.Check) {
 		c.Errorf("plugin", "%s is empty; write a built-in plugin name (%s) or the path of a plugin executable", c.Path("plugin"), strings.Join(builtin.Names(), ", "))
 		return
 	}
+	if c.OK("memory") && s.Memory > 0 && !memoryLimitSupported {
+		c.Errorf("memory", "%s: %v", c.Path("memory"), errMemoryLinuxOnly)
+	}
 	if c.OK("sha256") && s.SHA256 != "" && !sha256RE.MatchString(s.SHA256) {
 		c.Errorf("sha256", "%s must be 64 hex characters, got %d characters %q; write the output of sha256sum PLUGIN, or remove the key", c.Path("sha256"), len(s.SHA256), s.SHA256)
 	}
