@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
 	"sync"
 )
 
@@ -38,6 +39,16 @@ func (e *CorruptError) Error() string {
 
 func (e *CorruptError) Unwrap() error { return ErrCorrupt }
 
+// checkedRun is a stretch [from, to) of checked batches; toOff is the
+// offset after its last one.
+type checkedRun struct{ from, to, toOff int64 }
+
+// maxCheckedRuns bounds the runs a segment remembers: one per consumer
+// position reading it at once (a consumer at the head, a few catching
+// up), so each reads its bytes checked once. Past it the run furthest
+// from the head is forgotten and its bytes are checked again if read.
+const maxCheckedRuns = 8
+
 // verifyChunkBytes is what one read call fetches while checking batches: a
 // consumer's default max.partition.fetch.bytes, so a typical fetch is
 // checked with one pread, and at most this much is held per check (a larger
@@ -51,10 +62,11 @@ var verifyBufs = sync.Pool{New: func() any { b := make([]byte, verifyChunkBytes)
 // never during I/O, so checks by concurrent readers do not wait for each
 // other's reads).
 type verified struct {
-	// from..to is a run of whole batches whose header and CRC were
-	// checked; toOff is the offset after the last of them. One run is kept:
-	// consumers read forward, so a read usually extends it.
-	from, to, toOff int64
+	// runs are the stretches of whole batches whose header and CRC were
+	// checked, sorted, apart from each other (touching ones are merged).
+	// Consumers read forward, so a read usually extends a run; each
+	// consumer position reading a segment keeps one, up to maxCheckedRuns.
+	runs []checkedRun
 	// bad are the batches found corrupt, by position: fetches stop before
 	// them without checking them again.
 	bad map[int64]*CorruptError
@@ -74,9 +86,12 @@ func (s *segment) checkSection(start, end, first int64) (goodEnd int64, bad *Cor
 		}
 	}
 	from, fromOff := start, first
-	if s.vd.to > s.vd.from && start >= s.vd.from && start < s.vd.to {
-		// Inside the checked run: only what lies past it is new.
-		from, fromOff = s.vd.to, s.vd.toOff
+	for _, r := range s.vd.runs {
+		if start >= r.from && start < r.to {
+			// Inside a checked run: only what lies past it is new.
+			from, fromOff = r.to, r.toOff
+			break
+		}
 	}
 	s.vmu.Unlock()
 	if from >= end {
@@ -102,21 +117,38 @@ func (s *segment) checkSection(start, end, first int64) (goodEnd int64, bad *Cor
 	return to, bad, nil
 }
 
-// markVerified records that [from, to) was checked; the caller holds vmu.
-// A run that touches the kept one extends it; a disjoint one replaces it if
-// it lies later (the head of the log, where most consumers read).
+// markVerified records that [from, to) was checked; the caller holds vmu
+// (or nothing else can see the segment yet). Runs it overlaps or touches
+// merge with it.
 func (s *segment) markVerified(from, to, toOff int64) {
-	v := &s.vd
-	switch {
-	case to <= from:
-	case from <= v.to && to >= v.from && v.to > v.from:
-		if to > v.to {
-			v.to, v.toOff = to, toOff
-		}
-		v.from = min(v.from, from)
-	case to > v.to:
-		v.from, v.to, v.toOff = from, to, toOff
+	if to <= from {
+		return
 	}
+	merged := checkedRun{from, to, toOff}
+	runs := make([]checkedRun, 0, len(s.vd.runs)+1)
+	for _, r := range s.vd.runs {
+		if r.to < merged.from || r.from > merged.to {
+			runs = append(runs, r)
+			continue
+		}
+		merged.from = min(merged.from, r.from)
+		if r.to > merged.to {
+			merged.to, merged.toOff = r.to, r.toOff
+		}
+	}
+	i := 0
+	for i < len(runs) && runs[i].from < merged.from {
+		i++
+	}
+	runs = slices.Insert(runs, i, merged)
+	if len(runs) > maxCheckedRuns {
+		drop := 0 // the lowest: furthest from the head
+		if i == 0 {
+			drop = 1
+		}
+		runs = slices.Delete(runs, drop, drop+1)
+	}
+	s.vd.runs = runs
 }
 
 // verifyBatches checks the batches of [from, end), the first starting at

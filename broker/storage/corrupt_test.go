@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -157,13 +158,13 @@ func TestReadChecksOnceAndSeesLaterDamageAfterIt(t *testing.T) {
 	p.segs[0].vmu.Lock()
 	vd := p.segs[0].vd
 	p.segs[0].vmu.Unlock()
-	if vd.from != 0 || vd.to != p.segs[0].size || vd.toOff != 10 {
-		t.Fatalf("checked run after a full read: %+v, want 0..%d", vd, p.segs[0].size)
+	if len(vd.runs) != 1 || vd.runs[0] != (checkedRun{0, p.segs[0].size, 10}) {
+		t.Fatalf("checked runs after a full read: %+v, want one, 0..%d", vd.runs, p.segs[0].size)
 	}
 	// Batches appended later are checked when first read, so damage to
 	// them is caught even though the ones before were checked already.
 	more := fill(t, p, 10)
-	flipByte(vd.to+more[3]+70)(t, segmentName(dir, 0, logSuffix), 0)
+	flipByte(vd.runs[0].to+more[3]+70)(t, segmentName(dir, 0, logSuffix), 0)
 	got, err := readFrom(t, p, 0)
 	if len(got) != 13 || !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("read: %d batches, %v; want 13 and the damage at offset 13", len(got), err)
@@ -348,4 +349,60 @@ func names(ents []os.DirEntry) []string {
 		out = append(out, e.Name())
 	}
 	return out
+}
+
+// TestCheckedRunsAfterReopen: a clean open checks the tail; a consumer
+// reading from the start then joins its run to it, so a second reader
+// checks nothing.
+func TestCheckedRunsAfterReopen(t *testing.T) {
+	dir := t.TempDir()
+	p, err := OpenPartition(dir, quietConfig(Config{}), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 60 {
+		if _, _, err := p.Append(bigBatch(200), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p2 := openT(t, dir, Config{}, true)
+	seg := p2.segs[0]
+	if len(seg.vd.runs) != 1 || seg.vd.runs[0].from == 0 || seg.vd.runs[0].to != seg.size {
+		t.Fatalf("after a clean open: runs %+v, want the last %d bytes of %d", seg.vd.runs, activeTailCheckBytes, seg.size)
+	}
+	if got, err := readFrom(t, p2, 0); err != nil || len(got) != 60 {
+		t.Fatalf("read: %d batches, %v", len(got), err)
+	}
+	seg.vmu.Lock()
+	runs := slices.Clone(seg.vd.runs)
+	seg.vmu.Unlock()
+	if len(runs) != 1 || runs[0] != (checkedRun{0, seg.size, 60 * 200}) {
+		t.Fatalf("after reading everything: runs %+v, want one, 0..%d", runs, seg.size)
+	}
+}
+
+func TestMarkVerifiedMergesAndBounds(t *testing.T) {
+	var s segment
+	for i := range int64(maxCheckedRuns + 3) {
+		s.markVerified(i*100, i*100+50, i*10+5)
+	}
+	if len(s.vd.runs) != maxCheckedRuns || s.vd.runs[0].from != 300 {
+		t.Fatalf("runs %+v: want the %d highest", s.vd.runs, maxCheckedRuns)
+	}
+	// A read joining two runs merges them, keeping the later end's offset.
+	s.markVerified(350, 400, 40)
+	if len(s.vd.runs) != maxCheckedRuns-1 || s.vd.runs[0] != (checkedRun{300, 450, 45}) {
+		t.Fatalf("after a joining read: %+v", s.vd.runs)
+	}
+	// A run below all others while full is kept; the next lowest goes.
+	for i := int64(20); len(s.vd.runs) < maxCheckedRuns; i++ {
+		s.markVerified(i*100, i*100+50, i*10+5)
+	}
+	s.markVerified(0, 10, 1)
+	if len(s.vd.runs) != maxCheckedRuns || s.vd.runs[0] != (checkedRun{0, 10, 1}) || s.vd.runs[1].from == 300 {
+		t.Fatalf("after a low run while full: %+v", s.vd.runs)
+	}
 }

@@ -167,7 +167,7 @@ func (p *Partition) recoverSegment(seg *segment, fileSize int64, active, clean b
 		return &DamagedError{Segment: path, Offset: seg.next, Pos: seg.size,
 			Reason: fmt.Errorf("it ends at offset %d but the next segment starts at %d", seg.next, next)}
 	}
-	seg.vd.from, seg.vd.to, seg.vd.toOff = 0, seg.size, seg.next
+	seg.markVerified(0, seg.size, seg.next)
 	if !active {
 		if err := seg.writeIndexFiles(); err != nil {
 			return fmt.Errorf("rewrite index of %s: %w", path, err)
@@ -211,7 +211,7 @@ func (p *Partition) checkTail(s *segment) (intact bool, err error) {
 		p.keepCorrupt(s, bad)
 		pos, off = bad.end, bad.next
 	}
-	s.vd.from, s.vd.to, s.vd.toOff = from, s.size, s.next
+	s.markVerified(from, s.size, s.next)
 	return true, nil
 }
 
