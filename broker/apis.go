@@ -33,6 +33,7 @@ func init() {
 		{kmsg.ApiVersions, 0, 4, handleApiVersions},
 		{kmsg.CreateTopics, 0, 6, handleCreateTopics},
 		{kmsg.DeleteTopics, 0, 5, handleDeleteTopics},
+		{kmsg.CreatePartitions, 0, 3, handleCreatePartitions},
 		{kmsg.DescribeConfigs, 0, 4, handleDescribeConfigs},
 		{kmsg.AlterConfigs, 0, 2, handleAlterConfigs},
 		{kmsg.IncrementalAlterConfigs, 0, 1, handleIncrementalAlterConfigs},

@@ -250,6 +250,17 @@ func seedRequests() [][]byte {
 		}
 		reqs = append(reqs, ac, ic)
 	}
+	for _, v := range []int16{0, 3} {
+		cp := kmsg.NewPtrCreatePartitionsRequest()
+		cp.Version = v
+		for _, count := range []int32{3, 1} {
+			cpt := kmsg.NewCreatePartitionsRequestTopic()
+			cpt.Topic, cpt.Count = "fuzz", count
+			cpt.Assignment = []kmsg.CreatePartitionsRequestTopicAssignment{{Replicas: []int32{0}}}
+			cp.Topics = append(cp.Topics, cpt)
+		}
+		reqs = append(reqs, cp)
+	}
 	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("fuzz-client"))
 	var out [][]byte
 	for i, r := range reqs {
