@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -60,14 +62,55 @@ func newPluginNewCmd() *cobra.Command {
 }
 
 func newPluginListCmd() *cobra.Command {
-	return &cobra.Command{
+	var settings bool
+	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List the built-in plugins",
+		Short: "List the built-in plugins (with --settings, the settings each takes)",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			defer w.Flush()
 			for _, n := range builtin.Names() {
-				fmt.Fprintln(cmd.OutOrStdout(), n)
+				fmt.Fprintln(w, n)
+				if !settings {
+					continue
+				}
+				t, _ := builtin.SettingsOf(n)
+				list := builtin.SettingsList(t)
+				if len(list) == 0 {
+					fmt.Fprintln(w, "  (no settings)")
+				}
+				for _, s := range list {
+					var notes []string
+					if s.Required {
+						notes = append(notes, "required")
+					}
+					if s.Default != "" {
+						notes = append(notes, "default "+s.Default)
+					}
+					if s.Enum != nil {
+						notes = append(notes, "one of "+strings.Join(s.Enum, ", "))
+					}
+					fmt.Fprintf(w, "  %s\t%s\t%s\t%s\n", s.Key, settingType(s.Type), strings.Join(notes, "; "), s.Doc)
+				}
 			}
 		},
 	}
+	cmd.Flags().BoolVar(&settings, "settings", false, "show each built-in's settings: key, type, required or default, what it does (what lint checks)")
+	return cmd
+}
+
+// settingType names a settings field's type as a pipeline file writes it.
+func settingType(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "bool"
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		return "integer"
+	case reflect.Slice:
+		return "list of " + settingType(t.Elem()) + "s"
+	}
+	return t.String()
 }

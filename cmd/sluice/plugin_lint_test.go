@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -123,5 +124,24 @@ func TestLintPluginPathStrict(t *testing.T) {
 	}
 	if out, err := runLint(t, "lint", "--strict", path); err != nil || out != path+": ok\n" {
 		t.Fatalf("lint --strict of a built plugin: %v\n%s", err, out)
+	}
+}
+
+// plugin list --settings shows what lint checks a built-in's settings
+// against, from the same declarations.
+func TestPluginListSettings(t *testing.T) {
+	out, err := runLint(t, "plugin", "list", "--settings")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^filter\n  expr +string +required +expr-lang expression`),
+		regexp.MustCompile(`(?m)^  missing +string +default reject; one of reject, null `),
+		regexp.MustCompile(`(?m)^  fields +list of strings +required `),
+		regexp.MustCompile(`(?m)^uppercase\n  \(no settings\)$`),
+	} {
+		if !want.MatchString(out) {
+			t.Errorf("plugin list --settings lacks %s:\n%s", want, out)
+		}
 	}
 }
