@@ -241,6 +241,12 @@ func Open(dir string, opts Options) (_ *Broker, err error) {
 	if b.users, err = openUsers(dir, opts.UsersFile); err != nil {
 		return nil, err
 	}
+	if opts.UsersFile != "" {
+		// The file holds passwords in clear; say so if others can read it.
+		if fi, err := os.Stat(opts.UsersFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			b.log.Warn("SASL users file is readable by other users; chmod 600 it", "file", opts.UsersFile, "mode", fi.Mode().Perm().String())
+		}
+	}
 	if opts.ACL {
 		if b.authz, err = acl.Open(dir, acl.Options{SuperUsers: opts.SuperUsers, AllowIfNoACL: opts.AllowIfNoACL}); err != nil {
 			return nil, err

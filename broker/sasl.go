@@ -273,12 +273,24 @@ func (b *Broker) authFailed(c *conn, mech, user, reason string) {
 	}
 	b.metrics.authentications.WithLabelValues(metricMechanism(mech), "failed").Inc()
 	if ok, suppressed := b.authLog.allow(time.Now()); ok {
-		attrs := []any{"remote", c.nc.RemoteAddr().String(), "user", user, "mechanism", mech, "reason", reason}
+		// What the client claimed is logged, cut short: it may be anything.
+		attrs := []any{"remote", c.nc.RemoteAddr().String(), "user", clip(user), "mechanism", clip(mech), "reason", clip(reason)}
 		if suppressed > 0 {
 			attrs = append(attrs, "suppressed", suppressed)
 		}
 		b.log.Warn("authentication failed; closing connection", attrs...)
 	}
+}
+
+// maxLoggedClaimBytes bounds a client-supplied string in a log line (a
+// user name of up to maxSASLReceiveBytes could otherwise fill it).
+const maxLoggedClaimBytes = 256
+
+func clip(s string) string {
+	if len(s) <= maxLoggedClaimBytes {
+		return s
+	}
+	return s[:maxLoggedClaimBytes] + "…"
 }
 
 // metricMechanism keeps the metric's label values few whatever a client

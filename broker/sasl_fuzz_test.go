@@ -5,6 +5,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl"
 )
 
@@ -72,6 +73,81 @@ func FuzzSASLSession(f *testing.F) {
 			t.Fatalf("PLAIN login succeeded for %q, who may not use PLAIN", s.user)
 		case mech != MechPlain && rec.SCRAM[mech].StoredKey == nil:
 			t.Fatalf("%s login succeeded for %q, who has no such credential", mech, s.user)
+		}
+	})
+}
+
+// FuzzSASLConn feeds frames (split on a 0xff 0xfe pair) to a fresh
+// connection on a SASL listener, as its reader would: requests through
+// dispatch, bare tokens after a SaslHandshake v0. Nothing may panic, every
+// reply must encode, and no request other than the login ones may run
+// before login.
+func FuzzSASLConn(f *testing.F) {
+	dir := f.TempDir()
+	b, err := Open(dir, Options{Logger: testLogger(f), UsersFile: writeFile(f, dir, "users.yaml", testUsers)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { b.Close() })
+	var rf kmsg.RequestFormatter
+	sep := []byte{0xff, 0xfe}
+	frame := func(r kmsg.Request, v int16) []byte {
+		r.SetVersion(v)
+		return rf.AppendRequest(nil, r, 1)[4:]
+	}
+	for _, mech := range Mechanisms {
+		hs := kmsg.NewPtrSASLHandshakeRequest()
+		hs.Mechanism = mech
+		msgs := clientMessages(f, b.users, mechanism(mech, "alice", "alice-secret"))
+		v1 := [][]byte{frame(hs, 1)}
+		v0 := [][]byte{frame(hs, 0)}
+		for _, m := range msgs {
+			auth := kmsg.NewPtrSASLAuthenticateRequest()
+			auth.SASLAuthBytes = m
+			v1 = append(v1, frame(auth, 2))
+			v0 = append(v0, m)
+		}
+		md := frame(kmsg.NewPtrMetadataRequest(), 4)
+		f.Add(bytes.Join(append(v1, md), sep))
+		f.Add(bytes.Join(append(v0, md), sep))
+		f.Add(bytes.Join([][]byte{md}, sep))
+	}
+	w := newResponseWriter(discardConn{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := newConn(b, discardConn{}, SASLPlaintext)
+		c.cancel()
+		for _, fr := range bytes.Split(data, sep) {
+			var q queued
+			if c.sasl != nil && c.sasl.legacy && !c.authenticated {
+				var ok bool
+				if q, ok = c.legacyToken(fr); !ok {
+					return
+				}
+			} else {
+				if len(fr) < 8 {
+					return // the frame reader refuses these
+				}
+				before := c.authenticated
+				req, rep, err := c.dispatch(fr)
+				if err != nil {
+					return
+				}
+				if !before && !preAuthAPI(req.key) {
+					t.Fatalf("%s ran before login", kmsg.NameForKey(req.key))
+				}
+				q = queued{req: req, reply: rep}
+			}
+			out := q.reply()
+			if out != nil {
+				_, err := w.write(q.req, out)
+				out.release()
+				if err != nil {
+					t.Fatalf("encode reply: %v", err)
+				}
+			}
+			if c.closeAfterReply != "" {
+				return
+			}
 		}
 	})
 }
