@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -78,5 +80,54 @@ func TestACLTool(t *testing.T) {
 	_, err := runTool(t, plain, "", "acl", "list")
 	if err == nil || !strings.Contains(err.Error(), "--authorizer acl") {
 		t.Fatalf("sluice acl list against a broker without an authorizer: %v", err)
+	}
+}
+
+// TestACLToolSCRAM is the README's setup: a broker that serves only SASL,
+// with ACLs and a super user; the super user grants a pipeline's user its
+// topics, group and transactional ids with sluice acl, and the console
+// tools, logged in as each user, are served or refused accordingly.
+func TestACLToolSCRAM(t *testing.T) {
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users.yaml")
+	if err := os.WriteFile(users, []byte("- name: admin\n  password: admin-secret\n- name: pipeline\n  password: pipeline-secret\n- name: other\n  password: other-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := startBroker(t, filepath.Join(dir, "data"), "--listen", "off", "--sasl-listen", "127.0.0.1:0", "--sasl-users", users,
+		"--authorizer", "acl", "--super-users", "User:admin")
+	as := func(user, stdin string, args ...string) (string, error) {
+		t.Helper()
+		return runToolEnv(t, []string{"SLUICE_BOOTSTRAP=" + addr, "SLUICE_SASL_MECHANISM=SCRAM-SHA-256", "SLUICE_SASL_USER=" + user,
+			"SLUICE_SASL_PASSWORD=" + user + "-secret"}, stdin, args...)
+	}
+	must := func(out string, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return out
+	}
+	must(as("admin", "", "topic", "create", "clicks"))
+	must(as("admin", "", "topic", "create", "out"))
+	must(as("admin", "", "acl", "create", "--allow-principal", "User:pipeline", "--operation", "Read", "--topic", "clicks", "--group", "pipeline-1"))
+	must(as("admin", "", "acl", "create", "--allow-principal", "User:pipeline", "--operation", "Write", "--topic", "out",
+		"--transactional-id", "pipeline-1", "--resource-pattern-type", "prefixed"))
+	if out := must(as("admin", "", "acl", "list", "--principal", "User:pipeline")); strings.Count(out, "User:pipeline") != 4 {
+		t.Fatalf("acl list --principal User:pipeline:\n%s", out)
+	}
+	must(as("admin", "c1\nc2\n", "produce", "--topic", "clicks"))
+
+	if out := must(as("pipeline", "", "consume", "--topic", "clicks", "--group", "pipeline-1", "--from-beginning", "--max-messages", "2")); out != "c1\nc2\n" {
+		t.Fatalf("pipeline consumes clicks:\n%s", out)
+	}
+	must(as("pipeline", "o1\n", "produce", "--topic", "out"))
+	if out, err := as("other", "x\n", "produce", "--topic", "out"); err == nil || !strings.Contains(err.Error(), "TOPIC_AUTHORIZATION_FAILED") {
+		t.Fatalf("other produces to out: %v\n%s", err, out)
+	}
+	if out, err := as("pipeline", "", "acl", "list"); err == nil || !strings.Contains(err.Error(), "CLUSTER_AUTHORIZATION_FAILED") {
+		t.Fatalf("pipeline lists ACLs: %v\n%s", err, out)
+	}
+	if out, err := as("other", "", "user", "list"); err == nil || !strings.Contains(err.Error(), "CLUSTER_AUTHORIZATION_FAILED") {
+		t.Fatalf("other lists users: %v\n%s", err, out)
 	}
 }
