@@ -35,6 +35,7 @@ const recordBytes = 100
 // config is the parsed command line.
 type config struct {
 	sluice       string // the binary under test; "" = build it
+	baseline     string // an earlier build measured beside it, or ""
 	records      int
 	partitions   int
 	compression  string
@@ -59,6 +60,7 @@ func parseFlags() config {
 	var c config
 	var modes, latencySinks string
 	flag.StringVar(&c.sluice, "sluice", "", "sluice binary to measure (default: go build ./cmd/sluice into the temp dir)")
+	flag.StringVar(&c.baseline, "baseline", "", "another sluice binary (an earlier build) measured beside -sluice in the same run: each sluice row's runs alternate between the two, and the report gives the median of the per-run ratios")
 	flag.IntVar(&c.records, "records", 8_000_000, "records written to topic bench and read by every row")
 	flag.IntVar(&c.partitions, "partitions", 4, "partitions of topic bench (and of the latency and output topics)")
 	flag.StringVar(&c.compression, "compression", "none", "compression of the fill producer: none, lz4, snappy, zstd or gzip")
@@ -190,8 +192,17 @@ func run(cfg config) (ok bool, err error) {
 	rep := report{cfg: cfg, env: env}
 	rep.rows = append(rep.rows, b.measureRow("raw franz-go consumer", b.runRawConsumer))
 	for _, mode := range cfg.modes {
-		rep.rows = append(rep.rows, b.measureRow(fmt.Sprintf("sluice %s → %s", mode, cfg.sink),
-			func(run int) (measurement, error) { return b.runSluice(mode, run) }))
+		name := fmt.Sprintf("sluice %s → %s", mode, cfg.sink)
+		if cfg.baseline == "" {
+			rep.rows = append(rep.rows, b.measureRow(name,
+				func(run int) (measurement, error) { return b.runSluice(b.sluice, mode, run) }))
+			continue
+		}
+		p := b.measurePair(name,
+			func(run int) (measurement, error) { return b.runSluice(b.sluice, mode, run) },
+			func(run int) (measurement, error) { return b.runSluice(cfg.baseline, mode, run) })
+		rep.rows = append(rep.rows, p.rows[0], p.rows[1])
+		rep.pairs = append(rep.pairs, p)
 	}
 	if cfg.latency > 0 {
 		for _, mode := range cfg.modes {

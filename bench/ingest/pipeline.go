@@ -55,6 +55,49 @@ func (b *bench) measureRow(name string, once func(run int) (measurement, error))
 	return row{name: name, median: ms[len(ms)/2]}
 }
 
+// pair is a row measured beside the same row of the -baseline binary.
+type pair struct {
+	rows  [2]row    // this binary's, the baseline's
+	ratio float64   // median over runs of baseline time ÷ this binary's time
+	each  []float64 // the per-run ratios
+}
+
+// measurePair runs this binary's and the baseline's row alternately, run
+// by run, so that whatever else the machine does falls on both alike, and
+// takes the median of the per-run ratios.
+func (b *bench) measurePair(name string, once, baseline func(run int) (measurement, error)) pair {
+	p := pair{rows: [2]row{{name: name}, {name: name + " (baseline)"}}}
+	var ms [2][]measurement
+	for run := range b.cfg.runs {
+		var got [2]measurement
+		fns := [2]func(int) (measurement, error){once, baseline}
+		// Alternate which goes first, so neither always follows the
+		// other's page-cache writeback.
+		order := [2]int{run % 2, (run + 1) % 2}
+		for _, i := range order {
+			log.Printf("%s, run %d of %d", p.rows[i].name, run+1, b.cfg.runs)
+			settleDisk()
+			m, err := fns[i](run)
+			if err != nil {
+				log.Printf("%s: %v", p.rows[i].name, err)
+				p.rows[i].problem = err.Error()
+				return p
+			}
+			log.Printf("%s: %.2fs, peak RSS %d MiB, CPU %.1fs", p.rows[i].name, m.processing.Seconds(), m.rssKiB>>10, m.cpu.Seconds())
+			got[i] = m
+			ms[i] = append(ms[i], m)
+		}
+		p.each = append(p.each, got[1].processing.Seconds()/got[0].processing.Seconds())
+	}
+	for i := range ms {
+		slices.SortFunc(ms[i], func(x, y measurement) int { return int(x.processing - y.processing) })
+		p.rows[i].median = ms[i][len(ms[i])/2]
+	}
+	sorted := slices.Sorted(slices.Values(p.each))
+	p.ratio = sorted[len(sorted)/2]
+	return p
+}
+
 // runRawConsumer measures the baseline: this program re-executed with
 // -raw-consumer, timed from exec to exit like sluice.
 func (b *bench) runRawConsumer(run int) (measurement, error) {
@@ -77,8 +120,11 @@ func (b *bench) runRawConsumer(run int) (measurement, error) {
 
 // runSluice runs one throughput pipeline for mode with `sluice run
 // --idle-exit`, then counts what its sink committed.
-func (b *bench) runSluice(mode string, run int) (measurement, error) {
+func (b *bench) runSluice(bin, mode string, run int) (measurement, error) {
 	suffix := fmt.Sprintf("%s-%d", mode, run)
+	if bin != b.sluice {
+		suffix += "-baseline"
+	}
 	name := "bench-" + suffix
 	out, err := b.output(b.cfg.sink, suffix)
 	if err != nil {
@@ -102,7 +148,7 @@ func (b *bench) runSluice(mode string, run int) (measurement, error) {
 	}
 	// Debug level in JSON: every commit is logged with its time, so the
 	// run is timed to its last commit, not to the idle wait after it.
-	c, err := b.startSluice(spec, suffix, env, "--idle-exit", b.cfg.idleExit.String(),
+	c, err := b.startSluiceWith(bin, spec, suffix, env, "--idle-exit", b.cfg.idleExit.String(),
 		"--log-level", "debug", "--log-format", "json")
 	if err != nil {
 		return measurement{}, err
@@ -210,12 +256,17 @@ func (c config) batch(interval string) string {
 // startSluice writes spec into the temp dir and starts `sluice run` on it
 // with its data under data-SUFFIX and its log in SUFFIX.log.
 func (b *bench) startSluice(spec pipeline, suffix string, env []string, flags ...string) (*child, error) {
+	return b.startSluiceWith(b.sluice, spec, suffix, env, flags...)
+}
+
+// startSluiceWith is startSluice with the sluice binary bin.
+func (b *bench) startSluiceWith(bin string, spec pipeline, suffix string, env []string, flags ...string) (*child, error) {
 	file := filepath.Join(b.dir, spec.name+".yaml")
 	if err := os.WriteFile(file, []byte(spec.yaml()), 0o644); err != nil {
 		return nil, err
 	}
 	args := append([]string{"--log-level", "warn", "run", file, "--data", filepath.Join(b.dir, "data-"+suffix)}, flags...)
-	return startChild("sluice run "+spec.name, filepath.Join(b.dir, suffix+".log"), env, b.sluice, args...)
+	return startChild("sluice run "+spec.name, filepath.Join(b.dir, suffix+".log"), env, bin, args...)
 }
 
 // output is a sink for one run: its YAML, how to count the records it

@@ -68,6 +68,7 @@ type report struct {
 	cfg     config
 	env     machine
 	rows    []row // the first is the raw consumer
+	pairs   []pair
 	latency []latencyRow
 }
 
@@ -118,6 +119,21 @@ func (r report) markdown() string {
 		s.WriteString(" The generate and plugin rows read no Kafka: their values are decimal counters, not 100 bytes; generate is the engine and sink's own ceiling, plugin adds the built-in uppercase plugin as a subprocess.")
 	}
 	s.WriteString("\n")
+	if len(r.pairs) > 0 {
+		fmt.Fprintf(&s, "\nBeside the baseline binary `%s` (-baseline), runs alternating between the two: ratio = the baseline's processing time ÷ this binary's, per run (above 1: this binary is faster), and their median.\n\n", r.cfg.baseline)
+		s.WriteString("| row | median ratio to the baseline | per run |\n|---|--:|---|\n")
+		for _, p := range r.pairs {
+			if p.rows[0].problem != "" || p.rows[1].problem != "" {
+				fmt.Fprintf(&s, "| %s | FAILED | |\n", p.rows[0].name)
+				continue
+			}
+			each := make([]string, len(p.each))
+			for i, x := range p.each {
+				each[i] = fmt.Sprintf("%.2f", x)
+			}
+			fmt.Fprintf(&s, "| %s | %.2f | %s |\n", p.rows[0].name, p.ratio, strings.Join(each, " "))
+		}
+	}
 	if len(r.latency) > 0 {
 		s.WriteString(r.latencyMarkdown())
 	}
