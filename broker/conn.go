@@ -322,11 +322,13 @@ func (c *conn) reserve(n int64) error {
 		return err
 	}
 	c.inFlight.Add(n)
+	c.b.metrics.requestBytes.Add(float64(n))
 	return nil
 }
 
 func (c *conn) release(n int64) {
 	c.inFlight.Add(-n)
+	c.b.metrics.requestBytes.Sub(float64(n))
 	c.b.requestBytes.Release(n)
 	if n > frameChunkBytes {
 		c.b.largeRequestBytes.Release(n)

@@ -176,6 +176,9 @@ func TestHostileClientsStayWithinRequestBudget(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
+	if held := testutil.ToFloat64(b.metrics.requestBytes); held < frameLen {
+		t.Fatalf("sluice_broker_request_bytes_in_flight is %v with a %d-byte frame stalled", held, frameLen)
+	}
 	produceAndConsume(t, addr, "served", 200)
 	during := heapInUse()
 	t.Logf("heap: %d MiB before, %d MiB with %d stalled and %d garbage connections", before>>20, during>>20, stallers, garbage)

@@ -43,6 +43,9 @@ type Metrics struct {
 	// connectionsRefused counts connections closed at accept because a
 	// connection limit was reached.
 	connectionsRefused prometheus.Counter
+	// requestBytes is the request bytes in flight (read, response not yet
+	// written): at --max-request-bytes, connections wait to be read.
+	requestBytes prometheus.Gauge
 }
 
 // NewMetrics creates the broker's collectors, unregistered.
@@ -72,6 +75,10 @@ func NewMetrics() *Metrics {
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sluice_broker_connections",
 			Help: "Open client connections.",
+		}),
+		requestBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_broker_request_bytes_in_flight",
+			Help: "Bytes of requests read whose responses are not written yet; at --max-request-bytes, connections are not read until responses go out.",
 		}),
 		connectionsRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_broker_connections_refused_total",
@@ -135,7 +142,7 @@ func NewMetrics() *Metrics {
 
 // Collectors returns every collector, to register with a registry.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.producedB, m.connections, m.connectionsRefused, m.logEnd,
+	return []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.producedB, m.connections, m.connectionsRefused, m.requestBytes, m.logEnd,
 		m.producerIDs, m.duplicates, m.producers, m.groups, m.rebalances, m.txnStates, m.txnEnded, m.openTxns, m.unstable,
 		m.corrupt, m.offline, m.authentications}
 }
