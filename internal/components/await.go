@@ -33,6 +33,10 @@ const (
 	awaitReminder = time.Minute
 )
 
+// consoleBootstrap is where the sluice console tools connect when given no
+// --bootstrap (and the built-in broker's default address).
+const consoleBootstrap = "127.0.0.1:9092"
+
 // awaitBackoff spaces the metadata requests: quick at first (a topic
 // created a moment after run starts), then every 2s.
 var awaitBackoff = backoff.Policy{Min: 100 * time.Millisecond, Max: 2 * time.Second}
@@ -88,7 +92,7 @@ func AwaitSource(ctx context.Context, spec *pipelines.Spec, opts Options, timeou
 		reminded = start
 	)
 	for attempt := 1; ; attempt++ {
-		problem = probe(ctx, adm, spec, k)
+		problem = probe(ctx, adm, spec, k, addrs)
 		var denied *refused
 		if errors.As(problem, &denied) {
 			return problem // waiting cannot help
@@ -121,7 +125,7 @@ func AwaitSource(ctx context.Context, spec *pipelines.Spec, opts Options, timeou
 
 // probe asks the cluster for the source's topics once and returns what
 // stops the pipeline from reading, with the setting to check.
-func probe(ctx context.Context, adm *kadm.Client, spec *pipelines.Spec, k *kafka.Settings) error {
+func probe(ctx context.Context, adm *kadm.Client, spec *pipelines.Spec, k *kafka.Settings, addrs []string) error {
 	ctx, cancel := context.WithTimeout(ctx, awaitAttempt)
 	defer cancel()
 	topics := k.Topics
@@ -154,9 +158,15 @@ func probe(ctx context.Context, adm *kadm.Client, spec *pipelines.Spec, k *kafka
 		return nil
 	}
 	slices.Sort(missing)
+	// The console tools reach 127.0.0.1:9092 by default; elsewhere the
+	// command names the address.
+	bootstrap := ""
+	if a := strings.Join(addrs, ","); a != consoleBootstrap {
+		bootstrap = " --bootstrap " + a
+	}
 	create := make([]string, len(missing))
 	for i, t := range missing {
-		create[i] = "sluice topic create " + t + " --partitions N"
+		create[i] = "sluice topic create " + t + " --partitions N" + bootstrap
 	}
 	noun := "topic " + missing[0] + " does"
 	if len(missing) > 1 {
