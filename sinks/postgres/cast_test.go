@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -144,4 +145,31 @@ func TestParseCasts(t *testing.T) {
 	if cols[0].createType() != "jsonb" || cols[1].createType() != "bytea" {
 		t.Errorf("uncast types = %s, %s; want jsonb, bytea", cols[0].createType(), cols[1].createType())
 	}
+}
+
+// createTypeRE is what a type create-table writes may look like: a name
+// from castTypes and an optional (N) or (P,S); nothing that could end the
+// column definition or start another statement.
+var createTypeRE = regexp.MustCompile(`^[a-z0-9 ]+(\([0-9 ,]+\))?$`)
+
+// FuzzParseColumns feeds arbitrary column sources to the parser that lint
+// and the sink share: errors are fine, panics are not, and whatever it
+// accepts reaches CREATE TABLE only as a known type.
+func FuzzParseColumns(f *testing.F) {
+	for _, s := range []string{"value.a::numeric", "key::text", "value.a.b::numeric(10, 2)", "offset", "value.x::varchar(3)",
+		"value.a::text; drop table t", "::", "value.::int", "timestamp::timestamp without time zone"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		cols, err := parseColumns(map[string]string{"c": src})
+		if err != nil {
+			return
+		}
+		if len(cols) != 1 {
+			t.Fatalf("%q: %d columns", src, len(cols))
+		}
+		if typ := cols[0].createType(); !createTypeRE.MatchString(typ) {
+			t.Fatalf("%q: create-table type %q", src, typ)
+		}
+	})
 }
