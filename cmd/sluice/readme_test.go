@@ -344,7 +344,7 @@ func TestREADMEBlocks(t *testing.T) {
 			checkEvens(t, partLines(t, evens), 1000)
 		}},
 		{"### 3. The daemon and its status page", func(out []string) {
-			wantLines(t, "daemon", out, `"name": "evens"`, `"state": "running"`)
+			wantLines(t, "daemon", out, `^evens running$`)
 			checkEvens(t, partLines(t, evens), 2000)
 		}},
 		{"### 4. Metrics", func(out []string) {
