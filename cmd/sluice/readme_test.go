@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/flock"
 )
 
 // The README's blocks a user pastes are run as pasted: into one bash, in a
@@ -37,6 +39,10 @@ const (
 	// already (it is this test binary), so the line is not run: the
 	// scratch folder holds no Go sources.
 	goBuildLine = "go build -o sluice ./cmd/sluice"
+	// portsLockWait bounds how long the test waits for another run of
+	// itself (another worktree's go test on the same machine) to free the
+	// default ports: that run takes about a minute and a half.
+	portsLockWait = 5 * time.Minute
 	// doneMarker ends each block's output with the status of its last
 	// command; failedMarker is printed by the ERR trap for every command
 	// of a block that fails, as a user would see its error.
@@ -233,10 +239,41 @@ func (s *pasteShell) stop() {
 	}
 }
 
+// lockReadmePorts makes runs of this test on one machine take turns: they
+// all need the default ports. The lock is an flock, so a killed run's lock
+// goes with its process.
+func lockReadmePorts(t *testing.T) {
+	t.Helper()
+	path := filepath.Join(os.TempDir(), "sluice-readme-blocks.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	deadline := time.Now().Add(portsLockWait)
+	for logged := false; ; logged = true {
+		ok, err := flock.TryLock(f)
+		if err != nil {
+			t.Fatalf("lock %s: %v", path, err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("another run of TestREADMEBlocks held %s for %s", path, portsLockWait)
+		}
+		if !logged {
+			t.Logf("waiting for another run of this test to free the default ports (%s)", path)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
 // checkoutLike makes a scratch folder laid out like a checkout after the
 // README's go build: ./sluice and examples/.
 func checkoutLike(t *testing.T) string {
 	t.Helper()
+	lockReadmePorts(t)
 	for _, addr := range readmePorts {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
