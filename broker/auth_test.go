@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -847,5 +848,37 @@ func TestSASLHandshakeV0(t *testing.T) {
 	}
 	if !seen.has("User:alice") {
 		t.Fatalf("principals %v lack User:alice", seen.seen)
+	}
+}
+
+// TestAdvertisedHostPerListener: a listener with AdvertisedHost tells its
+// clients that host with its own port, whatever Options.AdvertisedAddr
+// says for the others.
+func TestAdvertisedHostPerListener(t *testing.T) {
+	users := writeFile(t, t.TempDir(), "users.yaml", testUsers)
+	_, _, addrs := authBrokerOpts(t, t.TempDir(), Options{UsersFile: users, AdvertisedAddr: "plain.example:9092"},
+		ListenerConfig{Addr: "127.0.0.1:0"},
+		ListenerConfig{Addr: "127.0.0.1:0", Security: SASLPlaintext, AdvertisedHost: "sasl.example"})
+	_, port, _ := net.SplitHostPort(addrs[1])
+	for i, want := range []string{"plain.example:9092", "sasl.example:" + port} {
+		opts := []kgo.Opt{}
+		if i == 1 {
+			opts = append(opts, kgo.SASL(mechanism(MechSCRAMSHA512, "bob", "bob-secret")))
+		}
+		resp, err := kmsg.NewPtrMetadataRequest().RequestWith(ctxT(t), newKgo(t, addrs[i], opts...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := net.JoinHostPort(resp.Brokers[0].Host, strconv.Itoa(int(resp.Brokers[0].Port))); got != want {
+			t.Errorf("listener %d advertises %s; want %s", i, got, want)
+		}
+	}
+	b, err := Open(t.TempDir(), Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.ListenWith(ListenerConfig{Addr: "127.0.0.1:0", AdvertisedHost: "host:9092"}); err == nil || !strings.Contains(err.Error(), "without a port") {
+		t.Errorf("an advertised host with a port: %v", err)
 	}
 }

@@ -354,7 +354,7 @@ func (b *Broker) Serve(l net.Listener) error {
 	if err := b.register(l, Plaintext); err != nil {
 		return err
 	}
-	return b.accept(l, Plaintext)
+	return b.accept(l, ListenerConfig{Security: Plaintext})
 }
 
 func (b *Broker) register(l net.Listener, security SecurityProtocol) error {
@@ -375,7 +375,7 @@ func (b *Broker) register(l net.Listener, security SecurityProtocol) error {
 // acceptBackoff spaces out retries of a failing Accept.
 var acceptBackoff = backoff.Policy{Min: 5 * time.Millisecond, Max: time.Second}
 
-func (b *Broker) accept(l net.Listener, security SecurityProtocol) error {
+func (b *Broker) accept(l net.Listener, cfg ListenerConfig) error {
 	failures := 0 // in a row
 	for {
 		nc, err := l.Accept()
@@ -419,7 +419,8 @@ func (b *Broker) accept(l net.Listener, security SecurityProtocol) error {
 			}
 			continue
 		}
-		c := newConn(b, nc, security)
+		c := newConn(b, nc, cfg.Security)
+		c.advertisedHost = cfg.AdvertisedHost
 		b.conns[c] = struct{}{}
 		b.connsByIP[ip]++
 		b.wg.Add(1)

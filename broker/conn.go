@@ -62,6 +62,8 @@ type conn struct {
 	host string
 	// security is the kind of listener the client came through.
 	security SecurityProtocol
+	// advertisedHost is the listener's ListenerConfig.AdvertisedHost.
+	advertisedHost string
 	// The login state, touched only by the reader (handlers run there):
 	// authenticated once SASL succeeded; sasl is the exchange a
 	// SaslHandshake started; closeAfterReply, when set, says why the
@@ -112,6 +114,11 @@ func (c *conn) close() {
 
 // advertised is the host and port this connection's clients should use.
 func (c *conn) advertised() (string, int32) {
+	if c.advertisedHost != "" {
+		_, port, _ := net.SplitHostPort(c.local.String())
+		p, _ := strconv.Atoi(port)
+		return c.advertisedHost, int32(p)
+	}
 	addr := c.b.opts.AdvertisedAddr
 	if addr == "" {
 		addr = c.local.String()

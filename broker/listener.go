@@ -62,6 +62,12 @@ type ListenerConfig struct {
 	// With ClientAuth tls.RequireAndVerifyClientCert, clients must present
 	// a certificate that chains to ClientCAs.
 	TLS *tls.Config
+	// AdvertisedHost, if set, is the host this listener's clients are told
+	// to connect to, with the port the listener is on (metadata). It
+	// overrides Options.AdvertisedAddr, which names one host:port for
+	// every listener: with several listeners behind one name, each needs
+	// its own port.
+	AdvertisedHost string
 }
 
 // tlsHandshakeTimeout bounds a TLS handshake, so a client that connects and
@@ -91,6 +97,9 @@ func (cfg *ListenerConfig) check() error {
 	}
 	if cfg.Security.usesTLS() && cfg.TLS == nil {
 		return fmt.Errorf("%s listener %s needs a TLS certificate and key", cfg.Security, cfg.Addr)
+	}
+	if strings.Contains(cfg.AdvertisedHost, ":") && net.ParseIP(cfg.AdvertisedHost) == nil || strings.ContainsAny(cfg.AdvertisedHost, " /") {
+		return fmt.Errorf("listener %s: advertised host %q: give a host name or IP address, without a port", cfg.Addr, cfg.AdvertisedHost)
 	}
 	if !cfg.Security.usesTLS() && cfg.TLS != nil {
 		return fmt.Errorf("%s listener %s is not TLS: use %s or %s for a TLS listener", cfg.Security, cfg.Addr, SSL, SASLSSL)
@@ -125,7 +134,7 @@ func (b *Broker) ListenWith(cfg ListenerConfig) (net.Listener, error) {
 		return nil, err
 	}
 	go func() {
-		if err := b.accept(l, cfg.Security); err != nil && !errors.Is(err, ErrClosed) {
+		if err := b.accept(l, cfg); err != nil && !errors.Is(err, ErrClosed) {
 			b.log.Error("listener stopped", "addr", l.Addr().String(), "err", err)
 		}
 	}()

@@ -142,6 +142,11 @@ not in the file stay.`,
 				if cfg.Security == broker.SSL || cfg.Security == broker.SASLSSL {
 					cfg.TLS = tlsConfig
 				}
+				if cfg.Security != broker.Plaintext && advertised != "" {
+					// Clients of this listener must come back to it, not
+					// to --listen's port.
+					cfg.AdvertisedHost, _, _ = net.SplitHostPort(advertised)
+				}
 				if _, err := b.ListenWith(cfg); err != nil {
 					b.Close()
 					return err
@@ -186,7 +191,7 @@ not in the file stay.`,
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate file; enables the TLS listener")
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key file for --tls-cert")
 	f.Int32Var(&nodeID, "node-id", 0, "the broker's node id in metadata (Kafka's node.id), 0 or more")
-	f.StringVar(&advertised, "advertised-addr", "", "host:port clients are told to connect to (default: the address they connected to)")
+	f.StringVar(&advertised, "advertised-addr", "", "host:port clients of --listen are told to connect to; the other listeners advertise its host with their own port (default: the address a client connected to)")
 	f.StringVar(&metricsAddr, "metrics", "", "serve Prometheus /metrics on this address (off by default)")
 	f.BoolVar(&autoCreate, "auto-create-topics", false, "create unknown topics on first produce or metadata request")
 	f.Int32Var(&partitions, "default-partitions", 1, "partitions of auto-created topics")
