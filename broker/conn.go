@@ -195,8 +195,9 @@ func (c *conn) readLoop() error {
 			if size < 0 || size > maxSASLReceiveBytes {
 				return fmt.Errorf("SASL token of %d bytes is outside 0..%d", size, maxSASLReceiveBytes)
 			}
-			token := make([]byte, size)
-			if _, err := io.ReadFull(br, token); err != nil {
+			// Grown as the bytes arrive, like a request frame.
+			token, err := readFrameBody(br, int(size), nil)
+			if err != nil {
 				return fmt.Errorf("read SASL token of %d bytes: %w", size, err)
 			}
 			q, ok := c.legacyToken(token)

@@ -106,11 +106,16 @@ func (s *saslSession) step(in []byte) (out []byte, err error) {
 		if first {
 			return nil, failure("Authentication failed: invalid SCRAM client-first message", "malformed SCRAM client-first message: %v", err)
 		}
-		if v, ok := s.doubledNonce(string(in)); ok {
+		v, form, ok := s.doubledNonce(string(in))
+		if ok {
 			s.done = true
 			return []byte(v), nil
 		}
-		return nil, failure("Authentication failed during authentication due to invalid credentials with SASL mechanism "+s.mech, "%v", err)
+		reason := err.Error()
+		if form {
+			reason = "invalid proof" // the library's complaint was the doubled nonce
+		}
+		return nil, failure("Authentication failed during authentication due to invalid credentials with SASL mechanism "+s.mech, "%s", s.why(reason))
 	}
 	if first {
 		s.c1, s.s1 = string(in), resp
@@ -121,7 +126,7 @@ func (s *saslSession) step(in []byte) (out []byte, err error) {
 		return []byte(resp), nil
 	}
 	if !s.conv.Valid() {
-		return nil, failure("Authentication failed during authentication due to invalid credentials with SASL mechanism "+s.mech, "invalid proof")
+		return nil, failure("Authentication failed during authentication due to invalid credentials with SASL mechanism "+s.mech, "%s", s.why("invalid proof"))
 	}
 	if _, known := s.users.scram(s.mech, s.user); !known {
 		// Unreachable with a made-up credential; kept so an unknown user
@@ -130,6 +135,16 @@ func (s *saslSession) step(in []byte) (out []byte, err error) {
 	}
 	s.done = true
 	return []byte(resp), nil
+}
+
+// why says, for the log only, whether a failed SCRAM login named a user
+// without this mechanism's credential; the client is told the same either
+// way, so user names cannot be probed.
+func (s *saslSession) why(reason string) string {
+	if _, known := s.users.scram(s.mech, s.user); !known {
+		return "unknown user, or no " + s.mech + " credential for it"
+	}
+	return reason + " (wrong password)"
 }
 
 // plain checks a PLAIN message: [authzid] NUL authcid NUL password.
@@ -148,7 +163,7 @@ func (s *saslSession) plain(in []byte) error {
 			"authorization id %q differs from the user name", authz)
 	}
 	if !s.users.checkPlain(user, password) {
-		return failure("Authentication failed: Invalid username or password", "wrong password, unknown user or PLAIN not allowed for the user")
+		return failure("Authentication failed: Invalid username or password", "%s", s.users.plainRefusal(user))
 	}
 	s.done = true
 	return nil
@@ -303,32 +318,33 @@ func metricMechanism(mech string) string {
 	return "other"
 }
 
-// doubledNonce accepts the client-final message of librdkafka before 2.6.1
+// doubledNonce (form reports whether c2 has the doubled nonce at all)
+// accepts the client-final message of librdkafka before 2.6.1
 // (Debian and Ubuntu ship 2.0 to 2.3), which repeats its own nonce in
 // front of the combined nonce the server sent: r = client nonce + client
 // nonce + server nonce. Kafka 3.x accepted that; so does this broker, and
 // only that: the server's nonce must be there whole (the replay protection
 // RFC 5802 asks for), and the proof is checked over the message as sent.
 // It returns the server-final message.
-func (s *saslSession) doubledNonce(c2 string) (string, bool) {
+func (s *saslSession) doubledNonce(c2 string) (resp string, form, ok bool) {
 	gs2, c1b, ok := splitGS2(s.c1)
 	if !ok {
-		return "", false
+		return "", false, false
 	}
 	cnonce, ok1 := scramField(c1b, "r")
 	combined, ok2 := scramField(s.s1, "r")
 	p := strings.LastIndex(c2, ",p=")
 	if !ok1 || !ok2 || p < 0 {
-		return "", false
+		return "", false, false
 	}
 	wop, proofB64 := c2[:p], c2[p+len(",p="):]
 	fields := strings.Split(wop, ",")
 	if len(fields) != 2 || fields[0] != "c="+base64.StdEncoding.EncodeToString([]byte(gs2)) || fields[1] != "r="+cnonce+combined {
-		return "", false
+		return "", false, false
 	}
 	proof, err := base64.StdEncoding.DecodeString(proofB64)
 	if err != nil {
-		return "", false
+		return "", true, false
 	}
 	cred, known := s.users.scram(s.mech, s.user)
 	h := scramHash(s.mech)
@@ -337,7 +353,7 @@ func (s *saslSession) doubledNonce(c2 string) (string, bool) {
 	mac.Write(authMsg)
 	sig := mac.Sum(nil)
 	if len(proof) != len(sig) {
-		return "", false
+		return "", true, false
 	}
 	for i := range sig {
 		sig[i] ^= proof[i] // now the client key
@@ -345,11 +361,11 @@ func (s *saslSession) doubledNonce(c2 string) (string, bool) {
 	sum := h()
 	sum.Write(sig)
 	if !hmac.Equal(sum.Sum(nil), cred.StoredKey) || !known {
-		return "", false
+		return "", true, false
 	}
 	mac = hmac.New(h, cred.ServerKey)
 	mac.Write(authMsg)
-	return "v=" + base64.StdEncoding.EncodeToString(mac.Sum(nil)), true
+	return "v=" + base64.StdEncoding.EncodeToString(mac.Sum(nil)), true, true
 }
 
 // splitGS2 splits a SCRAM client-first message into its GS2 header

@@ -377,3 +377,18 @@ func (s *userStore) checkPlain(name, password string) bool {
 	match := cred.matches(mech, password)
 	return allowed && ok && match
 }
+
+// plainRefusal says, for the log only, why a PLAIN login as name failed.
+func (s *userStore) plainRefusal(name string) string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	switch rec := s.byName[name]; {
+	case rec == nil:
+		return "unknown user"
+	case !rec.Plain:
+		return "PLAIN is not among the user's mechanisms"
+	case len(rec.SCRAM) == 0:
+		return "the user has no credential left to check PLAIN against"
+	}
+	return "wrong password"
+}
