@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/backoff"
 	"github.com/sluicehq/sluice/internal/builtinbroker"
@@ -55,23 +54,28 @@ type Config struct {
 	// AllowedHosts are Host names the API answers besides its listen
 	// address and localhost (NAME: any port, NAME:PORT: that port).
 	AllowedHosts []string
-	BrokerAddr   string // the embedded broker's listen address
-	Version      string
-	Logger       *slog.Logger
+	// Broker is the embedded broker's listeners and users; with no
+	// listeners the broker is not started and pipelines with brokers:
+	// [builtin] are refused. BrokerAddr, if set, adds a PLAINTEXT
+	// listener there (what --broker-listen alone used to be).
+	Broker     builtinbroker.Config
+	BrokerAddr string
+	Version    string
+	Logger     *slog.Logger
 	// ScanInterval overrides ScanInterval (tests).
 	ScanInterval time.Duration
 }
 
 // Daemon runs many pipelines.
 type Daemon struct {
-	cfg    Config
-	log    *slog.Logger
-	reg    *prometheus.Registry
-	opts   components.Options
-	broker *broker.Broker
-	addr   string // where the broker listens
-	http   net.Listener
-	token  *token // with http
+	cfg      Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	opts     components.Options
+	broker   *builtinbroker.Server // nil: off, or before Listen
+	listened bool
+	http     net.Listener
+	token    *token // with http
 
 	api *api
 
@@ -101,12 +105,17 @@ func New(cfg Config) (*Daemon, error) {
 	reg.MustRegister(build)
 	d := &Daemon{cfg: cfg, log: cfg.Logger, reg: reg, pipelines: map[string]*managed{}}
 	d.opts = components.Options{
-		DataDir:       cfg.DataDir,
-		Logger:        cfg.Logger,
-		Registerer:    reg,
-		Metrics:       engine.NewMetrics(reg),
-		KafkaMetrics:  kafka.NewMetrics(reg),
-		BuiltinBroker: func() (string, error) { return d.addr, nil },
+		DataDir:      cfg.DataDir,
+		Logger:       cfg.Logger,
+		Registerer:   reg,
+		Metrics:      engine.NewMetrics(reg),
+		KafkaMetrics: kafka.NewMetrics(reg),
+		BuiltinBroker: func(tls, sasl bool) (string, error) {
+			if d.broker == nil {
+				return "", builtinbroker.ErrOff
+			}
+			return d.broker.Addr(tls, sasl)
+		},
 	}
 	d.api = &api{all: d.all, reg: reg, version: cfg.Version, mode: "daemon", actions: true}
 	return d, nil
@@ -120,21 +129,36 @@ func (d *Daemon) HTTPAddr() string {
 	return d.http.Addr().String()
 }
 
-// BrokerAddr is where the embedded broker listens, once Run started it.
-func (d *Daemon) BrokerAddr() string { return d.addr }
+// BrokerAddr is where the embedded broker's first listener listens, once
+// Run started it ("" when it is off).
+func (d *Daemon) BrokerAddr() string {
+	if d.broker == nil {
+		return ""
+	}
+	return d.broker.Broker.Addr()
+}
 
 // Listen starts the embedded broker and the HTTP listener, so their
 // addresses are known before Run.
 func (d *Daemon) Listen() error {
-	b, addr, err := builtinbroker.Start(filepath.Join(d.cfg.DataDir, "broker"), d.cfg.BrokerAddr, d.log)
-	if err != nil {
-		return err
+	cfg := d.cfg.Broker
+	if d.cfg.BrokerAddr != "" {
+		cfg.Listeners = append(builtinbroker.Plain(d.cfg.BrokerAddr).Listeners, cfg.Listeners...)
 	}
-	d.broker, d.addr = b, addr
-	d.reg.MustRegister(b.Metrics().Collectors()...)
+	d.listened = true
+	if len(cfg.Listeners) == 0 {
+		d.log.Info("embedded broker off: every --broker-*listen is off")
+	} else {
+		b, err := builtinbroker.Start(filepath.Join(d.cfg.DataDir, "broker"), cfg, d.log)
+		if err != nil {
+			return err
+		}
+		d.broker = b
+		d.reg.MustRegister(b.Metrics().Collectors()...)
+	}
 	if d.cfg.HTTPAddr != "" {
 		if err := d.listenHTTP(); err != nil {
-			b.Close()
+			d.closeBroker()
 			return err
 		}
 	}
@@ -180,7 +204,7 @@ func (d *Daemon) TokenFile() string {
 // Run runs every pipeline until ctx ends, then drains them (each commits
 // or abandons its batch in flight), stops the broker and returns nil.
 func (d *Daemon) Run(ctx context.Context) error {
-	if d.broker == nil {
+	if !d.listened {
 		if err := d.Listen(); err != nil {
 			return err
 		}
@@ -218,13 +242,21 @@ loop:
 		srv.Shutdown(sctx)
 		cancel()
 	}
-	err := d.broker.Close()
+	err := d.closeBroker()
 	if err != nil {
 		d.log.Error("stopped; closing the broker failed", "err", err)
 	} else {
 		d.log.Info("stopped", "pipelines", len(all))
 	}
 	return err
+}
+
+// closeBroker stops the embedded broker, if it runs.
+func (d *Daemon) closeBroker() error {
+	if d.broker == nil {
+		return nil
+	}
+	return d.broker.Close()
 }
 
 // all returns the pipelines, in no order.

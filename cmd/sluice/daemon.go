@@ -9,7 +9,10 @@ import (
 )
 
 func newDaemonCmd() *cobra.Command {
-	var cfg daemon.Config
+	var (
+		cfg    daemon.Config
+		listen *listenerFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "daemon --pipelines DIR",
 		Short: "Run the embedded broker and every pipeline in a directory, with an HTTP API",
@@ -27,10 +30,20 @@ listen address (with its port) or a --http-allowed-host name, and a POST
 from another origin (browser Origin or Sec-Fetch-Site) or with a body
 that is not application/json is refused. /metrics, /healthz and /readyz
 need no token and also answer any IP address as Host.
-SIGTERM or Ctrl-C drains every pipeline and exits 0.`,
+SIGTERM or Ctrl-C drains every pipeline and exits 0.
+
+The embedded broker takes the listener, TLS and SASL flags of sluice broker,
+prefixed broker- (--broker-sasl-ssl-listen, --broker-tls-cert, ...); with
+every listener off it is not started. A pipeline with brokers: [builtin]
+connects as any client: its tls: and sasl: blocks pick the listener.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Logger, cfg.Version = slog.Default(), version
+			bcfg, err := listen.builtin()
+			if err != nil {
+				return err
+			}
+			cfg.Broker = bcfg
 			d, err := daemon.New(cfg)
 			if err != nil {
 				return err
@@ -44,6 +57,6 @@ SIGTERM or Ctrl-C drains every pipeline and exits 0.`,
 	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "HTTP API and /metrics address (empty: off)")
 	f.StringVar(&cfg.TokenFile, "http-token-file", "", "bearer token of POST requests; generated (mode 0600) if absent (default DATA/"+daemon.TokenFileName+")")
 	f.StringArrayVar(&cfg.AllowedHosts, "http-allowed-host", nil, "a Host name the API also answers, NAME (any port) or NAME:PORT (repeatable)")
-	f.StringVar(&cfg.BrokerAddr, "broker-listen", "127.0.0.1:9092", "where the built-in broker listens")
+	listen = addListenerFlags(f, "broker-")
 	return cmd
 }

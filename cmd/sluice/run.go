@@ -11,7 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
-	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/builtinbroker"
 	"github.com/sluicehq/sluice/internal/components"
@@ -20,10 +19,11 @@ import (
 
 func newRunCmd() *cobra.Command {
 	var (
-		dataDir, brokerListen string
+		dataDir               string
 		idleExit, openTimeout time.Duration
 		memLimit              memoryLimit
 		status                runStatus
+		listen                *listenerFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run FILE",
@@ -36,7 +36,11 @@ visible. Run it again and it resumes where the sink says it stopped.
 
 A pipeline whose brokers are [builtin] starts the embedded broker on the
 data directory, listening on --broker-listen so other Kafka clients can
-produce to it.`,
+produce to it. It takes the listener, TLS, SASL and ACL flags of sluice
+broker, prefixed broker- (--broker-sasl-ssl-listen, --broker-tls-cert, ...).
+The pipeline connects to it as any client: its tls: and sasl: blocks pick
+the listener (both: SASL_SSL, tls: only: SSL, sasl: only: SASL_PLAINTEXT,
+neither: PLAINTEXT) and its user needs ACLs like any other.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return fmt.Errorf("give one pipeline file, not %d arguments: %s (sluice run --help lists the flags)", len(args), cmd.UseLine())
@@ -62,7 +66,11 @@ produce to it.`,
 				return err
 			}
 			defer status.stop(nil)
-			builtin := &builtinBroker{dir: filepath.Join(dataDir, "broker"), listen: brokerListen}
+			bcfg, err := listen.builtin()
+			if err != nil {
+				return err
+			}
+			builtin := &builtinBroker{dir: filepath.Join(dataDir, "broker"), cfg: bcfg}
 			defer builtin.close()
 			reg := prometheus.NewRegistry()
 			metrics := engine.NewMetrics(reg)
@@ -108,30 +116,33 @@ produce to it.`,
 	cmd.Flags().DurationVar(&openTimeout, "open-timeout", components.DefaultOpenTimeout, "with --idle-exit: exit 1 if the source cannot be opened (brokers unreachable, a topic missing) for this long, naming the setting to check; without --idle-exit run waits for the source until stopped")
 	cmd.Flags().Var(&memLimit, "memory-limit", "soft limit on the process's memory: the Go collector runs earlier as the heap nears it. auto: 192MiB, or 1.5 x what the pipeline holds if that is more; GOMEMLIMIT if that is set; 0 = none")
 	status.register(cmd.Flags())
-	cmd.Flags().StringVar(&brokerListen, "broker-listen", "127.0.0.1:9092", "where the built-in broker listens, for pipelines with brokers: [builtin]")
+	listen = addListenerFlags(cmd.Flags(), "broker-")
 	return cmd
 }
 
 // builtinBroker starts the embedded broker on first use.
 type builtinBroker struct {
-	dir, listen string
+	dir string
+	cfg builtinbroker.Config
 
 	once sync.Once
-	b    *broker.Broker
-	addr string
+	s    *builtinbroker.Server
 	err  error
 }
 
-func (bb *builtinBroker) start() (string, error) {
+func (bb *builtinBroker) start(tls, sasl bool) (string, error) {
 	bb.once.Do(func() {
-		bb.b, bb.addr, bb.err = builtinbroker.Start(bb.dir, bb.listen, slog.Default())
+		bb.s, bb.err = builtinbroker.Start(bb.dir, bb.cfg, slog.Default())
 	})
-	return bb.addr, bb.err
+	if bb.err != nil {
+		return "", bb.err
+	}
+	return bb.s.Addr(tls, sasl)
 }
 
 func (bb *builtinBroker) close() {
-	if bb.b != nil {
-		if err := bb.b.Close(); err != nil {
+	if bb.s != nil {
+		if err := bb.s.Close(); err != nil {
 			slog.Warn("closing the built-in broker", "err", err)
 		}
 	}

@@ -60,7 +60,7 @@ func AwaitSource(ctx context.Context, spec *pipelines.Spec, opts Options, timeou
 		log = slog.Default()
 	}
 	env := &Env{Options: opts, Spec: spec}
-	addrs, err := env.Brokers(k.Brokers)
+	addrs, err := env.Brokers(k.Cluster())
 	if err != nil {
 		return err
 	}

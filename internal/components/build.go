@@ -45,9 +45,13 @@ type Options struct {
 	Metrics      *engine.Metrics
 	KafkaMetrics *kafka.Metrics
 	Stdout       io.Writer // for the stdout sink; nil = os.Stdout
-	// BuiltinBroker returns the address of the embedded broker, starting it
-	// on first use; nil = `brokers: [builtin]` is refused.
-	BuiltinBroker func() (string, error)
+	// BuiltinBroker returns the address of the embedded broker's listener
+	// for a client with (tls) or without TLS and with (sasl) or without
+	// SASL, as the pipeline's tls: and sasl: blocks say, starting the
+	// broker on first use; nil = `brokers: [builtin]` is refused. The
+	// pipeline connects to [builtin] as any client would, with its own
+	// blocks: there is no side door around the listeners' authentication.
+	BuiltinBroker func(tls, sasl bool) (string, error)
 }
 
 // Env is what a kind's build function gets besides its block.
@@ -93,18 +97,19 @@ func sameCluster(a, b pipelines.Cluster) bool {
 	return slices.Equal(slices.Compact(x), slices.Compact(y))
 }
 
-// Brokers resolves a brokers list: [builtin] becomes the embedded
-// broker's address.
-func (e *Env) Brokers(list []string) ([]string, error) {
-	if !slices.Contains(list, BuiltinBrokers) {
-		return list, nil
+// Brokers resolves a cluster's brokers list: [builtin] becomes the
+// address of the embedded broker's listener that takes the cluster's tls:
+// and sasl: settings.
+func (e *Env) Brokers(c pipelines.Cluster) ([]string, error) {
+	if !slices.Contains(c.Brokers, BuiltinBrokers) {
+		return c.Brokers, nil
 	}
 	if e.BuiltinBroker == nil {
 		return nil, errors.New("brokers: [builtin] needs the embedded broker, which this command does not start; list host:port addresses instead")
 	}
-	addr, err := e.BuiltinBroker()
+	addr, err := e.BuiltinBroker(c.TLS != nil, c.SASL != nil)
 	if err != nil {
-		return nil, fmt.Errorf("start the built-in broker: %w", err)
+		return nil, fmt.Errorf("brokers: [builtin]: %w", err)
 	}
 	return []string{addr}, nil
 }
@@ -210,7 +215,7 @@ func buildSink(ctx context.Context, env *Env) (engine.Sink, error) {
 		sink.Close()
 		return nil, fmt.Errorf("dead-letter topic: the %s sink (%T) cannot hand dead letters to a forwarder, or the pipeline has no Kafka cluster; lint the pipeline file", env.Spec.Sink.Kind, sink)
 	}
-	addrs, err := env.Brokers(cluster.Brokers)
+	addrs, err := env.Brokers(*cluster)
 	if err == nil {
 		var fwd *kafkasink.Forwarding
 		fwd, err = kafkasink.NewForwarding(outbox, kafkasink.Config{

@@ -34,7 +34,7 @@ func envFor(spec *pipelines.Spec, opts Options) *Env {
 // sink's transaction, behind a forwarder for the file and postgres sinks,
 // or kept by the sink itself.
 func TestDeadLetterWiring(t *testing.T) {
-	builtin := Options{BuiltinBroker: func() (string, error) { return "127.0.0.1:9", nil }, Logger: slog.New(slog.DiscardHandler)}
+	builtin := Options{BuiltinBroker: func(bool, bool) (string, error) { return "127.0.0.1:9", nil }, Logger: slog.New(slog.DiscardHandler)}
 	cases := []struct {
 		name, yaml string
 		want       func(engine.Sink) bool

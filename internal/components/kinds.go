@@ -112,7 +112,7 @@ func buildGenerate(ctx context.Context, cfg *generate.Config, env *Env) (engine.
 }
 
 func buildKafkaSource(ctx context.Context, k *kafka.Settings, env *Env) (engine.Source, error) {
-	addrs, err := env.Brokers(k.Brokers)
+	addrs, err := env.Brokers(k.Cluster())
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +174,7 @@ func buildPostgres(ctx context.Context, cfg *postgres.Config, env *Env) (engine.
 }
 
 func buildKafkaSink(ctx context.Context, k *kafkasink.Settings, env *Env) (engine.Sink, error) {
-	addrs, err := env.Brokers(k.Brokers)
+	addrs, err := env.Brokers(k.Cluster())
 	if err != nil {
 		return nil, err
 	}
