@@ -283,19 +283,41 @@ func splitComma(s string) []string {
 	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' })
 }
 
-// kafkaErr turns a response error code and message into an error, nil for 0.
+// kafkaErr turns a response error code and message into an error, nil for
+// 0. It wraps franz-go's error for the code, so errors.Is recognises it.
 func kafkaErr(code int16, msg *string) error {
 	if code == 0 {
 		return nil
 	}
+	known := kerr.ErrorForCode(code)
 	name := fmt.Sprintf("error code %d", code)
 	if e := kerr.TypedErrorForCode(code); e != nil {
 		name = e.Message
 	}
 	if msg != nil && *msg != "" {
-		return fmt.Errorf("%s: %s", name, *msg)
+		return &codeError{known, name + ": " + *msg}
 	}
-	return kerr.ErrorForCode(code)
+	return known
+}
+
+// codeError is a Kafka error code with the broker's own message.
+type codeError struct {
+	code error
+	text string
+}
+
+func (e *codeError) Error() string { return e.text }
+func (e *codeError) Unwrap() error { return e.code }
+
+// withHint adds to an authorization failure what to do about it.
+func withHint(err error) error {
+	for _, denied := range []error{kerr.TopicAuthorizationFailed, kerr.GroupAuthorizationFailed,
+		kerr.ClusterAuthorizationFailed, kerr.TransactionalIDAuthorizationFailed} {
+		if errors.Is(err, denied) {
+			return fmt.Errorf("%w (the user lacks an ACL for this; a super user grants it with sluice acl create)", err)
+		}
+	}
+	return err
 }
 
 // topicMetadata fetches metadata for the topics named (all when none).

@@ -40,7 +40,7 @@ func run() int {
 		if asExitCode(err, &ec) {
 			return int(ec)
 		}
-		fmt.Fprintln(os.Stderr, "sluice:", err)
+		fmt.Fprintln(os.Stderr, "sluice:", withHint(err))
 		return 1
 	}
 	return 0

@@ -64,17 +64,22 @@ func readmeSection(t *testing.T, readme, h string) string {
 		t.Fatalf("README.md has no heading %q", h)
 	}
 	rest := readme[start+len(h)+2:]
-	for off := 0; ; {
-		i := strings.Index(rest[off:], "\n#")
-		if i < 0 {
-			return rest
+	// A line starting with # inside a ``` block is a shell comment, not
+	// a heading.
+	inCode := false
+	off := 0
+	for _, line := range strings.SplitAfter(rest, "\n") {
+		if strings.HasPrefix(line, "```") {
+			inCode = !inCode
 		}
-		line := rest[off+i+1:]
-		if n := len(line) - len(strings.TrimLeft(line, "#")); n <= level && strings.HasPrefix(line[n:], " ") {
-			return rest[:off+i+1]
+		if !inCode {
+			if n := len(line) - len(strings.TrimLeft(line, "#")); n > 0 && n <= level && strings.HasPrefix(line[n:], " ") {
+				return rest[:off]
+			}
 		}
-		off += i + 2
+		off += len(line)
 	}
+	return rest
 }
 
 // shBlocks returns the ```sh blocks of text, in order.

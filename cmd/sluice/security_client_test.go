@@ -216,3 +216,33 @@ func TestUserCommands(t *testing.T) {
 		t.Fatalf("alice still listed after delete: %q", out)
 	}
 }
+
+// TestAuthorizationHint: a tool refused by an ACL says so and what to do,
+// on one line (kfake enforces Kafka's ACLs).
+func TestAuthorizationHint(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.EnableACLs(),
+		kfake.Superuser("SCRAM-SHA-256", "admin", "admin-pw"), kfake.SeedTopics(1, "seeded"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	addr := c.ListenAddrs()[0]
+	admin := []string{"SLUICE_BOOTSTRAP=" + addr, "SLUICE_SASL_MECHANISM=SCRAM-SHA-256", "SLUICE_SASL_USER=admin", "SLUICE_SASL_PASSWORD=admin-pw"}
+	if _, err := runToolEnv(t, admin, "bob-pw\n", "user", "set", "bob", "--mechanism", "SCRAM-SHA-256", "--iterations", "4096"); err != nil {
+		t.Fatal(err)
+	}
+	bob := []string{"SLUICE_BOOTSTRAP=" + addr, "SLUICE_SASL_MECHANISM=SCRAM-SHA-256", "SLUICE_SASL_USER=bob", "SLUICE_SASL_PASSWORD=bob-pw"}
+	for _, args := range [][]string{
+		{"topic", "create", "other"},
+		{"consume", "--topic", "seeded", "--from-beginning", "--max-messages", "1"},
+	} {
+		_, err := runToolEnv(t, bob, "", args...)
+		if err == nil || !strings.Contains(err.Error(), "AUTHORIZATION_FAILED") || !strings.Contains(err.Error(), "a super user grants it with sluice acl create") {
+			t.Errorf("sluice %v as bob without ACLs: %v, want an authorization failure with the hint", args, err)
+			continue
+		}
+		if stderr := err.(*toolError).stderr; strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("sluice %v: stderr is more than one line:\n%s", args, stderr)
+		}
+	}
+}
