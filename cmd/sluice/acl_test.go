@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // sluice acl create, list and delete against `sluice broker --authorizer
@@ -109,10 +110,15 @@ func TestACLToolSCRAM(t *testing.T) {
 	}
 	must(as("admin", "", "topic", "create", "clicks"))
 	must(as("admin", "", "topic", "create", "out"))
+	// The README's ACLs for a pipeline named pipeline-1 reading clicks
+	// and writing out exactly once.
 	must(as("admin", "", "acl", "create", "--allow-principal", "User:pipeline", "--operation", "Read", "--topic", "clicks", "--group", "pipeline-1"))
-	must(as("admin", "", "acl", "create", "--allow-principal", "User:pipeline", "--operation", "Write", "--topic", "out",
-		"--transactional-id", "pipeline-1", "--resource-pattern-type", "prefixed"))
-	if out := must(as("admin", "", "acl", "list", "--principal", "User:pipeline")); strings.Count(out, "User:pipeline") != 4 {
+	must(as("admin", "", "acl", "create", "--allow-principal", "User:pipeline", "--operation", "Write", "--topic", "out"))
+	must(as("admin", "", "acl", "create", "--allow-principal", "User:pipeline", "--operation", "Read", "--operation", "Write",
+		"--operation", "Create", "--topic", "_sluice-checkpoint.pipeline-1"))
+	must(as("admin", "", "acl", "create", "--allow-principal", "User:pipeline", "--operation", "Write",
+		"--transactional-id", "sluice.pipeline-1", "--resource-pattern-type", "prefixed"))
+	if out := must(as("admin", "", "acl", "list", "--principal", "User:pipeline")); strings.Count(out, "User:pipeline") != 7 {
 		t.Fatalf("acl list --principal User:pipeline:\n%s", out)
 	}
 	must(as("admin", "c1\nc2\n", "produce", "--topic", "clicks"))
@@ -129,5 +135,34 @@ func TestACLToolSCRAM(t *testing.T) {
 	}
 	if out, err := as("other", "", "user", "list"); err == nil || !strings.Contains(err.Error(), "CLUSTER_AUTHORIZATION_FAILED") {
 		t.Fatalf("other lists users: %v\n%s", err, out)
+	}
+
+	// The pipeline itself, as the pipeline user: a kafka source in its
+	// group and the exactly-once kafka sink (transactions, checkpoint
+	// topic) need nothing more than those ACLs.
+	spec := filepath.Join(dir, "p.yaml")
+	sasl := "sasl: {mechanism: scram-sha-256, username: pipeline, password: pipeline-secret}"
+	if err := os.WriteFile(spec, []byte(`version: 1
+name: pipeline-1
+source:
+  kafka: {brokers: [`+addr+`], topics: [clicks], `+sasl+`}
+sink:
+  kafka: {brokers: [`+addr+`], topic: out, `+sasl+`}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := sluice(t, "run", spec, "--data", filepath.Join(dir, "run"), "--idle-exit", "1s")
+	var runOut strings.Builder
+	run.Stdout, run.Stderr = &runOut, &runOut
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	kill := time.AfterFunc(time.Minute, func() { run.Process.Kill() }) // a refused pipeline retries forever
+	defer kill.Stop()
+	if err := run.Wait(); err != nil {
+		t.Fatalf("sluice run as the pipeline user: %v\n%s", err, runOut.String())
+	}
+	if out := must(as("admin", "", "consume", "--topic", "out", "--from-beginning", "--max-messages", "3")); out != "o1\nc1\nc2\n" {
+		t.Fatalf("out holds:\n%s", out)
 	}
 }
