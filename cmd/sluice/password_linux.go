@@ -15,8 +15,9 @@ func isTerminal(f *os.File) bool {
 }
 
 // readNoEcho reads a line from the terminal f with echo off, so a typed
-// password is not shown, restoring the terminal's settings after.
-func readNoEcho(f *os.File) (string, error) {
+// password is not shown, restoring the terminal's settings after. ask
+// prompts for it once echo is off, so nothing typed after the prompt shows.
+func readNoEcho(f *os.File, ask func()) (string, error) {
 	fd := int(f.Fd())
 	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 	if err != nil {
@@ -29,6 +30,7 @@ func readNoEcho(f *os.File) (string, error) {
 		return "", err
 	}
 	defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
+	ask()
 	line, err := bufio.NewReaderSize(f, maxSecretBytes).ReadString('\n')
 	if err != nil && line == "" {
 		return "", err

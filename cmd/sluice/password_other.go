@@ -10,6 +10,6 @@ import (
 // isTerminal is false off Linux: the password is read as piped input.
 func isTerminal(*os.File) bool { return false }
 
-func readNoEcho(*os.File) (string, error) {
+func readNoEcho(*os.File, func()) (string, error) {
 	return "", errors.New("reading a password from a terminal is supported on Linux only; give --password-file")
 }

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"crypto/tls"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -244,5 +249,54 @@ func TestAuthorizationHint(t *testing.T) {
 		if stderr := err.(*toolError).stderr; strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 			t.Errorf("sluice %v: stderr is more than one line:\n%s", args, stderr)
 		}
+	}
+}
+
+// TestUserSetPromptsWithoutEcho: at a terminal, sluice user set asks for
+// the password and does not show what is typed; the user then logs in
+// with it.
+func TestUserSetPromptsWithoutEcho(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(),
+		kfake.Superuser("SCRAM-SHA-256", "admin", "admin-pw"), kfake.SeedTopics(1, "seeded"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	addr := c.ListenAddrs()[0]
+	cmd := sluice(t, "user", "set", "carol", "--iterations", "4096")
+	cmd.Env = append(cmd.Env, "SLUICE_BOOTSTRAP="+addr, "SLUICE_SASL_MECHANISM=SCRAM-SHA-256",
+		"SLUICE_SASL_USER=admin", "SLUICE_SASL_PASSWORD=admin-pw")
+	tty, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// Read up to the prompt, answer it, then read to the end (EIO once
+	// the child exits).
+	var out bytes.Buffer
+	buf := make([]byte, 256)
+	for !strings.Contains(out.String(), "password for carol: ") {
+		n, err := tty.Read(buf)
+		out.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("no prompt before %v: %q", err, out.String())
+		}
+	}
+	if _, err := tty.Write([]byte("typed-secret\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(&out, tty); err != nil && !errors.Is(err, syscall.EIO) {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("sluice user set at a terminal: %v\n%q", err, out.String())
+	}
+	if s := out.String(); strings.Contains(s, "typed-secret") || !strings.Contains(s, "user carol: added SCRAM-SHA-512 credential (4096 iterations)") {
+		t.Fatalf("the password must not be echoed and the user must be added: %q", s)
+	}
+	carol := []string{"SLUICE_BOOTSTRAP=" + addr, "SLUICE_SASL_MECHANISM=SCRAM-SHA-512", "SLUICE_SASL_USER=carol", "SLUICE_SASL_PASSWORD=typed-secret"}
+	if out, err := runToolEnv(t, carol, "", "topic", "list"); err != nil || !strings.Contains(out, "seeded") {
+		t.Fatalf("carol with the password typed at the terminal: out %q, err %v", out, err)
 	}
 }

@@ -247,8 +247,7 @@ func userErr(err error, msg string) error {
 // terminal (prompting on prompt), else the first line of what is piped.
 func readPassword(in io.Reader, prompt io.Writer, question string) (string, error) {
 	if f, ok := in.(*os.File); ok && isTerminal(f) {
-		fmt.Fprint(prompt, question)
-		pass, err := readNoEcho(f)
+		pass, err := readNoEcho(f, func() { fmt.Fprint(prompt, question) })
 		fmt.Fprintln(prompt)
 		if err != nil {
 			return "", fmt.Errorf("read the password: %w", err)
