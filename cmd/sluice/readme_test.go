@@ -200,6 +200,11 @@ func (s *pasteShell) paste(name, block string) []string {
 				out = out[:i]
 				s.t.Logf("%s: output:\n%s", name, strings.Join(out, "\n"))
 				for _, l := range out {
+					if strings.Contains(l, "address already in use") {
+						// Then the blocks talk to another process's broker
+						// or daemon, and every check after is about it.
+						s.t.Fatalf("%s: %s\nanother process took a default port after the test checked it (another run of this test from a tree without lockReadmePorts?)", name, l)
+					}
 					if strings.HasPrefix(l, failedMarker) {
 						s.t.Errorf("%s: a command failed: %s", name, strings.TrimPrefix(l, failedMarker+" "))
 					}
