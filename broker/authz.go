@@ -110,3 +110,23 @@ func (d topicDecisions) allowed(r *request, op acl.Operation, topic string, quie
 	}
 	return ok
 }
+
+// The operations topics and groups have, as Kafka lists them for KIP-430's
+// authorized-operations bitfields (the cluster's: clusterOps).
+var (
+	topicOps = []acl.Operation{opRead, opWrite, opCreate, opDelete, opAlter, opDescribe, opDescribeConfigs, kmsg.ACLOperationAlterConfigs}
+	groupOps = []acl.Operation{opRead, opDescribe, opDelete}
+)
+
+// authorizedOps is KIP-430's bitfield (bit 1<<code) of the operations
+// among ops the request's principal may do on the resource; without an
+// authorizer, all of them, as Kafka answers.
+func (r *request) authorizedOps(rt acl.ResourceType, name string, ops []acl.Operation) int32 {
+	var bits int32
+	for _, op := range ops {
+		if r.may(op, rt, name) {
+			bits |= 1 << op
+		}
+	}
+	return bits
+}

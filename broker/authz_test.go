@@ -624,3 +624,35 @@ func BenchmarkProduceAcks1ACL(b *testing.B) {
 	}
 	benchProduceTo(b, addr, kgo.LeaderAck())
 }
+
+// KIP-430: asked for, Metadata and DescribeGroups report the operations
+// the client may do on each topic and group (franz-go negotiates Metadata
+// v11+, where the cluster's moved to DescribeCluster).
+func TestACLAuthorizedOperations(t *testing.T) {
+	_, addr := aclBroker(t, t.TempDir(), Options{},
+		allowB(resTopic, "t", anon, aliceHost, opRead),
+		allowB(resGroup, "g", anon, aliceHost, opDescribe))
+	createTopic(t, newKgo(t, addr, fromHost(adminHost)), "t", 1)
+	alice := direct(t, newKgo(t, addr, fromHost(aliceHost)))
+	bits := func(ops ...acl.Operation) (b int32) {
+		for _, op := range ops {
+			b |= 1 << op
+		}
+		return b
+	}
+	md := kmsg.NewPtrMetadataRequest()
+	md.IncludeTopicAuthorizedOperations = true
+	resp, err := md.RequestWith(ctxT(t), alice)
+	if err != nil || len(resp.Topics) != 1 {
+		t.Fatalf("metadata: %v %+v", err, resp)
+	}
+	if got, want := resp.Topics[0].AuthorizedOperations, bits(opRead, opDescribe); got != want {
+		t.Errorf("alice's operations on t: %v, want %v", kadm.DecodeACLOperations(got), kadm.DecodeACLOperations(want))
+	}
+	dg := kmsg.NewPtrDescribeGroupsRequest()
+	dg.Groups, dg.IncludeAuthorizedOperations = []string{"g"}, true
+	gresp, err := dg.RequestWith(ctxT(t), alice)
+	if err != nil || gresp.Groups[0].AuthorizedOperations != bits(opDescribe) {
+		t.Fatalf("describe groups: %v %+v", err, gresp)
+	}
+}

@@ -363,6 +363,9 @@ func handleDescribeGroups(r *request) reply {
 		}
 		d, _ := r.c.b.groups.Describe(name)
 		rg := kmsg.NewDescribeGroupsResponseGroup()
+		if req.IncludeAuthorizedOperations {
+			rg.AuthorizedOperations = r.authorizedOps(resGroup, name, groupOps)
+		}
 		rg.Group, rg.State, rg.ProtocolType, rg.Protocol = name, string(d.State), d.ProtocolType, d.Protocol
 		for _, m := range d.Members {
 			rm := kmsg.NewDescribeGroupsResponseGroupMember()

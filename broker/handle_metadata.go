@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice/broker/acl"
 )
 
 func handleMetadata(r *request) reply {
@@ -63,7 +65,14 @@ func handleMetadata(r *request) reply {
 		}
 	}
 	for _, t := range topics {
-		resp.Topics = append(resp.Topics, b.topicMetadata(t))
+		mt := b.topicMetadata(t)
+		if req.IncludeTopicAuthorizedOperations {
+			mt.AuthorizedOperations = r.authorizedOps(resTopic, t.meta.Name, topicOps)
+		}
+		resp.Topics = append(resp.Topics, mt)
+	}
+	if req.IncludeClusterAuthorizedOperations && req.Version <= 10 {
+		resp.AuthorizedOperations = r.authorizedOps(resCluster, acl.ClusterName, clusterOps)
 	}
 	for _, name := range missing {
 		mt := kmsg.NewMetadataResponseTopic()
