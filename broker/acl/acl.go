@@ -374,6 +374,13 @@ func (a *Authorizer) Delete(filters []Filter) ([][]Binding, []error) {
 	gone := make([]bool, len(cur))
 	any := false
 	for i, f := range filters {
+		if i >= MaxBindings {
+			// Each filter is matched against every binding: bound the
+			// work one request can ask for, as Kafka bounds an ACL
+			// request's changes.
+			errs[i] = invalid("a DeleteAcls request takes at most %d filters", MaxBindings)
+			continue
+		}
 		if errs[i] = ValidateFilter(f); errs[i] != nil {
 			continue
 		}

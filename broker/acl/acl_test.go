@@ -233,6 +233,14 @@ func TestLimitAndBadFile(t *testing.T) {
 	if errs[len(errs)-1] != ErrTooMany || errs[0] != nil {
 		t.Fatalf("creating %d bindings: first %v, last %v", len(bs), errs[0], errs[len(errs)-1])
 	}
+	filters := make([]Filter, MaxBindings+1)
+	for i := range filters {
+		filters[i] = Filter{ResourceType: group, PatternType: kmsg.ACLResourcePatternTypeAny,
+			Operation: kmsg.ACLOperationAny, Permission: kmsg.ACLPermissionTypeAny}
+	}
+	if _, errs := a.Delete(filters); errs[0] != nil || errs[MaxBindings] == nil {
+		t.Fatalf("deleting with %d filters: first %v, last %v", len(filters), errs[0], errs[MaxBindings])
+	}
 	if err := os.WriteFile(filepath.Join(dir, FileName), []byte(`{"bindings":[{"resource_type":"TOPIC"}]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
