@@ -89,6 +89,11 @@ type taskState struct {
 	// chain is the single-chain checkpoint, read once (after fencing the
 	// chain's transactional id); nil until a task needs it.
 	chain *checkpoint
+	// topicIDs caches the source topics' ids, which TxnOffsetCommit v6
+	// names them by, for as long as the tasks are open: a topic deleted
+	// and made again under the same name meanwhile fails the commit, and
+	// the next OpenTasks looks them up afresh.
+	topicIDs map[string][16]byte
 }
 
 var _ engine.TaskSink = (*Sink)(nil)
@@ -422,16 +427,23 @@ func (s *Sink) CommitTasks(ctx context.Context, round uint64, cps map[engine.Tas
 	// The round record also makes every round's transaction hold a record,
 	// which franz-go needs to send the EndTxn at all.
 	s.cl.Produce(ctx, &kgo.Record{Topic: s.cfg.checkpointTopic(s.pipeline), Key: []byte(s.pipeline + taskRecordSuffix), Value: value}, s.promise)
+	// The offsets need not wait for the records, only EndTxn does: they go
+	// out while the records are flushed, so a round costs the longer of
+	// the two, not their sum (two more round trips to the coordinator,
+	// each waiting for its log's fsync).
+	offsets := make(chan error, 1)
+	go func() { offsets <- s.commitOffsets(ctx, cps) }()
 	if err := s.cl.Flush(ctx); err != nil {
 		s.fail(err)
 	}
+	offsetsErr := <-offsets
 	if err := s.failed(); err != nil {
 		if aerr := s.abort(ctx); aerr != nil && !isFenced(err) {
 			s.log.Warn("kafka sink: abort after failed write", "pipeline", s.pipeline, "round", round, "err", aerr)
 		}
 		return fmt.Errorf("kafka sink: round %d: %w", round, classify(err))
 	}
-	if err := s.commitOffsets(ctx, cps); err != nil {
+	if err := offsetsErr; err != nil {
 		err = s.offsetError(err, cps)
 		if aerr := s.abort(ctx); aerr != nil && !isFenced(aerr) {
 			s.log.Warn("kafka sink: abort after refused offsets", "pipeline", s.pipeline, "round", round, "err", aerr)
@@ -487,10 +499,9 @@ func (s *Sink) commitOffsets(ctx context.Context, cps map[engine.Task]engine.Che
 		return nil
 	}
 	topics := slices.Sorted(maps.Keys(byTopic))
-	// TxnOffsetCommit v6 names topics by id.
-	details, err := kadm.NewClient(s.cl).ListTopics(ctx, topics...)
+	ids, err := s.topicIDs(ctx, topics)
 	if err != nil {
-		return fmt.Errorf("kafka sink: list topics: %w", classify(err))
+		return err
 	}
 	req := kmsg.NewPtrTxnOffsetCommitRequest()
 	req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch = txnID, group, pid, epoch
@@ -500,7 +511,7 @@ func (s *Sink) commitOffsets(ctx context.Context, cps map[engine.Task]engine.Che
 	}
 	for _, topic := range topics {
 		rt := kmsg.NewTxnOffsetCommitRequestTopic()
-		rt.Topic, rt.TopicID, rt.Partitions = topic, details[topic].ID, byTopic[topic]
+		rt.Topic, rt.TopicID, rt.Partitions = topic, ids[topic], byTopic[topic]
 		req.Topics = append(req.Topics, rt)
 	}
 	err = retryOffsets(ctx, func() error {
@@ -518,6 +529,40 @@ func (s *Sink) commitOffsets(ctx context.Context, cps map[engine.Task]engine.Che
 		return nil
 	})
 	return err
+}
+
+// topicIDs returns the ids of topics (TxnOffsetCommit v6 names topics by
+// id), looked up once for as long as the tasks are open.
+func (s *Sink) topicIDs(ctx context.Context, topics []string) (map[string][16]byte, error) {
+	var missing []string
+	for _, t := range topics {
+		if _, ok := s.task.topicIDs[t]; !ok {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) == 0 {
+		return s.task.topicIDs, nil
+	}
+	details, err := kadm.NewClient(s.cl).ListTopics(ctx, missing...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka sink: list topics: %w", classify(err))
+	}
+	ids := maps.Clone(s.task.topicIDs)
+	if ids == nil {
+		ids = map[string][16]byte{}
+	}
+	for _, t := range missing {
+		d, ok := details[t]
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("kafka sink: topic %s is not in the cluster's metadata", t)
+		case d.Err != nil:
+			return nil, fmt.Errorf("kafka sink: look up topic %s: %w", t, classify(d.Err))
+		}
+		ids[t] = d.ID
+	}
+	s.task.topicIDs = ids
+	return ids, nil
 }
 
 // offsetError turns a refused offset commit of cps into the sink's
