@@ -361,7 +361,16 @@ func (d *Daemon) manage(ctx context.Context, path string, data []byte, sum [32]b
 		}
 	}
 	d.mu.Unlock()
-	m.build = func(ctx context.Context) (*engine.Pipeline, error) { return components.Build(ctx, spec, d.opts) }
+	m.build = func(ctx context.Context) (*engine.Pipeline, error) {
+		// Wait for the source (its brokers, its topics) before building, so
+		// a topic not yet created is one line with the command that creates
+		// it rather than a failed batch per retry. No timeout: the daemon
+		// runs until stopped, and the topic may come at any time.
+		if err := components.AwaitSource(ctx, spec, d.opts, 0); err != nil {
+			return nil, err
+		}
+		return components.Build(ctx, spec, d.opts)
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
 	go m.supervise(runCtx)

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"maps"
 	"slices"
@@ -79,6 +80,9 @@ func (m *managed) supervise(ctx context.Context) {
 			m.mu.Unlock()
 			m.set(StateRunning, nil)
 			err = p.Run(runCtx)
+		} else if runCtx.Err() != nil && errors.Is(err, runCtx.Err()) {
+			// Paused or restarted while waiting for the source: not a failure.
+			err = nil
 		}
 		stop()
 		if ctx.Err() != nil {

@@ -121,3 +121,81 @@ sink:
 	}
 	checkExactlyOnce(t, filetest.Lines(t, out), 1000, true)
 }
+
+// A daemon pipeline whose topic does not exist yet waits for it, saying
+// once which topic and the command that creates it, instead of failing
+// batch after batch; once the topic is created it runs.
+func TestDaemonWaitsForTopicCreatedLater(t *testing.T) {
+	dir := t.TempDir()
+	pdir := filepath.Join(dir, "pipelines")
+	os.MkdirAll(pdir, 0o755)
+	out := filepath.Join(dir, "out")
+	os.WriteFile(filepath.Join(pdir, "later.yaml"), []byte(fmt.Sprintf(`version: 1
+name: later
+source:
+  kafka: {brokers: [builtin], topics: [later]}
+batch: {interval: 50ms}
+sink:
+  file: {path: %s, format: raw, roll: {bytes: 16384, interval: 200ms}}
+`, out)), 0o644)
+	brokerAddr := freeAddr(t)
+	cmd := sluice(t, "daemon", "--pipelines", pdir, "--data", filepath.Join(dir, "data"),
+		"--broker-listen", brokerAddr, "--http", "127.0.0.1:0")
+	// A file, so the log can be read while the daemon writes it.
+	logPath := filepath.Join(dir, "log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	readLog := func() string {
+		b, _ := os.ReadFile(logPath)
+		return string(b)
+	}
+	hint := "sluice topic create later --partitions N --bootstrap " + brokerAddr
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(readLog(), hint) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon never said which topic it waits for:\n%s", readLog())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out, err := runTool(t, brokerAddr, "", "topic", "create", "later", "--partitions", "2"); err != nil {
+		t.Fatalf("topic create: %v %s", err, out)
+	}
+	var lines strings.Builder
+	const n = 200
+	for i := range n {
+		fmt.Fprintln(&lines, i)
+	}
+	if out, err := runTool(t, brokerAddr, lines.String(), "produce", "--topic", "later"); err != nil {
+		t.Fatalf("produce: %v %s", err, out)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for len(filetest.Lines(t, out)) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d records written:\n%s", len(filetest.Lines(t, out)), n, readLog())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("sluice daemon must exit 0 on SIGTERM: %v\n%s", err, readLog())
+	}
+	checkExactlyOnce(t, filetest.Lines(t, out), n, true)
+	log := readLog()
+	if c := strings.Count(log, hint); c != 1 {
+		t.Errorf("the hint is logged %d times, want once:\n%s", c, log)
+	}
+	if strings.Contains(log, "batch failed") || strings.Contains(log, "restarting after a pause") {
+		t.Errorf("a missing topic still fails the pipeline:\n%s", log)
+	}
+	if !strings.Contains(log, "source ready") {
+		t.Errorf("the log does not say the source became ready:\n%s", log)
+	}
+}
