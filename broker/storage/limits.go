@@ -37,6 +37,15 @@ const (
 	// large max.message.bytes; franz-go consumers refuse batches over 1 GiB.
 	maxUncompressedBatchBytes = 256 << 20
 
+	// maxInflatingBytes bounds what appends decompress at once, across
+	// all partitions and connections: a few kilobytes of zstd can inflate
+	// to the full limit, so without it a thousand connections each sending
+	// a small bomb-like batch hold a thousand times 32 MiB while the request
+	// budgets see kilobytes. 512 MiB lets sixteen batches of a default topic
+	// (32 MiB each) or two of the largest decompress in parallel, more than
+	// the cores to run them; further appends wait their turn.
+	maxInflatingBytes = 2 * maxUncompressedBatchBytes
+
 	// recoveryReadBytes is the read buffer used when scanning a segment.
 	recoveryReadBytes = 1 << 20
 )

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
+	"golang.org/x/sync/semaphore"
 )
 
 // checkRecords decodes every record of the client batch b, whose header h
@@ -24,8 +26,28 @@ import (
 // records are decompressed into a pooled buffer, at most limit bytes.
 // Nothing is allocated per record.
 func checkRecords(b []byte, h header, limit int) error {
+	if h.attributes&0x7 != 0 {
+		// A compressed batch may take limit bytes however small it is, so
+		// the request budgets do not bound it: the process-wide inflate
+		// budget does.
+		n := int64(min(limit, maxInflatingBytes))
+		inflateBudget.Acquire(context.Background(), n) // cannot fail: never cancelled
+		defer inflateBudget.Release(n)
+		if h := testHookInflating; h != nil {
+			h(n)
+			defer h(-n)
+		}
+	}
 	return decodeRecords(b, h, limit, true)
 }
+
+// inflateBudget bounds the bytes appends may be decompressing at once
+// (maxInflatingBytes), each reserving its batch's inflate limit.
+var inflateBudget = semaphore.NewWeighted(maxInflatingBytes)
+
+// testHookInflating, when set, is told of each reservation of inflateBudget
+// (n > 0) and its release (n < 0).
+var testHookInflating func(n int64)
 
 // decodeRecords decompresses the records of batch b (header h) within
 // limit bytes and walks them (walkRecords).

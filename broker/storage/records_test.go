@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -217,5 +218,60 @@ func BenchmarkCheckRecords(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestInflateBudget: concurrent appends of compressed batches reserve their
+// inflate limit from a process-wide budget, so small batches that inflate
+// large cannot together make the broker hold more than maxInflatingBytes
+// of decompressed records; the append past the budget waits, then succeeds.
+func TestInflateBudget(t *testing.T) {
+	p := openT(t, t.TempDir(), Config{MaxBatchBytes: 1 << 20}, true)
+	per := int64(inflateLimit(1 << 20))
+	capacity := int(maxInflatingBytes / per)
+	var mu sync.Mutex
+	var inflating, peak int64
+	entered := make(chan struct{}, capacity+1)
+	gate := make(chan struct{})
+	testHookInflating = func(n int64) {
+		mu.Lock()
+		inflating += n
+		peak = max(peak, inflating)
+		mu.Unlock()
+		if n > 0 {
+			entered <- struct{}{}
+			<-gate // hold the reservation until the budget was seen full
+		}
+	}
+	t.Cleanup(func() { testHookInflating = nil })
+	batch := compress(t, makeBatch(1000, "v"), 4)
+	errs := make(chan error, capacity+1)
+	var wg sync.WaitGroup
+	for range capacity + 1 {
+		wg.Go(func() {
+			_, err := p.AppendBatches(batch, time.Now())
+			errs <- err
+		})
+	}
+	for range capacity {
+		<-entered
+	}
+	if inflateBudget.TryAcquire(1) {
+		inflateBudget.Release(1)
+		t.Fatalf("%d appends of %d-byte inflate limits left room in a %d-byte budget", capacity, per, maxInflatingBytes)
+	}
+	close(gate)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("append: %v", err)
+		}
+	}
+	if peak > maxInflatingBytes {
+		t.Fatalf("%d bytes reserved for decompression at once, over the %d budget", peak, maxInflatingBytes)
+	}
+	if n := len(entered); n != 1 {
+		t.Fatalf("%d appends entered after the gate opened, want the one that waited", n)
 	}
 }
