@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -75,6 +77,11 @@ transactions; Kafka's console consumer defaults to read_uncommitted).`,
 			default:
 				opts = append(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(start))
 			}
+			// A batch the broker will not serve (CORRUPT_MESSAGE, retryable
+			// to franz-go) would otherwise be retried silently for ever;
+			// kept, it is reported below. Other retryable errors are still
+			// retried.
+			opts = append(opts, kgo.KeepRetryableFetchErrors())
 			cl, err := conn.client(cmd.Context(), opts...)
 			if err != nil {
 				return err
@@ -100,6 +107,9 @@ transactions; Kafka's console consumer defaults to read_uncommitted).`,
 			w := bufio.NewWriter(cmd.OutOrStdout())
 			defer w.Flush()
 			n := 0
+			// next is, per partition, the offset after the last record
+			// received: where a refused fetch stands.
+			next := map[int32]int64{}
 			for maxMessages <= 0 || n < maxMessages {
 				fs := cl.PollFetches(ctx)
 				if ctx.Err() != nil {
@@ -107,7 +117,15 @@ transactions; Kafka's console consumer defaults to read_uncommitted).`,
 				}
 				var ferr error
 				fs.EachError(func(t string, p int32, err error) {
-					if ferr == nil {
+					switch {
+					case ferr != nil:
+					case errors.Is(err, kerr.CorruptMessage):
+						ferr = corruptAt(ctx, cl, t, p, next, consumeStart{group: group, fromBeginning: fromBeginning,
+							offset: offset, partition: partition, atOffset: f.Changed("offset")})
+					case kerr.IsRetriable(err):
+						// franz-go retries it (a leader moving, a partition
+						// not yet ready).
+					default:
 						ferr = fmt.Errorf("fetch %s partition %d: %w", t, p, err)
 					}
 				})
@@ -116,6 +134,7 @@ transactions; Kafka's console consumer defaults to read_uncommitted).`,
 				}
 				var printed []*kgo.Record
 				fs.EachRecord(func(r *kgo.Record) {
+					next[r.Partition] = r.Offset + 1
 					if maxMessages > 0 && n >= maxMessages {
 						return
 					}
@@ -174,4 +193,62 @@ func writeHeaders(w *bufio.Writer, hs []kgo.RecordHeader) {
 		w.WriteByte(':')
 		w.Write(h.Value)
 	}
+}
+
+// consumeStart is where consume began reading, to name the offset of a
+// refused batch in a partition it has received nothing from.
+type consumeStart struct {
+	group         string
+	fromBeginning bool
+	partition     int32
+	offset        int64
+	atOffset      bool // --offset given
+}
+
+// corruptAt is the error for a partition whose next batch the broker
+// refuses as corrupt: one line with the topic, partition and offset, and
+// how to read past it.
+func corruptAt(ctx context.Context, cl *kgo.Client, topic string, p int32, next map[int32]int64, start consumeStart) error {
+	at, ok := next[p]
+	if !ok {
+		at, ok = startOffset(ctx, cl, topic, p, start)
+	}
+	where := "after the last record printed"
+	skip := "--offset N, N past the refused batch"
+	if ok {
+		where = fmt.Sprintf("at offset %d", at)
+		skip = fmt.Sprintf("--offset %d", at+1)
+	}
+	return fmt.Errorf("topic %s partition %d: the broker refuses the record batch %s as corrupt (CORRUPT_MESSAGE); to read past it: sluice consume --topic %s --partition %d %s (higher if the batch holds more records), or restore the partition's segment on the broker",
+		topic, p, where, topic, p, skip)
+}
+
+// startOffset asks the broker where consume began in partition p, having
+// received nothing from it: the group's committed offset, or the log's
+// start with --from-beginning. Reading from the end, the start has moved
+// since; it reports false.
+func startOffset(ctx context.Context, cl *kgo.Client, topic string, p int32, start consumeStart) (int64, bool) {
+	if start.atOffset && p == start.partition {
+		return start.offset, true
+	}
+	adm := kadm.NewClient(cl)
+	if start.group != "" {
+		if committed, err := adm.FetchOffsets(ctx, start.group); err == nil {
+			if o, ok := committed.Lookup(topic, p); ok && o.Err == nil && o.At >= 0 {
+				return o.At, true
+			}
+		}
+	}
+	if !start.fromBeginning {
+		return 0, false
+	}
+	los, err := adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return 0, false
+	}
+	o, ok := los.Lookup(topic, p)
+	if !ok || o.Err != nil {
+		return 0, false
+	}
+	return o.Offset, true
 }
