@@ -221,6 +221,17 @@ func (c *conn) readLoop() error {
 		if int64(size) > limit {
 			return errFrameTooLarge(size, limit, setting)
 		}
+		// The key decides the cap: only Produce carries bulk data, and
+		// other requests decode to many times their bytes.
+		key, err := br.Peek(2)
+		if err != nil {
+			return c.readError("read request key", err)
+		}
+		produce := int16(binary.BigEndian.Uint16(key)) == int16(kmsg.Produce)
+		if !produce && size > maxOtherFrameBytes {
+			return fmt.Errorf("%s request frame of %d bytes is over the %d-byte limit of requests other than Produce (split the request)",
+				kmsg.NameForKey(int16(binary.BigEndian.Uint16(key))), size, maxOtherFrameBytes)
+		}
 		// The frame's bytes are reserved before it is read: when the
 		// connection's or the broker's budget is used up, this connection
 		// is not read (its client waits on TCP) until responses go out.
@@ -233,9 +244,8 @@ func (c *conn) readLoop() error {
 		// a pool. Other requests may keep slices of their frame.
 		var pooled *[]byte
 		var buf []byte
-		produce := false
-		if key, err := br.Peek(2); err == nil && int16(binary.BigEndian.Uint16(key)) == int16(kmsg.Produce) && size <= maxPooledFrameBytes {
-			produce = true
+		produce = produce && size <= maxPooledFrameBytes
+		if produce {
 			if pooled, _ = framePool.Get().(*[]byte); pooled != nil {
 				buf = *pooled
 			}

@@ -17,6 +17,14 @@ const (
 	// allocation and the connection is closed.
 	MaxFrameBytes = 100 << 20
 
+	// maxOtherFrameBytes caps a request frame other than Produce. Decoding
+	// turns each array element into a struct many times its encoded size
+	// (a 2-byte Metadata topic becomes about 48 bytes, 24 times), so a
+	// 100 MiB Metadata frame allocated 2.4 GB; 8 MiB bounds one request
+	// near 200 MiB, and is still twice a Fetch, OffsetCommit or Metadata
+	// request naming 100,000 partitions.
+	maxOtherFrameBytes = 8 << 20
+
 	// MaxInFlightPerConn bounds requests read from one connection whose
 	// responses are not written yet (responses go out in request order, so a
 	// long-polling fetch holds the ones behind it). Reading stops when full.

@@ -4,16 +4,20 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"runtime"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -426,4 +430,45 @@ func TestClientThatStopsReadingIsClosed(t *testing.T) {
 	}
 	b.requestBytes.Release(b.opts.MaxRequestBytes)
 	produceAndConsume(t, addr, "big", 5)
+}
+
+// A request frame other than Produce over maxOtherFrameBytes is refused
+// before it is read: decoding multiplies a frame's bytes (a 2-byte Metadata
+// topic name becomes a 48-byte struct), so a 100 MiB Metadata request made
+// the broker allocate 2.4 GB. A Produce of the same size is still served.
+func TestLargeNonProduceFrameIsRefused(t *testing.T) {
+	_, addr := testBroker(t, Options{})
+	admin := newKgo(t, addr)
+	ctx := ctxT(t)
+	big := strings.Repeat("x", maxOtherFrameBytes+1<<20)
+	resp, err := kadm.NewClient(admin).CreateTopic(ctx, 1, 1, map[string]*string{"max.message.bytes": kmsg.StringPtr(fmt.Sprint(2 * len(big)))}, "big")
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Metadata v4 naming empty topics until the frame is just over the cap.
+	n := maxOtherFrameBytes/2 + 1
+	frame := header(int16(kmsg.Metadata), 4, 1)
+	frame = binary.BigEndian.AppendUint32(frame, uint32(n))
+	frame = append(frame, make([]byte, 2*n)...)
+	frame = append(frame, 0) // AllowAutoTopicCreation false
+	c := dialRaw(t, addr)
+	// The broker closes as soon as it has the size and key, so the write
+	// of the rest may be reset.
+	_, err = c.nc.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(frame))), frame...))
+	switch {
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
+	case err != nil:
+		t.Fatal(err)
+	default:
+		c.closedByBroker()
+	}
+
+	prod := newKgo(t, addr, kgo.DefaultProduceTopic("big"), kgo.ProducerBatchMaxBytes(int32(2*len(big))))
+	if err := prod.ProduceSync(ctx, kgo.StringRecord(big)).FirstErr(); err != nil {
+		t.Fatalf("a Produce frame over %d bytes: %v", maxOtherFrameBytes, err)
+	}
 }
