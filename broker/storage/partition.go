@@ -90,6 +90,12 @@ type Partition struct {
 	cfg     Config
 	segs    []*segment // sorted by base; the last one takes appends
 	end     int64      // log end offset: the next offset to assign
+	// start is the log start offset DeleteRecords set (logstart.go); the
+	// log starts at the larger of it and the first segment's base.
+	start int64
+	// startMu serialises DeleteRecordsBefore calls, whose checkpoint write
+	// runs outside mu. Never taken while holding mu.
+	startMu sync.Mutex
 	closed  bool
 	waiters []waiter
 	// producers is the idempotent producer state; see producers.go.
@@ -120,7 +126,7 @@ func (p *Partition) SetConfig(cfg Config) {
 func (p *Partition) StartOffset() int64 {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	return p.segs[0].base
+	return p.logStart()
 }
 
 // EndOffset is the log end offset: the offset the next record will get.
@@ -134,7 +140,7 @@ func (p *Partition) EndOffset() int64 {
 func (p *Partition) Offsets() (start, end int64) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	return p.segs[0].base, p.end
+	return p.logStart(), p.end
 }
 
 // Size is the bytes of all segments.

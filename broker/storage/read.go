@@ -44,7 +44,7 @@ func (p *Partition) ReadUpTo(offset, maxBytes, upto int64) (Section, error) {
 		p.mu.RUnlock()
 		return Section{}, p.closedErr()
 	}
-	if offset < p.segs[0].base || offset > p.end {
+	if offset < p.logStart() || offset > p.end {
 		p.mu.RUnlock()
 		return Section{}, ErrOffsetOutOfRange
 	}
@@ -81,6 +81,16 @@ func (p *Partition) ReadUpTo(offset, maxBytes, upto int64) (Section, error) {
 // batch it returns the batch's first offset and max timestamp instead of
 // decompressing.
 func (p *Partition) OffsetForTime(ts int64) (offset, timestamp int64, err error) {
+	offset, timestamp, err = p.offsetForTime(ts)
+	if err == nil && offset >= 0 {
+		// A segment may still hold records below a start DeleteRecords
+		// set; those are gone as far as clients are concerned.
+		offset = max(offset, p.StartOffset())
+	}
+	return offset, timestamp, err
+}
+
+func (p *Partition) offsetForTime(ts int64) (offset, timestamp int64, err error) {
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()

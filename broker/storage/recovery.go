@@ -64,6 +64,10 @@ func OpenPartition(dir string, cfg Config, clean bool) (*Partition, error) {
 	last := p.segs[len(p.segs)-1]
 	p.end = last.next
 	p.synced.Advance(p.end)
+	if err := p.loadLogStart(); err != nil {
+		p.closeSegments()
+		return nil, err
+	}
 	if err := p.loadProducers(time.Now()); err != nil {
 		p.closeSegments()
 		return nil, err

@@ -2,14 +2,16 @@ package storage
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/durable"
 )
 
-// EnforceRetention deletes sealed segments past the retention age or size
-// and returns how many it deleted. The active segment is never deleted.
+// EnforceRetention deletes sealed segments past the retention age or size,
+// or wholly below the log start offset (DeleteRecords, logstart.go), and
+// returns how many it deleted. The active segment is never deleted.
 func (p *Partition) EnforceRetention(now time.Time) (int, error) {
 	p.mu.Lock()
 	if p.closed {
@@ -26,7 +28,8 @@ func (p *Partition) EnforceRetention(now time.Time) (int, error) {
 		byTime := p.cfg.RetentionAge > 0 && s.maxTs >= 0 && now.Sub(time.UnixMilli(s.maxTs)) > p.cfg.RetentionAge
 		byTime = byTime || (p.cfg.RetentionAge > 0 && s.size == 0)
 		bySize := p.cfg.RetentionBytes > 0 && total-s.size >= p.cfg.RetentionBytes
-		if !byTime && !bySize {
+		byStart := s.next <= p.start
+		if !byTime && !bySize && !byStart {
 			break
 		}
 		total -= s.size
@@ -37,7 +40,13 @@ func (p *Partition) EnforceRetention(now time.Time) (int, error) {
 	// Taken under mu: SetConfig may replace the logger once it is released.
 	log := p.cfg.Logger
 	p.mu.Unlock()
+	return n, p.removeSegments(dead, log, "retention deleted segments")
+}
 
+// removeSegments deletes the files of segments already taken out of p.segs.
+// Readers holding a Section keep their file open until they release it.
+func (p *Partition) removeSegments(dead []*segment, log *slog.Logger, msg string) error {
+	n := len(dead)
 	var errs []error
 	for _, s := range dead {
 		for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix, txnIndexSuffix} {
@@ -48,10 +57,10 @@ func (p *Partition) EnforceRetention(now time.Time) (int, error) {
 		s.release()
 	}
 	if n > 0 {
-		log.Info("retention deleted segments", "dir", p.dir, "segments", n, "log_start_offset", p.StartOffset())
+		log.Info(msg, "dir", p.dir, "segments", n, "log_start_offset", p.StartOffset())
 		if err := durable.SyncDir(p.dir); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return n, errors.Join(errs...)
+	return errors.Join(errs...)
 }

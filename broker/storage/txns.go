@@ -161,7 +161,7 @@ func (p *Partition) lso() int64 {
 	if first := p.producers.firstUnstable(); first >= 0 {
 		// Retention may have deleted the start of a transaction that is
 		// still open; nothing before the log start can be read anyway.
-		return max(first, p.segs[0].base)
+		return max(first, p.logStart())
 	}
 	return p.end
 }
