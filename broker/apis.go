@@ -33,6 +33,9 @@ func init() {
 		{kmsg.ApiVersions, 0, 4, handleApiVersions},
 		{kmsg.CreateTopics, 0, 6, handleCreateTopics},
 		{kmsg.DeleteTopics, 0, 5, handleDeleteTopics},
+		// DeleteRecords (handle_records.go): v2 is the flexible version
+		// kadm and librdkafka negotiate; kafka-go uses v0.
+		{kmsg.DeleteRecords, 0, 2, handleDeleteRecords},
 		{kmsg.CreatePartitions, 0, 3, handleCreatePartitions},
 		{kmsg.DescribeConfigs, 0, 4, handleDescribeConfigs},
 		{kmsg.AlterConfigs, 0, 2, handleAlterConfigs},
@@ -67,6 +70,7 @@ func init() {
 		{kmsg.ListGroups, 0, 4, handleListGroups},
 		{kmsg.DescribeGroups, 0, 5, handleDescribeGroups},
 		{kmsg.DeleteGroups, 0, 2, handleDeleteGroups},
+		{kmsg.OffsetDelete, 0, 0, handleOffsetDelete},
 		// ACLs (handle_acl.go): v1 adds PREFIXED patterns (KIP-290), v2
 		// flexible versions; v3 (USER resources, KIP-554) is what current
 		// kafka-acls.sh, kadm and librdkafka negotiate to or below.

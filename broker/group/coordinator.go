@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Limits on what clients may ask for. Kafka's defaults are 6s and 30m for
@@ -708,6 +709,72 @@ func (c *Coordinator) Delete(name string) *kerr.Error {
 	g.state = Dead
 	delete(c.groups, name)
 	return nil
+}
+
+// DeleteOffsets forgets a group's committed offsets of parts
+// (OffsetDelete), as Kafka: an unknown group is GROUP_ID_NOT_FOUND; a group
+// with members is NON_EMPTY_GROUP unless it is a consumer group, whose
+// partitions of topics a member subscribes to are GROUP_SUBSCRIBED_TO_TOPIC
+// (in partErrs, aligned with parts) while the rest are deleted. An empty
+// group left without offsets is removed, as Kafka removes it.
+func (c *Coordinator) DeleteOffsets(name string, parts []TopicPartition) (groupErr *kerr.Error, partErrs []*kerr.Error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.groups[name]
+	if g == nil {
+		return kerr.GroupIDNotFound, nil
+	}
+	partErrs = make([]*kerr.Error, len(parts))
+	var del []TopicPartition
+	if len(g.members) == 0 {
+		del = parts
+	} else {
+		if g.protocolType != consumerProtocolType {
+			return kerr.NonEmptyGroup, nil
+		}
+		for i, tp := range parts {
+			if g.subscribedTo(tp.Topic) {
+				partErrs[i] = kerr.GroupSubscribedToTopic
+			} else {
+				del = append(del, tp)
+			}
+		}
+	}
+	left, err := c.offsets.DeleteOffsets(name, del)
+	if err != nil {
+		return kerr.UnknownServerError, nil
+	}
+	if left == 0 && len(g.members) == 0 {
+		if err := c.offsets.DeleteGroup(name); err != nil {
+			return kerr.UnknownServerError, nil
+		}
+		g.state = Dead
+		delete(c.groups, name)
+	}
+	return nil, partErrs
+}
+
+// consumerProtocolType is the protocol type of Kafka consumers' groups,
+// whose member metadata names the subscribed topics.
+const consumerProtocolType = "consumer"
+
+// subscribedTo says whether a member subscribes to topic, by the
+// subscription in its metadata (of the chosen protocol, or of each it
+// offers while none is chosen yet). Metadata that does not decode counts as
+// subscribed, so offsets possibly in use are never deleted.
+func (g *group) subscribedTo(topic string) bool {
+	for _, m := range g.members {
+		for _, p := range m.protocols {
+			if g.protocol != "" && p.Name != g.protocol {
+				continue
+			}
+			var meta kmsg.ConsumerMemberMetadata
+			if err := meta.ReadFrom(p.Metadata); err != nil || slices.Contains(meta.Topics, topic) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // CommitRequest is an OffsetCommit request.

@@ -38,12 +38,13 @@ type Offset struct {
 	Time        time.Time `json:"ts"`
 }
 
-// entry is one log record: a commit of several partitions, or a group
-// deletion.
+// entry is one log record: a commit of several partitions, a group
+// deletion, or the deletion of some partitions' offsets (OffsetDelete).
 type entry struct {
-	Group   string   `json:"g"`
-	Delete  bool     `json:"d,omitempty"`
-	Offsets []Offset `json:"os,omitempty"`
+	Group   string           `json:"g"`
+	Delete  bool             `json:"d,omitempty"`
+	Offsets []Offset         `json:"os,omitempty"`
+	Forget  []TopicPartition `json:"f,omitempty"`
 }
 
 // OffsetStore keeps committed offsets in memory and in an append-only log
@@ -89,6 +90,9 @@ func (s *OffsetStore) apply(e entry) {
 	}
 	for _, o := range e.Offsets {
 		g[o.TopicPartition] = o
+	}
+	for _, tp := range e.Forget {
+		delete(g, tp)
 	}
 }
 
@@ -178,6 +182,26 @@ func (s *OffsetStore) DeleteGroup(group string) error {
 		return nil
 	}
 	return s.append(entry{Group: group, Delete: true})
+}
+
+// DeleteOffsets durably forgets group's offsets of parts and returns how
+// many partitions still have one.
+func (s *OffsetStore) DeleteOffsets(group string, parts []TopicPartition) (left int, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[group]
+	var forget []TopicPartition
+	for _, tp := range parts {
+		if _, ok := g[tp]; ok {
+			forget = append(forget, tp)
+		}
+	}
+	if len(forget) > 0 {
+		if err := s.append(entry{Group: group, Forget: forget}); err != nil {
+			return len(g), err
+		}
+	}
+	return len(s.groups[group]), nil
 }
 
 // Fetch returns group's committed offsets for parts (Offset -1 where none),
