@@ -86,10 +86,10 @@ func (c Config) withDefaults() Config {
 type Partition struct {
 	dir string
 
-	mu      sync.RWMutex
-	cfg     Config
-	segs    []*segment // sorted by base; the last one takes appends
-	end     int64      // log end offset: the next offset to assign
+	mu   sync.RWMutex
+	cfg  Config
+	segs []*segment // sorted by base; the last one takes appends
+	end  int64      // log end offset: the next offset to assign
 	// start is the log start offset DeleteRecords set (logstart.go); the
 	// log starts at the larger of it and the first segment's base.
 	start int64
