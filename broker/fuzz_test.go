@@ -203,6 +203,31 @@ func seedRequests() [][]byte {
 		reqs = append(reqs, lt, dt, dp)
 	}
 	{
+		// DeleteRecords (offsets inside, at and past the end, -1) and
+		// OffsetDelete.
+		dr := kmsg.NewPtrDeleteRecordsRequest()
+		dr.Version = 2
+		drt := kmsg.NewDeleteRecordsRequestTopic()
+		drt.Topic = "fuzz"
+		for _, off := range []int64{1, -1, 1 << 40, -2} {
+			drp := kmsg.NewDeleteRecordsRequestTopicPartition()
+			drp.Offset = off
+			drt.Partitions = append(drt.Partitions, drp)
+		}
+		dr.Topics = append(dr.Topics, drt)
+		od := kmsg.NewPtrOffsetDeleteRequest()
+		od.Group = "fuzz-group"
+		odt := kmsg.NewOffsetDeleteRequestTopic()
+		odt.Topic = "fuzz"
+		for _, p := range []int32{0, 1, -1} {
+			odp := kmsg.NewOffsetDeleteRequestTopicPartition()
+			odp.Partition = p
+			odt.Partitions = append(odt.Partitions, odp)
+		}
+		od.Topics = append(od.Topics, odt)
+		reqs = append(reqs, dr, od)
+	}
+	{
 		// The cluster APIs of a one-node cluster.
 		dc := kmsg.NewPtrDescribeClusterRequest()
 		dc.Version, dc.EndpointType, dc.IncludeClusterAuthorizedOperations = 1, 1, true
