@@ -18,7 +18,7 @@ import (
 func newGroupCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "group",
-		Short: "List, describe and delete consumer groups",
+		Short: "List, describe and delete consumer groups, and delete their committed offsets",
 	}
 	conn := addKafkaFlags(cmd)
 
@@ -145,7 +145,7 @@ runs; deleting it loses nothing, and its next commit writes the offsets again.`,
 			return errors.Join(errs...)
 		},
 	}
-	cmd.AddCommand(list, describe, del)
+	cmd.AddCommand(list, describe, del, newGroupDeleteOffsetsCmd(conn))
 	return cmd
 }
 

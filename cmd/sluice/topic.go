@@ -14,7 +14,7 @@ import (
 func newTopicCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "topic",
-		Short: "Create, list, describe and delete Kafka topics",
+		Short: "Create, list, describe, alter and delete Kafka topics, and delete records",
 	}
 	conn := addKafkaFlags(cmd)
 
@@ -181,6 +181,6 @@ func newTopicCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(create, list, describe, del)
+	cmd.AddCommand(create, list, describe, del, newTopicAlterCmd(conn), newTopicDeleteRecordsCmd(conn))
 	return cmd
 }
