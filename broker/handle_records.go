@@ -42,7 +42,7 @@ func handleDeleteRecords(r *request) reply {
 				low, err := p.DeleteRecordsBefore(rp.Offset, now)
 				if err != nil {
 					sp.ErrorCode, _ = codeOf(err)
-					r.c.log.Info("delete records refused", "topic", rt.Topic, "partition", rp.Partition, "offset", rp.Offset, "err", err)
+					r.c.log.Debug("delete records refused", "topic", rt.Topic, "partition", rp.Partition, "offset", rp.Offset, "err", err)
 					break
 				}
 				sp.LowWatermark = low

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -134,5 +135,74 @@ func TestLogStartCheckpointWithoutDeletion(t *testing.T) {
 	}
 	if _, err := OpenPartition(dir, quietConfig(cfg), true); err == nil {
 		t.Fatal("a garbled checkpoint opened")
+	}
+}
+
+// Appends, reads, retention and DeleteRecordsBefore at the same time (run
+// with -race): reads return whole valid batches or ErrOffsetOutOfRange,
+// the start never moves back, and the last delete at the end leaves the
+// log empty of old segments.
+func TestConcurrentDeleteRecords(t *testing.T) {
+	p := openT(t, t.TempDir(), Config{SegmentBytes: 2048, RetentionAge: -1}, true)
+	const batches = 600
+	var wg, others sync.WaitGroup
+	done := make(chan struct{})
+	errs := make(chan error, 8)
+	wg.Go(func() {
+		for i := range batches {
+			if _, _, err := p.Append(makeBatch(int64(i), fmt.Sprintf("v%d", i)), time.Now()); err != nil {
+				errs <- err
+				return
+			}
+		}
+	})
+	others.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if err := readPass(p, -1); err != nil {
+				errs <- err
+				return
+			}
+		}
+	})
+	others.Go(func() {
+		last := int64(0)
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			_, end := p.Offsets()
+			low, err := p.DeleteRecordsBefore(end/2, time.Now())
+			if err == nil && low < last {
+				err = fmt.Errorf("log start moved back from %d to %d", last, low)
+			}
+			if err == nil && i%5 == 0 {
+				_, err = p.EnforceRetention(time.Now())
+			}
+			if err != nil {
+				errs <- err
+				return
+			}
+			last = low
+		}
+	})
+	wg.Wait()
+	close(done)
+	others.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if low, err := p.DeleteRecordsBefore(-1, time.Now()); err != nil || low != batches {
+		t.Fatalf("delete to the end: %d, %v", low, err)
+	}
+	if len(p.segs) != 1 || p.segs[0].size != 0 {
+		t.Fatalf("%d segments left, first %d bytes", len(p.segs), p.segs[0].size)
 	}
 }
