@@ -24,7 +24,6 @@ func newBrokerCmd() *cobra.Command {
 		retention                     time.Duration
 		retentionBytes, segmentBytes  int64
 		sec                           *listenerFlags
-		lim                           broker.Options
 	)
 	cmd := &cobra.Command{
 		Use:   "broker",
@@ -51,9 +50,10 @@ start the file sets the passwords of the users it names and removes the
 users it made earlier and no longer names; users added through the API and
 not in the file stay.
 
-sluice run and sluice daemon take the same listener, TLS, user and ACL
-flags for their embedded broker, prefixed broker- (--broker-listen,
---broker-sasl-ssl-listen, --broker-tls-cert, --broker-authorizer, ...).`,
+sluice run and sluice daemon take the same listener, TLS, user, ACL and
+limit flags for their embedded broker, prefixed broker- (--broker-listen,
+--broker-sasl-ssl-listen, --broker-tls-cert, --broker-authorizer,
+--broker-max-connections, ...).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if data == "" {
@@ -75,14 +75,6 @@ flags for their embedded broker, prefixed broker- (--broker-listen,
 				RetentionBytes:    retentionBytes,
 				SegmentBytes:      segmentBytes,
 				Logger:            slog.Default(),
-
-				IdleTimeout:         lim.IdleTimeout,
-				RequestTimeout:      lim.RequestTimeout,
-				MaxRequestBytes:     lim.MaxRequestBytes,
-				MaxConnRequestBytes: lim.MaxConnRequestBytes,
-				MaxConnections:      lim.MaxConnections,
-				MaxConnectionsPerIP: lim.MaxConnectionsPerIP,
-				MaxPartitions:       lim.MaxPartitions,
 			}
 			if err := sec.options(&opts); err != nil {
 				return err
@@ -141,12 +133,5 @@ flags for their embedded broker, prefixed broker- (--broker-listen,
 	f.DurationVar(&retention, "retention", 168*time.Hour, "default retention by time (negative keeps forever)")
 	f.Int64Var(&retentionBytes, "retention-bytes", -1, "default retention by size per partition (-1: unlimited)")
 	f.Int64Var(&segmentBytes, "segment-bytes", 1<<30, "default segment file size")
-	f.DurationVar(&lim.IdleTimeout, "idle-timeout", broker.DefaultIdleTimeout, "close a connection that sends nothing and waits for nothing this long")
-	f.DurationVar(&lim.RequestTimeout, "request-timeout", broker.DefaultRequestTimeout, "close a connection that takes longer than this to send a request it started, or to read a response")
-	f.Int64Var(&lim.MaxRequestBytes, "max-request-bytes", broker.DefaultRequestBytes, "bytes of requests in flight across all connections; over it, connections are not read until responses go out")
-	f.Int64Var(&lim.MaxConnRequestBytes, "max-connection-request-bytes", broker.DefaultConnRequestBytes, "bytes of requests in flight on one connection (also the largest request accepted)")
-	f.IntVar(&lim.MaxConnections, "max-connections", 0, fmt.Sprintf("open connections; more are closed at once (0: %d, or a quarter of the open-file limit if lower)", broker.DefaultMaxConnections))
-	f.IntVar(&lim.MaxConnectionsPerIP, "max-connections-per-ip", 0, "open connections from one client address (0: no per-address cap)")
-	f.IntVar(&lim.MaxPartitions, "max-partitions", 0, "partitions of all topics together (0: what the open-file limit allows after connections)")
 	return cmd
 }

@@ -32,8 +32,9 @@ that is not application/json is refused. /metrics, /healthz and /readyz
 need no token and also answer any IP address as Host.
 SIGTERM or Ctrl-C drains every pipeline and exits 0.
 
-The embedded broker takes the listener, TLS and SASL flags of sluice broker,
-prefixed broker- (--broker-sasl-ssl-listen, --broker-tls-cert, ...); with
+The embedded broker takes the listener, TLS, SASL, ACL and limit flags of
+sluice broker, prefixed broker- (--broker-sasl-ssl-listen, --broker-tls-cert,
+--broker-max-connections, ...); with
 every listener off it is not started. A pipeline with brokers: [builtin]
 connects as any client: its tls: and sasl: blocks pick the listener.`,
 		Args: cobra.NoArgs,

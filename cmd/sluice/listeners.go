@@ -16,8 +16,9 @@ import (
 // than read as off, since it used to mean every interface.
 const listenOff = "off"
 
-// listenerFlags are a broker's security settings: listeners, TLS, SASL
-// users and the authorizer. One definition serves `sluice broker` (flags
+// listenerFlags are a broker's security settings and resource limits:
+// listeners, TLS, SASL users, the authorizer, and the caps on connections,
+// requests and partitions. One definition serves `sluice broker` (flags
 // as written: --listen, --tls-cert, ...) and the embedded broker of
 // `sluice run` and `sluice daemon` (the same flags prefixed broker-:
 // --broker-listen, --broker-tls-cert, ...; there --tls-cert would read as
@@ -28,6 +29,8 @@ type listenerFlags struct {
 	tlsCert, tlsKey, tlsClientCA, usersFN string
 	authorizer, superUsers                string
 	allowIfNoACL                          bool
+	// lim holds the resource limits (the Max*, *Timeout fields only).
+	lim broker.Options
 }
 
 // The default addresses: loopback only, so a broker is reachable from
@@ -51,10 +54,17 @@ func addListenerFlags(f *pflag.FlagSet, prefix string) *listenerFlags {
 	f.StringVar(&l.authorizer, prefix+"authorizer", "", `"acl" checks every request against the ACLs kept in the data directory (managed with sluice acl or kafka-acls.sh); without it every client may do anything`)
 	f.StringVar(&l.superUsers, prefix+"super-users", "", `principals the ACLs do not apply to, separated by ';', e.g. "User:admin;User:ops"`)
 	f.BoolVar(&l.allowIfNoACL, prefix+"allow-everyone-if-no-acl-found", false, "with --"+prefix+"authorizer acl, allow what no ACL names a resource for (Kafka's allow.everyone.if.no.acl.found); by default it is denied")
+	f.DurationVar(&l.lim.IdleTimeout, prefix+"idle-timeout", broker.DefaultIdleTimeout, "close a connection that sends nothing and waits for nothing this long")
+	f.DurationVar(&l.lim.RequestTimeout, prefix+"request-timeout", broker.DefaultRequestTimeout, "close a connection that takes longer than this to send a request it started, or to read a response")
+	f.Int64Var(&l.lim.MaxRequestBytes, prefix+"max-request-bytes", broker.DefaultRequestBytes, "bytes of requests in flight across all connections; over it, connections are not read until responses go out")
+	f.Int64Var(&l.lim.MaxConnRequestBytes, prefix+"max-connection-request-bytes", broker.DefaultConnRequestBytes, "bytes of requests in flight on one connection (also the largest request accepted)")
+	f.IntVar(&l.lim.MaxConnections, prefix+"max-connections", 0, fmt.Sprintf("open connections; more are closed at once (0: %d, or a quarter of the open-file limit if lower)", broker.DefaultMaxConnections))
+	f.IntVar(&l.lim.MaxConnectionsPerIP, prefix+"max-connections-per-ip", 0, "open connections from one client address (0: no per-address cap)")
+	f.IntVar(&l.lim.MaxPartitions, prefix+"max-partitions", 0, "partitions of all topics together (0: what the open-file limit allows after connections)")
 	return l
 }
 
-// options sets the users file and the authorizer in o.
+// options sets the users file, the authorizer and the resource limits in o.
 func (l *listenerFlags) options(o *broker.Options) error {
 	if l.authorizer != "" && l.authorizer != "acl" {
 		return fmt.Errorf("%s %q: the one authorizer is acl (or leave it out to let every client do anything)", l.flag("authorizer"), l.authorizer)
@@ -66,6 +76,10 @@ func (l *listenerFlags) options(o *broker.Options) error {
 	o.ACL = l.authorizer == "acl"
 	o.SuperUsers = strings.FieldsFunc(l.superUsers, func(r rune) bool { return r == ';' || r == ',' })
 	o.AllowIfNoACL = l.allowIfNoACL
+	o.IdleTimeout, o.RequestTimeout = l.lim.IdleTimeout, l.lim.RequestTimeout
+	o.MaxRequestBytes, o.MaxConnRequestBytes = l.lim.MaxRequestBytes, l.lim.MaxConnRequestBytes
+	o.MaxConnections, o.MaxConnectionsPerIP = l.lim.MaxConnections, l.lim.MaxConnectionsPerIP
+	o.MaxPartitions = l.lim.MaxPartitions
 	return nil
 }
 

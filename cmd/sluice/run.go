@@ -36,8 +36,9 @@ visible. Run it again and it resumes where the sink says it stopped.
 
 A pipeline whose brokers are [builtin] starts the embedded broker on the
 data directory, listening on --broker-listen so other Kafka clients can
-produce to it. It takes the listener, TLS, SASL and ACL flags of sluice
-broker, prefixed broker- (--broker-sasl-ssl-listen, --broker-tls-cert, ...).
+produce to it. It takes the listener, TLS, SASL, ACL and limit flags of
+sluice broker, prefixed broker- (--broker-sasl-ssl-listen, --broker-tls-cert,
+--broker-max-connections, ...).
 The pipeline connects to it as any client: its tls: and sasl: blocks pick
 the listener (both: SASL_SSL, tls: only: SSL, sasl: only: SASL_PLAINTEXT,
 neither: PLAINTEXT) and its user needs ACLs like any other.`,
