@@ -30,19 +30,24 @@ func (r *request) aclErr(err error) (int16, *string) {
 	return kerr.UnknownServerError.Code, &msg
 }
 
+// aclRefusal is why an ACL request is refused as a whole, with its
+// message: SECURITY_DISABLED without an authorizer, as Kafka answers, or
+// CLUSTER_AUTHORIZATION_FAILED without op on the cluster; 0 if it is not.
+func (r *request) aclRefusal(op acl.Operation) (int16, *string) {
+	switch {
+	case r.c.b.authz == nil:
+		return kerr.SecurityDisabled.Code, kmsg.StringPtr(securityDisabled)
+	case !r.authorizedCluster(op):
+		return kerr.ClusterAuthorizationFailed.Code, nil
+	}
+	return 0, nil
+}
+
 func handleCreateACLs(r *request) reply {
 	req := r.msg.(*kmsg.CreateACLsRequest)
 	resp := req.ResponseKind().(*kmsg.CreateACLsResponse)
 	a := r.c.b.authz
-	var refused int16
-	var msg *string
-	switch {
-	case a == nil:
-		refused, msg = kerr.SecurityDisabled.Code, kmsg.StringPtr(securityDisabled)
-	case !r.authorizedCluster(opAlter):
-		refused = kerr.ClusterAuthorizationFailed.Code
-	}
-	if refused != 0 {
+	if refused, msg := r.aclRefusal(opAlter); refused != 0 {
 		for range req.Creations {
 			res := kmsg.NewCreateACLsResponseResult()
 			res.ErrorCode, res.ErrorMessage = refused, msg
@@ -70,12 +75,8 @@ func handleDescribeACLs(r *request) reply {
 	req := r.msg.(*kmsg.DescribeACLsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeACLsResponse)
 	a := r.c.b.authz
-	switch {
-	case a == nil:
-		resp.ErrorCode, resp.ErrorMessage = kerr.SecurityDisabled.Code, kmsg.StringPtr(securityDisabled)
-		return respond(resp)
-	case !r.authorizedCluster(opDescribe):
-		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+	if refused, msg := r.aclRefusal(opDescribe); refused != 0 {
+		resp.ErrorCode, resp.ErrorMessage = refused, msg
 		return respond(resp)
 	}
 	bs, err := a.Describe(acl.Filter{ResourceType: req.ResourceType, ResourceName: req.ResourceName,
@@ -106,15 +107,7 @@ func handleDeleteACLs(r *request) reply {
 	req := r.msg.(*kmsg.DeleteACLsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteACLsResponse)
 	a := r.c.b.authz
-	var refused int16
-	var msg *string
-	switch {
-	case a == nil:
-		refused, msg = kerr.SecurityDisabled.Code, kmsg.StringPtr(securityDisabled)
-	case !r.authorizedCluster(opAlter):
-		refused = kerr.ClusterAuthorizationFailed.Code
-	}
-	if refused != 0 {
+	if refused, msg := r.aclRefusal(opAlter); refused != 0 {
 		for range req.Filters {
 			res := kmsg.NewDeleteACLsResponseResult()
 			res.ErrorCode, res.ErrorMessage = refused, msg
