@@ -81,21 +81,24 @@ func (p *Partition) ReadUpTo(offset, maxBytes, upto int64) (Section, error) {
 // batch it returns the batch's first offset and max timestamp instead of
 // decompressing.
 func (p *Partition) OffsetForTime(ts int64) (offset, timestamp int64, err error) {
-	offset, timestamp, err = p.offsetForTime(ts)
+	offset, timestamp, start, err := p.offsetForTime(ts)
 	if err == nil && offset >= 0 {
 		// A segment may still hold records below a start DeleteRecords
 		// set; those are gone as far as clients are concerned.
-		offset = max(offset, p.StartOffset())
+		offset = max(offset, start)
 	}
 	return offset, timestamp, err
 }
 
-func (p *Partition) offsetForTime(ts int64) (offset, timestamp int64, err error) {
+// offsetForTime is OffsetForTime without the clamp to the log start, which
+// it returns as it saw it.
+func (p *Partition) offsetForTime(ts int64) (offset, timestamp, start int64, err error) {
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()
-		return -1, -1, p.closedErr()
+		return -1, -1, 0, p.closedErr()
 	}
+	start = p.logStart()
 	var seg *segment
 	var size int64
 	var index []indexEntry
@@ -107,7 +110,7 @@ func (p *Partition) offsetForTime(ts int64) (offset, timestamp int64, err error)
 	}
 	if seg == nil {
 		p.mu.RUnlock()
-		return -1, -1, nil
+		return -1, -1, start, nil
 	}
 	seg.acquire()
 	p.mu.RUnlock()
@@ -121,29 +124,29 @@ func (p *Partition) offsetForTime(ts int64) (offset, timestamp int64, err error)
 	for pos < size {
 		h, err := seg.readHeader(pos)
 		if err != nil {
-			return -1, -1, err
+			return -1, -1, start, err
 		}
 		if err := checkHeader(h, size-pos); err != nil {
 			// A damaged length would send the walk anywhere.
-			return -1, -1, &CorruptError{Segment: seg.path(), Offset: h.baseOffset, Pos: pos, Reason: err}
+			return -1, -1, start, &CorruptError{Segment: seg.path(), Offset: h.baseOffset, Pos: pos, Reason: err}
 		}
 		if h.maxTimestamp < ts {
 			pos += h.size()
 			continue
 		}
 		if h.compressed() || h.size() > maxBatchBytes {
-			return h.baseOffset, h.maxTimestamp, nil
+			return h.baseOffset, h.maxTimestamp, start, nil
 		}
 		batch := make([]byte, h.size())
 		if _, err := seg.f.ReadAt(batch, pos); err != nil {
-			return -1, -1, err
+			return -1, -1, start, err
 		}
 		if off, rts, ok := firstRecordAtOrAfter(batch, h, ts); ok {
-			return off, rts, nil
+			return off, rts, start, nil
 		}
-		return h.baseOffset, h.maxTimestamp, nil
+		return h.baseOffset, h.maxTimestamp, start, nil
 	}
-	return -1, -1, nil
+	return -1, -1, start, nil
 }
 
 // firstRecordAtOrAfter walks the records of an uncompressed batch.
