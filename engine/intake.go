@@ -30,6 +30,22 @@ type prepared struct {
 	// idle: no records, and a Backlogger source reported a known backlog
 	// of 0. Only idle reads count towards IdleExit.
 	idle bool
+
+	ticked bool       // the chain ran on no input (Ticker)
+	state  StateBatch // the batch's state changes; nil without a StateBackend or when the chain did not run
+}
+
+// work is what the batch loop reports to the protocol as the records read:
+// a tick that produced output, rejections, a failure or state changes
+// counts as one, so it starts a batch that commits them.
+func (b *prepared) work() int {
+	if b.in > 0 || !b.ticked {
+		return b.in
+	}
+	if len(b.records) > 0 || len(b.rejected) > 0 || b.procErr != nil || b.state != nil && !b.state.Empty() {
+		return 1
+	}
+	return 0
 }
 
 // readRequest asks the intake for the next batch.
@@ -60,6 +76,8 @@ type intake struct {
 	ack Positions // the latest committed positions not yet passed to Committed
 
 	requested bool // a request is outstanding; batch loop only
+
+	lastRun time.Time // when the transforms last ran; intake only
 }
 
 // startIntake starts the intake goroutine for p's open source. Next and the
@@ -204,10 +222,19 @@ func (in *intake) read(ctx context.Context, l Limits) *prepared {
 	if e, ok := src.(Ender); ok {
 		in.p.setEnds(e.Ends())
 	}
-	if len(recs) > 0 {
-		// Transforms map records (0..n outputs per input), so an empty
-		// read needs no round trip to the plugins.
-		b.records, b.rejected, b.procErr = in.p.process(ctx, recs)
+	// Transforms map records (0..n outputs per input), so an empty read
+	// needs no round trip to the plugins, unless a Ticker is due.
+	b.ticked = len(recs) == 0 && in.p.tick > 0 && time.Since(in.lastRun) >= in.p.tick
+	if len(recs) > 0 || b.ticked {
+		in.lastRun = time.Now()
+		pctx := ctx
+		if st := in.p.cfg.State; st != nil {
+			pctx, b.state = st.Begin(ctx)
+		}
+		b.records, b.rejected, b.procErr = in.p.process(pctx, recs)
+		if b.work() > 0 {
+			b.idle = false
+		}
 	}
 	if len(in.p.cfg.Transforms) == 0 {
 		b.input = recs

@@ -24,8 +24,8 @@ const (
 )
 
 // Config is everything a pipeline runs with. The pipeline owns Source,
-// Transforms and Sink and closes them when Run returns, and Tasks too if
-// it is an io.Closer.
+// Transforms, Sink and State and closes them when Run returns, and Tasks
+// too if it is an io.Closer.
 type Config struct {
 	Name     string
 	Delivery Delivery
@@ -54,6 +54,11 @@ type Config struct {
 	// the source a TaskSource, and delivery exactly-once.
 	Tasks Assigner
 
+	// State keeps the state of stateful steps under the epoch rule
+	// (docs/ARCHITECTURE.md §18); nil = no step keeps state. Needs delivery
+	// exactly-once.
+	State StateBackend
+
 	// MinBackoff is the wait before the first retry of a failed batch; it
 	// doubles per consecutive failure up to 30s. 0 = 100ms.
 	MinBackoff time.Duration
@@ -70,6 +75,7 @@ type Pipeline struct {
 	proto *Protocol
 	rate  rateController
 
+	tick       time.Duration // the shortest Ticker interval of the transforms; 0 = none
 	sourceOpen bool
 	chains     *taskChains // the tasks being run, when split into tasks
 	intake     *intake     // reads ahead while the source is open
@@ -108,6 +114,9 @@ func New(cfg Config) (*Pipeline, error) {
 			return nil, fmt.Errorf("engine: a pipeline split into tasks needs delivery exactly-once, not %s", cfg.Delivery)
 		}
 	}
+	if cfg.State != nil && cfg.Delivery != ExactlyOnce {
+		return nil, fmt.Errorf("engine: a pipeline that keeps state needs delivery exactly-once, not %s", cfg.Delivery)
+	}
 	if cfg.DeadLetters {
 		if _, ok := cfg.Sink.(DeadLetterSink); !ok {
 			return nil, fmt.Errorf("engine: sink %T cannot take dead letters", cfg.Sink)
@@ -128,12 +137,19 @@ func New(cfg Config) (*Pipeline, error) {
 	// Split into tasks, a fenced commit means another process took a task
 	// over: start again from the sink with the assignment as it is now.
 	proto.fencedRetries = cfg.Tasks != nil
+	var tick time.Duration
+	for _, t := range cfg.Transforms {
+		if tk, ok := t.(Ticker); ok && tk.Tick() > 0 && (tick == 0 || tk.Tick() < tick) {
+			tick = tk.Tick()
+		}
+	}
 	return &Pipeline{
 		cfg:   cfg,
 		log:   log.With("pipeline", cfg.Name),
 		m:     m,
 		proto: proto,
 		rate:  rateController{interval: cfg.Interval},
+		tick:  tick,
 	}, nil
 }
 
@@ -260,8 +276,11 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 		switch proto.Next() {
 		case ActOpen, ActFillGap, ActOpenSource, ActAbort, ActBackoff, ActStop:
 			// Starting over or stopping: nothing read ahead may outlive
-			// the positions it was read from.
+			// the positions it was read from, nor may its state.
 			p.stopIntake()
+			if p.cfg.State != nil {
+				p.cfg.State.Discard()
+			}
 		}
 		switch proto.Next() {
 		case ActOpen:
@@ -276,6 +295,10 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 				continue
 			}
 			sinkEpoch, sinkAt, err := p.cfg.Sink.Open(opCtx, p.cfg.Name)
+			if err == nil && p.cfg.State != nil {
+				// Exactly-once (New checks): the sink's epoch is the chain's.
+				err = p.cfg.State.Restore(opCtx, nil, func(Task) uint64 { return sinkEpoch })
+			}
 			if err != nil {
 				proto.Failed(err)
 				continue
@@ -346,8 +369,11 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 				proto.Failed(b.readErr)
 				continue
 			}
-			proto.Read(b.in, b.until)
+			proto.Read(b.work(), b.until)
 			started := proto.Next() != ActRead
+			if !started && b.state != nil {
+				b.state.Committed() // changed nothing: nothing to keep
+			}
 			if started {
 				b.handed = time.Now()
 				p.cur = b
@@ -376,11 +402,28 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 				testhook.BeforeCommit()
 			}
 			start := time.Now()
-			var err error
+			var cps map[Task]Checkpoint
 			if p.chains != nil {
-				err = p.cfg.Sink.(TaskSink).CommitTasks(opCtx, b.Epoch, p.chains.checkpoints(b.Epoch, b.Until))
-			} else {
+				cps = p.chains.checkpoints(b.Epoch, b.Until)
+			}
+			var err error
+			if st := p.cur.state; st != nil {
+				// The state of the batch is durable before the sink
+				// commits it.
+				err = st.Prepare(opCtx, func(t Task) uint64 {
+					if cps != nil {
+						return cps[t].Epoch
+					}
+					return b.Epoch
+				})
+			}
+			if err == nil && cps != nil {
+				err = p.cfg.Sink.(TaskSink).CommitTasks(opCtx, b.Epoch, cps)
+			} else if err == nil {
 				err = p.cfg.Sink.Commit(opCtx, b.Epoch, b.Until)
+			}
+			if err == nil && p.cur.state != nil {
+				p.cur.state.Committed()
 			}
 			if err == nil {
 				p.m.CommitDuration.WithLabelValues(p.cfg.Name).Observe(time.Since(start).Seconds())
@@ -441,6 +484,10 @@ func (p *Pipeline) openTasks(ctx, opCtx context.Context, proto *Protocol) bool {
 	if err == nil {
 		p.chains = newTaskChains(tasks, cps)
 		err = p.chains.check()
+	}
+	if err == nil && p.cfg.State != nil {
+		chains := p.chains
+		err = p.cfg.State.Restore(opCtx, tasks, func(t Task) uint64 { return chains.base[t].Epoch })
 	}
 	if err != nil {
 		p.chains = nil
@@ -517,6 +564,9 @@ func (p *Pipeline) idle(b *prepared) bool {
 func (p *Pipeline) process(ctx context.Context, recs []Record) ([]Record, []Rejected, error) {
 	var rejected []Rejected
 	for i, t := range p.cfg.Transforms {
+		if _, ok := t.(Ticker); !ok && len(recs) == 0 {
+			continue // a tick: only the Tickers run on no input
+		}
 		out, rej, err := t.Process(ctx, recs)
 		if err != nil {
 			return nil, nil, fmt.Errorf("transform %d: %w", i+1, err)
@@ -619,6 +669,10 @@ func (p *Pipeline) close() error {
 		errs = append(errs, t.Close())
 	}
 	errs = append(errs, p.cfg.Sink.Close())
+	if p.cfg.State != nil {
+		p.cfg.State.Discard()
+		errs = append(errs, p.cfg.State.Close())
+	}
 	return errors.Join(errs...)
 }
 
