@@ -41,6 +41,11 @@ type Caps struct {
 	// sink both can, delivering exactly-once, is split into tasks
 	// (ARCHITECTURE §11).
 	Tasks bool
+	// Stateful: a step that keeps state in the pipeline's state backend
+	// (engine.StateBackend), which commits with the sink's epochs: the
+	// wiring gives such a pipeline a backend, and it needs delivery
+	// exactly-once (ARCHITECTURE §18).
+	Stateful bool
 }
 
 // DeadLetterSupport says how a sink keeps dead letters with its output.

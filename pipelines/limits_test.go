@@ -13,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/sinks/stdout"
 	"github.com/sluicehq/sluice/sources/generate"
 	"github.com/sluicehq/sluice/sources/kafka"
+	"github.com/sluicehq/sluice/steps/aggregate"
 )
 
 // Every number a pipeline file can set has an upper bound that lint
@@ -42,6 +43,7 @@ func TestBoundTagsMatchConstants(t *testing.T) {
 	dur := func(s string) string { v, _ := time.ParseDuration(s); return v.String() }
 	size := func(s string) string { v, _ := pipelines.ParseByteSize(s); return v.String() }
 	num := func(s string) string { return strings.ReplaceAll(s, "_", "") }
+	const agg = "transforms[] (aggregate).aggregate"
 	for _, tc := range []struct {
 		key, got, want string
 	}{
@@ -51,10 +53,15 @@ func TestBoundTagsMatchConstants(t *testing.T) {
 		{"source.generate.count", num(keys["source.generate.count"].Max), n(generate.MaxCount)},
 		{"source.generate.keys", num(keys["source.generate.keys"].Max), n(generate.MaxKeys)},
 		{"source.generate.rate", num(keys["source.generate.rate"].Max), n(generate.MaxRate)},
-		{"transforms[].workers", num(keys["transforms[].workers"].Max), n(host.MaxWorkers)},
-		{"transforms[].timeout", dur(keys["transforms[].timeout"].Max), d(host.MaxTimeout)},
-		{"transforms[].memory max", size(keys["transforms[].memory"].Max), pipelines.ByteSize(host.MaxMemory).String()},
-		{"transforms[].memory min", size(keys["transforms[].memory"].Min), pipelines.ByteSize(host.MinMemory).String()},
+		{"transforms[] (plugin).workers", num(keys["transforms[] (plugin).workers"].Max), n(host.MaxWorkers)},
+		{"transforms[] (plugin).timeout", dur(keys["transforms[] (plugin).timeout"].Max), d(host.MaxTimeout)},
+		{"transforms[] (plugin).memory max", size(keys["transforms[] (plugin).memory"].Max), pipelines.ByteSize(host.MaxMemory).String()},
+		{"transforms[] (plugin).memory min", size(keys["transforms[] (plugin).memory"].Min), pipelines.ByteSize(host.MinMemory).String()},
+		{"aggregate allowed-lateness", dur(keys[agg+".allowed-lateness"].Max), d(aggregate.MaxAllowedLateness)},
+		{"aggregate tumbling", dur(keys[agg+".window.tumbling"].Max), d(aggregate.MaxWindow)},
+		{"aggregate sliding size", dur(keys[agg+".window.sliding.size"].Max), d(aggregate.MaxWindow)},
+		{"aggregate sliding every", dur(keys[agg+".window.sliding.every"].Max), d(aggregate.MaxWindow)},
+		{"aggregate session gap", dur(keys[agg+".window.session.gap"].Max), d(aggregate.MaxWindow)},
 		{"sink.file.roll.bytes", num(keys["sink.file.roll.bytes"].Max), n(file.MaxRollBytes)},
 		{"sink.file.roll.interval", dur(keys["sink.file.roll.interval"].Max), d(file.MaxRollInterval)},
 	} {

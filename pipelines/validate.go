@@ -135,8 +135,25 @@ func (s *Spec) checkAll(c *checker, kinds *Kinds) {
 		}
 		c.add(p, "delivery: exactly-once %sis impossible with the %s sink: it cannot take back output it wrote before a crash; write delivery: at-least-once, or use a transactional sink: %s", how, sink.Key, either(sinksWith(kinds, func(c Caps) bool { return c.Transactional })))
 	}
+	s.checkStateful(c, kinds)
 	if dl := s.DeadLetter; dl != nil && c.ok("dead-letter", "dead-letter.topic", "dead-letter.file", "dead-letter.table", "sink") {
 		s.checkDeadLetter(c, dl, kinds, sink)
+	}
+}
+
+// checkStateful refuses a stateful step in a pipeline that does not
+// deliver exactly once: its state commits with the sink's epochs, and
+// without them a replay would count twice or not at all.
+func (s *Spec) checkStateful(c *checker, kinds *Kinds) {
+	if s.Delivery == ExactlyOnce || !c.ok("delivery") {
+		return
+	}
+	for i, t := range s.Transforms {
+		if k := kinds.Step(t.Kind); k != nil && k.Caps.Stateful {
+			c.atKey(fmt.Sprintf("transforms[%d].%s", i, t.Kind), "the %s step keeps state that commits with the sink's output, which takes delivery: exactly-once, not %s; write delivery: exactly-once with a transactional sink (%s)",
+				t.Kind, s.Delivery, either(sinksWith(kinds, func(c Caps) bool { return c.Transactional })))
+			return
+		}
 	}
 }
 

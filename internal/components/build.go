@@ -24,6 +24,7 @@ import (
 	"github.com/sluicehq/sluice/sinks"
 	kafkasink "github.com/sluicehq/sluice/sinks/kafka"
 	"github.com/sluicehq/sluice/sources/kafka"
+	"github.com/sluicehq/sluice/state"
 )
 
 // BuiltinBrokers is the name that stands for the embedded broker in a
@@ -166,6 +167,10 @@ func Build(ctx context.Context, spec *pipelines.Spec, opts Options) (_ *engine.P
 		closers = append(closers, t)
 		cfg.Transforms = append(cfg.Transforms, t)
 	}
+	if stateful(spec, opts.Kinds) {
+		cfg.State = newStateBackend(env)
+		closers = append(closers, cfg.State)
+	}
 	if cfg.Delivery != engine.ExactlyOnce {
 		dir := filepath.Join(opts.DataDir, "checkpoints")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -174,6 +179,25 @@ func Build(ctx context.Context, spec *pipelines.Spec, opts Options) (_ *engine.P
 		cfg.Checkpoints = engine.NewFileCheckpoints(dir, spec.Name)
 	}
 	return engine.New(cfg)
+}
+
+// stateful reports whether a step of spec keeps state (Caps.Stateful).
+func stateful(spec *pipelines.Spec, kinds *Table) bool {
+	for _, step := range spec.Transforms {
+		if k := find(kinds.Steps, step.Kind); k != nil && k.Caps.Stateful {
+			return true
+		}
+	}
+	return false
+}
+
+// newStateBackend returns the state backend of a pipeline with stateful
+// steps. Until the durable backend (local store + changelog) is wired in,
+// state is kept in memory: exactly once while the process runs, lost when
+// it stops.
+func newStateBackend(env *Env) engine.StateBackend {
+	env.Logger.Warn("stateful steps keep their state in memory in this build: it restarts empty when the process does", "pipeline", env.Spec.Name)
+	return state.NewMemory()
 }
 
 // build looks c's kind up in kinds and builds it.

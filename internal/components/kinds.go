@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/sinks/stdout"
 	"github.com/sluicehq/sluice/sources/generate"
 	"github.com/sluicehq/sluice/sources/kafka"
+	"github.com/sluicehq/sluice/steps/aggregate"
 )
 
 // Builtin is the table of every source, sink and step kind: one line per
@@ -35,6 +36,7 @@ var Builtin = Table{
 	},
 	Steps: []Kind[engine.Transform]{
 		NewKind("plugin", pipelines.Caps{}, buildPlugin),
+		NewKind("aggregate", pipelines.Caps{Stateful: true}, buildAggregate),
 	},
 }
 
@@ -212,4 +214,17 @@ func buildPlugin(ctx context.Context, s *host.Step, env *Env) (engine.Transform,
 		return nil, fmt.Errorf("plugin %s: %w", s.Plugin, err)
 	}
 	return t, nil
+}
+
+// stepName is a step's state namespace and the name its rejections carry:
+// its kind and place, stable as long as the pipeline file keeps the step
+// where it is.
+func stepName(kind string, env *Env) string { return fmt.Sprintf("%s@transforms[%d]", kind, env.Step) }
+
+func buildAggregate(ctx context.Context, s *aggregate.Step, env *Env) (engine.Transform, error) {
+	a, err := aggregate.New(s.Aggregate, aggregate.Options{Name: stepName("aggregate", env)})
+	if err != nil {
+		return nil, err
+	}
+	return a.Transform(), nil
 }
