@@ -22,7 +22,9 @@ func TestPipelineRunningCount(t *testing.T) {
 	mem := sinktest.NewMemory()
 	table := components.Builtin
 	table.Sinks = append(slices.Clone(table.Sinks), components.NewKind("mem", pipelines.Caps{Transactional: true},
-		func(ctx context.Context, c *memConfig, env *components.Env) (engine.Sink, error) { return mem.NewSink(), nil }))
+		func(ctx context.Context, c *memConfig, env *components.Env) (engine.Sink, error) {
+			return mem.NewSink(), nil
+		}))
 	spec, err := table.Parse("p.yaml", []byte(`version: 1
 name: count
 source: {generate: {count: 1000, partitions: 2, keys: 5}}
