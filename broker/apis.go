@@ -91,6 +91,9 @@ func init() {
 		{kmsg.ElectLeaders, 0, 2, handleElectLeaders},
 		{kmsg.AlterPartitionAssignments, 0, 1, handleAlterPartitionAssignments},
 		{kmsg.ListPartitionReassignments, 0, 0, handleListPartitionReassignments},
+		// Client quotas (handle_quotas.go); v1 is the flexible version.
+		{kmsg.DescribeClientQuotas, 0, 1, handleDescribeClientQuotas},
+		{kmsg.AlterClientQuotas, 0, 1, handleAlterClientQuotas},
 	}
 	apis = make(map[int16]*api, len(apiTable))
 	for i := range apiTable {

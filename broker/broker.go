@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluicehq/sluice/broker/acl"
 	"github.com/sluicehq/sluice/broker/group"
+	"github.com/sluicehq/sluice/broker/quota"
 	"github.com/sluicehq/sluice/broker/txn"
 	"github.com/sluicehq/sluice/internal/backoff"
 	"github.com/sluicehq/sluice/internal/durable"
@@ -131,6 +132,10 @@ type Broker struct {
 	authz     *acl.Authorizer
 	deniedLog logLimiter  // of requests denied by ACLs
 	users     *userStore  // SASL users
+	// quotas are the client quotas (AlterClientQuotas); sensors measure
+	// clients against them.
+	quotas  *quota.Store
+	sensors *quota.Sensors
 	authLog   authLimiter // of failed logins
 	// testHookLogin, set by tests before listening, sees each
 	// connection's principal once it is known (TLS or SASL).
@@ -259,6 +264,10 @@ func Open(dir string, opts Options) (_ *Broker, err error) {
 	if opts.dynamic, err = loadDynamicConfigs(dir); err != nil {
 		return nil, err
 	}
+	if b.quotas, err = quota.Open(dir); err != nil {
+		return nil, err
+	}
+	b.sensors = quota.NewSensors()
 	b.opts = opts
 	if b.topics, err = openTopics(dir, opts, clean, lock); err != nil {
 		return nil, err
@@ -299,6 +308,7 @@ func Open(dir string, opts Options) (_ *Broker, err error) {
 	b.every(b.opts.RetentionCheckInterval, b.topics.enforceRetention)
 	b.every(group.TickInterval, func(time.Time) { b.groups.Tick() })
 	b.every(txn.TickInterval, func(time.Time) { b.runTxnChores() })
+	b.every(sensorExpiryInterval, b.sensors.Expire)
 	return b, nil
 }
 

@@ -35,6 +35,9 @@ type request struct {
 	corr     int32
 	clientID string
 	msg      kmsg.Request
+	// size is the request's bytes after the length, as Kafka's quotas
+	// count a produce.
+	size int
 }
 
 // conn serves one client connection: a reader decodes requests and runs the
@@ -72,6 +75,9 @@ type conn struct {
 	authenticated   bool
 	sasl            *saslSession
 	closeAfterReply string
+	// mutedUntil (Unix nanoseconds) is when a quota throttle ends: the
+	// next request is not read before (handle_quotas.go).
+	mutedUntil atomic.Int64
 }
 
 // anonymousPrincipal is the principal of a client that did not
@@ -182,6 +188,11 @@ func (c *conn) readLoop() error {
 	for {
 		if err := c.awaitRequest(br); err != nil {
 			return c.readError("wait for a request", err)
+		}
+		// A throttled client's next request waits out the throttle,
+		// as Kafka mutes the channel (KIP-219).
+		if !c.awaitUnmuted() {
+			return nil
 		}
 		// From its first byte on, a frame must arrive in RequestTimeout.
 		c.nc.SetReadDeadline(time.Now().Add(opts.RequestTimeout))
@@ -382,7 +393,7 @@ func readFrameBody(r io.Reader, size int, buf []byte) ([]byte, error) {
 
 // dispatch decodes one frame and runs the synchronous part of its handler.
 func (c *conn) dispatch(frame []byte) (*request, reply, error) {
-	r := &request{c: c,
+	r := &request{c: c, size: len(frame),
 		key:     int16(binary.BigEndian.Uint16(frame[0:])),
 		version: int16(binary.BigEndian.Uint16(frame[2:])),
 		corr:    int32(binary.BigEndian.Uint32(frame[4:])),

@@ -275,6 +275,41 @@ func seedRequests() [][]byte {
 		}
 		reqs = append(reqs, ac, ic)
 	}
+	for _, v := range []int16{0, 1} {
+		// Client quotas: a small byte rate on the fuzzing client itself
+		// (so the produce and fetch seeds after it are throttled), a
+		// default entity, an IP, a refused key and a removal; then
+		// filters of each match type.
+		aq := kmsg.NewPtrAlterClientQuotasRequest()
+		aq.Version = v
+		for _, e := range []struct {
+			entity []kmsg.AlterClientQuotasRequestEntryEntity
+			key    string
+			value  float64
+			remove bool
+		}{
+			{[]kmsg.AlterClientQuotasRequestEntryEntity{{Type: "client-id", Name: kmsg.StringPtr("fuzz-client")}}, "producer_byte_rate", 1024, false},
+			{[]kmsg.AlterClientQuotasRequestEntryEntity{{Type: "user", Name: nil}, {Type: "client-id", Name: kmsg.StringPtr("fuzz-client")}}, "consumer_byte_rate", 2048, false},
+			{[]kmsg.AlterClientQuotasRequestEntryEntity{{Type: "ip", Name: kmsg.StringPtr("127.0.0.1")}}, "connection_creation_rate", 5, false},
+			{[]kmsg.AlterClientQuotasRequestEntryEntity{{Type: "user", Name: kmsg.StringPtr("fuzz")}}, "bogus", 1.5, false},
+			{[]kmsg.AlterClientQuotasRequestEntryEntity{{Type: "user", Name: kmsg.StringPtr("fuzz")}}, "request_percentage", 0, true},
+		} {
+			aqe := kmsg.NewAlterClientQuotasRequestEntry()
+			aqe.Entity = e.entity
+			op := kmsg.NewAlterClientQuotasRequestEntryOp()
+			op.Key, op.Value, op.Remove = e.key, e.value, e.remove
+			aqe.Ops = append(aqe.Ops, op)
+			aq.Entries = append(aq.Entries, aqe)
+		}
+		dq := kmsg.NewPtrDescribeClientQuotasRequest()
+		dq.Version = v
+		for mt, name := range []*string{kmsg.StringPtr("fuzz-client"), nil, nil} {
+			c := kmsg.NewDescribeClientQuotasRequestComponent()
+			c.EntityType, c.MatchType, c.Match = []string{"client-id", "user", "ip"}[mt], kmsg.QuotasMatchType(mt), name
+			dq.Components = append(dq.Components, c)
+		}
+		reqs = append(reqs, aq, dq)
+	}
 	for _, v := range []int16{0, 3} {
 		cp := kmsg.NewPtrCreatePartitionsRequest()
 		cp.Version = v

@@ -6,6 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluicehq/sluice/broker/quota"
 	"github.com/sluicehq/sluice/broker/storage"
 )
 
@@ -22,12 +23,57 @@ func handleFetch(r *request) reply {
 			denied[i] = !d.allowed(r, opRead, rt.Topic, false)
 		}
 	}
-	return func() *outgoing { return r.c.fetch(req, denied) }
+	// The client's consumer_byte_rate, resolved once as well.
+	var fq *fetchQuota
+	if key, bound, ok := r.c.b.quotas.Resolve(quota.ConsumerByteRate, r.c.quotaUser(), r.clientID); ok {
+		fq = &fetchQuota{key: key, bound: bound, maxBytes: quota.MaxBytesInWindow(bound)}
+	}
+	return func() *outgoing { return r.fetchThrottled(req, denied, fq) }
+}
+
+// fetchQuota is the consumer_byte_rate a fetch is measured against.
+type fetchQuota struct {
+	key   quota.SensorKey
+	bound float64
+	// maxBytes bounds the response to what the quota allows over the
+	// window, as Kafka bounds it, so one fetch cannot take many windows'
+	// worth (KIP-74's first batch still goes out whole).
+	maxBytes int64
+}
+
+// fetchThrottled answers req and measures the response against the
+// client's quota. Over it, the client gets an empty response with the
+// throttle time and what was read does not count, as Kafka answers.
+func (r *request) fetchThrottled(req *kmsg.FetchRequest, denied []bool, fq *fetchQuota) *outgoing {
+	c := r.c
+	out := c.fetch(req, denied, fq)
+	if fq == nil {
+		return out
+	}
+	size := responseSize(out)
+	now := time.Now()
+	d := c.b.sensors.Record(fq.key, fq.bound, float64(size), now)
+	if d <= 0 {
+		return out
+	}
+	c.b.sensors.Unrecord(fq.key, float64(size), now)
+	out.release()
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	return r.throttle(d, resp, respond(resp), quotaFetch)()
+}
+
+// responseSize is the bytes out would send, as the quota counts them.
+func responseSize(out *outgoing) int64 {
+	n := int64(len(out.resp.AppendTo(nil)))
+	for _, s := range out.sections {
+		n += s.Len - int64(len(placeholder))
+	}
+	return n
 }
 
 // fetch answers req; denied, when not nil, marks the topics (by index) the
-// client may not read.
-func (c *conn) fetch(req *kmsg.FetchRequest, denied []bool) *outgoing {
+// client may not read; fq, when not nil, bounds the response's size.
+func (c *conn) fetch(req *kmsg.FetchRequest, denied []bool, fq *fetchQuota) *outgoing {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	// Fetch sessions (KIP-227) are declined: session id 0 tells the client
 	// to keep sending full fetches. Epoch 0 (open a session) and -1 (no
@@ -42,9 +88,13 @@ func (c *conn) fetch(req *kmsg.FetchRequest, denied []bool) *outgoing {
 	until := time.Now().Add(wait)
 	var timer *time.Timer
 	var wake chan struct{}
+	minBytes := int64(req.MinBytes)
+	if fq != nil {
+		minBytes = min(minBytes, fq.maxBytes)
+	}
 	for {
-		out, bytes, ends := c.fetchOnce(req, denied)
-		if bytes >= int64(req.MinBytes) || ends == nil || c.ctx.Err() != nil || !time.Now().Before(until) {
+		out, bytes, ends := c.fetchOnce(req, denied, fq)
+		if bytes >= minBytes || ends == nil || c.ctx.Err() != nil || !time.Now().Before(until) {
 			return out
 		}
 		if timer == nil {
@@ -96,7 +146,7 @@ type logEnd struct {
 // fetchOnce builds a response from what the logs hold now. It reports the
 // bytes found and the end offsets it saw, or nil ends when waiting cannot
 // help (a partition errored).
-func (c *conn) fetchOnce(req *kmsg.FetchRequest, denied []bool) (*outgoing, int64, []logEnd) {
+func (c *conn) fetchOnce(req *kmsg.FetchRequest, denied []bool, fq *fetchQuota) (*outgoing, int64, []logEnd) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	out := &outgoing{resp: resp}
 	remaining := int64(req.MaxBytes)
@@ -104,6 +154,9 @@ func (c *conn) fetchOnce(req *kmsg.FetchRequest, denied []bool) (*outgoing, int6
 		remaining = MaxFrameBytes
 	}
 	remaining = min(remaining, MaxFrameBytes-1<<20)
+	if fq != nil {
+		remaining = min(remaining, fq.maxBytes)
+	}
 	var total int64
 	var ends []logEnd
 	waitable := true

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/broker/group"
+	"github.com/sluicehq/sluice/broker/quota"
 	"github.com/sluicehq/sluice/broker/storage"
 )
 
@@ -18,6 +19,13 @@ import (
 func handleProduce(r *request) reply {
 	req := r.msg.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	rep := produce(r, req, resp)
+	// The request's bytes count against the client's producer_byte_rate,
+	// whatever became of them, as in Kafka.
+	return r.throttle(r.throttleFor(quota.ProducerByteRate, float64(r.size)), resp, rep, quotaProduce)
+}
+
+func produce(r *request, req *kmsg.ProduceRequest, resp *kmsg.ProduceResponse) reply {
 	b := r.c.b
 	now := time.Now()
 	type pending struct {

@@ -25,6 +25,11 @@ const (
 	// request naming 100,000 partitions.
 	maxOtherFrameBytes = 8 << 20
 
+	// sensorExpiryInterval is how often idle quota sensors are dropped
+	// (quota.SensorIdleExpiry); a minute keeps the idle ones at most an
+	// hour and a minute, and a pass is a walk over the idle tail only.
+	sensorExpiryInterval = time.Minute
+
 	// MaxInFlightPerConn bounds requests read from one connection whose
 	// responses are not written yet (responses go out in request order, so a
 	// long-polling fetch holds the ones behind it). Reading stops when full.

@@ -46,6 +46,10 @@ type Metrics struct {
 	// requestBytes is the request bytes in flight (read, response not yet
 	// written): at --max-request-bytes, connections wait to be read.
 	requestBytes prometheus.Gauge
+	// throttles are the quota throttles applied, by quota type.
+	throttles *prometheus.HistogramVec
+	// sensors is the number of quota sensors kept.
+	sensors *sensorGauge
 }
 
 // NewMetrics creates the broker's collectors, unregistered.
@@ -80,6 +84,13 @@ func NewMetrics() *Metrics {
 			Name: "sluice_broker_request_bytes_in_flight",
 			Help: "Bytes of requests read whose responses are not written yet; at --max-request-bytes, connections are not read until responses go out.",
 		}),
+		throttles: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sluice_broker_quota_throttle_seconds",
+			Help:    "Throttle times given to clients over a client quota (the response carries it and the connection is not read for it), by quota type (produce: producer_byte_rate, fetch: consumer_byte_rate).",
+			Buckets: prometheus.ExponentialBuckets(0.01, 4, 8),
+		}, []string{"quota"}),
+		sensors: &sensorGauge{desc: prometheus.NewDesc("sluice_broker_quota_sensors",
+			"Clients (user and client id pairs, per quota) measured against a client quota; at most quota.MaxSensors.", nil, nil)},
 		connectionsRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_broker_connections_refused_total",
 			Help: "Connections closed at accept because --max-connections or --max-connections-per-ip was reached.",
@@ -144,7 +155,7 @@ func NewMetrics() *Metrics {
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.producedB, m.connections, m.connectionsRefused, m.requestBytes, m.logEnd,
 		m.producerIDs, m.duplicates, m.producers, m.groups, m.rebalances, m.txnStates, m.txnEnded, m.openTxns, m.unstable,
-		m.corrupt, m.offline, m.authentications}
+		m.corrupt, m.offline, m.authentications, m.throttles, m.sensors}
 }
 
 // Metrics returns the broker's collectors.
@@ -159,6 +170,7 @@ func (m *Metrics) attach(b *Broker) {
 	m.unstable.set(b)
 	m.corrupt.set(b)
 	m.offline.set(b)
+	m.sensors.set(b)
 	b.groups.OnRebalance = func(g string) { m.rebalances.WithLabelValues(g).Inc() }
 	b.txns.OnEnd = func(r txn.Result) { m.txnEnded.WithLabelValues(string(r)).Inc() }
 }
@@ -229,6 +241,30 @@ func (m *Metrics) request(key int16, code int16, took time.Duration) {
 		}
 	}
 	m.requests.WithLabelValues(kmsg.NameForKey(key), name).Inc()
+}
+
+// Quota types, as the throttle metric labels them.
+const (
+	quotaProduce = "produce"
+	quotaFetch   = "fetch"
+)
+
+func (m *Metrics) throttled(quotaType string, d time.Duration) {
+	m.throttles.WithLabelValues(quotaType).Observe(d.Seconds())
+}
+
+// sensorGauge reports the quota sensors kept, read when scraped.
+type sensorGauge struct {
+	brokerRef
+	desc *prometheus.Desc
+}
+
+func (g *sensorGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g *sensorGauge) Collect(ch chan<- prometheus.Metric) {
+	if b := g.get(); b != nil {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(b.sensors.Len()))
+	}
 }
 
 func (m *Metrics) produced(topic string, n int) {
