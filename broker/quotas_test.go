@@ -2,16 +2,25 @@ package broker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	kafka "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/broker/acl"
@@ -231,5 +240,260 @@ func setQuota(t *testing.T, addr string, entity kadm.ClientQuotaEntity, key stri
 	}
 }
 
-var _ = kmsg.NewPtrFetchRequest
-var _ = quota.ProducerByteRate
+// throttleHook records the throttles a kgo client was told of.
+type throttleHook struct {
+	mu    sync.Mutex
+	times []time.Duration
+}
+
+func (h *throttleHook) OnBrokerThrottle(_ kgo.BrokerMetadata, d time.Duration, _ bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.times = append(h.times, d)
+}
+
+func (h *throttleHook) seen() []time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.times)
+}
+
+// TestProduceQuotaThrottlesKgo: a kgo producer over a small
+// producer_byte_rate is told throttle times, which are the ones the
+// broker counted, and every record it produced is stored.
+func TestProduceQuotaThrottlesKgo(t *testing.T) {
+	b, addr := testBroker(t, Options{})
+	createTopic(t, newKgo(t, addr), "q", 1)
+	const rate = 10 << 10
+	setQuota(t, addr, kadm.ClientQuotaEntity{{Type: "client-id", Name: strp("slow")}}, "producer_byte_rate", rate)
+	hook := &throttleHook{}
+	cl := newKgo(t, addr, kgo.ClientID("slow"), kgo.DefaultProduceTopic("q"), kgo.WithHooks(hook), kgo.ProducerLinger(0))
+	// Random, so compression cannot shrink it.
+	value := make([]byte, 8<<10)
+	rand.Read(value)
+	produced := 0
+	// The window allows about ten seconds of the rate before a throttle;
+	// stop at the first one the client is told of.
+	for produced < 100 && len(hook.seen()) == 0 {
+		if err := cl.ProduceSync(ctxT(t), &kgo.Record{Value: value}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		produced++
+	}
+	seen := hook.seen()
+	if len(seen) == 0 {
+		t.Fatalf("%d records of %d bytes over a %d B/s quota and no throttle", produced, len(value), rate)
+	}
+	if produced*len(value) < (quota.WindowSamples-1)*rate {
+		t.Fatalf("throttled after %d bytes, before the window's %d", produced*len(value), (quota.WindowSamples-1)*rate)
+	}
+	count, sum := histogram(t, b.metrics.throttles.WithLabelValues(quotaProduce))
+	var want time.Duration
+	for _, d := range seen {
+		if d <= 0 {
+			t.Fatalf("throttle %v", d)
+		}
+		want += d
+	}
+	if count != uint64(len(seen)) || math.Abs(sum-want.Seconds()) > 1e-6 {
+		t.Fatalf("broker counted %d throttles, %.3fs; the client was told of %v", count, sum, seen)
+	}
+	key := quota.SensorKey{Key: quota.ProducerByteRate, Tags: quota.Tags{ClientID: "slow"}}
+	if r, ok := b.sensors.Rate(key, time.Now()); !ok || r <= 0 {
+		t.Fatalf("no rate measured for %v: %v %v", key, r, ok)
+	}
+	if end := b.topics.get("q").parts[0].EndOffset(); end != int64(produced) {
+		t.Fatalf("log holds %d records, %d were produced", end, produced)
+	}
+	// Fetch is another quota: a consumer of the same client id is not
+	// throttled.
+	if _, _, ok := b.quotas.Resolve(quota.ConsumerByteRate, "ANONYMOUS", "slow"); ok {
+		t.Fatal("consumer_byte_rate resolved from a producer quota")
+	}
+}
+
+// rawRequest writes req on nc and reads its response frame (after the
+// correlation id).
+func rawRequest(t *testing.T, nc net.Conn, clientID string, req kmsg.Request, corr int32) []byte {
+	t.Helper()
+	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID(clientID))
+	if _, err := nc.Write(f.AppendRequest(nil, req, corr)); err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(time.Minute))
+	var size [4]byte
+	if _, err := io.ReadFull(nc, size[:]); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, binary.BigEndian.Uint32(size[:]))
+	if _, err := io.ReadFull(nc, body); err != nil {
+		t.Fatal(err)
+	}
+	if got := int32(binary.BigEndian.Uint32(body)); got != corr {
+		t.Fatalf("correlation id %d, want %d", got, corr)
+	}
+	body = body[4:]
+	if req.IsFlexible() && req.Key() != int16(kmsg.ApiVersions) {
+		body = body[1:] // empty header tags
+	}
+	return body
+}
+
+// TestProduceQuotaMutesConnection: over the quota, the produce response
+// comes at once with the throttle time, the request's bytes are what the
+// broker counted, and the connection's next request is read only after
+// the throttle; a producer too old to throttle itself (v5) gets its
+// response after the throttle instead.
+func TestProduceQuotaMutesConnection(t *testing.T) {
+	b, addr := testBroker(t, Options{})
+	createTopic(t, newKgo(t, addr), "q", 1)
+	const rate = 10000
+	setQuota(t, addr, kadm.ClientQuotaEntity{{Type: "client-id", Name: nil}}, "producer_byte_rate", rate)
+	for _, version := range []int16{9, 5} {
+		clientID := fmt.Sprintf("raw-v%d", version)
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		// About 1.2 windows' worth: a throttle of about two seconds.
+		req := kmsg.NewPtrProduceRequest()
+		req.Version, req.Acks, req.TimeoutMillis = version, 1, 5000
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = "q"
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = testBatch(strings.Repeat("x", 12*rate))
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		frameBytes := len(kmsg.NewRequestFormatter(kmsg.FormatterClientID(clientID)).AppendRequest(nil, req, 1)) - 4
+		sent := time.Now()
+		body := rawRequest(t, nc, clientID, req, 1)
+		resp := kmsg.NewPtrProduceResponse()
+		resp.Version = version
+		if err := resp.ReadFrom(body); err != nil {
+			t.Fatal(err)
+		}
+		if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
+			t.Fatalf("v%d: produce error %d", version, code)
+		}
+		if resp.ThrottleMillis <= 0 {
+			t.Fatalf("v%d: throttle %d ms after %d bytes over a %d B/s quota", version, resp.ThrottleMillis, frameBytes, rate)
+		}
+		throttle := time.Duration(resp.ThrottleMillis) * time.Millisecond
+		// The sensor is the client id's (/clients/<default>), and it
+		// counted the request as sent.
+		key := quota.SensorKey{Key: quota.ProducerByteRate, Tags: quota.Tags{ClientID: clientID}}
+		if got, _ := b.sensors.Recorded(key); int(got) != frameBytes {
+			t.Fatalf("v%d: broker counted %v bytes, the request had %d", version, got, frameBytes)
+		}
+		if version == 5 {
+			// Delayed rather than muted: the response came no sooner than
+			// the throttle after the request went out.
+			if waited := time.Since(sent); waited < throttle {
+				t.Fatalf("v5 response after %v, before the %v throttle", waited, throttle)
+			}
+			continue
+		}
+		mutedUntil := connOf(t, b, nc).mutedUntil.Load()
+		if mutedUntil <= time.Now().UnixNano() {
+			t.Fatal("throttled connection is not muted")
+		}
+		// The next request is answered only once the mute is over.
+		rawRequest(t, nc, clientID, kmsg.NewPtrApiVersionsRequest(), 2)
+		if now := time.Now().UnixNano(); now < mutedUntil {
+			t.Fatalf("request answered %v before the mute ended", time.Duration(mutedUntil-now))
+		}
+	}
+}
+
+// connOf returns the broker's side of the client connection nc.
+func connOf(t *testing.T, b *Broker, nc net.Conn) *conn {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for c := range b.conns {
+		if c.nc.RemoteAddr().String() == nc.LocalAddr().String() {
+			return c
+		}
+	}
+	t.Fatalf("no connection from %s", nc.LocalAddr())
+	return nil
+}
+
+// TestFetchQuotaThrottles: a fetch within the quota is answered and
+// counted; the next one over it is answered empty with the throttle time
+// and not counted, as Kafka answers; and a response is bounded by what the
+// quota allows over the window.
+func TestFetchQuotaThrottles(t *testing.T) {
+	b, addr := testBroker(t, Options{})
+	prod := newKgo(t, addr, kgo.DefaultProduceTopic("q"), kgo.ProducerLinger(0))
+	createTopic(t, prod, "q", 1)
+	value := make([]byte, 4<<10)
+	rand.Read(value)
+	const records = 40
+	for range records {
+		if err := prod.ProduceSync(ctxT(t), &kgo.Record{Value: value}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const rate = 4096
+	setQuota(t, addr, kadm.ClientQuotaEntity{{Type: "client-id", Name: strp("reader")}}, "consumer_byte_rate", rate)
+	hook := &throttleHook{}
+	cl := newKgo(t, addr, kgo.ClientID("reader"), kgo.WithHooks(hook))
+	fetch := func(offset int64, maxBytes int32) *kmsg.FetchResponse {
+		t.Helper()
+		resp, err := fetchReq("q", offset, 0, 1, maxBytes, maxBytes).RequestWith(ctxT(t), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	// Half the window's worth: answered, not throttled.
+	first := fetch(0, 5*rate)
+	if first.ThrottleMillis != 0 || len(first.Topics) != 1 {
+		t.Fatalf("first fetch: throttle %d, %d topics", first.ThrottleMillis, len(first.Topics))
+	}
+	got := first.Topics[0].Partitions[0].RecordBatches
+	n, _ := batchCount(got)
+	if n == 0 || len(got) > 5*rate {
+		t.Fatalf("first fetch: %d batches in %d bytes, limit %d", n, len(got), 5*rate)
+	}
+	key := quota.SensorKey{Key: quota.ConsumerByteRate, Tags: quota.Tags{ClientID: "reader"}}
+	counted, _ := b.sensors.Recorded(key)
+	// The broker counts the response as it encodes it; the client's
+	// re-encoding differs only in length prefixes.
+	if size := len(first.AppendTo(nil)); math.Abs(counted-float64(size)) > 8 {
+		t.Fatalf("broker counted %v bytes for a %d-byte response", counted, size)
+	}
+	// The rest would take the client past its quota: empty, throttled.
+	second := fetch(int64(n), 10<<20)
+	if second.ThrottleMillis <= 0 || len(second.Topics) != 0 {
+		t.Fatalf("second fetch: throttle %d, %d topics; want a throttled empty response", second.ThrottleMillis, len(second.Topics))
+	}
+	if after, _ := b.sensors.Recorded(key); after != counted {
+		t.Fatalf("the throttled fetch was counted: %v bytes, was %v", after, counted)
+	}
+	if count, _ := histogram(t, b.metrics.throttles.WithLabelValues(quotaFetch)); count != 1 {
+		t.Fatalf("broker counted %d fetch throttles, want 1", count)
+	}
+	if seen := hook.seen(); len(seen) != 1 || seen[0] != time.Duration(second.ThrottleMillis)*time.Millisecond {
+		t.Fatalf("client told of throttles %v, want [%dms]", seen, second.ThrottleMillis)
+	}
+
+	// Bounding: a fetch asking for everything gets the quota's window
+	// (KIP-74: a first batch larger than that would still go whole).
+	c := newConn(b, discardConn{}, Plaintext)
+	c.cancel()
+	out := c.fetch(fetchReq("q", 0, 0, 1, 10<<20, 10<<20), nil, &fetchQuota{maxBytes: quota.MaxBytesInWindow(rate)})
+	defer out.release()
+	var sent int64
+	for _, s := range out.sections {
+		sent += s.Len
+	}
+	if limit := quota.MaxBytesInWindow(rate); sent == 0 || sent > limit {
+		t.Fatalf("bounded fetch sent %d bytes, the window allows %d", sent, limit)
+	}
+	if all := int64(records * len(value)); sent >= all {
+		t.Fatalf("bounded fetch sent all %d bytes", all)
+	}
+}

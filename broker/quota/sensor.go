@@ -161,6 +161,23 @@ func (s *Sensors) Rate(key SensorKey, now time.Time) (float64, bool) {
 	return r, true
 }
 
+// Recorded is the sum of key's samples as they stand (usage within the
+// last window, not yet aged out), for tests and diagnostics.
+func (s *Sensors) Recorded(key SensorKey) (float64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	el, ok := s.m[key]
+	if !ok {
+		return 0, false
+	}
+	sn := el.Value.(*sensor)
+	total := 0.0
+	for i := range sn.n {
+		total += sn.samples[i].value
+	}
+	return total, true
+}
+
 // Expire drops sensors not recorded for SensorIdleExpiry.
 func (s *Sensors) Expire(now time.Time) {
 	cutoff := now.Add(-SensorIdleExpiry).UnixMilli()
