@@ -274,7 +274,7 @@ type Store struct {
 
 // fileEntry is one entity's quotas in File.
 type fileEntry struct {
-	Entity []EntityPart        `json:"entity"`
+	Entity []EntityPart       `json:"entity"`
 	Values map[string]float64 `json:"values"`
 }
 

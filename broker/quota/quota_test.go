@@ -149,7 +149,9 @@ func TestDescribeFilters(t *testing.T) {
 		}
 		return len(es)
 	}
-	exact := func(typ, name string) Component { return Component{EntityType: typ, MatchType: MatchExact, Match: sp(name)} }
+	exact := func(typ, name string) Component {
+		return Component{EntityType: typ, MatchType: MatchExact, Match: sp(name)}
+	}
 	for _, c := range []struct {
 		strict bool
 		cs     []Component
