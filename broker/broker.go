@@ -130,13 +130,13 @@ type Broker struct {
 	txnErrors   logLimiter // of failed completions and timeout checks
 	// authz decides requests when Options.ACL is set; nil otherwise.
 	authz     *acl.Authorizer
-	deniedLog logLimiter // of requests denied by ACLs
-	users     *userStore // SASL users
+	deniedLog logLimiter  // of requests denied by ACLs
+	users     *userStore  // SASL users
+	authLog   authLimiter // of failed logins
 	// quotas are the client quotas (AlterClientQuotas); sensors measure
 	// clients against them.
 	quotas  *quota.Store
 	sensors *quota.Sensors
-	authLog authLimiter // of failed logins
 	// testHookLogin, set by tests before listening, sees each
 	// connection's principal once it is known (TLS or SASL).
 	testHookLogin func(principal string)
