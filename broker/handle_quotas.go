@@ -15,7 +15,7 @@ import (
 
 // DescribeClientQuotas and AlterClientQuotas (KIP-546), as Kafka serves
 // them: describing needs DESCRIBE_CONFIGS on the cluster, altering
-// ALTER_CONFIGS; the quotas live in package quota (ARCHITECTURE §18).
+// ALTER_CONFIGS; the quotas live in package quota (ARCHITECTURE §19).
 
 // quotaErr turns a quota refusal into a Kafka code and message.
 func (r *request) quotaErr(err error) (int16, *string) {
