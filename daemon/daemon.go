@@ -27,6 +27,7 @@ import (
 	"github.com/sluicehq/sluice/internal/builtinbroker"
 	"github.com/sluicehq/sluice/internal/components"
 	"github.com/sluicehq/sluice/sources/kafka"
+	"github.com/sluicehq/sluice/state"
 )
 
 const (
@@ -110,6 +111,7 @@ func New(cfg Config) (*Daemon, error) {
 		Registerer:   reg,
 		Metrics:      engine.NewMetrics(reg),
 		KafkaMetrics: kafka.NewMetrics(reg),
+		StateMetrics: state.NewMetrics(reg),
 		BuiltinBroker: func(tls, sasl bool) (string, error) {
 			if d.broker == nil {
 				return "", builtinbroker.ErrOff

@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/internal/builtinbroker"
 	"github.com/sluicehq/sluice/internal/components"
 	"github.com/sluicehq/sluice/sources/kafka"
+	"github.com/sluicehq/sluice/state"
 )
 
 func newRunCmd() *cobra.Command {
@@ -82,6 +83,7 @@ neither: PLAINTEXT) and its user needs ACLs like any other.`,
 				Registerer:    reg,
 				Metrics:       metrics,
 				KafkaMetrics:  kafka.NewMetrics(reg),
+				StateMetrics:  state.NewMetrics(reg),
 				Stdout:        cmd.OutOrStdout(),
 				BuiltinBroker: builtin.start,
 			}

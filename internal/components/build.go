@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/kafkaconn"
 	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sinks"
 	kafkasink "github.com/sluicehq/sluice/sinks/kafka"
@@ -45,7 +46,8 @@ type Options struct {
 	Registerer   prometheus.Registerer
 	Metrics      *engine.Metrics
 	KafkaMetrics *kafka.Metrics
-	Stdout       io.Writer // for the stdout sink; nil = os.Stdout
+	StateMetrics *state.Metrics // nil = unregistered collectors
+	Stdout       io.Writer      // for the stdout sink; nil = os.Stdout
 	// BuiltinBroker returns the address of the embedded broker's listener
 	// for a client with (tls) or without TLS and with (sasl) or without
 	// SASL, as the pipeline's tls: and sasl: blocks say, starting the
@@ -168,7 +170,9 @@ func Build(ctx context.Context, spec *pipelines.Spec, opts Options) (_ *engine.P
 		cfg.Transforms = append(cfg.Transforms, t)
 	}
 	if stateful(spec, opts.Kinds) {
-		cfg.State = newStateBackend(env)
+		if cfg.State, err = newStateBackend(ctx, env); err != nil {
+			return nil, err
+		}
 		closers = append(closers, cfg.State)
 	}
 	if cfg.Delivery != engine.ExactlyOnce {
@@ -191,13 +195,26 @@ func stateful(spec *pipelines.Spec, kinds *Table) bool {
 	return false
 }
 
-// newStateBackend returns the state backend of a pipeline with stateful
-// steps. Until the durable backend (local store + changelog) is wired in,
-// state is kept in memory: exactly once while the process runs, lost when
-// it stops.
-func newStateBackend(env *Env) engine.StateBackend {
-	env.Logger.Warn("stateful steps keep their state in memory in this build: it restarts empty when the process does", "pipeline", env.Spec.Name)
-	return state.NewMemory()
+// newStateBackend opens the durable state of a pipeline with stateful
+// steps: a local store per task in the data directory and, when the source
+// is on a Kafka cluster, the changelog topic there (docs/ARCHITECTURE.md
+// §18), so a task can restore in another process.
+func newStateBackend(ctx context.Context, env *Env) (engine.StateBackend, error) {
+	opts := state.Options{DataDir: env.DataDir, Pipeline: env.Spec.Name, Logger: env.Logger, Metrics: env.StateMetrics}
+	if oc, ok := env.Spec.Source.Config.(pipelines.OnCluster); ok {
+		c := oc.Cluster()
+		addrs, err := env.Brokers(c)
+		if err != nil {
+			return nil, err
+		}
+		if opts.Kafka, err = kafkaconn.KgoOptions(addrs, c.TLS, c.SASL, "sluice-state-"+env.Spec.Name, env.Logger); err != nil {
+			return nil, err
+		}
+	} else {
+		env.Logger.Info("state kept in the data directory only: the source is not on a Kafka cluster, so there is no changelog topic to restore it from elsewhere",
+			"pipeline", env.Spec.Name, "dir", state.Dir(env.DataDir, env.Spec.Name))
+	}
+	return state.Open(ctx, opts)
 }
 
 // build looks c's kind up in kinds and builds it.
