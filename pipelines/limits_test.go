@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/sources/generate"
 	"github.com/sluicehq/sluice/sources/kafka"
 	"github.com/sluicehq/sluice/steps/aggregate"
+	"github.com/sluicehq/sluice/steps/dedupe"
 )
 
 // Every number a pipeline file can set has an upper bound that lint
@@ -62,6 +63,7 @@ func TestBoundTagsMatchConstants(t *testing.T) {
 		{"aggregate sliding size", dur(keys[agg+".window.sliding.size"].Max), d(aggregate.MaxWindow)},
 		{"aggregate sliding every", dur(keys[agg+".window.sliding.every"].Max), d(aggregate.MaxWindow)},
 		{"aggregate session gap", dur(keys[agg+".window.session.gap"].Max), d(aggregate.MaxWindow)},
+		{"dedupe within", dur(keys["transforms[] (dedupe).dedupe.within"].Max), d(dedupe.MaxWithin)},
 		{"sink.file.roll.bytes", num(keys["sink.file.roll.bytes"].Max), n(file.MaxRollBytes)},
 		{"sink.file.roll.interval", dur(keys["sink.file.roll.interval"].Max), d(file.MaxRollInterval)},
 	} {

@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/sources/generate"
 	"github.com/sluicehq/sluice/sources/kafka"
 	"github.com/sluicehq/sluice/steps/aggregate"
+	"github.com/sluicehq/sluice/steps/dedupe"
 )
 
 // Builtin is the table of every source, sink and step kind: one line per
@@ -37,6 +38,7 @@ var Builtin = Table{
 	Steps: []Kind[engine.Transform]{
 		NewKind("plugin", pipelines.Caps{}, buildPlugin),
 		NewKind("aggregate", pipelines.Caps{Stateful: true}, buildAggregate),
+		NewKind("dedupe", pipelines.Caps{Stateful: true}, buildDedupe),
 	},
 }
 
@@ -227,4 +229,12 @@ func buildAggregate(ctx context.Context, s *aggregate.Step, env *Env) (engine.Tr
 		return nil, err
 	}
 	return a.Transform(), nil
+}
+
+func buildDedupe(ctx context.Context, s *dedupe.Step, env *Env) (engine.Transform, error) {
+	d, err := dedupe.New(s.Dedupe, dedupe.Options{Name: stepName("dedupe", env)})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
 }

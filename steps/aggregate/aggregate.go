@@ -258,6 +258,9 @@ func (a *Aggregate) record(b *batch, ts *taskState, r *engine.Record) (string, e
 	if err != nil {
 		return err.Error(), nil
 	}
+	if len(k) > MaxKeyBytes {
+		return fmt.Sprintf("the key is %d bytes, over the limit of %d (MaxKeyBytes); aggregate by a shorter field", len(k), MaxKeyBytes), nil
+	}
 	t, err := a.time.Of(r, doc, time.Unix(0, b.now))
 	if err != nil {
 		return err.Error(), nil
@@ -266,6 +269,9 @@ func (a *Aggregate) record(b *batch, ts *taskState, r *engine.Record) (string, e
 	for i := range a.fns {
 		if ins[i], err = a.fns[i].read(doc); err != nil {
 			return err.Error(), nil
+		}
+		if n := len(k) + len(ins[i].distinct); n > maxDistinctBytes {
+			return fmt.Sprintf("%s: the key and value are %d bytes, over the limit of %d that a distinct value can be kept in; count a shorter field", a.fns[i].src, n, maxDistinctBytes), nil
 		}
 	}
 	wm := a.watermark(b, ts)

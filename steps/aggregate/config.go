@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/pipelines"
+	"github.com/sluicehq/sluice/state"
 	"github.com/sluicehq/sluice/steps/field"
 )
 
@@ -63,6 +64,9 @@ const (
 	// MaxAllowedLateness bounds allowed-lateness (a week): every window
 	// of every key stays in state that much longer.
 	MaxAllowedLateness = 7 * 24 * time.Hour
+	// MaxKeyBytes bounds an aggregation key: it is part of the state keys
+	// of its windows, which state.MaxKeyBytes bounds, with some framing.
+	MaxKeyBytes = state.MaxKeyBytes - keyFraming
 	// MinWindow is the shortest window length, gap or step: event times
 	// are nanoseconds, but a window shorter than a millisecond is almost
 	// certainly a unit mistake (1ns for 1s).
@@ -71,6 +75,14 @@ const (
 	// closed by the watermark, so a longer one is state that never leaves.
 	MaxWindow = 366 * 24 * time.Hour
 )
+
+// keyFraming is what the state keys add to an aggregation key or a
+// distinct value: tags, length prefixes, times and a function index.
+const keyFraming = 32
+
+// maxDistinctBytes bounds an aggregation key and a distinct value
+// together: they make one state key.
+const maxDistinctBytes = state.MaxKeyBytes - keyFraming
 
 // Output fields the step writes itself; a function may not take their names.
 const (
