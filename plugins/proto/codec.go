@@ -27,14 +27,14 @@ func (codec) Marshal(v any) (mem.BufferSlice, error) {
 	case *ProcessRequest:
 		// The small fields through proto, the packed records as they are:
 		// protobuf allows fields in any order.
-		head, err := proto.Marshal(&ProcessRequest{Slot: m.Slot, SlotLen: m.SlotLen})
+		head, err := proto.Marshal(&ProcessRequest{Slot: m.Slot, SlotLen: m.SlotLen, Call: m.Call})
 		if err != nil {
 			return nil, err
 		}
 		return bytesField(mem.BufferSlice{mem.SliceBuffer(head)}, 1, m.Records), nil
 	case *ProcessResponse:
 		if len(m.Records) > 0 {
-			head, err := proto.Marshal(&ProcessResponse{Rejected: m.Rejected, Reasons: m.Reasons, SlotLen: m.SlotLen})
+			head, err := proto.Marshal(&ProcessResponse{Rejected: m.Rejected, Reasons: m.Reasons, SlotLen: m.SlotLen, StateWrites: m.StateWrites})
 			if err != nil {
 				return nil, err
 			}

@@ -19,6 +19,9 @@ func TestCodecMatchesProto(t *testing.T) {
 		{"empty request", &ProcessRequest{}, func() proto.Message { return new(ProcessRequest) }},
 		{"response", &ProcessResponse{Records: []byte("out")}, func() proto.Message { return new(ProcessResponse) }},
 		{"response with rejects", &ProcessResponse{Records: []byte("out"), Rejected: []byte("rej"), Reasons: []string{"a", "", "c"}}, func() proto.Message { return new(ProcessResponse) }},
+		{"stateful request", &ProcessRequest{Records: []byte("packed"), Call: 7}, func() proto.Message { return new(ProcessRequest) }},
+		{"response with state writes", &ProcessResponse{Records: []byte("out"), StateWrites: []byte("writes")}, func() proto.Message { return new(ProcessResponse) }},
+		{"state writes only", &ProcessResponse{StateWrites: []byte("writes")}, func() proto.Message { return new(ProcessResponse) }},
 		{"other message", &ConfigureRequest{SettingsJson: []byte(`{"a":1}`), Pipeline: "p", Step: "s", Worker: 3}, func() proto.Message { return new(ConfigureRequest) }},
 	}
 	for _, tt := range tests {

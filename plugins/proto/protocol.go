@@ -39,6 +39,28 @@ const (
 	SocketBufferBytes = 1 << 20
 )
 
+// Limits of keyed state over the plugin protocol (stateful steps). The
+// host enforces them on what a plugin sends; the SDK checks them where the
+// plugin calls it, so a plugin learns of a bad write at its Put.
+const (
+	// MaxStateKeyBytes bounds one state key. Keys are kept in the store's
+	// index and repeated in every changelog record of the key; anything
+	// longer is data that belongs in the value.
+	MaxStateKeyBytes = 4 << 10
+	// MaxStateValueBytes bounds one state value. A value is one record of
+	// the state's changelog topic, and Kafka's default record batch limit
+	// is 1 MiB; the rest is left for the key and the record's framing.
+	MaxStateValueBytes = 1<<20 - 16<<10
+	// MaxStateGetKeys bounds the keys of one State.Get request (the SDK
+	// splits a larger prefetch), so a request stays far below
+	// MaxMessageBytes even with keys at their limit (16 MiB).
+	MaxStateGetKeys = 4096
+	// StateReplyBytes is where the host cuts a Get answer or a Scan page:
+	// the SDK asks again for the rest. Large enough that a page costs
+	// little per entry, small enough that neither side holds much.
+	StateReplyBytes = 4 << 20
+)
+
 // Handshake is the go-plugin handshake every Sluice plugin and host share.
 // The cookie only keeps people from running a plugin binary by hand; it is
 // not security.
@@ -55,15 +77,31 @@ type GoPlugin struct {
 	Impl TransformServer
 }
 
+// BrokerUser is a TransformServer that dials services of the host (the
+// State service of a stateful step) over go-plugin's broker.
+type BrokerUser interface {
+	UseBroker(*plugin.GRPCBroker)
+}
+
 // GRPCServer registers the plugin's service.
-func (p *GoPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+func (p *GoPlugin) GRPCServer(b *plugin.GRPCBroker, s *grpc.Server) error {
+	if u, ok := p.Impl.(BrokerUser); ok {
+		u.UseBroker(b)
+	}
 	RegisterTransformServer(s, p.Impl)
 	return nil
 }
 
-// GRPCClient returns a TransformClient on the host side.
-func (p *GoPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return NewTransformClient(c), nil
+// HostClient is what the host side dispenses: the plugin's Transform
+// service and the broker on which the host serves its own services to it.
+type HostClient struct {
+	TransformClient
+	Broker *plugin.GRPCBroker
+}
+
+// GRPCClient returns a *HostClient on the host side.
+func (p *GoPlugin) GRPCClient(_ context.Context, b *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return &HostClient{TransformClient: NewTransformClient(c), Broker: b}, nil
 }
 
 // ServerOptions are the gRPC server options both sides agree on.

@@ -33,6 +33,245 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type StateGetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Process call (ProcessRequest.call) this read belongs to.
+	Call uint64 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	// The task (a source partition) whose state is read; one of the call's.
+	Task          int32    `protobuf:"varint,2,opt,name=task,proto3" json:"task,omitempty"`
+	Keys          [][]byte `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateGetRequest) Reset() {
+	*x = StateGetRequest{}
+	mi := &file_transform_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateGetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateGetRequest) ProtoMessage() {}
+
+func (x *StateGetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_transform_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateGetRequest.ProtoReflect.Descriptor instead.
+func (*StateGetRequest) Descriptor() ([]byte, []int) {
+	return file_transform_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *StateGetRequest) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+func (x *StateGetRequest) GetTask() int32 {
+	if x != nil {
+		return x.Task
+	}
+	return 0
+}
+
+func (x *StateGetRequest) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type StateGetResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One value per key, in order, in the packed value-list encoding (see
+	// plugins/internal/wire: a missing key is distinct from an empty value).
+	Values        []byte `protobuf:"bytes,1,opt,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateGetResponse) Reset() {
+	*x = StateGetResponse{}
+	mi := &file_transform_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateGetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateGetResponse) ProtoMessage() {}
+
+func (x *StateGetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_transform_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateGetResponse.ProtoReflect.Descriptor instead.
+func (*StateGetResponse) Descriptor() ([]byte, []int) {
+	return file_transform_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StateGetResponse) GetValues() []byte {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+type StateScanRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Call   uint64                 `protobuf:"varint,1,opt,name=call,proto3" json:"call,omitempty"`
+	Task   int32                  `protobuf:"varint,2,opt,name=task,proto3" json:"task,omitempty"`
+	Prefix []byte                 `protobuf:"bytes,3,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// Resume after this key (exclusive); empty: from the prefix on.
+	After         []byte `protobuf:"bytes,4,opt,name=after,proto3" json:"after,omitempty"`
+	HasAfter      bool   `protobuf:"varint,5,opt,name=has_after,json=hasAfter,proto3" json:"has_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateScanRequest) Reset() {
+	*x = StateScanRequest{}
+	mi := &file_transform_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateScanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateScanRequest) ProtoMessage() {}
+
+func (x *StateScanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_transform_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateScanRequest.ProtoReflect.Descriptor instead.
+func (*StateScanRequest) Descriptor() ([]byte, []int) {
+	return file_transform_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *StateScanRequest) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
+func (x *StateScanRequest) GetTask() int32 {
+	if x != nil {
+		return x.Task
+	}
+	return 0
+}
+
+func (x *StateScanRequest) GetPrefix() []byte {
+	if x != nil {
+		return x.Prefix
+	}
+	return nil
+}
+
+func (x *StateScanRequest) GetAfter() []byte {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+func (x *StateScanRequest) GetHasAfter() bool {
+	if x != nil {
+		return x.HasAfter
+	}
+	return false
+}
+
+type StateScanResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Key-value pairs in the packed pair-list encoding, in key order.
+	Entries []byte `protobuf:"bytes,1,opt,name=entries,proto3" json:"entries,omitempty"`
+	// More keys follow: ask again with after = the last key returned.
+	More          bool `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateScanResponse) Reset() {
+	*x = StateScanResponse{}
+	mi := &file_transform_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateScanResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateScanResponse) ProtoMessage() {}
+
+func (x *StateScanResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_transform_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateScanResponse.ProtoReflect.Descriptor instead.
+func (*StateScanResponse) Descriptor() ([]byte, []int) {
+	return file_transform_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *StateScanResponse) GetEntries() []byte {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *StateScanResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
 type ConfigureRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The step's `settings:` map, encoded as a JSON object.
@@ -45,15 +284,18 @@ type ConfigureRequest struct {
 	// Shared memory for batches (Linux): the host passed a memory file as
 	// the descriptor named in SLUICE_PLUGIN_SHM_FD, holding shm_slots slots,
 	// each a request area then a response area of shm_slot_bytes. 0 = none.
-	ShmSlots      uint32 `protobuf:"varint,5,opt,name=shm_slots,json=shmSlots,proto3" json:"shm_slots,omitempty"`
-	ShmSlotBytes  uint64 `protobuf:"varint,6,opt,name=shm_slot_bytes,json=shmSlotBytes,proto3" json:"shm_slot_bytes,omitempty"`
+	ShmSlots     uint32 `protobuf:"varint,5,opt,name=shm_slots,json=shmSlots,proto3" json:"shm_slots,omitempty"`
+	ShmSlotBytes uint64 `protobuf:"varint,6,opt,name=shm_slot_bytes,json=shmSlotBytes,proto3" json:"shm_slot_bytes,omitempty"`
+	// The step keeps keyed state: the go-plugin broker id on which the host
+	// serves the State service. 0 = the step keeps no state.
+	StateBroker   uint32 `protobuf:"varint,7,opt,name=state_broker,json=stateBroker,proto3" json:"state_broker,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConfigureRequest) Reset() {
 	*x = ConfigureRequest{}
-	mi := &file_transform_proto_msgTypes[0]
+	mi := &file_transform_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -65,7 +307,7 @@ func (x *ConfigureRequest) String() string {
 func (*ConfigureRequest) ProtoMessage() {}
 
 func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transform_proto_msgTypes[0]
+	mi := &file_transform_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -78,7 +320,7 @@ func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureRequest) Descriptor() ([]byte, []int) {
-	return file_transform_proto_rawDescGZIP(), []int{0}
+	return file_transform_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ConfigureRequest) GetSettingsJson() []byte {
@@ -123,6 +365,13 @@ func (x *ConfigureRequest) GetShmSlotBytes() uint64 {
 	return 0
 }
 
+func (x *ConfigureRequest) GetStateBroker() uint32 {
+	if x != nil {
+		return x.StateBroker
+	}
+	return 0
+}
+
 type ConfigureResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The transform maps each record independently (Map, Filter, FlatMap):
@@ -139,7 +388,7 @@ type ConfigureResponse struct {
 
 func (x *ConfigureResponse) Reset() {
 	*x = ConfigureResponse{}
-	mi := &file_transform_proto_msgTypes[1]
+	mi := &file_transform_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -151,7 +400,7 @@ func (x *ConfigureResponse) String() string {
 func (*ConfigureResponse) ProtoMessage() {}
 
 func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transform_proto_msgTypes[1]
+	mi := &file_transform_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -164,7 +413,7 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
-	return file_transform_proto_rawDescGZIP(), []int{1}
+	return file_transform_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ConfigureResponse) GetPerRecord() bool {
@@ -189,15 +438,17 @@ type ProcessRequest struct {
 	// the request area of shared-memory slot `slot`, and the response may use
 	// that slot's response area. The host does not touch the slot until the
 	// call returns; the plugin does not touch it afterwards.
-	Slot          uint32 `protobuf:"varint,2,opt,name=slot,proto3" json:"slot,omitempty"`
-	SlotLen       uint64 `protobuf:"varint,3,opt,name=slot_len,json=slotLen,proto3" json:"slot_len,omitempty"`
+	Slot    uint32 `protobuf:"varint,2,opt,name=slot,proto3" json:"slot,omitempty"`
+	SlotLen uint64 `protobuf:"varint,3,opt,name=slot_len,json=slotLen,proto3" json:"slot_len,omitempty"`
+	// Stateful steps: names this call in State requests (never 0 then).
+	Call          uint64 `protobuf:"varint,4,opt,name=call,proto3" json:"call,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ProcessRequest) Reset() {
 	*x = ProcessRequest{}
-	mi := &file_transform_proto_msgTypes[2]
+	mi := &file_transform_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -209,7 +460,7 @@ func (x *ProcessRequest) String() string {
 func (*ProcessRequest) ProtoMessage() {}
 
 func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transform_proto_msgTypes[2]
+	mi := &file_transform_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -222,7 +473,7 @@ func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessRequest.ProtoReflect.Descriptor instead.
 func (*ProcessRequest) Descriptor() ([]byte, []int) {
-	return file_transform_proto_rawDescGZIP(), []int{2}
+	return file_transform_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ProcessRequest) GetRecords() []byte {
@@ -246,6 +497,13 @@ func (x *ProcessRequest) GetSlotLen() uint64 {
 	return 0
 }
 
+func (x *ProcessRequest) GetCall() uint64 {
+	if x != nil {
+		return x.Call
+	}
+	return 0
+}
+
 type ProcessResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Output records in the packed wire encoding.
@@ -255,14 +513,19 @@ type ProcessResponse struct {
 	Reasons  []string `protobuf:"bytes,3,rep,name=reasons,proto3" json:"reasons,omitempty"`
 	// If slot_len > 0, the output records are the first slot_len bytes of
 	// the response area of the request's slot (records is then empty).
-	SlotLen       uint64 `protobuf:"varint,4,opt,name=slot_len,json=slotLen,proto3" json:"slot_len,omitempty"`
+	SlotLen uint64 `protobuf:"varint,4,opt,name=slot_len,json=slotLen,proto3" json:"slot_len,omitempty"`
+	// Stateful steps: the call's state changes in the packed write-list
+	// encoding (see plugins/internal/wire), each for a task of the request's
+	// records. The host applies them to the batch's state once the call
+	// succeeded; a later call's reads see them.
+	StateWrites   []byte `protobuf:"bytes,5,opt,name=state_writes,json=stateWrites,proto3" json:"state_writes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ProcessResponse) Reset() {
 	*x = ProcessResponse{}
-	mi := &file_transform_proto_msgTypes[3]
+	mi := &file_transform_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +537,7 @@ func (x *ProcessResponse) String() string {
 func (*ProcessResponse) ProtoMessage() {}
 
 func (x *ProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_transform_proto_msgTypes[3]
+	mi := &file_transform_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +550,7 @@ func (x *ProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessResponse.ProtoReflect.Descriptor instead.
 func (*ProcessResponse) Descriptor() ([]byte, []int) {
-	return file_transform_proto_rawDescGZIP(), []int{3}
+	return file_transform_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ProcessResponse) GetRecords() []byte {
@@ -318,34 +581,62 @@ func (x *ProcessResponse) GetSlotLen() uint64 {
 	return 0
 }
 
+func (x *ProcessResponse) GetStateWrites() []byte {
+	if x != nil {
+		return x.StateWrites
+	}
+	return nil
+}
+
 var File_transform_proto protoreflect.FileDescriptor
 
 const file_transform_proto_rawDesc = "" +
 	"\n" +
-	"\x0ftransform.proto\x12\x10sluice.plugin.v1\"\xc2\x01\n" +
+	"\x0ftransform.proto\x12\x10sluice.plugin.v1\"M\n" +
+	"\x0fStateGetRequest\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\x12\x12\n" +
+	"\x04task\x18\x02 \x01(\x05R\x04task\x12\x12\n" +
+	"\x04keys\x18\x03 \x03(\fR\x04keys\"*\n" +
+	"\x10StateGetResponse\x12\x16\n" +
+	"\x06values\x18\x01 \x01(\fR\x06values\"\x85\x01\n" +
+	"\x10StateScanRequest\x12\x12\n" +
+	"\x04call\x18\x01 \x01(\x04R\x04call\x12\x12\n" +
+	"\x04task\x18\x02 \x01(\x05R\x04task\x12\x16\n" +
+	"\x06prefix\x18\x03 \x01(\fR\x06prefix\x12\x14\n" +
+	"\x05after\x18\x04 \x01(\fR\x05after\x12\x1b\n" +
+	"\thas_after\x18\x05 \x01(\bR\bhasAfter\"A\n" +
+	"\x11StateScanResponse\x12\x18\n" +
+	"\aentries\x18\x01 \x01(\fR\aentries\x12\x12\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"\xe5\x01\n" +
 	"\x10ConfigureRequest\x12#\n" +
 	"\rsettings_json\x18\x01 \x01(\fR\fsettingsJson\x12\x1a\n" +
 	"\bpipeline\x18\x02 \x01(\tR\bpipeline\x12\x12\n" +
 	"\x04step\x18\x03 \x01(\tR\x04step\x12\x16\n" +
 	"\x06worker\x18\x04 \x01(\rR\x06worker\x12\x1b\n" +
 	"\tshm_slots\x18\x05 \x01(\rR\bshmSlots\x12$\n" +
-	"\x0eshm_slot_bytes\x18\x06 \x01(\x04R\fshmSlotBytes\"D\n" +
+	"\x0eshm_slot_bytes\x18\x06 \x01(\x04R\fshmSlotBytes\x12!\n" +
+	"\fstate_broker\x18\a \x01(\rR\vstateBroker\"D\n" +
 	"\x11ConfigureResponse\x12\x1d\n" +
 	"\n" +
 	"per_record\x18\x01 \x01(\bR\tperRecord\x12\x10\n" +
-	"\x03shm\x18\x02 \x01(\bR\x03shm\"Y\n" +
+	"\x03shm\x18\x02 \x01(\bR\x03shm\"m\n" +
 	"\x0eProcessRequest\x12\x18\n" +
 	"\arecords\x18\x01 \x01(\fR\arecords\x12\x12\n" +
 	"\x04slot\x18\x02 \x01(\rR\x04slot\x12\x19\n" +
-	"\bslot_len\x18\x03 \x01(\x04R\aslotLen\"|\n" +
+	"\bslot_len\x18\x03 \x01(\x04R\aslotLen\x12\x12\n" +
+	"\x04call\x18\x04 \x01(\x04R\x04call\"\x9f\x01\n" +
 	"\x0fProcessResponse\x12\x18\n" +
 	"\arecords\x18\x01 \x01(\fR\arecords\x12\x1a\n" +
 	"\brejected\x18\x02 \x01(\fR\brejected\x12\x18\n" +
 	"\areasons\x18\x03 \x03(\tR\areasons\x12\x19\n" +
-	"\bslot_len\x18\x04 \x01(\x04R\aslotLen2\xb1\x01\n" +
+	"\bslot_len\x18\x04 \x01(\x04R\aslotLen\x12!\n" +
+	"\fstate_writes\x18\x05 \x01(\fR\vstateWrites2\xb1\x01\n" +
 	"\tTransform\x12T\n" +
 	"\tConfigure\x12\".sluice.plugin.v1.ConfigureRequest\x1a#.sluice.plugin.v1.ConfigureResponse\x12N\n" +
-	"\aProcess\x12 .sluice.plugin.v1.ProcessRequest\x1a!.sluice.plugin.v1.ProcessResponseB3Z1github.com/sluicehq/sluice/plugins/proto;pluginpbb\x06proto3"
+	"\aProcess\x12 .sluice.plugin.v1.ProcessRequest\x1a!.sluice.plugin.v1.ProcessResponse2\xa6\x01\n" +
+	"\x05State\x12L\n" +
+	"\x03Get\x12!.sluice.plugin.v1.StateGetRequest\x1a\".sluice.plugin.v1.StateGetResponse\x12O\n" +
+	"\x04Scan\x12\".sluice.plugin.v1.StateScanRequest\x1a#.sluice.plugin.v1.StateScanResponseB3Z1github.com/sluicehq/sluice/plugins/proto;pluginpbb\x06proto3"
 
 var (
 	file_transform_proto_rawDescOnce sync.Once
@@ -359,20 +650,28 @@ func file_transform_proto_rawDescGZIP() []byte {
 	return file_transform_proto_rawDescData
 }
 
-var file_transform_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_transform_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_transform_proto_goTypes = []any{
-	(*ConfigureRequest)(nil),  // 0: sluice.plugin.v1.ConfigureRequest
-	(*ConfigureResponse)(nil), // 1: sluice.plugin.v1.ConfigureResponse
-	(*ProcessRequest)(nil),    // 2: sluice.plugin.v1.ProcessRequest
-	(*ProcessResponse)(nil),   // 3: sluice.plugin.v1.ProcessResponse
+	(*StateGetRequest)(nil),   // 0: sluice.plugin.v1.StateGetRequest
+	(*StateGetResponse)(nil),  // 1: sluice.plugin.v1.StateGetResponse
+	(*StateScanRequest)(nil),  // 2: sluice.plugin.v1.StateScanRequest
+	(*StateScanResponse)(nil), // 3: sluice.plugin.v1.StateScanResponse
+	(*ConfigureRequest)(nil),  // 4: sluice.plugin.v1.ConfigureRequest
+	(*ConfigureResponse)(nil), // 5: sluice.plugin.v1.ConfigureResponse
+	(*ProcessRequest)(nil),    // 6: sluice.plugin.v1.ProcessRequest
+	(*ProcessResponse)(nil),   // 7: sluice.plugin.v1.ProcessResponse
 }
 var file_transform_proto_depIdxs = []int32{
-	0, // 0: sluice.plugin.v1.Transform.Configure:input_type -> sluice.plugin.v1.ConfigureRequest
-	2, // 1: sluice.plugin.v1.Transform.Process:input_type -> sluice.plugin.v1.ProcessRequest
-	1, // 2: sluice.plugin.v1.Transform.Configure:output_type -> sluice.plugin.v1.ConfigureResponse
-	3, // 3: sluice.plugin.v1.Transform.Process:output_type -> sluice.plugin.v1.ProcessResponse
-	2, // [2:4] is the sub-list for method output_type
-	0, // [0:2] is the sub-list for method input_type
+	4, // 0: sluice.plugin.v1.Transform.Configure:input_type -> sluice.plugin.v1.ConfigureRequest
+	6, // 1: sluice.plugin.v1.Transform.Process:input_type -> sluice.plugin.v1.ProcessRequest
+	0, // 2: sluice.plugin.v1.State.Get:input_type -> sluice.plugin.v1.StateGetRequest
+	2, // 3: sluice.plugin.v1.State.Scan:input_type -> sluice.plugin.v1.StateScanRequest
+	5, // 4: sluice.plugin.v1.Transform.Configure:output_type -> sluice.plugin.v1.ConfigureResponse
+	7, // 5: sluice.plugin.v1.Transform.Process:output_type -> sluice.plugin.v1.ProcessResponse
+	1, // 6: sluice.plugin.v1.State.Get:output_type -> sluice.plugin.v1.StateGetResponse
+	3, // 7: sluice.plugin.v1.State.Scan:output_type -> sluice.plugin.v1.StateScanResponse
+	4, // [4:8] is the sub-list for method output_type
+	0, // [0:4] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -389,9 +688,9 @@ func file_transform_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_transform_proto_rawDesc), len(file_transform_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   8,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_transform_proto_goTypes,
 		DependencyIndexes: file_transform_proto_depIdxs,

@@ -179,3 +179,161 @@ var Transform_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "transform.proto",
 }
+
+const (
+	State_Get_FullMethodName  = "/sluice.plugin.v1.State/Get"
+	State_Scan_FullMethodName = "/sluice.plugin.v1.State/Scan"
+)
+
+// StateClient is the client API for State service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// State is served by the host, to a plugin of a stateful step (`state: true`),
+// over go-plugin's broker: the plugin dials ConfigureRequest.state_broker. It
+// reads the state of the batch being processed; writes travel back with the
+// ProcessResponse (state_writes), so a call costs one round trip per read
+// the SDK could not batch, and none per write. Keys are namespaced by the
+// step on the host side; the plugin only names the task.
+type StateClient interface {
+	// Get looks keys of one task up, at most MaxStateGetKeys per call.
+	Get(ctx context.Context, in *StateGetRequest, opts ...grpc.CallOption) (*StateGetResponse, error)
+	// Scan returns one page of a task's keys under a prefix, in byte order.
+	Scan(ctx context.Context, in *StateScanRequest, opts ...grpc.CallOption) (*StateScanResponse, error)
+}
+
+type stateClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewStateClient(cc grpc.ClientConnInterface) StateClient {
+	return &stateClient{cc}
+}
+
+func (c *stateClient) Get(ctx context.Context, in *StateGetRequest, opts ...grpc.CallOption) (*StateGetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StateGetResponse)
+	err := c.cc.Invoke(ctx, State_Get_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *stateClient) Scan(ctx context.Context, in *StateScanRequest, opts ...grpc.CallOption) (*StateScanResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StateScanResponse)
+	err := c.cc.Invoke(ctx, State_Scan_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// StateServer is the server API for State service.
+// All implementations must embed UnimplementedStateServer
+// for forward compatibility.
+//
+// State is served by the host, to a plugin of a stateful step (`state: true`),
+// over go-plugin's broker: the plugin dials ConfigureRequest.state_broker. It
+// reads the state of the batch being processed; writes travel back with the
+// ProcessResponse (state_writes), so a call costs one round trip per read
+// the SDK could not batch, and none per write. Keys are namespaced by the
+// step on the host side; the plugin only names the task.
+type StateServer interface {
+	// Get looks keys of one task up, at most MaxStateGetKeys per call.
+	Get(context.Context, *StateGetRequest) (*StateGetResponse, error)
+	// Scan returns one page of a task's keys under a prefix, in byte order.
+	Scan(context.Context, *StateScanRequest) (*StateScanResponse, error)
+	mustEmbedUnimplementedStateServer()
+}
+
+// UnimplementedStateServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedStateServer struct{}
+
+func (UnimplementedStateServer) Get(context.Context, *StateGetRequest) (*StateGetResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Get not implemented")
+}
+func (UnimplementedStateServer) Scan(context.Context, *StateScanRequest) (*StateScanResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Scan not implemented")
+}
+func (UnimplementedStateServer) mustEmbedUnimplementedStateServer() {}
+func (UnimplementedStateServer) testEmbeddedByValue()               {}
+
+// UnsafeStateServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to StateServer will
+// result in compilation errors.
+type UnsafeStateServer interface {
+	mustEmbedUnimplementedStateServer()
+}
+
+func RegisterStateServer(s grpc.ServiceRegistrar, srv StateServer) {
+	// If the following call pancis, it indicates UnimplementedStateServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&State_ServiceDesc, srv)
+}
+
+func _State_Get_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StateGetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StateServer).Get(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: State_Get_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StateServer).Get(ctx, req.(*StateGetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _State_Scan_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StateScanRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StateServer).Scan(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: State_Scan_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StateServer).Scan(ctx, req.(*StateScanRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// State_ServiceDesc is the grpc.ServiceDesc for State service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var State_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "sluice.plugin.v1.State",
+	HandlerType: (*StateServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Get",
+			Handler:    _State_Get_Handler,
+		},
+		{
+			MethodName: "Scan",
+			Handler:    _State_Scan_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "transform.proto",
+}

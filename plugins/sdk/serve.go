@@ -137,7 +137,15 @@ type server struct {
 	mu     sync.Mutex
 	t      Transform
 	region *shm.Region // set by Configure when the host shares memory
+	broker *plugin.GRPCBroker
+	// state reaches the host's State service; set by Configure in a
+	// stateful step, nil otherwise (and then a call carries no state).
+	state pluginpb.StateClient
 }
+
+// UseBroker keeps go-plugin's broker, over which a stateful step's
+// Configure dials the host's State service.
+func (s *server) UseBroker(b *plugin.GRPCBroker) { s.broker = b }
 
 func (s *server) Configure(ctx context.Context, req *pluginpb.ConfigureRequest) (*pluginpb.ConfigureResponse, error) {
 	s.mu.Lock()
@@ -166,6 +174,16 @@ func (s *server) Configure(ctx context.Context, req *pluginpb.ConfigureRequest) 
 		}
 	}
 	resp.Shm = s.region != nil
+	if id := req.GetStateBroker(); id != 0 && s.state == nil {
+		if s.broker == nil {
+			return nil, status.Error(codes.Internal, "the host offered state, but this plugin process has no broker to reach it")
+		}
+		conn, err := s.broker.DialWithOptions(id, pluginpb.DialOptions()...)
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "dial the host's state service: %v", err)
+		}
+		s.state = pluginpb.NewStateClient(conn)
+	}
 	return resp, nil
 }
 
@@ -208,7 +226,17 @@ func (s *server) Process(ctx context.Context, req *pluginpb.ProcessRequest) (*pl
 		return nil, status.Errorf(codes.InvalidArgument, "decode request: %v", err)
 	}
 	*pooled = in[:0]
+	var st *Store
+	if s.state != nil {
+		st = newStore(ctx, remoteState{client: s.state, call: req.GetCall()}, in)
+		ctx = context.WithValue(ctx, stateKey{}, st)
+	}
 	out, rejected, err := s.process(ctx, in)
+	if err == nil && st != nil && st.err != nil {
+		// A refused write the transform did not return: losing it
+		// silently would break the state's exactly-once.
+		err = st.err
+	}
 	if err != nil {
 		code := codes.FailedPrecondition
 		if record.IsRetryable(err) {
@@ -231,7 +259,10 @@ func (s *server) Process(ctx context.Context, req *pluginpb.ProcessRequest) (*pl
 		}
 		resp.Rejected = wire.Append(nil, recs)
 	}
-	if n := len(resp.Records) + len(resp.Rejected); n > pluginpb.MaxMessageBytes {
+	if st != nil {
+		resp.StateWrites = st.appendWrites(nil)
+	}
+	if n := len(resp.Records) + len(resp.Rejected) + len(resp.StateWrites); n > pluginpb.MaxMessageBytes {
 		return nil, status.Errorf(codes.ResourceExhausted,
 			"plugin output of %d MiB for one call is over the %d MiB limit; lower the pipeline's batch.max-records-per-partition",
 			n>>20, pluginpb.MaxMessageBytes>>20)
@@ -321,19 +352,30 @@ func Local(ctx context.Context, t Transform, step string, settings map[string]an
 			return nil, fmt.Errorf("%s: %w", step, err)
 		}
 	}
-	return &local{t: t, step: step}, nil
+	return &local{t: t, step: step, state: &memoryState{}}, nil
 }
 
 type local struct {
-	t    Transform
-	step string
+	t     Transform
+	step  string
+	state *memoryState
 }
 
+// Process runs the transform with a keyed state kept in memory across
+// calls (State(ctx)), as a stateful step's host would keep it: a call's
+// writes are kept only if it succeeds.
 func (l *local) Process(ctx context.Context, in []Record) ([]Record, []Rejected, error) {
 	if l.t == nil {
 		return nil, nil, errNotConfigured
 	}
-	out, rejected, err := l.t.Process(ctx, in)
+	st := newStore(ctx, l.state, in)
+	out, rejected, err := l.t.Process(context.WithValue(ctx, stateKey{}, st), in)
+	if err == nil && st.err != nil {
+		err = st.err
+	}
+	if err == nil {
+		l.state.apply(st)
+	}
 	for i := range rejected {
 		rejected[i].Plugin = l.step
 	}
