@@ -19,6 +19,12 @@
 // with it: stopping a plugin kills its whole group, and the SDK's guard
 // kills the group when the plugin dies any other way (see package sdk).
 //
+// A step with Config.State keeps keyed state for its plugin (sdk.State):
+// the host answers the plugin's reads from the batch's state.View over a
+// State service on go-plugin's broker and applies the writes the plugin
+// returns with each answer, after checking them (see state.go and
+// ARCHITECTURE §18).
+//
 // Config.Memory caps each plugin process with RLIMIT_DATA (private writable
 // memory: heap and anonymous mappings, not the shared-memory batches),
 // inherited by what it starts; a plugin that dies saying an allocation was

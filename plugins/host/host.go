@@ -21,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/plugins/builtin"
+	"github.com/sluicehq/sluice/state"
 )
 
 // Defaults and hard limits of a plugin step.
@@ -84,6 +85,11 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// MaxFailures overrides MaxConsecutiveFailures (tests).
 	MaxFailures int
+	// State: the plugin keeps keyed state (sdk.State), served by the host
+	// from the batch's state.View under Namespace (default: Name). The
+	// pipeline must keep state (delivery: exactly-once).
+	State     bool
+	Namespace string
 	// NoSharedMemory sends batches inside the gRPC messages even where
 	// shared memory is available (Linux). For comparison and tests.
 	NoSharedMemory bool
@@ -100,6 +106,10 @@ type Transform struct {
 	closeMu  sync.Mutex
 	closed   bool
 	closing  chan struct{} // closed by Close: ends a restart backoff early
+	// ns is the step's state namespace; stateMu serialises the workers'
+	// use of the batch's View (a View is used by one goroutine at a time).
+	ns      string
+	stateMu sync.Mutex
 }
 
 var _ engine.Transform = (*Transform)(nil)
@@ -134,6 +144,12 @@ func New(ctx context.Context, cfg Config) (*Transform, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = cfg.Name
+	}
+	if cfg.State && len(cfg.Namespace) > state.MaxNamespaceBytes {
+		return nil, fmt.Errorf("transform %s: its state namespace %.40q... is over %d bytes; give the step a shorter name", cfg.Name, cfg.Namespace, state.MaxNamespaceBytes)
+	}
 	l, err := resolve(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("transform %s: %w", cfg.Name, err)
@@ -150,9 +166,14 @@ func New(ctx context.Context, cfg Config) (*Transform, error) {
 		restarts: restartsCounter(cfg.Registerer, cfg.Pipeline, cfg.Name),
 		log:      cfg.Logger.With("pipeline", cfg.Pipeline, "plugin", cfg.Name),
 		closing:  make(chan struct{}),
+		ns:       cfg.Namespace,
 	}
 	for i := range cfg.Workers {
-		t.workers = append(t.workers, &worker{t: t, index: i, launch: l, settings: settings})
+		w := &worker{t: t, index: i, launch: l, settings: settings}
+		if cfg.State {
+			w.state = &stateServer{t: t}
+		}
+		t.workers = append(t.workers, w)
 	}
 	// Start every worker now, so a bad plugin or bad settings fail the
 	// pipeline at start-up rather than at its first batch.

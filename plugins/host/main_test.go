@@ -22,8 +22,15 @@ import (
 // testPluginName), or a host process for the orphan test.
 func TestMain(m *testing.M) {
 	builtin.MaybeServe()
-	if filepath.Base(os.Args[0]) == testPluginName {
+	switch filepath.Base(os.Args[0]) {
+	case testPluginName:
 		sdk.Serve(testPlugin())
+		os.Exit(0)
+	case testStatePluginName:
+		sdk.Serve(testStatePlugin())
+		os.Exit(0)
+	case testBadStatePluginName:
+		serveBadStatePlugin()
 		os.Exit(0)
 	}
 	if os.Getenv(testHostEnv) != "" {

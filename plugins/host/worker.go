@@ -60,8 +60,9 @@ type worker struct {
 	fatal     error     // once set, every call returns it
 	perRecord bool      // the plugin accepts a batch in pipelined chunks
 	region    *shm.Region
-	slots     chan int    // free shared-memory slots (nil without a region)
-	tainted   atomic.Bool // a slot may still be in use by an abandoned call
+	slots     chan int     // free shared-memory slots (nil without a region)
+	tainted   atomic.Bool  // a slot may still be in use by an abandoned call
+	state     *stateServer // a stateful step's; nil otherwise
 }
 
 func (w *worker) pid() int {
@@ -168,7 +169,8 @@ func (w *worker) start(ctx context.Context) error {
 		w.dropRegion()
 		return fmt.Errorf("plugin %s does not serve a Sluice transform: %w", w.launch.display, err)
 	}
-	w.client, w.rpc = client, raw.(pluginpb.TransformClient)
+	hc := raw.(*pluginpb.HostClient)
+	w.client, w.rpc = client, hc
 	w.procID = run.pid
 
 	cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
@@ -178,6 +180,9 @@ func (w *worker) start(ctx context.Context) error {
 	}
 	if w.region != nil {
 		creq.ShmSlots, creq.ShmSlotBytes = uint32(w.region.Slots()), uint64(w.region.SlotBytes())
+	}
+	if w.state != nil {
+		creq.StateBroker = w.state.serve(hc.Broker)
 	}
 	resp, err := w.rpc.Configure(cctx, creq)
 	if err != nil {
@@ -189,7 +194,9 @@ func (w *worker) start(ctx context.Context) error {
 		}
 		return fmt.Errorf("configure plugin %s: %w", w.launch.display, err)
 	}
-	w.perRecord = resp.GetPerRecord()
+	// A stateful step's chunks run one after the other, never pipelined:
+	// a chunk must read what the chunk before it wrote.
+	w.perRecord = resp.GetPerRecord() && w.state == nil
 	w.slots = nil
 	if w.region != nil && !resp.GetShm() {
 		w.dropRegion() // a plugin built with an SDK without shared memory
@@ -264,9 +271,12 @@ func (w *worker) process(ctx context.Context, in []engine.Record) ([]engine.Reco
 			return nil, nil, w.failed(err)
 		}
 	}
+	if w.state != nil {
+		return w.processStateful(ctx, in)
+	}
 	chunks := w.chunks(in)
 	if len(chunks) == 1 {
-		resp, err := w.call(ctx, chunks[0])
+		resp, err := w.call(ctx, chunks[0], 0)
 		if err != nil {
 			return nil, nil, w.callFailed(ctx, err)
 		}
@@ -295,7 +305,7 @@ func (w *worker) process(ctx context.Context, in []engine.Record) ([]engine.Reco
 		for i, c := range chunks {
 			sem <- struct{}{}
 			go func() {
-				resp, err := w.call(bctx, c)
+				resp, err := w.call(bctx, c, 0)
 				<-sem
 				done[i] <- callResult{resp, err}
 			}()
@@ -370,12 +380,13 @@ type callResult struct {
 
 var bufPool sync.Pool
 
-// call makes one Process call. It may run concurrently with another call
-// of the same worker (pipelining), so it touches no mutable worker state
-// but the slot channel and the tainted flag.
-func (w *worker) call(ctx context.Context, in []engine.Record) (*pluginpb.ProcessResponse, error) {
+// call makes one Process call; callID names it in the plugin's state
+// reads (0 in a step without state). It may run concurrently with another
+// call of the same worker (pipelining), so it touches no mutable worker
+// state but the slot channel and the tainted flag.
+func (w *worker) call(ctx context.Context, in []engine.Record, callID uint64) (*pluginpb.ProcessResponse, error) {
 	if w.slots != nil && wire.Size(in) <= w.region.SlotBytes() {
-		return w.callShared(ctx, in)
+		return w.callShared(ctx, in, callID)
 	}
 	bp, _ := bufPool.Get().(*[]byte)
 	if bp == nil {
@@ -383,7 +394,7 @@ func (w *worker) call(ctx context.Context, in []engine.Record) (*pluginpb.Proces
 	}
 	buf := wire.Append(slices.Grow((*bp)[:0], wire.Size(in)), in)
 	cctx, cancel := context.WithTimeout(ctx, w.t.cfg.Timeout)
-	resp, err := w.rpc.Process(cctx, &pluginpb.ProcessRequest{Records: buf})
+	resp, err := w.rpc.Process(cctx, &pluginpb.ProcessRequest{Records: buf, Call: callID})
 	cancel()
 	// Sent and answered: the buffer is free again. One huge record should
 	// not pin its buffer forever.
@@ -395,7 +406,7 @@ func (w *worker) call(ctx context.Context, in []engine.Record) (*pluginpb.Proces
 }
 
 // callShared passes the batch and its answer through a shared-memory slot.
-func (w *worker) callShared(ctx context.Context, in []engine.Record) (*pluginpb.ProcessResponse, error) {
+func (w *worker) callShared(ctx context.Context, in []engine.Record, callID uint64) (*pluginpb.ProcessResponse, error) {
 	// There are as many slots as calls in flight, so this waits only after
 	// a failure kept a slot, and then the batch's context is cancelled.
 	var slot int
@@ -406,7 +417,7 @@ func (w *worker) callShared(ctx context.Context, in []engine.Record) (*pluginpb.
 	}
 	req := wire.Append(w.region.Request(slot), in) // fits: checked by the caller
 	cctx, cancel := context.WithTimeout(ctx, w.t.cfg.Timeout)
-	resp, err := w.rpc.Process(cctx, &pluginpb.ProcessRequest{Slot: uint32(slot), SlotLen: uint64(len(req))})
+	resp, err := w.rpc.Process(cctx, &pluginpb.ProcessRequest{Slot: uint32(slot), SlotLen: uint64(len(req)), Call: callID})
 	cancel()
 	if err != nil {
 		if pluginReported(err) {
@@ -448,6 +459,9 @@ func (w *worker) decode(out []engine.Record, resp *pluginpb.ProcessResponse) ([]
 
 // decodeAppend appends a response's records and rejects to out and rej.
 func (w *worker) decodeAppend(out []engine.Record, rej []engine.Rejected, resp *pluginpb.ProcessResponse) ([]engine.Record, []engine.Rejected, error) {
+	if len(resp.GetStateWrites()) > 0 && w.state == nil {
+		return nil, nil, status.Errorf(codes.InvalidArgument, "plugin %s wrote state, but its step keeps none; add state: true to the step", w.launch.display)
+	}
 	out, err := wire.DecodeAppend(out, resp.GetRecords())
 	if err != nil {
 		return nil, nil, status.Errorf(codes.InvalidArgument, "plugin %s sent a bad response (built against another SDK version?): %v", w.launch.display, err)

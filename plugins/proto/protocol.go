@@ -43,14 +43,13 @@ const (
 // host enforces them on what a plugin sends; the SDK checks them where the
 // plugin calls it, so a plugin learns of a bad write at its Put.
 const (
-	// MaxStateKeyBytes bounds one state key. Keys are kept in the store's
-	// index and repeated in every changelog record of the key; anything
-	// longer is data that belongs in the value.
-	MaxStateKeyBytes = 4 << 10
-	// MaxStateValueBytes bounds one state value. A value is one record of
-	// the state's changelog topic, and Kafka's default record batch limit
-	// is 1 MiB; the rest is left for the key and the record's framing.
-	MaxStateValueBytes = 1<<20 - 16<<10
+	// MaxStateKeyBytes and MaxStateValueBytes are the state store's own
+	// limits (state.MaxKeyBytes, state.MaxValueBytes; a host test keeps
+	// them equal), repeated here because a plugin must not link the
+	// engine: a key is held in every batch overlay and index, a value
+	// travels in one changelog record.
+	MaxStateKeyBytes   = 4 << 10
+	MaxStateValueBytes = 256 << 10
 	// MaxStateGetKeys bounds the keys of one State.Get request (the SDK
 	// splits a larger prefetch), so a request stays far below
 	// MaxMessageBytes even with keys at their limit (16 MiB).

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/sluicehq/sluice/plugins/sdk"
@@ -105,4 +106,57 @@ func ExampleBatch() {
 	out, _, _ := local.Process(context.Background(), []sdk.Record{{Key: []byte("a")}, {Key: []byte("a")}, {Key: []byte("b")}})
 	fmt.Println(len(out))
 	// Output: 2
+}
+
+// State keeps a count per key that survives restarts and crashes: the
+// host stores it with the batch's output, exactly once (the step needs
+// `state: true`). State is per task, a task being the record's partition.
+// Prefetch reads the batch's keys in one round trip per task; Gets are
+// then answered in the plugin. Local keeps the state in memory.
+func ExampleState() {
+	counter := sdk.Batch(func(ctx context.Context, in []sdk.Record) ([]sdk.Record, []sdk.Rejected, error) {
+		st := sdk.State(ctx)
+		keys := map[int32][]string{}
+		for _, r := range in {
+			keys[r.Partition] = append(keys[r.Partition], string(r.Key))
+		}
+		for task, ks := range keys {
+			if err := st.Prefetch(task, ks...); err != nil {
+				return nil, nil, err
+			}
+		}
+		out := make([]sdk.Record, 0, len(in))
+		for _, r := range in {
+			ts := st.Task(r.Partition)
+			v, _, err := ts.Get(string(r.Key))
+			if err != nil {
+				return nil, nil, err
+			}
+			n, _ := strconv.Atoi(string(v))
+			n++
+			// Read back by the next Get of this key, in this batch too.
+			if err := ts.Put(string(r.Key), strconv.AppendInt(nil, int64(n), 10)); err != nil {
+				return nil, nil, err
+			}
+			r.Value = fmt.Appendf(nil, "%s=%d", r.Key, n)
+			out = append(out, r)
+		}
+		return out, nil, nil
+	})
+
+	local, _ := sdk.Local(context.Background(), counter, "count", nil)
+	for _, batch := range [][]sdk.Record{
+		{{Key: []byte("a")}, {Key: []byte("b")}, {Key: []byte("a")}},
+		{{Key: []byte("a")}, {Key: []byte("a"), Partition: 1}},
+	} {
+		out, _, _ := local.Process(context.Background(), batch)
+		var counts []string
+		for _, r := range out {
+			counts = append(counts, string(r.Value))
+		}
+		fmt.Println(strings.Join(counts, " "))
+	}
+	// Output:
+	// a=1 b=1 a=2
+	// a=3 a=1
 }
