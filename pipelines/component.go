@@ -44,8 +44,25 @@ type Caps struct {
 	// Stateful: a step that keeps state in the pipeline's state backend
 	// (engine.StateBackend), which commits with the sink's epochs: the
 	// wiring gives such a pipeline a backend, and it needs delivery
-	// exactly-once (ARCHITECTURE §18).
+	// exactly-once (ARCHITECTURE §18). A kind whose steps keep state only
+	// when configured to (a plugin step's state: true) leaves it false and
+	// implements StatefulConfig on its block.
 	Stateful bool
+}
+
+// StatefulConfig is a step block that says whether the step keeps keyed
+// state (a plugin step with state: true).
+type StatefulConfig interface {
+	Stateful() bool
+}
+
+// KeepsState reports whether a step of kind k configured by c keeps state.
+func (k *Kind) KeepsState(c Config) bool {
+	if k.Caps.Stateful {
+		return true
+	}
+	sc, ok := c.(StatefulConfig)
+	return ok && sc.Stateful()
 }
 
 // DeadLetterSupport says how a sink keeps dead letters with its output.

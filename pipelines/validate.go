@@ -149,7 +149,7 @@ func (s *Spec) checkStateful(c *checker, kinds *Kinds) {
 		return
 	}
 	for i, t := range s.Transforms {
-		if k := kinds.Step(t.Kind); k != nil && k.Caps.Stateful {
+		if k := kinds.Step(t.Kind); k != nil && k.KeepsState(t.Config) {
 			c.atKey(fmt.Sprintf("transforms[%d].%s", i, t.Kind), "the %s step keeps state that commits with the sink's output, which takes delivery: exactly-once, not %s; write delivery: exactly-once with a transactional sink (%s)",
 				t.Kind, s.Delivery, either(sinksWith(kinds, func(c Caps) bool { return c.Transactional })))
 			return

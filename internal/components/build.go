@@ -185,10 +185,10 @@ func Build(ctx context.Context, spec *pipelines.Spec, opts Options) (_ *engine.P
 	return engine.New(cfg)
 }
 
-// stateful reports whether a step of spec keeps state (Caps.Stateful).
+// stateful reports whether a step of spec keeps state (Kind.KeepsState).
 func stateful(spec *pipelines.Spec, kinds *Table) bool {
 	for _, step := range spec.Transforms {
-		if k := find(kinds.Steps, step.Kind); k != nil && k.Caps.Stateful {
+		if k := find(kinds.Steps, step.Kind); k != nil && k.KeepsState(step.Config) {
 			return true
 		}
 	}

@@ -211,6 +211,9 @@ func buildPlugin(ctx context.Context, s *host.Step, env *Env) (engine.Transform,
 		Pipeline: env.Spec.Name, Name: fmt.Sprintf("%s#%d", filepath.Base(s.Plugin), env.Step+1), Plugin: plugin,
 		Settings: s.Settings, Workers: s.Workers, SHA256: s.SHA256, Timeout: s.Timeout.D(), Memory: int64(s.Memory),
 		Logger: env.Logger, Registerer: env.Registerer,
+		// Named by position, as every stateful step's namespace is: the
+		// plugin's path may move without its state being lost.
+		State: s.State, Namespace: fmt.Sprintf("plugin@transforms[%d]", env.Step),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: %w", s.Plugin, err)

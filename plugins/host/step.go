@@ -29,7 +29,12 @@ type Step struct {
 	SHA256  string             `yaml:"sha256" doc:"of a plugin executable; refused for a built-in"`
 	Timeout pipelines.Duration `yaml:"timeout" default:"30s" max:"1h" doc:"per call"`
 	Memory  pipelines.ByteSize `yaml:"memory" min:"128MiB" max:"1TiB" doc:"per plugin process and each process it starts (RLIMIT_DATA, Linux); absent: no limit"`
+	State   bool               `yaml:"state" doc:"the plugin keeps keyed state (sdk.State), committed with the output; needs delivery: exactly-once"`
 }
+
+// Stateful implements pipelines.StatefulConfig: a plugin step keeps state
+// when it says state: true.
+func (s *Step) Stateful() bool { return s.State }
 
 var sha256RE = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
 
@@ -76,6 +81,9 @@ func (s *Step) validateBuiltin(c *pipelines.Check, name string) {
 	}
 	if s.SHA256 != "" && c.OK("sha256") {
 		c.KeyErrorf("sha256", "sha256 checks a plugin executable, and %q is built into sluice; remove sha256", name)
+	}
+	if s.State && c.OK("state") {
+		c.KeyErrorf("state", "the built-in %q keeps no state; remove state: true (it is for plugin executables that use sdk.State)", name)
 	}
 	if !c.OK("settings") || !checkSettings(c, name, typ, s.Settings) {
 		return
