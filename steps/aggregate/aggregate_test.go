@@ -265,3 +265,21 @@ func TestNoStateBackend(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestKeyIsTheValue: key: value counts whole values, such as the words the
+// split plugin makes, which are not JSON.
+func TestKeyIsTheValue(t *testing.T) {
+	h := newHarness(t, newStep(t, Config{Key: "value", Functions: map[string]string{"n": "count"}}).Transform())
+	var in []engine.Record
+	for _, w := range strings.Fields("to be or not to be") {
+		in = append(in, engine.Record{Value: []byte(w), Time: t0})
+	}
+	out, rej := h.run(in)
+	if len(rej) > 0 {
+		t.Fatalf("rejected %q", rej[0].Reason)
+	}
+	want := `[{"key":"to","n":2} {"key":"be","n":2} {"key":"or","n":1} {"key":"not","n":1}]`
+	if got := fmt.Sprint(values(t, out)); got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+}

@@ -18,7 +18,7 @@ type Step struct {
 
 // Config is the aggregate block.
 type Config struct {
-	Key             string             `yaml:"key" required:"true" example:"key" doc:"key: the record key; else a dot-separated path into the JSON value"`
+	Key             string             `yaml:"key" required:"true" example:"key" doc:"key: the record key; value: the whole value; else a dot-separated path into the JSON value"`
 	Window          *Window            `yaml:"window" doc:"absent: a running total per key"`
 	Time            string             `yaml:"time" default:"event" enum:"event|processing" doc:"event: time-field, or the record timestamp"`
 	TimeField       string             `yaml:"time-field" doc:"event time: a JSON path holding RFC 3339 text or epoch milliseconds; absent: the record timestamp"`

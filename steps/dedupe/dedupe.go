@@ -31,7 +31,7 @@ type Step struct {
 
 // Config is the dedupe block.
 type Config struct {
-	Key       string             `yaml:"key" required:"true" example:"id" doc:"key: the record key; else a dot-separated path into the JSON value"`
+	Key       string             `yaml:"key" required:"true" example:"id" doc:"key: the record key; value: the whole value; else a dot-separated path into the JSON value"`
 	Within    pipelines.Duration `yaml:"within" required:"true" example:"10m" max:"8784h" doc:"a record whose key was kept less than this long before (or after, in event time) is dropped"`
 	Time      string             `yaml:"time" default:"event" enum:"event|processing" doc:"event: time-field, or the record timestamp"`
 	TimeField string             `yaml:"time-field" doc:"event time: a JSON path holding RFC 3339 text or epoch milliseconds; absent: the record timestamp"`

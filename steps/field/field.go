@@ -16,9 +16,13 @@ import (
 	"github.com/sluicehq/sluice/engine"
 )
 
-// RecordKey is what a key setting is written as to mean the record key
-// rather than a JSON field.
-const RecordKey = "key"
+// RecordKey and RecordValue are what a key setting is written as to mean
+// the record key or the whole record value (a word after the split
+// plugin) rather than a JSON field.
+const (
+	RecordKey   = "key"
+	RecordValue = "value"
+)
 
 // Path is a dot-separated path into a JSON value ("user.id"; a number
 // picks a list element: "items.0.sku").
@@ -76,13 +80,17 @@ func Decode(value []byte) (any, error) {
 // whose value becomes the key (a string without quotes, anything else as
 // its JSON text).
 type Key struct {
-	path Path // nil: the record key
+	path  Path // nil: the record key or value
+	value bool // the record value
 }
 
-// ParseKey reads a key setting: "key" or a JSON path.
+// ParseKey reads a key setting: "key", "value" or a JSON path.
 func ParseKey(s string) (Key, error) {
-	if s == RecordKey {
+	switch s {
+	case RecordKey:
 		return Key{}, nil
+	case RecordValue:
+		return Key{value: true}, nil
 	}
 	p, err := ParsePath(s)
 	return Key{path: p}, err
@@ -93,7 +101,10 @@ func (k Key) NeedsJSON() bool { return k.path != nil }
 
 // Of returns r's key; doc is r's decoded value (nil if not NeedsJSON).
 func (k Key) Of(r *engine.Record, doc any) ([]byte, error) {
-	if k.path == nil {
+	switch {
+	case k.value:
+		return r.Value, nil
+	case k.path == nil:
 		return r.Key, nil
 	}
 	v, ok := k.path.Lookup(doc)
