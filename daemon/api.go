@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"sort"
@@ -21,6 +22,8 @@ type api struct {
 	// 405 with readOnlyHint.
 	actions      bool
 	readOnlyHint string
+	// remove deletes a pipeline (DELETE); nil answers 405 with readOnlyHint.
+	remove func(context.Context, *managed) error
 }
 
 // handler is the HTTP API:
@@ -31,6 +34,7 @@ type api struct {
 //	POST /pipelines/{name}/pause         drain and stop until resumed
 //	POST /pipelines/{name}/resume
 //	POST /pipelines/{name}/restart       drain, commit and start again
+//	DELETE /pipelines/{name}             drain and stop it, remove its file, its state and its changelog topic
 //	GET  /metrics                        Prometheus
 //	GET  /healthz                        the process is up
 //	GET  /readyz                         every valid pipeline is running or paused
@@ -74,6 +78,23 @@ func (a *api) handler() http.Handler {
 	mux.HandleFunc("POST /pipelines/{name}/pause", action((*managed).pause))
 	mux.HandleFunc("POST /pipelines/{name}/resume", action((*managed).unpause))
 	mux.HandleFunc("POST /pipelines/{name}/restart", action((*managed).restartRun))
+	mux.HandleFunc("DELETE /pipelines/{name}", func(w http.ResponseWriter, r *http.Request) {
+		if a.remove == nil {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, http.StatusMethodNotAllowed, a.readOnlyHint)
+			return
+		}
+		m := a.byName(r.PathValue("name"))
+		if m == nil {
+			writeError(w, http.StatusNotFound, "no pipeline named "+r.PathValue("name")+"; GET /pipelines lists them")
+			return
+		}
+		if err := a.remove(r.Context(), m); err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"deleted": m.name})
+	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -119,7 +119,7 @@ func New(cfg Config) (*Daemon, error) {
 			return d.broker.Addr(tls, sasl)
 		},
 	}
-	d.api = &api{all: d.all, reg: reg, version: cfg.Version, mode: "daemon", actions: true}
+	d.api = &api{all: d.all, reg: reg, version: cfg.Version, mode: "daemon", actions: true, remove: d.remove}
 	return d, nil
 }
 
@@ -322,6 +322,30 @@ func (d *Daemon) scan(ctx context.Context) {
 	}
 }
 
+// remove deletes a pipeline: it is drained and stopped, its file removed
+// from the pipelines directory (so no scan starts it again), then its
+// state: local stores and changelog topic. Removing only the file keeps
+// the state, so a file moved away and back resumes where it was.
+func (d *Daemon) remove(ctx context.Context, m *managed) error {
+	m.stop()
+	if err := os.Remove(m.file); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("remove %s: %w; the daemon needs write access to its pipelines directory", m.file, err)
+	}
+	d.mu.Lock()
+	if d.pipelines[m.file] == m {
+		delete(d.pipelines, m.file)
+	}
+	d.mu.Unlock()
+	d.log.Info("pipeline deleted", "pipeline", m.name, "file", m.file)
+	if m.spec == nil { // invalid: it never ran, so it has no state
+		return nil
+	}
+	if err := components.DeleteState(ctx, m.spec, d.opts); err != nil {
+		return fmt.Errorf("pipeline %s deleted, but not its state: %w", m.name, err)
+	}
+	return nil
+}
+
 func pipelineFiles(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -363,6 +387,7 @@ func (d *Daemon) manage(ctx context.Context, path string, data []byte, sum [32]b
 		}
 	}
 	d.mu.Unlock()
+	m.spec = spec // only now: a duplicate must not delete the other's state
 	m.build = func(ctx context.Context) (*engine.Pipeline, error) {
 		// Wait for the source (its brokers, its topics) before building, so
 		// a topic not yet created is one line with the command that creates

@@ -375,3 +375,49 @@ func TestNewChecksTheDirectory(t *testing.T) {
 		t.Fatal("no pipelines directory must be an error")
 	}
 }
+
+// TestDaemonReportsAndDeletesState: a pipeline with an aggregate step
+// reports the size of each task's state in the API; DELETE stops it and
+// removes its file and its state.
+func TestDaemonReportsAndDeletesState(t *testing.T) {
+	td := startDaemon(t)
+	td.write("counts.yaml", fmt.Sprintf(`version: 1
+name: counts
+source:
+  generate: {topic: counts, count: 100, partitions: 2, keys: 5}
+batch: {interval: 20ms}
+transforms:
+  - aggregate: {key: key, functions: {n: count}}
+sink:
+  file: {path: %s, format: raw, roll: {per-epoch: true}}
+`, filepath.Join(td.out, "counts")))
+	td.waitFor("every record committed", func() bool { return td.info("counts").RecordsIn == 100 })
+	// Each partition sees every one of the 5 keys: at least 5 keys per
+	// task (the step may keep more of its own).
+	in := td.info("counts")
+	if len(in.StateSize) != 2 || in.StateSize[0].Task != 0 || in.StateSize[1].Task != 1 ||
+		in.StateSize[0].Keys < 5 || in.StateSize[1].Keys < 5 || in.StateSize[0].Bytes <= 0 {
+		t.Fatalf("state_size = %+v", in.StateSize)
+	}
+	stateDir := filepath.Join(td.d.cfg.DataDir, "state", "counts")
+	if _, err := os.Stat(stateDir); err != nil {
+		t.Fatalf("no state directory: %v", err)
+	}
+
+	if code, body, err := td.do("DELETE", "/pipelines/counts", "", nil); err != nil || code != http.StatusUnauthorized {
+		t.Fatalf("DELETE without the token: %d %s %v", code, body, err)
+	}
+	code, body, err := td.do("DELETE", "/pipelines/counts", "", map[string]string{"Authorization": "Bearer " + td.token})
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("DELETE: %d %s %v", code, body, err)
+	}
+	if _, err := os.Stat(stateDir); !os.IsNotExist(err) {
+		t.Fatalf("state directory still there after DELETE: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(td.dir, "counts.yaml")); !os.IsNotExist(err) {
+		t.Fatalf("pipeline file still there after DELETE: %v", err)
+	}
+	if code := td.get("/pipelines/counts", nil); code != http.StatusNotFound {
+		t.Fatalf("GET after DELETE: %d, want 404", code)
+	}
+}

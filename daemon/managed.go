@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/pipelines"
+	"github.com/sluicehq/sluice/state"
 )
 
 // A pipeline's state as the API reports it.
@@ -36,6 +38,7 @@ type managed struct {
 	sum   [32]byte
 	log   *slog.Logger
 	build func(context.Context) (*engine.Pipeline, error) // nil: invalid
+	spec  *pipelines.Spec                                 // nil: invalid
 	// metrics are the counters the pipeline's records are counted in.
 	metrics *engine.Metrics
 
@@ -199,6 +202,35 @@ type Info struct {
 	// Tasks lists the tasks this process runs, for a pipeline split into
 	// tasks (empty if it runs none); absent otherwise.
 	Tasks []TaskInfo `json:"tasks,omitzero"`
+	// StateSize lists the size of each task's keyed state this process
+	// holds, for a pipeline with stateful steps; absent otherwise.
+	StateSize []StateInfo `json:"state_size,omitempty"`
+}
+
+// StateInfo is the size of one task's state (docs/ARCHITECTURE.md §18).
+type StateInfo struct {
+	Task  engine.Task `json:"task"`
+	Keys  int64       `json:"keys"`
+	Bytes int64       `json:"bytes"` // keys and values, as stored
+}
+
+// stateSizes is what a durable state backend (state.Durable) tells about
+// its size.
+type stateSizes interface {
+	Sizes() map[engine.Task]state.Size
+}
+
+func stateInfos(b engine.StateBackend) []StateInfo {
+	s, ok := b.(stateSizes)
+	if !ok {
+		return nil
+	}
+	sizes := s.Sizes()
+	out := make([]StateInfo, 0, len(sizes))
+	for _, t := range slices.Sorted(maps.Keys(sizes)) {
+		out = append(out, StateInfo{Task: t, Keys: sizes[t].Keys, Bytes: sizes[t].Bytes})
+	}
+	return out
 }
 
 // TaskInfo is one task of a pipeline split into tasks: its committed
@@ -337,6 +369,7 @@ func (m *managed) info() Info {
 		}
 		in.Tasks = taskInfos(st)
 		in.Lag = partitionLags(st)
+		in.StateSize = stateInfos(m.p.State())
 		if m.state == StateRunning {
 			in.Plugins = pluginInfos(m.p.Transforms())
 		}

@@ -150,7 +150,7 @@ func TestAPIErrorsAreJSON(t *testing.T) {
 		allow, msg   string
 	}{
 		{"POST", "/pipelines", 405, "GET, HEAD", "POST is not allowed on /pipelines: use GET or HEAD"},
-		{"DELETE", "/pipelines/x", 405, "GET, HEAD", "DELETE is not allowed on /pipelines/x"},
+		{"PUT", "/pipelines/x", 405, "DELETE, GET, HEAD", "PUT is not allowed on /pipelines/x"},
 		{"GET", "/pipelines/x/pause", 405, "POST", "use POST"},
 		{"GET", "/nothing-here", 404, "", "no endpoint /nothing-here"},
 		{"POST", "/pipelines/x/bogus", 404, "", "no endpoint /pipelines/x/bogus"},

@@ -91,6 +91,10 @@ func (p *Pipeline) Metrics() *Metrics { return p.m }
 // lists the plugin processes of those that run any).
 func (p *Pipeline) Transforms() []Transform { return p.cfg.Transforms }
 
+// State returns the pipeline's state backend, nil if it keeps no state;
+// the daemon's API asks it for its size.
+func (p *Pipeline) State() StateBackend { return p.cfg.State }
+
 // Meter turns successive Totals into records per second over its last
 // few samples.
 type Meter struct {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/kafkaconn"
@@ -201,20 +202,46 @@ func stateful(spec *pipelines.Spec, kinds *Table) bool {
 // §18), so a task can restore in another process.
 func newStateBackend(ctx context.Context, env *Env) (engine.StateBackend, error) {
 	opts := state.Options{DataDir: env.DataDir, Pipeline: env.Spec.Name, Logger: env.Logger, Metrics: env.StateMetrics}
-	if oc, ok := env.Spec.Source.Config.(pipelines.OnCluster); ok {
-		c := oc.Cluster()
-		addrs, err := env.Brokers(c)
-		if err != nil {
-			return nil, err
-		}
-		if opts.Kafka, err = kafkaconn.KgoOptions(addrs, c.TLS, c.SASL, "sluice-state-"+env.Spec.Name, env.Logger); err != nil {
-			return nil, err
-		}
-	} else {
+	var err error
+	if opts.Kafka, err = changelogCluster(env); err != nil {
+		return nil, err
+	}
+	if opts.Kafka == nil {
 		env.Logger.Info("state kept in the data directory only: the source is not on a Kafka cluster, so there is no changelog topic to restore it from elsewhere",
 			"pipeline", env.Spec.Name, "dir", state.Dir(env.DataDir, env.Spec.Name))
 	}
 	return state.Open(ctx, opts)
+}
+
+// changelogCluster returns the client options of the cluster that holds
+// the pipeline's changelog topic, its source's; nil for a source not on
+// Kafka.
+func changelogCluster(env *Env) ([]kgo.Opt, error) {
+	oc, ok := env.Spec.Source.Config.(pipelines.OnCluster)
+	if !ok {
+		return nil, nil
+	}
+	c := oc.Cluster()
+	addrs, err := env.Brokers(c)
+	if err != nil {
+		return nil, err
+	}
+	return kafkaconn.KgoOptions(addrs, c.TLS, c.SASL, "sluice-state-"+env.Spec.Name, env.Logger)
+}
+
+// DeleteState drops the state of the pipeline spec describes: its local
+// stores in opts.DataDir and its changelog topic on the source's cluster.
+// The pipeline must be stopped.
+func DeleteState(ctx context.Context, spec *pipelines.Spec, opts Options) error {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	env := &Env{Options: opts, Spec: spec}
+	kafka, err := changelogCluster(env)
+	if err != nil {
+		return err
+	}
+	return state.Delete(ctx, opts.DataDir, spec.Name, kafka)
 }
 
 // build looks c's kind up in kinds and builds it.
