@@ -23,12 +23,24 @@ const (
 // testStatePlugin runs one command per record on the state of the
 // record's task and outputs the result:
 //
-//	put K V | get K | del K | scan PREFIX | incr K | prefetch K... |
+//	put K V | get K | del K | scan PREFIX | incr K | count K (incr, its
+//	keys prefetched for the whole batch first) | prefetch K... |
 //	fail (fails the batch) | other-task (writes a task not in the batch) |
 //	big-ignored (a Put over the value limit whose error is dropped)
 func testStatePlugin() sdk.Transform {
 	return sdk.Batch(func(ctx context.Context, in []sdk.Record) ([]sdk.Record, []sdk.Rejected, error) {
 		st := sdk.State(ctx)
+		counted := map[int32][]string{}
+		for _, r := range in {
+			if k, ok := strings.CutPrefix(string(r.Value), "count "); ok {
+				counted[r.Partition] = append(counted[r.Partition], k)
+			}
+		}
+		for task, keys := range counted {
+			if err := st.Prefetch(task, keys...); err != nil {
+				return nil, nil, err
+			}
+		}
 		out := make([]sdk.Record, 0, len(in))
 		for _, r := range in {
 			f := strings.Fields(string(r.Value))
@@ -62,7 +74,7 @@ func testStatePlugin() sdk.Transform {
 					return true
 				})
 				res = strings.Join(kv, " ")
-			case "incr":
+			case "incr", "count":
 				var v []byte
 				if v, _, err = ts.Get(f[1]); err == nil {
 					var n int

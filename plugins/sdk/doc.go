@@ -9,7 +9,13 @@
 // typed struct. A per-record error rejects that record (it goes to the
 // pipeline's dead-letter destination); FailBatch fails the whole batch.
 //
-// Local runs the same Transform in-process, for tests and benchmarks.
+// State(ctx) is the keyed state of a step with `state: true`: per task (a
+// record's Partition), kept by the host and committed with the batch's
+// output, so a plugin that counts, deduplicates or sessionizes through it
+// counts each record once across crashes and restarts (see Store).
+//
+// Local runs the same Transform in-process, for tests and benchmarks, with
+// the keyed state in memory.
 //
 // On Linux, Serve also starts a guard: the plugin binary again (recognised
 // in this package's init, before the plugin's own code runs), in the
