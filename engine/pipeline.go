@@ -49,6 +49,13 @@ type Config struct {
 	// false they are counted, logged and dropped.
 	DeadLetters bool
 
+	// Stages are the pipelines that run after this one, in order, each
+	// reading what the one before writes to an internal topic (a pipeline
+	// cut at its repartition steps, ARCHITECTURE §18). Run runs them with
+	// this one and stops them together; a stage's IdleExit counts only
+	// once the stage before it has exited.
+	Stages []*Pipeline
+
 	// Tasks, when set, makes the pipeline run only the tasks it assigns
 	// this process (docs/ARCHITECTURE.md §11): the sink must be a TaskSink,
 	// the source a TaskSource, and delivery exactly-once.
@@ -86,6 +93,9 @@ type Pipeline struct {
 	// gauged holds the tasks whose TaskCommittedEpoch series this
 	// pipeline set and has not deleted. Owned by the batch loop.
 	gauged map[Task]bool
+	// upstream is closed when the stage before this one (Config.Stages)
+	// exited idle; nil for the first stage. Set by Run before run starts.
+	upstream <-chan struct{}
 
 	statusMu sync.Mutex
 	status   Status
@@ -242,7 +252,7 @@ func (p *Pipeline) gaugeTasks(cps map[Task]Checkpoint) {
 	}
 }
 
-// Run runs the batch loop until ctx ends (returns nil), the pipeline is idle
+// run runs the batch loop until ctx ends (returns nil), the pipeline is idle
 // for IdleExit (returns nil) or a fatal error stops the pipeline. When ctx
 // ends, intake stops at once, the batch read ahead is discarded and the
 // batch in flight is finished within drainTimeout or abandoned; either way
@@ -256,7 +266,7 @@ func (p *Pipeline) gaugeTasks(cps map[Task]Checkpoint) {
 // before ended. Any failure, backoff or reopen stops the intake first and
 // discards what it read ahead; the protocol then reopens the source at the
 // sink's positions, so everything after the last commit is recomputed.
-func (p *Pipeline) Run(ctx context.Context) (err error) {
+func (p *Pipeline) run(ctx context.Context) (err error) {
 	// Steps of a batch in flight run on opCtx, which outlives ctx by up to
 	// drainTimeout so a stop can still commit.
 	opCtx, cancelOp := context.WithCancel(context.WithoutCancel(ctx))
@@ -551,6 +561,11 @@ func (p *Pipeline) requestRead(last *prepared) {
 // batch, everything read before it is committed (no batch in flight).
 func (p *Pipeline) idle(b *prepared) bool {
 	if !b.idle {
+		p.idleSince = time.Time{}
+		return false
+	}
+	if !p.upstreamEnded() {
+		// Records may still come from the stage before (Config.Stages).
 		p.idleSince = time.Time{}
 		return false
 	}

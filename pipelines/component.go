@@ -48,6 +48,11 @@ type Caps struct {
 	// when configured to (a plugin step's state: true) leaves it false and
 	// implements StatefulConfig on its block.
 	Stateful bool
+	// Stage: a step that cuts the pipeline in two at its place, through an
+	// internal topic on the source's Kafka cluster (repartition): it needs
+	// a Kafka source, delivery exactly-once and dead letters in a topic
+	// (ARCHITECTURE §19).
+	Stage bool
 }
 
 // StatefulConfig is a step block that says whether the step keeps keyed

@@ -106,6 +106,8 @@ func (s *Spec) checkAll(c *checker, kinds *Kinds) {
 		switch {
 		case len(s.Name) > MaxNameLength:
 			c.at("name", "name is %d characters, longer than %d; shorten it", len(s.Name), MaxNameLength)
+		case stageNameRE.MatchString(s.Name):
+			c.at("name", "name %q ends like the stage of a pipeline cut by repartition steps (NAME.repartition-N), which would share its topics and checkpoints; rename it, e.g. name: %s", s.Name, strings.ReplaceAll(s.Name, ".repartition-", "-repartition-"))
 		case !nameRE.MatchString(s.Name):
 			c.at("name", "bad name %q: it becomes a directory, group id and metric label; use lowercase letters, digits, '-', '_' and '.', starting with a letter or digit, e.g. name: %s", s.Name, suggestName(s.Name))
 		}
@@ -136,6 +138,7 @@ func (s *Spec) checkAll(c *checker, kinds *Kinds) {
 		c.add(p, "delivery: exactly-once %sis impossible with the %s sink: it cannot take back output it wrote before a crash; write delivery: at-least-once, or use a transactional sink: %s", how, sink.Key, either(sinksWith(kinds, func(c Caps) bool { return c.Transactional })))
 	}
 	s.checkStateful(c, kinds)
+	s.checkStages(c, kinds)
 	if dl := s.DeadLetter; dl != nil && c.ok("dead-letter", "dead-letter.topic", "dead-letter.file", "dead-letter.table", "sink") {
 		s.checkDeadLetter(c, dl, kinds, sink)
 	}

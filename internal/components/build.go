@@ -120,13 +120,24 @@ func (e *Env) Brokers(c pipelines.Cluster) ([]string, error) {
 
 // Build assembles the pipeline spec describes. ctx bounds only the
 // building (starting plugin processes, connecting).
-func Build(ctx context.Context, spec *pipelines.Spec, opts Options) (_ *engine.Pipeline, err error) {
+func Build(ctx context.Context, spec *pipelines.Spec, opts Options) (*engine.Pipeline, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	if opts.Kinds == nil {
 		opts.Kinds = &Builtin
 	}
+	if cuts := stageSteps(spec, opts.Kinds); len(cuts) > 0 {
+		return buildStages(ctx, spec, opts, cuts)
+	}
+	return buildStage(ctx, spec, opts, 0, nil)
+}
+
+// buildStage builds one pipeline, or one stage of a pipeline cut by
+// repartition steps: spec is then the stage's, and its first step is item
+// firstStep of the file's transforms (steps are named by their place in
+// the file); stages are the stages after it (engine.Config.Stages).
+func buildStage(ctx context.Context, spec *pipelines.Spec, opts Options, firstStep int, stages []*engine.Pipeline) (_ *engine.Pipeline, err error) {
 	env := &Env{Options: opts, Spec: spec, DeadLetter: spec.DeadLetter}
 	cfg := engine.Config{
 		Name:                   spec.Name,
@@ -137,6 +148,7 @@ func Build(ctx context.Context, spec *pipelines.Spec, opts Options) (_ *engine.P
 		Logger:                 opts.Logger,
 		Metrics:                opts.Metrics,
 		DeadLetters:            spec.DeadLetter != nil,
+		Stages:                 stages,
 	}
 	var closers []io.Closer
 	defer func() {
@@ -162,8 +174,8 @@ func Build(ctx context.Context, spec *pipelines.Spec, opts Options) (_ *engine.P
 	}
 	closers = append(closers, cfg.Sink)
 	for i, step := range spec.Transforms {
-		env.Step = i
-		t, err := build(ctx, fmt.Sprintf("transforms[%d]", i), opts.Kinds.Steps, step, env)
+		env.Step = firstStep + i
+		t, err := build(ctx, fmt.Sprintf("transforms[%d]", env.Step), opts.Kinds.Steps, step, env)
 		if err != nil {
 			return nil, err
 		}

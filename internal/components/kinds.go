@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/sources/kafka"
 	"github.com/sluicehq/sluice/steps/aggregate"
 	"github.com/sluicehq/sluice/steps/dedupe"
+	"github.com/sluicehq/sluice/steps/repartition"
 )
 
 // Builtin is the table of every source, sink and step kind: one line per
@@ -39,6 +40,7 @@ var Builtin = Table{
 		NewKind("plugin", pipelines.Caps{}, buildPlugin),
 		NewKind("aggregate", pipelines.Caps{Stateful: true}, buildAggregate),
 		NewKind("dedupe", pipelines.Caps{Stateful: true}, buildDedupe),
+		NewKind("repartition", pipelines.Caps{Stage: true}, buildRepartition),
 	},
 }
 
@@ -149,7 +151,7 @@ func buildKafkaSource(ctx context.Context, k *kafka.Settings, env *Env) (engine.
 	return kafka.NewDirect(kafka.DirectConfig{
 		Conn: conn, Topics: k.Topics, Pattern: k.Pattern, Start: k.Start, Group: group, Tasks: tasks,
 		MaxRate: k.MaxRate, SkipLoss: k.OnDataLoss == "skip", SkipCorrupt: k.OnCorrupt == "skip", Pipeline: env.Spec.Name,
-		Logger: env.Logger, Metrics: env.KafkaMetrics,
+		Trim: k.Internal, Logger: env.Logger, Metrics: env.KafkaMetrics,
 	})
 }
 
@@ -240,4 +242,11 @@ func buildDedupe(ctx context.Context, s *dedupe.Step, env *Env) (engine.Transfor
 		return nil, err
 	}
 	return d, nil
+}
+
+// buildRepartition builds the step that ends the stage before a
+// repartition: it re-keys the records, which the stage's sink (the
+// internal topic's) then partitions by key. Build cuts the pipeline there.
+func buildRepartition(ctx context.Context, c *repartition.Config, env *Env) (engine.Transform, error) {
+	return repartition.NewRekey(*c), nil
 }

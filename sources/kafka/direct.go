@@ -55,9 +55,13 @@ type DirectConfig struct {
 	SkipLoss bool  // on-data-loss: skip (true) or fail
 	// SkipCorrupt is on-corrupt: skip (true) or fail.
 	SkipCorrupt bool
-	Pipeline    string
-	Logger      *slog.Logger
-	Metrics     *Metrics
+	// Trim deletes the records before the committed positions
+	// (DeleteRecords) after commits: for an internal topic only this
+	// pipeline reads (a repartition's), so it does not grow forever.
+	Trim     bool
+	Pipeline string
+	Logger   *slog.Logger
+	Metrics  *Metrics
 }
 
 // Direct is the direct-mode source (engine.Source), as in Spark Streaming's
@@ -99,6 +103,10 @@ type Direct struct {
 	// skips are batches on-corrupt: skip stepped over during a poll,
 	// passed over once the poll's records are absorbed.
 	skips []skipTo
+	// trimmed is where each partition was last trimmed to (Trim), and
+	// trimAt when; both survive reopening, as the topic does.
+	trimmed map[engine.TopicPartition]int64
+	trimAt  time.Time
 	// aheadLimit is how many records a partition keeps fetched ahead
 	// before its fetching pauses: one batch's share, so what is fetched
 	// ahead stays within the batch settings whatever the volume.
@@ -694,6 +702,9 @@ func (d *Direct) Committed(ctx context.Context, until engine.Positions) error {
 			}
 			d.gauged[tp] = true
 		}
+	}
+	if d.cfg.Trim {
+		d.trim(ctx, until)
 	}
 	switch {
 	case d.only != nil:

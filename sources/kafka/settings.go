@@ -27,6 +27,10 @@ type Settings struct {
 	SessionTimeout pipelines.Duration `yaml:"session-timeout" default:"45s" doc:"direct mode split into tasks: how long a silent process keeps its tasks"`
 	TLS            *pipelines.TLS     `yaml:"tls"`
 	SASL           *pipelines.SASL    `yaml:"sasl"`
+	// Internal marks the source of a stage after a repartition step, set
+	// by the wiring (never in a file): its topic is the pipeline's own, so
+	// what the stage committed is deleted from it (DirectConfig.Trim).
+	Internal bool `yaml:"-"`
 }
 
 // WALEnabled reports whether receiver mode writes blocks to the write-ahead
