@@ -205,6 +205,11 @@ type Info struct {
 	// StateSize lists the size of each task's keyed state this process
 	// holds, for a pipeline with stateful steps; absent otherwise.
 	StateSize []StateInfo `json:"state_size,omitempty"`
+	// Stages lists the stages after the first of a pipeline cut by
+	// repartition steps (NAME.repartition-N, ARCHITECTURE §20), each read
+	// from its internal topic; the fields above are then the first
+	// stage's, which reads the source and writes the first internal topic.
+	Stages []StageInfo `json:"stages,omitempty"`
 }
 
 // StateInfo is the size of one task's state (docs/ARCHITECTURE.md §18).
@@ -229,6 +234,51 @@ func stateInfos(b engine.StateBackend) []StateInfo {
 	out := make([]StateInfo, 0, len(sizes))
 	for _, t := range slices.Sorted(maps.Keys(sizes)) {
 		out = append(out, StateInfo{Task: t, Keys: sizes[t].Keys, Bytes: sizes[t].Bytes})
+	}
+	return out
+}
+
+// StageInfo is one stage of a pipeline cut by repartition steps.
+type StageInfo struct {
+	Name       string           `json:"name"`
+	Epoch      uint64           `json:"epoch"`
+	Positions  engine.Positions `json:"positions"`
+	LastCommit *time.Time       `json:"last_commit,omitempty"`
+	Retrying   string           `json:"retrying,omitempty"`
+	// Records counted since this process started, as for the pipeline.
+	RecordsIn       uint64         `json:"records_in"`
+	RecordsOut      uint64         `json:"records_out"`
+	RecordsRejected uint64         `json:"records_rejected"`
+	Lag             []PartitionLag `json:"lag,omitempty"`
+	Tasks           []TaskInfo     `json:"tasks,omitzero"`
+	Plugins         []PluginInfo   `json:"plugins,omitempty"`
+	StateSize       []StateInfo    `json:"state_size,omitempty"`
+}
+
+// stageInfos describes the stages after p.
+func (m *managed) stageInfos(p *engine.Pipeline) []StageInfo {
+	var out []StageInfo
+	for _, s := range p.Stages() {
+		st := s.Status()
+		si := StageInfo{Name: s.Name(), Epoch: st.Epoch, Positions: st.Positions, Lag: partitionLags(st), Tasks: taskInfos(st)}
+		if si.Positions == nil {
+			si.Positions = engine.Positions{}
+		}
+		if !st.LastCommit.IsZero() {
+			si.LastCommit = &st.LastCommit
+		}
+		if st.Retrying != nil {
+			si.Retrying = st.Retrying.Error()
+		}
+		if m.metrics != nil {
+			t := m.metrics.Totals(s.Name())
+			si.RecordsIn, si.RecordsOut, si.RecordsRejected = t.In, t.Out, t.Rejected
+		}
+		if m.state == StateRunning {
+			si.Plugins = pluginInfos(s.Transforms())
+		}
+		si.StateSize = stateInfos(s.State())
+		out = append(out, si)
 	}
 	return out
 }
@@ -373,6 +423,7 @@ func (m *managed) info() Info {
 		if m.state == StateRunning {
 			in.Plugins = pluginInfos(m.p.Transforms())
 		}
+		in.Stages = m.stageInfos(m.p)
 	}
 	if m.metrics != nil {
 		t := m.metrics.Totals(m.name)

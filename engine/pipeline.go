@@ -51,7 +51,7 @@ type Config struct {
 
 	// Stages are the pipelines that run after this one, in order, each
 	// reading what the one before writes to an internal topic (a pipeline
-	// cut at its repartition steps, ARCHITECTURE §18). Run runs them with
+	// cut at its repartition steps, ARCHITECTURE §20). Run runs them with
 	// this one and stops them together; a stage's IdleExit counts only
 	// once the stage before it has exited.
 	Stages []*Pipeline

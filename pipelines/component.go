@@ -51,7 +51,7 @@ type Caps struct {
 	// Stage: a step that cuts the pipeline in two at its place, through an
 	// internal topic on the source's Kafka cluster (repartition): it needs
 	// a Kafka source, delivery exactly-once and dead letters in a topic
-	// (ARCHITECTURE §19).
+	// (ARCHITECTURE §20).
 	Stage bool
 }
 

@@ -271,7 +271,7 @@ func TestParseReportsAllErrors(t *testing.T) {
 		"t.yaml:7:21: source.kafka.block-interval: 10 has no unit",
 		"t.yaml:9:3: unknown key \"intreval\"",
 		"t.yaml:10:30: batch.max-records-per-partition must be at least 1",
-		"t.yaml:12:5: transforms[0] names no step kind; write a mapping with one of the keys plugin, aggregate, dedupe",
+		"t.yaml:12:5: transforms[0] names no step kind; write a mapping with one of the keys plugin, aggregate, dedupe, repartition",
 		"t.yaml:14:3: delivery: exactly-once (the default) is impossible with the stdout sink",
 		"t.yaml:14:20: bad value \"text\" for sink.stdout.format",
 		"t.yaml:16:9: environment variable DLQ_FILE is not set",
@@ -692,7 +692,7 @@ func TestReferenceCoversEveryBlock(t *testing.T) {
 			}
 		}
 	}
-	want := "[ source source.generate source.kafka source.kafka.tls source.kafka.sasl batch transforms[] (plugin) transforms[] (aggregate) transforms[] (aggregate).aggregate transforms[] (aggregate).aggregate.window transforms[] (aggregate).aggregate.window.sliding transforms[] (aggregate).aggregate.window.session transforms[] (dedupe) transforms[] (dedupe).dedupe sink sink.file sink.file.roll sink.stdout sink.postgres sink.kafka sink.kafka.tls sink.kafka.sasl dead-letter]"
+	want := "[ source source.generate source.kafka source.kafka.tls source.kafka.sasl batch transforms[] (plugin) transforms[] (aggregate) transforms[] (aggregate).aggregate transforms[] (aggregate).aggregate.window transforms[] (aggregate).aggregate.window.sliding transforms[] (aggregate).aggregate.window.session transforms[] (dedupe) transforms[] (dedupe).dedupe transforms[] (repartition) transforms[] (repartition).repartition sink sink.file sink.file.roll sink.stdout sink.postgres sink.kafka sink.kafka.tls sink.kafka.sasl dead-letter]"
 	if got := fmt.Sprint(paths); got != want {
 		t.Errorf("blocks = %s\nwant     %s", got, want)
 	}

@@ -242,18 +242,37 @@ func changelogCluster(env *Env) ([]kgo.Opt, error) {
 }
 
 // DeleteState drops the state of the pipeline spec describes: its local
-// stores in opts.DataDir and its changelog topic on the source's cluster.
+// stores in opts.DataDir and its changelog topic on the source's cluster,
+// and the internal topics of its repartition steps.
 // The pipeline must be stopped.
 func DeleteState(ctx context.Context, spec *pipelines.Spec, opts Options) error {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Kinds == nil {
+		opts.Kinds = &Builtin
 	}
 	env := &Env{Options: opts, Spec: spec}
 	kafka, err := changelogCluster(env)
 	if err != nil {
 		return err
 	}
-	return state.Delete(ctx, opts.DataDir, spec.Name, kafka)
+	// A pipeline cut by repartition steps keeps the state of each stage
+	// under the stage's name, and its internal topics (ARCHITECTURE §20).
+	names := []string{spec.Name}
+	cuts := stageSteps(spec, opts.Kinds)
+	for n := range cuts {
+		names = append(names, pipelines.StageName(spec.Name, n+1))
+	}
+	for _, name := range names {
+		if err := state.Delete(ctx, opts.DataDir, name, kafka); err != nil {
+			return err
+		}
+	}
+	if len(cuts) == 0 {
+		return nil
+	}
+	return deleteInternalTopics(ctx, spec, opts)
 }
 
 // build looks c's kind up in kinds and builds it.

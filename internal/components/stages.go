@@ -1,8 +1,10 @@
 package components
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -29,7 +31,7 @@ func stageSteps(spec *pipelines.Spec, kinds *Table) []int {
 
 // buildStages builds a pipeline cut at its repartition steps (cuts, the
 // steps' indexes) into stages, as Kafka Streams cuts a topology into
-// sub-topologies (ARCHITECTURE §18). Stage 0, named as the pipeline,
+// sub-topologies (ARCHITECTURE §20). Stage 0, named as the pipeline,
 // reads the source and runs the steps up to the first repartition, which
 // re-keys the records; its sink is the kafka sink on the source's cluster,
 // into the internal topic _sluice-repartition.PIPELINE.1, partitioned by
@@ -134,4 +136,28 @@ func ensureInternalTopics(ctx context.Context, spec *pipelines.Spec, src *kafka.
 		}
 	}
 	return nil
+}
+
+// deleteInternalTopics deletes the internal topics of a pipeline that is
+// deleted: its repartition topics and their sinks' checkpoint topics.
+func deleteInternalTopics(ctx context.Context, spec *pipelines.Spec, opts Options) error {
+	src, ok := spec.Source.Config.(*kafka.Settings)
+	if !ok {
+		return nil
+	}
+	env := &Env{Options: opts, Spec: spec}
+	addrs, err := env.Brokers(src.Cluster())
+	if err != nil {
+		return err
+	}
+	kopts, err := kafkaconn.KgoOptions(addrs, src.TLS, src.SASL, "sluice-"+spec.Name, opts.Logger)
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return fmt.Errorf("repartition: %w", err)
+	}
+	defer cl.Close()
+	return repartition.DeleteInternal(ctx, kadm.NewClient(cl), spec.Name, cmp.Or(opts.Logger, slog.Default()))
 }

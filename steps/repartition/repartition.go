@@ -4,7 +4,7 @@
 // cutting itself (the stage that writes the topic, the stage that reads it)
 // is wired in internal/components; this package holds the block, the
 // re-keying transform and the internal topics' administration
-// (ARCHITECTURE §18).
+// (ARCHITECTURE §20).
 package repartition
 
 import (
@@ -27,8 +27,13 @@ const TopicPrefix = "_sluice-repartition."
 // (n from 1).
 func Topic(pipeline string, n int) string { return TopicPrefix + pipeline + "." + strconv.Itoa(n) }
 
-// Config is the repartition block: - repartition: {key: FIELD}.
+// Config is the repartition item of transforms: - repartition: {key: FIELD}.
 type Config struct {
+	Repartition Settings `yaml:"repartition" required:"true" doc:"cut the pipeline here: re-key by key, through an internal topic"`
+}
+
+// Settings is the block under repartition:.
+type Settings struct {
 	Key string `yaml:"key" required:"true" example:"user.id" doc:"a dot-separated path into the JSON value (strings keep no quotes), or key / value: the whole record key / value"`
 }
 
@@ -42,12 +47,12 @@ const (
 // Validate checks the field path; the rules between blocks (a Kafka
 // source, exactly-once) are checked by the loader through Caps.Stage.
 func (c *Config) Validate(k *pipelines.Check) {
-	if !k.OK("key") {
+	if !k.OK("repartition", "repartition.key") {
 		return
 	}
-	for _, p := range strings.Split(c.Key, ".") {
+	for _, p := range strings.Split(c.Repartition.Key, ".") {
 		if p == "" {
-			k.Errorf("key", "key %q has an empty part; write a dot-separated path such as user.id, or key or value", c.Key)
+			k.Errorf("repartition.key", "key %q has an empty part; write a dot-separated path such as user.id, or key or value", c.Repartition.Key)
 			return
 		}
 	}
@@ -55,7 +60,7 @@ func (c *Config) Validate(k *pipelines.Check) {
 
 // RepartitionKey is the field the step partitions by (pipelines lint reads
 // it to tell whether a keyed step's input is partitioned by its key).
-func (c *Config) RepartitionKey() string { return c.Key }
+func (c *Config) RepartitionKey() string { return c.Repartition.Key }
 
 // Rekey is the transform that ends the stage before a repartition: it sets
 // each record's key to the field, so the internal topic's partitioner
@@ -69,9 +74,10 @@ type Rekey struct {
 
 // NewRekey returns the transform for c.
 func NewRekey(c Config) *Rekey {
-	r := &Rekey{key: c.Key}
-	if c.Key != KeyRecordKey && c.Key != KeyRecordValue {
-		r.path = strings.Split(c.Key, ".")
+	key := c.Repartition.Key
+	r := &Rekey{key: key}
+	if key != KeyRecordKey && key != KeyRecordValue {
+		r.path = strings.Split(key, ".")
 	}
 	return r
 }
