@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/hashicorp/go-plugin"
@@ -25,7 +26,7 @@ const (
 //
 //	put K V | get K | del K | scan PREFIX | incr K | count K (incr, its
 //	keys prefetched for the whole batch first) | prefetch K... |
-//	fail (fails the batch) | other-task (writes a task not in the batch) |
+//	fail (fails the batch) | crash (exits the process) | other-task (writes a task not in the batch) |
 //	big-ignored (a Put over the value limit whose error is dropped)
 func testStatePlugin() sdk.Transform {
 	return sdk.Batch(func(ctx context.Context, in []sdk.Record) ([]sdk.Record, []sdk.Rejected, error) {
@@ -94,6 +95,8 @@ func testStatePlugin() sdk.Transform {
 				err = ts.Prefetch(f[1:]...)
 			case "fail":
 				return nil, nil, errors.New("failed on purpose")
+			case "crash":
+				os.Exit(3)
 			case "other-task":
 				err = st.Put(r.Partition+1000, "k", []byte("v"))
 			case "big-ignored":

@@ -121,8 +121,20 @@ func TestStateFollowsTheEpochRule(t *testing.T) {
 		t.Fatalf("err = %v, want the plugin's failure", err)
 	}
 	m.Discard()
-	if got, b := batch(t, m, tr, onPartition(0, "get n")); got != "1" {
+	if got, _ := batch(t, m, tr, onPartition(0, "get n")); got != "1" {
 		t.Fatalf("after a failed batch: n = %q, want 1", got)
+	}
+	m.Discard()
+
+	// The plugin process dies mid-batch: its writes never reach the host,
+	// the batch is retried on a new process.
+	c, _ = m.Begin(ctx)
+	if _, _, err := tr.Process(c, onPartition(0, "incr n", "crash")); !engine.IsRetryable(err) {
+		t.Fatalf("err = %v, want a retryable failure of the crashed plugin", err)
+	}
+	m.Discard()
+	if got, b := batch(t, m, tr, onPartition(0, "get n")); got != "1" {
+		t.Fatalf("after a crash: n = %q, want 1", got)
 	} else {
 		commit(t, b, 2)
 	}
