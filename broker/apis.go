@@ -58,19 +58,25 @@ func init() {
 		{kmsg.ListTransactions, 0, 1, handleListTransactions},
 		// Consumer groups, classic protocol. kafka-go pins JoinGroup v1/v2,
 		// SyncGroup v0, OffsetCommit v2, OffsetFetch v1, FindCoordinator
-		// v0; franz-go and sarama negotiate up to these maxima. OffsetFetch
-		// stops at v7 (v8 batches groups); FindCoordinator v4 batches keys.
+		// v0; franz-go and sarama negotiate up to these maxima. OffsetCommit
+		// and OffsetFetch v9 carry a consumer-protocol member's epoch
+		// (KIP-848); v10 names topics by id. FindCoordinator v4 batches keys.
 		{kmsg.FindCoordinator, 0, 4, handleFindCoordinator},
 		{kmsg.JoinGroup, 0, 7, handleJoinGroup},
 		{kmsg.SyncGroup, 0, 5, handleSyncGroup},
 		{kmsg.Heartbeat, 0, 4, handleHeartbeat},
 		{kmsg.LeaveGroup, 0, 4, handleLeaveGroup},
-		{kmsg.OffsetCommit, 0, 8, handleOffsetCommit},
-		{kmsg.OffsetFetch, 0, 7, handleOffsetFetch},
+		{kmsg.OffsetCommit, 0, 9, handleOffsetCommit},
+		{kmsg.OffsetFetch, 0, 9, handleOffsetFetch},
 		{kmsg.ListGroups, 0, 4, handleListGroups},
 		{kmsg.DescribeGroups, 0, 5, handleDescribeGroups},
 		{kmsg.DeleteGroups, 0, 2, handleDeleteGroups},
 		{kmsg.OffsetDelete, 0, 0, handleOffsetDelete},
+		// Consumer-protocol groups (KIP-848, handle_consumer_group.go): v1
+		// has clients name their members and adds regex subscriptions,
+		// what Kafka 4.0 serves and franz-go requires.
+		{kmsg.ConsumerGroupHeartbeat, 0, 1, handleConsumerGroupHeartbeat},
+		{kmsg.ConsumerGroupDescribe, 0, 1, handleConsumerGroupDescribe},
 		// ACLs (handle_acl.go): v1 adds PREFIXED patterns (KIP-290), v2
 		// flexible versions; v3 (USER resources, KIP-554) is what current
 		// kafka-acls.sh, kadm and librdkafka negotiate to or below.

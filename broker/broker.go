@@ -95,6 +95,14 @@ type Options struct {
 	// descriptors each).
 	MaxPartitions int
 
+	// ConsumerGroupSessionTimeout and ConsumerGroupHeartbeatInterval are
+	// Kafka's group.consumer.session.timeout.ms (default 45s) and
+	// group.consumer.heartbeat.interval.ms (default 5s): consumer-protocol
+	// (KIP-848) members are told the interval and dropped after the
+	// timeout without a heartbeat.
+	ConsumerGroupSessionTimeout    time.Duration
+	ConsumerGroupHeartbeatInterval time.Duration
+
 	// dynamic holds the broker configs AlterConfigs changed (configs.go);
 	// set by Open, it is shared by every copy of the options.
 	dynamic *dynamicConfigs
@@ -294,6 +302,9 @@ func Open(dir string, opts Options) (_ *Broker, err error) {
 		return nil, fmt.Errorf("open committed offsets: %w", err)
 	}
 	b.groups = group.NewCoordinator(b.offsets, nil)
+	b.groups.Topics = b.topics.groupTopics
+	b.groups.ConsumerSessionTimeout = opts.ConsumerGroupSessionTimeout
+	b.groups.ConsumerHeartbeatInterval = opts.ConsumerGroupHeartbeatInterval
 	b.metrics.attach(b)
 	// Transactions decided before a crash get their markers before any
 	// client is served.

@@ -202,7 +202,7 @@ func handleOffsetCommit(r *request) reply {
 	req := r.msg.(*kmsg.OffsetCommitRequest)
 	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
 	cr := group.CommitRequest{Group: req.Group, MemberID: req.MemberID, InstanceID: str(req.InstanceID),
-		Generation: req.Generation}
+		Generation: req.Generation, Version: req.Version}
 	if req.Version == 0 {
 		cr.Generation = -1
 	}
@@ -266,50 +266,107 @@ func handleOffsetCommit(r *request) reply {
 func handleOffsetFetch(r *request) reply {
 	req := r.msg.(*kmsg.OffsetFetchRequest)
 	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
-	if !r.authorized(opDescribe, resGroup, req.Group) {
-		if req.Version >= 2 {
-			resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
-			return respond(resp)
+	if req.Version >= 8 {
+		// v8 batches groups; v9 names the member and its epoch, checked
+		// for consumer-protocol groups (KIP-848).
+		for _, rg := range req.Groups {
+			var topics []offsetFetchTopic
+			if rg.Topics != nil {
+				topics = []offsetFetchTopic{}
+				for _, t := range rg.Topics {
+					topics = append(topics, offsetFetchTopic{t.Topic, t.Partitions})
+				}
+			}
+			memberID, epoch := "", int32(-1)
+			if req.Version >= 9 {
+				memberID, epoch = str(rg.MemberID), rg.MemberEpoch
+			}
+			ft, errCode := fetchGroupOffsets(r, rg.Group, topics, req.RequireStable, memberID, epoch)
+			g := kmsg.NewOffsetFetchResponseGroup()
+			g.Group, g.ErrorCode = rg.Group, errCode
+			for _, t := range ft {
+				gt := kmsg.NewOffsetFetchResponseGroupTopic()
+				gt.Topic = t.Topic
+				for _, p := range t.Partitions {
+					gp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
+					gp.Partition, gp.Offset, gp.LeaderEpoch, gp.Metadata, gp.ErrorCode = p.Partition, p.Offset, p.LeaderEpoch, p.Metadata, p.ErrorCode
+					gt.Partitions = append(gt.Partitions, gp)
+				}
+				g.Topics = append(g.Topics, gt)
+			}
+			resp.Groups = append(resp.Groups, g)
 		}
+		return respond(resp)
+	}
+	var topics []offsetFetchTopic
+	if req.Topics != nil {
+		topics = []offsetFetchTopic{}
+		for _, t := range req.Topics {
+			topics = append(topics, offsetFetchTopic{t.Topic, t.Partitions})
+		}
+	}
+	ft, errCode := fetchGroupOffsets(r, req.Group, topics, req.RequireStable, "", -1)
+	if errCode == kerr.GroupAuthorizationFailed.Code && req.Version < 2 {
 		// v0 and v1 have no top-level error: each partition asked says it.
 		for _, t := range req.Topics {
 			rt := kmsg.NewOffsetFetchResponseTopic()
 			rt.Topic = t.Topic
 			for _, p := range t.Partitions {
 				rp := kmsg.NewOffsetFetchResponseTopicPartition()
-				rp.Partition, rp.Offset, rp.ErrorCode = p, -1, kerr.GroupAuthorizationFailed.Code
+				rp.Partition, rp.Offset, rp.ErrorCode = p, -1, errCode
 				rt.Partitions = append(rt.Partitions, rp)
 			}
 			resp.Topics = append(resp.Topics, rt)
 		}
 		return respond(resp)
 	}
+	resp.ErrorCode = errCode
+	resp.Topics = ft
+	return respond(resp)
+}
+
+type offsetFetchTopic struct {
+	topic string
+	parts []int32
+}
+
+// fetchGroupOffsets answers one group of an OffsetFetch: topics nil asks
+// for every committed offset. memberID and epoch are OffsetFetch v9's
+// (epoch -1: no member named).
+func fetchGroupOffsets(r *request, groupName string, topics []offsetFetchTopic, requireStable bool, memberID string, epoch int32) ([]kmsg.OffsetFetchResponseTopic, int16) {
+	if !r.authorized(opDescribe, resGroup, groupName) {
+		return nil, kerr.GroupAuthorizationFailed.Code
+	}
+	if err := r.c.b.groups.CheckFetch(groupName, memberID, epoch); err != nil {
+		return nil, err.Code
+	}
 	// Topics the client may not describe: named, their partitions say
 	// so; asked for all, they are left out (as Kafka).
 	d := r.topicDecisions()
 	var parts []group.TopicPartition
-	if req.Topics != nil {
+	if topics != nil {
 		parts = []group.TopicPartition{}
-		for _, t := range req.Topics {
-			for _, p := range t.Partitions {
-				parts = append(parts, group.TopicPartition{Topic: t.Topic, Partition: p})
+		for _, t := range topics {
+			for _, p := range t.parts {
+				parts = append(parts, group.TopicPartition{Topic: t.topic, Partition: p})
 			}
 		}
 	}
-	offsets := r.c.b.groups.Fetch(req.Group, parts)
+	var out []kmsg.OffsetFetchResponseTopic
+	offsets := r.c.b.groups.Fetch(groupName, parts)
 	byTopic := map[string]int{}
 	for _, o := range offsets {
-		allowed := d.allowed(r, opDescribe, o.Topic, req.Topics == nil)
-		if !allowed && req.Topics == nil {
+		allowed := d.allowed(r, opDescribe, o.Topic, topics == nil)
+		if !allowed && topics == nil {
 			continue
 		}
 		i, ok := byTopic[o.Topic]
 		if !ok {
-			i = len(resp.Topics)
+			i = len(out)
 			byTopic[o.Topic] = i
 			rt := kmsg.NewOffsetFetchResponseTopic()
 			rt.Topic = o.Topic
-			resp.Topics = append(resp.Topics, rt)
+			out = append(out, rt)
 		}
 		rp := kmsg.NewOffsetFetchResponseTopicPartition()
 		rp.Partition, rp.Offset, rp.LeaderEpoch = o.Partition, o.Offset, o.LeaderEpoch
@@ -317,14 +374,14 @@ func handleOffsetFetch(r *request) reply {
 		if !allowed {
 			rp.Offset, rp.LeaderEpoch, rp.Metadata = -1, -1, kmsg.StringPtr("")
 			rp.ErrorCode = kerr.TopicAuthorizationFailed.Code
-		} else if req.RequireStable && r.c.b.txns.PendingOffset(req.Group, o.TopicPartition) {
+		} else if requireStable && r.c.b.txns.PendingOffset(groupName, o.TopicPartition) {
 			// A transaction holds an offset for it that is not decided
 			// yet (KIP-447); the client retries.
 			rp.ErrorCode = kerr.UnstableOffsetCommit.Code
 		}
-		resp.Topics[i].Partitions = append(resp.Topics[i].Partitions, rp)
+		out[i].Partitions = append(out[i].Partitions, rp)
 	}
-	return respond(resp)
+	return out, 0
 }
 
 func handleListGroups(r *request) reply {

@@ -89,6 +89,7 @@ func handleMetadata(r *request) reply {
 func (b *Broker) topicMetadata(t *topic) kmsg.MetadataResponseTopic {
 	mt := kmsg.NewMetadataResponseTopic()
 	mt.Topic = kmsg.StringPtr(t.meta.Name)
+	mt.TopicID = t.id()
 	for i, part := range t.parts {
 		p := kmsg.NewMetadataResponseTopicPartition()
 		p.Partition = int32(i)

@@ -1,6 +1,9 @@
 package broker
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/sluicehq/sluice/broker/group"
 	"github.com/sluicehq/sluice/broker/storage"
 	"github.com/sluicehq/sluice/internal/durable"
 )
@@ -164,12 +168,47 @@ type topicMeta struct {
 	Name       string            `json:"name"`
 	Partitions int32             `json:"partitions"`
 	Configs    map[string]string `json:"configs,omitempty"`
+	// ID is the topic id (KIP-516) in hex, made at creation. Topics made
+	// before ids existed have none stored and get one derived from their
+	// name (topic.id), stable across restarts.
+	ID string `json:"id,omitempty"`
 }
 
 type topic struct {
 	meta  topicMeta
 	dir   string
 	parts []*storage.Partition
+}
+
+// id is the topic's id: the stored one, else one derived from the name.
+// Metadata v10+ reports it and KIP-848 assignments name topics by it.
+func (t *topic) id() [16]byte {
+	var id [16]byte
+	if b, err := hex.DecodeString(t.meta.ID); err == nil && len(b) == len(id) {
+		copy(id[:], b)
+		return id
+	}
+	return derivedTopicID(t.meta.Name)
+}
+
+// derivedTopicID is the id of a topic stored without one: a hash of its
+// name, so it does not change across restarts (a topic deleted and made
+// again under the same name gets a fresh random id, stored).
+func derivedTopicID(name string) [16]byte {
+	sum := sha256.Sum256([]byte("sluice topic id\x00" + name))
+	var id [16]byte
+	copy(id[:], sum[:])
+	return id
+}
+
+// newTopicID returns a random topic id, never the all-zero id Kafka
+// reserves for "none".
+func newTopicID() string {
+	var id [16]byte
+	for id == ([16]byte{}) {
+		rand.Read(id[:])
+	}
+	return hex.EncodeToString(id[:])
 }
 
 // value returns the effective value of a config and whether it was set on
@@ -314,6 +353,18 @@ func (ts *topicSet) list() []*topic {
 	return out
 }
 
+// groupTopics lists the topics with their ids and partition counts, for
+// the group coordinator's server-side assignment.
+func (ts *topicSet) groupTopics() map[string]group.TopicInfo {
+	ts.mu.RLock()
+	defer ts.mu.RUnlock()
+	out := make(map[string]group.TopicInfo, len(ts.m))
+	for name, t := range ts.m {
+		out[name] = group.TopicInfo{ID: t.id(), Partitions: int32(len(t.parts))}
+	}
+	return out
+}
+
 // validTopicName applies Kafka's rules, so a name that works here works on
 // a real cluster too.
 func validTopicName(name string) error {
@@ -374,7 +425,7 @@ func (ts *topicSet) create(name string, partitions int32, configs map[string]str
 	if validateOnly {
 		return nil, nil
 	}
-	meta := topicMeta{Name: name, Partitions: partitions, Configs: configs}
+	meta := topicMeta{Name: name, Partitions: partitions, Configs: configs, ID: newTopicID()}
 	data, err := json.MarshalIndent(meta, "", "  ")
 	if err != nil {
 		return nil, err

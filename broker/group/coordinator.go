@@ -128,6 +128,24 @@ type group struct {
 	members      map[string]*member
 	pending      map[string]time.Time // member ids handed out with MEMBER_ID_REQUIRED
 	deadline     time.Time            // of the join or sync phase in progress
+	// consumer is set while the group runs the consumer protocol
+	// (KIP-848, consumer.go); the classic fields above are then unused.
+	consumer *cgroup
+}
+
+// empty says whether no member, of either protocol, is in the group.
+func (g *group) empty() bool {
+	return len(g.members) == 0 && (g.consumer == nil || len(g.consumer.members) == 0)
+}
+
+// toClassic turns an empty consumer-protocol group back into a classic
+// one, as Kafka converts an empty group to the protocol of a joining
+// member.
+func (g *group) toClassic() {
+	if g.consumer != nil && len(g.consumer.members) == 0 {
+		g.consumer = nil
+		g.state, g.protocolType, g.protocol = Empty, "", ""
+	}
 }
 
 // Coordinator owns every group of one broker.
@@ -138,8 +156,20 @@ type Coordinator struct {
 	now     func() time.Time
 
 	// OnRebalance, if set, is called (under the lock) each time a group
-	// completes a join phase; for metrics.
+	// completes a join phase or computes a new target assignment; for
+	// metrics.
 	OnRebalance func(group string)
+
+	// Topics, if set, returns the broker's topics: consumer-protocol
+	// groups assign their partitions. It is called without the
+	// coordinator's lock held.
+	Topics func() map[string]TopicInfo
+	// ConsumerSessionTimeout and ConsumerHeartbeatInterval are Kafka's
+	// group.consumer.session.timeout.ms and heartbeat.interval.ms
+	// (defaults DefaultConsumerSessionTimeout, ...HeartbeatInterval). Set
+	// them before serving.
+	ConsumerSessionTimeout    time.Duration
+	ConsumerHeartbeatInterval time.Duration
 }
 
 // NewCoordinator returns a coordinator whose committed offsets live in
@@ -215,6 +245,15 @@ func (c *Coordinator) Join(req JoinRequest) <-chan JoinResult {
 	g := c.getOrCreate(req.Group)
 	if g.state == Dead {
 		return joinError(kerr.CoordinatorNotAvailable, req.MemberID)
+	}
+	if g.consumer != nil {
+		// Kafka with group.consumer.migration.policy disabled: a classic
+		// member cannot join a consumer-protocol group that has members;
+		// an empty one becomes classic.
+		if len(g.consumer.members) > 0 {
+			return joinError(kerr.InconsistentGroupProtocol, req.MemberID)
+		}
+		g.toClassic()
 	}
 	if len(g.members) > 0 {
 		if req.ProtocolType != g.protocolType || !g.supportsAll(req.Protocols) {
@@ -632,6 +671,10 @@ func (c *Coordinator) Tick() {
 	defer c.mu.Unlock()
 	now := c.now()
 	for _, g := range c.groups {
+		if g.consumer != nil {
+			c.tickConsumer(g.consumer, now)
+			continue
+		}
 		for id, t := range g.pending {
 			if now.After(t) {
 				delete(g.pending, id)
@@ -670,6 +713,11 @@ func (c *Coordinator) Describe(name string) (Description, bool) {
 	if g == nil {
 		return Description{Group: name, State: Dead}, false
 	}
+	if g.consumer != nil {
+		// Kafka's DescribeGroups (v0-v5) answers a consumer-protocol group
+		// as Dead, without an error; ConsumerGroupDescribe describes it.
+		return Description{Group: name, State: Dead}, true
+	}
 	d := Description{Group: name, State: g.state, ProtocolType: g.protocolType, Protocol: g.protocol, Generation: g.generation}
 	for _, id := range g.sortedIDs() {
 		m := g.members[id]
@@ -686,7 +734,11 @@ func (c *Coordinator) List() []Description {
 	defer c.mu.Unlock()
 	out := make([]Description, 0, len(c.groups))
 	for _, g := range c.groups {
-		out = append(out, Description{Group: g.name, State: g.state, ProtocolType: g.protocolType})
+		d := Description{Group: g.name, State: g.state, ProtocolType: g.protocolType}
+		if g.consumer != nil {
+			d.State = g.consumer.state()
+		}
+		out = append(out, d)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Group < out[j].Group })
 	return out
@@ -700,7 +752,7 @@ func (c *Coordinator) Delete(name string) *kerr.Error {
 	switch {
 	case g == nil:
 		return kerr.GroupIDNotFound
-	case len(g.members) > 0:
+	case !g.empty():
 		return kerr.NonEmptyGroup
 	}
 	if err := c.offsets.DeleteGroup(name); err != nil {
@@ -726,10 +778,10 @@ func (c *Coordinator) DeleteOffsets(name string, parts []TopicPartition) (groupE
 	}
 	partErrs = make([]*kerr.Error, len(parts))
 	var del []TopicPartition
-	if len(g.members) == 0 {
+	if g.empty() {
 		del = parts
 	} else {
-		if g.protocolType != consumerProtocolType {
+		if g.consumer == nil && g.protocolType != consumerProtocolType {
 			return kerr.NonEmptyGroup, nil
 		}
 		for i, tp := range parts {
@@ -744,7 +796,7 @@ func (c *Coordinator) DeleteOffsets(name string, parts []TopicPartition) (groupE
 	if err != nil {
 		return kerr.UnknownServerError, nil
 	}
-	if left == 0 && len(g.members) == 0 {
+	if left == 0 && g.empty() {
 		if err := c.offsets.DeleteGroup(name); err != nil {
 			return kerr.UnknownServerError, nil
 		}
@@ -763,6 +815,14 @@ const consumerProtocolType = "consumer"
 // offers while none is chosen yet). Metadata that does not decode counts as
 // subscribed, so offsets possibly in use are never deleted.
 func (g *group) subscribedTo(topic string) bool {
+	if g.consumer != nil {
+		for _, m := range g.consumer.members {
+			if slices.Contains(m.topics, topic) || (m.re != nil && m.re.MatchString(topic)) {
+				return true
+			}
+		}
+		return false
+	}
 	for _, m := range g.members {
 		for _, p := range m.protocols {
 			if g.protocol != "" && p.Name != g.protocol {
@@ -784,6 +844,9 @@ type CommitRequest struct {
 	InstanceID string
 	Generation int32 // -1 with no member id: a commit outside group management
 	Offsets    []Offset
+	// Version is the OffsetCommit version: consumer-protocol members must
+	// use v9+, where Generation is their member epoch.
+	Version int16
 }
 
 // Commit stores offsets if the committer may (OffsetCommit). The returned
@@ -795,7 +858,14 @@ func (c *Coordinator) Commit(req CommitRequest) *kerr.Error {
 		return kerr.InvalidGroupID
 	}
 	g := c.getOrCreate(req.Group)
-	if req.Generation >= 0 || req.MemberID != "" {
+	if g.consumer != nil {
+		if err := g.consumer.checkCommit(req.MemberID, req.InstanceID, req.Generation, req.Version, false, offsetParts(req.Offsets)); err != nil {
+			return err
+		}
+		if m := g.consumer.members[req.MemberID]; m != nil {
+			m.lastSeen = c.now()
+		}
+	} else if req.Generation >= 0 || req.MemberID != "" {
 		m, err := g.member(req.MemberID, req.InstanceID)
 		switch {
 		case err != nil:
@@ -828,6 +898,28 @@ func (c *Coordinator) Fetch(groupName string, parts []TopicPartition) []Offset {
 	return c.offsets.Fetch(groupName, parts)
 }
 
+// CheckFetch validates the member id and epoch an OffsetFetch v9+ names:
+// for a consumer-protocol group the member must exist at that epoch
+// (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH); epoch -1 names no member.
+// Classic groups are not checked, as Kafka does not check them.
+func (c *Coordinator) CheckFetch(groupName, memberID string, epoch int32) *kerr.Error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.groups[groupName]
+	if g == nil || g.consumer == nil {
+		return nil
+	}
+	return g.consumer.checkFetch(memberID, epoch)
+}
+
+func offsetParts(offsets []Offset) []TopicPartition {
+	out := make([]TopicPartition, len(offsets))
+	for i, o := range offsets {
+		out[i] = o.TopicPartition
+	}
+	return out
+}
+
 // CheckMember validates the member and generation a TxnOffsetCommit (v3+)
 // names, as OffsetCommit would, without committing: an empty member id
 // with generation -1 commits outside group management.
@@ -843,6 +935,9 @@ func (c *Coordinator) CheckMember(groupName, memberID, instanceID string, genera
 	g := c.groups[groupName]
 	if g == nil {
 		return kerr.UnknownMemberID
+	}
+	if g.consumer != nil {
+		return g.consumer.checkCommit(memberID, instanceID, generation, 0, true, nil)
 	}
 	_, err := g.member(memberID, instanceID)
 	if err == nil && generation != g.generation {
