@@ -329,13 +329,14 @@ func TestACLGroups(t *testing.T) {
 		t.Fatalf("mallory commits to g: %v %+v", err, resp)
 	}
 	// Mallory may describe g, so fetching its offsets is allowed.
+	// OffsetFetch v8+ (what kgo negotiates) batches groups.
 	fetch := kmsg.NewPtrOffsetFetchRequest()
-	fetch.Group = "g"
-	if resp, err := fetch.RequestWith(ctx, direct(t, mallory)); err != nil || resp.ErrorCode != 0 || len(resp.Topics) != 1 {
+	fetch.Groups = []kmsg.OffsetFetchRequestGroup{{Group: "g"}}
+	if resp, err := fetch.RequestWith(ctx, direct(t, mallory)); err != nil || resp.Groups[0].ErrorCode != 0 || len(resp.Groups[0].Topics) != 1 {
 		t.Fatalf("mallory fetches g's offsets: %v %+v", err, resp)
 	}
-	fetch.Group = "other"
-	if resp, err := fetch.RequestWith(ctx, direct(t, mallory)); err != nil || resp.ErrorCode != gaf {
+	fetch.Groups[0].Group = "other"
+	if resp, err := fetch.RequestWith(ctx, direct(t, mallory)); err != nil || resp.Groups[0].ErrorCode != gaf {
 		t.Fatalf("mallory fetches other's offsets: %v %+v", err, resp)
 	}
 	del := kmsg.NewPtrDeleteGroupsRequest()

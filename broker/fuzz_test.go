@@ -321,6 +321,40 @@ func seedRequests() [][]byte {
 		}
 		reqs = append(reqs, cp)
 	}
+	for _, v := range []int16{0, 1} {
+		// Consumer-protocol groups (KIP-848): a join naming topics, one
+		// with a regex and owned partitions (not allowed on a join), a
+		// heartbeat, a static leave, and describes.
+		join := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+		join.Version, join.Group, join.MemberID, join.RebalanceTimeoutMillis = v, "fuzz-group", "m1", 5000
+		join.SubscribedTopicNames, join.ServerAssignor = []string{"fuzz"}, kmsg.StringPtr("uniform")
+		join.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+		re := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+		re.Version, re.Group, re.MemberID, re.RebalanceTimeoutMillis = v, "fuzz-group", "m2", 5000
+		re.SubscribedTopicRegex, re.ServerAssignor, re.InstanceID = kmsg.StringPtr("fu.*"), kmsg.StringPtr("range"), kmsg.StringPtr("i1")
+		owned := kmsg.NewConsumerGroupHeartbeatRequestTopic()
+		owned.TopicID, owned.Partitions = [16]byte{1}, []int32{0, 1}
+		re.Topics = append(re.Topics, owned)
+		hb := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+		hb.Version, hb.Group, hb.MemberID, hb.MemberEpoch = v, "fuzz-group", "m1", 1
+		leave := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+		leave.Version, leave.Group, leave.MemberID, leave.MemberEpoch, leave.InstanceID = v, "fuzz-group", "m2", -2, kmsg.StringPtr("i1")
+		desc := kmsg.NewPtrConsumerGroupDescribeRequest()
+		desc.Version, desc.Groups, desc.IncludeAuthorizedOperations = v, []string{"fuzz-group", "", "none"}, true
+		reqs = append(reqs, join, re, hb, leave, desc)
+	}
+	{
+		// OffsetFetch v9 names a member and its epoch per group.
+		of := kmsg.NewPtrOffsetFetchRequest()
+		of.Version = 9
+		ofg := kmsg.NewOffsetFetchRequestGroup()
+		ofg.Group, ofg.MemberID, ofg.MemberEpoch = "fuzz-group", kmsg.StringPtr("m1"), 1
+		oft := kmsg.NewOffsetFetchRequestGroupTopic()
+		oft.Topic, oft.Partitions = "fuzz", []int32{0}
+		ofg.Topics = append(ofg.Topics, oft)
+		of.Groups = append(of.Groups, ofg, kmsg.NewOffsetFetchRequestGroup())
+		reqs = append(reqs, of)
+	}
 	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("fuzz-client"))
 	var out [][]byte
 	for i, r := range reqs {

@@ -103,6 +103,8 @@ func handleDeleteTopics(r *request) reply {
 			st.ErrorCode = kerr.TopicAuthorizationFailed.Code
 		case b.topics.get(name) != nil && !r.authorized(opDelete, resTopic, name):
 			st.ErrorCode = kerr.TopicAuthorizationFailed.Code
+		case isInternalTopic(name):
+			st.ErrorCode, st.ErrorMessage = codeOf(internalTopicError("delete"))
 		default:
 			st.ErrorCode, st.ErrorMessage = codeOf(b.topics.delete(name))
 		}

@@ -29,6 +29,9 @@ func handleMetadata(r *request) reply {
 			// Those the client may not describe are left out, silently.
 			topics = slices.DeleteFunc(topics, func(t *topic) bool { return !r.may(opDescribe, resTopic, t.meta.Name) })
 		}
+		if b.authz == nil || r.may(opDescribe, resTopic, offsetsTopic) {
+			resp.Topics = append(resp.Topics, b.offsetsTopicMetadata())
+		}
 	} else {
 		// Before v4 there was no flag and Kafka auto-created when enabled.
 		allowAuto := req.Version < 4 || req.AllowAutoTopicCreation
@@ -38,6 +41,10 @@ func handleMetadata(r *request) reply {
 			}
 			if !r.authorized(opDescribe, resTopic, *rt.Topic) {
 				resp.Topics = append(resp.Topics, deniedTopic(*rt.Topic))
+				continue
+			}
+			if isInternalTopic(*rt.Topic) {
+				resp.Topics = append(resp.Topics, b.offsetsTopicMetadata())
 				continue
 			}
 			t := b.topics.get(*rt.Topic)

@@ -56,6 +56,8 @@ func produce(r *request, req *kmsg.ProduceRequest, resp *kmsg.ProduceResponse) r
 				sp.ErrorCode = kerr.InvalidRequiredAcks.Code
 			case !allowed:
 				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			case isInternalTopic(rt.Topic):
+				sp.ErrorCode, sp.ErrorMessage = codeOf(internalTopicError("produce"))
 			case t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.parts):
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			case t.parts[rp.Partition].Offline() != nil:

@@ -405,6 +405,9 @@ func (ts *topicSet) create(name string, partitions int32, configs map[string]str
 	if err := validTopicName(name); err != nil {
 		return nil, err
 	}
+	if isInternalTopic(name) {
+		return nil, internalTopicError("create")
+	}
 	if partitions == -1 {
 		partitions = ts.opts.DefaultPartitions
 	}

@@ -456,17 +456,20 @@ func (x *txnRequests) end(version int16, commit bool) int16 {
 
 func offsetFetch(t *testing.T, r kmsg.Requestor, g, topic string, p int32, requireStable bool) (int64, int16) {
 	t.Helper()
+	// OffsetFetch v8+ (what kgo negotiates) batches groups.
 	req := kmsg.NewPtrOffsetFetchRequest()
-	req.Version = 7
-	req.Group, req.RequireStable = g, requireStable
-	rt := kmsg.NewOffsetFetchRequestTopic()
+	req.RequireStable = requireStable
+	rg := kmsg.NewOffsetFetchRequestGroup()
+	rg.Group = g
+	rt := kmsg.NewOffsetFetchRequestGroupTopic()
 	rt.Topic, rt.Partitions = topic, []int32{p}
-	req.Topics = append(req.Topics, rt)
+	rg.Topics = append(rg.Topics, rt)
+	req.Groups = append(req.Groups, rg)
 	resp, err := req.RequestWith(ctxT(t), r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rp := resp.Topics[0].Partitions[0]
+	rp := resp.Groups[0].Topics[0].Partitions[0]
 	return rp.Offset, rp.ErrorCode
 }
 
