@@ -9,7 +9,7 @@
 // end-to-end latency of continuous pipelines (batch interval 0) at a fixed
 // produce rate.
 //
-//	go run ./bench/ingest [-records 8000000] [-partitions 4] [-modes direct,receiver]
+//	go run ./bench/ingest [-records 8000000] [-partitions 4] [-modes direct,receiver,keyed,aggregate]
 //	    [-sink file|kafka|postgres] [-runs 1] [-latency 20s] [-write BENCHMARKS.md]
 //
 // The table goes to stdout, progress and child-process log tails to stderr.
@@ -54,6 +54,7 @@ type config struct {
 	rawConsumer  string // set in the re-executed baseline child: the broker address
 	commandLine  string // how this run was invoked, for the report header
 	pgDSN        string
+	keys         int
 }
 
 func parseFlags() config {
@@ -64,7 +65,8 @@ func parseFlags() config {
 	flag.IntVar(&c.records, "records", 8_000_000, "records written to topic bench and read by every row")
 	flag.IntVar(&c.partitions, "partitions", 4, "partitions of topic bench (and of the latency and output topics)")
 	flag.StringVar(&c.compression, "compression", "none", "compression of the fill producer: none, lz4, snappy, zstd or gzip")
-	flag.StringVar(&modes, "modes", "direct,receiver", "sluice rows, in order: direct, receiver (Kafka source modes), generate (the generate source: engine and sink without Kafka) and plugin (generate → the built-in uppercase plugin, a subprocess → sink)")
+	flag.StringVar(&modes, "modes", "direct,receiver", "sluice rows, in order: direct, receiver (Kafka source modes), generate (the generate source: engine and sink without Kafka), plugin (generate → the built-in uppercase plugin, a subprocess → sink), keyed (direct mode from a topic of keyed JSON values) and aggregate (keyed plus the aggregate step; with keyed, the two run alternately and their ratio is reported)")
+	flag.IntVar(&c.keys, "keys", 100_000, "distinct keys of the keyed and aggregate rows' topic")
 	flag.StringVar(&c.sink, "sink", "file", "sink of the throughput rows: file (raw part files), kafka (a topic on the same broker) or postgres (needs SLUICE_TEST_PG_DSN)")
 	flag.IntVar(&c.runs, "runs", 1, "runs per row; the table shows the median run")
 	flag.DurationVar(&c.idleExit, "idle-exit", time.Second, "sluice run --idle-exit (the run is timed to its last commit, not to its exit)")
@@ -96,8 +98,8 @@ func (c *config) validate() {
 		log.Fatalf("-compression %q: use none, lz4, snappy, zstd or gzip", c.compression)
 	}
 	for _, m := range c.modes {
-		if !slices.Contains([]string{"direct", "receiver", "generate", "plugin"}, m) {
-			log.Fatalf("-modes: unknown mode %q: use direct, receiver, generate or plugin", m)
+		if !slices.Contains([]string{"direct", "receiver", "generate", "plugin", "keyed", "aggregate"}, m) {
+			log.Fatalf("-modes: unknown mode %q: use direct, receiver, generate, plugin, keyed or aggregate", m)
 		}
 	}
 	if !slices.Contains([]string{"file", "kafka", "postgres"}, c.sink) {
@@ -118,6 +120,12 @@ func (c *config) validate() {
 	}
 	if c.idleExit <= 0 {
 		log.Fatal("-idle-exit must be positive: it is how sluice run knows the backlog is done")
+	}
+	if slices.Contains(c.modes, "aggregate") && c.sink != "file" {
+		log.Fatal("-modes aggregate checks its output in part files: use -sink file")
+	}
+	if c.keys <= 0 {
+		log.Fatal("-keys must be positive")
 	}
 	if c.sink == "postgres" && c.pgDSN == "" {
 		log.Print("skipping: -sink postgres needs SLUICE_TEST_PG_DSN (eval \"$(.ci/postgres.sh)\" starts a throwaway server)")
@@ -189,16 +197,35 @@ func run(cfg config) (ok bool, err error) {
 	if err := b.fill(); err != nil {
 		return false, err
 	}
+	if slices.Contains(cfg.modes, "keyed") || slices.Contains(cfg.modes, "aggregate") {
+		if err := b.fillKeyed(); err != nil {
+			return false, err
+		}
+	}
 	rep := report{cfg: cfg, env: env}
 	rep.rows = append(rep.rows, b.measureRow("raw franz-go consumer", b.runRawConsumer))
+	// With both keyed and aggregate, the step's cost is measured as a
+	// pair: the two rows alternate run by run, as -baseline does.
+	stepPair := cfg.baseline == "" && slices.Contains(cfg.modes, "keyed") && slices.Contains(cfg.modes, "aggregate")
 	for _, mode := range cfg.modes {
-		name := fmt.Sprintf("sluice %s → %s", mode, cfg.sink)
+		name := rowName(mode, cfg.sink)
+		if stepPair && mode == "keyed" {
+			continue
+		}
+		if stepPair && mode == "aggregate" {
+			p := b.measurePair([2]string{name, rowName("keyed", cfg.sink)},
+				func(run int) (measurement, error) { return b.runSluice(b.sluice, "aggregate", run) },
+				func(run int) (measurement, error) { return b.runSluice(b.sluice, "keyed", run) })
+			rep.rows = append(rep.rows, p.rows[1], p.rows[0])
+			rep.step = &p
+			continue
+		}
 		if cfg.baseline == "" {
 			rep.rows = append(rep.rows, b.measureRow(name,
 				func(run int) (measurement, error) { return b.runSluice(b.sluice, mode, run) }))
 			continue
 		}
-		p := b.measurePair(name,
+		p := b.measurePair([2]string{name, name + " (baseline)"},
 			func(run int) (measurement, error) { return b.runSluice(b.sluice, mode, run) },
 			func(run int) (measurement, error) { return b.runSluice(cfg.baseline, mode, run) })
 		rep.rows = append(rep.rows, p.rows[0], p.rows[1])
@@ -206,8 +233,8 @@ func run(cfg config) (ok bool, err error) {
 	}
 	if cfg.latency > 0 {
 		for _, mode := range cfg.modes {
-			if mode == "generate" || mode == "plugin" {
-				continue // no producer to time against
+			if mode != "direct" && mode != "receiver" {
+				continue // no producer to time against, or the same as direct
 			}
 			for _, sink := range cfg.latencySinks {
 				rep.latency = append(rep.latency, b.measureLatency(mode, sink))
@@ -234,4 +261,15 @@ type bench struct {
 	sluice string
 	addr   string // the broker's Kafka listener
 	broker *child
+}
+
+// rowName names the throughput row of mode.
+func rowName(mode, sink string) string {
+	switch mode {
+	case "keyed":
+		return fmt.Sprintf("sluice direct (keyed JSON) → %s", sink)
+	case "aggregate":
+		return fmt.Sprintf("sluice direct (keyed JSON) → aggregate → %s", sink)
+	}
+	return fmt.Sprintf("sluice %s → %s", mode, sink)
 }

@@ -62,11 +62,12 @@ type pair struct {
 	each  []float64 // the per-run ratios
 }
 
-// measurePair runs this binary's and the baseline's row alternately, run
+// measurePair runs this binary's and the baseline's row (or the keyed
+// row, beside the aggregate row) alternately, run
 // by run, so that whatever else the machine does falls on both alike, and
 // takes the median of the per-run ratios.
-func (b *bench) measurePair(name string, once, baseline func(run int) (measurement, error)) pair {
-	p := pair{rows: [2]row{{name: name}, {name: name + " (baseline)"}}}
+func (b *bench) measurePair(names [2]string, once, baseline func(run int) (measurement, error)) pair {
+	p := pair{rows: [2]row{{name: names[0]}, {name: names[1]}}}
 	var ms [2][]measurement
 	for run := range b.cfg.runs {
 		var got [2]measurement
@@ -137,6 +138,11 @@ func (b *bench) runSluice(bin, mode string, run int) (measurement, error) {
 	case "generate":
 	case "plugin":
 		transforms = "[{plugin: uppercase}]"
+	case "keyed":
+		source = b.kafkaSource(keyedTopic, "direct", name)
+	case "aggregate":
+		source = b.kafkaSource(keyedTopic, "direct", name)
+		transforms = aggregateStep
 	default:
 		source = b.kafkaSource(benchTopic, mode, name)
 	}
@@ -163,6 +169,12 @@ func (b *bench) runSluice(bin, mode string, run int) (measurement, error) {
 		return measurement{}, c.failed(err)
 	}
 	m := measurement{processing: last.Sub(c.start), rssKiB: rss, cpu: cpu}
+	if mode == "aggregate" {
+		if err := b.checkAggregate(out.dir); err != nil {
+			return m, c.failed(err)
+		}
+		return m, nil
+	}
 	got, err := out.count()
 	if err != nil {
 		return m, fmt.Errorf("counting the output: %w", err)
@@ -272,6 +284,7 @@ func (b *bench) startSluiceWith(bin string, spec pipeline, suffix string, env []
 // output is a sink for one run: its YAML, how to count the records it
 // committed, and how to free what it wrote.
 type output struct {
+	dir   string // the file sink's folder
 	yaml  string
 	count func() (int64, error)
 	drop  func()
@@ -303,6 +316,7 @@ func (b *bench) output(kind, suffix string) (output, error) {
 	default:
 		dir := filepath.Join(b.dir, "out-"+suffix)
 		return output{
+			dir:   dir,
 			yaml:  fmt.Sprintf("{file: {path: %q, format: raw}}", dir),
 			count: func() (int64, error) { return countLines(dir) },
 			drop:  func() { os.RemoveAll(dir) },

@@ -69,6 +69,7 @@ type report struct {
 	env     machine
 	rows    []row // the first is the raw consumer
 	pairs   []pair
+	step    *pair // the aggregate row beside the keyed row
 	latency []latencyRow
 }
 
@@ -118,7 +119,19 @@ func (r report) markdown() string {
 	if slices.Contains(c.modes, "generate") || slices.Contains(c.modes, "plugin") {
 		s.WriteString(" The generate and plugin rows read no Kafka: their values are decimal counters, not 100 bytes; generate is the engine and sink's own ceiling, plugin adds the built-in uppercase plugin as a subprocess.")
 	}
+	if slices.Contains(c.modes, "keyed") || slices.Contains(c.modes, "aggregate") {
+		fmt.Fprintf(&s, " The keyed rows read another topic, %s: as many values of %d bytes, JSON `{\"amount\": N, \"pad\": \"...\"}`, keyed k0..k%d in turn and partitioned by key hash; the aggregate row adds `transforms: %s` (its state in the durable store, with a changelog topic on the broker), and its output is checked instead of counted: the last count and total of each key and window, summed, must equal the records and the sum of their amounts.",
+			keyedTopic, recordBytes, c.keys-1, aggregateStep)
+	}
 	s.WriteString("\n")
+	if p := r.step; p != nil && p.rows[0].problem == "" && p.rows[1].problem == "" {
+		each := make([]string, len(p.each))
+		for i, x := range p.each {
+			each[i] = fmt.Sprintf("%.2f", x)
+		}
+		fmt.Fprintf(&s, "\nThe aggregate step's cost, its row and the keyed row run alternately: the keyed row's processing time ÷ the aggregate row's, per run (%s); median **%.2f** (1.00: the step costs nothing; 0.50: the pipeline takes twice as long with it).\n",
+			strings.Join(each, " "), p.ratio)
+	}
 	if len(r.pairs) > 0 {
 		fmt.Fprintf(&s, "\nBeside the baseline binary `%s` (-baseline), runs alternating between the two: ratio = the baseline's processing time ÷ this binary's, per run (above 1: this binary is faster), and their median.\n\n", r.cfg.baseline)
 		s.WriteString("| row | median ratio to the baseline | per run |\n|---|--:|---|\n")

@@ -15,11 +15,11 @@ package aggregate
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/sluicehq/sluice/engine"
@@ -150,12 +150,16 @@ type batch struct {
 	out     []engine.Record
 	rej     []engine.Rejected
 	wins    []window // scratch
+	ck      []byte   // scratch of changedKey
 }
 
+// changedWin is a window every-batch emits: its latest accumulator (nil
+// once merged into another session), kept so finish need not read it back.
 type changedWin struct {
 	task  engine.Task
 	key   []byte
 	start int64
+	acc   acc
 }
 
 // Process folds in the batch's records and emits what the emit mode says:
@@ -247,13 +251,7 @@ type found struct {
 // record folds r in; a non-empty reason rejects it.
 func (a *Aggregate) record(b *batch, ts *taskState, r *engine.Record) (string, error) {
 	task := engine.Task(r.Partition)
-	var doc any
-	if a.key.NeedsJSON() || a.time.NeedsJSON() || a.needsValue() {
-		var err error
-		if doc, err = field.Decode(r.Value); err != nil {
-			return err.Error(), nil
-		}
-	}
+	doc := field.NewDoc(r.Value)
 	k, err := a.key.Of(r, doc)
 	if err != nil {
 		return err.Error(), nil
@@ -356,15 +354,6 @@ func (a *Aggregate) fresh(b *batch, task engine.Task, k []byte, o *open, fi int,
 		return false, fmt.Sprintf("%s: the window %s of key %q already holds %d distinct values, the limit (MaxDistinctPerWindow); use a shorter window", a.fns[fi].src, a.windowText(o.w), k, n), nil
 	}
 	return true, "", nil
-}
-
-func (a *Aggregate) needsValue() bool {
-	for i := range a.fns {
-		if a.fns[i].op != opCount {
-			return true
-		}
-	}
-	return false
 }
 
 // windows returns the open windows record time t of key k goes into, with
@@ -535,13 +524,26 @@ func (a *Aggregate) write(b *batch, task engine.Task, k []byte, o *open, isNew b
 		}
 	}
 	if a.everyBatch {
-		ck := string(accKey(k, o.w.start)) + "\x00" + strconv.Itoa(int(task))
-		if _, ok := b.seen[ck]; !ok {
-			b.seen[ck] = len(b.changed)
-			b.changed = append(b.changed, changedWin{task: task, key: bytes.Clone(k), start: o.w.start})
+		for _, m := range o.merged {
+			if i, ok := b.seen[string(b.changedKey(task, k, m.w.start))]; ok {
+				b.changed[i].acc = nil
+			}
+		}
+		ck := b.changedKey(task, k, o.w.start)
+		if i, ok := b.seen[string(ck)]; ok {
+			b.changed[i].acc = o.acc
+		} else {
+			b.seen[string(ck)] = len(b.changed)
+			b.changed = append(b.changed, changedWin{task: task, key: bytes.Clone(k), start: o.w.start, acc: o.acc})
 		}
 	}
 	return nil
+}
+
+// changedKey names a window of a task in b.seen.
+func (b *batch) changedKey(task engine.Task, k []byte, start int64) []byte {
+	b.ck = binary.BigEndian.AppendUint32(appendTime(appendKey(b.ck[:0], k), start), uint32(task))
+	return b.ck
 }
 
 // finish persists each task's watermark, emits the changed windows
@@ -566,14 +568,9 @@ func (a *Aggregate) finish(b *batch) error {
 		}
 	}
 	for _, c := range b.changed {
-		ac, err := a.read(b, c.task, accKey(c.key, c.start))
-		if err != nil {
-			return err
+		if c.acc != nil { // nil: merged into another session since
+			a.emit(b, c.task, c.key, c.acc.window(c.start), c.acc)
 		}
-		if ac == nil {
-			continue // merged into another session since
-		}
-		a.emit(b, c.task, c.key, ac.window(c.start), ac)
 	}
 	if a.win.kind == windowNone {
 		return nil

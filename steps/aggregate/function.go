@@ -75,11 +75,14 @@ type input struct {
 
 // read takes f's input from a decoded JSON value; the error is the
 // record's rejection reason.
-func (f *function) read(doc any) (input, error) {
+func (f *function) read(doc field.Doc) (input, error) {
 	if f.op == opCount {
 		return input{}, nil
 	}
-	v, ok := f.path.Lookup(doc)
+	v, ok, err := doc.Lookup(f.path)
+	if err != nil {
+		return input{}, err
+	}
 	if !ok {
 		return input{}, fmt.Errorf("%s: field %s is missing", f.src, f.path)
 	}

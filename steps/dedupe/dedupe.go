@@ -228,13 +228,7 @@ func (d *Dedupe) horizon(ts *taskState, now int64) int64 {
 // record decides r: kept (and remembered), dropped as a duplicate, or
 // rejected with a reason.
 func (d *Dedupe) record(v state.View, task engine.Task, ts *taskState, r *engine.Record, now int64) (bool, string, error) {
-	var doc any
-	if d.key.NeedsJSON() || d.time.NeedsJSON() {
-		var err error
-		if doc, err = field.Decode(r.Value); err != nil {
-			return false, err.Error(), nil
-		}
-	}
+	doc := field.NewDoc(r.Value)
 	k, err := d.key.Of(r, doc)
 	if err != nil {
 		return false, err.Error(), nil

@@ -67,15 +67,6 @@ func (p Path) Lookup(doc any) (any, bool) {
 	return doc, true
 }
 
-// Decode parses a record value as JSON, for Lookup.
-func Decode(value []byte) (any, error) {
-	var doc any
-	if err := json.Unmarshal(value, &doc); err != nil {
-		return nil, fmt.Errorf("value is not JSON: %v", err)
-	}
-	return doc, nil
-}
-
 // Key is how a step picks a record's key: the record key, or a JSON field
 // whose value becomes the key (a string without quotes, anything else as
 // its JSON text).
@@ -99,15 +90,18 @@ func ParseKey(s string) (Key, error) {
 // NeedsJSON reports whether the key is read from the value.
 func (k Key) NeedsJSON() bool { return k.path != nil }
 
-// Of returns r's key; doc is r's decoded value (nil if not NeedsJSON).
-func (k Key) Of(r *engine.Record, doc any) ([]byte, error) {
+// Of returns r's key; doc is r's value.
+func (k Key) Of(r *engine.Record, doc Doc) ([]byte, error) {
 	switch {
 	case k.value:
 		return r.Value, nil
 	case k.path == nil:
 		return r.Key, nil
 	}
-	v, ok := k.path.Lookup(doc)
+	v, ok, err := doc.Lookup(k.path)
+	if err != nil {
+		return nil, err
+	}
 	if !ok {
 		return nil, fmt.Errorf("key field %s is missing", k.path)
 	}
@@ -150,7 +144,7 @@ func (t Time) NeedsJSON() bool { return !t.Processing && t.path != nil }
 
 // Of returns r's event time in Unix nanoseconds (now for processing time).
 // A field holds RFC 3339 text or epoch milliseconds.
-func (t Time) Of(r *engine.Record, doc any, now time.Time) (int64, error) {
+func (t Time) Of(r *engine.Record, doc Doc, now time.Time) (int64, error) {
 	switch {
 	case t.Processing:
 		return now.UnixNano(), nil
@@ -160,7 +154,10 @@ func (t Time) Of(r *engine.Record, doc any, now time.Time) (int64, error) {
 		}
 		return r.Time.UnixNano(), nil
 	}
-	v, ok := t.path.Lookup(doc)
+	v, ok, err := doc.Lookup(t.path)
+	if err != nil {
+		return 0, err
+	}
 	if !ok {
 		return 0, fmt.Errorf("time field %s is missing", t.path)
 	}
