@@ -133,11 +133,14 @@ func (a *Aggregate) Close() error { return nil }
 
 // taskState is one task's view within a batch.
 type taskState struct {
-	newest    int64 // newest event time seen (math.MinInt64: none)
-	dirty     bool  // newest changed in this batch
-	topic     string
-	offset    int64
-	processed bool
+	newest int64 // newest event time seen (math.MinInt64: none)
+	dirty  bool  // newest changed in this batch
+	topic  string
+	offset int64
+	// tickOnly: no record of the task in this batch; it is closed on the
+	// clock because this process saw its records before, and may no
+	// longer run it.
+	tickOnly bool
 }
 
 // batch is one Process call's bookkeeping.
@@ -190,8 +193,12 @@ func (a *Aggregate) Process(ctx context.Context, in []engine.Record) ([]engine.R
 		// Close on the clock for every task this process has seen, not
 		// only those with records in this batch.
 		for t := range a.tasks {
-			if _, err := a.task(b, t); err != nil {
-				return nil, nil, err
+			if b.tasks[t] == nil {
+				ts, err := a.task(b, t)
+				if err != nil {
+					return nil, nil, err
+				}
+				ts.tickOnly = true
 			}
 		}
 	}
@@ -594,6 +601,12 @@ func (a *Aggregate) closeTask(b *batch, t engine.Task, ts *taskState) error {
 		closing = append(closing, bytes.Clone(key))
 		return true
 	})
+	if err != nil && ts.tickOnly {
+		// The task moved to another process (its state is not here any
+		// more): it is that process's to close. Nothing was written yet.
+		delete(a.tasks, t)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("aggregate: read task %d: %w", t, err)
 	}

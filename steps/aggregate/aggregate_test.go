@@ -2,6 +2,7 @@ package aggregate
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/pipelines"
+	"github.com/sluicehq/sluice/state"
 )
 
 var t0 = time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
@@ -281,5 +283,47 @@ func TestKeyIsTheValue(t *testing.T) {
 	want := `[{"key":"to","n":2} {"key":"be","n":2} {"key":"or","n":1} {"key":"not","n":1}]`
 	if got := fmt.Sprint(values(t, out)); got != want {
 		t.Fatalf("got %s, want %s", got, want)
+	}
+}
+
+// refusing is a View that refuses one task, as the durable backend does
+// for a task another process runs now.
+type refusing struct {
+	state.View
+	task engine.Task
+}
+
+func (r refusing) Scan(t engine.Task, ns string, from, to []byte, fn func(k, v []byte) bool) error {
+	if t == r.task {
+		return errors.New("state: task is not run by this process")
+	}
+	return r.View.Scan(t, ns, from, to, fn)
+}
+
+// TestTickSkipsTasksThatMoved: a processing-time tick closes the windows
+// of the tasks this process saw; one whose state is no longer here (it
+// moved to another process) is left to that process instead of failing
+// every tick.
+func TestTickSkipsTasksThatMoved(t *testing.T) {
+	now := t0
+	a, err := New(Config{Key: "key", Window: tumbling(time.Minute), Time: "processing", Functions: map[string]string{"n": "count"}},
+		Options{Name: "agg", Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, a.Transform())
+	h.run([]engine.Record{{Partition: 1, Key: []byte("a")}, {Partition: 2, Key: []byte("b")}})
+	h.commit()
+	now = t0.Add(2 * time.Minute)
+	ctx, _ := h.m.Begin(t.Context())
+	out, _, err := a.Process(state.WithView(ctx, refusing{state.ViewFrom(ctx), 2}), nil)
+	if err != nil {
+		t.Fatalf("a tick failed on a task that moved away: %v", err)
+	}
+	if got := values(t, out); len(got) != 1 || out[0].Partition != 1 {
+		t.Fatalf("tick emitted %v, want task 1's window alone", got)
+	}
+	if _, ok := a.tasks[2]; ok {
+		t.Fatal("the task that moved is still ticked")
 	}
 }
