@@ -166,8 +166,12 @@ type Broker struct {
 	firstAddr string
 	conns     map[*conn]struct{}
 	connsByIP map[string]int // open connections per client address
-	closed    bool
-	wg        sync.WaitGroup // connections and background loops
+	// throttledConns are connections over their IP's
+	// connection_creation_rate, held unserved until their timer closes
+	// them (or Close does).
+	throttledConns map[net.Conn]*time.Timer
+	closed         bool
+	wg             sync.WaitGroup // connections and background loops
 }
 
 // ErrClosed is returned by Serve after Close.
@@ -222,6 +226,7 @@ func Open(dir string, opts Options) (_ *Broker, err error) {
 	}
 	b := &Broker{dir: dir, opts: opts, log: opts.Logger,
 		listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}, connsByIP: map[string]int{},
+		throttledConns:    map[net.Conn]*time.Timer{},
 		requestBytes:      semaphore.NewWeighted(opts.MaxRequestBytes),
 		largeRequestBytes: semaphore.NewWeighted(max(opts.MaxRequestBytes/largeFrameShare, frameChunkBytes)),
 		refusals:          everyLimiter{interval: refusalLogInterval},
@@ -423,6 +428,9 @@ func (b *Broker) accept(l net.Listener, cfg ListenerConfig) error {
 		}
 		failures = 0
 		ip := hostOf(nc.RemoteAddr())
+		if b.throttleConnection(nc, ip) {
+			continue
+		}
 		b.mu.Lock()
 		if b.closed {
 			b.mu.Unlock()
@@ -459,6 +467,40 @@ func (b *Broker) accept(l net.Listener, cfg ListenerConfig) error {
 	}
 }
 
+// throttleConnection applies the connection_creation_rate of the
+// client's address, as Kafka's ConnectionQuotas: a connection over it is
+// held unserved for the throttle (at most a second), then closed, so the
+// client backs off rather than reconnecting at once. It reports whether nc
+// was taken.
+func (b *Broker) throttleConnection(nc net.Conn, ip string) bool {
+	key, bound, ok := b.quotas.ResolveIP(ip)
+	if !ok {
+		return false
+	}
+	d := b.sensors.RecordConnection(key, bound, time.Now())
+	if d <= 0 {
+		return false
+	}
+	b.metrics.throttled(quotaConnection, d)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		nc.Close()
+		return true
+	}
+	b.throttledConns[nc] = time.AfterFunc(d, func() {
+		b.mu.Lock()
+		delete(b.throttledConns, nc)
+		b.mu.Unlock()
+		nc.Close()
+	})
+	if ok, dropped := b.refusals.allow(time.Now()); ok {
+		b.log.Warn("throttled connection: over its address's connection_creation_rate quota; closing it after the throttle",
+			"remote", nc.RemoteAddr().String(), "throttle", d, "quota_per_sec", bound, "refused_since_last_log", dropped)
+	}
+	return true
+}
+
 // overConnLimit says why a new connection from ip must be refused, or "".
 // b.mu is held.
 func (b *Broker) overConnLimit(ip string) string {
@@ -485,6 +527,10 @@ func (b *Broker) Close() error {
 	}
 	for c := range b.conns {
 		c.close()
+	}
+	for nc, t := range b.throttledConns {
+		t.Stop()
+		nc.Close()
 	}
 	b.mu.Unlock()
 	b.cancel()

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -495,5 +496,59 @@ func TestFetchQuotaThrottles(t *testing.T) {
 	}
 	if all := int64(records * len(value)); sent >= all {
 		t.Fatalf("bounded fetch sent all %d bytes", all)
+	}
+}
+
+// TestConnectionCreationRate: connections within their address's
+// connection_creation_rate are served; over it, one is held unserved and
+// closed, as Kafka's ConnectionQuotas do, and the throttle is counted.
+func TestConnectionCreationRate(t *testing.T) {
+	b, addr := testBroker(t, Options{})
+	alter := func(entity []quota.EntityPart, op quota.Op) {
+		t.Helper()
+		res, err := b.quotas.Alter([]quota.Alteration{{Entity: entity, Ops: []quota.Op{op}}}, false)
+		if err != nil || res[0] != nil {
+			t.Fatalf("alter: %v %v", res, err)
+		}
+	}
+	serve := func() error {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		var f kmsg.RequestFormatter
+		if _, err := nc.Write(f.AppendRequest(nil, kmsg.NewPtrApiVersionsRequest(), 1)); err != nil {
+			return err
+		}
+		nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+		var size [4]byte
+		_, err = io.ReadFull(nc, size[:])
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatal("connection neither served nor closed")
+		}
+		return err
+	}
+	// One a second by default: the window (ten seconds at least) lets ten
+	// through whatever the time they take.
+	alter([]quota.EntityPart{{Type: quota.IP}}, quota.Op{Key: quota.ConnectionCreationRate, Value: 1})
+	for i := range 10 {
+		if err := serve(); err != nil {
+			t.Fatalf("connection %d within the rate: %v", i, err)
+		}
+	}
+	// None for this address: the next is closed unserved.
+	alter([]quota.EntityPart{{Type: quota.IP, Name: strp("127.0.0.1")}}, quota.Op{Key: quota.ConnectionCreationRate, Value: 0})
+	if err := serve(); err == nil {
+		t.Fatal("a connection over the address's rate was served")
+	}
+	if count, _ := histogram(t, b.metrics.throttles.WithLabelValues(quotaConnection)); count != 1 {
+		t.Fatalf("%d connection throttles counted, want 1", count)
+	}
+	// Without the quotas, connections are served again.
+	alter([]quota.EntityPart{{Type: quota.IP, Name: strp("127.0.0.1")}}, quota.Op{Key: quota.ConnectionCreationRate, Remove: true})
+	alter([]quota.EntityPart{{Type: quota.IP}}, quota.Op{Key: quota.ConnectionCreationRate, Remove: true})
+	if err := serve(); err != nil {
+		t.Fatalf("after removing the quotas: %v", err)
 	}
 }

@@ -263,6 +263,26 @@ type Alteration struct {
 // state is an immutable snapshot of every entity's quotas.
 type state struct {
 	quotas map[Entity]map[string]float64
+	// ips indexes the IP entities' connection_creation_rate by the
+	// address in Go's canonical form ("" for the default), so "::1" and
+	// "0:0::1" name one address as Kafka's InetAddress does.
+	ips map[string]float64
+}
+
+func newState(quotas map[Entity]map[string]float64) *state {
+	st := &state{quotas: quotas, ips: map[string]float64{}}
+	for e, q := range quotas {
+		v, ok := q[ConnectionCreationRate]
+		if !e.IP.Present || !ok {
+			continue
+		}
+		key := ""
+		if !e.IP.Default {
+			key = net.ParseIP(e.IP.Name).String()
+		}
+		st.ips[key] = v
+	}
+	return st
 }
 
 // Store holds the quotas.
@@ -285,7 +305,7 @@ type fileData struct {
 // Open loads the quotas kept in dir (none if the file does not exist).
 func Open(dir string) (*Store, error) {
 	s := &Store{path: filepath.Join(dir, File)}
-	st := &state{quotas: map[Entity]map[string]float64{}}
+	quotas := map[Entity]map[string]float64{}
 	data, err := os.ReadFile(s.path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -310,11 +330,11 @@ func Open(dir string) (*Store, error) {
 				return nil, fmt.Errorf("client quotas %s: entity %v: %w; fix or delete the file", s.path, fe.Entity, err)
 			}
 			if len(fe.Values) > 0 {
-				st.quotas[e] = fe.Values
+				quotas[e] = fe.Values
 			}
 		}
 	}
-	s.cur.Store(st)
+	s.cur.Store(newState(quotas))
 	return s, nil
 }
 
@@ -369,7 +389,7 @@ func (s *Store) Alter(alts []Alteration, validateOnly bool) (results []error, er
 	if err := s.write(next); err != nil {
 		return nil, err
 	}
-	s.cur.Store(&state{quotas: next})
+	s.cur.Store(newState(next))
 	return results, nil
 }
 

@@ -285,3 +285,29 @@ func TestSensorsBounded(t *testing.T) {
 		t.Fatalf("%d sensors after expiry, want 1", s.Len())
 	}
 }
+
+// TestResolveIP: an address's own connection_creation_rate, in any of its
+// written forms, before the default.
+func TestResolveIP(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := s.ResolveIP("::1"); ok {
+		t.Fatal("a rate applies with none set")
+	}
+	mustAlter(t, s,
+		Alteration{Entity: []EntityPart{{Type: IP, Name: sp("0:0::1")}}, Ops: []Op{set(ConnectionCreationRate, 3)}},
+		Alteration{Entity: []EntityPart{{Type: IP}}, Ops: []Op{set(ConnectionCreationRate, 7)}})
+	if key, v, ok := s.ResolveIP("::1"); !ok || v != 3 || key.IP != "::1" || key.Key != ConnectionCreationRate {
+		t.Fatalf("::1: %v %v %v, want 3", key, v, ok)
+	}
+	if _, v, ok := s.ResolveIP("10.0.0.9"); !ok || v != 7 {
+		t.Fatalf("10.0.0.9: %v %v, want the default 7", v, ok)
+	}
+	// A connection throttle is at most one sample long.
+	sn := NewSensors()
+	if d := sn.RecordConnection(SensorKey{Key: ConnectionCreationRate, IP: "::1"}, 0, time.Now()); d != WindowSize {
+		t.Fatalf("connection throttle %v, want %v", d, WindowSize)
+	}
+}

@@ -9,10 +9,27 @@ type Tags struct {
 	User, ClientID string
 }
 
-// SensorKey is a sensor: a quota key and the tags of who it measures.
+// SensorKey is a sensor: a quota key and the tags of who it measures (for
+// connection_creation_rate, the client's address in IP).
 type SensorKey struct {
 	Key string
 	Tags
+	IP string
+}
+
+// ResolveIP returns the sensor and the connection_creation_rate of
+// connections from ip (the address as Go writes it): the quota of that
+// address, else the default IP quota, else ok false.
+func (s *Store) ResolveIP(ip string) (SensorKey, float64, bool) {
+	st := s.cur.Load()
+	if len(st.ips) == 0 {
+		return SensorKey{}, 0, false
+	}
+	v, ok := st.ips[ip]
+	if !ok {
+		v, ok = st.ips[""]
+	}
+	return SensorKey{Key: ConnectionCreationRate, IP: ip}, v, ok
 }
 
 // Resolve returns the sensor and the quota for key (ProducerByteRate,

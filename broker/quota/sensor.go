@@ -138,6 +138,14 @@ func (s *Sensors) Record(key SensorKey, bound, v float64, now time.Time) time.Du
 	return time.Duration(math.Round(throttle)) * time.Millisecond
 }
 
+// RecordConnection counts a new connection on key's sensor and returns
+// how long to hold it before closing it, zero to serve it: Kafka bounds a
+// connection throttle by one window sample (its ConnectionQuotas), since
+// the connection is held open, unserved, meanwhile.
+func (s *Sensors) RecordConnection(key SensorKey, bound float64, now time.Time) time.Duration {
+	return min(s.Record(key, bound, 1, now), WindowSize)
+}
+
 // Unrecord takes v back off key's sensor: a throttled fetch is answered
 // empty, so what it would have sent does not count.
 func (s *Sensors) Unrecord(key SensorKey, v float64, now time.Time) {

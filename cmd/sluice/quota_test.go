@@ -37,7 +37,8 @@ func TestQuotaConsoleTools(t *testing.T) {
 	}
 	run("quota", "alter", "--user", "alice", "--client-default", "--add", "consumer_byte_rate=2097152")
 	run("quota", "alter", "--client-id", "batch", "--add", "producer_byte_rate=4096")
-	run("quota", "alter", "--ip-default", "--add", "connection_creation_rate=10")
+	// Not the default IP: it would apply to the tools' own connections.
+	run("quota", "alter", "--ip", "10.0.0.7", "--add", "connection_creation_rate=10")
 	if out := run("quota", "alter", "--user", "bob", "--add", "producer_byte_rate=5", "--validate-only"); out !=
 		"valid, not applied: quotas of {user=bob}: set producer_byte_rate=5\n" {
 		t.Fatalf("validate-only: %q", out)
@@ -49,11 +50,11 @@ func TestQuotaConsoleTools(t *testing.T) {
 	fail("nothing to change", "quota", "alter", "--user", "alice")
 	fail("--user and --user-default name two user entities", "quota", "alter", "--user", "a", "--user-default", "--add", "producer_byte_rate=1")
 
-	want := "USER   CLIENT-ID  IP         QUOTAS\n" +
-		"-      -          <default>  connection_creation_rate=10\n" +
-		"-      batch      -          producer_byte_rate=4096\n" +
-		"alice  -          -          producer_byte_rate=1048576,request_percentage=12.5\n" +
-		"alice  <default>  -          consumer_byte_rate=2097152\n"
+	want := "USER   CLIENT-ID  IP        QUOTAS\n" +
+		"-      -          10.0.0.7  connection_creation_rate=10\n" +
+		"-      batch      -         producer_byte_rate=4096\n" +
+		"alice  -          -         producer_byte_rate=1048576,request_percentage=12.5\n" +
+		"alice  <default>  -         consumer_byte_rate=2097152\n"
 	if out := run("quota", "describe"); out != want {
 		t.Fatalf("describe:\n%s\nwant\n%s", out, want)
 	}
