@@ -288,7 +288,13 @@ func TestProduceQuotaThrottlesKgo(t *testing.T) {
 	if produced*len(value) < (quota.WindowSamples-1)*rate {
 		t.Fatalf("throttled after %d bytes, before the window's %d", produced*len(value), (quota.WindowSamples-1)*rate)
 	}
+	// The client may read the response of the last produce after
+	// ProduceSync returned: wait until it has heard of every throttle the
+	// broker counted.
 	count, sum := histogram(t, b.metrics.throttles.WithLabelValues(quotaProduce))
+	for ctx := ctxT(t); ctx.Err() == nil && len(seen) < int(count); time.Sleep(10 * time.Millisecond) {
+		seen = hook.seen()
+	}
 	var want time.Duration
 	for _, d := range seen {
 		if d <= 0 {
@@ -395,9 +401,11 @@ func TestProduceQuotaMutesConnection(t *testing.T) {
 			}
 			continue
 		}
+		// Muted from when the broker handled the request, which was after
+		// it was sent, for the throttle.
 		mutedUntil := connOf(t, b, nc).mutedUntil.Load()
-		if mutedUntil <= time.Now().UnixNano() {
-			t.Fatal("throttled connection is not muted")
+		if mutedUntil < sent.Add(throttle).UnixNano() {
+			t.Fatalf("connection muted until %v, before the %v throttle from the request's sending ran out", time.Unix(0, mutedUntil), throttle)
 		}
 		// The next request is answered only once the mute is over.
 		rawRequest(t, nc, clientID, kmsg.NewPtrApiVersionsRequest(), 2)
