@@ -139,6 +139,7 @@ func (s *Spec) checkAll(c *checker, kinds *Kinds) {
 	}
 	s.checkStateful(c, kinds)
 	s.checkStages(c, kinds)
+	s.checkPartitioning(c)
 	if dl := s.DeadLetter; dl != nil && c.ok("dead-letter", "dead-letter.topic", "dead-letter.file", "dead-letter.table", "sink") {
 		s.checkDeadLetter(c, dl, kinds, sink)
 	}

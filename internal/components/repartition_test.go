@@ -145,3 +145,54 @@ func TestRepartitionValidation(t *testing.T) {
 		t.Fatalf("a repartition with a kafka source, exactly-once and dead letters in a topic: %v", err)
 	}
 }
+
+// Lint warns, at the key, when a step keeps state by a key its input is
+// not partitioned by, and says to add a repartition; not when the step
+// keys by the record key or follows a repartition by its key.
+func TestLintWarnsWithoutRepartition(t *testing.T) {
+	const head = "version: 1\nname: p\nsource: {kafka: {topics: [in]}}\ntransforms:\n"
+	const sink = "sink: {file: {path: out}}\n"
+	agg := func(key string) string {
+		return "  - aggregate: {key: " + key + ", functions: {n: count}}\n"
+	}
+	cases := []struct{ name, steps, want string }{
+		{"by a field", agg("user"),
+			"p.yaml:5:22: the aggregate step keys by user, but its input is partitioned by the record key (as Kafka's default partitioner places records), so the records of one user can land in different tasks, each with its own state; add - repartition: {key: user} before it, unless the input is already partitioned by user (then say so: source.kafka.partitioned-by: [user])"},
+		{"dedupe by a field", "  - dedupe: {key: id, within: 1m}\n", "p.yaml:5:19: the dedupe step keys by id"},
+		{"repartitioned by another field", "  - repartition: {key: user}\n" + agg("value"),
+			"p.yaml:6:22: the aggregate step keys by value, but its input is partitioned by the earlier repartition's user, so the records of one value can land in different tasks, each with its own state; add - repartition: {key: value} before it, or repartition by value there"},
+		{"by the record key", agg("key"), ""},
+		{"repartitioned by its field", "  - repartition: {key: user}\n" + agg("user"), ""},
+		{"repartitioned, by the record key", "  - repartition: {key: user}\n" + agg("key"), ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			spec, err := Builtin.Parse("p.yaml", []byte(head+c.steps+sink), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := spec.Warnings().Error()
+			if len(spec.Warnings()) == 0 {
+				w = ""
+			}
+			switch {
+			case c.want == "" && w != "":
+				t.Fatalf("warned %q", w)
+			case c.want != "" && (!strings.HasPrefix(w, c.want) || len(spec.Warnings()) != 1):
+				t.Fatalf("warnings %q, want one starting %q", w, c.want)
+			}
+		})
+	}
+	// The source says its records are partitioned by user (and by id,
+	// which determines the user): no warning.
+	declared := "version: 1\nname: p\nsource: {kafka: {topics: [in], partitioned-by: [user, id]}}\ntransforms:\n" +
+		"  - dedupe: {key: id, within: 1m}\n" + agg("user") + sink
+	if spec, err := Builtin.Parse("p.yaml", []byte(declared), nil); err != nil || len(spec.Warnings()) != 0 {
+		t.Fatalf("partitioned-by: %v, warnings %v", err, spec.Warnings())
+	}
+	// A source not on Kafka cannot be repartitioned: no advice.
+	spec, err := Builtin.Parse("p.yaml", []byte("version: 1\nname: p\nsource: {generate: {count: 1}}\ntransforms:\n"+agg("user")+sink), nil)
+	if err != nil || len(spec.Warnings()) != 0 {
+		t.Fatalf("generate source: %v, warnings %v", err, spec.Warnings())
+	}
+}

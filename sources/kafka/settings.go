@@ -27,11 +27,18 @@ type Settings struct {
 	SessionTimeout pipelines.Duration `yaml:"session-timeout" default:"45s" doc:"direct mode split into tasks: how long a silent process keeps its tasks"`
 	TLS            *pipelines.TLS     `yaml:"tls"`
 	SASL           *pipelines.SASL    `yaml:"sasl"`
+	// PartitionedBy declares what the producer partitions by, for lint
+	// only: a step keeping state by one of these fields needs no
+	// repartition before it.
+	PartitionedBy []string `yaml:"partitioned-by" doc:"JSON fields whose records always share a partition (e.g. the one the producer keys by); lint: a step keyed by one needs no repartition"`
 	// Internal marks the source of a stage after a repartition step, set
 	// by the wiring (never in a file): its topic is the pipeline's own, so
 	// what the stage committed is deleted from it (DirectConfig.Trim).
 	Internal bool `yaml:"-"`
 }
+
+// InputPartitioning implements pipelines.PartitionedSource.
+func (k *Settings) InputPartitioning() []string { return k.PartitionedBy }
 
 // WALEnabled reports whether receiver mode writes blocks to the write-ahead
 // log; it does unless the file says wal: false.

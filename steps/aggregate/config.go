@@ -16,6 +16,10 @@ type Step struct {
 	Aggregate Config `yaml:"aggregate" required:"true" example:"{key: key, functions: {count: count}}"`
 }
 
+// StateKey is what the step keys its state by (pipelines.KeyedConfig):
+// lint warns when the input is not partitioned by it.
+func (s *Step) StateKey() string { return s.Aggregate.Key }
+
 // Config is the aggregate block.
 type Config struct {
 	Key             string             `yaml:"key" required:"true" example:"key" doc:"key: the record key; value: the whole value; else a dot-separated path into the JSON value"`

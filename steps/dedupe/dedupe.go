@@ -29,6 +29,10 @@ type Step struct {
 	Dedupe Config `yaml:"dedupe" required:"true" example:"{key: id, within: 10m}"`
 }
 
+// StateKey is what the step keys its state by (pipelines.KeyedConfig):
+// lint warns when the input is not partitioned by it.
+func (s *Step) StateKey() string { return s.Dedupe.Key }
+
 // Config is the dedupe block.
 type Config struct {
 	Key       string             `yaml:"key" required:"true" example:"id" doc:"key: the record key; value: the whole value; else a dot-separated path into the JSON value"`
