@@ -94,6 +94,11 @@ type Options struct {
 	// what the open-file limit leaves after connections, fdsPerPartition
 	// descriptors each).
 	MaxPartitions int
+	// FlagPrefix goes before the flag names that messages tell the user
+	// to change ("--" + FlagPrefix + "max-partitions"): empty for sluice
+	// broker, "broker-" for the broker that sluice run and sluice daemon
+	// embed, so a message names a flag of the command that was run.
+	FlagPrefix string
 
 	// ConsumerGroupSessionTimeout and ConsumerGroupHeartbeatInterval are
 	// Kafka's group.consumer.session.timeout.ms (default 45s) and
@@ -120,6 +125,9 @@ func (o Options) withDefaults() Options {
 	}
 	return o.resourceDefaults(fdLimit())
 }
+
+// flag is the command-line flag setting name, as messages name it.
+func (o *Options) flag(name string) string { return "--" + o.FlagPrefix + name }
 
 // Broker is a single-node Kafka broker serving topics stored under one
 // directory.
@@ -291,7 +299,7 @@ func Open(dir string, opts Options) (_ *Broker, err error) {
 		return len(b.conns)
 	}
 	if n := b.topics.partitionCount(); n > opts.MaxPartitions {
-		b.log.Warn("more partitions than the limit; creating topics is refused until some are deleted or --max-partitions (or ulimit -n) is raised",
+		b.log.Warn("more partitions than the limit; creating topics is refused until some are deleted or "+opts.flag("max-partitions")+" (or ulimit -n) is raised",
 			"partitions", n, "max_partitions", opts.MaxPartitions)
 	}
 	b.txns, err = txn.Open(filepath.Join(dir, txnsDir), func() (int64, error) { return b.producerIDs.allocate() }, nil)
@@ -505,10 +513,10 @@ func (b *Broker) throttleConnection(nc net.Conn, ip string) bool {
 // b.mu is held.
 func (b *Broker) overConnLimit(ip string) string {
 	if n := len(b.conns); n >= b.opts.MaxConnections {
-		return fmt.Sprintf("%d connections open, the limit (raise --max-connections, or the open-file limit it is derived from)", n)
+		return fmt.Sprintf("%d connections open, the limit (raise %s, or the open-file limit it is derived from)", n, b.opts.flag("max-connections"))
 	}
 	if max := b.opts.MaxConnectionsPerIP; max > 0 && b.connsByIP[ip] >= max {
-		return fmt.Sprintf("%d connections open from %s, the per-address limit (raise --max-connections-per-ip)", b.connsByIP[ip], ip)
+		return fmt.Sprintf("%d connections open from %s, the per-address limit (raise %s)", b.connsByIP[ip], ip, b.opts.flag("max-connections-per-ip"))
 	}
 	return ""
 }

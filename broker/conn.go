@@ -179,10 +179,10 @@ func (c *conn) readLoop() error {
 	opts := &c.b.opts
 	limit, setting := int64(MaxFrameBytes), "nothing: it is the protocol server's hard cap"
 	if opts.MaxConnRequestBytes < limit {
-		limit, setting = opts.MaxConnRequestBytes, "--max-connection-request-bytes"
+		limit, setting = opts.MaxConnRequestBytes, opts.flag("max-connection-request-bytes")
 	}
 	if large := max(opts.MaxRequestBytes/largeFrameShare, frameChunkBytes); large < limit {
-		limit, setting = large, "--max-request-bytes (frames may take half of it)"
+		limit, setting = large, opts.flag("max-request-bytes")+" (frames may take half of it)"
 	}
 	var sizeBuf [4]byte
 	for {
@@ -326,7 +326,7 @@ func (c *conn) readError(what string, err error) error {
 	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || c.ctx.Err() != nil:
 		return nil
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return fmt.Errorf("%s: the client did not send its request within %s of starting it (slow or stalled client; raise --request-timeout for slow links)", what, c.b.opts.RequestTimeout)
+		return fmt.Errorf("%s: the client did not send its request within %s of starting it (slow or stalled client; raise %s for slow links)", what, c.b.opts.RequestTimeout, c.b.opts.flag("request-timeout"))
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
@@ -522,7 +522,7 @@ func (c *conn) writeLoop() {
 				c.log.Debug("client went away before its response", "err", err)
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				if ok, dropped := c.b.connErrors.allow(time.Now()); ok {
-					c.log.Warn("closing connection: the client did not take a response within the request timeout (raise --request-timeout for slow links)",
+					c.log.Warn("closing connection: the client did not take a response within the request timeout (raise "+c.b.opts.flag("request-timeout")+" for slow links)",
 						"timeout", c.b.opts.RequestTimeout, "similar_since_last_log", dropped)
 				}
 			default:

@@ -13,8 +13,11 @@ import (
 // need ALTER on the cluster, listing DESCRIBE. Without an authorizer they
 // answer SECURITY_DISABLED, as Kafka does.
 
-// securityDisabled explains SECURITY_DISABLED.
-const securityDisabled = "this broker runs without an authorizer: start it with --authorizer acl to use ACLs"
+// securityDisabled explains SECURITY_DISABLED, naming the authorizer flag
+// of the command that runs the broker.
+func securityDisabled(o *Options) string {
+	return "this broker runs without an authorizer: start it with " + o.flag("authorizer") + " acl to use ACLs"
+}
 
 // aclErr turns an authorizer error into a Kafka code and message.
 func (r *request) aclErr(err error) (int16, *string) {
@@ -36,7 +39,7 @@ func (r *request) aclErr(err error) (int16, *string) {
 func (r *request) aclRefusal(op acl.Operation) (int16, *string) {
 	switch {
 	case r.c.b.authz == nil:
-		return kerr.SecurityDisabled.Code, kmsg.StringPtr(securityDisabled)
+		return kerr.SecurityDisabled.Code, kmsg.StringPtr(securityDisabled(&r.c.b.opts))
 	case !r.authorizedCluster(op):
 		return kerr.ClusterAuthorizationFailed.Code, nil
 	}

@@ -120,7 +120,7 @@ func (b *Broker) ListenWith(cfg ListenerConfig) (net.Listener, error) {
 		return nil, err
 	}
 	if cfg.Security.usesSASL() && b.users.count() == 0 {
-		return nil, fmt.Errorf("%s listener %s: no SASL users, so nobody could log in: give a users file (sluice broker --sasl-users FILE)", cfg.Security, cfg.Addr)
+		return nil, fmt.Errorf("%s listener %s: no SASL users, so nobody could log in: give a users file (%s FILE)", cfg.Security, cfg.Addr, b.opts.flag("sasl-users"))
 	}
 	l, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -520,8 +520,8 @@ func (ts *topicSet) partitionCount() int {
 func (ts *topicSet) checkCapacity(n int32) error {
 	have := ts.partitionCount()
 	if have+int(n) > ts.opts.MaxPartitions {
-		return errorf(kerr.PolicyViolation, "%d more partitions would make %d on this broker, over its limit of %d (--max-partitions; by default what the open-file limit allows, %d descriptors each after connections: raise ulimit -n)",
-			n, have+int(n), ts.opts.MaxPartitions, fdsPerPartition)
+		return errorf(kerr.PolicyViolation, "%d more partitions would make %d on this broker, over its limit of %d (%s; by default what the open-file limit allows, %d descriptors each after connections: raise ulimit -n)",
+			n, have+int(n), ts.opts.MaxPartitions, ts.opts.flag("max-partitions"), fdsPerPartition)
 	}
 	limit, open := fdLimit(), openFDs()
 	if limit == 0 || open < 0 {
@@ -536,8 +536,8 @@ func (ts *topicSet) checkCapacity(n int32) error {
 	}
 	free := int64(limit) - int64(open) - fdReserve - int64(max(ts.opts.MaxConnections-conns, 0))
 	if int64(n) > free {
-		return errorf(kerr.PolicyViolation, "%d partitions need %d more open files; of the open-file limit %d, %d are open and %d kept for connections (--max-connections) and the broker, leaving %d: raise ulimit -n or create fewer partitions",
-			n, n, limit, open, fdReserve+max(ts.opts.MaxConnections-conns, 0), max(free, 0))
+		return errorf(kerr.PolicyViolation, "%d partitions need %d more open files; of the open-file limit %d, %d are open and %d kept for connections (%s) and the broker, leaving %d: raise ulimit -n or create fewer partitions",
+			n, n, limit, open, fdReserve+max(ts.opts.MaxConnections-conns, 0), ts.opts.flag("max-connections"), max(free, 0))
 	}
 	return nil
 }

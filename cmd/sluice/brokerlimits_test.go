@@ -109,7 +109,8 @@ func answers(t *testing.T, c net.Conn) bool {
 }
 
 // sluice run's embedded broker takes them too: --broker-max-partitions 2
-// refuses a topic of 3 partitions.
+// refuses a topic of 3 partitions, and the refusal names that flag, not
+// sluice broker's --max-partitions.
 func TestRunBrokerLimitFlags(t *testing.T) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
@@ -123,7 +124,7 @@ func TestRunBrokerLimitFlags(t *testing.T) {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	waitForBroker(t, addr)
 	out, err := runTool(t, addr, "", "topic", "create", "wide", "--partitions", "3")
-	if err == nil || !strings.Contains(err.Error(), "over its limit of 2") {
+	if err == nil || !strings.Contains(err.Error(), "over its limit of 2 (--broker-max-partitions;") {
 		t.Fatalf("topic create of 3 partitions under --broker-max-partitions 2: %v %s", err, out)
 	}
 	if out, err := runTool(t, addr, "", "topic", "create", "narrow", "--partitions", "2"); err != nil {

@@ -80,6 +80,7 @@ func (l *listenerFlags) options(o *broker.Options) error {
 	o.MaxRequestBytes, o.MaxConnRequestBytes = l.lim.MaxRequestBytes, l.lim.MaxConnRequestBytes
 	o.MaxConnections, o.MaxConnectionsPerIP = l.lim.MaxConnections, l.lim.MaxConnectionsPerIP
 	o.MaxPartitions = l.lim.MaxPartitions
+	o.FlagPrefix = l.prefix // the broker's messages name these flags
 	return nil
 }
 
