@@ -16,13 +16,28 @@ const overlapWait = time.Minute
 // runFor runs p until it returns or overlapWait passes.
 func runFor(t *testing.T, ctx context.Context, p *engine.Pipeline) error {
 	t.Helper()
+	return runWithin(t, ctx, p, overlapWait)
+}
+
+// runWithin runs p until it returns or wait passes. A run that overstays is
+// stopped before the test fails, so it cannot go on beside the next test
+// (a test that measures the heap would count it).
+func runWithin(t *testing.T, ctx context.Context, p *engine.Pipeline, wait time.Duration) error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	select {
 	case err := <-done:
 		return err
-	case <-time.After(overlapWait):
-		t.Fatalf("Run did not return within %v", overlapWait)
+	case <-time.After(wait):
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(overlapWait):
+		}
+		t.Fatalf("Run did not return within %v", wait)
 		return nil
 	}
 }
