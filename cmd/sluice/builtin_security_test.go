@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/sluicehq/sluice/internal/testpki"
 	"github.com/sluicehq/sluice/sinks/file/filetest"
 )
 
@@ -47,7 +48,7 @@ func writeUsers(t *testing.T, dir string) string {
 // logs in as, and every record is written once.
 func TestRunBuiltinBrokerSASLSSL(t *testing.T) {
 	dir := t.TempDir()
-	pki := newTestPKI(t, dir)
+	pki := testpki.New(t, dir)
 	users := writeUsers(t, dir)
 	addr := freeAddr(t)
 	out := filepath.Join(dir, "out")

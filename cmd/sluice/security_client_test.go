@@ -14,6 +14,8 @@ import (
 
 	"github.com/creack/pty"
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/sluicehq/sluice/internal/testpki"
 )
 
 // runToolEnv runs a sluice console tool with extra environment and stdin;
@@ -46,7 +48,7 @@ func runToolEnv(t *testing.T, env []string, stdin string, args ...string) (strin
 // secureKfake starts a kfake cluster that wants TLS with a client
 // certificate and SASL, with SCRAM-SHA-256 superuser admin and PLAIN
 // superuser plain.
-func secureKfake(t *testing.T, pki *testPKI) string {
+func secureKfake(t *testing.T, pki *testpki.PKI) string {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(),
 		kfake.Superuser("SCRAM-SHA-256", "admin", "admin-secret"),
@@ -67,7 +69,7 @@ func secureKfake(t *testing.T, pki *testPKI) string {
 // flag to change.
 func TestConsoleToolsSecurityFlags(t *testing.T) {
 	dir := t.TempDir()
-	pki := newTestPKI(t, dir)
+	pki := testpki.New(t, dir)
 	addr := secureKfake(t, pki)
 	pwFile := filepath.Join(dir, "admin-password")
 	if err := os.WriteFile(pwFile, []byte("admin-secret\n"), 0o600); err != nil {
@@ -94,7 +96,7 @@ func TestConsoleToolsSecurityFlags(t *testing.T) {
 		t.Fatalf("consume configured by the environment: out %q, err %v", out, err)
 	}
 
-	rogue := newTestPKI(t, t.TempDir())
+	rogue := testpki.New(t, t.TempDir())
 	for _, c := range []struct {
 		name    string
 		env     []string
@@ -147,7 +149,7 @@ func TestConsoleToolsSecurityFlags(t *testing.T) {
 // against kfake with "SASL Handshake not supported by broker".)
 func TestUserCommands(t *testing.T) {
 	dir := t.TempDir()
-	pki := newTestPKI(t, dir)
+	pki := testpki.New(t, dir)
 	addr := secureKfake(t, pki)
 	admin := []string{"SLUICE_BOOTSTRAP=" + addr, "SLUICE_TLS_CA=" + pki.CA, "SLUICE_TLS_CERT=" + pki.ClientCert,
 		"SLUICE_TLS_KEY=" + pki.ClientKey, "SLUICE_SASL_MECHANISM=SCRAM-SHA-256", "SLUICE_SASL_USER=admin", "SLUICE_SASL_PASSWORD=admin-secret"}

@@ -2,17 +2,7 @@ package kafka_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -21,40 +11,14 @@ import (
 
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/internal/testpki"
 	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/sources/kafka"
 )
 
-// testCA makes a CA and a server certificate for 127.0.0.1, and writes the
-// CA certificate to a PEM file.
-func testCA(t *testing.T) (caFile string, server tls.Certificate, pool *x509.CertPool) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sluice test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "broker"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile = filepath.Join(t.TempDir(), "ca.pem")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644)
-	pool = x509.NewCertPool()
-	pool.AddCert(ca)
-	return caFile, tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}, pool
-}
-
 func TestDirectOverTLSWithTestCA(t *testing.T) {
-	caFile, cert, pool := testCA(t)
+	pki := testpki.New(t, t.TempDir())
+	caFile, cert, pool := pki.CA, pki.Server, pki.Pool
 	b, err := broker.Open(t.TempDir(), broker.Options{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
