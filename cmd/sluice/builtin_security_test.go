@@ -66,7 +66,10 @@ sink:
   file: {path: %s, format: raw}
 `, pki.CA, out)), 0o644)
 	cmd := sluice(t, "run", spec, "--data", filepath.Join(dir, "data"), "--idle-exit", "3s",
-		"--broker-listen", "off", "--broker-sasl-ssl-listen", addr,
+		// Every other listener off: --broker-tls-cert alone would also open
+		// SSL on the default 127.0.0.1:9093, which a test or broker running
+		// beside this one may hold (then run exits and nothing listens).
+		"--broker-listen", "off", "--broker-tls-listen", "off", "--broker-sasl-ssl-listen", addr,
 		"--broker-tls-cert", pki.ServerCert, "--broker-tls-key", pki.ServerKey, "--broker-sasl-users", users)
 	cmd.Env = append(cmd.Env, "PIPE_PASSWORD=pipe-pw")
 	var stderr bytes.Buffer
@@ -125,7 +128,7 @@ sink:
 	}
 	checkExactlyOnce(t, filetest.Lines(t, out), 500, true)
 	log := stderr.String()
-	if !strings.Contains(log, "security=SASL_SSL") || strings.Contains(log, "security=PLAINTEXT") {
+	if !strings.Contains(log, "security=SASL_SSL") || strings.Contains(log, "security=PLAINTEXT") || strings.Contains(log, "security=SSL") {
 		t.Fatalf("the embedded broker must listen on SASL_SSL only:\n%s", log)
 	}
 }
