@@ -178,8 +178,12 @@ func (k *kafkaFlags) client(ctx context.Context, opts ...kgo.Opt) (*kgo.Client, 
 		// listening yet. Anything else (TLS, SASL, a timeout) would fail
 		// the same way again.
 		retryIn := waitRetry.Delay(tries)
-		if !errors.Is(err, syscall.ECONNREFUSED) || time.Now().Add(retryIn).After(deadline) {
-			if waited {
+		refused := errors.Is(err, syscall.ECONNREFUSED)
+		if !refused || time.Now().Add(retryIn).After(deadline) {
+			// A refused connection with --wait ran out of it even when
+			// the first try alone used it up (a slow start on a busy
+			// machine): say so, as after several tries.
+			if waited || refused && k.wait > 0 {
 				return nil, fmt.Errorf("no broker within --wait %s: %w", k.wait, k.explain(err))
 			}
 			return nil, k.explain(err)
