@@ -42,7 +42,7 @@ func TestCreateTopicsValidation(t *testing.T) {
 		{"dot name", "..", 1, 1, nil, kerr.InvalidTopicException.Code, "not allowed"},
 		{"zero partitions", "zero", 0, 1, nil, kerr.InvalidPartitions.Code, "use 1 to"},
 		{"unknown config", "cfg1", 1, 1, map[string]*string{"foo.bar": str("1")}, kerr.InvalidConfig.Code, "not supported"},
-		{"compaction", "cfg2", 1, 1, map[string]*string{"cleanup.policy": str("compact")}, kerr.InvalidConfig.Code, "external Kafka"},
+		{"unknown cleanup policy", "cfg2", 1, 1, map[string]*string{"cleanup.policy": str("compact,forever")}, kerr.InvalidConfig.Code, "not a cleanup policy"},
 		{"bad retention", "cfg3", 1, 1, map[string]*string{"retention.ms": str("soon")}, kerr.InvalidConfig.Code, "integer"},
 		{"good config", "cfg4", 1, 1, map[string]*string{"retention.ms": str("60000")}, 0, ""},
 	}

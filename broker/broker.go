@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/broker/acl"
 	"github.com/sluicehq/sluice/broker/group"
 	"github.com/sluicehq/sluice/broker/quota"
+	"github.com/sluicehq/sluice/broker/storage"
 	"github.com/sluicehq/sluice/broker/txn"
 	"github.com/sluicehq/sluice/internal/backoff"
 	"github.com/sluicehq/sluice/internal/durable"
@@ -48,6 +49,17 @@ type Options struct {
 	// RetentionCheckInterval is how often retention runs (default 5 minutes,
 	// as Kafka's log.retention.check.interval.ms).
 	RetentionCheckInterval time.Duration
+	// The log cleaner of topics whose cleanup.policy has compact
+	// (storage.Cleaner): the memory of its offset maps (default
+	// storage.DefaultCleanerBufferBytes, 32 MiB; Kafka's
+	// log.cleaner.dedupe.buffer.size), its I/O bound in bytes per second
+	// (0: none; log.cleaner.io.max.bytes.per.second), its threads
+	// (default 1; log.cleaner.threads) and its pause when idle (default
+	// storage.DefaultCleanerBackoff; log.cleaner.backoff.ms).
+	CleanerBufferBytes      int64
+	CleanerIOBytesPerSecond float64
+	CleanerThreads          int
+	CleanerBackoff          time.Duration
 	// Logger receives the broker's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Metrics, if set, receives the broker's measurements; see NewMetrics.
@@ -144,6 +156,8 @@ type Broker struct {
 	producerIDs *producerIDs
 	txns        *txn.Coordinator
 	txnErrors   logLimiter // of failed completions and timeout checks
+	// cleaner compacts the logs of compacted topics in the background.
+	cleaner *storage.Cleaner
 	// authz decides requests when Options.ACL is set; nil otherwise.
 	authz     *acl.Authorizer
 	deniedLog logLimiter  // of requests denied by ACLs
@@ -293,6 +307,9 @@ func Open(dir string, opts Options) (_ *Broker, err error) {
 	if b.topics, err = openTopics(dir, opts, clean, lock); err != nil {
 		return nil, err
 	}
+	b.cleaner = storage.NewCleaner(storage.CleanerOptions{BufferBytes: opts.CleanerBufferBytes, IOBytesPerSecond: opts.CleanerIOBytesPerSecond,
+		Threads: opts.CleanerThreads, Backoff: opts.CleanerBackoff, Logger: b.log}, b.topics.cleanTargets)
+	b.topics.cleanerWake = b.cleaner.Wake
 	b.topics.openConns = func() int {
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -330,10 +347,23 @@ func Open(dir string, opts Options) (_ *Broker, err error) {
 	// coordinator aborts timed-out transactions and retries completions
 	// that failed.
 	b.every(b.opts.RetentionCheckInterval, b.topics.enforceRetention)
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		b.cleaner.Run(b.ctx)
+	}()
 	b.every(group.TickInterval, func(time.Time) { b.groups.Tick() })
 	b.every(txn.TickInterval, func(time.Time) { b.runTxnChores() })
 	b.every(sensorExpiryInterval, b.sensors.Expire)
 	return b, nil
+}
+
+// CleanNow compacts every partition of every compacted topic that has
+// anything to clean, whatever its min.cleanable.dirty.ratio, and returns
+// when done: for tests and tools that must see a compacted log. The
+// active segment is never cleaned.
+func (b *Broker) CleanNow(ctx context.Context) error {
+	return b.cleaner.CleanNow(ctx)
 }
 
 // closeStores closes the stores Open opened, those it got to, in the order

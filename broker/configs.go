@@ -313,6 +313,10 @@ func (ts *topicSet) applyConfigs(t *topic) {
 		cfg.Name = fmt.Sprintf("%s-%d", t.meta.Name, i)
 		p.SetConfig(cfg)
 	}
+	if ts.cleanerWake != nil {
+		// A topic may have become compacted, or its thresholds lower.
+		ts.cleanerWake()
+	}
 }
 
 // alterBrokerConfigs replaces the dynamic configs of one scope and applies

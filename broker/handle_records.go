@@ -38,6 +38,11 @@ func handleDeleteRecords(r *request) reply {
 				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			case p == nil:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case !b.topics.deletable(rt.Topic):
+				// As Kafka: only a log whose cleanup.policy has delete
+				// gives up records by offset.
+				sp.ErrorCode = kerr.PolicyViolation.Code
+				b.log.Info("DeleteRecords refused: the topic's cleanup.policy is compact without delete", "topic", rt.Topic, "partition", rp.Partition)
 			default:
 				low, err := p.DeleteRecordsBefore(rp.Offset, now)
 				if err != nil {

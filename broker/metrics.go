@@ -36,6 +36,7 @@ type Metrics struct {
 	unstable    *partitionGauge
 	corrupt     *partitionGauge
 	offline     *partitionGauge
+	cleaner     *cleanerCollector
 	// authentications counts logins by mechanism (PLAIN, SCRAM-SHA-256,
 	// SCRAM-SHA-512, TLS for refused handshakes, other) and result.
 	authentications *prometheus.CounterVec
@@ -145,6 +146,7 @@ func NewMetrics() *Metrics {
 		corrupt: &partitionGauge{typ: prometheus.CounterValue, desc: prometheus.NewDesc("sluice_broker_corrupt_batches_total",
 			"Distinct record batches found corrupt on disk by reads since the broker started; fetches stop before them and answer CORRUPT_MESSAGE.", []string{"topic", "partition"}, nil),
 			value: func(p *storage.Partition) (float64, bool) { n := p.CorruptBatches(); return float64(n), n > 0 }},
+		cleaner: newCleanerCollector(),
 		offline: &partitionGauge{desc: prometheus.NewDesc("sluice_broker_offline_partitions",
 			"1 for a partition taken offline at start because a sealed segment of its log is damaged (the log says which and what to do).", []string{"topic", "partition"}, nil),
 			value: func(p *storage.Partition) (float64, bool) { return 1, p.Offline() != nil }},
@@ -155,7 +157,7 @@ func NewMetrics() *Metrics {
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests, m.latency, m.bytesIn, m.bytesOut, m.producedB, m.connections, m.connectionsRefused, m.requestBytes, m.logEnd,
 		m.producerIDs, m.duplicates, m.producers, m.groups, m.rebalances, m.txnStates, m.txnEnded, m.openTxns, m.unstable,
-		m.corrupt, m.offline, m.authentications, m.throttles, m.sensors}
+		m.corrupt, m.offline, m.authentications, m.throttles, m.sensors, m.cleaner}
 }
 
 // Metrics returns the broker's collectors.
@@ -171,8 +173,64 @@ func (m *Metrics) attach(b *Broker) {
 	m.corrupt.set(b)
 	m.offline.set(b)
 	m.sensors.set(b)
+	m.cleaner.set(b)
 	b.groups.OnRebalance = func(g string) { m.rebalances.WithLabelValues(g).Inc() }
 	b.txns.OnEnd = func(r txn.Result) { m.txnEnded.WithLabelValues(string(r)).Inc() }
+}
+
+// cleanerCollector reads the log cleaner's totals and the compacted
+// partitions' state when scraped (ARCHITECTURE §9, "Compaction").
+type cleanerCollector struct {
+	brokerRef
+	runs, failures, read, written, removed, last, ratio, uncleanable *prometheus.Desc
+}
+
+func newCleanerCollector() *cleanerCollector {
+	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
+	return &cleanerCollector{
+		runs:        d("sluice_broker_log_cleaner_runs_total", "Cleans of compacted partition logs that rewrote segments."),
+		failures:    d("sluice_broker_log_cleaner_failures_total", "Cleans that failed; the partition is then left uncleanable until a restart (the log says why)."),
+		read:        d("sluice_broker_log_cleaner_read_bytes_total", "Bytes of segments the log cleaner read."),
+		written:     d("sluice_broker_log_cleaner_written_bytes_total", "Bytes of cleaned segments the log cleaner wrote."),
+		removed:     d("sluice_broker_log_cleaner_removed_records_total", "Records the log cleaner removed: superseded by a later record of their key, expired tombstones and markers, aborted transactions' data, keyless records."),
+		last:        d("sluice_broker_log_cleaner_last_run_seconds", "How long the last clean that rewrote segments took."),
+		ratio:       d("sluice_broker_log_cleaner_max_dirty_ratio", "The largest share of not yet cleaned bytes among compacted partitions (a clean is due at the topic's min.cleanable.dirty.ratio)."),
+		uncleanable: d("sluice_broker_log_cleaner_uncleanable_partitions", "Compacted partitions the cleaner gave up on after a failed clean."),
+	}
+}
+
+func (c *cleanerCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.runs, c.failures, c.read, c.written, c.removed, c.last, c.ratio, c.uncleanable} {
+		ch <- d
+	}
+}
+
+func (c *cleanerCollector) Collect(ch chan<- prometheus.Metric) {
+	b := c.get()
+	if b == nil {
+		return
+	}
+	st := b.cleaner.Stats()
+	ch <- prometheus.MustNewConstMetric(c.runs, prometheus.CounterValue, float64(st.Runs))
+	ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(st.Failures))
+	ch <- prometheus.MustNewConstMetric(c.read, prometheus.CounterValue, float64(st.BytesRead))
+	ch <- prometheus.MustNewConstMetric(c.written, prometheus.CounterValue, float64(st.BytesWritten))
+	ch <- prometheus.MustNewConstMetric(c.removed, prometheus.CounterValue, float64(st.RecordsRemoved))
+	ch <- prometheus.MustNewConstMetric(c.last, prometheus.GaugeValue, st.LastDuration.Seconds())
+	maxRatio, uncleanable := 0.0, 0
+	now := time.Now()
+	for _, t := range b.topics.cleanTargets() {
+		if !t.P.Compacted() {
+			continue
+		}
+		cs := t.P.CleanState(now)
+		maxRatio = max(maxRatio, cs.Ratio)
+		if cs.Uncleanable != nil {
+			uncleanable++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.ratio, prometheus.GaugeValue, maxRatio)
+	ch <- prometheus.MustNewConstMetric(c.uncleanable, prometheus.GaugeValue, float64(uncleanable))
 }
 
 // txnCollector counts transactional ids by state when scraped; every

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -93,20 +95,68 @@ func atoi(v string) int64 { n, _ := strconv.ParseInt(v, 10, 64); return n }
 
 func msOf(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
 
+// msDuration is a config in milliseconds as a Duration, capped where
+// Duration ends (292 years: Long.MAX milliseconds means "never").
+func msDuration(v string) time.Duration {
+	n := atoi(v)
+	if n > math.MaxInt64/int64(time.Millisecond) {
+		return math.MaxInt64
+	}
+	return time.Duration(n) * time.Millisecond
+}
+
+// checkCleanupPolicy takes Kafka's values: a list of delete and compact.
+func checkCleanupPolicy(v string) error {
+	items := strings.Split(v, ",")
+	for i, x := range items {
+		if x != "delete" && x != "compact" {
+			return fmt.Errorf("%q is not a cleanup policy; use delete, compact or compact,delete", x)
+		}
+		if slices.Contains(items[:i], x) {
+			return fmt.Errorf("%q is named twice", x)
+		}
+	}
+	return nil
+}
+
 var topicConfigDefs = []topicConfigDef{
-	{name: "cleanup.policy", broker: "log.cleanup.policy", typ: 2,
-		def: func(Options) string { return "delete" },
-		check: func(v string) error {
-			if v != "delete" {
-				return fmt.Errorf("only delete is supported by the built-in broker; log compaction needs an external Kafka cluster")
-			}
-			return nil
-		},
-		apply: func(*storage.Config, string) {}},
+	{name: "cleanup.policy", broker: "log.cleanup.policy", typ: 7,
+		def:   func(Options) string { return "delete" },
+		check: checkCleanupPolicy,
+		apply: func(c *storage.Config, v string) {
+			items := strings.Split(v, ",")
+			c.Compact = slices.Contains(items, "compact")
+			c.KeepForever = !slices.Contains(items, "delete")
+		}},
+	{name: "delete.retention.ms", broker: "log.cleaner.delete.retention.ms", typ: 5,
+		def:   func(Options) string { return msOf(storage.DefaultDeleteRetention) },
+		check: parseLong(0, math.MaxInt64),
+		apply: func(c *storage.Config, v string) { c.DeleteRetention = msDuration(v) }},
+	{name: "max.compaction.lag.ms", broker: "log.cleaner.max.compaction.lag.ms", typ: 5,
+		def:   func(Options) string { return strconv.FormatInt(math.MaxInt64, 10) },
+		check: parseLong(1, math.MaxInt64),
+		apply: func(c *storage.Config, v string) { c.MaxCompactionLag = msDuration(v) }},
 	{name: "max.message.bytes", broker: "message.max.bytes", typ: 5,
 		def:   func(Options) string { return strconv.Itoa(DefaultMaxMessageBytes) },
 		check: parseLong(0, MaxFrameBytes),
 		apply: func(c *storage.Config, v string) { c.MaxBatchBytes = atoi(v) }},
+	{name: "min.cleanable.dirty.ratio", broker: "log.cleaner.min.cleanable.ratio", typ: 6,
+		def: func(Options) string { return strconv.FormatFloat(storage.DefaultMinCleanableRatio, 'f', -1, 64) },
+		check: func(v string) error {
+			if f, err := strconv.ParseFloat(v, 64); err != nil || !(f >= 0 && f <= 1) {
+				return fmt.Errorf("must be a number from 0 to 1")
+			}
+			return nil
+		},
+		apply: func(c *storage.Config, v string) {
+			f, _ := strconv.ParseFloat(v, 64)
+			// 0 means any dirty byte; the storage takes 0 for its default.
+			c.MinCleanableRatio = max(f, math.SmallestNonzeroFloat64)
+		}},
+	{name: "min.compaction.lag.ms", broker: "log.cleaner.min.compaction.lag.ms", typ: 5,
+		def:   func(Options) string { return "0" },
+		check: parseLong(0, math.MaxInt64),
+		apply: func(c *storage.Config, v string) { c.MinCompactionLag = msDuration(v) }},
 	{name: "retention.bytes", broker: "log.retention.bytes", typ: 5,
 		def: func(o Options) string {
 			if o.RetentionBytes > 0 {
@@ -246,6 +296,8 @@ type topicSet struct {
 	// openConns tells how many client connections are open, for the
 	// descriptors checkCapacity keeps for more; nil in tests of the set.
 	openConns func() int
+	// cleanerWake, if set, tells the log cleaner configs changed.
+	cleanerWake func()
 
 	opMu sync.Mutex // serialises create and delete, which move directories
 	mu   sync.RWMutex
@@ -319,6 +371,29 @@ func (ts *topicSet) openTopic(dir string, clean bool) (*topic, error) {
 // a topic is opened; an error it returns fails the open as a real one would.
 var testHookOpenPartition func(topic string, partition int32) error
 
+// deletable says topic name's cleanup.policy has delete (an unknown topic
+// counts as deletable: the caller answers for it).
+func (ts *topicSet) deletable(name string) bool {
+	t := ts.get(name)
+	if t == nil {
+		return true
+	}
+	v, _ := t.value(configDef("cleanup.policy"), ts.opts)
+	return slices.Contains(strings.Split(v, ","), "delete")
+}
+
+// cleanTargets lists every partition for the log cleaner, which skips
+// those whose cleanup.policy lacks compact.
+func (ts *topicSet) cleanTargets() []storage.CleanTarget {
+	var out []storage.CleanTarget
+	for _, t := range ts.list() {
+		for i, p := range t.parts {
+			out = append(out, storage.CleanTarget{Name: fmt.Sprintf("%s-%d", t.meta.Name, i), P: p})
+		}
+	}
+	return out
+}
+
 func (ts *topicSet) get(name string) *topic {
 	ts.mu.RLock()
 	defer ts.mu.RUnlock()
@@ -387,11 +462,20 @@ func checkConfigs(configs map[string]string) error {
 	for k, v := range configs {
 		def := configDef(k)
 		if def == nil {
-			return errorf(kerr.InvalidConfig, "topic config %q is not supported by the built-in broker; supported: cleanup.policy, max.message.bytes, retention.bytes, retention.ms, segment.bytes, segment.ms", k)
+			names := make([]string, len(topicConfigDefs))
+			for i, d := range topicConfigDefs {
+				names[i] = d.name
+			}
+			return errorf(kerr.InvalidConfig, "topic config %q is not supported by the built-in broker; supported: %s", k, strings.Join(names, ", "))
 		}
 		if err := def.check(v); err != nil {
 			return errorf(kerr.InvalidConfig, "topic config %s=%q: %v", k, v, err)
 		}
+	}
+	// As Kafka's LogConfig.validate.
+	minLag, maxLag := configs["min.compaction.lag.ms"], configs["max.compaction.lag.ms"]
+	if minLag != "" && maxLag != "" && atoi(minLag) > atoi(maxLag) {
+		return errorf(kerr.InvalidConfig, "conflict topic config setting min.compaction.lag.ms (%s) > max.compaction.lag.ms (%s): lower the first or raise the second", minLag, maxLag)
 	}
 	return nil
 }

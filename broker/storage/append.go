@@ -41,7 +41,7 @@ func (p *Partition) AppendBatches(b []byte, now time.Time) (AppendResult, error)
 	var hbuf [8]header
 	hs = hbuf[:0]
 	p.mu.RLock()
-	maxBatch := p.cfg.MaxBatchBytes
+	maxBatch, needKey := p.cfg.MaxBatchBytes, p.cfg.Compact
 	p.mu.RUnlock()
 	for rest := b; len(rest) > 0; {
 		h, err := checkBatch(rest, true)
@@ -57,7 +57,7 @@ func (p *Partition) AppendBatches(b []byte, now time.Time) (AppendResult, error)
 		}
 		// Outside the lock: appends to other partitions, and reads of
 		// this one, do not wait for a decompression.
-		if err := checkRecords(rest, h, inflateLimit(maxBatch)); err != nil {
+		if err := checkRecordsOf(rest, h, inflateLimit(maxBatch), needKey); err != nil {
 			return AppendResult{}, err
 		}
 		hs = append(hs, h)

@@ -179,7 +179,7 @@ func (s *segment) verifyBatches(from, end, off int64) (int64, int64, *CorruptErr
 		}
 		for len(chunk) >= batchHeaderLen {
 			h := parseHeader(chunk)
-			if h.baseOffset != off {
+			if !s.follows(h.baseOffset, off) {
 				return bad(fmt.Errorf("base offset %d where %d was expected", h.baseOffset, off))
 			}
 			if err := checkHeader(h, end-pos); err != nil {

@@ -1,5 +1,7 @@
 package storage
 
+import "time"
+
 // Limits and defaults of the partition log.
 const (
 	// DefaultSegmentBytes is Kafka's segment.bytes default (1 GiB). Segment
@@ -48,4 +50,14 @@ const (
 
 	// recoveryReadBytes is the read buffer used when scanning a segment.
 	recoveryReadBytes = 1 << 20
+
+	// DefaultDeleteRetention is Kafka's delete.retention.ms default: a
+	// tombstone stays a day after it was cleaned, so a consumer that reads
+	// the log at least daily sees every delete.
+	DefaultDeleteRetention = 24 * time.Hour
+
+	// DefaultMinCleanableRatio is Kafka's min.cleanable.dirty.ratio
+	// default: a log is cleaned once half its bytes are not yet cleaned,
+	// which bounds it to about twice its compacted size.
+	DefaultMinCleanableRatio = 0.5
 )

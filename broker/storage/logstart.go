@@ -40,6 +40,8 @@ func (p *Partition) logStart() int64 {
 func (p *Partition) DeleteRecordsBefore(offset int64, now time.Time) (int64, error) {
 	p.startMu.Lock()
 	defer p.startMu.Unlock()
+	p.cleanMu.Lock() // a clean's swap must find the segments it read
+	defer p.cleanMu.Unlock()
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()

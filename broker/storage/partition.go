@@ -35,6 +35,26 @@ type Config struct {
 	// Name is how log lines name the partition ("orders-3"; default: its
 	// directory).
 	Name string
+
+	// Compact says cleanup.policy has compact: the cleaner (clean.go)
+	// keeps the latest record per key. KeepForever says it lacks delete:
+	// retention by age and size is off (compact alone).
+	Compact     bool
+	KeepForever bool
+	// DeleteRetention keeps a tombstone (and a transaction marker whose
+	// data is gone) this long after the cleaner first cleaned it (Kafka's
+	// delete.retention.ms; default 1 day).
+	DeleteRetention time.Duration
+	// MinCleanableRatio is the share of dirty bytes at which the cleaner
+	// takes the log (min.cleanable.dirty.ratio; 0 takes the default 0.5,
+	// use a tiny positive value for "any").
+	MinCleanableRatio float64
+	// MinCompactionLag keeps records younger than this out of cleaning
+	// (min.compaction.lag.ms; default 0). MaxCompactionLag cleans a log
+	// whose oldest dirty record is older, whatever its ratio
+	// (max.compaction.lag.ms; 0: no such bound).
+	MinCompactionLag time.Duration
+	MaxCompactionLag time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -53,6 +73,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.DeleteRetention <= 0 {
+		c.DeleteRetention = DefaultDeleteRetention
+	}
+	if c.MinCleanableRatio <= 0 {
+		c.MinCleanableRatio = DefaultMinCleanableRatio
 	}
 	return c
 }
@@ -110,6 +136,21 @@ type Partition struct {
 	offline error
 	// corruptFound counts the corrupt batches reads met (corrupt.go).
 	corruptFound atomic.Int64
+
+	// cleanMu is held by a clean for its whole run, and by retention and
+	// DeleteRecords, the other two changers of the first segments, so a
+	// clean's swap finds the segments it read still in place. Never taken
+	// while holding mu.
+	cleanMu sync.Mutex
+	// cleaned is the cleaner's checkpoint (clean.go), guarded by mu.
+	cleaned cleanerState
+	// uncleanable is why the cleaner gave up on this log (nil if it has
+	// not), guarded by mu: a failed clean is not retried until a restart.
+	uncleanable error
+	// nextHorizonMs is when the earliest tombstone or marker a clean kept
+	// may go (Unix ms, 0: none), guarded by mu: a clean is due then even
+	// without new dirty bytes.
+	nextHorizonMs int64
 }
 
 // SetConfig replaces the partition's retention and roll settings.

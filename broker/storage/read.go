@@ -56,7 +56,9 @@ func (p *Partition) ReadUpTo(offset, maxBytes, upto int64) (Section, error) {
 		return Section{}, nil
 	}
 	i := sort.Search(len(p.segs), func(i int) bool { return p.segs[i].base > offset }) - 1
-	for i < len(p.segs)-1 && offset >= p.segs[i].next {
+	// A cleaned segment may end before the next one starts, or hold
+	// nothing at all (clean.go): the offset is then in the next one.
+	for i < len(p.segs)-1 && (offset >= p.segs[i].next || p.segs[i].size == 0) {
 		i++
 	}
 	seg := p.segs[i]

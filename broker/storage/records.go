@@ -25,7 +25,11 @@ import (
 // not decompress), and a reader would stop at them for good. Compressed
 // records are decompressed into a pooled buffer, at most limit bytes.
 // Nothing is allocated per record.
-func checkRecords(b []byte, h header, limit int) error {
+func checkRecords(b []byte, h header, limit int) error { return checkRecordsOf(b, h, limit, false) }
+
+// checkRecordsOf is checkRecords that with needKey also refuses a record
+// without a key, as Kafka does on a compacted topic.
+func checkRecordsOf(b []byte, h header, limit int, needKey bool) error {
 	if h.attributes&0x7 != 0 {
 		// A compressed batch may take limit bytes however small it is, so
 		// the request budgets do not bound it: the process-wide inflate
@@ -38,7 +42,7 @@ func checkRecords(b []byte, h header, limit int) error {
 			defer h(-n)
 		}
 	}
-	return decodeRecords(b, h, limit, true)
+	return decodeRecords(b, h, limit, true, needKey)
 }
 
 // inflateBudget bounds the bytes appends may be decompressing at once
@@ -51,7 +55,7 @@ var testHookInflating func(n int64)
 
 // decodeRecords decompresses the records of batch b (header h) within
 // limit bytes and walks them (walkRecords).
-func decodeRecords(b []byte, h header, limit int, sequential bool) error {
+func decodeRecords(b []byte, h header, limit int, sequential, needKey bool) error {
 	recs := b[batchHeaderLen:h.size()]
 	if codec := h.attributes & 0x7; codec != 0 {
 		in := inflaters.Get().(*inflater)
@@ -62,7 +66,7 @@ func decodeRecords(b []byte, h header, limit int, sequential bool) error {
 		}
 		recs = out
 	}
-	return walkRecords(recs, h.recordCount, sequential)
+	return walkRecords(recs, h.recordCount, sequential, needKey)
 }
 
 // CheckFetched checks the record batch at the start of b (which may hold
@@ -80,13 +84,13 @@ func CheckFetched(b []byte) (first, last int64, err error) {
 		return h.baseOffset, -1, err
 	}
 	first, last = h.baseOffset, h.nextOffset()-1
-	return first, last, decodeRecords(b, h, maxUncompressedBatchBytes, false)
+	return first, last, decodeRecords(b, h, maxUncompressedBatchBytes, false, false)
 }
 
 // walkRecords checks that in holds exactly count magic v2 records, each
 // decoding to its own length and, if sequential, numbered by offset delta
 // 0, 1, ….
-func walkRecords(in []byte, count int32, sequential bool) error {
+func walkRecords(in []byte, count int32, sequential, needKey bool) error {
 	for i := range count {
 		length, n := varint(in)
 		if n <= 0 || length < 0 || length > int64(len(in)-n) {
@@ -97,7 +101,7 @@ func walkRecords(in []byte, count int32, sequential bool) error {
 		}
 		r := in[n : n+int(length)]
 		in = in[n+int(length):]
-		if err := walkRecord(r, i, sequential); err != nil {
+		if err := walkRecord(r, i, sequential, needKey); err != nil {
 			return err
 		}
 	}
@@ -108,7 +112,7 @@ func walkRecords(in []byte, count int32, sequential bool) error {
 }
 
 // walkRecord checks one record's fields within its length r.
-func walkRecord(r []byte, i int32, sequential bool) error {
+func walkRecord(r []byte, i int32, sequential, needKey bool) error {
 	bad := func(what string) error {
 		return fmt.Errorf("%w: record %d: %s does not decode within the record's length", ErrCorrupt, i, what)
 	}
@@ -129,6 +133,11 @@ func walkRecord(r []byte, i int32, sequential bool) error {
 		return fmt.Errorf("%w: record %d has offset delta %d; a producer numbers a batch's records 0, 1, 2, …", ErrInvalidRecord, i, delta)
 	}
 	r = r[n:]
+	if needKey {
+		if kl, n := varint(r); n > 0 && kl < 0 {
+			return fmt.Errorf("%w: Compacted topic cannot accept message without key (record %d): give every record a key, or produce to a topic whose cleanup.policy is delete", ErrInvalidRecord, i)
+		}
+	}
 	var ok bool
 	if r, ok = skipBytes(r, true); !ok {
 		return bad("key")

@@ -27,6 +27,14 @@ func OpenPartition(dir string, cfg Config, clean bool) (*Partition, error) {
 		return nil, fmt.Errorf("create partition directory: %w", err)
 	}
 	p := &Partition{dir: dir, cfg: cfg}
+	if err := recoverClean(dir, cfg); err != nil {
+		return nil, err
+	}
+	p.cleaned = loadCleanerState(dir, cfg)
+	if len(p.cleaned.spans) > 0 {
+		// What was kept is not known: the earliest it may go.
+		p.nextHorizonMs = p.cleaned.spans[0].atMs + cfg.DeleteRetention.Milliseconds()
+	}
 	bases, err := listSegments(dir)
 	if err != nil {
 		return nil, err
@@ -88,7 +96,7 @@ func (p *Partition) openSegment(base int64, active, clean bool, next int64) (*se
 	if err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
 	}
-	seg := &segment{base: base, dir: p.dir, f: f, next: base, maxTs: -1, created: time.Now()}
+	seg := &segment{base: base, dir: p.dir, f: f, next: base, maxTs: -1, created: time.Now(), gaps: p.cleaned.covers(base)}
 	seg.refs.Store(1)
 	fi, err := f.Stat()
 	if err != nil {
@@ -167,7 +175,7 @@ func (p *Partition) recoverSegment(seg *segment, fileSize int64, active, clean b
 			return err
 		}
 	}
-	if !active && (next >= 0 && seg.next != next) {
+	if !active && !seg.endsAt(seg.next, next) {
 		return &DamagedError{Segment: path, Offset: seg.next, Pos: seg.size,
 			Reason: fmt.Errorf("it ends at offset %d but the next segment starts at %d", seg.next, next)}
 	}

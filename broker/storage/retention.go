@@ -13,6 +13,11 @@ import (
 // or wholly below the log start offset (DeleteRecords, logstart.go), and
 // returns how many it deleted. The active segment is never deleted.
 func (p *Partition) EnforceRetention(now time.Time) (int, error) {
+	if !p.cleanMu.TryLock() {
+		// A clean is rewriting the first segments; the next pass runs soon.
+		return 0, nil
+	}
+	defer p.cleanMu.Unlock()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -25,9 +30,12 @@ func (p *Partition) EnforceRetention(now time.Time) (int, error) {
 	n := 0
 	for n < len(p.segs)-1 {
 		s := p.segs[n]
-		byTime := p.cfg.RetentionAge > 0 && s.maxTs >= 0 && now.Sub(time.UnixMilli(s.maxTs)) > p.cfg.RetentionAge
-		byTime = byTime || (p.cfg.RetentionAge > 0 && s.size == 0)
-		bySize := p.cfg.RetentionBytes > 0 && total-s.size >= p.cfg.RetentionBytes
+		// cleanup.policy=compact alone keeps segments whatever their age
+		// and size: only DeleteRecords' start removes them.
+		age := !p.cfg.KeepForever && p.cfg.RetentionAge > 0
+		byTime := age && s.maxTs >= 0 && now.Sub(time.UnixMilli(s.maxTs)) > p.cfg.RetentionAge
+		byTime = byTime || (age && s.size == 0)
+		bySize := !p.cfg.KeepForever && p.cfg.RetentionBytes > 0 && total-s.size >= p.cfg.RetentionBytes
 		byStart := s.next <= p.start
 		if !byTime && !bySize && !byStart {
 			break

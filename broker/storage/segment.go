@@ -64,9 +64,25 @@ type segment struct {
 	// txnIndexBad says the .txnindex file could not be read; the open
 	// rebuilds it from the log.
 	txnIndexBad bool
+	// gaps says the cleaner wrote this segment (clean.go): its batches
+	// keep their offsets, so they may skip some, and it may end before the
+	// next segment's base. Set at creation, never changed.
+	gaps bool
 	// vmu guards vd, what reads learnt of the bytes' integrity (corrupt.go).
 	vmu sync.Mutex
 	vd  verified
+}
+
+// follows says a batch starting at base may come where offset want is
+// next: exactly there, or past it in a cleaned segment.
+func (s *segment) follows(base, want int64) bool {
+	return base == want || (s.gaps && base > want)
+}
+
+// endsAt says a segment whose batches end at off fits before a next segment
+// starting at next (-1: none known).
+func (s *segment) endsAt(off, next int64) bool {
+	return next < 0 || off == next || (s.gaps && off < next)
 }
 
 func segmentName(dir string, base int64, suffix string) string {
@@ -147,7 +163,7 @@ func (s *segment) scan(fileSize int64, keep func(*CorruptError), indexInterval i
 			// cannot make us allocate its size.
 			return pos, fmt.Errorf("torn batch at position %d", pos), nil
 		}
-		if h.baseOffset != s.next {
+		if !s.follows(h.baseOffset, s.next) {
 			return pos, fmt.Errorf("batch at position %d has base offset %d, expected %d", pos, h.baseOffset, s.next), nil
 		}
 		if cap(body) < int(h.size()) {
@@ -177,7 +193,11 @@ func (s *segment) scan(fileSize int64, keep func(*CorruptError), indexInterval i
 // writeIndexFiles persists the sparse indexes of a sealed segment, each
 // through a temporary file, fsync and rename so a crash leaves the old or new
 // file whole. A missing or inconsistent index is rebuilt on open.
-func (s *segment) writeIndexFiles() error {
+func (s *segment) writeIndexFiles() error { return s.writeIndexFilesAs("") }
+
+// writeIndexFilesAs is writeIndexFiles to the names ending in tail too
+// (the cleaner's cleanedSuffix).
+func (s *segment) writeIndexFilesAs(tail string) error {
 	idx := make([]byte, 0, len(s.index)*8)
 	tidx := make([]byte, 0, len(s.index)*12)
 	for _, e := range s.index {
@@ -190,7 +210,7 @@ func (s *segment) writeIndexFiles() error {
 		suffix string
 		data   []byte
 	}{{indexSuffix, idx}, {timeIndexSuffix, tidx}} {
-		if err := writeFileSync(segmentName(s.dir, s.base, f.suffix), f.data); err != nil {
+		if err := writeFileSync(segmentName(s.dir, s.base, f.suffix)+tail, f.data); err != nil {
 			return err
 		}
 	}
@@ -223,7 +243,7 @@ func (s *segment) loadIndexFiles(fileSize, next int64, indexInterval int64) bool
 		}
 		entries[i] = e
 	}
-	if entries[0].rel != 0 || entries[0].pos != 0 {
+	if entries[0].pos != 0 || (entries[0].rel != 0 && !s.gaps) {
 		return false
 	}
 	// Walk the tail after the last entry to learn the max timestamp and to
@@ -238,7 +258,7 @@ func (s *segment) loadIndexFiles(fileSize, next int64, indexInterval int64) bool
 			return false
 		}
 		h := parseHeader(hdr[:])
-		if h.baseOffset != off || h.length < batchHeaderLen-batchLengthOverhead {
+		if !s.follows(h.baseOffset, off) || h.length < batchHeaderLen-batchLengthOverhead {
 			return false
 		}
 		maxTs = max(maxTs, h.maxTimestamp)
@@ -246,7 +266,7 @@ func (s *segment) loadIndexFiles(fileSize, next int64, indexInterval int64) bool
 		pos += h.size()
 		s.sinceIndex += h.size()
 	}
-	if pos != fileSize || (next >= 0 && off != next) {
+	if pos != fileSize || !s.endsAt(off, next) {
 		return false
 	}
 	s.index, s.size, s.next, s.maxTs = entries, fileSize, off, maxTs
@@ -293,7 +313,7 @@ func (s *segment) walkHeader(pos, size, want int64) (header, error) {
 		return h, err
 	}
 	var reason error
-	if h.baseOffset != want {
+	if !s.follows(h.baseOffset, want) {
 		reason = fmt.Errorf("base offset %d where %d was expected", h.baseOffset, want)
 	} else {
 		reason = checkHeader(h, size-pos)

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sluicehq/sluice/broker"
+	"github.com/sluicehq/sluice/broker/storage"
 	"github.com/sluicehq/sluice/internal/builtinbroker"
 )
 
@@ -61,6 +62,10 @@ func addListenerFlags(f *pflag.FlagSet, prefix string) *listenerFlags {
 	f.IntVar(&l.lim.MaxConnections, prefix+"max-connections", 0, fmt.Sprintf("open connections; more are closed at once (0: %d, or a quarter of the open-file limit if lower)", broker.DefaultMaxConnections))
 	f.IntVar(&l.lim.MaxConnectionsPerIP, prefix+"max-connections-per-ip", 0, "open connections from one client address (0: no per-address cap)")
 	f.IntVar(&l.lim.MaxPartitions, prefix+"max-partitions", 0, "partitions of all topics together (0: what the open-file limit allows after connections)")
+	f.Int64Var(&l.lim.CleanerBufferBytes, prefix+"log-cleaner-dedupe-buffer-size", storage.DefaultCleanerBufferBytes,
+		"memory of the log cleaner's offset maps (key hash to latest offset) for compacted topics; a log with more distinct keys than fit (24 bytes each, 90% full) is cleaned in more passes")
+	f.Float64Var(&l.lim.CleanerIOBytesPerSecond, prefix+"log-cleaner-io-max-bytes-per-second", 0, "bound on the log cleaner's reads plus writes, in bytes per second (0: none)")
+	f.IntVar(&l.lim.CleanerThreads, prefix+"log-cleaner-threads", 1, "compacted partitions cleaned at once; the dedupe buffer is split among them")
 	return l
 }
 
@@ -81,6 +86,11 @@ func (l *listenerFlags) options(o *broker.Options) error {
 	o.MaxConnections, o.MaxConnectionsPerIP = l.lim.MaxConnections, l.lim.MaxConnectionsPerIP
 	o.MaxPartitions = l.lim.MaxPartitions
 	o.FlagPrefix = l.prefix // the broker's messages name these flags
+	if l.lim.CleanerBufferBytes < 1<<20 || l.lim.CleanerThreads < 1 || l.lim.CleanerIOBytesPerSecond < 0 {
+		return fmt.Errorf("%s needs at least 1 MiB (%d given), %s at least 1 (%d given), %s 0 or more",
+			l.flag("log-cleaner-dedupe-buffer-size"), l.lim.CleanerBufferBytes, l.flag("log-cleaner-threads"), l.lim.CleanerThreads, l.flag("log-cleaner-io-max-bytes-per-second"))
+	}
+	o.CleanerBufferBytes, o.CleanerIOBytesPerSecond, o.CleanerThreads = l.lim.CleanerBufferBytes, l.lim.CleanerIOBytesPerSecond, l.lim.CleanerThreads
 	return nil
 }
 
