@@ -131,7 +131,8 @@ var topicConfigDefs = []topicConfigDef{
 	{name: "delete.retention.ms", broker: "log.cleaner.delete.retention.ms", typ: 5,
 		def:   func(Options) string { return msOf(storage.DefaultDeleteRetention) },
 		check: parseLong(0, math.MaxInt64),
-		apply: func(c *storage.Config, v string) { c.DeleteRetention = msDuration(v) }},
+		// 0 is Kafka's "at once"; the storage takes 0 for its default.
+		apply: func(c *storage.Config, v string) { c.DeleteRetention = max(msDuration(v), time.Nanosecond) }},
 	{name: "max.compaction.lag.ms", broker: "log.cleaner.max.compaction.lag.ms", typ: 5,
 		def:   func(Options) string { return strconv.FormatInt(math.MaxInt64, 10) },
 		check: parseLong(1, math.MaxInt64),

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -112,17 +114,24 @@ func (c Config) ensureTopics(ctx context.Context, cl *kgo.Client, pipeline strin
 				// spread over all of them.
 				return fmt.Errorf("kafka sink: checkpoint topic %s has %d partitions and the sink needs exactly one; delete it (it is recreated) or name another with checkpoint-topic", topic, n)
 			}
+			if topic == c.checkpointTopic(pipeline) {
+				compactCheckpointTopic(ctx, adm, topic, log)
+			}
 			continue
 		}
 		var configs map[string]*string
 		partitions := int32(-1)
 		if topic == c.checkpointTopic(pipeline) {
 			partitions = 1
-			configs = map[string]*string{"cleanup.policy": ptr("compact"), "retention.ms": ptr("-1")}
+			// Small segments, so the cleaner (which never cleans the
+			// segment being written) keeps it to a few of them: at a few
+			// hundred bytes an epoch, 1 MiB holds thousands of epochs.
+			configs = map[string]*string{"cleanup.policy": ptr("compact"), "retention.ms": ptr("-1"), "segment.bytes": ptr(strconv.Itoa(checkpointSegmentBytes))}
 		}
 		_, err := adm.CreateTopic(ctx, partitions, -1, configs, topic)
 		if errors.Is(err, kerr.InvalidConfig) && configs != nil {
-			// The built-in broker has no compaction: keep every record.
+			// A broker without compaction (the built-in one before it had
+			// it): keep every record.
 			_, err = adm.CreateTopic(ctx, partitions, -1, map[string]*string{"retention.ms": ptr("-1")}, topic)
 		}
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
@@ -135,4 +144,47 @@ func (c Config) ensureTopics(ctx context.Context, cl *kgo.Client, pipeline strin
 	return nil
 }
 
+// compactCheckpointTopic makes an existing checkpoint topic compacted if it
+// is not (one made where the broker could not compact, such as the
+// built-in broker before it could): only the latest checkpoint per key is
+// needed, and without compaction the topic grows by one record per epoch
+// forever. A broker or an ACL that refuses leaves the topic as it is.
+func compactCheckpointTopic(ctx context.Context, adm *kadm.Client, topic string, log *slog.Logger) {
+	described, err := adm.DescribeTopicConfigs(ctx, topic)
+	if err == nil {
+		var rc kadm.ResourceConfig
+		if rc, err = described.On(topic, nil); err == nil && rc.Err == nil {
+			for _, cfg := range rc.Configs {
+				if cfg.Key == "cleanup.policy" && strings.Contains(cfg.MaybeValue(), "compact") {
+					return
+				}
+			}
+		}
+		if err == nil {
+			err = rc.Err
+		}
+	}
+	if err == nil {
+		var res kadm.AlterConfigsResponses
+		res, err = adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "cleanup.policy", Value: ptr("compact")}}, topic)
+		if err == nil {
+			var r kadm.AlterConfigsResponse
+			if r, err = res.On(topic, nil); err == nil {
+				err = r.Err
+			}
+		}
+	}
+	if err != nil {
+		log.Warn("kafka sink: the checkpoint topic is not compacted and could not be made so; it keeps one record per epoch (set cleanup.policy=compact on it to bound it)",
+			"topic", topic, "err", err)
+		return
+	}
+	log.Info("kafka sink: made the checkpoint topic compacted (cleanup.policy=compact): it keeps the latest checkpoint per key", "topic", topic)
+}
+
 func ptr[T any](v T) *T { return &v }
+
+// checkpointSegmentBytes is the segment.bytes of a checkpoint topic the
+// sink creates: compaction only bounds a topic whose segments roll, and a
+// cluster's default (1 GiB) would take millions of epochs to.
+const checkpointSegmentBytes = 1 << 20

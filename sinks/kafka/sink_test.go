@@ -2,6 +2,8 @@ package kafka
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -9,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/kafkatest"
 	"github.com/sluicehq/sluice/sinks"
@@ -182,4 +185,117 @@ func deadLetterValues(t *testing.T, brokers []string) []string {
 		}
 	}
 	return kafkatest.Values(recs)
+}
+
+// The checkpoint topic is compacted on the built-in broker: one made
+// before the broker could compact (cleanup.policy=delete) is altered when
+// the sink opens, and after many epochs and a clean it holds a few records
+// while Open still finds the last checkpoint.
+func TestCheckpointTopicCompactedOnBuiltin(t *testing.T) {
+	b, err := broker.Open(t.TempDir(), broker.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if _, err := b.Listen("127.0.0.1:0", nil); err != nil {
+		t.Fatal(err)
+	}
+	brokers := []string{b.Addr()}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx := context.Background()
+	if _, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"cleanup.policy": ptr("delete"), "segment.bytes": ptr("1024")}, "ckpt"); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	open := func() *Sink {
+		s, err := New(Config{Brokers: brokers, Topic: "out", CheckpointTopic: "ckpt", Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	e, _, err := s.Open(ctx, "p")
+	if err != nil || e != 0 {
+		t.Fatalf("Open = %d, %v", e, err)
+	}
+	policy := func(topic string) string {
+		rc, err := adm.DescribeTopicConfigs(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range rc[0].Configs {
+			if c.Key == "cleanup.policy" {
+				return c.MaybeValue()
+			}
+		}
+		return ""
+	}
+	if got := policy("ckpt"); got != "compact" || !strings.Contains(logs.String(), "made the checkpoint topic compacted") {
+		t.Fatalf("checkpoint topic cleanup.policy %q after Open; log:\n%s", got, logs.String())
+	}
+	const epochs = 200
+	for e := uint64(1); e <= epochs; e++ {
+		rec := engine.Record{Topic: "in", Offset: int64(e), Key: []byte("k"), Value: []byte("v")}
+		if err := s.Write(ctx, e, []engine.Record{rec}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Commit(ctx, e, engine.Positions{{Topic: "in"}: int64(e)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	if err := b.CleanNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// What is left: the latest checkpoint and the markers of the epochs
+	// (kept delete.retention.ms after their first clean), plus the
+	// segment being written.
+	count := func() (recs, markers int) {
+		rcl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"ckpt": {0: kgo.NewOffset().AtStart()}}),
+			kgo.KeepControlRecords(), kgo.FetchIsolationLevel(kgo.ReadUncommitted()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rcl.Close()
+		for done := false; !done; {
+			fs := rcl.PollFetches(ctx)
+			fs.EachRecord(func(r *kgo.Record) {
+				if r.Attrs.IsControl() {
+					markers++
+				} else {
+					recs++
+				}
+				done = done || r.Offset == 2*epochs-1
+			})
+		}
+		return recs, markers
+	}
+	if recs, _ := count(); recs > 10 {
+		t.Fatalf("%d checkpoint records left of %d after a clean", recs, epochs)
+	}
+	// Markers whose data is gone go once delete.retention.ms has passed
+	// since their first clean.
+	if _, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "delete.retention.ms", Value: ptr("0")}}, "ckpt"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CleanNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recs, markers := count()
+	if recs > 10 || markers > 20 {
+		t.Fatalf("%d checkpoint records and %d markers left of %d each after delete.retention.ms", recs, markers, epochs)
+	}
+	s = open()
+	defer s.Close()
+	if e, at, err := s.Open(ctx, "p"); err != nil || e != epochs || at[engine.TopicPartition{Topic: "in"}] != epochs {
+		t.Fatalf("Open after the clean = %d, %v, %v; want epoch %d", e, at, err, epochs)
+	}
+	t.Logf("%d checkpoint records and %d markers left of %d each", recs, markers, epochs)
 }
