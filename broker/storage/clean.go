@@ -678,6 +678,11 @@ func parseRecords(recs []byte, count int32, fn func(rawRecord) error) error {
 		raw := recs[:n+int(length)]
 		r := recs[n : n+int(length)]
 		recs = recs[n+int(length):]
+		// Every field, so a record copied into a rebuilt batch is one a
+		// consumer decodes.
+		if err := walkRecord(r, i, false, false); err != nil {
+			return err
+		}
 		r = r[1:] // attributes
 		if _, n := varint(r); n <= 0 {
 			return bad(i, "timestamp delta")
