@@ -246,7 +246,15 @@ func run(cfg config) (ok bool, err error) {
 	text := rep.markdown()
 	fmt.Print(text)
 	if cfg.write != "" {
-		if err := os.WriteFile(cfg.write, []byte(rep.document(text)), 0o644); err != nil {
+		doc := rep.document(text)
+		// Sections other tools measured (bench/compaction) follow a
+		// marker; they are kept as they are.
+		if old, err := os.ReadFile(cfg.write); err == nil {
+			if i := strings.Index(string(old), keptSectionsMarker); i >= 0 {
+				doc = strings.TrimRight(doc, "\n") + "\n\n" + string(old[i:])
+			}
+		}
+		if err := os.WriteFile(cfg.write, []byte(doc), 0o644); err != nil {
 			return false, err
 		}
 		log.Printf("wrote %s", cfg.write)
@@ -273,3 +281,7 @@ func rowName(mode, sink string) string {
 	}
 	return fmt.Sprintf("sluice %s → %s", mode, sink)
 }
+
+// keptSectionsMarker starts the part of BENCHMARKS.md that -write keeps:
+// sections measured by other tools.
+const keptSectionsMarker = "<!-- kept by bench/ingest -write: sections measured by other tools -->"

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/durable"
+	"github.com/sluicehq/sluice/internal/testhook"
 )
 
 // The cleaner's files in a partition directory (ARCHITECTURE §9,
@@ -289,6 +290,9 @@ func applySwap(dir string, m swapManifest, step func(string) error) error {
 }
 
 func hookStep(step func(string) error, name string) error {
+	if testhook.CleanerStep != nil {
+		testhook.CleanerStep(name)
+	}
 	if step == nil {
 		return nil
 	}

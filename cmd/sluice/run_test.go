@@ -23,6 +23,9 @@ func TestMain(m *testing.M) {
 		if marker := os.Getenv("SLUICE_TEST_FREEZE_BEFORE_COMMIT"); marker != "" {
 			freezeBeforeFirstCommit(marker)
 		}
+		if step := os.Getenv("SLUICE_TEST_KILL_AT_CLEANER_STEP"); step != "" {
+			killAtCleanerStep(step)
+		}
 		main()
 		os.Exit(0)
 	}

@@ -7,3 +7,8 @@ package testhook
 // BeforeCommit, when set, runs in the engine just before the sink commits
 // a batch (after it was written).
 var BeforeCommit func()
+
+// CleanerStep, when set, runs at each commit step of a log clean in the
+// broker's storage (its name: "cleaned", "manifest", "checkpoint",
+// "remove FILE", "rename FILE"), before the clean goes on.
+var CleanerStep func(step string)

@@ -21,6 +21,7 @@
 //
 // Open reads the checkpoint read_committed, backwards from the checkpoint
 // partition's last stable offset, so an aborted epoch's checkpoint is never
-// taken. Against the built-in broker the checkpoint topic keeps every
-// record; against Kafka it is compacted.
+// taken. The checkpoint topic is compacted (cleanup.policy=compact, 1 MiB
+// segments), on Kafka and the built-in broker alike; one made earlier
+// without compaction is altered to it at Open where the broker allows.
 package kafka
