@@ -288,3 +288,95 @@ func readKcat(t *testing.T, kcat, addr, topic string) []consumed {
 	}
 	return recs
 }
+
+// TestCompactedTopicTransactions: committed transactional records are kept
+// as values, aborted ones are removed by the clean (a read_uncommitted
+// reader no longer sees them either), and read_committed readers of
+// franz-go and kafka-go see the latest committed value per key.
+func TestCompactedTopicTransactions(t *testing.T) {
+	b, addr := testBroker(t, Options{})
+	ctx := ctxT(t)
+	plain := newKgo(t, addr, kgo.ProducerLinger(0))
+	const topic = "txtable"
+	resp, err := kadm.NewClient(plain).CreateTopic(ctx, 1, 1, map[string]*string{
+		"cleanup.policy": kadm.StringPtr("compact"), "segment.bytes": kadm.StringPtr("1024")}, topic)
+	if err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
+	}
+	tx := newKgo(t, addr, kgo.TransactionalID("compact-tx"), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(0))
+	want := map[string]consumed{}
+	txn := func(commit bool, kvs ...string) {
+		t.Helper()
+		if err := tx.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		var recs []*kgo.Record
+		for i := 0; i < len(kvs); i += 2 {
+			recs = append(recs, &kgo.Record{Key: []byte(kvs[i]), Value: []byte(kvs[i+1])})
+		}
+		if err := tx.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+		if commit {
+			for _, r := range recs {
+				want[string(r.Key)] = consumed{off: r.Offset, key: string(r.Key), val: string(r.Value)}
+			}
+		}
+	}
+	for round := range 5 {
+		txn(true, "a", fmt.Sprint("a-committed-", round), "b", fmt.Sprint("b-committed-", round))
+		txn(false, "a", "aborted", "c", "aborted")
+	}
+	txn(true, "b", "b-last")
+	d := &kgo.Record{Topic: topic, Key: []byte("d"), Value: []byte("plain")}
+	if err := plain.ProduceSync(ctx, d).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	want["d"] = consumed{off: d.Offset, key: "d", val: "plain"}
+	noise := make([]byte, 600)
+	rand.Read(noise)
+	roll := &kgo.Record{Topic: topic, Key: []byte("zz-roll"), Value: []byte(hex.EncodeToString(noise))}
+	if err := plain.ProduceSync(ctx, roll).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	want["zz-roll"] = consumed{off: roll.Offset, key: "zz-roll", val: string(roll.Value)}
+	if err := b.CleanNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, iso := range []kgo.IsolationLevel{kgo.ReadCommitted(), kgo.ReadUncommitted()} {
+		cl := newKgo(t, addr, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}), kgo.FetchIsolationLevel(iso))
+		var got []consumed
+		for done := false; !done; {
+			fs := cl.PollFetches(ctx)
+			if err := fs.Err(); err != nil {
+				t.Fatal(err)
+			}
+			fs.EachRecord(func(r *kgo.Record) {
+				got = append(got, consumed{off: r.Offset, key: string(r.Key), val: string(r.Value)})
+				done = done || r.Offset >= roll.Offset
+			})
+		}
+		checkTable(t, fmt.Sprintf("franz-go %v", iso), got, want)
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{addr}, Topic: topic, Partition: 0, MaxWait: 100 * time.Millisecond, IsolationLevel: kafka.ReadCommitted})
+	defer r.Close()
+	var got []consumed
+	for {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("kafka-go read: %v", err)
+		}
+		if m.Offset >= roll.Offset {
+			got = append(got, consumed{off: m.Offset, key: string(m.Key), val: string(m.Value)})
+			break
+		}
+		if (string(m.Key) == "\x00\x00\x00\x01" || string(m.Key) == "\x00\x00\x00\x00") && len(m.Value) == 6 {
+			continue // kafka-go hands out transaction markers as messages
+		}
+		got = append(got, consumed{off: m.Offset, key: string(m.Key), val: string(m.Value)})
+	}
+	checkTable(t, "kafka-go read_committed", got, want)
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -539,4 +540,102 @@ func propertyRun(t *testing.T, seed uint64, stepsSeen map[string]bool) {
 		t.Fatal(err)
 	}
 	check("final")
+}
+
+// TestCleanLagsAndRatio: min.compaction.lag.ms keeps young segments out of
+// a clean, min.cleanable.dirty.ratio decides when one is due, and
+// max.compaction.lag.ms makes one due below the ratio.
+func TestCleanLagsAndRatio(t *testing.T) {
+	cfg := compactConfig(1024)
+	p := openT(t, t.TempDir(), cfg, true)
+	t0 := time.UnixMilli(1_700_000_000_000)
+	for i := range 100 {
+		if _, _, err := p.Append(keyedBatch(t0.UnixMilli(), kv{fmt.Sprint("k", i%5), val("v")}), t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := p.CleanState(t0); !st.Due || st.Ratio != 1 {
+		t.Fatalf("a log never cleaned: %+v; want ratio 1, due", st)
+	}
+	// Records an hour old are too young for a two-hour lag.
+	cfg.MinCompactionLag = 2 * time.Hour
+	p.SetConfig(quietConfig(cfg))
+	if st := p.CleanState(t0.Add(time.Hour)); st.Due {
+		t.Fatalf("due inside min.compaction.lag.ms: %+v", st)
+	}
+	if s, err := p.Clean(context.Background(), CleanOptions{Now: t0.Add(time.Hour), Force: true}); err != nil || s.Passes != 0 {
+		t.Fatalf("clean inside min.compaction.lag.ms: %+v %v", s, err)
+	}
+	if s, err := p.Clean(context.Background(), CleanOptions{Now: t0.Add(3 * time.Hour)}); err != nil || s.Passes != 1 {
+		t.Fatalf("clean past min.compaction.lag.ms: %+v %v", s, err)
+	}
+	// New dirty bytes, far below the ratio, become due at max.compaction.lag.ms.
+	// The oldest dirty record is in the segment that was active at t0.
+	cfg.MinCompactionLag, cfg.MaxCompactionLag, cfg.MinCleanableRatio = 0, 10*time.Hour, 0.99
+	p.SetConfig(quietConfig(cfg))
+	t1 := t0.Add(4 * time.Hour)
+	for i := range 60 {
+		if _, _, err := p.Append(keyedBatch(t1.UnixMilli(), kv{fmt.Sprint("k", i%5), val("w")}), t1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := p.CleanState(t1.Add(time.Minute)); st.Due || st.Ratio >= 0.99 || st.Ratio < 0.5 {
+		t.Fatalf("due below the ratio before max.compaction.lag.ms: %+v", st)
+	}
+	if st := p.CleanState(t1.Add(7 * time.Hour)); !st.Due {
+		t.Fatalf("not due past max.compaction.lag.ms: %+v", st)
+	}
+}
+
+// TestCleanerMarksFailureUncleanable: a clean that meets a damaged batch
+// fails that partition alone, which is marked uncleanable and still served
+// up to the damage, while the cleaner goes on with the others.
+func TestCleanerMarksFailureUncleanable(t *testing.T) {
+	var logs logBuf
+	bad := openT(t, t.TempDir(), compactConfig(1024), true)
+	good := openT(t, t.TempDir(), compactConfig(1024), true)
+	now := time.Now()
+	for _, p := range []*Partition{bad, good} {
+		for i := range 60 {
+			if _, _, err := p.Append(keyedBatch(now.UnixMilli(), kv{fmt.Sprint("k", i%4), val(fmt.Sprint(i))}), now); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Damage the last byte of the second sealed segment's first batch.
+	seg := bad.segs[1]
+	h, err := seg.readHeader(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [1]byte
+	seg.f.ReadAt(b[:], h.size()-1)
+	b[0] ^= 0xff
+	if _, err := seg.f.WriteAt(b[:], h.size()-1); err != nil {
+		t.Fatal(err)
+	}
+	c := NewCleaner(CleanerOptions{BufferBytes: 1 << 20, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, func() []CleanTarget {
+		return []CleanTarget{{Name: "bad-0", P: bad}, {Name: "good-0", P: good}}
+	})
+	if err := c.CleanNow(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := c.Stats()
+	if st.Failures != 1 || st.Runs != 1 {
+		t.Fatalf("stats %+v; want one failure and one clean", st)
+	}
+	if cs := bad.CleanState(now); cs.Uncleanable == nil || cs.Due {
+		t.Fatalf("damaged partition: %+v; want uncleanable, not due", cs)
+	}
+	if cs := good.CleanState(now); cs.Uncleanable != nil {
+		t.Fatalf("good partition marked uncleanable: %v", cs.Uncleanable)
+	}
+	if !strings.Contains(logs.String(), "cleaning a partition log failed") {
+		t.Fatalf("failure not logged:\n%s", logs.String())
+	}
+	if sec, err := bad.Read(0, 1<<20); err != nil || sec.Len == 0 {
+		t.Fatalf("damaged partition not served before the damage: %v", err)
+	} else {
+		sec.Release()
+	}
 }
