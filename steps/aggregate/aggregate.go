@@ -154,6 +154,21 @@ type batch struct {
 	rej     []engine.Rejected
 	wins    []window // scratch
 	ck      []byte   // scratch of changedKey
+	// pending are the tumbling, sliding or running-total windows the
+	// batch changed, first change first, by changedKey in pend; written
+	// at the end of the batch. They live as long as the batch, so a
+	// Discard or Restore has nothing to invalidate.
+	pending []pendingWin
+	pend    map[string]int
+}
+
+// pendingWin is a window changed in this batch, not yet written.
+type pendingWin struct {
+	task  engine.Task
+	key   []byte
+	w     window
+	acc   acc
+	isNew bool // its close index entry is to be written too
 }
 
 // changedWin is a window every-batch emits: its latest accumulator (nil
@@ -173,7 +188,7 @@ func (a *Aggregate) Process(ctx context.Context, in []engine.Record) ([]engine.R
 	if v == nil {
 		return nil, nil, errNoState
 	}
-	b := &batch{v: v, now: a.now().UnixNano(), tasks: map[engine.Task]*taskState{}, seen: map[string]int{}}
+	b := &batch{v: v, now: a.now().UnixNano(), tasks: map[engine.Task]*taskState{}, seen: map[string]int{}, pend: map[string]int{}}
 	for i := range in {
 		r := &in[i]
 		ts, err := a.task(b, engine.Task(r.Partition))
@@ -375,6 +390,10 @@ func (a *Aggregate) windows(b *batch, task engine.Task, k []byte, t, wm int64) (
 		if a.win.kind != windowNone && w.end <= wm {
 			continue // closed: the watermark passed it
 		}
+		if i, ok := b.pend[string(b.changedKey(task, k, w.start))]; ok {
+			opens = append(opens, open{w: w, acc: b.pending[i].acc})
+			continue
+		}
 		ac, err := a.read(b, task, accKey(k, w.start))
 		if err != nil {
 			return nil, "", err
@@ -514,6 +533,17 @@ func (a *Aggregate) read(b *batch, task engine.Task, key []byte) (acc, error) {
 // write stores o's accumulator, its close index entry, and removes the
 // sessions merged into it.
 func (a *Aggregate) write(b *batch, task engine.Task, k []byte, o *open, isNew bool) error {
+	if a.win.kind != windowSession {
+		// Kept until the batch ends (flush): a key's windows take one Put
+		// per batch, not one per record. Sessions write through, since
+		// finding them scans the state.
+		ck := b.changedKey(task, k, o.w.start)
+		if _, ok := b.pend[string(ck)]; !ok {
+			b.pend[string(ck)] = len(b.pending)
+			b.pending = append(b.pending, pendingWin{task: task, key: bytes.Clone(k), w: o.w, acc: o.acc, isNew: isNew})
+		}
+		return nil
+	}
 	for _, m := range o.merged {
 		if err := b.v.Delete(task, a.name, accKey(k, m.w.start)); err != nil {
 			return fmt.Errorf("aggregate: write task %d: %w", task, err)
@@ -574,6 +604,14 @@ func (a *Aggregate) finish(b *batch) error {
 			}
 		}
 	}
+	if err := a.flush(b); err != nil {
+		return err
+	}
+	if a.everyBatch {
+		for _, p := range b.pending {
+			a.emit(b, p.task, p.key, p.w, p.acc)
+		}
+	}
 	for _, c := range b.changed {
 		if c.acc != nil { // nil: merged into another session since
 			a.emit(b, c.task, c.key, c.acc.window(c.start), c.acc)
@@ -585,6 +623,22 @@ func (a *Aggregate) finish(b *batch) error {
 	for _, t := range tasks {
 		if err := a.closeTask(b, t, b.tasks[t]); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// flush writes the windows the batch changed (write), with the close
+// index entries of the new ones, before windows are closed.
+func (a *Aggregate) flush(b *batch) error {
+	for _, p := range b.pending {
+		if err := b.v.Put(p.task, a.name, accKey(p.key, p.w.start), p.acc); err != nil {
+			return fmt.Errorf("aggregate: write task %d: %w", p.task, err)
+		}
+		if p.isNew && a.win.kind != windowNone {
+			if err := b.v.Put(p.task, a.name, closeKey(p.w.end, p.key, p.w.start), present); err != nil {
+				return fmt.Errorf("aggregate: write task %d: %w", p.task, err)
+			}
 		}
 	}
 	return nil
