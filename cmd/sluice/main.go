@@ -70,7 +70,7 @@ func newRootCmd() *cobra.Command {
 		newDaemonCmd(),
 		newLintCmd(),
 		newPluginCmd(),
-		newBrokerCmd(), newTopicCmd(), newProduceCmd(), newConsumeCmd(), newGroupCmd(), newUserCmd(), newACLCmd(), newClusterCmd(), newQuotaCmd(),
+		newBrokerCmd(), newTopicCmd(), newProduceCmd(), newConsumeCmd(), newGroupCmd(), newStateCmd(), newUserCmd(), newACLCmd(), newClusterCmd(), newQuotaCmd(),
 	)
 	return root
 }
