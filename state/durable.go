@@ -197,6 +197,16 @@ func (d *Durable) localTasks() ([]engine.Task, error) {
 func (d *Durable) Restore(ctx context.Context, tasks []engine.Task, committed func(engine.Task) uint64) error {
 	start := time.Now()
 	d.ov.discard()
+	run := tasks
+	if tasks == nil {
+		// One epoch chain: every task with state, here or (below) in the
+		// changelog.
+		local, err := d.localTasks()
+		if err != nil {
+			return err
+		}
+		run = local
+	}
 	var start0, end map[int32]int64
 	if d.cl != nil {
 		// Nothing this process produced may land after what is read now.
@@ -204,7 +214,7 @@ func (d *Durable) Restore(ctx context.Context, tasks []engine.Task, committed fu
 			return err
 		}
 		need := int32(1)
-		for _, t := range tasks {
+		for _, t := range run {
 			need = max(need, int32(t)+1)
 		}
 		if err := d.cl.ensure(ctx, need); err != nil {
@@ -215,14 +225,7 @@ func (d *Durable) Restore(ctx context.Context, tasks []engine.Task, committed fu
 			return err
 		}
 	}
-	run := tasks
 	if tasks == nil {
-		// One epoch chain: every task with state, here or in the changelog.
-		local, err := d.localTasks()
-		if err != nil {
-			return err
-		}
-		run = local
 		for p, e := range end {
 			if e > start0[p] && !slices.Contains(run, engine.Task(p)) {
 				run = append(run, engine.Task(p))
