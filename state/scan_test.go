@@ -80,7 +80,8 @@ func TestScanAcrossChunks(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !slices.Equal(got, exp) {
-			i := firstDiff(got, exp); t.Fatalf("Scan(%q, %q): %d entries, want %d; first difference at %d: %q vs %q", r.from, r.to, len(got), len(exp), i, got[max(0,i-2):i+3], exp[max(0,i-2):i+3])
+			i := firstDiff(got, exp)
+			t.Fatalf("Scan(%q, %q): %d entries, want %d; first difference at %d: %q vs %q", r.from, r.to, len(got), len(exp), i, got[max(0, i-2):i+3], exp[max(0, i-2):i+3])
 		}
 		// Stopping after 300 entries returns exactly those.
 		got = got[:0]
