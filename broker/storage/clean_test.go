@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -637,5 +638,75 @@ func TestCleanerMarksFailureUncleanable(t *testing.T) {
 		t.Fatalf("damaged partition not served before the damage: %v", err)
 	} else {
 		sec.Release()
+	}
+}
+
+// TestConcurrentClean: appends, reads from the start (which hold sections
+// of segments a clean replaces) and cleans at the same time, under -race:
+// every read serves whole valid batches with increasing offsets, and the
+// log at the end folds to every writer's last value per key.
+func TestConcurrentClean(t *testing.T) {
+	p := openT(t, t.TempDir(), compactConfig(2048), true)
+	const writers, perWriter = 2, 400
+	var wg, others sync.WaitGroup
+	done := make(chan struct{})
+	errs := make(chan error, 8)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range perWriter {
+				k := fmt.Sprintf("w%d-k%d", w, i%10)
+				if _, _, err := p.Append(keyedBatch(int64(i), kv{k, val(fmt.Sprint(i))}), time.Now()); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	for range 2 {
+		others.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if err := readPass(p, -1); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	others.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if _, err := p.Clean(context.Background(), CleanOptions{Force: true, BufferBytes: 1 << 16}); err != nil {
+				errs <- err
+				return
+			}
+		}
+	})
+	wg.Wait()
+	close(done)
+	others.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if _, err := p.Clean(context.Background(), CleanOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for w := range writers {
+		for i := perWriter - 10; i < perWriter; i++ {
+			want[fmt.Sprintf("w%d-k%d", w, i%10)] = fmt.Sprint(i)
+		}
+	}
+	if got := fold(readCommitted(t, p)); !mapsEqual(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
 	}
 }

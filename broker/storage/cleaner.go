@@ -180,7 +180,9 @@ func (c *Cleaner) cleanOne(ctx context.Context, i int, t CleanTarget, force bool
 		c.opts.Logger.Info("cleaned partition log", "partition", t.Name, "passes", st.Passes,
 			"bytes_before", st.SizeBefore, "bytes_after", st.SizeAfter, "records_removed", st.RecordsRemoved, "took", time.Since(began).Round(time.Millisecond))
 	}
-	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+	// A partition closed under the clean (its topic deleted, the broker
+	// stopping) fails with whatever its vanished files gave: not a fault.
+	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrClosed) && !t.P.isClosed() {
 		c.failures.Add(1)
 		t.P.markUncleanable(err)
 		c.opts.Logger.Error("cleaning a partition log failed; it is not cleaned again until the broker restarts (its data is served as before)",
@@ -217,6 +219,12 @@ func (c *Cleaner) CleanNow(ctx context.Context) error {
 func (c *Cleaner) Stats() CleanerStats {
 	return CleanerStats{Runs: c.runs.Load(), Failures: c.failures.Load(), BytesRead: c.read.Load(),
 		BytesWritten: c.written.Load(), RecordsRemoved: c.removed.Load(), LastDuration: time.Duration(c.lastDur.Load())}
+}
+
+func (p *Partition) isClosed() bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.closed
 }
 
 // markUncleanable records why the cleaner gave up on the log.
