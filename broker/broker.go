@@ -50,7 +50,7 @@ type Options struct {
 	// as Kafka's log.retention.check.interval.ms).
 	RetentionCheckInterval time.Duration
 	// The log cleaner of topics whose cleanup.policy has compact
-	// (storage.Cleaner): the memory of its offset maps (default
+	// (storage.Cleaner): the most memory of its offset maps (default
 	// storage.DefaultCleanerBufferBytes, 32 MiB; Kafka's
 	// log.cleaner.dedupe.buffer.size), its I/O bound in bytes per second
 	// (0: none; log.cleaner.io.max.bytes.per.second), its threads

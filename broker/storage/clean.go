@@ -64,7 +64,10 @@ type CleanOptions struct {
 	// Cleaner (default DefaultCleanerBufferBytes).
 	BufferBytes int64
 
-	buf *offsetMap
+	// buf is the offset map to reuse, if any; keep, if set, is given the
+	// map the clean ended with (a larger one if it had to grow).
+	buf  *offsetMap
+	keep **offsetMap
 	// step, if set, is told of each commit step ("cleaned", "checkpoint",
 	// "manifest", then applySwap's); an error stops the clean there, as a
 	// crash would (tests).
@@ -81,8 +84,9 @@ type CleanStats struct {
 	SizeBefore, SizeAfter int64
 }
 
-// DefaultCleanerBufferBytes is the default offset map of a clean: 32 MiB,
-// 1.4 million slots, so 1.26 million distinct keys per pass. Kafka's
+// DefaultCleanerBufferBytes is the default bound of a clean's offset map:
+// 32 MiB, 1.4 million slots, so 1.26 million distinct keys per pass. A map
+// is only as large as a clean needs (sizeMap). Kafka's
 // 128 MiB assumes a dedicated server; the built-in broker shares a
 // process (and often a laptop) with pipelines. A log with more keys is
 // cleaned in more passes, not with more memory.
@@ -191,9 +195,7 @@ func (p *Partition) Clean(ctx context.Context, o CleanOptions) (CleanStats, erro
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	if o.buf == nil {
-		o.buf = newOffsetMap(cmp0(o.BufferBytes, DefaultCleanerBufferBytes))
-	}
+	limit := cmp0(o.BufferBytes, DefaultCleanerBufferBytes)
 	p.cleanMu.Lock()
 	defer p.cleanMu.Unlock()
 	for {
@@ -212,6 +214,7 @@ func (p *Partition) Clean(ctx context.Context, o CleanOptions) (CleanStats, erro
 			s.acquire()
 		}
 		p.mu.RUnlock()
+		o.sizeMap(pl.cleanEnd-pl.firstDirty, limit)
 		mapEnd, err := p.cleanPass(ctx, &pl, &o, &st)
 		for _, s := range pl.segs {
 			s.release()
@@ -223,6 +226,22 @@ func (p *Partition) Clean(ctx context.Context, o CleanOptions) (CleanStats, erro
 		if mapEnd >= pl.cleanEnd {
 			return st, nil
 		}
+	}
+}
+
+// sizeMap makes o.buf big enough for keys distinct keys (a pass's dirty
+// range holds at most one per offset), up to limit bytes: a clean takes
+// the memory it needs, never more than the flag allows, so a broker whose
+// compacted topics have few keys (a sink's checkpoint topic) does not hold
+// the whole buffer.
+func (o *CleanOptions) sizeMap(keys, limit int64) {
+	want := min(limit, (keys+keys/8+16)*mapSlotBytes)
+	if o.buf != nil && int64(len(o.buf.slots))*mapSlotBytes >= want {
+		return
+	}
+	o.buf = newOffsetMap(want)
+	if o.keep != nil {
+		*o.keep = o.buf
 	}
 }
 

@@ -87,7 +87,8 @@ func NewCleaner(opts CleanerOptions, list func() []CleanTarget) *Cleaner {
 		mapMu: make([]sync.Mutex, opts.Threads)}
 	c.idle = sync.NewCond(&c.mu)
 	for range opts.Threads {
-		// Allocated lazily: a broker without compacted topics pays nothing.
+		// Allocated by the first clean, as large as it needs: a broker
+		// without compacted topics pays nothing.
 		c.maps = append(c.maps, nil)
 	}
 	return c
@@ -166,11 +167,9 @@ func (c *Cleaner) pick(now time.Time) (CleanTarget, bool) {
 func (c *Cleaner) cleanOne(ctx context.Context, i int, t CleanTarget, force bool) {
 	c.mapMu[i].Lock()
 	defer c.mapMu[i].Unlock()
-	if c.maps[i] == nil {
-		c.maps[i] = newOffsetMap(c.opts.BufferBytes / int64(c.opts.Threads))
-	}
 	began := time.Now()
-	st, err := t.P.Clean(ctx, CleanOptions{Now: began, Force: force, Throttle: c.throttle, buf: c.maps[i]})
+	st, err := t.P.Clean(ctx, CleanOptions{Now: began, Force: force, Throttle: c.throttle,
+		BufferBytes: c.opts.BufferBytes / int64(c.opts.Threads), buf: c.maps[i], keep: &c.maps[i]})
 	c.read.Add(st.BytesRead)
 	c.written.Add(st.BytesWritten)
 	c.removed.Add(st.RecordsRemoved)

@@ -63,7 +63,7 @@ func addListenerFlags(f *pflag.FlagSet, prefix string) *listenerFlags {
 	f.IntVar(&l.lim.MaxConnectionsPerIP, prefix+"max-connections-per-ip", 0, "open connections from one client address (0: no per-address cap)")
 	f.IntVar(&l.lim.MaxPartitions, prefix+"max-partitions", 0, "partitions of all topics together (0: what the open-file limit allows after connections)")
 	f.Int64Var(&l.lim.CleanerBufferBytes, prefix+"log-cleaner-dedupe-buffer-size", storage.DefaultCleanerBufferBytes,
-		"memory of the log cleaner's offset maps (key hash to latest offset) for compacted topics; a log with more distinct keys than fit (24 bytes each, 90% full) is cleaned in more passes")
+		"most memory of the log cleaner's offset maps (key hash to latest offset) for compacted topics, allocated as a clean needs; a log with more distinct keys than fit (24 bytes each, 90% full) is cleaned in more passes")
 	f.Float64Var(&l.lim.CleanerIOBytesPerSecond, prefix+"log-cleaner-io-max-bytes-per-second", 0, "bound on the log cleaner's reads plus writes, in bytes per second (0: none)")
 	f.IntVar(&l.lim.CleanerThreads, prefix+"log-cleaner-threads", 1, "compacted partitions cleaned at once; the dedupe buffer is split among them")
 	return l
