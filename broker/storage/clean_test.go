@@ -710,3 +710,27 @@ func TestConcurrentClean(t *testing.T) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 }
+
+// TestThrottleHoldsRate: accounting 5 MiB at 10 MiB/s cannot finish before
+// the rate allows (less the burst the throttle lets through); a cancelled
+// context ends the wait.
+func TestThrottleHoldsRate(t *testing.T) {
+	th := NewThrottle(10 << 20)
+	start := time.Now()
+	for range 5 {
+		if err := th.wait(context.Background(), 1<<20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if min := 500*time.Millisecond - throttleBurst; time.Since(start) < min {
+		t.Fatalf("5 MiB at 10 MiB/s took %v, less than %v", time.Since(start), min)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := th.wait(ctx, 100<<20); err == nil {
+		t.Fatal("a cancelled wait returned nil")
+	}
+	if NewThrottle(0) != nil {
+		t.Fatal("rate 0 should mean no throttle")
+	}
+}
