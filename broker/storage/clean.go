@@ -43,13 +43,13 @@ import (
 //     dropped once no data of its transaction is left and
 //     delete.retention.ms passed since it was cleaned. Index, time index
 //     and transaction index are built for each new segment.
-//  4. Commit: the checkpoint (new first dirty offset, when each stretch
-//     was cleaned) is written, then the swap file naming old and new
-//     segments: from here the clean happens even across a crash. The
-//     partition's segment list is swapped under its lock (readers keep the
-//     old files through their references), then the files are renamed
-//     into place and the swap file removed (applySwap, which the next
-//     open repeats after a crash).
+//  4. Commit: the swap file naming old and new segments and holding the
+//     new checkpoint (first dirty offset, when each stretch was first
+//     cleaned) is written durably: from here the clean happens even across
+//     a crash. The partition's segment list is swapped under its lock
+//     (readers keep the old files through their references), then
+//     applySwap writes the checkpoint, renames the files into place and
+//     removes the swap file; the next open repeats it after a crash.
 
 // CleanOptions tune one Clean call.
 type CleanOptions struct {
