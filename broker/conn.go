@@ -280,6 +280,7 @@ func (c *conn) readLoop() error {
 			c.release(int64(size))
 			return err
 		}
+		rep = req.requestQuota(rep, time.Since(started))
 		q := queued{req: req, reply: rep, mayBlock: mayBlock(req.msg), read: started, bytes: int64(size)}
 		// Produce batches alias the frame; drop the request so the frame
 		// can be collected while the reply waits.

@@ -211,3 +211,56 @@ func (c *conn) awaitUnmuted() bool {
 		}
 	}
 }
+
+// requestQuota measures the time the request took on the connection's
+// reader (decoding and the synchronous part of its handler, where an
+// append or an admin change happens) against the client's
+// request_percentage, as Kafka measures its request handler threads' time,
+// and throttles the client over it: the response carries the larger of
+// this throttle and any other, and the connection is muted.
+func (r *request) requestQuota(rep reply, took time.Duration) reply {
+	b := r.c.b
+	key, bound, ok := b.quotas.Resolve(quota.RequestPercentage, r.c.quotaUser(), r.clientID)
+	if !ok {
+		return rep
+	}
+	d := b.sensors.RecordRequestTime(key, bound, took, time.Now())
+	if d <= 0 {
+		return rep
+	}
+	b.metrics.throttled(quotaRequest, d)
+	r.c.mute(d)
+	until := time.Now().Add(d)
+	ms := int32(d.Milliseconds())
+	return func() *outgoing {
+		out := rep()
+		if out == nil || out.raw {
+			return out
+		}
+		tr, ok := out.resp.(interface {
+			kmsg.ThrottleResponse
+			kmsg.SetThrottleResponse
+		})
+		if !ok {
+			return out
+		}
+		out.resp.SetVersion(r.version)
+		cur, clientThrottles := tr.Throttle()
+		if cur < ms {
+			tr.SetThrottle(ms)
+		}
+		if !clientThrottles {
+			// Delayed as before KIP-219; a byte-rate delay inside rep
+			// already counts towards it.
+			if wait := time.Until(until); wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+				case <-r.c.ctx.Done():
+					t.Stop()
+				}
+			}
+		}
+		return out
+	}
+}

@@ -87,7 +87,7 @@ func NewMetrics() *Metrics {
 		}),
 		throttles: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "sluice_broker_quota_throttle_seconds",
-			Help:    "Throttle times given to clients over a client quota (the response carries it and the connection is not read for it), by quota type (produce: producer_byte_rate, fetch: consumer_byte_rate; connection: connection_creation_rate, the connection held unserved, then closed).",
+			Help:    "Throttle times given to clients over a client quota (the response carries it and the connection is not read for it), by quota type (produce: producer_byte_rate, fetch: consumer_byte_rate; connection: connection_creation_rate, the connection held unserved, then closed; request: request_percentage).",
 			Buckets: prometheus.ExponentialBuckets(0.01, 4, 8),
 		}, []string{"quota"}),
 		sensors: &sensorGauge{desc: prometheus.NewDesc("sluice_broker_quota_sensors",
@@ -306,6 +306,7 @@ const (
 	quotaProduce    = "produce"
 	quotaFetch      = "fetch"
 	quotaConnection = "connection"
+	quotaRequest    = "request"
 )
 
 func (m *Metrics) throttled(quotaType string, d time.Duration) {

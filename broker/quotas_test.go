@@ -560,3 +560,60 @@ func TestConnectionCreationRate(t *testing.T) {
 		t.Fatalf("after removing the quotas: %v", err)
 	}
 }
+
+// TestRequestPercentageThrottles: over request_percentage every request
+// is throttled by at most one sample (a zero quota makes any time spent
+// over it), the response says so and the connection is muted; a response
+// version whose client does not throttle itself is delayed instead; a
+// client without the quota is not throttled.
+func TestRequestPercentageThrottles(t *testing.T) {
+	b, addr := testBroker(t, Options{})
+	res, err := b.quotas.Alter([]quota.Alteration{{Entity: []quota.EntityPart{{Type: quota.ClientID, Name: strp("busy")}},
+		Ops: []quota.Op{{Key: quota.RequestPercentage, Value: 0}}}}, false)
+	if err != nil || res[0] != nil {
+		t.Fatalf("alter: %v %v", res, err)
+	}
+	dial := func() net.Conn {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		return nc
+	}
+	metadata := func(nc net.Conn, clientID string, version int16, corr int32) *kmsg.MetadataResponse {
+		t.Helper()
+		req := kmsg.NewPtrMetadataRequest()
+		req.Version = version
+		resp := kmsg.NewPtrMetadataResponse()
+		resp.Version = version
+		if err := resp.ReadFrom(rawRequest(t, nc, clientID, req, corr)); err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	nc := dial()
+	sent := time.Now()
+	if resp := metadata(nc, "busy", 9, 1); resp.ThrottleMillis != int32(quota.WindowSize.Milliseconds()) {
+		t.Fatalf("throttle %d ms, want the %v bound", resp.ThrottleMillis, quota.WindowSize)
+	}
+	if mutedUntil := connOf(t, b, nc).mutedUntil.Load(); mutedUntil < sent.Add(quota.WindowSize).UnixNano() {
+		t.Fatalf("muted until %v, before the throttle from the request's sending ran out", time.Unix(0, mutedUntil))
+	}
+	// Metadata v4 has a throttle field its clients do not act on: the
+	// response waits out the throttle.
+	old := dial()
+	sent = time.Now()
+	if resp := metadata(old, "busy", 4, 1); resp.ThrottleMillis <= 0 {
+		t.Fatalf("v4 throttle %d", resp.ThrottleMillis)
+	}
+	if waited := time.Since(sent); waited < quota.WindowSize {
+		t.Fatalf("v4 response after %v, before the %v throttle", waited, quota.WindowSize)
+	}
+	if resp := metadata(dial(), "idle", 9, 1); resp.ThrottleMillis != 0 {
+		t.Fatalf("client without a quota throttled %d ms", resp.ThrottleMillis)
+	}
+	if count, _ := histogram(t, b.metrics.throttles.WithLabelValues(quotaRequest)); count != 2 {
+		t.Fatalf("%d request throttles counted, want 2", count)
+	}
+}

@@ -146,6 +146,14 @@ func (s *Sensors) RecordConnection(key SensorKey, bound float64, now time.Time) 
 	return min(s.Record(key, bound, 1, now), WindowSize)
 }
 
+// RecordRequestTime adds took, the time a request kept the broker busy, to
+// key's sensor as Kafka's request quota counts it (percent of one thread,
+// per second), and returns the throttle: bounded by one sample, as Kafka
+// bounds request throttles, since every request of the client counts.
+func (s *Sensors) RecordRequestTime(key SensorKey, bound float64, took time.Duration, now time.Time) time.Duration {
+	return min(s.Record(key, bound, took.Seconds()*100, now), WindowSize)
+}
+
 // Unrecord takes v back off key's sensor: a throttled fetch is answered
 // empty, so what it would have sent does not count.
 func (s *Sensors) Unrecord(key SensorKey, v float64, now time.Time) {
