@@ -276,8 +276,8 @@ func seedRequests() [][]byte {
 		reqs = append(reqs, ac, ic)
 	}
 	for _, v := range []int16{0, 1} {
-		// Client quotas: a small byte rate on the fuzzing client itself
-		// (so the produce and fetch seeds after it are throttled), a
+		// Client quotas: small byte and request rates on the fuzzing
+		// client itself (so the seeds after them are throttled), a
 		// default entity, an IP, a refused key and a removal; then
 		// filters of each match type.
 		aq := kmsg.NewPtrAlterClientQuotasRequest()
@@ -290,6 +290,7 @@ func seedRequests() [][]byte {
 		}{
 			{[]kmsg.AlterClientQuotasRequestEntryEntity{{Type: "client-id", Name: kmsg.StringPtr("fuzz-client")}}, "producer_byte_rate", 1024, false},
 			{[]kmsg.AlterClientQuotasRequestEntryEntity{{Type: "user", Name: nil}, {Type: "client-id", Name: kmsg.StringPtr("fuzz-client")}}, "consumer_byte_rate", 2048, false},
+			{[]kmsg.AlterClientQuotasRequestEntryEntity{{Type: "user", Name: kmsg.StringPtr("ANONYMOUS")}}, "request_percentage", 1, false},
 			{[]kmsg.AlterClientQuotasRequestEntryEntity{{Type: "ip", Name: kmsg.StringPtr("127.0.0.1")}}, "connection_creation_rate", 5, false},
 			{[]kmsg.AlterClientQuotasRequestEntryEntity{{Type: "user", Name: kmsg.StringPtr("fuzz")}}, "bogus", 1.5, false},
 			{[]kmsg.AlterClientQuotasRequestEntryEntity{{Type: "user", Name: kmsg.StringPtr("fuzz")}}, "request_percentage", 0, true},

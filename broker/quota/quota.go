@@ -267,11 +267,17 @@ type state struct {
 	// address in Go's canonical form ("" for the default), so "::1" and
 	// "0:0::1" name one address as Kafka's InetAddress does.
 	ips map[string]float64
+	// keys are the quota keys some entity has: a request with no quota of
+	// its kind anywhere is decided by one map lookup.
+	keys map[string]bool
 }
 
 func newState(quotas map[Entity]map[string]float64) *state {
-	st := &state{quotas: quotas, ips: map[string]float64{}}
+	st := &state{quotas: quotas, ips: map[string]float64{}, keys: map[string]bool{}}
 	for e, q := range quotas {
+		for k := range q {
+			st.keys[k] = true
+		}
 		v, ok := q[ConnectionCreationRate]
 		if !e.IP.Present || !ok {
 			continue

@@ -46,7 +46,7 @@ func (s *Store) ResolveIP(ip string) (SensorKey, float64, bool) {
 //	/clients/<default>
 func (s *Store) Resolve(key, user, clientID string) (SensorKey, float64, bool) {
 	st := s.cur.Load()
-	if len(st.quotas) == 0 {
+	if !st.keys[key] {
 		return SensorKey{}, 0, false
 	}
 	tags := st.tags(key, user, clientID)
