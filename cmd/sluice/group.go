@@ -68,10 +68,16 @@ func newGroupCmd() *cobra.Command {
 			case l.FetchErr != nil:
 				return fmt.Errorf("committed offsets of %s: %w", args[0], l.FetchErr)
 			case l.State == "Dead":
+				// DescribeGroups answers a consumer-protocol (KIP-848)
+				// group Dead, as Kafka does; ConsumerGroupDescribe
+				// describes it.
+				if ok, err := describeConsumerGroup(cmd, adm, args[0]); ok || err != nil {
+					return err
+				}
 				return fmt.Errorf("group %s does not exist; sluice group list shows the groups there are", args[0])
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "group %s  state %s  protocol %s/%s  members %d\n\n",
+			fmt.Fprintf(out, "group %s  state %s  protocol classic  type %s  assignor %s  members %d\n\n",
 				l.Group, l.State, orDash(l.ProtocolType), orDash(l.Protocol), len(l.Members))
 			if len(l.Members) > 0 {
 				w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -174,4 +180,107 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// describeConsumerGroup prints a consumer-protocol (KIP-848) group: its
+// epochs and server-side assignor, each member's epoch, assignment and
+// target (while reconciling they differ), and its committed offsets and
+// lag. ok is false when the group is not a consumer-protocol group (or the
+// broker does not speak ConsumerGroupDescribe).
+func describeConsumerGroup(cmd *cobra.Command, adm *kadm.Client, group string) (ok bool, err error) {
+	ctx := cmd.Context()
+	ds, err := adm.DescribeConsumerGroups(ctx, group)
+	if err != nil {
+		var ae *kadm.AuthError
+		if errors.As(err, &ae) {
+			return false, fmt.Errorf("describe group %s: %w", group, err)
+		}
+		return false, nil
+	}
+	d, found := ds[group]
+	if !found || d.Err != nil {
+		return false, nil
+	}
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "group %s  state %s  protocol consumer (KIP-848)  assignor %s  group epoch %d  assignment epoch %d  members %d\n\n",
+		d.Group, d.State, orDash(d.AssignorName), d.Epoch, d.AssignmentEpoch, len(d.Members))
+	owner := map[string]map[int32]string{}
+	if len(d.Members) > 0 {
+		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "MEMBER\tEPOCH\tCLIENT\tHOST\tASSIGNED\tTARGET")
+		for _, m := range d.Members {
+			for t, ps := range m.Assignment {
+				if owner[t] == nil {
+					owner[t] = map[int32]string{}
+				}
+				for p := range ps {
+					owner[t][p] = m.MemberID
+				}
+			}
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\n", m.MemberID, m.MemberEpoch, m.ClientID, m.ClientHost,
+				topicsSet(m.Assignment), topicsSet(m.TargetAssignment))
+		}
+		w.Flush()
+		fmt.Fprintln(out)
+	}
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return true, fmt.Errorf("committed offsets of %s: %w", group, err)
+	}
+	parts := d.AssignedPartitions()
+	committed.Each(func(o kadm.OffsetResponse) {
+		if parts[o.Topic] == nil {
+			parts[o.Topic] = map[int32]struct{}{}
+		}
+		parts[o.Topic][o.Partition] = struct{}{}
+	})
+	var ends kadm.ListedOffsets
+	if topics := parts.Topics(); len(topics) > 0 {
+		if ends, err = adm.ListEndOffsets(ctx, topics...); err != nil {
+			return true, fmt.Errorf("end offsets of %s's topics: %w", group, err)
+		}
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "TOPIC\tPARTITION\tCOMMITTED\tEND\tLAG\tMEMBER")
+	var total int64
+	for _, tp := range parts.Sorted() {
+		for _, p := range tp.Partitions {
+			end := int64(-1)
+			if e, ok := ends.Lookup(tp.Topic, p); ok && e.Err == nil {
+				end = e.Offset
+			}
+			c, lag := "-", "-"
+			if o, ok := committed.Lookup(tp.Topic, p); ok && o.Err == nil && o.At >= 0 {
+				c = fmt.Sprint(o.At)
+				if end >= 0 {
+					n := max(end-o.At, 0)
+					lag, total = fmt.Sprint(n), total+n
+				}
+			} else if end >= 0 {
+				// Nothing committed: all of the partition is lag, as
+				// kafka-consumer-groups counts it.
+				lag, total = fmt.Sprint(end), total+end
+			}
+			member := orDash(owner[tp.Topic][p])
+			fmt.Fprintf(w, "%s\t%d\t%s\t%d\t%s\t%s\n", tp.Topic, p, c, end, lag, member)
+		}
+	}
+	fmt.Fprintf(w, "\t\t\t\t%d\ttotal lag\n", total)
+	return true, w.Flush()
+}
+
+// topicsSet renders partitions as topic:partitions.
+func topicsSet(s kadm.TopicsSet) string {
+	var parts []string
+	for _, tp := range s.Sorted() {
+		strs := make([]string, len(tp.Partitions))
+		for i, p := range tp.Partitions {
+			strs[i] = fmt.Sprint(p)
+		}
+		parts = append(parts, tp.Topic+":"+strings.Join(strs, ","))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, " ")
 }

@@ -79,3 +79,38 @@ func TestConsumePrintsHeaders(t *testing.T) {
 		t.Fatalf("consume --print-headers printed %q, want %q", out, want)
 	}
 }
+
+// group describe shows a consumer-protocol (KIP-848) group: the protocol,
+// the server-side assignor, and each member's epoch and assignment; a
+// classic group says it is classic.
+func TestGroupDescribeShowsProtocol(t *testing.T) {
+	addr, _ := startBroker(t, t.TempDir())
+	if out, err := runTool(t, addr, "", "topic", "create", "kip848", "--partitions", "3"); err != nil {
+		t.Fatalf("topic create: %v %s", err, out)
+	}
+	member, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumerGroup("next"), kgo.ConsumeTopics("kip848"),
+		kgo.ServerSideBalancer(), kgo.Balancers(kgo.RangeBalancer()), kgo.ClientID("next-member"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer member.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go member.PollFetches(ctx)
+	var desc string
+	for ctx.Err() == nil {
+		desc, err = runTool(t, addr, "", "group", "describe", "next")
+		if err == nil && strings.Contains(desc, "kip848:0,1,2") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, want := range []string{"protocol consumer (KIP-848)", "assignor range", "state Stable", "EPOCH", "next-member", "kip848:0,1,2", "total lag"} {
+		if !strings.Contains(desc, want) {
+			t.Fatalf("group describe of a consumer-protocol group lacks %q: %v\n%s", want, err, desc)
+		}
+	}
+	if out, err := runTool(t, addr, "", "group", "list"); err != nil || !strings.Contains(out, "next") || !strings.Contains(out, "consumer") {
+		t.Fatalf("group list: %v %q", err, out)
+	}
+}

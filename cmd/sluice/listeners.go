@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sluicehq/sluice/broker"
+	"github.com/sluicehq/sluice/broker/group"
 	"github.com/sluicehq/sluice/broker/storage"
 	"github.com/sluicehq/sluice/internal/builtinbroker"
 )
@@ -30,7 +31,8 @@ type listenerFlags struct {
 	tlsCert, tlsKey, tlsClientCA, usersFN string
 	authorizer, superUsers                string
 	allowIfNoACL                          bool
-	// lim holds the resource limits (the Max*, *Timeout fields only).
+	// lim holds the resource limits (the Max*, *Timeout fields) and the
+	// consumer-group session timeout and heartbeat interval.
 	lim broker.Options
 }
 
@@ -66,6 +68,8 @@ func addListenerFlags(f *pflag.FlagSet, prefix string) *listenerFlags {
 		"most memory of the log cleaner's offset maps (key hash to latest offset) for compacted topics, allocated as a clean needs; a log with more distinct keys than fit (24 bytes each, 90% full) is cleaned in more passes")
 	f.Float64Var(&l.lim.CleanerIOBytesPerSecond, prefix+"log-cleaner-io-max-bytes-per-second", 0, "bound on the log cleaner's reads plus writes, in bytes per second (0: none)")
 	f.IntVar(&l.lim.CleanerThreads, prefix+"log-cleaner-threads", 1, "compacted partitions cleaned at once; the dedupe buffer is split among them")
+	f.DurationVar(&l.lim.ConsumerGroupSessionTimeout, prefix+"consumer-group-session-timeout", group.DefaultConsumerSessionTimeout, "drop a next-generation (KIP-848) group member that sends no heartbeat this long (Kafka's group.consumer.session.timeout.ms)")
+	f.DurationVar(&l.lim.ConsumerGroupHeartbeatInterval, prefix+"consumer-group-heartbeat-interval", group.DefaultConsumerHeartbeatInterval, "how often next-generation (KIP-848) group members heartbeat (Kafka's group.consumer.heartbeat.interval.ms); keep it well under the session timeout")
 	return l
 }
 
@@ -91,6 +95,10 @@ func (l *listenerFlags) options(o *broker.Options) error {
 			l.flag("log-cleaner-dedupe-buffer-size"), l.lim.CleanerBufferBytes, l.flag("log-cleaner-threads"), l.lim.CleanerThreads, l.flag("log-cleaner-io-max-bytes-per-second"))
 	}
 	o.CleanerBufferBytes, o.CleanerIOBytesPerSecond, o.CleanerThreads = l.lim.CleanerBufferBytes, l.lim.CleanerIOBytesPerSecond, l.lim.CleanerThreads
+	if l.lim.ConsumerGroupHeartbeatInterval <= 0 || l.lim.ConsumerGroupSessionTimeout <= l.lim.ConsumerGroupHeartbeatInterval {
+		return fmt.Errorf("%s %v must be positive and shorter than %s %v", l.flag("consumer-group-heartbeat-interval"), l.lim.ConsumerGroupHeartbeatInterval, l.flag("consumer-group-session-timeout"), l.lim.ConsumerGroupSessionTimeout)
+	}
+	o.ConsumerGroupSessionTimeout, o.ConsumerGroupHeartbeatInterval = l.lim.ConsumerGroupSessionTimeout, l.lim.ConsumerGroupHeartbeatInterval
 	return nil
 }
 
