@@ -518,13 +518,19 @@ func (m *cmember) subscribed(topics map[string]TopicInfo) []string {
 	}
 	if m.re != nil {
 		for t := range topics {
-			if !strings.HasPrefix(t, "__") && m.re.MatchString(t) && !slices.Contains(m.topics, t) {
+			if !isInternal(t) && m.re.MatchString(t) && !slices.Contains(m.topics, t) {
 				out = append(out, t)
 			}
 		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+// isInternal names Kafka's internal topics, which regex subscriptions
+// never match here.
+func isInternal(topic string) bool {
+	return topic == "__consumer_offsets" || topic == "__transaction_state"
 }
 
 // fingerprint summarises the subscribed topics' ids and partition counts,

@@ -230,3 +230,33 @@ func (c *Coordinator) memberEpoch(group, member string) int32 {
 	}
 	return -1
 }
+
+// TestConsumerRegexSubscription: a regex matches whole topic names (as
+// Kafka's RE2J), never internal topics; an invalid one is
+// INVALID_REGULAR_EXPRESSION.
+func TestConsumerRegexSubscription(t *testing.T) {
+	c, _ := newTestCoordinator(t)
+	c.Topics = func() map[string]TopicInfo {
+		return map[string]TopicInfo{
+			"orders":             {ID: [16]byte{1}, Partitions: 2},
+			"orders-dlq":         {ID: [16]byte{2}, Partitions: 1},
+			"xorders":            {ID: [16]byte{3}, Partitions: 1},
+			"__consumer_offsets": {ID: [16]byte{4}, Partitions: 1},
+		}
+	}
+	re := "orders.*|__.*"
+	r := HeartbeatRequest{Group: "g", MemberID: "A", RebalanceTimeout: 1000, SubscribedRegex: &re, Owned: []TopicPartitions{}}
+	res := mustHB(t, c, r)
+	got := map[string][]int32{}
+	for _, tp := range res.Assignment {
+		got[tp.Topic] = tp.Partitions
+	}
+	if len(got) != 2 || len(got["orders"]) != 2 || len(got["orders-dlq"]) != 1 {
+		t.Fatalf("regex %q assigned %v, want orders and orders-dlq only", re, got)
+	}
+	bad := "orders("
+	r = HeartbeatRequest{Group: "g", MemberID: "B", RebalanceTimeout: 1000, SubscribedRegex: &bad, Owned: []TopicPartitions{}}
+	if res := c.ConsumerHeartbeat(r); res.Err != kerr.InvalidRegularExpression {
+		t.Fatalf("invalid regex: %v, want INVALID_REGULAR_EXPRESSION", res.Err)
+	}
+}
