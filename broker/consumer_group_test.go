@@ -238,7 +238,7 @@ func TestConsumerProtocolGroupFranzGo(t *testing.T) {
 }
 
 // heartbeat848 sends one ConsumerGroupHeartbeat over kgo's raw client.
-func heartbeat848(t *testing.T, cl *kgo.Client, mod func(*kmsg.ConsumerGroupHeartbeatRequest)) *kmsg.ConsumerGroupHeartbeatResponse {
+func heartbeat848(t *testing.T, cl kmsg.Requestor, mod func(*kmsg.ConsumerGroupHeartbeatRequest)) *kmsg.ConsumerGroupHeartbeatResponse {
 	t.Helper()
 	req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
 	req.Version = 1

@@ -22,6 +22,18 @@ func handleConsumerGroupHeartbeat(r *request) reply {
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return respond(resp)
 	}
+	// As Kafka: subscribing names only topics the member may describe,
+	// else TOPIC_AUTHORIZATION_FAILED (a regex is resolved without that
+	// check; see ARCHITECTURE.md).
+	if r.c.b.authz != nil {
+		for _, t := range req.SubscribedTopicNames {
+			if !r.may(opDescribe, resTopic, t) {
+				resp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				resp.ErrorMessage = kmsg.StringPtr("subscribing to topics the member may not describe: " + t)
+				return respond(resp)
+			}
+		}
+	}
 	hr := group.HeartbeatRequest{
 		Group: req.Group, MemberID: req.MemberID, MemberEpoch: req.MemberEpoch,
 		InstanceID: req.InstanceID, RackID: req.RackID, RebalanceTimeout: req.RebalanceTimeoutMillis,
