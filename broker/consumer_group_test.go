@@ -544,3 +544,31 @@ func TestConsumerProtocolTransactionalCopy(t *testing.T) {
 		t.Fatalf("read %d distinct records from out, want 30", len(got))
 	}
 }
+
+// TestConsumerProtocolRegexFranzGo: franz-go sends a regex subscription
+// (ConsumeRegex without excludes) and the broker resolves it: every
+// matching topic is consumed, the others are not.
+func TestConsumerProtocolRegexFranzGo(t *testing.T) {
+	_, addr := testBroker(t, kip848Options())
+	cl := newKgo(t, addr)
+	for _, name := range []string{"orders", "ordinals", "other"} {
+		createTopic(t, cl, name, 2)
+	}
+	produceN(t, addr, "orders", 0, 10)
+	produceN(t, addr, "ordinals", 10, 10)
+	produceN(t, addr, "other", 100, 10)
+	m := startKip848Member(t, addr, "rx", "ord.*", kgo.CooperativeStickyBalancer(), kgo.ConsumeRegex())
+	waitAllConsumed(t, []*kip848Member{m}, 0, 20)
+	d, err := kadm.NewClient(cl).DescribeConsumerGroups(ctxT(t), "rx")
+	if err != nil || d["rx"].Err != nil || len(d["rx"].Members) != 1 || d["rx"].Members[0].SubscribedTopicRegex == nil {
+		t.Fatalf("the member should subscribe by regex: %v %+v", err, d["rx"])
+	}
+	if _, ok := d["rx"].Members[0].Assignment["other"]; ok {
+		t.Fatalf("a topic the regex does not match was assigned: %+v", d["rx"].Members[0].Assignment)
+	}
+	for v := range m.consumed() {
+		if n, _ := strconv.Atoi(v); n >= 100 {
+			t.Fatalf("consumed %s from other", v)
+		}
+	}
+}
