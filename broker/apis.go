@@ -68,7 +68,7 @@ func init() {
 		{kmsg.LeaveGroup, 0, 4, handleLeaveGroup},
 		{kmsg.OffsetCommit, 0, 9, handleOffsetCommit},
 		{kmsg.OffsetFetch, 0, 9, handleOffsetFetch},
-		{kmsg.ListGroups, 0, 4, handleListGroups},
+		{kmsg.ListGroups, 0, 5, handleListGroups}, // v5: group types (KIP-848)
 		{kmsg.DescribeGroups, 0, 5, handleDescribeGroups},
 		{kmsg.DeleteGroups, 0, 2, handleDeleteGroups},
 		{kmsg.OffsetDelete, 0, 0, handleOffsetDelete},

@@ -205,8 +205,16 @@ func TestConsumerProtocolGroupFranzGo(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if lg, ok := listed[group]; !ok || lg.ProtocolType != "consumer" || lg.State != "Stable" {
+			if lg, ok := listed[group]; !ok || lg.ProtocolType != "consumer" || lg.State != "Stable" || lg.GroupType != "consumer" {
 				t.Fatalf("ListGroups: %+v", listed)
+			}
+			// ListGroups v5 filters by type: kadm describes every
+			// consumer-protocol group that way.
+			if classic, err := adm.ListGroupsByType(ctxT(t), []string{"classic"}); err != nil || len(classic) != 0 {
+				t.Fatalf("classic groups: %v %+v", err, classic)
+			}
+			if all, err := adm.DescribeConsumerGroups(ctxT(t)); err != nil || len(all) != 1 || all[group].State != "Stable" {
+				t.Fatalf("every consumer-protocol group: %v %+v", err, all)
 			}
 
 			// One member leaves: the other two take its partitions.

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"net"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -391,18 +392,23 @@ func handleListGroups(r *request) reply {
 	for _, s := range req.StatesFilter {
 		want[s] = true
 	}
+	// v5 filters by type too, case-insensitively as Kafka does.
+	wantType := map[string]bool{}
+	for _, t := range req.TypesFilter {
+		wantType[strings.ToLower(t)] = true
+	}
 	// DESCRIBE on the cluster lists every group; else those the client
 	// may describe.
 	all := r.c.b.authz == nil || r.may(opDescribe, resCluster, acl.ClusterName)
 	for _, g := range r.c.b.groups.List() {
-		if len(want) > 0 && !want[string(g.State)] {
+		if len(want) > 0 && !want[string(g.State)] || len(wantType) > 0 && !wantType[g.Type] {
 			continue
 		}
 		if !all && !r.may(opDescribe, resGroup, g.Group) {
 			continue
 		}
 		rg := kmsg.NewListGroupsResponseGroup()
-		rg.Group, rg.ProtocolType, rg.GroupState = g.Group, g.ProtocolType, string(g.State)
+		rg.Group, rg.ProtocolType, rg.GroupState, rg.GroupType = g.Group, g.ProtocolType, string(g.State), g.Type
 		resp.Groups = append(resp.Groups, rg)
 	}
 	return respond(resp)

@@ -106,6 +106,9 @@ type Description struct {
 	Protocol     string
 	Generation   int32
 	Members      []Member
+	// Type is "classic" or "consumer" (KIP-848), as ListGroups v5 names
+	// them; set by List.
+	Type string
 }
 
 type member struct {
@@ -734,9 +737,9 @@ func (c *Coordinator) List() []Description {
 	defer c.mu.Unlock()
 	out := make([]Description, 0, len(c.groups))
 	for _, g := range c.groups {
-		d := Description{Group: g.name, State: g.state, ProtocolType: g.protocolType}
+		d := Description{Group: g.name, State: g.state, ProtocolType: g.protocolType, Type: "classic"}
 		if g.consumer != nil {
-			d.State = g.consumer.state()
+			d.State, d.Type = g.consumer.state(), "consumer"
 		}
 		out = append(out, d)
 	}
