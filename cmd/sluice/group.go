@@ -37,9 +37,11 @@ func newGroupCmd() *cobra.Command {
 				return fmt.Errorf("list groups: %w", err)
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "GROUP\tSTATE\tPROTOCOL-TYPE")
+			// TYPE is the group protocol, classic or consumer (KIP-848);
+			// brokers before Kafka 4 do not say.
+			fmt.Fprintln(w, "GROUP\tSTATE\tPROTOCOL-TYPE\tTYPE")
 			for _, g := range groups.Sorted() {
-				fmt.Fprintf(w, "%s\t%s\t%s\n", g.Group, g.State, g.ProtocolType)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", g.Group, g.State, g.ProtocolType, orDash(g.GroupType))
 			}
 			return w.Flush()
 		},

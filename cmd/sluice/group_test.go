@@ -110,7 +110,13 @@ func TestGroupDescribeShowsProtocol(t *testing.T) {
 			t.Fatalf("group describe of a consumer-protocol group lacks %q: %v\n%s", want, err, desc)
 		}
 	}
-	if out, err := runTool(t, addr, "", "group", "list"); err != nil || !strings.Contains(out, "next") || !strings.Contains(out, "consumer") {
+	out, err := runTool(t, addr, "", "group", "list")
+	if err != nil || !strings.Contains(out, "TYPE") {
 		t.Fatalf("group list: %v %q", err, out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == "next" && (len(f) != 4 || f[3] != "consumer") {
+			t.Fatalf("group list shows next as %q, want its type consumer", line)
+		}
 	}
 }
