@@ -31,8 +31,8 @@ type listenerFlags struct {
 	tlsCert, tlsKey, tlsClientCA, usersFN string
 	authorizer, superUsers                string
 	allowIfNoACL                          bool
-	// lim holds the resource limits (the Max*, *Timeout fields) and the
-	// consumer-group session timeout and heartbeat interval.
+	// lim holds the resource limits (the Max*, *Timeout fields), the cleaner
+	// settings and the consumer-group session timeout and heartbeat interval.
 	lim broker.Options
 }
 
