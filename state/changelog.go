@@ -142,9 +142,10 @@ func (c *changelog) partitions(ctx context.Context) (int32, error) {
 
 // produced collects the outcome of a set of produced records.
 type produced struct {
-	mu   sync.Mutex
-	err  error
-	next map[engine.Task]int64 // per task, the offset after its last record
+	mu    sync.Mutex
+	err   error
+	next  map[engine.Task]int64 // per task, the offset after its last record
+	first map[engine.Task]int64 // per task, the offset of its first record
 }
 
 // produce sends one record to task's partition; value nil is a tombstone.
@@ -165,9 +166,12 @@ func (c *changelog) produce(ctx context.Context, p *produced, task engine.Task, 
 			return
 		}
 		if p.next == nil {
-			p.next = map[engine.Task]int64{}
+			p.next, p.first = map[engine.Task]int64{}, map[engine.Task]int64{}
 		}
 		p.next[task] = max(p.next[task], r.Offset+1)
+		if f, ok := p.first[task]; !ok || r.Offset < f {
+			p.first[task] = r.Offset
+		}
 	})
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/engine"
 )
@@ -296,15 +297,17 @@ func (d *Durable) restoreTask(ctx context.Context, t engine.Task, committed uint
 		s, err = d.rebuild(s, fmt.Sprintf("local store read the changelog up to offset %d, which ends at %d (was it deleted and created again?)", s.offset, end[p]))
 	case !s.written.IsZero() && time.Since(s.written) > staleStoreAge:
 		s, err = d.rebuild(s, fmt.Sprintf("local store last caught up %s ago; compaction may have dropped deletions since", time.Since(s.written).Round(time.Second)))
-	case s.epoch == committed+1:
-		// Prepared, never committed: put back what it replaced, and
-		// correct the changelog below.
-		err = s.revert(committed, true)
 	}
 	if err != nil {
 		return 0, err
 	}
 	from := s.offset
+	if s.epoch == committed+1 {
+		// Prepared, never committed: its records are read again, from
+		// the first, and put back the values they carry as replaced
+		// (then corrected below).
+		from = s.undoFrom
+	}
 	if from < start[p] {
 		if from > 0 {
 			d.log.Warn("state: the changelog no longer holds the records after the local store's position; reading from its start", "task", t, "offset", from, "start", start[p])
@@ -422,8 +425,9 @@ func (b *durableBatch) Prepare(ctx context.Context, epoch func(engine.Task) uint
 	}
 	tasks := b.c.taskList()
 	type taskWrites struct {
-		s  *store
-		ws []write
+		s     *store
+		ws    []write
+		prevs []prev
 	}
 	all := make([]taskWrites, 0, len(tasks))
 	for _, t := range tasks {
@@ -434,7 +438,15 @@ func (b *durableBatch) Prepare(ctx context.Context, epoch func(engine.Task) uint
 		if err != nil {
 			return err
 		}
-		all = append(all, taskWrites{s, b.c.writes(t)})
+		all = append(all, taskWrites{s: s, ws: b.c.writes(t)})
+	}
+	// The values the batch replaces: the committed ones (the batch before
+	// it is committed, and only the loop writes the stores).
+	for i := range all {
+		var err error
+		if all[i].prevs, err = all[i].s.prevs(all[i].ws); err != nil {
+			return err
+		}
 	}
 	var pr produced
 	if d.cl != nil && len(tasks) > 0 {
@@ -442,13 +454,9 @@ func (b *durableBatch) Prepare(ctx context.Context, epoch func(engine.Task) uint
 			return err
 		}
 		for _, tw := range all {
-			prevs, err := tw.s.prevs(tw.ws)
-			if err != nil {
-				return err
-			}
 			e := epoch(tw.s.task)
 			for i, w := range tw.ws {
-				c := logChange{epoch: e, deleted: w.deleted, value: w.value, hasPrev: prevs[i].ok, prev: prevs[i].value}
+				c := logChange{epoch: e, deleted: w.deleted, value: w.value, hasPrev: tw.prevs[i].ok, prev: tw.prevs[i].value}
 				d.cl.produce(ctx, &pr, tw.s.task, w.key, encodeChange(nil, c))
 			}
 		}
@@ -461,10 +469,19 @@ func (b *durableBatch) Prepare(ctx context.Context, epoch func(engine.Task) uint
 			return err
 		}
 	}
+	// Each task's store is its own file with its own fsync: written side
+	// by side, a batch waits for the slowest disk write, not their sum.
+	var g errgroup.Group
 	for _, tw := range all {
-		if err := tw.s.prepare(epoch(tw.s.task), pr.next[tw.s.task], tw.ws); err != nil {
-			return err
-		}
+		e, first, next := epoch(tw.s.task), pr.first[tw.s.task], pr.next[tw.s.task]
+		// With a changelog the undo is the changelog's own records of
+		// the epoch (re-read from first); without, the store keeps it.
+		g.Go(func() error { return tw.s.prepare(e, first, next, tw.ws, tw.prevs, d.cl == nil) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, tw := range all {
 		d.m.size(d.opts.Pipeline, tw.s.task, Size{Keys: tw.s.keys.Load(), Bytes: tw.s.bytes.Load()})
 	}
 	b.prepared = true
@@ -484,10 +501,12 @@ func (b *durableBatch) Committed() {
 	if d.cl == nil || !b.prepared {
 		return
 	}
-	for _, t := range b.c.taskList() {
-		for _, w := range b.c.writes(t) {
-			if w.deleted {
-				d.cl.produce(context.Background(), nil, t, w.key, nil)
+	for t, byNS := range b.c.tasks {
+		for ns, keys := range byNS {
+			for k, p := range keys {
+				if p.deleted {
+					d.cl.produce(context.Background(), nil, t, storeKey(nil, ns, []byte(k)), nil)
+				}
 			}
 		}
 	}

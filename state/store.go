@@ -60,8 +60,11 @@ var (
 	metaEpoch   = []byte("epoch")   // the epoch the data is at
 	metaOffset  = []byte("offset")  // the next changelog offset to read
 	metaWritten = []byte("written") // unix nanoseconds of the last catch-up or prepare
-	metaKeys    = []byte("keys")
-	metaBytes   = []byte("bytes") // sum of key and value lengths
+	// metaUndoFrom: with a changelog, the offset of the last prepared
+	// epoch's first record, from which a restore reads it again to revert.
+	metaUndoFrom = []byte("undo-from")
+	metaKeys     = []byte("keys")
+	metaBytes    = []byte("bytes") // sum of key and value lengths
 )
 
 // store is one task's local store. Its writes come from the batch loop;
@@ -72,9 +75,10 @@ type store struct {
 	db   *bolt.DB
 
 	// The meta as of the last write; only the loop writes them.
-	epoch   uint64
-	offset  int64
-	written time.Time
+	epoch    uint64
+	offset   int64
+	undoFrom int64
+	written  time.Time
 	// keys and bytes are read by metrics and the API from any goroutine.
 	keys, bytes atomic.Int64
 }
@@ -128,7 +132,9 @@ func openBolt(path string) (db *bolt.DB, err error) {
 			err = fmt.Errorf("state: store %s: %w: %v", path, errUnreadable, r)
 		}
 	}()
-	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: storeLockTimeout})
+	// The free-page list is not written at each commit (bbolt rebuilds it
+	// when it opens the file): one write less per prepared epoch.
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: storeLockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, engine.Retryable(fmt.Errorf("state: store %s is held by another process; it is let go when that process stops running the task", path))
 	}
@@ -143,6 +149,7 @@ func (s *store) loadMeta() error {
 		m := tx.Bucket(bucketMeta)
 		s.epoch = getUint(m, metaEpoch)
 		s.offset = int64(getUint(m, metaOffset))
+		s.undoFrom = int64(getUint(m, metaUndoFrom))
 		if w := getUint(m, metaWritten); w != 0 {
 			s.written = time.Unix(0, int64(w))
 		}
@@ -320,25 +327,40 @@ func resetBucket(tx *bolt.Tx, name []byte) error {
 	return err
 }
 
-// prepare writes epoch's changes, keeping the values they replace as the
-// undo of epoch; offset is the changelog's next offset after them (0
-// without a changelog).
-func (s *store) prepare(epoch uint64, offset int64, ws []write) error {
-	return s.update(func(tx *bolt.Tx, keys, size *int64, e *uint64, o *int64) error {
-		if err := resetBucket(tx, bucketUndo); err != nil {
-			return err
-		}
-		undo, d := tx.Bucket(bucketUndo), tx.Bucket(bucketData)
-		for _, w := range ws {
-			old := d.Get(w.key)
-			if err := undo.Put(w.key, undoValue(old, old != nil)); err != nil {
+// prepare writes epoch's changes; prevs are the values they replace (as
+// prevs read them). With undo the store keeps those as the undo of epoch
+// (no changelog); else the changelog's records of epoch, from offset
+// first, are the undo. offset is the changelog's next offset after them
+// (0 without a changelog).
+func (s *store) prepare(epoch uint64, first, offset int64, ws []write, prevs []prev, undo bool) error {
+	err := s.update(func(tx *bolt.Tx, keys, size *int64, e *uint64, o *int64) error {
+		var u *bolt.Bucket
+		if undo {
+			if err := resetBucket(tx, bucketUndo); err != nil {
 				return err
 			}
+			u = tx.Bucket(bucketUndo)
+		}
+		d := tx.Bucket(bucketData)
+		for i, w := range ws {
+			p := prevs[i]
+			if u != nil {
+				if err := u.Put(w.key, undoValue(p.value, p.ok)); err != nil {
+					return err
+				}
+			}
+			if p.ok {
+				*keys--
+				*size -= int64(len(w.key) + len(p.value))
+			}
 			var err error
-			if w.deleted {
-				err = del(tx, w.key, keys, size)
-			} else {
-				err = set(tx, w.key, w.value, keys, size)
+			switch {
+			case !w.deleted:
+				*keys++
+				*size += int64(len(w.key) + len(w.value))
+				err = d.Put(w.key, w.value)
+			case p.ok:
+				err = d.Delete(w.key)
 			}
 			if err != nil {
 				return err
@@ -347,9 +369,14 @@ func (s *store) prepare(epoch uint64, offset int64, ws []write) error {
 		*e = epoch
 		if offset > 0 {
 			*o = offset
+			return putUint(tx.Bucket(bucketMeta), metaUndoFrom, uint64(first))
 		}
 		return nil
 	})
+	if err == nil && offset > 0 {
+		s.undoFrom = first
+	}
+	return err
 }
 
 // revert puts back the values the last prepared epoch replaced and sets the
