@@ -320,3 +320,67 @@ func assertStateEmpty(t *testing.T, h *harness, tasks int) {
 		}
 	}
 }
+
+// TestLatenessDoesNotDependOnBatches: with disorder beyond the allowed
+// lateness, some records are late; which ones, and every window's final
+// values, are the same whether the input comes as one batch or cut at
+// random with failures and replays, since the watermark advances record
+// by record.
+func TestLatenessDoesNotDependOnBatches(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		w        Window
+		disorder time.Duration // past the lateness: a sliding record is late only once all its windows closed
+	}{
+		{"tumbling", Window{Tumbling: pipelines.Duration(time.Minute)}, 40 * time.Second},
+		{"sliding", Window{Sliding: &Sliding{Size: pipelines.Duration(2 * time.Minute), Every: pipelines.Duration(30 * time.Second)}}, 3 * time.Minute},
+		{"session", Window{Session: &Session{Gap: pipelines.Duration(15 * time.Second)}}, 40 * time.Second},
+	} {
+		w := tc.w
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(5, 5))
+			per := genEvents(rng, 2, 400, tc.disorder)
+			evs := interleave(rng, per)
+			mk := func() *harness {
+				a, err := New(Config{Key: "k", Window: &w, Time: "event", TimeField: "ts", AllowedLateness: pipelines.Duration(10 * time.Second),
+					Functions: map[string]string{"count": "count", "users": "count-distinct(user)"}}, Options{Name: "agg"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return newHarness(t, a.Transform())
+			}
+			whole := mk()
+			recs := make([]engine.Record, len(evs))
+			for i, e := range evs {
+				recs[i] = e.record(i)
+			}
+			whole.run(recs)
+			whole.commit()
+			cut := mk()
+			feed(t, rng, cut, evs)
+			if len(whole.rej) == 0 {
+				t.Fatal("no record was late: the test proves little")
+			}
+			summary := func(h *harness) (out, rej []string) {
+				for _, r := range h.out {
+					out = append(out, fmt.Sprintf("%d %s", r.Partition, r.Value))
+				}
+				for _, r := range h.rej {
+					rej = append(rej, fmt.Sprint(r.Record.Offset))
+				}
+				slices.Sort(out)
+				slices.Sort(rej)
+				return out, rej
+			}
+			wo, wr := summary(whole)
+			co, cr := summary(cut)
+			if !slices.Equal(wr, cr) {
+				t.Fatalf("late records differ: %d in one batch, %d cut", len(wr), len(cr))
+			}
+			if !slices.Equal(wo, co) {
+				t.Fatalf("windows differ: %d in one batch, %d cut", len(wo), len(co))
+			}
+			t.Logf("%d late of %d, %d windows", len(wr), len(recs), len(wo))
+		})
+	}
+}
