@@ -47,6 +47,7 @@ type Aggregate struct {
 	win              windowing
 	fns              []function
 	everyBatch       bool
+	distinct         bool // a count-distinct is among the functions
 	now              func() time.Time
 
 	// tasks seen since the step started, for processing-time closing
@@ -84,8 +85,10 @@ func New(c Config, o Options) (*Aggregate, error) {
 			return nil, fmt.Errorf("aggregate: functions.%s: %w", name, err)
 		}
 		f.name = name
+		f.quoted = appendJSONString(nil, []byte(name))
 		a.fns = append(a.fns, f)
 	}
+	a.distinct = a.hasDistinct()
 	// Output fields in name order, so equal windows encode to equal bytes.
 	slices.SortFunc(a.fns, func(x, y function) int { return cmpString(x.name, y.name) })
 	return a, nil
@@ -154,6 +157,10 @@ type batch struct {
 	rej     []engine.Rejected
 	wins    []window // scratch
 	ck      []byte   // scratch of changedKey
+	slab    []byte   // output keys and values (emit)
+	kb      []byte   // scratch of state keys
+	ins     []input  // scratch of record
+	opens   []open   // scratch of windows
 	// pending are the tumbling, sliding or running-total windows the
 	// batch changed, first change first, by changedKey in pend; written
 	// at the end of the batch. They live as long as the batch, so a
@@ -188,7 +195,8 @@ func (a *Aggregate) Process(ctx context.Context, in []engine.Record) ([]engine.R
 	if v == nil {
 		return nil, nil, errNoState
 	}
-	b := &batch{v: v, now: a.now().UnixNano(), tasks: map[engine.Task]*taskState{}, seen: map[string]int{}, pend: map[string]int{}}
+	b := &batch{v: v, now: a.now().UnixNano(), tasks: map[engine.Task]*taskState{}, seen: map[string]int{},
+		pend: make(map[string]int, len(in)), pending: make([]pendingWin, 0, len(in))}
 	for i := range in {
 		r := &in[i]
 		ts, err := a.task(b, engine.Task(r.Partition))
@@ -285,7 +293,11 @@ func (a *Aggregate) record(b *batch, ts *taskState, r *engine.Record) (string, e
 	if err != nil {
 		return err.Error(), nil
 	}
-	ins := make([]input, len(a.fns))
+	ins := b.ins[:0]
+	for range a.fns {
+		ins = append(ins, input{})
+	}
+	b.ins = ins
 	for i := range a.fns {
 		if ins[i], err = a.fns[i].read(doc); err != nil {
 			return err.Error(), nil
@@ -302,8 +314,13 @@ func (a *Aggregate) record(b *batch, ts *taskState, r *engine.Record) (string, e
 	}
 	// Check every limit before changing anything, so a rejected record
 	// leaves no trace.
-	fresh := make([][]bool, len(opens)) // per window, per function: a new distinct value
-	for wi := range opens {
+	// Per window, per function: a new distinct value (only with a
+	// count-distinct).
+	var fresh [][]bool
+	if a.distinct {
+		fresh = make([][]bool, len(opens))
+	}
+	for wi := range fresh {
 		fresh[wi] = make([]bool, len(a.fns))
 		for fi := range a.fns {
 			if a.fns[fi].op != opCountDistinct {
@@ -385,7 +402,8 @@ func (a *Aggregate) windows(b *batch, task engine.Task, k []byte, t, wm int64) (
 	if a.win.kind == windowSession {
 		return a.session(b, task, k, b.wins[0], wm)
 	}
-	var opens []open
+	opens := b.opens[:0]
+	defer func() { b.opens = opens[:0] }()
 	for _, w := range b.wins {
 		if a.win.kind != windowNone && w.end <= wm {
 			continue // closed: the watermark passed it
@@ -394,7 +412,8 @@ func (a *Aggregate) windows(b *batch, task engine.Task, k []byte, t, wm int64) (
 			opens = append(opens, open{w: w, acc: b.pending[i].acc})
 			continue
 		}
-		ac, err := a.read(b, task, accKey(k, w.start))
+		b.kb = appendTime(appendKey(append(b.kb[:0], tagAcc), k), w.start)
+		ac, err := a.read(b, task, b.kb)
 		if err != nil {
 			return nil, "", err
 		}
@@ -608,6 +627,7 @@ func (a *Aggregate) finish(b *batch) error {
 		return err
 	}
 	if a.everyBatch {
+		b.out = slices.Grow(b.out, len(b.pending))
 		for _, p := range b.pending {
 			a.emit(b, p.task, p.key, p.w, p.acc)
 		}
@@ -714,30 +734,54 @@ func (a *Aggregate) drop(b *batch, t engine.Task, k []byte, start int64, ak, ck 
 // emit appends the output record of window w of key k.
 func (a *Aggregate) emit(b *batch, t engine.Task, k []byte, w window, ac acc) {
 	ts := b.tasks[t]
-	val := make([]byte, 0, 64+len(k)+len(a.fns)*24)
-	val = append(val, `{"key":`...)
-	val = appendJSONString(val, k)
+	// Keys and values are cut from one buffer per batch (the engine owns
+	// them together once Process returns), not allocated one by one.
+	start := len(b.slab)
+	if cap(b.slab)-start < 2*len(k)+maxOutputOverhead+len(a.fns)*maxFunctionOutput {
+		b.slab, start = make([]byte, 0, max(slabBytes, 2*len(k)+maxOutputOverhead+len(a.fns)*maxFunctionOutput)), 0
+	}
+	buf := append(b.slab, k...)
+	key := buf[start:len(buf):len(buf)]
+	vstart := len(buf)
+	buf = append(buf, `{"key":`...)
+	buf = appendJSONString(buf, k)
 	at := ac.latest()
 	if a.win.kind != windowNone {
-		val = append(val, `,"window_start":"`...)
-		val = append(val, rfc3339(w.start)...)
-		val = append(val, `","window_end":"`...)
-		val = append(val, rfc3339(w.end)...)
-		val = append(val, '"')
+		buf = append(buf, `,"window_start":"`...)
+		buf = appendRFC3339(buf, w.start)
+		buf = append(buf, `","window_end":"`...)
+		buf = appendRFC3339(buf, w.end)
+		buf = append(buf, '"')
 		at = w.end
 	}
 	for fi := range a.fns {
-		val = append(val, ',')
-		val = appendJSONString(val, []byte(a.fns[fi].name))
-		val = append(val, ':')
-		val = a.fns[fi].appendJSON(val, ac.slot(fi))
+		buf = append(buf, ',')
+		buf = append(buf, a.fns[fi].quoted...)
+		buf = append(buf, ':')
+		buf = a.fns[fi].appendJSON(buf, ac.slot(fi))
 	}
-	val = append(val, '}')
-	rec := engine.Record{Partition: int32(t), Key: bytes.Clone(k), Value: val, Time: time.Unix(0, at).UTC(), Offset: -1}
+	buf = append(buf, '}')
+	b.slab = buf
+	rec := engine.Record{Partition: int32(t), Key: key, Value: buf[vstart:len(buf):len(buf)], Time: time.Unix(0, at).UTC(), Offset: -1}
 	if ts != nil {
 		rec.Topic, rec.Offset = ts.topic, ts.offset
 	}
 	b.out = append(b.out, rec)
+}
+
+// The output buffer: slabBytes per allocation, and room for the fixed
+// text of a record (braces, key and window fields with two RFC 3339
+// times) and for each function's name and number, so a record never
+// outgrows the slab it starts in (a longer one reallocates, which is only
+// slower).
+const (
+	slabBytes         = 256 << 10
+	maxOutputOverhead = 128
+	maxFunctionOutput = 64
+)
+
+func appendRFC3339(b []byte, t int64) []byte {
+	return time.Unix(0, t).UTC().AppendFormat(b, time.RFC3339Nano)
 }
 
 // windowText names a window in a message.

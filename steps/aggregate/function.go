@@ -28,10 +28,11 @@ var opNames = map[string]op{"sum": opSum, "min": opMin, "max": opMax, "avg": opA
 // function is one output field: its name, what it computes and from
 // which field.
 type function struct {
-	name string
-	op   op
-	path field.Path // nil for count
-	src  string     // as written, for messages
+	name   string
+	quoted []byte // name as a JSON string, for the output
+	op     op
+	path   field.Path // nil for count
+	src    string     // as written, for messages
 }
 
 var errFunction = errors.New("write count, sum(FIELD), min(FIELD), max(FIELD), avg(FIELD) or count-distinct(FIELD), FIELD a dot-separated path into the JSON value")
