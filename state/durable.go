@@ -18,6 +18,11 @@ import (
 	"github.com/sluicehq/sluice/engine"
 )
 
+// closeFlushTimeout bounds how long Close waits for the tombstones still on
+// their way: they only let compaction drop deleted keys (a deletion is in
+// the changelog already), so a stop does not wait long for them.
+const closeFlushTimeout = 5 * time.Second
+
 // Options configure a durable backend.
 type Options struct {
 	// DataDir is the process's data directory: each task's store is
@@ -365,7 +370,7 @@ func (d *Durable) Close() error {
 	d.closed = true
 	d.ov.discard()
 	if d.cl != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), closeFlushTimeout)
 		d.cl.cl.Flush(ctx)
 		cancel()
 		d.cl.close()
