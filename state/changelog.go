@@ -25,6 +25,11 @@ const (
 	// restoreFetchBytes bounds one fetch while restoring: restoring holds
 	// one fetch's records at a time.
 	restoreFetchBytes = 16 << 20
+	// flushTimeout bounds the wait for the brokers to take a batch's
+	// changelog records (franz-go retries them until then): past it the
+	// batch fails and is retried with the pipeline's backoff, after a
+	// restore that first waits for the requests still in flight.
+	flushTimeout = time.Minute
 	// adminTimeout bounds one admin request (topic creation, listing
 	// offsets) of a restore or delete.
 	adminTimeout = 30 * time.Second
@@ -177,6 +182,8 @@ func (c *changelog) produce(ctx context.Context, p *produced, task engine.Task, 
 
 // flush waits for everything produced and returns the first failure.
 func (c *changelog) flush(ctx context.Context, p *produced) error {
+	ctx, cancel := context.WithTimeout(ctx, flushTimeout)
+	defer cancel()
 	if err := c.cl.Flush(ctx); err != nil {
 		return engine.Retryable(fmt.Errorf("state: flush changelog %s: %w", c.topic, err))
 	}
