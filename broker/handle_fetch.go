@@ -177,6 +177,17 @@ func (c *conn) fetchOnce(req *kmsg.FetchRequest, denied []bool, fq *fetchQuota) 
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
+			if t == nil && isInternalTopic(rt.Topic) && rp.Partition >= 0 && rp.Partition < offsetsTopicPartitions {
+				// __consumer_offsets is listed but holds no records here
+				// (internal_topic.go): an empty log, offset 0 only.
+				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = 0, 0, 0
+				if rp.FetchOffset != 0 {
+					sp.ErrorCode = kerr.OffsetOutOfRange.Code
+					waitable = false
+				}
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			if t == nil || rp.Partition < 0 || int(rp.Partition) >= len(t.parts) {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				sp.HighWatermark = -1

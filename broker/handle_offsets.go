@@ -28,6 +28,8 @@ func handleListOffsets(r *request) reply {
 			switch {
 			case !allowed:
 				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			case p == nil && isInternalTopic(rt.Topic) && rp.Partition >= 0 && rp.Partition < offsetsTopicPartitions:
+				sp.Offset = 0 // __consumer_offsets is an empty log here (internal_topic.go)
 			case p == nil:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			case p.Offline() != nil:

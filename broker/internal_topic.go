@@ -11,7 +11,8 @@ import (
 // for, marked internal, so that clients filtering internal topics (kgo's
 // regex consumers, kadm.ListTopics, kafka-topics without
 // --exclude-internal... ) see what they would see on Kafka. It cannot be
-// created, deleted or produced to, as on Kafka; it has no records to fetch.
+// created, deleted or produced to, as on Kafka. It holds no records: it
+// reads as an empty log (ListOffsets 0, fetches at offset 0 empty).
 
 // offsetsTopic is Kafka's internal topic of committed offsets.
 const offsetsTopic = "__consumer_offsets"

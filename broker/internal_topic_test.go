@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // TestOffsetsTopicInMetadata: __consumer_offsets is listed as Kafka lists
@@ -53,6 +54,24 @@ func TestOffsetsTopicInMetadata(t *testing.T) {
 	all, err = adm.ListTopicsWithInternal(ctxT(t))
 	if err != nil || len(all) != 2 || all[offsetsTopic].Err != nil {
 		t.Fatalf("after the refused writes: %v %+v", err, all)
+	}
+
+	// Read directly it is an empty log, as a consumer naming it sees.
+	ends, err := adm.ListEndOffsets(ctxT(t), offsetsTopic)
+	if e, ok := ends.Lookup(offsetsTopic, 0); err != nil || !ok || e.Err != nil || e.Offset != 0 {
+		t.Fatalf("end offset of %s: %v %+v", offsetsTopic, err, e)
+	}
+	f := kmsg.NewPtrFetchRequest()
+	f.MaxBytes, f.MaxWaitMillis = 1<<20, 10
+	ft := kmsg.NewFetchRequestTopic()
+	ft.Topic = offsetsTopic
+	fp := kmsg.NewFetchRequestTopicPartition()
+	fp.PartitionMaxBytes = 1 << 20
+	ft.Partitions = append(ft.Partitions, fp)
+	f.Topics = append(f.Topics, ft)
+	fr, err := f.RequestWith(ctxT(t), kgoBroker(t, addr))
+	if err != nil || fr.Topics[0].Partitions[0].ErrorCode != 0 || fr.Topics[0].Partitions[0].HighWatermark != 0 || len(fr.Topics[0].Partitions[0].RecordBatches) != 0 {
+		t.Fatalf("fetch of %s: %v %+v", offsetsTopic, err, fr)
 	}
 
 	// A regex consumer of everything reads the user topic and leaves the
