@@ -205,8 +205,9 @@ func (p *Partition) Clean(ctx context.Context, o CleanOptions) (CleanStats, erro
 			return st, nil
 		}
 		pl := p.planLocked(o.Now)
-		go_ := pl.due || (o.Force && len(pl.segs) > 0) || (st.Passes > 0 && pl.firstDirty < pl.cleanEnd)
-		if !go_ || p.uncleanable != nil {
+		// Due, forced, or the last pass's map ended before the range did.
+		more := pl.due || (o.Force && len(pl.segs) > 0) || (st.Passes > 0 && pl.firstDirty < pl.cleanEnd)
+		if !more || p.uncleanable != nil {
 			p.mu.RUnlock()
 			return st, nil
 		}
