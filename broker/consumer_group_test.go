@@ -580,3 +580,41 @@ func TestConsumerProtocolRegexFranzGo(t *testing.T) {
 		}
 	}
 }
+
+// TestConsumerProtocolTakesOverAnEmptyClassicGroup: a classic group whose
+// members left converts to the consumer protocol when a KIP-848 member
+// joins, and that member resumes from the classic group's committed
+// offsets; ListGroups then shows the consumer type.
+func TestConsumerProtocolTakesOverAnEmptyClassicGroup(t *testing.T) {
+	_, addr := testBroker(t, kip848Options())
+	cl := newKgo(t, addr)
+	createTopic(t, cl, "t", 2)
+	produceN(t, addr, "t", 0, 10)
+	classic := newKgo(t, addr, kgo.ConsumerGroup("up"), kgo.ConsumeTopics("t"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
+	n := 0
+	for n < 10 {
+		fs := classic.PollFetches(ctxT(t))
+		if err := fs.Err0(); err != nil {
+			t.Fatal(err)
+		}
+		n += fs.NumRecords()
+	}
+	if err := classic.CommitUncommittedOffsets(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	classic.Close() // leaves: the classic group is empty, its offsets stay
+
+	produceN(t, addr, "t", 10, 10)
+	m := startKip848Member(t, addr, "up", "t", kgo.CooperativeStickyBalancer())
+	waitAllConsumed(t, []*kip848Member{m}, 10, 20)
+	for v := range m.consumed() {
+		if n, _ := strconv.Atoi(v); n < 10 {
+			t.Fatalf("the consumer-protocol member read %s again: it should resume at the classic group's offsets", v)
+		}
+	}
+	listed, err := kadm.NewClient(cl).ListGroups(ctxT(t))
+	if err != nil || listed["up"].GroupType != "consumer" {
+		t.Fatalf("after the conversion: %v %+v", err, listed)
+	}
+}
