@@ -3,6 +3,7 @@ package group
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"testing"
 	"time"
 
@@ -258,5 +259,120 @@ func TestConsumerRegexSubscription(t *testing.T) {
 	r = HeartbeatRequest{Group: "g", MemberID: "B", RebalanceTimeout: 1000, SubscribedRegex: &bad, Owned: []TopicPartitions{}}
 	if res := c.ConsumerHeartbeat(r); res.Err != kerr.InvalidRegularExpression {
 		t.Fatalf("invalid regex: %v, want INVALID_REGULAR_EXPRESSION", res.Err)
+	}
+}
+
+// TestConsumerReconciliationModel drives random joins, heartbeats, leaves,
+// lost responses and expiries against simulated well-behaved clients (each
+// holds what its last response assigned) and checks safety after every
+// step, no partition held by two clients, and liveness once the churn
+// stops: a few rounds of heartbeats reach Stable with every partition held.
+func TestConsumerReconciliationModel(t *testing.T) {
+	for seed := range uint64(300) {
+		// MODEL_TRACE=SEED logs that seed's steps, to read a failure.
+		trace := func(string, ...any) {}
+		if os.Getenv("MODEL_TRACE") == fmt.Sprint(seed) {
+			trace = t.Logf
+		}
+		rng := rand.New(rand.NewPCG(seed, 99))
+		c, clk := newTestCoordinator(t)
+		parts := int32(1 + rng.IntN(8))
+		c.Topics = func() map[string]TopicInfo { return map[string]TopicInfo{"t": {ID: [16]byte{7}, Partitions: parts}} }
+		c.ConsumerSessionTimeout = 10 * time.Second
+		type client struct {
+			epoch int32
+			held  []int32
+			full  bool // the last response was lost: send everything, as clients do after an error
+		}
+		clients := map[string]*client{}
+		step := func(id string, lose bool) {
+			cl := clients[id]
+			req := hb(id, cl.epoch, cl.held...)
+			if cl.full {
+				req.RebalanceTimeout, req.SubscribedTopics = 10000, []string{"t"}
+			}
+			res := c.ConsumerHeartbeat(req)
+			trace("hb %s epoch %d held %v full %v lose %v -> err %v epoch %d send %v %v", id, req.MemberEpoch, cl.held, cl.full, lose, res.Err, res.MemberEpoch, res.SendAssignment, held(res))
+			if res.Err != nil {
+				// Fenced or unknown: the client drops everything and
+				// rejoins later, as kgo does.
+				delete(clients, id)
+				return
+			}
+			if lose {
+				cl.full = true // the response never arrived
+				return
+			}
+			cl.full = false
+			cl.epoch = res.MemberEpoch
+			if res.SendAssignment {
+				cl.held = held(res)
+			}
+		}
+		safe := func(when string) {
+			seen := map[int32]string{}
+			for id, cl := range clients {
+				for _, p := range cl.held {
+					if other, ok := seen[p]; ok {
+						t.Fatalf("seed %d %s: partition %d held by %s and %s", seed, when, p, other, id)
+					}
+					seen[p] = id
+				}
+			}
+		}
+		for i := range 200 {
+			id := fmt.Sprintf("m%d", rng.IntN(5))
+			switch op := rng.IntN(10); {
+			case clients[id] == nil:
+				res := c.ConsumerHeartbeat(hb(id, 0))
+				trace("join %s -> err %v epoch %d %v", id, res.Err, res.MemberEpoch, held(res))
+				if res.Err == nil {
+					clients[id] = &client{epoch: res.MemberEpoch, held: held(res)}
+				}
+			case op == 0:
+				c.ConsumerHeartbeat(hb(id, -1))
+				trace("leave %s", id)
+				delete(clients, id)
+			case op == 1:
+				step(id, true)
+			case op == 2:
+				clk.advance(time.Duration(rng.IntN(4)) * time.Second)
+				c.Tick()
+				trace("tick to %v", clk.t)
+				// A member dropped for its session (or fenced for not
+				// revoking in time) has lost its partitions, as a client
+				// that cannot heartbeat within its session must assume.
+				for id := range clients {
+					if c.memberEpoch("g", id) == -1 {
+						delete(clients, id)
+					}
+				}
+			default:
+				step(id, false)
+			}
+			safe(fmt.Sprintf("step %d", i))
+		}
+		// No more churn: everyone heartbeats until the group settles,
+		// while members the clients gave up on (fenced, then never
+		// rejoined) reach the end of their sessions.
+		for round := 0; round < 20; round++ {
+			clk.advance(time.Second)
+			c.Tick()
+			for id := range clients {
+				step(id, false)
+			}
+			safe(fmt.Sprintf("settling round %d", round))
+		}
+		if len(clients) == 0 {
+			continue
+		}
+		d, _, _ := c.DescribeConsumer("g")
+		total := 0
+		for _, cl := range clients {
+			total += len(cl.held)
+		}
+		if d.State != Stable || total != int(parts) {
+			t.Fatalf("seed %d: after settling the group is %s with %d of %d partitions held", seed, d.State, total, parts)
+		}
 	}
 }
