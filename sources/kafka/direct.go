@@ -453,6 +453,7 @@ func (d *Direct) plan(limits engine.Limits) *cut {
 		if len(p.ahead) == 0 {
 			p.ahead = nil // let the backing array go
 		}
+		d.passGap(p)
 		if p.paused && len(p.ahead) < d.aheadLimit {
 			p.paused = false
 			resume[tp.Topic] = append(resume[tp.Topic], tp.Partition)
@@ -473,6 +474,17 @@ func (d *Direct) take(b *cut, p *partition, f *fetched) {
 		// Past offsets the client stepped over (aborted records,
 		// compacted gaps) too.
 		d.pos[p.tp] = max(f.rec.Offset+1, f.skipTo)
+	}
+}
+
+// passGap moves the position up to the first record kept ahead: the
+// client returns a partition's records in order, so the offsets before it
+// were stepped over (an aborted transaction, a compacted gap). Without it a
+// gap reaching past the batch's target (an aborted transaction longer than
+// a batch) would leave the batch waiting for offsets that never come.
+func (d *Direct) passGap(p *partition) {
+	if len(p.ahead) > 0 && p.ahead[0].rec.Offset > d.pos[p.tp] {
+		d.pos[p.tp] = p.ahead[0].rec.Offset
 	}
 }
 
@@ -626,6 +638,7 @@ func (d *Direct) absorb(b *cut, fetches kgo.Fetches) {
 				p.ahead = append(p.ahead, f)
 			}
 		}
+		d.passGap(p)
 		if !p.paused && len(p.ahead) >= d.aheadLimit {
 			p.paused = true
 			d.cl.PauseFetchPartitions(map[string][]int32{tp.Topic: {tp.Partition}})

@@ -364,3 +364,59 @@ func TestDirectDoesNotReadUnsubscribedTopics(t *testing.T) {
 		t.Fatalf("%d records, old topic's position %d (want 5 and 3, carried unchanged)", len(recs), until[old])
 	}
 }
+
+// An aborted transaction longer than a batch: the client drops its records,
+// so the first record that arrives (the abort marker) lies past the batch's
+// target. The batch must end there, not wait for records that will never
+// come (a repartition topic holds such a transaction after its writer was
+// killed mid-transaction).
+func TestDirectPassesAbortedTransactionLongerThanABatch(t *testing.T) {
+	brokers := fakeCluster(t, 1)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("events"),
+		kgo.TransactionalID("tx-long"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	// committed: a0 a1; aborted: 20 records; committed: c0 c1.
+	for _, txn := range []struct {
+		prefix string
+		n      int
+		end    kgo.TransactionEndTry
+	}{{"a", 2, kgo.TryCommit}, {"x", 20, kgo.TryAbort}, {"c", 2, kgo.TryCommit}} {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range txn.n {
+			cl.Produce(ctx, &kgo.Record{Value: []byte(txn.prefix + strconv.Itoa(i))}, nil)
+		}
+		if err := cl.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.EndTransaction(ctx, txn.end); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := directSource(t, brokers, "")
+	if err := src.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	tp := engine.TopicPartition{Topic: "events", Partition: 0}
+	var got []string
+	var until engine.Positions
+	// 2+1 + 20+1 + 2+1 offsets; bounded in batches, not in time.
+	for i := 0; i < 20 && until[tp] < 27; i++ {
+		recs, u, err := src.Next(ctx, engine.Limits{MaxRecordsPerPartition: 6, Wait: time.Second})
+		if err != nil {
+			t.Fatalf("batch %d from %d: %v", i, until[tp], err)
+		}
+		for _, r := range recs {
+			got = append(got, string(r.Value))
+		}
+		until = u
+	}
+	if strings.Join(got, " ") != "a0 a1 c0 c1" || until[tp] != 27 {
+		t.Fatalf("read %q up to %d, want a0 a1 c0 c1 up to 27", got, until[tp])
+	}
+}
