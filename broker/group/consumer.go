@@ -1,7 +1,9 @@
 package group
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"regexp"
 	"slices"
 	"sort"
@@ -141,7 +143,11 @@ type cgroup struct {
 	members     map[string]*cmember
 	owner       map[tp]string // partition -> member holding it (assigned or revoking)
 	topicsSeen  string        // fingerprint of the subscribed topics' metadata
-	joined      bool          // a member joined in the heartbeat being handled
+	// allTopics is topicsHash of the broker's topics when topicsSeen was
+	// last checked: while it holds, no subscribed topic can have changed,
+	// and a heartbeat skips the per-member fingerprint.
+	allTopics uint64
+	joined    bool // a member joined in the heartbeat being handled
 }
 
 func newCGroup() *cgroup {
@@ -307,9 +313,12 @@ func (c *Coordinator) ConsumerHeartbeat(req HeartbeatRequest) HeartbeatResult {
 	m.lastSeen = now
 	// A new member, a changed subscription, or topics created, deleted
 	// or grown among those subscribed move the group epoch, once.
-	if fp := cg.fingerprint(topics); fp != cg.topicsSeen {
-		cg.topicsSeen = fp
-		changed = true
+	if h := topicsHash(topics); h != cg.allTopics {
+		cg.allTopics = h
+		if fp := cg.fingerprint(topics); fp != cg.topicsSeen {
+			cg.topicsSeen = fp
+			changed = true
+		}
 	}
 	if changed || cg.joined {
 		cg.epoch++
@@ -533,6 +542,20 @@ func isInternal(topic string) bool {
 	return topic == "__consumer_offsets" || topic == "__transaction_state"
 }
 
+// topicsHash summarises every topic's name, id and partition count,
+// independently of map order, in one pass over the topics.
+func topicsHash(topics map[string]TopicInfo) uint64 {
+	var sum uint64
+	for name, info := range topics {
+		h := fnv.New64a()
+		h.Write([]byte(name))
+		h.Write(info.ID[:])
+		binary.Write(h, binary.BigEndian, info.Partitions)
+		sum += h.Sum64()
+	}
+	return sum
+}
+
 // fingerprint summarises the subscribed topics' ids and partition counts,
 // so a heartbeat notices a topic created, deleted or grown.
 func (cg *cgroup) fingerprint(topics map[string]TopicInfo) string {
@@ -581,7 +604,7 @@ func (c *Coordinator) computeTarget(groupName string, cg *cgroup, topics map[str
 	cg.assignor = cg.preferredAssignor()
 	cg.target = runAssignor(cg.assignor, in)
 	cg.targetEpoch = cg.epoch
-	cg.topicsSeen = cg.fingerprint(topics)
+	cg.topicsSeen, cg.allTopics = cg.fingerprint(topics), topicsHash(topics)
 	if c.OnRebalance != nil {
 		c.OnRebalance(groupName)
 	}

@@ -376,3 +376,31 @@ func TestConsumerReconciliationModel(t *testing.T) {
 		}
 	}
 }
+
+// TestConsumerTopicChangesMoveTheEpoch: a subscribed topic created, or
+// grown, after the member joined is assigned at its next heartbeat under
+// a new group epoch; a topic nobody subscribes to changes nothing.
+func TestConsumerTopicChangesMoveTheEpoch(t *testing.T) {
+	c, _ := newTestCoordinator(t)
+	topics := map[string]TopicInfo{"t": {ID: [16]byte{7}, Partitions: 1}}
+	c.Topics = func() map[string]TopicInfo { return topics }
+	join := hb("A", 0)
+	join.SubscribedTopics = []string{"t", "u"}
+	a := mustHB(t, c, join)
+	if len(held(a)) != 1 || a.MemberEpoch != 1 {
+		t.Fatalf("join: %+v", a)
+	}
+	topics = map[string]TopicInfo{"t": {ID: [16]byte{7}, Partitions: 1}, "other": {ID: [16]byte{9}, Partitions: 3}}
+	if r := mustHB(t, c, hb("A", 1, 0)); r.MemberEpoch != 1 {
+		t.Fatalf("an unsubscribed topic moved the epoch: %+v", r)
+	}
+	topics = map[string]TopicInfo{"t": {ID: [16]byte{7}, Partitions: 2}, "u": {ID: [16]byte{8}, Partitions: 2}}
+	r := mustHB(t, c, hb("A", 1, 0))
+	total := 0
+	for _, tp := range r.Assignment {
+		total += len(tp.Partitions)
+	}
+	if r.MemberEpoch != 2 || total != 4 {
+		t.Fatalf("after t grew and u appeared: epoch %d, %d partitions (%+v), want epoch 2 and 4", r.MemberEpoch, total, r.Assignment)
+	}
+}
