@@ -327,3 +327,24 @@ func TestTickSkipsTasksThatMoved(t *testing.T) {
 		t.Fatal("the task that moved is still ticked")
 	}
 }
+
+// TestOpenSessionsLimit: a key may hold MaxOpenWindowsPerKey open
+// sessions; a record that would open one more is rejected, naming the
+// limit, and one that joins an open session still counts.
+func TestOpenSessionsLimit(t *testing.T) {
+	a := newStep(t, Config{Window: &Window{Session: &Session{Gap: pipelines.Duration(time.Second)}}, TimeField: "ts",
+		AllowedLateness: pipelines.Duration(MaxAllowedLateness)})
+	h := newHarness(t, a.Transform())
+	var in []engine.Record
+	for i := range MaxOpenWindowsPerKey {
+		in = append(in, rec("k", time.Duration(i)*10*time.Second, 1, "u"))
+	}
+	if _, rej := h.run(in); len(rej) > 0 {
+		t.Fatalf("rejected under the limit: %s", rej[0].Reason)
+	}
+	h.commit()
+	_, rej := h.run([]engine.Record{rec("k", -time.Hour, 1, "u"), rec("k", 500*time.Millisecond, 1, "u")})
+	if len(rej) != 1 || !strings.Contains(rej[0].Reason, "1000 open sessions, the limit (MaxOpenWindowsPerKey)") {
+		t.Fatalf("rejected %v; want only the record opening a new session", rej)
+	}
+}
