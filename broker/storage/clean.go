@@ -361,6 +361,21 @@ func (p *Partition) cleanPass(ctx context.Context, pl *cleanPlan, o *CleanOption
 	p.segs = append(news, p.segs[k:]...)
 	p.cleaned = state
 	p.nextHorizonMs = rw.nextHorizonMs
+	// A producer snapshot at the log end, so the newest two snapshots are
+	// past every cleaned segment: replaying the producer state from either
+	// never meets a batch the clean removed (a removed batch may have been
+	// a live producer's last). Like a roll, it needs the log durable to
+	// its end first, and the active segment's aborted transactions on disk
+	// (an open after a crash rebuilds only those past the snapshot).
+	active := p.segs[len(p.segs)-1]
+	if err := active.f.Sync(); err == nil {
+		if err = active.writeTxnIndex(); err == nil {
+			err = p.writeProducerSnapshot()
+		}
+		if err != nil {
+			p.cfg.Logger.Warn("producer snapshot after a clean failed; the next open may replay cleaned segments", "dir", p.dir, "err", err)
+		}
+	}
 	p.mu.Unlock()
 	for _, s := range old {
 		s.release() // the partition's reference; readers keep theirs
