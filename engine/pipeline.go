@@ -490,6 +490,11 @@ func (p *Pipeline) openTasks(ctx, opCtx context.Context, proto *Protocol) bool {
 		proto.Failed(err)
 		return true
 	}
+	if tasks == nil {
+		// No task here (yet): not the nil that tells a state backend
+		// the pipeline is one epoch chain of every task.
+		tasks = []Task{}
+	}
 	cps, err := p.cfg.Sink.(TaskSink).OpenTasks(opCtx, p.cfg.Name, tasks)
 	if err == nil {
 		p.chains = newTaskChains(tasks, cps)

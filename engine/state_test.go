@@ -3,6 +3,8 @@ package engine_test
 import (
 	"context"
 	"encoding/binary"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -183,6 +185,58 @@ func TestDurableStateFollowsCommits(t *testing.T) {
 		}
 		if len(got) != 8 || binary.BigEndian.Uint64(got) != 400 {
 			t.Errorf("task %d: state counts %x, want 400 records", task, got)
+		}
+	}
+}
+
+// restoreSpy records the tasks each Restore was given.
+type restoreSpy struct {
+	engine.StateBackend
+	mu    sync.Mutex
+	tasks [][]engine.Task
+}
+
+func (s *restoreSpy) Restore(ctx context.Context, tasks []engine.Task, committed func(engine.Task) uint64) error {
+	s.mu.Lock()
+	s.tasks = append(s.tasks, tasks)
+	s.mu.Unlock()
+	return s.StateBackend.Restore(ctx, tasks, committed)
+}
+
+func (s *restoreSpy) calls() [][]engine.Task {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.tasks)
+}
+
+// TestStateRestoreOfNoTasks: a process whose group gave it no task (a
+// second process joining, the first still holding everything) restores
+// none. A nil task list means "one epoch chain, every task" to the state
+// backend, which then checked every task of the changelog against epoch 0
+// and stopped the process with "the state is ahead of the sink".
+func TestStateRestoreOfNoTasks(t *testing.T) {
+	g := &taskGroup{}
+	idle := g.member("idle") // no tasks
+	spy := &restoreSpy{StateBackend: state.NewMemory()}
+	p, err := engine.New(engine.Config{
+		Name: "tasks", Delivery: engine.ExactlyOnce, Tasks: idle, State: spy,
+		Source: &taskSource{partitions: 2, perPart: 10}, Sink: &taskSink{store: newTaskStore()},
+		MinBackoff: time.Millisecond, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	waitFor(t, "a restore", func() bool { return len(spy.calls()) > 0 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for i, tasks := range spy.calls() {
+		if tasks == nil || len(tasks) != 0 {
+			t.Fatalf("restore %d was given tasks %#v, want an empty, non-nil list", i, tasks)
 		}
 	}
 }

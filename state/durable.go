@@ -325,7 +325,7 @@ func (d *Durable) restoreTask(ctx context.Context, t engine.Task, committed uint
 		return s.applyLog(recs, committed)
 	})
 	if errors.Is(err, errAhead) {
-		return n, fmt.Errorf("state: task %d: %w; delete the changelog topic %s and %s to start the state empty, or restore the sink", t, err, d.cl.topic, s.dir)
+		return n, fmt.Errorf("%w; delete the changelog topic %s and %s to start the state empty, or restore the sink", err, d.cl.topic, s.dir)
 	}
 	if err != nil {
 		return n, err
