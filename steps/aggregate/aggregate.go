@@ -290,7 +290,11 @@ func (a *Aggregate) record(b *batch, ts *taskState, r *engine.Record) (string, e
 		return fmt.Sprintf("the key is %d bytes, over the limit of %d (MaxKeyBytes); aggregate by a shorter field", len(k), MaxKeyBytes), nil
 	}
 	t, err := a.time.Of(r, doc, time.Unix(0, b.now))
-	if err != nil {
+	switch {
+	case err != nil && a.win.kind == windowNone:
+		// A running total needs no time but for the output's timestamp.
+		t = b.now
+	case err != nil:
 		return err.Error(), nil
 	}
 	ins := b.ins[:0]
