@@ -502,11 +502,6 @@ func (p *Pipeline) openTasks(ctx, opCtx context.Context, proto *Protocol) bool {
 	}
 	if err == nil && p.cfg.State != nil {
 		chains := p.chains
-		if tasks == nil {
-			// No task assigned (more processes than tasks): nil would
-			// mean one epoch chain, every task.
-			tasks = []Task{}
-		}
 		err = p.cfg.State.Restore(opCtx, tasks, func(t Task) uint64 { return chains.base[t].Epoch })
 	}
 	if err != nil {
