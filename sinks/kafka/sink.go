@@ -51,6 +51,9 @@ type Sink struct {
 	mem      arena  // the staged epoch's records
 	txnID    string // the producer's transactional id
 	task     taskState
+	// stored: the topics this client produced to, true once it has
+	// stored their partitions (awaitStored).
+	stored map[string]bool
 
 	mu      sync.Mutex
 	failure error // first asynchronous produce failure of the staged epoch
@@ -83,7 +86,7 @@ func (s *Sink) Open(ctx context.Context, pipeline string) (uint64, engine.Positi
 		s.cl = nil
 	}
 	// A fresh arena: the old client may not have let go of the old one.
-	s.pipeline, s.staged.Epoch, s.failure, s.mem = pipeline, 0, nil, arena{}
+	s.pipeline, s.staged.Epoch, s.failure, s.mem, s.stored = pipeline, 0, nil, arena{}, nil
 	s.task, s.txnID = taskState{}, s.cfg.transactionalID(pipeline)
 	s.fence = commit.Fence{Sink: "kafka sink", Pipeline: pipeline, Where: "topic " + s.cfg.checkpointTopic(pipeline),
 		Advice: "run one instance of a pipeline per transactional id, and do not write to its checkpoint topic"}
@@ -184,6 +187,9 @@ func (s *Sink) produce(ctx context.Context, topic string, records []engine.Recor
 	if s.failed() != nil {
 		return
 	}
+	if len(records) > 0 {
+		s.noteTopic(topic)
+	}
 	for i := range records {
 		r, k := &records[i], s.mem.record()
 		k.Topic, k.Key, k.Value, k.Timestamp = topic, s.mem.copy(r.Key), s.mem.copy(r.Value), r.Time
@@ -250,8 +256,12 @@ func (s *Sink) Commit(ctx context.Context, epoch uint64, until engine.Positions)
 	if err != nil {
 		return err
 	}
+	s.noteTopic(s.cfg.checkpointTopic(s.pipeline))
 	s.cl.Produce(ctx, &kgo.Record{Topic: s.cfg.checkpointTopic(s.pipeline), Key: []byte(s.pipeline), Value: value}, s.promise)
 	if err := s.cl.Flush(ctx); err != nil {
+		s.fail(err)
+	}
+	if err := s.awaitStored(ctx); err != nil {
 		s.fail(err)
 	}
 	if err := s.failed(); err != nil {
@@ -308,6 +318,11 @@ func (s *Sink) abort(ctx context.Context) error {
 		return fmt.Errorf("kafka sink: abort: %w", err)
 	}
 	s.mem.reset() // no record is buffered any more
+	if err := s.awaitStored(ctx); err != nil {
+		// Aborting anyway: what the client misses stays open on the
+		// broker until the transaction times out or the next Open fences it.
+		s.log.Warn("kafka sink: aborting before the client stored every partition", "pipeline", s.pipeline, "err", err)
+	}
 	if err := s.cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
 		return fmt.Errorf("kafka sink: abort: %w", classify(err))
 	}
@@ -348,7 +363,12 @@ func classify(err error) error {
 	}
 	var ke *kerr.Error
 	var ne net.Error
-	if errors.As(err, &ke) && ke.Retriable || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
+	// OUT_OF_ORDER_SEQUENCE_NUMBER in a transaction means the client's
+	// sequence numbers are out of step with the broker's (see
+	// awaitStored); the client re-initialises its epoch, so the epoch goes
+	// through on a retry, where stopping would end the run.
+	if errors.As(err, &ke) && ke.Retriable || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, kerr.OutOfOrderSequenceNumber) {
 		// The cluster is unreachable or busy: the engine backs off and
 		// reopens.
 		return engine.Retryable(err)

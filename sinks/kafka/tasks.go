@@ -191,7 +191,7 @@ func (s *Sink) connectTasks(ctx context.Context, pipeline string) error {
 	if err != nil {
 		return err
 	}
-	s.cl, s.txnID = cl, txnID
+	s.cl, s.txnID, s.stored = cl, txnID, nil // a new client stores its topics afresh
 	return nil
 }
 
@@ -426,6 +426,7 @@ func (s *Sink) CommitTasks(ctx context.Context, round uint64, cps map[engine.Tas
 	}
 	// The round record also makes every round's transaction hold a record,
 	// which franz-go needs to send the EndTxn at all.
+	s.noteTopic(s.cfg.checkpointTopic(s.pipeline))
 	s.cl.Produce(ctx, &kgo.Record{Topic: s.cfg.checkpointTopic(s.pipeline), Key: []byte(s.pipeline + taskRecordSuffix), Value: value}, s.promise)
 	// The offsets need not wait for the records, only EndTxn does: they go
 	// out while the records are flushed, so a round costs the longer of
@@ -437,6 +438,9 @@ func (s *Sink) CommitTasks(ctx context.Context, round uint64, cps map[engine.Tas
 		s.fail(err)
 	}
 	offsetsErr := <-offsets
+	if err := s.awaitStored(ctx); err != nil {
+		s.fail(err)
+	}
 	if err := s.failed(); err != nil {
 		if aerr := s.abort(ctx); aerr != nil && !isFenced(err) {
 			s.log.Warn("kafka sink: abort after failed write", "pipeline", s.pipeline, "round", round, "err", aerr)
