@@ -56,6 +56,15 @@ type Options struct {
 	// pipeline connects to [builtin] as any client would, with its own
 	// blocks: there is no side door around the listeners' authentication.
 	BuiltinBroker func(tls, sasl bool) (string, error)
+	// TrimInternalTopics makes the stage after a repartition delete what
+	// it committed from the internal topic (DeleteRecords). Off in sluice
+	// run and the daemon for now: with it, under SIGKILLs and rebalances
+	// (TestWordCountExactThroughCrashes), a stage now and then stopped
+	// receiving records at a committed position of a trimmed partition
+	// although the built-in broker listed more ("no records arrived"),
+	// about one run in five, and not without trimming; until that is
+	// explained, internal topics keep every record (ARCHITECTURE §20).
+	TrimInternalTopics bool
 }
 
 // Env is what a kind's build function gets besides its block.

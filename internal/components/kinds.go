@@ -151,7 +151,7 @@ func buildKafkaSource(ctx context.Context, k *kafka.Settings, env *Env) (engine.
 	return kafka.NewDirect(kafka.DirectConfig{
 		Conn: conn, Topics: k.Topics, Pattern: k.Pattern, Start: k.Start, Group: group, Tasks: tasks,
 		MaxRate: k.MaxRate, SkipLoss: k.OnDataLoss == "skip", SkipCorrupt: k.OnCorrupt == "skip", Pipeline: env.Spec.Name,
-		Trim: k.Internal, Logger: env.Logger, Metrics: env.KafkaMetrics,
+		Trim: k.Internal && env.TrimInternalTopics, Logger: env.Logger, Metrics: env.KafkaMetrics,
 	})
 }
 

@@ -21,8 +21,9 @@ import (
 // three partitions are re-keyed by their user field, each lands in the
 // partition of the internal topic Kafka's partitioner (murmur2, as
 // kafka-go's Murmur2Balancer computes it) gives its key, and the stage
-// after the cut writes every record once into the pipeline's sink. What
-// that stage committed is deleted from the internal topic.
+// after the cut writes every record once into the pipeline's sink. With
+// TrimInternalTopics, what that stage committed is deleted from the
+// internal topic.
 func TestRepartitionPlacesRecordsByKey(t *testing.T) {
 	const partitions, n = 3, 600
 	addrs := kafkatest.Builtin(t, "in", partitions)
@@ -53,7 +54,8 @@ sink: {kafka: {brokers: [%[1]s], topic: out}}
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Build(ctx, spec, Options{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), IdleExit: 500 * time.Millisecond})
+	p, err := Build(ctx, spec, Options{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), IdleExit: 500 * time.Millisecond,
+		TrimInternalTopics: true})
 	if err != nil {
 		t.Fatal(err)
 	}
