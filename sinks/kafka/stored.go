@@ -46,7 +46,10 @@ func (s *Sink) awaitStored(ctx context.Context) error {
 	deadline := time.Now().Add(storedWait)
 	for topic, ok := range s.stored {
 		for !ok {
-			if leader, _, _ := s.cl.PartitionLeader(topic, 0); leader >= 0 {
+			// Unstored, the topic has no partitions: -1 and no error. A
+			// stored partition 0 without a leader says why in err; it is
+			// stored all the same, and waiting for a leader is not ours.
+			if leader, _, err := s.cl.PartitionLeader(topic, 0); leader >= 0 || err != nil {
 				s.stored[topic], ok = true, true
 				continue
 			}
