@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"sync"
@@ -99,10 +100,23 @@ func (o *overlay) empty(c *changes) bool {
 
 // writes returns task t's changes in c as store writes, in key order.
 func (c *changes) writes(t engine.Task) []write {
-	var out []write
+	// One slice of writes and one buffer for every store key, sized up
+	// front: a batch can change 100,000 keys, and an allocation per key
+	// showed in profiles.
+	n, size := 0, 0
+	for ns, keys := range c.tasks[t] {
+		n += len(keys)
+		for k := range keys {
+			size += binary.MaxVarintLen64 + len(ns) + len(k)
+		}
+	}
+	out := make([]write, 0, n)
+	buf := make([]byte, 0, size)
 	for ns, keys := range c.tasks[t] {
 		for k, p := range keys {
-			out = append(out, write{key: storeKey(nil, ns, []byte(k)), value: p.value, deleted: p.deleted})
+			start := len(buf)
+			buf = storeKey(buf, ns, []byte(k))
+			out = append(out, write{key: buf[start:len(buf):len(buf)], value: p.value, deleted: p.deleted})
 		}
 	}
 	slices.SortFunc(out, func(a, b write) int { return bytes.Compare(a.key, b.key) })
