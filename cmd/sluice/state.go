@@ -1,16 +1,23 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/engine"
 	"github.com/sluicehq/sluice/internal/kafkaconn"
+	"github.com/sluicehq/sluice/pipelines"
 	"github.com/sluicehq/sluice/state"
 )
 
@@ -92,19 +99,60 @@ restore. Values that are not printable text are quoted.`,
 			if err != nil {
 				return err
 			}
-			if err := state.Delete(cmd.Context(), dataDir, args[0], k); err != nil {
+			// The steps after a repartition keep their state under the
+			// stage's name (PIPELINE.repartition-N).
+			stages, err := stateStages(cmd.Context(), dataDir, args[0], k)
+			if err != nil {
 				return err
 			}
-			what := state.Dir(dataDir, args[0])
-			if k != nil {
-				what += " and topic " + state.ChangelogTopic(args[0])
+			var what []string
+			for _, name := range append([]string{args[0]}, stages...) {
+				if err := state.Delete(cmd.Context(), dataDir, name, k); err != nil {
+					return err
+				}
+				w := state.Dir(dataDir, name)
+				if k != nil {
+					w += " and topic " + state.ChangelogTopic(name)
+				}
+				what = append(what, w)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted the state of %s: %s\n", args[0], what)
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted the state of %s: %s\n", args[0], strings.Join(what, "; "))
 			return nil
 		},
 	}
 	cmd.AddCommand(inspect, del)
 	return cmd
+}
+
+// stateStages names the stages of pipeline that have state: local stores
+// under dataDir and, with kafka, changelog topics.
+func stateStages(ctx context.Context, dataDir, pipeline string, kafka []kgo.Opt) ([]string, error) {
+	prefix := strings.TrimSuffix(pipelines.StageName(pipeline, 1), "1")
+	found := map[string]bool{}
+	dirs, err := filepath.Glob(state.Dir(dataDir, prefix+"*"))
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range dirs {
+		found[filepath.Base(d)] = true
+	}
+	if kafka != nil {
+		cl, err := kgo.NewClient(kafka...)
+		if err != nil {
+			return nil, err
+		}
+		defer cl.Close()
+		topics, err := kadm.NewClient(cl).ListTopics(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list the changelog topics of %s's stages: %w", pipeline, err)
+		}
+		for _, t := range topics.Names() {
+			if name, ok := strings.CutPrefix(t, state.ChangelogTopic("")); ok && strings.HasPrefix(name, prefix) {
+				found[name] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(found)), nil
 }
 
 // printable returns b as it is when it is printable text, else quoted.

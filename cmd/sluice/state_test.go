@@ -77,3 +77,55 @@ sink: {file: {path: %s, format: raw}}
 		t.Fatalf("topic list after delete: %v %s", err, out)
 	}
 }
+
+// TestStateDeleteRemovesStages: the aggregate after a repartition keeps
+// its state under the stage's name (rw.repartition-1); sluice state delete
+// rw removes it too, locally and in the changelog topic.
+func TestStateDeleteRemovesStages(t *testing.T) {
+	addr, _ := startBroker(t, t.TempDir())
+	if out, err := runTool(t, addr, "", "topic", "create", "lines", "--partitions", "2"); err != nil {
+		t.Fatalf("topic create: %v %s", err, out)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i := range 20 {
+		r := &kgo.Record{Topic: "lines", Value: fmt.Appendf(nil, "w%d", i%4)}
+		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	file := filepath.Join(dir, "rw.yaml")
+	os.WriteFile(file, fmt.Appendf(nil, `version: 1
+name: rw
+source: {kafka: {brokers: [%s], topics: [lines]}}
+delivery: exactly-once
+transforms:
+  - repartition: {key: value}
+  - aggregate: {key: key, functions: {n: count}}
+sink: {file: {path: %s, format: raw}}
+`, addr, filepath.Join(dir, "out")), 0o644)
+	if out, err := runTool(t, addr, "", "run", file, "--data", data, "--idle-exit", "500ms"); err != nil {
+		t.Fatalf("run: %v %s", err, out)
+	}
+	stage := filepath.Join(data, "state", "rw.repartition-1")
+	if _, err := os.Stat(stage); err != nil {
+		t.Fatalf("the stage's local state: %v", err)
+	}
+	if out, err := runTool(t, addr, "", "topic", "list"); err != nil || !strings.Contains(out, "_sluice-state.rw.repartition-1") {
+		t.Fatalf("the stage's changelog topic before delete: %v %s", err, out)
+	}
+	if out, err := runTool(t, addr, "", "state", "delete", "rw", "--data", data, "--bootstrap", addr); err != nil || !strings.Contains(out, "rw.repartition-1") {
+		t.Fatalf("state delete: %v %s", err, out)
+	}
+	if _, err := os.Stat(stage); !os.IsNotExist(err) {
+		t.Fatalf("the stage's local state is still there after delete: %v", err)
+	}
+	if out, err := runTool(t, addr, "", "topic", "list"); err != nil || strings.Contains(out, "_sluice-state.rw") {
+		t.Fatalf("topic list after delete: %v %s", err, out)
+	}
+}
