@@ -148,6 +148,9 @@ func (w *Window) validate(c *pipelines.Check, p string, lateness time.Duration) 
 	}
 	switch len(set) {
 	case 0:
+		if !c.OK(p+".tumbling", p+".sliding", p+".session") {
+			return // named, but unreadable: that error says what to write
+		}
 		c.Errorf(p, "%s names no window; write {tumbling: 1m}, {sliding: {size: 10m, every: 1m}} or {session: {gap: 30s}}, or remove window for a running total", c.Path(p))
 		return
 	case 1:

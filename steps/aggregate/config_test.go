@@ -70,6 +70,7 @@ func TestLintRefuses(t *testing.T) {
 		{"no functions", "{key: key, functions: {}}", nil, 6, 38, "functions is empty; write at least one, such as functions: {count: count}"},
 		{"two windows", "{key: key, window: {tumbling: 1m, session: {gap: 1s}}, functions: {n: count}}", nil, 6, 50, "window has both tumbling and session; keep exactly one"},
 		{"empty window", "{key: key, window: {}, functions: {n: count}}", nil, 6, 35, "window names no window; write {tumbling: 1m}"},
+		{"bad tumbling", "{key: key, window: {tumbling: 1x}, functions: {n: count}}", nil, 6, 46, `window.tumbling: bad duration "1x"`},
 		{"tiny window", "{key: key, window: {tumbling: 1ns}, functions: {n: count}}", nil, 6, 46, "window.tumbling is 1ns; write a duration between 1ms and 8784h0m0s"},
 		{"sliding not a multiple", "{key: key, window: {sliding: {size: 10m, every: 3m}}, functions: {n: count}}", nil, 6, 52,
 			"window.sliding.size (10m0s) is not a multiple of every (3m0s); write size: 12m0s"},
