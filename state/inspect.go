@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/engine"
+	"github.com/sluicehq/sluice/pipelines"
 )
 
 // InspectOptions say which task's state Inspect reads, and from where.
@@ -38,7 +39,7 @@ func Inspect(ctx context.Context, o InspectOptions, fn func(ns string, key, valu
 	if o.Kafka == nil {
 		path := filepath.Join(Dir(o.DataDir, o.Pipeline), o.Task.String(), storeFile)
 		if _, err := os.Stat(path); err != nil {
-			return 0, fmt.Errorf("state: no local state of task %d of pipeline %s: %w; check --data and the pipeline name, or read the changelog with --bootstrap", o.Task, o.Pipeline, err)
+			return 0, fmt.Errorf("state: no local state of task %d of pipeline %s: %w; check --data and the pipeline name (steps after a repartition keep theirs under %s), or read the changelog with --bootstrap", o.Task, o.Pipeline, err, pipelines.StageName(o.Pipeline, 1))
 		}
 		db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: storeLockTimeout})
 		if errors.Is(err, bolt.ErrTimeout) {
