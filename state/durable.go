@@ -37,9 +37,6 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics receives the state's gauges; nil = unregistered collectors.
 	Metrics *Metrics
-	// CacheBytes bounds the read cache of stored values shared by the
-	// pipeline's tasks (cache.go): 0 = DefaultCacheBytes, <0 = no cache.
-	CacheBytes int64
 }
 
 // Dir returns the directory of pipeline's local state under dataDir.
@@ -56,8 +53,6 @@ type Durable struct {
 	log  *slog.Logger
 	m    *Metrics
 	cl   *changelog // nil: local only
-	// cache holds recently read and written values of the stores.
-	cache *readCache
 
 	ov overlay
 
@@ -88,13 +83,6 @@ func Open(ctx context.Context, opts Options) (*Durable, error) {
 	d := &Durable{opts: opts, dir: Dir(opts.DataDir, opts.Pipeline), log: log.With("pipeline", opts.Pipeline), m: m,
 		stores: map[engine.Task]*store{}}
 	d.ov.base = d
-	cacheBytes := opts.CacheBytes
-	if cacheBytes == 0 {
-		cacheBytes = DefaultCacheBytes
-	}
-	if cacheBytes > 0 {
-		d.cache = newReadCache(cacheBytes)
-	}
 	if err := os.MkdirAll(d.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("state: %w; pass --data with a writable directory", err)
 	}
@@ -164,8 +152,6 @@ func (d *Durable) openTask(t engine.Task) (*store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.cache = d.cache
-	s.dropCache() // what a store of this task had before is no longer known
 	d.mu.Lock()
 	d.stores[t] = s
 	d.mu.Unlock()
@@ -217,9 +203,6 @@ func (d *Durable) localTasks() ([]engine.Task, error) {
 func (d *Durable) Restore(ctx context.Context, tasks []engine.Task, committed func(engine.Task) uint64) error {
 	start := time.Now()
 	d.ov.discard()
-	if d.cache != nil {
-		d.cache.dropAll()
-	}
 	run := tasks
 	if tasks == nil {
 		// One epoch chain: every task with state, here or (below) in the

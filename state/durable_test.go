@@ -316,10 +316,7 @@ func (h *harness) run(steps int) {
 func TestDurablePropertyLocal(t *testing.T) {
 	for seed := range uint64(6) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			// The read cache: the default, one small enough to evict
-			// between most reads, none.
-			cache := []int64{0, 512, -1}[seed%3]
-			h := newHarness(t, seed, Options{DataDir: t.TempDir(), Pipeline: "p", Logger: quietLogger(), CacheBytes: cache}, seed%2 == 0)
+			h := newHarness(t, seed, Options{DataDir: t.TempDir(), Pipeline: "p", Logger: quietLogger()}, seed%2 == 0)
 			h.run(400)
 		})
 	}

@@ -81,8 +81,6 @@ type store struct {
 	written  time.Time
 	// keys and bytes are read by metrics and the API from any goroutine.
 	keys, bytes atomic.Int64
-	// cache, if not nil, mirrors recently read and written keys (cache.go).
-	cache *readCache
 }
 
 // openStore opens (creating) the store in dir. A store that cannot be read
@@ -161,22 +159,10 @@ func (s *store) loadMeta() error {
 	})
 }
 
-func (s *store) close() error {
-	s.dropCache()
-	return s.db.Close()
-}
-
-// dropCache forgets the store's cached entries: it changed other than by a
-// prepared write, or is closing.
-func (s *store) dropCache() {
-	if s.cache != nil {
-		s.cache.drop(s.task)
-	}
-}
+func (s *store) close() error { return s.db.Close() }
 
 // remove closes the store and deletes its file.
 func (s *store) remove() error {
-	s.dropCache()
 	s.db.Close()
 	return os.RemoveAll(s.dir)
 }
@@ -194,19 +180,7 @@ func putUint(b *bolt.Bucket, k []byte, v uint64) error {
 
 // get appends k's value to dst.
 func (s *store) get(k, dst []byte) ([]byte, bool, error) {
-	var gen uint64
-	if s.cache != nil {
-		e, hit, g := s.cache.lookup(s.task, k)
-		if hit {
-			if e.ok {
-				dst = append(dst, e.value...)
-			}
-			return dst, e.ok, nil
-		}
-		gen = g
-	}
 	var ok bool
-	start := len(dst)
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketData).Get(k)
 		if v != nil {
@@ -214,9 +188,6 @@ func (s *store) get(k, dst []byte) ([]byte, bool, error) {
 		}
 		return nil
 	})
-	if err == nil && s.cache != nil {
-		s.cache.fill(s.task, k, dst[start:], ok, gen)
-	}
 	return dst, ok, err
 }
 
@@ -276,30 +247,13 @@ type prev struct {
 	ok    bool
 }
 
-// prevs returns the current value of each key: from the cache where it
-// has the key (its values are never modified, so they are not copied),
-// else from the store.
+// prevs returns the current value of each key.
 func (s *store) prevs(ws []write) ([]prev, error) {
 	out := make([]prev, len(ws))
-	var miss []int
-	for i, w := range ws {
-		if s.cache == nil {
-			miss = append(miss, i)
-			continue
-		}
-		if e, hit, _ := s.cache.lookup(s.task, w.key); hit {
-			out[i] = prev{e.value, e.ok}
-		} else {
-			miss = append(miss, i)
-		}
-	}
-	if len(miss) == 0 {
-		return out, nil
-	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		d := tx.Bucket(bucketData)
-		for _, i := range miss {
-			if v := d.Get(ws[i].key); v != nil {
+		for i, w := range ws {
+			if v := d.Get(w.key); v != nil {
 				out[i] = prev{bytes.Clone(v), true}
 			}
 		}
@@ -422,11 +376,6 @@ func (s *store) prepare(epoch uint64, first, offset int64, ws []write, prevs []p
 	if err == nil && offset > 0 {
 		s.undoFrom = first
 	}
-	if err == nil && s.cache != nil {
-		s.cache.wrote(s.task, ws)
-	} else if err != nil {
-		s.dropCache()
-	}
 	return err
 }
 
@@ -434,7 +383,6 @@ func (s *store) prepare(epoch uint64, first, offset int64, ws []write, prevs []p
 // store's epoch to epoch; with fix, the keys are remembered as needing
 // correction records in the changelog.
 func (s *store) revert(epoch uint64, fix bool) error {
-	defer s.dropCache()
 	return s.update(func(tx *bolt.Tx, keys, size *int64, e *uint64, o *int64) error {
 		var undone []kv
 		if err := tx.Bucket(bucketUndo).ForEach(func(k, v []byte) error {
@@ -476,7 +424,6 @@ func (s *store) applyLog(recs []logRecord, committed uint64) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	defer s.dropCache()
 	return s.update(func(tx *bolt.Tx, keys, size *int64, e *uint64, o *int64) error {
 		fix := tx.Bucket(bucketFix)
 		for _, r := range recs {
@@ -532,7 +479,6 @@ func (s *store) fixes() ([]write, error) {
 // changelog up to offset (0: no changelog), with no undo and no corrections
 // owed.
 func (s *store) settle(epoch uint64, offset int64) error {
-	defer s.dropCache()
 	return s.update(func(tx *bolt.Tx, _, _ *int64, e *uint64, o *int64) error {
 		*e = epoch
 		if offset > 0 {
