@@ -249,7 +249,9 @@ func TestInflateBudget(t *testing.T) {
 	var wg sync.WaitGroup
 	for range capacity + 1 {
 		wg.Go(func() {
-			_, err := p.AppendBatches(batch, time.Now())
+			// A copy each: an append patches its batch's header in place
+			// (base offset), as the broker does to the request it owns.
+			_, err := p.AppendBatches(bytes.Clone(batch), time.Now())
 			errs <- err
 		})
 	}
