@@ -58,6 +58,10 @@ type logChange struct {
 	prev    []byte // the value at epoch-1, when hasPrev
 }
 
+// changeOverhead bounds what encodeChange adds to the two values: the
+// version and flags bytes and three uvarints.
+const changeOverhead = 2 + 3*binary.MaxVarintLen64
+
 func encodeChange(dst []byte, c logChange) []byte {
 	flags := byte(0)
 	if c.deleted {

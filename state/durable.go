@@ -460,10 +460,22 @@ func (b *durableBatch) Prepare(ctx context.Context, epoch func(engine.Task) uint
 		}
 		for _, tw := range all {
 			e := epoch(tw.s.task)
+			// One buffer for the task's record values and one slice of
+			// records, instead of allocations per key; they are the
+			// producer's until the flush below.
+			size := 0
+			for i, w := range tw.ws {
+				size += changeOverhead + len(w.value) + len(tw.prevs[i].value)
+			}
+			buf := make([]byte, 0, size)
+			recs := make([]kgo.Record, len(tw.ws))
 			for i, w := range tw.ws {
 				c := logChange{epoch: e, deleted: w.deleted, value: w.value, hasPrev: tw.prevs[i].ok, prev: tw.prevs[i].value}
-				d.cl.produce(ctx, &pr, tw.s.task, w.key, encodeChange(nil, c))
+				start := len(buf)
+				buf = encodeChange(buf, c)
+				recs[i].Key, recs[i].Value = w.key, buf[start:len(buf):len(buf)]
 			}
+			d.cl.produceAll(ctx, &pr, tw.s.task, recs)
 		}
 		if err := d.cl.flush(ctx, &pr); err != nil {
 			return err
