@@ -638,7 +638,7 @@ func (s *Sink) fail(err error, what string) error {
 // classify wraps err with what failed and marks transient failures (the
 // server unreachable or restarting, a serialisation conflict) as retryable.
 func (s *Sink) classify(err error, what string) error {
-	err = fmt.Errorf("postgres sink: %s: %w", what, err)
+	err = fmt.Errorf("postgres sink: %s: %w", what, oneLine{err})
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch {
@@ -655,6 +655,17 @@ func (s *Sink) classify(err error, what string) error {
 	}
 	return err
 }
+
+// oneLine keeps an error's chain but says it on one line: pgx puts each
+// address it tried on a line of its own ("\n\t"), which splits a log
+// line or the command's one-line error.
+type oneLine struct{ error }
+
+func (e oneLine) Error() string {
+	return strings.NewReplacer("\n\t", "; ", "\n", "; ").Replace(e.error.Error())
+}
+
+func (e oneLine) Unwrap() error { return e.error }
 
 func isConnError(err error) bool {
 	var ne net.Error
