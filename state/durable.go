@@ -212,6 +212,12 @@ func (d *Durable) Restore(ctx context.Context, tasks []engine.Task, committed fu
 			return err
 		}
 		run = local
+		if d.cl == nil && len(local) == 0 && committed(0) > 0 {
+			// Without a changelog nothing can tell a new stateful step
+			// from a lost data directory; say which it must be.
+			d.log.Warn("state: none kept in the data directory, but the sink has committed epochs: the state starts empty; right if the stateful step is new, but if the data directory was lost its state is lost with it and aggregates restart from zero",
+				"dir", d.dir, "epoch", committed(0))
+		}
 	}
 	var start0, end map[int32]int64
 	if d.cl != nil {
