@@ -674,85 +674,17 @@ func compressRecords(codec int16, src []byte) ([]byte, error) {
 	return out, nil
 }
 
-// rawRecord is one record as the cleaner reads it.
-type rawRecord struct {
-	raw       []byte // the length varint and the record, as stored
-	delta     int64  // offset delta
-	key       []byte
-	keyNull   bool
-	valueNull bool
-}
-
 // eachRecord decodes the records of batch b (header h, whose CRC was
-// checked) and calls fn for each, in order. The slices are valid during
-// the call only.
+// checked) and calls fn for each, in order; every field is checked, so a
+// record copied into a rebuilt batch is one a consumer decodes. The slices
+// are valid during the call only.
 func eachRecord(b []byte, h header, fn func(rawRecord) error) error {
-	recs := b[batchHeaderLen:h.size()]
-	if codec := h.attributes & 0x7; codec != 0 {
-		in := inflaters.Get().(*inflater)
-		defer in.put()
-		out, err := in.inflate(codec, recs, maxUncompressedBatchBytes)
-		if err != nil {
-			return err
+	return decodeRecords(b, h, maxUncompressedBatchBytes, false, false, func(r rawRecord) error {
+		if r.delta < 0 || r.delta > math.MaxInt32 {
+			return fmt.Errorf("%w: record offset delta %d is out of range", ErrCorrupt, r.delta)
 		}
-		recs = out
-	}
-	return parseRecords(recs, h.recordCount, fn)
-}
-
-// parseRecords walks count records in recs.
-func parseRecords(recs []byte, count int32, fn func(rawRecord) error) error {
-	bad := func(i int32, what string) error {
-		return fmt.Errorf("%w: record %d: %s does not decode", ErrCorrupt, i, what)
-	}
-	for i := range count {
-		length, n := varint(recs)
-		if n <= 0 || length < 1 || length > int64(len(recs)-n) {
-			return bad(i, "length")
-		}
-		raw := recs[:n+int(length)]
-		r := recs[n : n+int(length)]
-		recs = recs[n+int(length):]
-		// Every field, so a record copied into a rebuilt batch is one a
-		// consumer decodes.
-		if err := walkRecord(r, i, false, false); err != nil {
-			return err
-		}
-		r = r[1:] // attributes
-		if _, n := varint(r); n <= 0 {
-			return bad(i, "timestamp delta")
-		} else {
-			r = r[n:]
-		}
-		delta, n := varint(r)
-		if n <= 0 || delta < 0 || delta > math.MaxInt32 {
-			return bad(i, "offset delta")
-		}
-		r = r[n:]
-		rec := rawRecord{raw: raw, delta: delta}
-		kl, n := varint(r)
-		if n <= 0 || kl < -1 || kl > int64(len(r)-n) {
-			return bad(i, "key")
-		}
-		r = r[n:]
-		if kl < 0 {
-			rec.keyNull = true
-		} else {
-			rec.key, r = r[:kl], r[kl:]
-		}
-		vl, n := varint(r)
-		if n <= 0 || vl < -1 || vl > int64(len(r)-n) {
-			return bad(i, "value")
-		}
-		rec.valueNull = vl < 0
-		if err := fn(rec); err != nil {
-			return err
-		}
-	}
-	if len(recs) != 0 {
-		return fmt.Errorf("%w: %d bytes after the %d records the header counts", ErrCorrupt, len(recs), count)
-	}
-	return nil
+		return fn(r)
+	})
 }
 
 // batchReader reads the whole batches of a sealed segment in order,

@@ -42,7 +42,7 @@ func checkRecordsOf(b []byte, h header, limit int, needKey bool) error {
 			defer h(-n)
 		}
 	}
-	return decodeRecords(b, h, limit, true, needKey)
+	return decodeRecords(b, h, limit, true, needKey, nil)
 }
 
 // inflateBudget bounds the bytes appends may be decompressing at once
@@ -54,8 +54,9 @@ var inflateBudget = semaphore.NewWeighted(maxInflatingBytes)
 var testHookInflating func(n int64)
 
 // decodeRecords decompresses the records of batch b (header h) within
-// limit bytes and walks them (walkRecords).
-func decodeRecords(b []byte, h header, limit int, sequential, needKey bool) error {
+// limit bytes and walks them (walkRecords), calling fn, if not nil, with
+// each.
+func decodeRecords(b []byte, h header, limit int, sequential, needKey bool, fn func(rawRecord) error) error {
 	recs := b[batchHeaderLen:h.size()]
 	if codec := h.attributes & 0x7; codec != 0 {
 		in := inflaters.Get().(*inflater)
@@ -66,7 +67,7 @@ func decodeRecords(b []byte, h header, limit int, sequential, needKey bool) erro
 		}
 		recs = out
 	}
-	return walkRecords(recs, h.recordCount, sequential, needKey)
+	return walkRecords(recs, h.recordCount, sequential, needKey, fn)
 }
 
 // CheckFetched checks the record batch at the start of b (which may hold
@@ -84,13 +85,14 @@ func CheckFetched(b []byte) (first, last int64, err error) {
 		return h.baseOffset, -1, err
 	}
 	first, last = h.baseOffset, h.nextOffset()-1
-	return first, last, decodeRecords(b, h, maxUncompressedBatchBytes, false, false)
+	return first, last, decodeRecords(b, h, maxUncompressedBatchBytes, false, false, nil)
 }
 
 // walkRecords checks that in holds exactly count magic v2 records, each
 // decoding to its own length and, if sequential, numbered by offset delta
-// 0, 1, ….
-func walkRecords(in []byte, count int32, sequential, needKey bool) error {
+// 0, 1, …; fn, if not nil, is called with each checked record (its slices
+// valid during the call only).
+func walkRecords(in []byte, count int32, sequential, needKey bool, fn func(rawRecord) error) error {
 	for i := range count {
 		length, n := varint(in)
 		if n <= 0 || length < 0 || length > int64(len(in)-n) {
@@ -99,16 +101,53 @@ func walkRecords(in []byte, count int32, sequential, needKey bool) error {
 			}
 			return fmt.Errorf("%w: record %d: its length does not decode or runs past the batch", ErrCorrupt, i)
 		}
-		r := in[n : n+int(length)]
+		raw := in[:n+int(length)]
 		in = in[n+int(length):]
-		if err := walkRecord(r, i, sequential, needKey); err != nil {
+		if err := walkRecord(raw[n:], i, sequential, needKey); err != nil {
 			return err
+		}
+		if fn != nil {
+			if err := fn(fieldsOf(raw, n)); err != nil {
+				return err
+			}
 		}
 	}
 	if len(in) > 0 {
 		return fmt.Errorf("%w: %d bytes after the %d records the header counts", ErrCorrupt, len(in), count)
 	}
 	return nil
+}
+
+// rawRecord is one record as walkRecords hands it to its caller.
+type rawRecord struct {
+	raw       []byte // the length varint and the record, as stored
+	delta     int64  // offset delta
+	key       []byte // nil when keyNull
+	keyNull   bool
+	valueNull bool
+}
+
+// fieldsOf reads the offset delta, key and value nullness of the record
+// raw, whose length varint is n bytes and which walkRecord checked: no
+// bound needs checking again. Only callers that want the fields pay for it,
+// not every append.
+func fieldsOf(raw []byte, n int) rawRecord {
+	rec := rawRecord{raw: raw}
+	r := raw[n+1:] // attributes
+	_, n = varint(r)
+	r = r[n:] // timestamp delta
+	rec.delta, n = varint(r)
+	r = r[n:]
+	kl, n := varint(r)
+	r = r[n:]
+	if kl < 0 {
+		rec.keyNull = true
+	} else {
+		rec.key, r = r[:kl], r[kl:]
+	}
+	vl, _ := varint(r)
+	rec.valueNull = vl < 0
+	return rec
 }
 
 // walkRecord checks one record's fields within its length r.
